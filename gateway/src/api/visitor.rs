@@ -1,0 +1,391 @@
+//! The visitor API: the one module the widget mirrors.
+//!
+//! Request and response types here are the wire contract (documented as
+//! OpenAPI by `openapi.rs`, summarised in `docs/visitor-api.md`). Handlers
+//! only extract, check the token and origin, call the engine and map its
+//! answer; the engine holds every rule.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Bearer, MaybeOrigin};
+use super::ratelimit::Limiters;
+use super::ApiState;
+use crate::config::{Alternative, ChannelLimits, ChannelMode};
+use crate::domain::{ClientMessageId, ConversationId, Email, MessageBody, Party, VisitorName};
+use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor};
+use crate::store::ConversationRow;
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/channels/{key}", get(channel_info))
+        .route("/api/v1/channels/{key}/conversations", post(start_conversation))
+        .route("/api/v1/conversations/{id}", get(get_conversation))
+        .route("/api/v1/conversations/{id}/choice", post(choose_option))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            post(post_message).get(list_messages),
+        )
+        .route("/api/v1/conversations/{id}/close", post(close_conversation))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.limiters.clone(),
+            limit_per_ip,
+        ))
+        .with_state(state)
+}
+
+/// Per-IP request budget for every visitor API call.
+async fn limit_per_ip(
+    State(limiters): State<Limiters>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    match limiters.request(peer.ip()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+// ---- wire types ------------------------------------------------------------
+
+/// Public information a widget needs before the visitor types anything.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChannelInfo {
+    pub key: String,
+    pub name: String,
+    pub mode: ChannelMode,
+    /// Whether live chat is open right now.
+    pub open: bool,
+    /// Next opening instant when closed (RFC 3339, UTC).
+    pub next_open: Option<DateTime<Utc>>,
+    /// IANA time zone of the channel's schedule.
+    pub timezone: String,
+    pub language: String,
+    pub languages: Vec<String>,
+    pub closed: ClosedInfo,
+    pub options: Vec<OptionInfo>,
+    pub limits: LimitsInfo,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClosedInfo {
+    /// The admin's out-of-hours text; `{next_open}` is for the widget to fill.
+    pub text: String,
+    pub alternatives: Vec<Alternative>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OptionInfo {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitsInfo {
+    pub max_file_bytes: u64,
+    pub max_files_per_batch: u32,
+    pub max_message_chars: usize,
+    pub max_name_chars: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StartRequest {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub page_url: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StartResponse {
+    pub conversation_id: ConversationId,
+    /// Secret for this conversation: send as `Authorization: Bearer …`.
+    pub token: String,
+    pub conversation: ConversationView,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChoiceRequest {
+    pub option_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageRequest {
+    /// Chosen by the client; a retry with the same id never duplicates.
+    pub client_id: String,
+    pub body: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<MessageView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Only messages with a greater `seq`.
+    #[serde(default)]
+    pub after_seq: i64,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+fn channel_info_of(channel: &Channel) -> ChannelInfo {
+    let now = Utc::now();
+    let open = channel.schedule.is_open(now);
+    let config = &channel.config;
+    let ChannelLimits {
+        max_file_bytes,
+        max_files_per_batch,
+        max_message_chars,
+    } = config.limits.clone();
+    ChannelInfo {
+        key: config.key.to_string(),
+        name: config.name.clone(),
+        mode: config.mode,
+        open,
+        next_open: if open {
+            None
+        } else {
+            channel.schedule.next_open(now)
+        },
+        timezone: channel.schedule.timezone().name().to_owned(),
+        language: config.language.clone(),
+        languages: config.languages.clone(),
+        closed: ClosedInfo {
+            text: config.closed.text.clone(),
+            alternatives: config.closed.alternatives.clone(),
+        },
+        options: config
+            .options
+            .iter()
+            .map(|o| OptionInfo {
+                id: o.id.clone(),
+                label: o.label.clone(),
+            })
+            .collect(),
+        limits: LimitsInfo {
+            max_file_bytes,
+            max_files_per_batch,
+            max_message_chars,
+            max_name_chars: VisitorName::MAX_CHARS,
+        },
+    }
+}
+
+fn check_origin(channel: &Channel, origin: &Option<String>) -> ApiResult<()> {
+    match origin {
+        Some(origin) if !channel.allows_origin(origin) => Err(ApiError::origin_not_allowed()),
+        _ => Ok(()),
+    }
+}
+
+fn parse_id(raw: &str) -> ApiResult<ConversationId> {
+    raw.parse()
+        .map_err(|_| ApiError::from(EngineError::UnknownConversation))
+}
+
+/// Checks the token and the origin; returns the conversation's row.
+pub(super) async fn authorize(
+    state: &ApiState,
+    id: ConversationId,
+    token: &crate::domain::VisitorToken,
+    origin: &Option<String>,
+) -> ApiResult<ConversationRow> {
+    let row = state
+        .engine
+        .authenticate(id, token)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let channel = state
+        .engine
+        .channels()
+        .get(&row.channel_key)
+        .ok_or(EngineError::UnknownChannel)?;
+    check_origin(&channel, origin)?;
+    Ok(row)
+}
+
+// ---- handlers --------------------------------------------------------------
+
+#[utoipa::path(get, path = "/api/v1/channels/{key}", tag = "visitor",
+    params(("key" = String, Path, description = "Channel key from the embed snippet")),
+    responses((status = 200, body = ChannelInfo), (status = 404, body = ErrorBody)))]
+pub async fn channel_info(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    MaybeOrigin(origin): MaybeOrigin,
+) -> ApiResult<Json<ChannelInfo>> {
+    let channel = state
+        .engine
+        .channels()
+        .get(&key)
+        .ok_or(EngineError::UnknownChannel)?;
+    check_origin(&channel, &origin)?;
+    Ok(Json(channel_info_of(&channel)))
+}
+
+#[utoipa::path(post, path = "/api/v1/channels/{key}/conversations", tag = "visitor",
+    params(("key" = String, Path, description = "Channel key")),
+    request_body = StartRequest,
+    responses((status = 201, body = StartResponse),
+        (status = 409, description = "Closed: `closed`, with `next_open` and the out-of-hours info", body = ErrorBody),
+        (status = 422, description = "`empty_field`, `invalid_email`, `too_long`", body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn start_conversation(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(key): Path<String>,
+    MaybeOrigin(origin): MaybeOrigin,
+    ApiJson(request): ApiJson<StartRequest>,
+) -> ApiResult<(StatusCode, Json<StartResponse>)> {
+    let channel = state
+        .engine
+        .channels()
+        .get(&key)
+        .ok_or(EngineError::UnknownChannel)?;
+    check_origin(&channel, &origin)?;
+    let visitor = NewVisitor {
+        name: VisitorName::parse(&request.name)?,
+        email: Email::parse(&request.email)?,
+        page_url: request
+            .page_url
+            .filter(|u| !u.is_empty())
+            .map(|u| u.chars().take(2000).collect()),
+        language: request.language.unwrap_or_default(),
+    };
+    state.limiters.new_conversation(peer.ip())?;
+    match state.engine.start_conversation(&key, visitor).await {
+        Ok((conversation, token)) => Ok((
+            StatusCode::CREATED,
+            Json(StartResponse {
+                conversation_id: conversation.id,
+                token: token.reveal().to_owned(),
+                conversation,
+            }),
+        )),
+        Err(e @ EngineError::Closed { .. }) => {
+            let info = channel_info_of(&channel);
+            Err(ApiError::from(e).with(
+                "closed",
+                serde_json::to_value(&info.closed).unwrap_or_default(),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "visitor",
+    params(("id" = String, Path)), security(("visitor_token" = [])),
+    responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_conversation(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+    MaybeOrigin(origin): MaybeOrigin,
+) -> ApiResult<Json<ConversationView>> {
+    let id = parse_id(&id)?;
+    authorize(&state, id, &token, &origin).await?;
+    Ok(Json(state.engine.view(id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/choice", tag = "visitor",
+    params(("id" = String, Path)), security(("visitor_token" = [])), request_body = ChoiceRequest,
+    responses((status = 200, body = ConversationView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn choose_option(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+    MaybeOrigin(origin): MaybeOrigin,
+    ApiJson(request): ApiJson<ChoiceRequest>,
+) -> ApiResult<Json<ConversationView>> {
+    let id = parse_id(&id)?;
+    authorize(&state, id, &token, &origin).await?;
+    Ok(Json(state.engine.choose_option(id, &request.option_id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "visitor",
+    params(("id" = String, Path)), security(("visitor_token" = [])), request_body = MessageRequest,
+    responses((status = 201, description = "Stored", body = MessageView),
+        (status = 200, description = "Already stored under this client_id", body = MessageView),
+        (status = 409, description = "`conversation_ended`", body = ErrorBody),
+        (status = 422, description = "`empty_message`, `too_long`", body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub async fn post_message(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+    MaybeOrigin(origin): MaybeOrigin,
+    ApiJson(request): ApiJson<MessageRequest>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    let id = parse_id(&id)?;
+    let row = authorize(&state, id, &token, &origin).await?;
+    let channel = state
+        .engine
+        .channels()
+        .get(&row.channel_key)
+        .ok_or(EngineError::UnknownChannel)?;
+    let client_id = ClientMessageId::try_from(request.client_id)?;
+    let body = MessageBody::parse(&request.body, channel.config.limits.max_message_chars)?;
+    state.limiters.message(id)?;
+    let (message, created) = state
+        .engine
+        .post_visitor_message(id, client_id, body)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(message)))
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "visitor",
+    params(("id" = String, Path), HistoryQuery), security(("visitor_token" = [])),
+    responses((status = 200, body = MessageList), (status = 401, body = ErrorBody)))]
+pub async fn list_messages(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+    MaybeOrigin(origin): MaybeOrigin,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult<Json<MessageList>> {
+    let id = parse_id(&id)?;
+    authorize(&state, id, &token, &origin).await?;
+    let messages = state.engine.messages(id, query.after_seq, 1000).await?;
+    Ok(Json(MessageList { messages }))
+}
+
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/close", tag = "visitor",
+    params(("id" = String, Path)), security(("visitor_token" = [])),
+    responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody)))]
+pub async fn close_conversation(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Bearer(token): Bearer,
+    MaybeOrigin(origin): MaybeOrigin,
+) -> ApiResult<Json<ConversationView>> {
+    let id = parse_id(&id)?;
+    authorize(&state, id, &token, &origin).await?;
+    Ok(Json(state.engine.close(id, Party::Visitor).await?))
+}

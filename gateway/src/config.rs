@@ -1,0 +1,410 @@
+//! The one typed configuration of a gateway.
+//!
+//! Loaded from a TOML file, then `FRONTDESK__SECTION__KEY` environment
+//! variables on top (figment), then validated as a whole: a bad value stops
+//! start-up with a message that names the key and the file, never later at
+//! the first visitor. Nothing else in the code reads files or environment
+//! variables for settings.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use pbx_adapter::queue::{AgentConfig, QueueConfig};
+use pbx_adapter::schedule::ScheduleConfig;
+use pbx_adapter::QueueExtension;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::domain::ChannelKey;
+
+/// Languages the widget and the agent-facing texts exist in.
+pub const SUPPORTED_LANGUAGES: &[&str] = &["en", "fr"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub limits: RateLimits,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// The address visitors' browsers reach the gateway at, used in the
+    /// embed snippet. Defaults to `http://{listen}`.
+    pub public_url: Option<Url>,
+    /// Where the SQLite database (by default) and uploaded files live.
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Human,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`. Empty: `DATA_DIR/frontdesk.db`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Visitor API requests per minute from one client IP.
+    pub requests_per_minute_per_ip: u32,
+    /// New conversations per hour from one client IP.
+    pub conversations_per_hour_per_ip: u32,
+    /// Messages per minute in one conversation.
+    pub messages_per_minute_per_conversation: u32,
+    /// Largest JSON request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_minute_per_ip: 600,
+            conversations_per_hour_per_ip: 60,
+            messages_per_minute_per_conversation: 60,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub key: ChannelKey,
+    /// Company name shown in the widget header.
+    pub name: String,
+    pub mode: ChannelMode,
+    /// The queue a `live` channel routes to.
+    #[serde(default)]
+    pub queue: Option<QueueExtension>,
+    /// The menu of a `chatbot` channel.
+    #[serde(default)]
+    pub options: Vec<ChatbotOption>,
+    /// Website origins allowed to embed the widget (`https://www.example.com`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// The widget's default language; the page's `<html lang>` may pick
+    /// another one of `languages`.
+    #[serde(default = "default_language")]
+    pub language: String,
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub closed: ClosedConfig,
+    #[serde(default)]
+    pub limits: ChannelLimits,
+}
+
+fn default_language() -> String {
+    "en".to_owned()
+}
+
+fn default_languages() -> Vec<String> {
+    SUPPORTED_LANGUAGES.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelMode {
+    /// Straight into one queue.
+    Live,
+    /// A menu of options first, each routing to its own queue.
+    Chatbot,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatbotOption {
+    pub id: String,
+    pub label: String,
+    /// Shown to the visitor right after they pick this option.
+    pub welcome: String,
+    pub queue: QueueExtension,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClosedConfig {
+    /// The out-of-hours text, in the company's own voice. `{next_open}` is
+    /// replaced by the widget with the next opening time in the visitor's
+    /// language and time zone.
+    pub text: String,
+    pub alternatives: Vec<Alternative>,
+}
+
+impl Default for ClosedConfig {
+    fn default() -> Self {
+        Self {
+            text: "You reached us outside our opening hours. Live chat opens again {next_open}."
+                .to_owned(),
+            alternatives: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Alternative {
+    pub kind: AlternativeKind,
+    pub label: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlternativeKind {
+    Phone,
+    Email,
+    Link,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelLimits {
+    pub max_file_bytes: u64,
+    pub max_files_per_batch: u32,
+    pub max_message_chars: usize,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 5 * 1024 * 1024,
+            max_files_per_batch: 5,
+            max_message_chars: 4000,
+        }
+    }
+}
+
+/// A configuration that could not be used, with the key and file to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration ({source_name}): {error}")]
+    Parse {
+        source_name: String,
+        error: Box<figment::Error>,
+    },
+    #[error("invalid configuration ({source_name}): {key}: {message}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path` (if given; it must exist) and the environment, then
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let source_name = match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Missing(p.to_owned()));
+                }
+                figment = figment.merge(Toml::file_exact(p));
+                p.display().to_string()
+            }
+            None => "defaults".to_owned(),
+        };
+        figment = figment.merge(Env::prefixed("FRONTDESK__").split("__"));
+        let config: Config = figment.extract().map_err(|error| ConfigError::Parse {
+            source_name: source_name.clone(),
+            error: Box::new(error),
+        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                source_name,
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("frontdesk.db").display()
+            ),
+        }
+    }
+
+    /// The base URL browsers use to reach this gateway.
+    pub fn public_url(&self) -> Url {
+        match &self.server.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{}", self.server.listen))
+                .expect("a socket address always forms a valid URL"),
+        }
+    }
+
+    pub fn channel(&self, key: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.key.as_str() == key)
+    }
+
+    /// Cross-field checks serde cannot express. Errors are `(key, message)`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let directory = pbx_adapter::queue::PbxDirectory::new(
+            self.queues.clone(),
+            self.agents.clone(),
+        )
+        .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
+        let mut keys = HashSet::new();
+        for channel in &self.channels {
+            let at = |field: &str| format!("channels[key={}].{field}", channel.key);
+            if !keys.insert(channel.key.as_str()) {
+                return Err((at("key"), "two channels have this key".into()));
+            }
+            if channel.name.trim().is_empty() {
+                return Err((at("name"), "cannot be empty".into()));
+            }
+            match channel.mode {
+                ChannelMode::Live => {
+                    let queue = channel
+                        .queue
+                        .as_ref()
+                        .ok_or_else(|| (at("queue"), "a live channel needs a queue".into()))?;
+                    if directory.queue(queue).is_none() {
+                        return Err((at("queue"), format!("queue {queue} is not in [[queues]]")));
+                    }
+                }
+                ChannelMode::Chatbot => {
+                    if channel.options.is_empty() {
+                        return Err((at("options"), "a chatbot channel needs options".into()));
+                    }
+                }
+            }
+            let mut option_ids = HashSet::new();
+            for option in &channel.options {
+                if option.id.is_empty() || !option_ids.insert(option.id.as_str()) {
+                    return Err((
+                        at("options.id"),
+                        format!("option ids must be non-empty and unique: {:?}", option.id),
+                    ));
+                }
+                if directory.queue(&option.queue).is_none() {
+                    return Err((
+                        at("options.queue"),
+                        format!("queue {} is not in [[queues]]", option.queue),
+                    ));
+                }
+            }
+            for origin in &channel.allowed_origins {
+                parse_origin(origin).map_err(|m| (at("allowed_origins"), m))?;
+            }
+            for lang in channel.languages.iter().chain([&channel.language]) {
+                if !SUPPORTED_LANGUAGES.contains(&lang.as_str()) {
+                    return Err((
+                        at("languages"),
+                        format!("{lang:?} is not one of {SUPPORTED_LANGUAGES:?}"),
+                    ));
+                }
+            }
+            pbx_adapter::schedule::Schedule::from_config(&channel.schedule)
+                .map_err(|e| (at("schedule"), e.to_string()))?;
+            if channel.limits.max_message_chars == 0 || channel.limits.max_files_per_batch == 0 {
+                return Err((at("limits"), "limits must be greater than zero".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Normalises an origin (`scheme://host[:port]`, no path) for comparison
+/// with a browser's `Origin` header.
+pub fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not an origin: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{raw:?} is not an http(s) origin"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(format!(
+            "{raw:?} must be an origin only (scheme://host[:port]), without a path"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised() {
+        assert_eq!(
+            parse_origin("https://Example.com:443").unwrap(),
+            "https://example.com"
+        );
+        assert!(parse_origin("https://example.com/page").is_err());
+        assert!(parse_origin("ftp://example.com").is_err());
+    }
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.server.listen.port(), 8080);
+        assert!(config.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = Config::load(Some(Path::new("/nonexistent/frontdesk.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/frontdesk.toml"));
+    }
+}

@@ -1,0 +1,317 @@
+//! Validated values of the chat domain.
+//!
+//! Input is parsed into these types at the edge (HTTP, config, bridges), so
+//! the engine and the store never see an empty name, a malformed e-mail or a
+//! guessable token. Each type says in its constructor what it accepts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// Why a visitor-supplied value was refused. The API maps each variant to a
+/// stable error code, so the widget can show the right warning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("{field} cannot be empty")]
+    Empty { field: &'static str },
+    #[error("{field} is longer than {limit} characters")]
+    TooLong { field: &'static str, limit: usize },
+    #[error("this is not a valid e-mail address")]
+    InvalidEmail,
+}
+
+/// Trims `raw` and checks it is neither empty nor longer than `limit` chars.
+/// Control characters (other than newlines and tabs in multi-line fields) are
+/// refused as too dangerous to show to an agent.
+fn bounded_text(
+    field: &'static str,
+    raw: &str,
+    limit: usize,
+    multiline: bool,
+) -> Result<String, InvalidInput> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(InvalidInput::Empty { field });
+    }
+    if text.chars().count() > limit {
+        return Err(InvalidInput::TooLong { field, limit });
+    }
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !c.is_control() || (multiline && (*c == '\n' || *c == '\t')))
+        .collect();
+    Ok(cleaned)
+}
+
+/// A conversation's public identifier (UUIDv7: sortable by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
+pub struct ConversationId(Uuid);
+
+impl ConversationId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The short form used in agent-facing addresses (`visitor-<short>`).
+    pub fn short(&self) -> String {
+        self.0.simple().to_string()
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for ConversationId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for ConversationId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// A channel's widget key, as pasted in the embed snippet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ChannelKey(String);
+
+impl ChannelKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ChannelKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "a channel key is 1 to 64 letters, digits, '-' or '_', got {s:?}"
+            ))
+        }
+    }
+}
+
+impl From<ChannelKey> for String {
+    fn from(k: ChannelKey) -> String {
+        k.0
+    }
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The visitor's name as typed on the login screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct VisitorName(String);
+
+impl VisitorName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        bounded_text("name", raw, Self::MAX_CHARS, false).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A syntactically valid e-mail address (RFC 5321/5322 via `email_address`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_CHARS: usize = 254;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let text = bounded_text("email", raw, Self::MAX_CHARS, false)?;
+        // Require a dot in the domain: `jane@localhost` is valid RFC syntax
+        // but never what a website visitor meant.
+        let parsed = email_address::EmailAddress::from_str(&text)
+            .map_err(|_| InvalidInput::InvalidEmail)?;
+        if !parsed.domain().contains('.') {
+            return Err(InvalidInput::InvalidEmail);
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A chat message's text, trimmed, non-empty and within the channel limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody(String);
+
+impl MessageBody {
+    pub fn parse(raw: &str, limit: usize) -> Result<Self, InvalidInput> {
+        bounded_text("message", raw, limit, true).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The id a client chose for a message so that its retries are idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClientMessageId(String);
+
+impl ClientMessageId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ClientMessageId {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, InvalidInput> {
+        if s.is_empty() {
+            return Err(InvalidInput::Empty { field: "client_id" });
+        }
+        if s.len() > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(InvalidInput::TooLong {
+                field: "client_id",
+                limit: 64,
+            });
+        }
+        Ok(Self(s))
+    }
+}
+
+impl From<ClientMessageId> for String {
+    fn from(c: ClientMessageId) -> String {
+        c.0
+    }
+}
+
+/// The secret a visitor's browser holds for one conversation. 256 random
+/// bits, shown once; only its SHA-256 is stored.
+pub struct VisitorToken(String);
+
+impl VisitorToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(hex::encode(bytes))
+    }
+
+    pub fn from_presented(raw: &str) -> Self {
+        Self(raw.to_owned())
+    }
+
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl fmt::Debug for VisitorToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VisitorToken(…)")
+    }
+}
+
+/// The stored form of a [`VisitorToken`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHash(pub String);
+
+impl TokenHash {
+    /// Compares in constant time, so response timing reveals nothing.
+    pub fn matches(&self, presented: &VisitorToken) -> bool {
+        self.0
+            .as_bytes()
+            .ct_eq(presented.hash().0.as_bytes())
+            .into()
+    }
+}
+
+/// Who wrote a message or caused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Visitor,
+    Agent,
+    System,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(VisitorName::parse("  Jane ").unwrap().as_str(), "Jane");
+        assert_eq!(
+            VisitorName::parse("   "),
+            Err(InvalidInput::Empty { field: "name" })
+        );
+        assert!(matches!(
+            VisitorName::parse(&"x".repeat(101)),
+            Err(InvalidInput::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn emails_need_a_real_domain() {
+        assert!(Email::parse("jane@example.com").is_ok());
+        assert_eq!(Email::parse("jane@"), Err(InvalidInput::InvalidEmail));
+        assert_eq!(Email::parse("jane@localhost"), Err(InvalidInput::InvalidEmail));
+        assert_eq!(Email::parse("not an email"), Err(InvalidInput::InvalidEmail));
+    }
+
+    #[test]
+    fn message_bodies_keep_newlines_but_drop_other_controls() {
+        let body = MessageBody::parse("a\nb\u{7}c", 10).unwrap();
+        assert_eq!(body.as_str(), "a\nbc");
+    }
+
+    #[test]
+    fn tokens_match_only_their_hash() {
+        let token = VisitorToken::generate();
+        assert_eq!(token.reveal().len(), 64);
+        let hash = token.hash();
+        assert!(hash.matches(&VisitorToken::from_presented(token.reveal())));
+        assert!(!hash.matches(&VisitorToken::generate()));
+    }
+}

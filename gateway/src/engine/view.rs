@@ -1,0 +1,137 @@
+//! What the engine shows of a conversation: events, messages, summaries.
+//!
+//! These are the shapes the visitor API serialises as they are (and
+//! documents in its OpenAPI), and the bridges render for agents. Events are
+//! stored as their JSON here, so what a widget replays after a reconnect is
+//! byte-for-byte what it would have received live.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::state::ConversationState;
+use crate::domain::{ConversationId, Party};
+use crate::store::{ConversationRow, StoreError, StoredEvent};
+
+/// A durable event's body; `type` names it on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    Message { message: MessageView },
+    State { state: ConversationState },
+    QueuePosition { position: u32 },
+    AgentJoined { agent: AgentView },
+    AgentLeft { agent: AgentView },
+    Receipt { status: ReceiptStatus, up_to_seq: i64 },
+    Closed { by: Party, reason: String },
+}
+
+impl EventBody {
+    /// The stored `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message { .. } => "message",
+            Self::State { .. } => "state",
+            Self::QueuePosition { .. } => "queue_position",
+            Self::AgentJoined { .. } => "agent_joined",
+            Self::AgentLeft { .. } => "agent_left",
+            Self::Receipt { .. } => "receipt",
+            Self::Closed { .. } => "closed",
+        }
+    }
+}
+
+/// An event as the widget receives it: its `seq` and its body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl TryFrom<&StoredEvent> for EventView {
+    type Error = StoreError;
+    fn try_from(event: &StoredEvent) -> Result<Self, StoreError> {
+        let mut body: EventBody = serde_json::from_value(event.payload.clone())
+            .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.seq)))?;
+        if let EventBody::Message { message } = &mut body {
+            message.seq = event.seq;
+        }
+        Ok(EventView {
+            seq: event.seq,
+            body,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    Delivered,
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    pub name: String,
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    /// Server-assigned id.
+    pub id: uuid::Uuid,
+    /// The id the visitor's client chose (visitor messages only).
+    pub client_id: Option<String>,
+    /// The event sequence number that carried this message.
+    pub seq: i64,
+    pub sender: Party,
+    /// Display name of the author.
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who the visitor is and where they are going: what an agent sees first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub channel_key: String,
+    pub channel_name: String,
+    pub visitor_name: String,
+    pub visitor_email: String,
+    pub page_url: Option<String>,
+    pub language: String,
+    pub option_label: Option<String>,
+    pub queue: Option<String>,
+}
+
+/// A conversation as the visitor API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConversationView {
+    pub id: ConversationId,
+    pub channel: String,
+    pub state: ConversationState,
+    pub visitor: VisitorView,
+    pub agent: Option<AgentView>,
+    /// 1 for the next visitor to be served; present while waiting.
+    pub queue_position: Option<u32>,
+    /// The newest event's seq: a widget resuming from here misses nothing.
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VisitorView {
+    pub name: String,
+    pub email: String,
+}
+
+pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl ConversationRow {
+    pub fn parsed_state(&self) -> Result<ConversationState, StoreError> {
+        self.state.parse().map_err(StoreError::Corrupt)
+    }
+}

@@ -1,0 +1,229 @@
+//! Rows of the `conversations` table.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::events::{insert_events, NewEvent, StoredEvent};
+use super::{now_ms, Store, StoreError, StoreResult};
+use crate::domain::{ConversationId, TokenHash};
+
+/// A conversation as stored. The engine turns it into a typed
+/// `engine::Conversation`; this struct only mirrors the columns.
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    pub id: ConversationId,
+    pub channel_key: String,
+    pub token_hash: TokenHash,
+    pub state: String,
+    pub visitor_name: String,
+    pub visitor_email: String,
+    pub page_url: Option<String>,
+    pub language: String,
+    pub option_id: Option<String>,
+    pub queue_extension: Option<String>,
+    pub agent_extension: Option<String>,
+    pub agent_name: Option<String>,
+    pub last_seq: i64,
+    pub created_at: i64,
+    pub queued_at: Option<i64>,
+    pub ended_at: Option<i64>,
+}
+
+/// What a new conversation starts with.
+pub struct NewConversation {
+    pub id: ConversationId,
+    pub channel_key: String,
+    pub token_hash: TokenHash,
+    pub state: String,
+    pub visitor_name: String,
+    pub visitor_email: String,
+    pub page_url: Option<String>,
+    pub language: String,
+}
+
+/// A value bound into a dynamically built statement.
+enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// A change of the mutable columns. `None` leaves a column as it is;
+/// `Some(None)` clears it.
+#[derive(Debug, Default, Clone)]
+pub struct ConversationUpdate {
+    pub state: Option<String>,
+    pub option_id: Option<Option<String>>,
+    pub queue_extension: Option<Option<String>>,
+    pub agent: Option<Option<(String, String)>>,
+    pub queued_at: Option<Option<i64>>,
+    pub ended_at: Option<Option<i64>>,
+}
+
+const COLUMNS: &str = "id, channel_key, token_hash, state, visitor_name, visitor_email, \
+     page_url, language, option_id, queue_extension, agent_extension, agent_name, \
+     last_seq, created_at, queued_at, ended_at";
+
+fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
+    let id: String = row.try_get("id")?;
+    Ok(ConversationRow {
+        id: id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))?,
+        channel_key: row.try_get("channel_key")?,
+        token_hash: TokenHash(row.try_get("token_hash")?),
+        state: row.try_get("state")?,
+        visitor_name: row.try_get("visitor_name")?,
+        visitor_email: row.try_get("visitor_email")?,
+        page_url: row.try_get("page_url")?,
+        language: row.try_get("language")?,
+        option_id: row.try_get("option_id")?,
+        queue_extension: row.try_get("queue_extension")?,
+        agent_extension: row.try_get("agent_extension")?,
+        agent_name: row.try_get("agent_name")?,
+        last_seq: row.try_get("last_seq")?,
+        created_at: row.try_get("created_at")?,
+        queued_at: row.try_get("queued_at")?,
+        ended_at: row.try_get("ended_at")?,
+    })
+}
+
+impl Store {
+    /// Inserts a conversation together with its first events, atomically.
+    pub async fn create_conversation(
+        &self,
+        new: &NewConversation,
+        events: &[NewEvent],
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
+             visitor_email, page_url, language, last_seq, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)",
+        )
+        .bind(new.id.to_string())
+        .bind(&new.channel_key)
+        .bind(&new.token_hash.0)
+        .bind(&new.state)
+        .bind(&new.visitor_name)
+        .bind(&new.visitor_email)
+        .bind(new.page_url.as_deref())
+        .bind(&new.language)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let stored = insert_events(&mut tx, new.id, events, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM conversations WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Conversations in any of `states`, oldest queued first.
+    pub async fn conversations_in_states(
+        &self,
+        states: &[&str],
+    ) -> StoreResult<Vec<ConversationRow>> {
+        let mut out = Vec::new();
+        for state in states {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM conversations WHERE state = $1 \
+                 ORDER BY queued_at, created_at"
+            ))
+            .bind(*state)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                out.push(from_row(row)?);
+            }
+        }
+        out.sort_by_key(|c| (c.queued_at.unwrap_or(c.created_at), c.created_at));
+        Ok(out)
+    }
+
+    /// Number of conversations per state, for metrics.
+    pub async fn count_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM conversations GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Applies `update` (if any) and appends `events`, in one transaction.
+    /// With `expect_state`, nothing happens unless the conversation is in
+    /// that state (returns `None`), which makes racing transitions safe on
+    /// several nodes.
+    pub async fn transition(
+        &self,
+        id: ConversationId,
+        expect_state: Option<&str>,
+        update: &ConversationUpdate,
+        events: &[NewEvent],
+    ) -> StoreResult<Option<Vec<StoredEvent>>> {
+        let now = now_ms();
+        let mut sets = vec!["updated_at".to_owned()];
+        let mut values = vec![Value::Int(Some(now))];
+        let mut set = |col: &str, v: Value| {
+            sets.push(col.to_owned());
+            values.push(v);
+        };
+        if let Some(state) = &update.state {
+            set("state", Value::Text(Some(state.clone())));
+        }
+        if let Some(v) = &update.option_id {
+            set("option_id", Value::Text(v.clone()));
+        }
+        if let Some(v) = &update.queue_extension {
+            set("queue_extension", Value::Text(v.clone()));
+        }
+        if let Some(v) = &update.agent {
+            set("agent_extension", Value::Text(v.as_ref().map(|a| a.0.clone())));
+            set("agent_name", Value::Text(v.as_ref().map(|a| a.1.clone())));
+        }
+        if let Some(v) = update.queued_at {
+            set("queued_at", Value::Int(v));
+        }
+        if let Some(v) = update.ended_at {
+            set("ended_at", Value::Int(v));
+        }
+        let assignments: Vec<String> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = ${}", i + 1))
+            .collect();
+        let mut sql = format!(
+            "UPDATE conversations SET {} WHERE id = ${}",
+            assignments.join(", "),
+            values.len() + 1
+        );
+        values.push(Value::Text(Some(id.to_string())));
+        if let Some(state) = expect_state {
+            sql.push_str(&format!(" AND state = ${}", values.len() + 1));
+            values.push(Value::Text(Some(state.to_owned())));
+        }
+        let mut query = sqlx::query(&sql);
+        for value in values {
+            query = match value {
+                Value::Text(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+            };
+        }
+        let mut tx = self.pool.begin().await?;
+        let changed = query.execute(&mut *tx).await?.rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let stored = insert_events(&mut tx, id, events, now).await?;
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+}

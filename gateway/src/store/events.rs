@@ -1,0 +1,184 @@
+//! The per-conversation event log.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{now_ms, Store, StoreError, StoreResult};
+use crate::domain::ConversationId;
+
+/// An event to append. `client_id` makes visitor messages idempotent.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+    pub client_id: Option<String>,
+}
+
+impl NewEvent {
+    pub fn new(kind: &'static str, payload: serde_json::Value) -> Self {
+        Self {
+            kind,
+            payload,
+            client_id: None,
+        }
+    }
+}
+
+/// An event as committed, with its sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub client_id: Option<String>,
+    pub created_at: i64,
+}
+
+fn from_row(conversation_id: ConversationId, row: &AnyRow) -> StoreResult<StoredEvent> {
+    let payload: String = row.try_get("payload")?;
+    Ok(StoredEvent {
+        conversation_id,
+        seq: row.try_get("seq")?,
+        kind: row.try_get("kind")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+        client_id: row.try_get("client_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Appends events inside `tx`, taking each `seq` from the conversation's
+/// counter. The counter update row-locks the conversation on PostgreSQL
+/// (SQLite has one writer), so seqs are gapless even across nodes.
+pub(super) async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    id: ConversationId,
+    events: &[NewEvent],
+    now: i64,
+) -> StoreResult<Vec<StoredEvent>> {
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO events (conversation_id, seq, kind, payload, client_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(seq)
+        .bind(event.kind)
+        .bind(event.payload.to_string())
+        .bind(event.client_id.as_deref())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        stored.push(StoredEvent {
+            conversation_id: id,
+            seq,
+            kind: event.kind.to_owned(),
+            payload: event.payload.clone(),
+            client_id: event.client_id.clone(),
+            created_at: now,
+        });
+    }
+    Ok(stored)
+}
+
+impl Store {
+    /// Events with `seq > after`, in order, at most `limit`.
+    pub async fn events_after(
+        &self,
+        id: ConversationId,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, payload, client_id, created_at FROM events \
+             WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| from_row(id, r)).collect()
+    }
+
+    /// Events of one kind (e.g. messages, for history), in order.
+    pub async fn events_of_kind(
+        &self,
+        id: ConversationId,
+        kind: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, payload, client_id, created_at FROM events \
+             WHERE conversation_id = $1 AND kind = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(id.to_string())
+        .bind(kind)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| from_row(id, r)).collect()
+    }
+
+    /// The event a client already stored under `client_id`, if any.
+    pub async fn event_by_client_id(
+        &self,
+        id: ConversationId,
+        client_id: &str,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let row = sqlx::query(
+            "SELECT seq, kind, payload, client_id, created_at FROM events \
+             WHERE conversation_id = $1 AND client_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| from_row(id, r)).transpose()
+    }
+
+    /// Appends one event with a client id, exactly once: a retry (even a
+    /// concurrent one) returns the event first stored, with `false`.
+    pub async fn append_idempotent(
+        &self,
+        id: ConversationId,
+        event: &NewEvent,
+    ) -> StoreResult<(StoredEvent, bool)> {
+        let client_id = event
+            .client_id
+            .as_deref()
+            .expect("append_idempotent needs a client id");
+        if let Some(existing) = self.event_by_client_id(id, client_id).await? {
+            return Ok((existing, false));
+        }
+        let mut tx = self.pool.begin().await?;
+        match insert_events(&mut tx, id, std::slice::from_ref(event), now_ms()).await {
+            Ok(mut stored) => {
+                tx.commit().await?;
+                Ok((stored.remove(0), true))
+            }
+            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                tx.rollback().await?;
+                let existing = self.event_by_client_id(id, client_id).await?.ok_or_else(|| {
+                    StoreError::Corrupt("client id conflict without a stored event".into())
+                })?;
+                Ok((existing, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}

@@ -1,0 +1,313 @@
+//! Property tests against an independent reference.
+//!
+//! Random conditions are generated as structured items, rendered to the
+//! Asterisk text the admin would write, and parsed by the real parser. The
+//! reference evaluator never looks at our bitmasks: it tests each local
+//! minute directly against the items (a range `a-b` with `a > b` wraps), and
+//! finds the next opening by stepping minute by minute.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+
+use super::{Holiday, Schedule, TimeCondition};
+
+const ZONES: [Tz; 5] = [
+    Tz::UTC,
+    chrono_tz::Europe::Paris,
+    chrono_tz::America::New_York,
+    // Half-hour DST change and a half-hour offset.
+    chrono_tz::Australia::Lord_Howe,
+    chrono_tz::Asia::Kolkata,
+];
+
+/// DST changes of 2026 to sample instants around.
+const TRANSITIONS: [&str; 6] = [
+    "2026-03-29T01:00:00Z", // Paris spring
+    "2026-10-25T01:00:00Z", // Paris autumn
+    "2026-03-08T07:00:00Z", // New York spring
+    "2026-11-01T06:00:00Z", // New York autumn
+    "2026-04-04T15:00:00Z", // Lord Howe autumn (Southern hemisphere)
+    "2026-10-03T15:30:00Z", // Lord Howe spring
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    One(u32),
+    Range(u32, u32),
+}
+
+impl Item {
+    fn contains(self, x: u32) -> bool {
+        match self {
+            Item::One(a) => x == a,
+            Item::Range(a, b) if a <= b => a <= x && x <= b,
+            Item::Range(a, b) => x >= a || x <= b,
+        }
+    }
+}
+
+/// A field: `None` is "any" (rendered `*` or empty).
+type FieldModel = Option<Vec<Item>>;
+
+#[derive(Debug, Clone)]
+struct Model {
+    times: FieldModel,
+    weekdays: FieldModel,
+    mdays: FieldModel,
+    months: FieldModel,
+    tz: Option<Tz>,
+    /// Rendering choices that must not change the meaning.
+    use_names: bool,
+    empty_any: bool,
+}
+
+impl Model {
+    fn field_matches(field: &FieldModel, x: u32) -> bool {
+        field
+            .as_ref()
+            .is_none_or(|items| items.iter().any(|i| i.contains(x)))
+    }
+
+    fn matches_local(&self, local: NaiveDateTime) -> bool {
+        Self::field_matches(&self.times, local.hour() * 60 + local.minute())
+            && Self::field_matches(&self.weekdays, local.weekday().num_days_from_sunday())
+            && Self::field_matches(&self.mdays, local.day0())
+            && Self::field_matches(&self.months, local.month0())
+    }
+
+    fn render(&self) -> String {
+        const DAYS: [&str; 7] = ["Sun", "mon", "TUE", "wed", "thu", "Fri", "sat"];
+        const MONTHS: [&str; 12] = [
+            "jan", "Feb", "mar", "apr", "MAY", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
+        let any = if self.empty_any { "" } else { "*" };
+        let field = |f: &FieldModel, one: &dyn Fn(u32) -> String| match f {
+            None => any.to_owned(),
+            Some(items) => items
+                .iter()
+                .map(|i| match *i {
+                    Item::One(a) => one(a),
+                    Item::Range(a, b) => format!("{}-{}", one(a), one(b)),
+                })
+                .collect::<Vec<_>>()
+                .join("&"),
+        };
+        let time = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        let named = |names: &'static [&'static str]| {
+            let use_names = self.use_names;
+            move |i: u32| {
+                if use_names {
+                    names[i as usize].to_owned()
+                } else {
+                    (i + 1).to_string()
+                }
+            }
+        };
+        let mut fields = vec![
+            field(&self.times, &time),
+            field(&self.weekdays, &named(&DAYS)),
+            field(&self.mdays, &|d| (d + 1).to_string()),
+            field(&self.months, &named(&MONTHS)),
+        ];
+        if let Some(tz) = self.tz {
+            fields.push(tz.name().to_owned());
+        }
+        fields.join(",")
+    }
+}
+
+fn items(max: u32, count: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<Item>> {
+    prop::collection::vec(
+        prop_oneof![
+            (0..max).prop_map(Item::One),
+            (0..max, 0..max).prop_map(|(a, b)| Item::Range(a, b)),
+        ],
+        count,
+    )
+}
+
+fn field(max: u32, any_weight: u32) -> impl Strategy<Value = FieldModel> {
+    prop_oneof![
+        any_weight => Just(None),
+        10 - any_weight => items(max, 1..=3).prop_map(Some),
+    ]
+}
+
+fn model() -> impl Strategy<Value = Model> {
+    (
+        field(24 * 60, 2),
+        field(7, 5),
+        field(31, 7),
+        field(12, 7),
+        prop_oneof![3 => Just(None), 1 => prop::sample::select(&ZONES[..]).prop_map(Some)],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(times, weekdays, mdays, months, tz, use_names, empty_any)| Model {
+                times,
+                weekdays,
+                mdays,
+                months,
+                tz,
+                use_names,
+                empty_any,
+            },
+        )
+}
+
+/// Whole local days in the schedule's zone, around the sampled instants.
+fn holidays() -> impl Strategy<Value = Vec<(u32, u32)>> {
+    prop::collection::vec((0u32..730, 0u32..4), 0..=4)
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    tz: Tz,
+    rules: Vec<Model>,
+    holidays: Vec<(u32, u32)>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::sample::select(&ZONES[..]),
+        prop::collection::vec(model(), 0..=3),
+        holidays(),
+    )
+        .prop_map(|(tz, rules, holidays)| Case {
+            tz,
+            rules,
+            holidays,
+        })
+}
+
+fn base_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+}
+
+/// An instant in 2026-2027, often close to a DST change, at any second.
+fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+    let start = base_date().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    prop_oneof![
+        (0i64..730 * 86_400).prop_map(move |s| start + Duration::seconds(s)),
+        (prop::sample::select(&TRANSITIONS[..]), -2 * 86_400i64..2 * 86_400).prop_map(
+            |(t, s)| t.parse::<DateTime<Utc>>().unwrap() + Duration::seconds(s)
+        ),
+    ]
+}
+
+struct Built {
+    schedule: Schedule,
+    reference: Reference,
+}
+
+struct Reference {
+    tz: Tz,
+    rules: Vec<Model>,
+    holidays: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Reference {
+    fn is_open(&self, t: DateTime<Utc>) -> bool {
+        if self.holidays.iter().any(|(s, e)| *s <= t && t < *e) {
+            return false;
+        }
+        self.rules.is_empty()
+            || self.rules.iter().any(|r| {
+                let tz = r.tz.unwrap_or(self.tz);
+                r.matches_local(t.with_timezone(&tz).naive_local())
+            })
+    }
+
+    /// `t` if open, else the first open minute after it, stepping by minute.
+    fn next_open(&self, t: DateTime<Utc>, window: Duration) -> Option<DateTime<Utc>> {
+        if self.is_open(t) {
+            return Some(t);
+        }
+        let secs = t.timestamp();
+        let mut m = DateTime::from_timestamp(secs - secs.rem_euclid(60) + 60, 0)?;
+        while m < t + window {
+            if self.is_open(m) {
+                return Some(m);
+            }
+            m += Duration::minutes(1);
+        }
+        None
+    }
+}
+
+fn build(case: &Case) -> Built {
+    let rules: Vec<TimeCondition> = case
+        .rules
+        .iter()
+        .map(|m| {
+            let spec = m.render();
+            spec.parse()
+                .unwrap_or_else(|e| panic!("`{spec}` from {m:?} refused: {e}"))
+        })
+        .collect();
+    let holidays: Vec<Holiday> = case
+        .holidays
+        .iter()
+        .map(|&(start, len)| {
+            let first = base_date() + Duration::days(i64::from(start));
+            let last = first + Duration::days(i64::from(len));
+            Holiday::days(case.tz, first, last, format!("{first}..{last}"))
+        })
+        .collect();
+    let reference = Reference {
+        tz: case.tz,
+        rules: case.rules.clone(),
+        holidays: holidays.iter().map(|h| (h.start, h.end)).collect(),
+    };
+    Built {
+        schedule: Schedule::new(case.tz, rules, holidays),
+        reference,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn is_open_agrees_with_the_reference(
+        case in case(),
+        instants in prop::collection::vec(instant(), 1..=24),
+    ) {
+        let built = build(&case);
+        for t in instants {
+            prop_assert_eq!(
+                built.schedule.is_open(t),
+                built.reference.is_open(t),
+                "at {} with rules {:?}",
+                t,
+                case.rules.iter().map(Model::render).collect::<Vec<_>>()
+            );
+            prop_assert_eq!(built.schedule.explain(t).open, built.reference.is_open(t));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn next_open_is_the_earliest_open_minute(case in case(), t in instant()) {
+        let built = build(&case);
+        let window = Duration::days(20);
+        let expected = built.reference.next_open(t, window);
+        let got = built.schedule.next_open(t);
+        let rendered: Vec<String> = case.rules.iter().map(Model::render).collect();
+        match expected {
+            Some(e) => prop_assert_eq!(got, Some(e), "from {} with rules {:?}", t, rendered),
+            // Nothing in the brute-force window: the answer, if any, is
+            // later and really open.
+            None => if let Some(g) = got {
+                prop_assert!(g >= t + window, "{} from {} with rules {:?}", g, t, rendered);
+                prop_assert!(built.reference.is_open(g));
+                prop_assert!(g < t + Duration::days(super::NEXT_OPEN_HORIZON_DAYS));
+            },
+        }
+    }
+}

@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+"""Scripted XMPP agent for Frontdesk's integration tests.
+
+A real XMPP client (slixmpp, from Debian's python3-slixmpp) standing in for
+an agent's Gajim or Conversations, so the component is tested against a
+client stack it does not share code with. Rust tests drive it over JSON
+lines:
+
+stdin, one command per line:
+  {"cmd": "send", "to": J, "body": S, "id": S?, "request_receipt": B?,
+   "markable": B?, "chatstate": S?, "type": "chat"?}
+  {"cmd": "chatstate", "to": J, "state": "composing"}
+  {"cmd": "receipt", "to": J, "id": S}          XEP-0184 <received/>
+  {"cmd": "displayed", "to": J, "id": S}        XEP-0333 <displayed/>
+  {"cmd": "presence", "show": "away"|null, "type": "unavailable"?}
+  {"cmd": "subscribe", "to": J}
+  {"cmd": "iq", "tag": S, "to": J, "type": "get", "ns": S, "name": "query"?}
+  {"cmd": "raw", "xml": S}                      anything, even invalid
+  {"cmd": "quit"}
+
+stdout, one event per line:
+  {"event": "ready", "jid": full JID}
+  {"event": "message", "from", "to", "type", "id", "body", "nick",
+   "chatstate", "receipt_request", "received", "displayed", "markable",
+   "oob_url", "error_condition", "error_text"}
+  {"event": "presence", "from", "to", "type", "show", "nick"}
+  {"event": "iq", "tag", "type": "result"|"error", "condition",
+   "children": [{"name", "ns", "attrs", "text"}...]}
+  {"event": "disconnected"}
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import threading
+import xml.etree.ElementTree as ET
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+CLIENT = "jabber:client"
+CHATSTATES = "http://jabber.org/protocol/chatstates"
+RECEIPTS = "urn:xmpp:receipts"
+MARKERS = "urn:xmpp:chat-markers:0"
+NICK = "http://jabber.org/protocol/nick"
+OOB = "jabber:x:oob"
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def emit(event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def split(tag):
+    if tag.startswith("{"):
+        ns, name = tag[1:].split("}", 1)
+        return ns, name
+    return "", tag
+
+
+def error_of(xml):
+    err = xml.find("{%s}error" % CLIENT)
+    if err is None:
+        return None, None
+    condition = None
+    text = None
+    for child in err:
+        ns, name = split(child.tag)
+        if ns == STANZAS and name == "text":
+            text = child.text
+        elif ns == STANZAS:
+            condition = name
+    return condition, text
+
+
+class Agent(slixmpp.ClientXMPP):
+    def __init__(self, jid, password, auto_authorize, address):
+        super().__init__(jid, password)
+        self.address = address
+        self.quitting = False
+        self.done = asyncio.get_event_loop().create_future()
+        self.auto_authorize = auto_authorize
+        self.auto_subscribe = False
+        self["feature_mechanisms"].unencrypted_plain = True
+        self.register_handler(
+            Callback("all messages", MatchXPath("{%s}message" % CLIENT), self.on_message)
+        )
+        self.register_handler(
+            Callback("all presence", MatchXPath("{%s}presence" % CLIENT), self.on_presence)
+        )
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("disconnected", self.on_disconnected)
+
+    def start(self):
+        self.connect(address=self.address, disable_starttls=True, use_ssl=False)
+
+    def on_disconnected(self, _event):
+        emit({"event": "disconnected"})
+        if self.quitting:
+            if not self.done.done():
+                self.done.set_result(None)
+        else:
+            # The server went away (e.g. a restart in a test): come back, as
+            # real clients do.
+            asyncio.get_event_loop().call_later(0.3, self.start)
+
+    def quit(self):
+        self.quitting = True
+        self.disconnect()
+        # If we were not connected, there is no disconnected event to wait for.
+        asyncio.get_event_loop().call_later(2, lambda: self.done.done() or self.done.set_result(None))
+
+    async def on_start(self, _event):
+        await self.get_roster()
+        self.send_presence()
+        emit({"event": "ready", "jid": str(self.boundjid)})
+
+    def on_message(self, msg):
+        xml = msg.xml
+        event = {
+            "event": "message",
+            "from": msg["from"].full,
+            "to": msg["to"].full,
+            "type": xml.get("type", "normal"),
+            "id": xml.get("id"),
+            "body": None,
+            "nick": None,
+            "chatstate": None,
+            "receipt_request": False,
+            "received": None,
+            "displayed": None,
+            "markable": False,
+            "oob_url": None,
+        }
+        for child in xml:
+            ns, name = split(child.tag)
+            if ns == CLIENT and name == "body":
+                event["body"] = child.text or ""
+            elif ns == NICK:
+                event["nick"] = child.text
+            elif ns == CHATSTATES:
+                event["chatstate"] = name
+            elif ns == RECEIPTS and name == "request":
+                event["receipt_request"] = True
+            elif ns == RECEIPTS and name == "received":
+                event["received"] = child.get("id")
+            elif ns == MARKERS and name == "markable":
+                event["markable"] = True
+            elif ns == MARKERS and name == "displayed":
+                event["displayed"] = child.get("id")
+            elif ns == OOB:
+                url = child.find("{%s}url" % OOB)
+                event["oob_url"] = url.text if url is not None else None
+        condition, text = error_of(xml)
+        event["error_condition"] = condition
+        event["error_text"] = text
+        emit(event)
+
+    def on_presence(self, pres):
+        xml = pres.xml
+        show = xml.find("{%s}show" % CLIENT)
+        nick = xml.find("{%s}nick" % NICK)
+        condition, _ = error_of(xml)
+        emit({
+            "event": "presence",
+            "from": pres["from"].full,
+            "to": pres["to"].full,
+            "type": xml.get("type", "available"),
+            "show": show.text if show is not None else None,
+            "nick": nick.text if nick is not None else None,
+            "error_condition": condition,
+        })
+
+    async def run_command(self, cmd):
+        kind = cmd["cmd"]
+        if kind == "send":
+            msg = self.make_message(cmd["to"], cmd.get("body"), mtype=cmd.get("type", "chat"))
+            if cmd.get("id"):
+                msg["id"] = cmd["id"]
+            if cmd.get("chatstate"):
+                ET.SubElement(msg.xml, "{%s}%s" % (CHATSTATES, cmd["chatstate"]))
+            if cmd.get("request_receipt"):
+                ET.SubElement(msg.xml, "{%s}request" % RECEIPTS)
+            if cmd.get("markable"):
+                ET.SubElement(msg.xml, "{%s}markable" % MARKERS)
+            msg.send()
+        elif kind == "chatstate":
+            msg = self.make_message(cmd["to"], mtype="chat")
+            ET.SubElement(msg.xml, "{%s}%s" % (CHATSTATES, cmd["state"]))
+            msg.send()
+        elif kind == "receipt":
+            msg = self.make_message(cmd["to"], mtype="chat")
+            ET.SubElement(msg.xml, "{%s}received" % RECEIPTS, {"id": cmd["id"]})
+            msg.send()
+        elif kind == "displayed":
+            msg = self.make_message(cmd["to"], mtype="chat")
+            ET.SubElement(msg.xml, "{%s}displayed" % MARKERS, {"id": cmd["id"]})
+            msg.send()
+        elif kind == "presence":
+            if cmd.get("type") == "unavailable":
+                self.send_presence(ptype="unavailable")
+            else:
+                self.send_presence(pshow=cmd.get("show"))
+        elif kind == "subscribe":
+            self.send_presence(pto=cmd["to"], ptype="subscribe")
+        elif kind == "iq":
+            await self.run_iq(cmd)
+        elif kind == "raw":
+            self.send_raw(cmd["xml"])
+        elif kind == "quit":
+            self.quit()
+        else:
+            emit({"event": "bad_command", "cmd": cmd})
+
+    async def run_iq(self, cmd):
+        iq = self.make_iq(ito=cmd["to"], itype=cmd.get("type", "get"))
+        ET.SubElement(iq.xml, "{%s}%s" % (cmd["ns"], cmd.get("name", "query")))
+        event = {"event": "iq", "tag": cmd.get("tag"), "children": []}
+        try:
+            result = await iq.send(timeout=10)
+            event["type"] = "result"
+            for query in result.xml:
+                for child in query:
+                    ns, name = split(child.tag)
+                    event["children"].append(
+                        {"name": name, "ns": ns, "attrs": dict(child.attrib), "text": child.text}
+                    )
+        except IqError as e:
+            event["type"] = "error"
+            event["condition"], _ = error_of(e.iq.xml)
+        except IqTimeout:
+            event["type"] = "timeout"
+        emit(event)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jid", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--no-auto-authorize", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    loop = asyncio.get_event_loop()
+    agent = Agent(args.jid, args.password, not args.no_auto_authorize, (args.host, args.port))
+
+    def read_stdin():
+        for line in sys.stdin:
+            line = line.strip()
+            if line:
+                cmd = json.loads(line)
+                asyncio.run_coroutine_threadsafe(agent.run_command(cmd), loop)
+        # stdin closed: the test is over.
+        loop.call_soon_threadsafe(agent.quit)
+
+    agent.start()
+    threading.Thread(target=read_stdin, daemon=True).start()
+    loop.run_until_complete(agent.done)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+//! Starting the real gateway for a test: in-process on a port-0 listener
+//! (with the loopback agent channel, so the test plays the agents through
+//! the engine's own entry points), or as a separate `frontdesk serve`
+//! process for crash and restart tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use frontdesk::config::Config;
+use frontdesk::engine::loopback::{AgentCall, LoopbackAgents};
+use frontdesk::engine::Engine;
+use frontdesk::server::Gateway;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::test_config;
+use crate::database::TestDb;
+
+/// A gateway running inside the test process.
+pub struct TestGateway {
+    pub url: String,
+    pub engine: Engine,
+    agent_calls: mpsc::UnboundedReceiver<AgentCall>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    db: Option<TestDb>,
+}
+
+impl TestGateway {
+    /// The standard test configuration on a fresh database.
+    pub async fn spawn() -> TestGateway {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        let db = TestDb::create().await.expect("cannot create a test database");
+        let mut config = test_config(&db.url());
+        adjust(&mut config);
+        Self::spawn_on(config, Some(db)).await
+    }
+
+    /// Starts on an existing database (a restart in the same test).
+    pub async fn spawn_on(config: Config, db: Option<TestDb>) -> TestGateway {
+        init_test_logging();
+        let (agents, agent_calls) = LoopbackAgents::new();
+        let gateway = Gateway::start(&config, Arc::new(agents))
+            .await
+            .expect("gateway did not start");
+        let engine = gateway.engine.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("cannot bind a port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(gateway.run_until(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            url,
+            engine,
+            agent_calls,
+            stop: Some(stop),
+            task,
+            db,
+        }
+    }
+
+    /// The next call the engine made to the agent side.
+    pub async fn next_agent_call(&mut self) -> AgentCall {
+        tokio::time::timeout(Duration::from_secs(10), self.agent_calls.recv())
+            .await
+            .expect("no agent call within 10 s")
+            .expect("agent channel closed")
+    }
+
+    /// Waits for the next offer, skipping other calls.
+    pub async fn next_offer(&mut self) -> frontdesk::engine::Offer {
+        loop {
+            if let AgentCall::Offer(offer) = self.next_agent_call().await {
+                return offer;
+            }
+        }
+    }
+
+    /// Makes every configured agent available.
+    pub async fn all_agents_available(&self) {
+        let agents: Vec<_> = self
+            .engine
+            .directory()
+            .agents()
+            .iter()
+            .map(|a| a.extension.clone())
+            .collect();
+        for agent in agents {
+            self.engine.set_agent_available(&agent, true).await;
+        }
+    }
+
+    /// Graceful stop; keeps the database for a restart.
+    pub async fn stop_keep_db(mut self) -> Option<TestDb> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .expect("gateway task panicked")
+            .expect("gateway failed");
+        self.db.take()
+    }
+
+    /// Graceful stop, then drops the database.
+    pub async fn stop(self) {
+        if let Some(db) = self.stop_keep_db().await {
+            db.drop_db().await.expect("cannot drop the test database");
+        }
+    }
+}
+
+/// Logs go to the test's captured output when `FRONTDESK_TEST_LOG` is set.
+pub fn init_test_logging() {
+    if std::env::var_os("FRONTDESK_TEST_LOG").is_some() {
+        frontdesk::telemetry::init(frontdesk::config::LogFormat::Human);
+    }
+}
+
+/// The `frontdesk` binary built by `cargo build` in this workspace.
+pub fn frontdesk_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/frontdesk");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p frontdesk` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A `frontdesk serve` child process.
+pub struct GatewayProcess {
+    pub url: String,
+    child: tokio::process::Child,
+}
+
+impl GatewayProcess {
+    /// Starts `frontdesk serve --config CONFIG` on a port-0 listener and
+    /// waits for its "listening on" line.
+    pub async fn spawn(config_path: &Path) -> anyhow::Result<GatewayProcess> {
+        let mut child = tokio::process::Command::new(frontdesk_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start frontdesk")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return Ok(url.trim().to_owned());
+                }
+            }
+            anyhow::bail!("frontdesk exited before listening")
+        })
+        .await
+        .context("frontdesk did not start within 30 s")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(GatewayProcess { url, child })
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}

@@ -1,0 +1,95 @@
+// The conversation's event stream (WebSocket). It authenticates with the
+// first frame (the token never goes in the URL), asks for every event after
+// the last one it saw, and reconnects with capped exponential backoff and
+// full jitter until told to stop. Close codes 44xx are final: retrying a
+// bad token or a refused origin would never succeed.
+
+const FATAL = { 4401: 'unauthorized', 4403: 'origin_not_allowed', 4404: 'unknown_conversation' };
+
+export function connectEvents({ url, token, since, onEvent, onStatus, onFatal }) {
+  let ws = null;
+  let attempt = 0;
+  let timer = 0;
+  let stopped = false;
+  let openedAt = 0;
+  let lastSeq = since;
+
+  function schedule() {
+    if (stopped) return;
+    const cap = Math.min(30000, 500 * 2 ** Math.min(attempt, 8));
+    attempt++;
+    const delay = Math.floor(Math.random() * cap) + 250;
+    clearTimeout(timer);
+    timer = setTimeout(open, delay);
+  }
+
+  function open() {
+    clearTimeout(timer);
+    if (stopped) return;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      onStatus(false);
+      schedule();
+      return;
+    }
+    ws.onopen = () => {
+      openedAt = Date.now();
+      ws.send(JSON.stringify({ type: 'auth', token, since: lastSeq }));
+      onStatus(true);
+    };
+    ws.onmessage = (m) => {
+      let ev;
+      try {
+        ev = JSON.parse(m.data);
+      } catch (e) {
+        return;
+      }
+      if (typeof ev.seq === 'number') {
+        if (ev.seq <= lastSeq) return; // already seen: never shown twice
+        lastSeq = ev.seq;
+      }
+      onEvent(ev);
+    };
+    ws.onclose = (e) => {
+      ws = null;
+      if (stopped) return;
+      if (FATAL[e.code]) {
+        stopped = true;
+        onFatal(FATAL[e.code]);
+        return;
+      }
+      if (openedAt && Date.now() - openedAt > 5000) attempt = 0;
+      openedAt = 0;
+      onStatus(false);
+      schedule();
+    };
+    ws.onerror = () => {
+      // onclose follows and decides.
+    };
+  }
+
+  const online = () => {
+    if (!ws && !stopped) {
+      attempt = 0;
+      open();
+    }
+  };
+  addEventListener('online', online);
+  open();
+
+  return {
+    send(frame) {
+      if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+    },
+    /** Reconnects now (e.g. after a successful REST call proves the gateway is back). */
+    nudge: online,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      removeEventListener('online', online);
+      if (ws) ws.close(1000);
+      ws = null;
+    },
+  };
+}

@@ -1,0 +1,84 @@
+// DOM helpers. Text from visitors, agents and the server only ever enters
+// the page through text nodes; links in messages become <a> elements whose
+// href is a parsed http(s) URL. No innerHTML anywhere in the widget.
+
+/** h('button', {class: 'x', onclick: fn, 'aria-label': 'Send'}, child, 'text') */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  if (attrs) {
+    for (const k in attrs) {
+      const v = attrs[k];
+      if (v == null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'text') el.textContent = v;
+      else el.setAttribute(k, v === true ? '' : v);
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  }
+  return el;
+}
+
+/** Replaces every child of `el`. */
+export function put(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
+const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+
+/** Message text as nodes: plain text plus safe links, line breaks kept by CSS (pre-wrap). */
+export function linkify(text) {
+  const out = [];
+  let last = 0;
+  for (const m of String(text).matchAll(URL_RE)) {
+    let raw = m[0].replace(/[.,;:!?)\]]+$/, '');
+    let url;
+    try {
+      url = new URL(raw);
+    } catch (e) {
+      continue;
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') continue;
+    out.push(text.slice(last, m.index));
+    out.push(h('a', { href: url.href, target: '_blank', rel: 'noopener noreferrer nofollow', text: raw }));
+    last = m.index + raw.length;
+  }
+  out.push(text.slice(last));
+  return out.filter((s) => s !== '');
+}
+
+/** href for an out-of-hours alternative, or null when it is not a safe link. */
+export function alternativeHref(alt) {
+  const v = String(alt.value || '').trim();
+  if (alt.kind === 'phone') {
+    const tel = v.replace(/[^\d+*#]/g, '');
+    return tel ? 'tel:' + tel : null;
+  }
+  if (alt.kind === 'email') return /^[^\s@]+@[^\s@]+$/.test(v) ? 'mailto:' + v : null;
+  try {
+    const u = new URL(v);
+    return u.protocol === 'https:' || u.protocol === 'http:' ? u.href : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+let uid = 0;
+export const nextId = (p) => 'fd-' + p + '-' + ++uid;
+
+export function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 15) | 64;
+  b[8] = (b[8] & 63) | 128;
+  const x = [...b].map((n) => n.toString(16).padStart(2, '0')).join('');
+  return x.slice(0, 8) + '-' + x.slice(8, 12) + '-' + x.slice(12, 16) + '-' + x.slice(16, 20) + '-' + x.slice(20);
+}

@@ -1,0 +1,164 @@
+// Texts and locale-aware formatting (spec L1).
+// English and French ship in the bundle (a few hundred bytes each); the
+// language comes from the script's data-lang, the page's <html lang>, or the
+// channel's default, in that order, limited to what the channel offers.
+
+const en = {
+  open: 'Open chat',
+  closeWidget: 'Close chat',
+  minimize: 'Minimize chat',
+  name: 'Name',
+  email: 'Email',
+  start: 'Start chat',
+  send: 'Send',
+  attach: 'Attach file',
+  remove: 'Remove',
+  cancelUpload: 'Cancel upload',
+  download: 'Download',
+  retry: 'Retry',
+  end: 'End chat',
+  yes: 'Yes',
+  no: 'No',
+  message: 'Message',
+  messages: 'Messages',
+  intro: 'Hello! Tell us who you are and we will connect you.',
+  empty: 'The fields cannot be empty. Please enter your name and e-mail.',
+  invalidEmail: 'This e-mail address does not look valid. Please check it.',
+  tooLong: 'This is too long (at most {n} characters).',
+  closedTitle: 'We are closed right now',
+  closedDefault: 'You reached us outside our opening hours.',
+  nextOpen: 'Live chat opens again {when}.',
+  otherWays: 'Other ways to reach us',
+  chooseTopic: 'What can we help you with?',
+  waiting: 'Waiting for an agent…',
+  position: 'You are number {n} in the queue.',
+  positionFirst: 'You are next in the queue.',
+  joined: '{name} joined the chat.',
+  left: '{name} left the chat. You are back in the queue.',
+  typing: '{name} is typing…',
+  agent: 'Agent',
+  you: 'You',
+  sending: 'Sending…',
+  sent: 'Sent',
+  delivered: 'Delivered',
+  read: 'Read',
+  failed: 'Not sent',
+  confirmEnd: 'End this chat?',
+  ended: 'This chat has ended.',
+  endedByAgent: 'The agent ended this chat.',
+  startNew: 'Start chat',
+  errConn: 'Connection lost — reconnecting… Your messages are kept; you can keep typing.',
+  errOffline: 'Cannot reach the chat service. Check your internet connection and try again.',
+  errSend: 'Your message was not sent. Check your connection, then press Retry.',
+  errRate: 'Too many attempts. Please wait {n} seconds and try again.',
+  errOrigin: 'Chat is not available on this website. Please contact us another way.',
+  errAuth: 'Your chat session has expired. Please start a new chat.',
+  errServer: 'Something went wrong on our side. Please try again in a moment.',
+  errEnded: 'This chat has already ended. Start a new chat to continue.',
+  errChannel: 'This chat is not configured. Please contact the website owner.',
+  loading: 'Loading…',
+  newMessage: 'New message from {name}: {text}',
+};
+
+const fr = {
+  open: 'Ouvrir le chat',
+  closeWidget: 'Fermer le chat',
+  minimize: 'Réduire le chat',
+  name: 'Nom',
+  email: 'E-mail',
+  start: 'Démarrer le chat',
+  send: 'Envoyer',
+  attach: 'Joindre un fichier',
+  remove: 'Retirer',
+  cancelUpload: "Annuler l'envoi",
+  download: 'Télécharger',
+  retry: 'Réessayer',
+  end: 'Terminer le chat',
+  yes: 'Oui',
+  no: 'Non',
+  message: 'Message',
+  messages: 'Messages',
+  intro: 'Bonjour ! Présentez-vous et nous vous mettons en relation.',
+  empty: 'Les champs ne peuvent pas être vides. Saisissez votre nom et votre e-mail.',
+  invalidEmail: "Cette adresse e-mail ne semble pas valide. Vérifiez-la.",
+  tooLong: 'Ce texte est trop long ({n} caractères au maximum).',
+  closedTitle: 'Nous sommes fermés pour le moment',
+  closedDefault: "Vous nous contactez en dehors de nos heures d'ouverture.",
+  nextOpen: 'Le chat rouvre {when}.',
+  otherWays: 'Autres moyens de nous joindre',
+  chooseTopic: 'Comment pouvons-nous vous aider ?',
+  waiting: "En attente d'un conseiller…",
+  position: "Vous êtes en position {n} dans la file d'attente.",
+  positionFirst: "Vous êtes le prochain dans la file d'attente.",
+  joined: '{name} a rejoint la conversation.',
+  left: "{name} a quitté la conversation. Vous êtes de nouveau dans la file d'attente.",
+  typing: '{name} écrit…',
+  agent: 'Conseiller',
+  you: 'Vous',
+  sending: 'Envoi…',
+  sent: 'Envoyé',
+  delivered: 'Distribué',
+  read: 'Lu',
+  failed: 'Non envoyé',
+  confirmEnd: 'Terminer cette conversation ?',
+  ended: 'Cette conversation est terminée.',
+  endedByAgent: 'Le conseiller a terminé cette conversation.',
+  startNew: 'Démarrer le chat',
+  errConn: 'Connexion perdue — reconnexion… Vos messages sont conservés ; vous pouvez continuer à écrire.',
+  errOffline: 'Impossible de joindre le service de chat. Vérifiez votre connexion internet et réessayez.',
+  errSend: "Votre message n'a pas été envoyé. Vérifiez votre connexion, puis appuyez sur Réessayer.",
+  errRate: 'Trop de tentatives. Patientez {n} secondes et réessayez.',
+  errOrigin: "Le chat n'est pas disponible sur ce site. Contactez-nous autrement.",
+  errAuth: 'Votre session de chat a expiré. Démarrez une nouvelle conversation.',
+  errServer: 'Un problème est survenu de notre côté. Réessayez dans un instant.',
+  errEnded: 'Cette conversation est déjà terminée. Démarrez-en une nouvelle pour continuer.',
+  errChannel: "Ce chat n'est pas configuré. Contactez le propriétaire du site.",
+  loading: 'Chargement…',
+  newMessage: 'Nouveau message de {name} : {text}',
+};
+
+const dicts = { en, fr };
+
+/** Base language ("fr-CA" -> "fr") if we ship it, else null. */
+export function supported(tag) {
+  const base = String(tag || '').toLowerCase().split(/[-_]/)[0];
+  return dicts[base] ? base : null;
+}
+
+/**
+ * Picks the language: explicit data-lang, then the page's <html lang>, then
+ * the channel's default; the page choice is kept only if the channel offers it.
+ */
+export function pickLanguage(explicit, pageLang, channel) {
+  const offered = channel && Array.isArray(channel.languages) ? channel.languages.map(supported) : null;
+  for (const cand of [explicit, pageLang]) {
+    const l = supported(cand);
+    if (l && (!offered || offered.includes(l))) return l;
+  }
+  return supported(channel && channel.language) || supported(pageLang) || 'en';
+}
+
+/** Returns a translator for `lang`: t('key', {n: 2}). */
+export function translator(lang) {
+  const d = dicts[lang] || en;
+  return (key, vars) => {
+    let s = d[key] || en[key] || key;
+    if (vars) for (const k in vars) s = s.split('{' + k + '}').join(String(vars[k]));
+    return s;
+  };
+}
+
+/** "Thursday 26 November at 09:00" in the visitor's own time zone. */
+export function formatWhen(lang, iso) {
+  const d = new Date(iso);
+  if (isNaN(d)) return '';
+  return new Intl.DateTimeFormat(lang, {
+    weekday: 'long', day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
+  }).format(d);
+}
+
+/** Short clock time for a message. */
+export function formatTime(lang, iso) {
+  const d = iso ? new Date(iso) : new Date();
+  return isNaN(d) ? '' : new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' }).format(d);
+}

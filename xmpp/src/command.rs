@@ -1,0 +1,140 @@
+//! What the gateway asks the component to do.
+//!
+//! Commands that carry an `outbox_id` come from the gateway's persisted
+//! outbox: the component answers each with [`crate::Event::Sent`] once the
+//! server has acknowledged processing it, and re-sends it after a reconnect
+//! otherwise. Delivery is therefore at-least-once; the gateway re-submits
+//! unacknowledged rows after its own restart.
+
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::address::VisitorAddress;
+
+/// Identifier of a row in the gateway's outbox.
+pub type OutboxId = i64;
+
+/// XEP-0085 chat states, as shown by typing indicators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatState {
+    /// Paying attention to the conversation.
+    Active,
+    /// Typing.
+    Composing,
+    /// Stopped typing.
+    Paused,
+    /// Not paying attention.
+    Inactive,
+    /// Left the conversation.
+    Gone,
+}
+
+/// A chat message from a visitor address to an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Outbox row to acknowledge with [`crate::Event::Sent`].
+    pub outbox_id: OutboxId,
+    /// The visitor address the message comes from.
+    pub from: VisitorAddress,
+    /// Visitor's display name (XEP-0172); the gateway sets it on the first
+    /// message of a conversation. It is also remembered for presence answers.
+    pub nick: Option<String>,
+    /// The agent (bare or full JID).
+    pub to: Jid,
+    /// Message text.
+    pub body: String,
+    /// Stanza id, chosen by the gateway so receipts and markers can be
+    /// matched to it; the same id is used when re-sending.
+    pub id: String,
+    /// A file link (XEP-0066). Clients preview it when `body` equals the URL.
+    pub oob_url: Option<String>,
+    /// Ask for a XEP-0184 receipt and mark the message XEP-0333 markable.
+    pub request_receipt: bool,
+}
+
+/// An instruction for the component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send a chat message (outboxed).
+    SendMessage(OutgoingMessage),
+    /// Send a standalone chat state (typing indicator). Dropped while
+    /// disconnected: a stale "typing" is worse than none.
+    ChatState {
+        /// Visitor address.
+        from: VisitorAddress,
+        /// Agent.
+        to: Jid,
+        /// New state.
+        state: ChatState,
+    },
+    /// The visitor's widget received an agent message: XEP-0184 `<received/>`.
+    Receipt {
+        /// Visitor address.
+        from: VisitorAddress,
+        /// Agent.
+        to: Jid,
+        /// Id of the agent's message.
+        id: String,
+    },
+    /// The visitor read an agent message: XEP-0333 `<displayed/>`.
+    Displayed {
+        /// Visitor address.
+        from: VisitorAddress,
+        /// Agent.
+        to: Jid,
+        /// Id of the agent's message.
+        id: String,
+    },
+    /// Refuse an agent's message politely, e.g. when the chat has ended or was
+    /// taken by someone else (outboxed). Sent as a message of type `error`
+    /// (condition `gone`, echoing the refused message's id so the agent's
+    /// client marks that message as failed) carrying `text`.
+    ErrorReply {
+        /// Outbox row to acknowledge.
+        outbox_id: OutboxId,
+        /// Visitor address the agent wrote to.
+        from: VisitorAddress,
+        /// The agent.
+        to: Jid,
+        /// Id of the refused message, if it had one.
+        id: Option<String>,
+        /// Human-readable explanation.
+        text: String,
+    },
+    /// Ask for a presence subscription to an agent (`subscribe` from the
+    /// component domain). The agent's client approves once, or the admin
+    /// pre-approves it in the server roster.
+    Subscribe {
+        /// The agent.
+        agent: BareJid,
+    },
+    /// Ask the server for an agent's current presence.
+    Probe {
+        /// The agent.
+        agent: BareJid,
+    },
+    /// Replace the allowlist of agents. Only these may talk to visitor
+    /// addresses; they are probed now and after every reconnect.
+    SetAgents(Vec<BareJid>),
+    /// Remember a visitor's display name for presence answers without
+    /// sending a message (e.g. before the first offer).
+    SetNick {
+        /// Visitor address.
+        address: VisitorAddress,
+        /// Display name.
+        nick: String,
+    },
+    /// Forget a visitor address (conversation over): it now appears
+    /// unavailable to agents that probe it.
+    ForgetVisitor(VisitorAddress),
+}
+
+impl Command {
+    /// The outbox row this command acknowledges, if it is outboxed.
+    pub fn outbox_id(&self) -> Option<OutboxId> {
+        match self {
+            Command::SendMessage(m) => Some(m.outbox_id),
+            Command::ErrorReply { outbox_id, .. } => Some(*outbox_id),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The task that owns the component connection.
+//!
+//! tokio-xmpp does not reconnect by itself, so this task does: it connects,
+//! reports [`Event::Connected`], probes every known agent (servers do not
+//! re-send presence to a component that reconnects), then serves the stream
+//! until it dies, reports [`Event::Disconnected`] and reconnects with capped
+//! exponential backoff and jitter.
+//!
+//! # Liveness
+//! A TCP connection to a hung server can stay "open" for a long time. After
+//! `ping_interval` of silence the task sends a XEP-0199 ping; if any ping
+//! stays unanswered for `ping_timeout`, the stream is declared dead.
+//!
+//! # Delivery
+//! Outboxed commands (messages, error replies) are acknowledged with
+//! [`Event::Sent`] only after the server has *processed* them: after writing
+//! them the task sends a ping, and since a server handles one stream's
+//! stanzas in order, the ping's answer proves everything before it was
+//! routed. Commands not yet acknowledged when the stream dies are sent again,
+//! first and in their original order, after the reconnect (at-least-once;
+//! the stanza id stays the same). Commands that arrive while disconnected
+//! wait in order, except chat states, which would be stale.
+//!
+//! # Shutdown
+//! The task ends when the shutdown token is cancelled, when the command
+//! sender is dropped, or when the event receiver is dropped; it then closes
+//! the stream politely.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::xmlstream::Timeouts;
+use tracing::Instrument;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::stanza::Stanza;
+
+use crate::command::Command;
+use crate::config::{ComponentConfig, ConfigError};
+use crate::event::Event;
+use crate::inbound::{Directory, Outcome};
+use crate::outgoing;
+use crate::stream::{Connection, Incoming};
+
+/// Capacity of the event channel; when the gateway lags, the component stops
+/// reading the stream (TCP backpressure) rather than buffering without bound.
+const EVENT_CAPACITY: usize = 1024;
+
+/// Starts the component task.
+///
+/// Returns the task's handle and the receiver of its events. The task runs
+/// until `shutdown` is cancelled or `commands`' sender is dropped.
+pub fn spawn(
+    config: ComponentConfig,
+    commands: mpsc::Receiver<Command>,
+    shutdown: CancellationToken,
+) -> Result<(JoinHandle<()>, mpsc::Receiver<Event>), ConfigError> {
+    config.validate()?;
+    let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+    let span = tracing::info_span!("xmpp_component", domain = %config.domain);
+    let driver = Driver {
+        dir: Directory::new(
+            config.domain.clone(),
+            config.software_name.clone(),
+            config.software_version.clone(),
+            config.max_stanza_bytes,
+        ),
+        config,
+        commands,
+        events: events_tx,
+        shutdown,
+        queue: VecDeque::new(),
+        in_flight: VecDeque::new(),
+        next_seq: 0,
+        next_ping: 0,
+    };
+    Ok((tokio::spawn(driver.run().instrument(span)), events_rx))
+}
+
+/// Why a session ended.
+enum Stop {
+    /// Shutdown requested (or the gateway went away): do not reconnect.
+    Shutdown,
+    /// The stream died: reconnect.
+    Lost(String),
+}
+
+/// An unanswered ping: `covers` is the highest outboxed sequence number
+/// written before it.
+struct PendingPing {
+    id: String,
+    sent_at: Instant,
+    covers: Option<u64>,
+}
+
+struct Driver {
+    config: ComponentConfig,
+    dir: Directory,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+    /// Commands waiting for the live stream, in order.
+    queue: VecDeque<Command>,
+    /// Outboxed commands written but not yet acknowledged, with their
+    /// sequence numbers.
+    in_flight: VecDeque<(u64, Command)>,
+    next_seq: u64,
+    next_ping: u64,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut backoff = self.config.backoff();
+        let timeouts = Timeouts {
+            // Our own pings detect silence; the library's timeouts are only a
+            // backstop, longer than ours.
+            read_timeout: self.config.ping_interval + self.config.ping_timeout,
+            response_timeout: self.config.ping_timeout * 2,
+        };
+        loop {
+            let server = self.config.server.clone();
+            let domain = self.config.domain.clone();
+            let secret = self.config.secret.clone();
+            let connect = Connection::connect(
+                &server,
+                &domain,
+                &secret,
+                timeouts,
+                self.config.ping_timeout,
+            );
+            let Some(result) = self.while_offline(connect).await else {
+                return;
+            };
+            let mut conn = match result {
+                Ok(conn) => conn,
+                Err(error) => {
+                    let delay = backoff.next_delay(&mut rand::rng());
+                    tracing::warn!(%error, ?delay, server = %self.config.server, "component connection failed");
+                    if self
+                        .while_offline(tokio::time::sleep(delay))
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            backoff.reset();
+            tracing::info!(server = %self.config.server, "component connected");
+            if !self.emit(Event::Connected).await {
+                close(conn).await;
+                return;
+            }
+            match self.session(&mut conn).await {
+                Stop::Shutdown => {
+                    close(conn).await;
+                    return;
+                }
+                Stop::Lost(reason) => {
+                    tracing::warn!(%reason, "component stream lost");
+                    drop(conn);
+                    self.requeue_in_flight();
+                    if !self.emit(Event::Disconnected { reason }).await {
+                        return;
+                    }
+                    let delay = backoff.next_delay(&mut rand::rng());
+                    if self
+                        .while_offline(tokio::time::sleep(delay))
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drives `fut` while accepting commands; `None` on shutdown.
+    async fn while_offline<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return None,
+                out = &mut fut => return Some(out),
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.accept(cmd, false),
+                    None => return None,
+                },
+            }
+        }
+    }
+
+    /// Takes a command from the gateway; `connected` decides whether
+    /// ephemeral ones are kept.
+    fn accept(&mut self, command: Command, connected: bool) {
+        match command {
+            Command::SetAgents(agents) => {
+                let added = self.dir.set_agents(agents);
+                if connected {
+                    self.queue
+                        .extend(added.into_iter().map(|agent| Command::Probe { agent }));
+                }
+            }
+            Command::SetNick { address, nick } => self.dir.set_nick(address, nick),
+            Command::ForgetVisitor(address) => self.dir.forget(&address),
+            Command::ChatState { .. } if !connected => {
+                tracing::debug!("chat state dropped while disconnected");
+            }
+            Command::SendMessage(m) => {
+                if let Some(nick) = &m.nick {
+                    self.dir.set_nick(m.from.clone(), nick.clone());
+                }
+                self.queue.push_back(Command::SendMessage(m));
+            }
+            other => self.queue.push_back(other),
+        }
+    }
+
+    /// Unacknowledged commands go back to the front of the queue, in order;
+    /// queued chat states are dropped.
+    fn requeue_in_flight(&mut self) {
+        let mut queue: VecDeque<Command> = self.in_flight.drain(..).map(|(_, c)| c).collect();
+        queue.extend(
+            self.queue
+                .drain(..)
+                .filter(|c| !matches!(c, Command::ChatState { .. })),
+        );
+        self.queue = queue;
+    }
+
+    async fn emit(&self, event: Event) -> bool {
+        self.events.send(event).await.is_ok()
+    }
+
+    async fn write(&self, conn: &mut Connection, stanza: Stanza) -> Result<(), String> {
+        match tokio::time::timeout(self.config.ping_timeout, conn.send(stanza)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => Err("write timed out".to_owned()),
+        }
+    }
+
+    fn ping_id(&mut self) -> String {
+        self.next_ping += 1;
+        format!("fd-ping-{}", self.next_ping)
+    }
+
+    async fn send_ping(
+        &mut self,
+        conn: &mut Connection,
+        pings: &mut VecDeque<PendingPing>,
+        covers: Option<u64>,
+    ) -> Result<(), String> {
+        let id = self.ping_id();
+        let iq = outgoing::ping(self.dir.domain(), &self.config.ping_target(), id.clone());
+        self.write(conn, iq.into()).await?;
+        pings.push_back(PendingPing {
+            id,
+            sent_at: Instant::now(),
+            covers,
+        });
+        Ok(())
+    }
+
+    async fn session(&mut self, conn: &mut Connection) -> Stop {
+        let mut pings: VecDeque<PendingPing> = VecDeque::new();
+        let mut covered: Option<u64> = None;
+        let mut last_rx = Instant::now();
+        self.dir.reset_presence();
+        let probes: Vec<Stanza> = self
+            .dir
+            .agents()
+            .map(|agent| {
+                outgoing::presence_to(
+                    self.dir.domain(),
+                    xmpp_parsers::presence::Type::Probe,
+                    agent,
+                )
+                .into()
+            })
+            .collect();
+        for probe in probes {
+            if let Err(reason) = self.write(conn, probe).await {
+                return Stop::Lost(reason);
+            }
+        }
+        loop {
+            while let Some(command) = self.queue.pop_front() {
+                let Some(stanza) = outgoing::command_stanza(self.dir.domain(), &command) else {
+                    continue;
+                };
+                if let Err(reason) = self.write(conn, stanza).await {
+                    self.queue.push_front(command);
+                    return Stop::Lost(reason);
+                }
+                if command.outbox_id().is_some() {
+                    self.in_flight.push_back((self.next_seq, command));
+                    self.next_seq += 1;
+                }
+            }
+            let last_written = self.in_flight.back().map(|(seq, _)| *seq);
+            if last_written.is_some() && last_written > covered {
+                if let Err(reason) = self.send_ping(conn, &mut pings, last_written).await {
+                    return Stop::Lost(reason);
+                }
+                covered = last_written;
+            }
+            let deadline = match pings.front() {
+                Some(ping) => ping.sent_at + self.config.ping_timeout,
+                None => last_rx + self.config.ping_interval,
+            };
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Stop::Shutdown,
+                incoming = conn.next() => {
+                    last_rx = Instant::now();
+                    if let Err(stop) = self.on_incoming(conn, incoming, &mut pings).await {
+                        return stop;
+                    }
+                }
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.accept(cmd, true),
+                    None => return Stop::Shutdown,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if let Some(ping) = pings.front() {
+                        return Stop::Lost(format!(
+                            "no answer to ping {} within {:?}",
+                            ping.id, self.config.ping_timeout
+                        ));
+                    }
+                    if let Err(reason) = self.send_ping(conn, &mut pings, None).await {
+                        return Stop::Lost(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_incoming(
+        &mut self,
+        conn: &mut Connection,
+        incoming: Incoming,
+        pings: &mut VecDeque<PendingPing>,
+    ) -> Result<(), Stop> {
+        match incoming {
+            Incoming::Stanza(stanza, size) => {
+                if let Stanza::Iq(Iq::Result { id, .. } | Iq::Error { id, .. }) = &*stanza {
+                    if pings.iter().any(|p| &p.id == id) {
+                        let id = id.clone();
+                        return match self.ping_answered(pings, &id).await {
+                            true => Ok(()),
+                            false => Err(Stop::Shutdown),
+                        };
+                    }
+                }
+                let outcomes = self.dir.handle(*stanza, size);
+                self.apply(conn, outcomes).await
+            }
+            Incoming::Invalid {
+                kind,
+                header,
+                error,
+            } => {
+                let outcomes = self.dir.handle_invalid(kind, &header, &error);
+                self.apply(conn, outcomes).await
+            }
+            Incoming::Ignored(what) => {
+                tracing::debug!(%what, "ignored stream element");
+                Ok(())
+            }
+            Incoming::Idle => {
+                tracing::trace!("stream idle");
+                Ok(())
+            }
+            Incoming::Closed(reason) => Err(Stop::Lost(reason)),
+        }
+    }
+
+    /// A ping was answered: it and every older ping are done, and every
+    /// outboxed command they cover is acknowledged. `false` if the gateway
+    /// is gone.
+    async fn ping_answered(&mut self, pings: &mut VecDeque<PendingPing>, id: &str) -> bool {
+        let mut acked: Option<u64> = None;
+        while let Some(ping) = pings.pop_front() {
+            acked = acked.max(ping.covers);
+            if ping.id == id {
+                break;
+            }
+        }
+        let Some(acked) = acked else {
+            return true;
+        };
+        while self.in_flight.front().is_some_and(|(seq, _)| *seq <= acked) {
+            let Some((_, command)) = self.in_flight.pop_front() else {
+                break;
+            };
+            if let Some(outbox_id) = command.outbox_id() {
+                if !self.emit(Event::Sent { outbox_id }).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    async fn apply(&mut self, conn: &mut Connection, outcomes: Vec<Outcome>) -> Result<(), Stop> {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Emit(event) => {
+                    if !self.emit(event).await {
+                        return Err(Stop::Shutdown);
+                    }
+                }
+                Outcome::Reply(stanza) => self.write(conn, *stanza).await.map_err(Stop::Lost)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Closes the stream politely, without waiting long for a hung server.
+async fn close(conn: Connection) {
+    match tokio::time::timeout(Duration::from_secs(2), conn.close()).await {
+        Ok(Ok(())) => tracing::info!("component stream closed"),
+        Ok(Err(error)) => tracing::debug!(%error, "closing the component stream failed"),
+        Err(_) => tracing::debug!("closing the component stream timed out"),
+    }
+}

@@ -1,0 +1,121 @@
+//! What the component reports to the gateway.
+//!
+//! Only traffic from allowlisted agents becomes an event; strangers are
+//! answered by the component itself and never reach the gateway.
+
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::address::VisitorAddress;
+use crate::command::{ChatState, OutboxId};
+
+/// An agent's availability, aggregated over all their connected clients
+/// (the most available resource wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Availability {
+    /// No connected client, or the server says the agent is offline.
+    Unavailable,
+    /// `<show>dnd</show>`.
+    DoNotDisturb,
+    /// `<show>xa</show>` (extended away).
+    ExtendedAway,
+    /// `<show>away</show>`.
+    Away,
+    /// Plain available presence, or `<show>chat</show>`.
+    Available,
+}
+
+impl Availability {
+    /// Whether an agent in this state gets new chat offers by default
+    /// (the gateway may apply its own policy).
+    pub fn takes_offers(self) -> bool {
+        self == Availability::Available
+    }
+}
+
+/// Something that happened on the XMPP side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The component stream is up (first connection or reconnection).
+    Connected,
+    /// The component stream is down; commands are held until `Connected`.
+    Disconnected {
+        /// Why, for logs and the live view.
+        reason: String,
+    },
+    /// The server processed the outboxed command `outbox_id`.
+    Sent {
+        /// The acknowledged outbox row.
+        outbox_id: OutboxId,
+    },
+    /// An agent wrote to a visitor.
+    AgentMessage {
+        /// The agent (full JID when the client sent one).
+        from: Jid,
+        /// The visitor address written to.
+        to: VisitorAddress,
+        /// Stanza id, for receipts and markers.
+        id: Option<String>,
+        /// Message text (never an agent command interpretation: that is the
+        /// gateway's job).
+        body: String,
+        /// Whether the agent asked for a XEP-0184 receipt.
+        receipt_requested: bool,
+        /// Whether the message is XEP-0333 markable.
+        markable: bool,
+    },
+    /// An agent's typing state changed.
+    AgentChatState {
+        /// The agent.
+        from: Jid,
+        /// The visitor address.
+        to: VisitorAddress,
+        /// The new state.
+        state: ChatState,
+    },
+    /// An agent's client received a visitor message (XEP-0184).
+    AgentReceipt {
+        /// The agent.
+        from: Jid,
+        /// The visitor address.
+        to: VisitorAddress,
+        /// Id of the visitor message.
+        id: String,
+    },
+    /// An agent displayed visitor messages up to `id` (XEP-0333).
+    AgentDisplayed {
+        /// The agent.
+        from: Jid,
+        /// The visitor address.
+        to: VisitorAddress,
+        /// Id of the visitor message.
+        id: String,
+    },
+    /// A message from a visitor address bounced (type `error`), e.g. the
+    /// agent's account does not exist.
+    DeliveryFailed {
+        /// The agent the message was for.
+        agent: Jid,
+        /// The visitor address it came from.
+        from: VisitorAddress,
+        /// Id of the bounced message.
+        id: Option<String>,
+        /// The stanza error condition, e.g. `service-unavailable`.
+        condition: String,
+    },
+    /// An agent's aggregated availability changed (or is reported anew after
+    /// a reconnect).
+    AgentPresence {
+        /// The agent.
+        agent: BareJid,
+        /// Their availability.
+        availability: Availability,
+    },
+    /// The component's presence subscription to an agent was approved
+    /// (`subscribed`) or refused/cancelled (`unsubscribed`).
+    SubscriptionChanged {
+        /// The agent.
+        agent: BareJid,
+        /// Whether the component may now see the agent's presence.
+        subscribed: bool,
+    },
+}
