@@ -13,6 +13,9 @@
 //   FRONTDESK_STOP_CMD      shell command that stops the gateway   (resilience test)
 //   FRONTDESK_START_CMD     shell command that starts it again, in the background
 //   CHROMIUM                browser binary (default /usr/bin/chromium)
+//   FRONTDESK_WIDGET_DEV    development only, never in CI: path of a widget.js
+//                           served instead of the gateway's embedded copy, to try
+//                           a widget change without rebuilding the gateway
 
 const assert = require('node:assert/strict');
 const { execSync } = require('node:child_process');
@@ -32,7 +35,7 @@ const SHOTS = path.resolve(__dirname, '../../test-artifacts/screenshots');
 const STEP = 20000; // ms: generous upper bound for one awaited UI event
 
 async function launch() {
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: [
@@ -44,8 +47,23 @@ async function launch() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // Pages fulfilled by route interception have no IP address space, so
+      // Chromium's Local Network Access checks would block their WebSocket
+      // to the loopback gateway; real pages are not affected.
+      '--disable-features=LocalNetworkAccessChecks',
     ],
   });
+  if (process.env.FRONTDESK_WIDGET_DEV) {
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (opts) => {
+      const context = await newContext(opts);
+      await context.route(`${BASE}/widget.js`, (route) =>
+        route.fulfill({ contentType: 'text/javascript', body: fs.readFileSync(process.env.FRONTDESK_WIDGET_DEV) }),
+      );
+      return context;
+    };
+  }
+  return browser;
 }
 
 /** A host page on the gateway's origin (so it is an allowed origin), served by route interception. */

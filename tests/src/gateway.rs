@@ -68,6 +68,11 @@ impl TestGateway {
         }
     }
 
+    /// The URL of the test database (to restart on it).
+    pub fn database_url(&self) -> Option<String> {
+        self.db.as_ref().map(TestDb::url)
+    }
+
     /// The next call the engine made to the agent side.
     pub async fn next_agent_call(&mut self) -> AgentCall {
         tokio::time::timeout(Duration::from_secs(10), self.agent_calls.recv())

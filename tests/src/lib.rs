@@ -6,4 +6,5 @@
 pub mod config;
 pub mod database;
 pub mod gateway;
+pub mod prosody;
 pub mod visitor;

@@ -50,7 +50,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
   let myTyping = 0;
   const receipts = { delivered: 0, read: 0 };
   const items = new Map(); // client_id or id -> message item
-  const errors = new Map(); // source -> text; the newest one is shown
+  const errors = new Map(); // source -> text shown in the red band
 
   // ---------------------------------------------------------------- skeleton
   const host = document.createElement('frontdesk-widget');
@@ -107,9 +107,9 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
   function setError(source, text) {
     errors.delete(source);
     if (text) errors.set(source, text);
-    const shown = [...errors.values()].pop();
-    band.hidden = !shown;
-    band.textContent = shown || '';
+    // Every active problem is listed, oldest first, each with its guidance.
+    const texts = [...new Set(errors.values())];
+    put(band, texts.map((text) => h('p', { text })));
   }
 
   function errorText(e) {
@@ -268,10 +268,15 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
         const text = (alt.label ? alt.label + ' : ' : '') + alt.value;
         return h('li', null, href ? h('a', { href, text: lang === 'fr' ? text : text.replace(' : ', ': '), target: alt.kind === 'link' ? '_blank' : null, rel: 'noopener noreferrer' }) : text);
       });
+    // The admin's text may place the next opening time itself with
+    // `{next_open}`; otherwise it gets its own line.
+    const when = info.next_open ? formatWhen(lang, info.next_open) : '';
+    const text = closed.text || t('closedDefault');
+    const inline = text.includes('{next_open}');
     return h('div', { class: 'pad' },
       h('h3', { text: t('closedTitle') }),
-      h('p', { text: closed.text || t('closedDefault') }),
-      info.next_open ? h('p', { class: 'next', text: t('nextOpen', { when: formatWhen(lang, info.next_open) }) }) : null,
+      h('p', { class: inline && when ? 'next' : null, text: inline ? text.split('{next_open}').join(when || '—').trim() : text }),
+      when && !inline ? h('p', { class: 'next', text: t('nextOpen', { when }) }) : null,
       alts.length ? [h('h4', { text: t('otherWays') }), h('ul', { class: 'alts' }, alts)] : null);
   }
 
@@ -297,7 +302,10 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
       token,
       since,
       onEvent: (ev) => onEvent(ev, false),
-      onStatus: (up) => setError('conn', up ? null : t('errConn')),
+      onStatus: (up) => {
+        setError('conn', up ? null : t('errConn'));
+        if (up && errors.has('send')) setError('send', t('errRetry'));
+      },
       onFatal: (code) => {
         conn = null;
         setError('conn', null);
@@ -319,6 +327,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     agentName = conv.agent ? conv.agent.name : null;
     queuePos = conv.queue_position;
     for (const p of store.get('pending') || []) addLocal(p, true);
+    if (items.size) setError('send', t('errRetry'));
     for (const ev of cached) onEvent(ev, true);
     show('chat');
     const since = cached.length ? cached[cached.length - 1].seq : 0;
@@ -371,7 +380,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     }
     switch (ev.type) {
       case 'message':
-        addMessage(ev.message, replay);
+        addMessage(Object.assign({}, ev.message, { seq: ev.message.seq || ev.seq }), replay);
         break;
       case 'state':
         conv.state = ev.state;

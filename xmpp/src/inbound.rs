@@ -611,3 +611,318 @@ fn refuse_message(m: Message, type_: ErrorType, condition: DefinedCondition) -> 
 fn condition_name(condition: &DefinedCondition) -> String {
     Element::from(condition.clone()).name().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGENT: &str = "101@pbx.example";
+
+    fn dir() -> Directory {
+        let mut d = Directory::new(
+            BareJid::new("chat.pbx.example").unwrap(),
+            "Frontdesk".into(),
+            "1.0".into(),
+            4096,
+        );
+        d.set_agents(vec![BareJid::new(AGENT).unwrap()]);
+        d
+    }
+
+    fn stanza(xml: &str) -> Stanza {
+        let elem: Element = xml.parse().unwrap();
+        match elem.name() {
+            "message" => Message::try_from(elem).unwrap().into(),
+            "presence" => Presence::try_from(elem).unwrap().into(),
+            _ => Iq::try_from(elem).unwrap().into(),
+        }
+    }
+
+    fn handle(d: &mut Directory, xml: &str) -> Vec<Outcome> {
+        let s = stanza(xml);
+        let size = xml.len();
+        d.handle(s, size)
+    }
+
+    fn replies(outcomes: &[Outcome]) -> Vec<Element> {
+        outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Reply(s) => Some(Element::from(match &**s {
+                    Stanza::Message(m) => Element::from(m.clone()),
+                    Stanza::Presence(p) => Element::from(p.clone()),
+                    Stanza::Iq(i) => Element::from(i.clone()),
+                })),
+                Outcome::Emit(_) => None,
+            })
+            .collect()
+    }
+
+    fn events(outcomes: Vec<Outcome>) -> Vec<Event> {
+        outcomes
+            .into_iter()
+            .filter_map(|o| match o {
+                Outcome::Emit(e) => Some(e),
+                Outcome::Reply(_) => None,
+            })
+            .collect()
+    }
+
+    fn condition(reply: &Element) -> String {
+        let error = reply
+            .get_child("error", ns::COMPONENT)
+            .expect("an error child");
+        error
+            .children()
+            .find(|c| c.ns() == ns::XMPP_STANZAS && c.name() != "text")
+            .unwrap()
+            .name()
+            .to_owned()
+    }
+
+    const NS: &str = "xmlns='jabber:component:accept'";
+
+    #[test]
+    fn strangers_get_forbidden_and_no_event() {
+        let mut d = dir();
+        let out = handle(
+            &mut d,
+            &format!("<message {NS} from='eve@evil.example/x' to='visitor-1@chat.pbx.example' type='chat' id='e1'><body>hi</body></message>"),
+        );
+        let r = replies(&out);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].attr("to"), Some("eve@evil.example/x"));
+        assert_eq!(r[0].attr("from"), Some("visitor-1@chat.pbx.example"));
+        assert_eq!(r[0].attr("id"), Some("e1"));
+        assert_eq!(condition(&r[0]), "forbidden");
+        assert!(events(out).is_empty());
+    }
+
+    #[test]
+    fn agent_messages_become_events() {
+        let mut d = dir();
+        let out = handle(
+            &mut d,
+            &format!("<message {NS} from='{AGENT}/desk' to='visitor-1@chat.pbx.example' type='chat' id='a1'><body>Hello</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>"),
+        );
+        assert_eq!(
+            events(out),
+            [Event::AgentMessage {
+                from: Jid::new(&format!("{AGENT}/desk")).unwrap(),
+                to: VisitorAddress::new("visitor-1").unwrap(),
+                id: Some("a1".into()),
+                body: "Hello".into(),
+                receipt_requested: true,
+                markable: true,
+            }]
+        );
+        let out = handle(
+            &mut d,
+            &format!("<message {NS} from='{AGENT}/desk' to='visitor-1@chat.pbx.example' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>"),
+        );
+        assert!(matches!(
+            &events(out)[..],
+            [Event::AgentChatState {
+                state: crate::ChatState::Composing,
+                ..
+            }]
+        ));
+        let out = handle(
+            &mut d,
+            &format!("<message {NS} from='{AGENT}/desk' to='visitor-1@chat.pbx.example'><received xmlns='urn:xmpp:receipts' id='v1'/></message>"),
+        );
+        assert!(matches!(&events(out)[..], [Event::AgentReceipt { id, .. }] if id == "v1"));
+    }
+
+    #[test]
+    fn bounces_become_delivery_failures() {
+        let mut d = dir();
+        let out = handle(
+            &mut d,
+            &format!("<message {NS} from='{AGENT}' to='visitor-1@chat.pbx.example' type='error' id='m1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"),
+        );
+        assert!(replies(&out).is_empty(), "never answer an error");
+        assert!(matches!(
+            &events(out)[..],
+            [Event::DeliveryFailed { condition, id: Some(id), .. }] if condition == "service-unavailable" && id == "m1"
+        ));
+    }
+
+    #[test]
+    fn presence_is_aggregated_over_resources_and_reported_on_change() {
+        let mut d = dir();
+        let p = |res: &str, extra: &str, type_: &str| {
+            format!("<presence {NS} from='{AGENT}/{res}' to='chat.pbx.example' {type_}>{extra}</presence>")
+        };
+        let avail = |e: Vec<Outcome>| -> Vec<Availability> {
+            events(e)
+                .into_iter()
+                .map(|e| match e {
+                    Event::AgentPresence { availability, .. } => availability,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            avail(handle(&mut d, &p("phone", "<show>away</show>", ""))),
+            [Availability::Away]
+        );
+        assert_eq!(
+            avail(handle(&mut d, &p("desk", "", ""))),
+            [Availability::Available]
+        );
+        assert_eq!(
+            avail(handle(&mut d, &p("phone", "<show>xa</show>", ""))),
+            []
+        );
+        assert_eq!(
+            avail(handle(&mut d, &p("desk", "", "type='unavailable'"))),
+            [Availability::ExtendedAway]
+        );
+        assert_eq!(
+            avail(handle(&mut d, &p("phone", "<show>dnd</show>", ""))),
+            [Availability::DoNotDisturb]
+        );
+        assert_eq!(
+            avail(handle(&mut d, &p("phone", "", "type='unavailable'"))),
+            [Availability::Unavailable]
+        );
+        // Directed presence to a visitor address says nothing about offers.
+        let directed =
+            format!("<presence {NS} from='{AGENT}/desk' to='visitor-1@chat.pbx.example'/>");
+        assert!(handle(&mut d, &directed).is_empty());
+        // After a reconnect the state is reported again.
+        handle(&mut d, &p("desk", "", ""));
+        d.reset_presence();
+        assert_eq!(
+            avail(handle(&mut d, &p("desk", "", ""))),
+            [Availability::Available]
+        );
+        // Strangers' presence is ignored.
+        let stranger = format!("<presence {NS} from='eve@evil.example/x' to='chat.pbx.example'/>");
+        assert!(handle(&mut d, &stranger).is_empty());
+    }
+
+    #[test]
+    fn subscriptions_to_visitor_addresses() {
+        let mut d = dir();
+        d.set_nick(VisitorAddress::new("visitor-1").unwrap(), "Jane Doe".into());
+        let out = handle(
+            &mut d,
+            &format!(
+                "<presence {NS} from='{AGENT}' to='visitor-1@chat.pbx.example' type='subscribe'/>"
+            ),
+        );
+        let r = replies(&out);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].attr("type"), Some("subscribed"));
+        assert_eq!(r[0].attr("from"), Some("visitor-1@chat.pbx.example"));
+        assert_eq!(r[1].attr("type"), None);
+        assert_eq!(r[1].get_child("nick", ns::NICK).unwrap().text(), "Jane Doe");
+        let out = handle(
+            &mut d,
+            &format!("<presence {NS} from='eve@evil.example' to='visitor-1@chat.pbx.example' type='subscribe'/>"),
+        );
+        assert_eq!(replies(&out)[0].attr("type"), Some("unsubscribed"));
+        // A forgotten visitor appears unavailable to probes.
+        d.forget(&VisitorAddress::new("visitor-1").unwrap());
+        let out = handle(
+            &mut d,
+            &format!(
+                "<presence {NS} from='{AGENT}' to='visitor-1@chat.pbx.example' type='probe'/>"
+            ),
+        );
+        assert_eq!(replies(&out)[0].attr("type"), Some("unavailable"));
+    }
+
+    #[test]
+    fn subscription_answers_from_agents_are_events() {
+        let mut d = dir();
+        let out = handle(
+            &mut d,
+            &format!("<presence {NS} from='{AGENT}' to='chat.pbx.example' type='subscribed'/>"),
+        );
+        assert_eq!(
+            events(out),
+            [Event::SubscriptionChanged {
+                agent: BareJid::new(AGENT).unwrap(),
+                subscribed: true
+            }]
+        );
+    }
+
+    #[test]
+    fn iqs_get_exact_answers() {
+        let mut d = dir();
+        let out = handle(&mut d, &format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='get' id='q1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
+        let r = &replies(&out)[0];
+        assert_eq!(r.attr("type"), Some("result"));
+        let features: Vec<&str> = r
+            .get_child("query", ns::DISCO_INFO)
+            .unwrap()
+            .children()
+            .filter(|c| c.name() == "feature")
+            .filter_map(|c| c.attr("var"))
+            .collect();
+        let mut expected = DOMAIN_FEATURES.to_vec();
+        expected.sort();
+        assert_eq!(features, expected);
+
+        let out = handle(&mut d, &format!("<iq {NS} from='x@y.example/d' to='chat.pbx.example' type='get' id='q2'><query xmlns='urn:example:unknown'/></iq>"));
+        assert_eq!(condition(&replies(&out)[0]), "service-unavailable");
+        let out = handle(&mut d, &format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='set' id='q3'><ping xmlns='urn:xmpp:ping'/></iq>"));
+        assert_eq!(condition(&replies(&out)[0]), "service-unavailable");
+        let out = handle(
+            &mut d,
+            &format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='result' id='zz'/>"),
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn oversized_stanzas_get_policy_violation() {
+        let mut d = dir();
+        let body = "x".repeat(5000);
+        let out = handle(&mut d, &format!("<message {NS} from='{AGENT}/d' to='visitor-1@chat.pbx.example' type='chat' id='big'><body>{body}</body></message>"));
+        assert!(events(
+            out.iter()
+                .map(|o| match o {
+                    Outcome::Emit(e) => Outcome::Emit(e.clone()),
+                    Outcome::Reply(s) => Outcome::Reply(s.clone()),
+                })
+                .collect()
+        )
+        .is_empty());
+        assert_eq!(condition(&replies(&out)[0]), "policy-violation");
+    }
+
+    #[test]
+    fn invalid_stanzas_get_bad_request_when_they_expect_an_answer() {
+        let d = dir();
+        let header = |type_: &str| RawStanzaHeader {
+            from: Some(format!("{AGENT}/d")),
+            to: Some("visitor-1@chat.pbx.example".into()),
+            type_: Some(type_.into()),
+            id: Some("x1".into()),
+        };
+        let out = d.handle_invalid(StanzaKind::Message, &header("bogus"), "bad type");
+        assert_eq!(condition(&replies(&out)[0]), "bad-request");
+        assert_eq!(replies(&out)[0].attr("id"), Some("x1"));
+        assert!(d
+            .handle_invalid(StanzaKind::Message, &header("error"), "e")
+            .is_empty());
+        assert!(d
+            .handle_invalid(StanzaKind::Presence, &header("subscribe"), "e")
+            .is_empty());
+        let out = d.handle_invalid(StanzaKind::Iq, &header("get"), "bad payload");
+        assert_eq!(condition(&replies(&out)[0]), "bad-request");
+        assert!(d
+            .handle_invalid(StanzaKind::Iq, &header("result"), "e")
+            .is_empty());
+        let mut no_from = header("chat");
+        no_from.from = None;
+        assert!(d
+            .handle_invalid(StanzaKind::Message, &no_from, "e")
+            .is_empty());
+    }
+}

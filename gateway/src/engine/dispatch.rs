@@ -204,7 +204,7 @@ impl Engine {
             .tasks
             .spawn(async move {
                 tokio::select! {
-                    _ = tokio::time::sleep(after) => engine.offer_expired(id).await,
+                    _ = tokio::time::sleep(after) => engine.offer_expired(id, true).await,
                     _ = shutdown.cancelled() => {}
                 }
             })

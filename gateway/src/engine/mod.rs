@@ -721,6 +721,7 @@ impl Engine {
             .collect()
     }
 
+    /// Removes a pending offer and stops its timer.
     fn take_offer(&self, id: ConversationId) -> Option<Vec<AgentExtension>> {
         let offer = self.live().offers.remove(&id)?;
         offer.timer.abort();
@@ -839,15 +840,22 @@ impl Engine {
             }
         };
         if remaining == 0 {
-            self.offer_expired(id).await;
+            self.offer_expired(id, false).await;
         }
     }
 
-    /// Nobody took the offer in time: back to the queue, next agents.
-    async fn offer_expired(&self, id: ConversationId) {
-        let Some(agents) = self.take_offer(id) else {
+    /// Nobody took the offer in time (called by its own timer, which
+    /// must not be aborted under its feet, or when the last ringing agent
+    /// declined): back to the queue, next agents.
+    async fn offer_expired(&self, id: ConversationId, from_timer: bool) {
+        let offer = self.live().offers.remove(&id);
+        let Some(offer) = offer else {
             return;
         };
+        if !from_timer {
+            offer.timer.abort();
+        }
+        let agents = offer.agents;
         self.live()
             .declined
             .entry(id)

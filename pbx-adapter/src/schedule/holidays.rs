@@ -182,9 +182,19 @@ mod tests {
 
     #[test]
     fn bad_inline_holidays_are_named() {
-        for bad in ["2026-13-01", "2026-02-30", "26-12-25", "2026-1-5", "christmas", ""] {
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "26-12-25",
+            "2026-1-5",
+            "christmas",
+            "",
+        ] {
             let err = parse_inline(bad, Paris).unwrap_err();
-            assert!(err.to_string().contains(&format!("`{}`", bad.trim())), "{err}");
+            assert!(
+                err.to_string().contains(&format!("`{}`", bad.trim())),
+                "{err}"
+            );
         }
         assert_eq!(
             parse_inline("2026-12-26..2026-12-24", Paris).unwrap_err(),

@@ -196,7 +196,11 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    NaiveDate::from_ymd_opt(s[0..4].parse().ok()?, s[4..6].parse().ok()?, s[6..8].parse().ok()?)
+    NaiveDate::from_ymd_opt(
+        s[0..4].parse().ok()?,
+        s[4..6].parse().ok()?,
+        s[6..8].parse().ok()?,
+    )
 }
 
 fn parse_time(s: &str) -> Option<NaiveTime> {
@@ -220,7 +224,9 @@ fn parse_when_value(prop: &ContentLine, value: &str) -> Result<When, IcsError> {
         )
     };
     let value = value.trim();
-    let is_date = prop.param("VALUE").is_some_and(|v| v.eq_ignore_ascii_case("DATE"))
+    let is_date = prop
+        .param("VALUE")
+        .is_some_and(|v| v.eq_ignore_ascii_case("DATE"))
         || (value.len() == 8 && !value.contains('T'));
     if is_date {
         return parse_date(value).map(When::Date).map_or_else(bad, Ok);
@@ -243,7 +249,10 @@ fn parse_when_value(prop: &ContentLine, value: &str) -> Result<When, IcsError> {
             None => {
                 return err(
                     prop.line,
-                    format!("unknown TZID `{tzid}` in {} (expected an IANA zone name)", prop.name),
+                    format!(
+                        "unknown TZID `{tzid}` in {} (expected an IANA zone name)",
+                        prop.name
+                    ),
                 )
             }
         },
@@ -260,7 +269,10 @@ fn parse_duration(prop: &ContentLine) -> Result<(i64, i64), IcsError> {
     let bad = || {
         err(
             prop.line,
-            format!("`{}` is not a positive DURATION such as P1D or PT8H", prop.value),
+            format!(
+                "`{}` is not a positive DURATION such as P1D or PT8H",
+                prop.value
+            ),
         )
     };
     let v = prop.value.trim();
@@ -371,6 +383,9 @@ fn parse_rrule(prop: &ContentLine) -> Result<YearlyRule, IcsError> {
     if rule.monthday.is_some() && rule.nth_weekday.is_some() {
         return unsupported("BYMONTHDAY and BYDAY together are not supported");
     }
+    if rule.nth_weekday.is_some() && rule.month.is_none() {
+        return unsupported("BYDAY needs a BYMONTH (the nth weekday of the year is not supported)");
+    }
     Ok(rule)
 }
 
@@ -411,7 +426,8 @@ impl YearlyRule {
         if let Some((n, weekday)) = self.nth_weekday {
             let day = if n > 0 {
                 let first = NaiveDate::from_ymd_opt(year, month, 1)?.weekday();
-                let offset = (weekday.num_days_from_monday() + 7 - first.num_days_from_monday()) % 7;
+                let offset =
+                    (weekday.num_days_from_monday() + 7 - first.num_days_from_monday()) % 7;
                 1 + offset as i32 + 7 * (n - 1)
             } else {
                 let last = NaiveDate::from_ymd_opt(year, month, len as u32)?.weekday();
@@ -458,7 +474,10 @@ fn read_events(text: &str) -> Result<Vec<Event>, IcsError> {
         .first()
         .is_some_and(|(_, l)| l.trim().eq_ignore_ascii_case("BEGIN:VCALENDAR"));
     if !starts_as_calendar {
-        return err(1, "not an iCalendar file (it must start with BEGIN:VCALENDAR)");
+        return err(
+            1,
+            "not an iCalendar file (it must start with BEGIN:VCALENDAR)",
+        );
     }
     for (line, raw) in lines {
         let prop = parse_content_line(line, &raw)?;
@@ -476,7 +495,10 @@ fn read_events(text: &str) -> Result<Vec<Event>, IcsError> {
             "END" => {
                 let component = prop.value.trim().to_ascii_uppercase();
                 if stack.pop().as_deref() != Some(component.as_str()) {
-                    return err(line, format!("END:{component} does not close the open component"));
+                    return err(
+                        line,
+                        format!("END:{component} does not close the open component"),
+                    );
                 }
                 if component == "VEVENT" && stack.last().map(String::as_str) == Some("VCALENDAR") {
                     events.extend(current.take());
@@ -500,7 +522,9 @@ fn read_events(text: &str) -> Result<Vec<Event>, IcsError> {
                         }
                     }
                     "RECURRENCE-ID" => event.recurrence_id = Some(parse_when(&prop)?),
-                    "STATUS" => event.cancelled = prop.value.trim().eq_ignore_ascii_case("CANCELLED"),
+                    "STATUS" => {
+                        event.cancelled = prop.value.trim().eq_ignore_ascii_case("CANCELLED")
+                    }
                     "RDATE" | "EXRULE" => {
                         return err(line, format!("{name} is not supported in a holidays file"))
                     }
@@ -518,7 +542,11 @@ fn read_events(text: &str) -> Result<Vec<Event>, IcsError> {
 /// Reads the holidays of an iCalendar text. `source` names the file in the
 /// holidays' labels; `default_tz` is the schedule's zone, used for all-day
 /// and floating events.
-pub(crate) fn parse_ics(text: &str, default_tz: Tz, source: &str) -> Result<Vec<Holiday>, IcsError> {
+pub(crate) fn parse_ics(
+    text: &str,
+    default_tz: Tz,
+    source: &str,
+) -> Result<Vec<Holiday>, IcsError> {
     let mut events = read_events(text)?;
     // An override (RECURRENCE-ID) replaces one occurrence of its series.
     let mut overridden: HashMap<String, Vec<When>> = HashMap::new();
@@ -550,14 +578,18 @@ fn expand_event(e: &Event, tz: Tz, source: &str, out: &mut Vec<Holiday>) -> Resu
         Exact(Duration),
     }
     let length = match (start, e.end, e.duration) {
-        (When::Date(_), Some((_, When::Date(end))), _) => Length::Days((end - start.date()).num_days()),
+        (When::Date(_), Some((_, When::Date(end))), _) => {
+            Length::Days((end - start.date()).num_days())
+        }
         (When::Date(_), Some((line, When::DateTime(..))), _) => {
             return err(line, "DTEND is a date-time but DTSTART is a date")
         }
         (When::DateTime(..), Some((line, When::Date(_))), _) => {
             return err(line, "DTEND is a date but DTSTART is a date-time")
         }
-        (When::DateTime(..), Some((_, end)), _) => Length::Exact(end.instant(tz) - start.instant(tz)),
+        (When::DateTime(..), Some((_, end)), _) => {
+            Length::Exact(end.instant(tz) - start.instant(tz))
+        }
         (When::Date(_), None, Some((line, (days, secs)))) => {
             if secs != 0 {
                 return err(line, "an all-day event's DURATION must be whole days");
@@ -571,7 +603,9 @@ fn expand_event(e: &Event, tz: Tz, source: &str, out: &mut Vec<Holiday>) -> Resu
         (When::DateTime(..), None, None) => Length::Exact(Duration::zero()),
     };
     let length = match length {
-        Length::Days(d) if d < 0 => return err(e.end.map_or(e.line, |(l, _)| l), "DTEND is before DTSTART"),
+        Length::Days(d) if d < 0 => {
+            return err(e.end.map_or(e.line, |(l, _)| l), "DTEND is before DTSTART")
+        }
         // Some producers write DTEND equal to DTSTART for a one-day event.
         Length::Days(0) => Length::Days(1),
         Length::Exact(d) if d < Duration::zero() => {
@@ -583,7 +617,11 @@ fn expand_event(e: &Event, tz: Tz, source: &str, out: &mut Vec<Holiday>) -> Resu
         let (start, end, label) = match (occurrence, &length) {
             (When::Date(d), Length::Days(n)) => {
                 let last = d + Duration::days(n - 1);
-                let dates = if *n == 1 { d.to_string() } else { format!("{d}..{last}") };
+                let dates = if *n == 1 {
+                    d.to_string()
+                } else {
+                    format!("{d}..{last}")
+                };
                 let h = Holiday::days(tz, d, last, String::new());
                 (h.start, h.end, dates)
             }
@@ -591,7 +629,9 @@ fn expand_event(e: &Event, tz: Tz, source: &str, out: &mut Vec<Holiday>) -> Resu
                 let s = w.instant(tz);
                 let when = match w {
                     When::DateTime(dt, Zone::Utc) => format!("{} UTC", dt.format("%Y-%m-%d %H:%M")),
-                    When::DateTime(dt, Zone::Named(z)) => format!("{} {z}", dt.format("%Y-%m-%d %H:%M")),
+                    When::DateTime(dt, Zone::Named(z)) => {
+                        format!("{} {z}", dt.format("%Y-%m-%d %H:%M"))
+                    }
                     When::DateTime(dt, Zone::Floating) => dt.format("%Y-%m-%d %H:%M").to_string(),
                     When::Date(d) => d.to_string(),
                 };
@@ -718,12 +758,27 @@ mod tests {
              BEGIN:VEVENT\r\nDTSTART;TZID=\"/mozilla.org/20050126_1/Europe/Paris\":20260601T090000\r\nDTEND;TZID=Europe/Paris:20260601T100000\r\nEND:VEVENT\r\n\
              BEGIN:VEVENT\r\nDTSTART:20260701T090000\r\nDTEND:20260701T1000\r\n 00\r\nEND:VEVENT\r\n",
         );
-        assert_eq!((h[0].start, h[0].end), (utc("2026-12-24T12:00:00Z"), utc("2026-12-24T17:00:00Z")));
-        assert_eq!((h[1].start, h[1].end), (utc("2026-12-31T19:00:00Z"), utc("2026-12-31T23:00:00Z")));
-        assert_eq!(h[1].label, "(untitled event) (2026-12-31 14:00 America/New_York, test.ics)");
-        assert_eq!((h[2].start, h[2].end), (utc("2026-06-01T07:00:00Z"), utc("2026-06-01T08:00:00Z")));
+        assert_eq!(
+            (h[0].start, h[0].end),
+            (utc("2026-12-24T12:00:00Z"), utc("2026-12-24T17:00:00Z"))
+        );
+        assert_eq!(
+            (h[1].start, h[1].end),
+            (utc("2026-12-31T19:00:00Z"), utc("2026-12-31T23:00:00Z"))
+        );
+        assert_eq!(
+            h[1].label,
+            "(untitled event) (2026-12-31 14:00 America/New_York, test.ics)"
+        );
+        assert_eq!(
+            (h[2].start, h[2].end),
+            (utc("2026-06-01T07:00:00Z"), utc("2026-06-01T08:00:00Z"))
+        );
         // Floating: the schedule's zone; the DTEND was folded over two lines.
-        assert_eq!((h[3].start, h[3].end), (utc("2026-07-01T07:00:00Z"), utc("2026-07-01T08:00:00Z")));
+        assert_eq!(
+            (h[3].start, h[3].end),
+            (utc("2026-07-01T07:00:00Z"), utc("2026-07-01T08:00:00Z"))
+        );
     }
 
     #[test]
@@ -734,7 +789,11 @@ mod tests {
         let days: Vec<String> = h.iter().map(|h| h.label.clone()).collect();
         assert_eq!(
             days,
-            ["Christmas (2024-12-25, test.ics)", "Christmas (2026-12-25, test.ics)", "Christmas (2027-12-25, test.ics)"]
+            [
+                "Christmas (2024-12-25, test.ics)",
+                "Christmas (2026-12-25, test.ics)",
+                "Christmas (2027-12-25, test.ics)"
+            ]
         );
         let h = parse(
             "BEGIN:VEVENT\r\nUID:tg\r\nDTSTART;VALUE=DATE:20241128\r\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;UNTIL=20271231\r\nSUMMARY:Thanksgiving\r\nEND:VEVENT\r\n\
@@ -743,18 +802,30 @@ mod tests {
         let labels: Vec<String> = h.iter().map(|h| h.label.clone()).collect();
         assert_eq!(
             labels,
-            ["Thanksgiving (2024-11-28, test.ics)", "Thanksgiving (2025-11-27, test.ics)", "Thanksgiving (2027-11-25, test.ics)"]
+            [
+                "Thanksgiving (2024-11-28, test.ics)",
+                "Thanksgiving (2025-11-27, test.ics)",
+                "Thanksgiving (2027-11-25, test.ics)"
+            ]
         );
         let h = parse(
             "BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20260525\r\nRRULE:FREQ=YEARLY;BYMONTH=5;BYDAY=-1MO;INTERVAL=2;COUNT=2\r\nEND:VEVENT\r\n",
         );
         let labels: Vec<&str> = h.iter().map(|h| h.label.as_str()).collect();
-        assert_eq!(labels, ["(untitled event) (2026-05-25, test.ics)", "(untitled event) (2028-05-29, test.ics)"]);
+        assert_eq!(
+            labels,
+            [
+                "(untitled event) (2026-05-25, test.ics)",
+                "(untitled event) (2028-05-29, test.ics)"
+            ]
+        );
     }
 
     #[test]
     fn open_ended_yearly_rule_reaches_the_horizon() {
-        let h = parse("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20000101\r\nRRULE:FREQ=YEARLY\r\nEND:VEVENT\r\n");
+        let h = parse(
+            "BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20000101\r\nRRULE:FREQ=YEARLY\r\nEND:VEVENT\r\n",
+        );
         assert_eq!(h.len(), 200);
         let leap = parse("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20240229\r\nRRULE:FREQ=YEARLY;COUNT=2\r\nEND:VEVENT\r\n");
         assert!(leap[1].label.contains("2028-02-29"), "{leap:?}");
@@ -772,27 +843,46 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_the_item() {
-        let e = parse_err("BEGIN:VEVENT\r\nDTSTART;TZID=Mars/Olympus:20261224T120000\r\nEND:VEVENT\r\n");
+        let e = parse_err(
+            "BEGIN:VEVENT\r\nDTSTART;TZID=Mars/Olympus:20261224T120000\r\nEND:VEVENT\r\n",
+        );
         assert_eq!(e.line, 5);
         assert!(e.reason.contains("Mars/Olympus"), "{e:?}");
         let e = parse_err("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261232\r\nEND:VEVENT\r\n");
         assert!(e.reason.contains("20261232"), "{e:?}");
-        let e = parse_err("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261224\r\nRRULE:FREQ=WEEKLY\r\nEND:VEVENT\r\n");
+        let e = parse_err(
+            "BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261224\r\nRRULE:FREQ=WEEKLY\r\nEND:VEVENT\r\n",
+        );
         assert!(e.reason.contains("FREQ=WEEKLY"), "{e:?}");
         let e = parse_err("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261224\r\nDTEND;VALUE=DATE:20261220\r\nEND:VEVENT\r\n");
         assert!(e.reason.contains("before"), "{e:?}");
+        let e = parse_err(
+            "BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261224\r\nRRULE:FREQ=YEARLY;BYDAY=2MO\r\nEND:VEVENT\r\n",
+        );
+        assert!(e.reason.contains("BYDAY needs a BYMONTH"), "{e:?}");
         let e = parse_err("BEGIN:VEVENT\r\nSUMMARY:x\r\nEND:VEVENT\r\n");
         assert!(e.reason.contains("DTSTART"), "{e:?}");
         let e = parse_err("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261224\r\n");
-        assert!(e.reason.contains("END:VEVENT") || e.reason.contains("END:"), "{e:?}");
+        assert!(
+            e.reason.contains("END:VEVENT") || e.reason.contains("END:"),
+            "{e:?}"
+        );
         let e = parse_err("BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261224\r\nRDATE;VALUE=DATE:20271224\r\nEND:VEVENT\r\n");
         assert!(e.reason.contains("RDATE"), "{e:?}");
-        assert!(parse_ics("hello", Paris, "x").unwrap_err().reason.contains("VCALENDAR"));
+        assert!(parse_ics("hello", Paris, "x")
+            .unwrap_err()
+            .reason
+            .contains("VCALENDAR"));
     }
 
     #[test]
     fn duration_forms() {
-        let prop = |v: &str| ContentLine { line: 1, name: "DURATION".into(), params: vec![], value: v.into() };
+        let prop = |v: &str| ContentLine {
+            line: 1,
+            name: "DURATION".into(),
+            params: vec![],
+            value: v.into(),
+        };
         assert_eq!(parse_duration(&prop("P1D")).unwrap(), (1, 0));
         assert_eq!(parse_duration(&prop("P2W")).unwrap(), (14, 0));
         assert_eq!(parse_duration(&prop("P1DT2H30M5S")).unwrap(), (1, 9005));
@@ -804,11 +894,27 @@ mod tests {
 
     #[test]
     fn ordinal_weekdays() {
-        let rule = |n, d| YearlyRule { interval: 1, count: None, until: None, month: Some(11), monthday: None, nth_weekday: Some((n, d)) };
+        let rule = |n, d| YearlyRule {
+            interval: 1,
+            count: None,
+            until: None,
+            month: Some(11),
+            monthday: None,
+            nth_weekday: Some((n, d)),
+        };
         let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-        assert_eq!(rule(4, Weekday::Thu).date_in(2026, start), NaiveDate::from_ymd_opt(2026, 11, 26));
-        assert_eq!(rule(-1, Weekday::Mon).date_in(2026, start), NaiveDate::from_ymd_opt(2026, 11, 30));
-        assert_eq!(rule(1, Weekday::Sun).date_in(2026, start), NaiveDate::from_ymd_opt(2026, 11, 1));
+        assert_eq!(
+            rule(4, Weekday::Thu).date_in(2026, start),
+            NaiveDate::from_ymd_opt(2026, 11, 26)
+        );
+        assert_eq!(
+            rule(-1, Weekday::Mon).date_in(2026, start),
+            NaiveDate::from_ymd_opt(2026, 11, 30)
+        );
+        assert_eq!(
+            rule(1, Weekday::Sun).date_in(2026, start),
+            NaiveDate::from_ymd_opt(2026, 11, 1)
+        );
         assert_eq!(rule(5, Weekday::Sat).date_in(2026, start), None);
     }
 }

@@ -149,10 +149,11 @@ impl Schedule {
         let ics = match &cfg.holidays_ics {
             None => None,
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| ScheduleError::IcsRead {
-                    path: path.clone(),
-                    error,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|error| ScheduleError::IcsRead {
+                        path: path.clone(),
+                        error,
+                    })?;
                 Some((path.display().to_string(), text))
             }
         };

@@ -52,15 +52,23 @@ fn office_hours_and_explanations() {
     let lunch = s.explain(utc("2026-11-25T11:45:00Z"));
     assert!(!lunch.open);
     assert_eq!(lunch.reason, Reason::OutsideRules { rules: 2 });
-    assert!(lunch.to_string().starts_with("closed at Wed 2026-11-25 12:45 CET"));
-    assert_eq!(s.next_open(utc("2026-11-25T11:45:00Z")), Some(utc("2026-11-25T13:00:00Z")));
+    assert!(lunch
+        .to_string()
+        .starts_with("closed at Wed 2026-11-25 12:45 CET"));
+    assert_eq!(
+        s.next_open(utc("2026-11-25T11:45:00Z")),
+        Some(utc("2026-11-25T13:00:00Z"))
+    );
     let afternoon = s.explain(utc("2026-11-25T13:00:00Z"));
     assert!(matches!(afternoon.reason, Reason::Rule { index: 1, .. }));
     // 18:00 is the last open minute (inclusive end), 18:01 is closed.
     assert!(s.is_open(utc("2026-11-25T17:00:59Z")));
     assert!(!s.is_open(utc("2026-11-25T17:01:00Z")));
     // Friday evening -> Monday morning.
-    assert_eq!(s.next_open(utc("2026-11-27T17:30:00Z")), Some(utc("2026-11-30T08:00:00Z")));
+    assert_eq!(
+        s.next_open(utc("2026-11-27T17:30:00Z")),
+        Some(utc("2026-11-30T08:00:00Z"))
+    );
 }
 
 #[test]
@@ -71,7 +79,10 @@ fn holidays_close_whatever_the_rules_say() {
         &["2026-12-25 Christmas", "2026-12-31..2027-01-01"],
     );
     // Christmas is a Friday; Thursday 24th 19:00 -> Monday 28th 09:00 CET.
-    assert_eq!(s.next_open(utc("2026-12-24T18:00:00Z")), Some(utc("2026-12-28T08:00:00Z")));
+    assert_eq!(
+        s.next_open(utc("2026-12-24T18:00:00Z")),
+        Some(utc("2026-12-28T08:00:00Z"))
+    );
     let d = s.explain(utc("2026-12-25T10:00:00Z"));
     assert!(!d.open);
     assert_eq!(
@@ -88,11 +99,17 @@ fn holidays_close_whatever_the_rules_say() {
     assert!(!s.is_open(utc("2026-12-24T23:30:00Z")));
     assert!(s.is_open(utc("2026-12-24T16:59:00Z")));
     // Range: Thursday 31st and Friday 1st closed -> Monday 4th.
-    assert_eq!(s.next_open(utc("2026-12-30T17:30:00Z")), Some(utc("2027-01-04T08:00:00Z")));
+    assert_eq!(
+        s.next_open(utc("2026-12-30T17:30:00Z")),
+        Some(utc("2027-01-04T08:00:00Z"))
+    );
 
     // Always-open schedule with a holiday: reopens when the day ends.
     let s = schedule("America/New_York", &[], &["2026-07-04"]);
-    assert_eq!(s.next_open(utc("2026-07-04T12:00:00Z")), Some(utc("2026-07-05T04:00:00Z")));
+    assert_eq!(
+        s.next_open(utc("2026-07-04T12:00:00Z")),
+        Some(utc("2026-07-05T04:00:00Z"))
+    );
     assert!(s.is_open(utc("2026-07-04T03:59:59Z")));
 }
 
@@ -129,7 +146,10 @@ fn rule_time_zone_overrides_the_schedule_zone() {
     // Monday 2026-11-30: 09:00 New York (EST) is 14:00 UTC.
     assert!(!s.is_open(utc("2026-11-30T13:59:00Z")));
     assert!(s.is_open(utc("2026-11-30T14:00:00Z")));
-    assert_eq!(s.next_open(utc("2026-11-30T08:00:00Z")), Some(utc("2026-11-30T14:00:00Z")));
+    assert_eq!(
+        s.next_open(utc("2026-11-30T08:00:00Z")),
+        Some(utc("2026-11-30T14:00:00Z"))
+    );
     // Saturday 00:30 in Paris is still Friday 18:30 in New York: closed.
     assert!(s.is_open(utc("2026-11-27T22:00:00Z")));
     assert!(!s.is_open(utc("2026-11-28T22:30:00Z")));
@@ -149,7 +169,10 @@ mod dst {
         }
         // Saturday night 01:30 CET -> Monday 02:00 CEST = 00:00 UTC.
         assert!(s.is_open(utc("2026-03-28T01:00:00Z")));
-        assert_eq!(s.next_open(utc("2026-03-29T00:30:00Z")), Some(utc("2026-03-30T00:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-03-29T00:30:00Z")),
+            Some(utc("2026-03-30T00:00:00Z"))
+        );
     }
 
     #[test]
@@ -159,24 +182,42 @@ mod dst {
         assert!(s.is_open(utc("2026-10-25T00:29:00Z")));
         assert!(!s.is_open(utc("2026-10-25T00:30:00Z")));
         assert!(s.is_open(utc("2026-10-25T01:00:00Z"))); // 02:00 CET
-        assert_eq!(s.next_open(utc("2026-10-25T00:30:00Z")), Some(utc("2026-10-25T01:00:00Z")));
-        assert_eq!(s.next_open(utc("2026-10-25T01:30:00Z")), Some(utc("2026-10-26T01:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-10-25T00:30:00Z")),
+            Some(utc("2026-10-25T01:00:00Z"))
+        );
+        assert_eq!(
+            s.next_open(utc("2026-10-25T01:30:00Z")),
+            Some(utc("2026-10-26T01:00:00Z"))
+        );
     }
 
     #[test]
     fn paris_office_hours_across_both_changes() {
         let s = schedule("Europe/Paris", OFFICE, &[]);
         // Friday 27 March after closing (CET) -> Monday 30 March 09:00 CEST.
-        assert_eq!(s.next_open(utc("2026-03-27T17:30:00Z")), Some(utc("2026-03-30T07:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-03-27T17:30:00Z")),
+            Some(utc("2026-03-30T07:00:00Z"))
+        );
         // Friday 23 October after closing (CEST) -> Monday 26 October 09:00 CET.
-        assert_eq!(s.next_open(utc("2026-10-23T16:30:00Z")), Some(utc("2026-10-26T08:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-10-23T16:30:00Z")),
+            Some(utc("2026-10-26T08:00:00Z"))
+        );
     }
 
     #[test]
     fn paris_holiday_on_a_dst_day() {
         let s = schedule("Europe/Paris", &[], &["2026-03-29", "2026-10-25"]);
-        assert_eq!(s.next_open(utc("2026-03-28T23:00:00Z")), Some(utc("2026-03-29T22:00:00Z")));
-        assert_eq!(s.next_open(utc("2026-10-24T22:00:00Z")), Some(utc("2026-10-25T23:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-03-28T23:00:00Z")),
+            Some(utc("2026-03-29T22:00:00Z"))
+        );
+        assert_eq!(
+            s.next_open(utc("2026-10-24T22:00:00Z")),
+            Some(utc("2026-10-25T23:00:00Z"))
+        );
     }
 
     // New York: 2026-03-08 02:00 EST -> 03:00 EDT at 07:00 UTC;
@@ -184,8 +225,14 @@ mod dst {
     #[test]
     fn new_york_spring_gap() {
         let s = schedule("America/New_York", &["02:30,*,*,*"], &[]);
-        assert_eq!(s.next_open(utc("2026-03-08T06:00:00Z")), Some(utc("2026-03-09T06:30:00Z")));
-        assert_eq!(s.next_open(utc("2026-03-07T00:00:00Z")), Some(utc("2026-03-07T07:30:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-03-08T06:00:00Z")),
+            Some(utc("2026-03-09T06:30:00Z"))
+        );
+        assert_eq!(
+            s.next_open(utc("2026-03-07T00:00:00Z")),
+            Some(utc("2026-03-07T07:30:00Z"))
+        );
         // A range over the gap opens when the clocks resume at 03:00 EDT.
         let s = schedule("America/New_York", &["01:30-03:30,sun,*,*"], &[]);
         assert!(s.is_open(utc("2026-03-08T06:59:00Z"))); // 01:59 EST
@@ -199,16 +246,28 @@ mod dst {
         let s = schedule("America/New_York", &["01:30-01:30,*,*,*"], &[]);
         assert!(s.is_open(utc("2026-11-01T05:30:00Z"))); // EDT
         assert!(s.is_open(utc("2026-11-01T06:30:00Z"))); // EST
-        assert_eq!(s.next_open(utc("2026-11-01T05:31:00Z")), Some(utc("2026-11-01T06:30:00Z")));
-        assert_eq!(s.next_open(utc("2026-11-01T06:31:00Z")), Some(utc("2026-11-02T06:30:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-11-01T05:31:00Z")),
+            Some(utc("2026-11-01T06:30:00Z"))
+        );
+        assert_eq!(
+            s.next_open(utc("2026-11-01T06:31:00Z")),
+            Some(utc("2026-11-02T06:30:00Z"))
+        );
     }
 
     #[test]
     fn new_york_office_hours_across_the_change() {
         let s = schedule("America/New_York", &["09:00-17:00,mon-fri,*,*"], &[]);
         // Friday 6 March after 17:00 EST -> Monday 9 March 09:00 EDT.
-        assert_eq!(s.next_open(utc("2026-03-06T22:30:00Z")), Some(utc("2026-03-09T13:00:00Z")));
-        assert_eq!(s.next_open(utc("2026-10-30T21:30:00Z")), Some(utc("2026-11-02T14:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-03-06T22:30:00Z")),
+            Some(utc("2026-03-09T13:00:00Z"))
+        );
+        assert_eq!(
+            s.next_open(utc("2026-10-30T21:30:00Z")),
+            Some(utc("2026-11-02T14:00:00Z"))
+        );
     }
 }
 
@@ -246,7 +305,10 @@ mod ics_file {
         // Inline and file holidays together.
         assert!(!s.is_open(utc("2026-05-14T08:00:00Z")));
         assert!(!s.is_open(utc("2026-04-06T08:00:00Z")));
-        assert!(s.is_open(utc("2027-04-06T08:00:00Z")), "Easter Monday 2026 only");
+        assert!(
+            s.is_open(utc("2027-04-06T08:00:00Z")),
+            "Easter Monday 2026 only"
+        );
     }
 
     #[test]
@@ -262,7 +324,10 @@ mod ics_file {
              (2026-08-10..2026-08-21, holidays-fr.ics)"
         );
         // Closed until Friday 21st included, then the weekend.
-        assert_eq!(s.next_open(utc("2026-08-12T08:00:00Z")), Some(utc("2026-08-24T07:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-08-12T08:00:00Z")),
+            Some(utc("2026-08-24T07:00:00Z"))
+        );
     }
 
     #[test]
@@ -273,7 +338,10 @@ mod ics_file {
         assert!(!s.is_open(utc("2026-12-24T11:00:00Z")));
         // The event ends at 18:00 sharp, and 18:00 is the rule's last
         // (inclusive) minute, so the channel opens for that one minute.
-        assert_eq!(s.next_open(utc("2026-12-24T11:00:00Z")), Some(utc("2026-12-24T17:00:00Z")));
+        assert_eq!(
+            s.next_open(utc("2026-12-24T11:00:00Z")),
+            Some(utc("2026-12-24T17:00:00Z"))
+        );
         assert!(!s.is_open(utc("2026-12-24T17:01:00Z")));
     }
 
@@ -292,7 +360,10 @@ mod ics_file {
         };
         let s = Schedule::from_config_with_ics(&cfg, Some(("holidays-fr.ics", &text))).unwrap();
         assert!(!s.is_open(utc("2030-12-25T12:00:00Z")));
-        assert!(s.is_open(utc("2031-12-25T12:00:00Z")), "Noël has UNTIL=20301231");
+        assert!(
+            s.is_open(utc("2031-12-25T12:00:00Z")),
+            "Noël has UNTIL=20301231"
+        );
         assert!(!s.is_open(utc("2199-05-01T12:00:00Z")));
     }
 }
@@ -320,7 +391,10 @@ mod errors {
     #[test]
     fn bad_rule_names_rule_and_item() {
         let e = error(ScheduleConfig {
-            open: vec!["09:00-17:00,mon-fri,*,*".into(), "08:00-12:00,mon-funday,*,*".into()],
+            open: vec![
+                "09:00-17:00,mon-fri,*,*".into(),
+                "08:00-12:00,mon-funday,*,*".into(),
+            ],
             ..Default::default()
         });
         assert_eq!(

@@ -378,7 +378,8 @@ impl TimeCondition {
                 let (mut lo, mut hi) = (u.timestamp(), segment_end.timestamp() - 1);
                 while hi - lo > 1 {
                     let mid = lo + (hi - lo) / 2;
-                    let mid_offset = DateTime::from_timestamp(mid, 0).map(|t| offset_seconds(tz, t));
+                    let mid_offset =
+                        DateTime::from_timestamp(mid, 0).map(|t| offset_seconds(tz, t));
                     if mid_offset == Some(offset) {
                         lo = mid;
                     } else {
@@ -449,7 +450,10 @@ mod tests {
         assert!(!open(&c, at(2026, 1, 5, 8, 59)));
         assert!(open(&c, at(2026, 1, 5, 9, 0)));
         assert!(open(&c, at(2026, 1, 5, 17, 0)));
-        assert!(open(&c, Utc.with_ymd_and_hms(2026, 1, 5, 17, 0, 59).unwrap()));
+        assert!(open(
+            &c,
+            Utc.with_ymd_and_hms(2026, 1, 5, 17, 0, 59).unwrap()
+        ));
         assert!(!open(&c, at(2026, 1, 5, 17, 1)));
     }
 
@@ -606,7 +610,10 @@ mod tests {
             "{spec}"
         );
         let msg = err.to_string();
-        assert!(msg.contains(&format!("`{item}`")) || item.is_empty(), "{msg}");
+        assert!(
+            msg.contains(&format!("`{item}`")) || item.is_empty(),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -623,7 +630,12 @@ mod tests {
         assert_invalid_item("*,0,*,*", Field::Weekday, "0", "0");
         assert_invalid_item("*,8,*,*", Field::Weekday, "8", "8");
         assert_invalid_item("*, mon,*,*", Field::Weekday, " mon", " mon");
-        assert_invalid_item("*,mon-wed-fri,*,*", Field::Weekday, "wed-fri", "mon-wed-fri");
+        assert_invalid_item(
+            "*,mon-wed-fri,*,*",
+            Field::Weekday,
+            "wed-fri",
+            "mon-wed-fri",
+        );
         assert_invalid_item("*,*,32,*", Field::MonthDay, "32", "32");
         assert_invalid_item("*,*,0,*", Field::MonthDay, "0", "0");
         assert_invalid_item("*,*,1-32,*", Field::MonthDay, "32", "1-32");
@@ -660,7 +672,10 @@ mod tests {
 
     #[test]
     fn display_is_the_spec() {
-        assert_eq!(cond(" 09:00-17:00,mon-fri,*,* ").to_string(), "09:00-17:00,mon-fri,*,*");
+        assert_eq!(
+            cond(" 09:00-17:00,mon-fri,*,* ").to_string(),
+            "09:00-17:00,mon-fri,*,*"
+        );
     }
 
     #[test]
@@ -677,7 +692,10 @@ mod tests {
         assert_eq!(c.first_match_from(t, limit, Tz::UTC), Some(t));
         // Never: 30 February.
         let never = cond("*,*,30,feb");
-        assert_eq!(never.first_match_from(at(2026, 1, 1, 0, 0), limit, Tz::UTC), None);
+        assert_eq!(
+            never.first_match_from(at(2026, 1, 1, 0, 0), limit, Tz::UTC),
+            None
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ fn first_valid_after(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     let mut probe = local;
     for _ in 0..(26 * 60) {
         probe += Duration::minutes(1);
-        if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) = tz.from_local_datetime(&probe) {
+        if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) =
+            tz.from_local_datetime(&probe)
+        {
             return t.with_timezone(&Utc);
         }
     }
