@@ -150,7 +150,10 @@ fn default_language() -> String {
 }
 
 fn default_languages() -> Vec<String> {
-    SUPPORTED_LANGUAGES.iter().map(|s| (*s).to_owned()).collect()
+    SUPPORTED_LANGUAGES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -300,11 +303,9 @@ impl Config {
 
     /// Cross-field checks serde cannot express. Errors are `(key, message)`.
     fn validate(&self) -> Result<(), (String, String)> {
-        let directory = pbx_adapter::queue::PbxDirectory::new(
-            self.queues.clone(),
-            self.agents.clone(),
-        )
-        .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
+        let directory =
+            pbx_adapter::queue::PbxDirectory::new(self.queues.clone(), self.agents.clone())
+                .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
         let mut keys = HashSet::new();
         for channel in &self.channels {
             let at = |field: &str| format!("channels[key={}].{field}", channel.key);

@@ -104,8 +104,7 @@ impl TryFrom<String> for ChannelKey {
     fn try_from(s: String) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(Self(s))
@@ -158,8 +157,8 @@ impl Email {
         let text = bounded_text("email", raw, Self::MAX_CHARS, false)?;
         // Require a dot in the domain: `jane@localhost` is valid RFC syntax
         // but never what a website visitor meant.
-        let parsed = email_address::EmailAddress::from_str(&text)
-            .map_err(|_| InvalidInput::InvalidEmail)?;
+        let parsed =
+            email_address::EmailAddress::from_str(&text).map_err(|_| InvalidInput::InvalidEmail)?;
         if !parsed.domain().contains('.') {
             return Err(InvalidInput::InvalidEmail);
         }
@@ -296,8 +295,14 @@ mod tests {
     fn emails_need_a_real_domain() {
         assert!(Email::parse("jane@example.com").is_ok());
         assert_eq!(Email::parse("jane@"), Err(InvalidInput::InvalidEmail));
-        assert_eq!(Email::parse("jane@localhost"), Err(InvalidInput::InvalidEmail));
-        assert_eq!(Email::parse("not an email"), Err(InvalidInput::InvalidEmail));
+        assert_eq!(
+            Email::parse("jane@localhost"),
+            Err(InvalidInput::InvalidEmail)
+        );
+        assert_eq!(
+            Email::parse("not an email"),
+            Err(InvalidInput::InvalidEmail)
+        );
     }
 
     #[test]

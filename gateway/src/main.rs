@@ -12,7 +12,11 @@ use frontdesk::server::{shutdown_signal, Gateway};
 use frontdesk::store::Store;
 
 #[derive(Parser)]
-#[command(name = "frontdesk", version, about = "Website chat bridged into your PBX's queues")]
+#[command(
+    name = "frontdesk",
+    version,
+    about = "Website chat bridged into your PBX's queues"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it: defaults and FRONTDESK__* variables.
     #[arg(long, short, global = true, env = "FRONTDESK_CONFIG")]

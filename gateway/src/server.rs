@@ -41,14 +41,15 @@ impl Gateway {
             .await
             .context("cannot open the database")?;
         store.migrate().await.context("cannot apply migrations")?;
-        let directory = pbx_adapter::queue::PbxDirectory::new(
-            config.queues.clone(),
-            config.agents.clone(),
-        )
-        .context("invalid queues or agents")?;
+        let directory =
+            pbx_adapter::queue::PbxDirectory::new(config.queues.clone(), config.agents.clone())
+                .context("invalid queues or agents")?;
         let channels = Channels::new(&config.channels).map_err(anyhow::Error::msg)?;
         let engine = Engine::new(store.clone(), channels, Arc::new(directory), agents);
-        engine.recover().await.context("cannot recover conversations")?;
+        engine
+            .recover()
+            .await
+            .context("cannot recover conversations")?;
         let shutdown = CancellationToken::new();
         let limiters = api::ratelimit::Limiters::new(&config.limits);
         let state = ApiState {

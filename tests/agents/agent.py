@@ -16,9 +16,12 @@ stdin, one command per line:
   {"cmd": "subscribe", "to": J}
   {"cmd": "iq", "tag": S, "to": J, "type": "get", "ns": S, "name": "query"?}
   {"cmd": "raw", "xml": S}                      anything, even invalid
+  {"cmd": "echo", "enabled": B, "prefix": S?}   answer every chat message
+                                                with prefix + its body (load
+                                                tests: a tireless agent)
   {"cmd": "quit"}
 
-stdout, one event per line:
+stdout, one event per line, each with "ts" (receive time, Unix seconds):
   {"event": "ready", "jid": full JID}
   {"event": "message", "from", "to", "type", "id", "body", "nick",
    "chatstate", "receipt_request", "received", "displayed", "markable",
@@ -35,6 +38,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 
 import slixmpp
@@ -52,6 +56,7 @@ STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 def emit(event):
+    event["ts"] = time.time()
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
 
@@ -83,6 +88,7 @@ class Agent(slixmpp.ClientXMPP):
         super().__init__(jid, password)
         self.address = address
         self.quitting = False
+        self.echo_prefix = None
         self.done = asyncio.get_event_loop().create_future()
         self.auto_authorize = auto_authorize
         self.auto_subscribe = False
@@ -160,6 +166,10 @@ class Agent(slixmpp.ClientXMPP):
         event["error_condition"] = condition
         event["error_text"] = text
         emit(event)
+        if self.echo_prefix is not None and event["type"] == "chat" and event["body"] is not None:
+            reply = self.make_message(msg["from"], self.echo_prefix + event["body"], mtype="chat")
+            reply["id"] = "echo-%s" % (event["id"] or time.time())
+            reply.send()
 
     def on_presence(self, pres):
         xml = pres.xml
@@ -210,6 +220,8 @@ class Agent(slixmpp.ClientXMPP):
             self.send_presence(pto=cmd["to"], ptype="subscribe")
         elif kind == "iq":
             await self.run_iq(cmd)
+        elif kind == "echo":
+            self.echo_prefix = cmd.get("prefix", "") if cmd.get("enabled", True) else None
         elif kind == "raw":
             self.send_raw(cmd["xml"])
         elif kind == "quit":

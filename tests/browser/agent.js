@@ -1,28 +1,49 @@
 'use strict';
 // The agent side of the browser tests: a real agent client that receives
-// offers and answers visitors, driven from the tests through a small
-// JSON-lines protocol on a child process's stdin/stdout. The child is
-// `xmpp_agent.py` (slixmpp, a real XMPP client logged in as a PBX agent)
-// unless FRONTDESK_AGENT_CMD names another driver speaking the same protocol.
+// offers and answers visitors, driven from the tests over JSON lines on a
+// child process's stdin/stdout. The default child is the repository's
+// scripted XMPP agent, `tests/agents/agent.py` (slixmpp, a real XMPP client
+// logged in as a PBX agent, shared with the Rust integration tests);
+// FRONTDESK_AGENT_CMD may name any other driver speaking the same lines.
 //
-// Protocol (one JSON object per line):
-//   driver -> test : {"event":"ready"}                         logged in, presence available
-//                    {"event":"message","from":ADDR,"body":TEXT,"id":STANZA_ID}
-//                    {"event":"chatstate","from":ADDR,"state":"composing|paused|active|inactive|gone"}
-//                    {"event":"error","message":TEXT}
-//   test -> driver : {"cmd":"send","to":ADDR,"body":TEXT}
-//                    {"cmd":"chatstate","to":ADDR,"state":"composing|paused"}
-//                    {"cmd":"displayed","to":ADDR,"id":STANZA_ID}   (read marker, XEP-0333)
-//                    {"cmd":"quit"}
-// ADDR is the visitor's per-conversation address on the agent side (e.g.
-// visitor-7f3a…@chat.pbx.example.com): it is the handle the tests call
-// `conversationId` below, because that is how an agent tells chats apart.
+// Lines the driver prints (agent.py's format; extra fields are ignored):
+//   {"event":"ready"}
+//   {"event":"message","from":JID,"id":ID,"body":TEXT|null,"chatstate":STATE|null,
+//    "receipt_request":BOOL,"type":"chat"|"error"}
+//   {"event":"chatstate","from":JID,"state":STATE}       (also accepted)
+// Commands it reads:
+//   {"cmd":"send","to":JID,"body":TEXT}   {"cmd":"chatstate","to":JID,"state":STATE}
+//   {"cmd":"receipt","to":JID,"id":ID}    {"cmd":"displayed","to":JID,"id":ID}
+//   {"cmd":"quit"}
+// A message asking for a receipt (XEP-0184) is acknowledged at once, as a
+// desktop client does; a read marker (XEP-0333) is only sent when a test says
+// the agent read it.
+//
+// JIDs are compared bare: the visitor's per-conversation address on the agent
+// side (e.g. visitor-7f3a…@chat.pbx.example.com) is what the tests call
+// `conversationId`, because that is how an agent tells chats apart.
 
 const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 
 const DEFAULT_TIMEOUT = Number(process.env.FRONTDESK_AGENT_TIMEOUT_MS || 20000);
+
+const bare = (jid) => String(jid || '').split('/')[0];
+
+/** One driver line -> the events the tests look at (message, chatstate, error, ready). */
+function normalize(ev) {
+  if (ev.event === 'chatstate') return [{ ...ev, from: bare(ev.from) }];
+  if (ev.event !== 'message') return [ev];
+  const from = bare(ev.from);
+  if (ev.type === 'error') return [{ event: 'error', from, message: ev.error_text || ev.error_condition || 'error' }];
+  const out = [];
+  if (ev.body != null && ev.body !== '') {
+    out.push({ event: 'message', from, full: ev.from, body: ev.body, id: ev.id, receipt_request: !!ev.receipt_request });
+  }
+  if (ev.chatstate) out.push({ event: 'chatstate', from, state: ev.chatstate });
+  return out;
+}
 
 class Agent {
   constructor(child) {
@@ -42,7 +63,10 @@ class Agent {
       } catch (e) {
         return;
       }
-      this.events.push(ev);
+      for (const e of normalize(ev)) {
+        if (e.event === 'message' && e.receipt_request && e.id) this._cmd({ cmd: 'receipt', to: e.full, id: e.id });
+        this.events.push(e);
+      }
       for (const w of this.waiters.splice(0)) w();
     });
     child.on('exit', (code) => {
@@ -163,15 +187,30 @@ class Agent {
 
 /**
  * Starts the agent driver and waits until it is logged in and available.
- * Default driver: `python3 xmpp_agent.py` configured by FRONTDESK_AGENT_JID,
- * FRONTDESK_AGENT_PASSWORD, FRONTDESK_XMPP_HOST and FRONTDESK_XMPP_PORT.
+ * Default driver: tests/agents/agent.py logged in as FRONTDESK_AGENT_JID with
+ * FRONTDESK_AGENT_PASSWORD on FRONTDESK_XMPP_HOST (127.0.0.1):FRONTDESK_XMPP_PORT (5222).
  */
 async function startAgent({ timeout = 30000 } = {}) {
-  const cmd = process.env.FRONTDESK_AGENT_CMD || `/usr/bin/python3 ${JSON.stringify(path.join(__dirname, 'xmpp_agent.py'))}`;
-  const child = spawn('sh', ['-c', cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let child;
+  if (process.env.FRONTDESK_AGENT_CMD) {
+    child = spawn('sh', ['-c', process.env.FRONTDESK_AGENT_CMD], { stdio: ['pipe', 'pipe', 'pipe'] });
+  } else {
+    const env = (k, d) => {
+      const v = process.env[k] || d;
+      if (!v) throw new Error(`${k} must be set (or FRONTDESK_AGENT_CMD)`);
+      return v;
+    };
+    child = spawn('/usr/bin/python3', [
+      path.join(__dirname, '../agents/agent.py'),
+      '--jid', env('FRONTDESK_AGENT_JID'),
+      '--password', env('FRONTDESK_AGENT_PASSWORD'),
+      '--host', env('FRONTDESK_XMPP_HOST', '127.0.0.1'),
+      '--port', env('FRONTDESK_XMPP_PORT', '5222'),
+    ], { stdio: ['pipe', 'pipe', 'pipe'] });
+  }
   const agent = new Agent(child);
   await agent.waitFor((e) => e.event === 'ready', { timeout, what: 'the agent driver to log in' });
   return agent;
 }
 
-module.exports = { startAgent, Agent };
+module.exports = { startAgent, Agent, normalize };

@@ -73,7 +73,10 @@ test('R1 + C1: waiting with queue position, greeting, messages both ways, typing
   const mine = w.messages('is leaking');
   await mine.and(w.host.locator('[data-status=sent], [data-status=delivered], [data-status=read]')).waitFor();
 
-  // The agent reads it: the visitor's message shows Read.
+  // The agent's client acknowledged it (XEP-0184): Delivered.
+  await mine.and(w.host.locator('[data-status=delivered]')).waitFor();
+  assert.match(await text(mine.locator('.st')), /Delivered/);
+  // The agent reads it (XEP-0333): Read.
   await agent.displayed(chat, got.id);
   await mine.and(w.host.locator('[data-status=read]')).waitFor();
   assert.match(await text(mine.locator('.st')), /Read/);
@@ -131,6 +134,17 @@ test('C1: reload and navigation resume the same conversation, no duplicates, dra
   await w.message.press('Enter');
   await agent.nextMessage(chat, { match: 'still here' });
   assert.deepEqual(agent.messagesFrom(chat).filter((b) => b === first), [first], 'agent got the first line exactly once');
+
+  // Panel minimised: a new agent message shows as a count on the bubble.
+  await page.getByRole('button', { name: 'Minimize chat', exact: true }).click();
+  const unseen = unique('While minimised');
+  await agent.reply(chat, unseen);
+  const badge = w.host.locator('.badge');
+  await badge.filter({ hasText: '1 new' }).waitFor();
+  assert.equal(await w.bubble.getAttribute('aria-describedby'), await badge.getAttribute('id'));
+  await w.bubble.click();
+  await w.messages(unseen).waitFor();
+  assert.equal(await badge.isVisible(), false, 'count cleared once the chat is open');
 });
 
 test('X1 + X2: End chat asks, Yes ends it and tells the agent, Start chat opens a fresh one', async () => {

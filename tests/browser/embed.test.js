@@ -84,6 +84,18 @@ test('W1: async loader adds exactly one global and never delays the page', async
   await context.close();
 });
 
+test('W1: styled and working under a strict host CSP (no inline styles allowed)', async () => {
+  const csp = `<meta http-equiv="Content-Security-Policy" content="default-src 'self'; style-src 'self'; script-src 'self'">`;
+  const page0 = hostPage().replace('<head>', '<head>' + csp);
+  const { context, page } = await openPage(browser, { pages: { '/__test/index.html': page0 } });
+  const w = ui(page);
+  await w.bubble.waitFor();
+  assert.equal(await w.bubble.evaluate((b) => getComputedStyle(b).backgroundColor), 'rgb(29, 78, 216)');
+  await w.bubble.click();
+  await w.name.waitFor();
+  await context.close();
+});
+
 test('W2–W4: empty fields and invalid e-mail show their own warnings', async () => {
   const { context, page, errors } = await openPage(browser);
   const w = ui(page);

@@ -49,7 +49,8 @@ test('E1 + E4: gateway stopped → red band → gateway back → Retry delivers 
 
     await startGateway();
     // Reconnected: the band now says what to do with the unsent messages.
-    await w.band.filter({ hasText: /Some messages were not sent\. Press Retry/ }).waitFor();
+    // (Backoff is capped at 10 s plus jitter, so allow for a full step.)
+    await w.band.filter({ hasText: /Some messages were not sent\. Press Retry/ }).waitFor({ timeout: 30000 });
 
     // Retry the first one right away: it arrives once.
     await w.messages(a).getByRole('button', { name: 'Retry', exact: true }).click();

@@ -13,8 +13,13 @@ pub fn postgres_admin_url() -> String {
 }
 
 pub enum TestDb {
-    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
-    Postgres { name: String },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres {
+        name: String,
+    },
 }
 
 impl TestDb {

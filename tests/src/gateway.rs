@@ -36,7 +36,9 @@ impl TestGateway {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
-        let db = TestDb::create().await.expect("cannot create a test database");
+        let db = TestDb::create()
+            .await
+            .expect("cannot create a test database");
         let mut config = test_config(&db.url());
         adjust(&mut config);
         Self::spawn_on(config, Some(db)).await
@@ -155,7 +157,12 @@ impl GatewayProcess {
     /// Starts `frontdesk serve --config CONFIG` on a port-0 listener and
     /// waits for its "listening on" line.
     pub async fn spawn(config_path: &Path) -> anyhow::Result<GatewayProcess> {
-        let mut child = tokio::process::Command::new(frontdesk_binary())
+        Self::spawn_binary(&frontdesk_binary(), config_path).await
+    }
+
+    /// Same, with a given `frontdesk` binary (e.g. a release build).
+    pub async fn spawn_binary(binary: &Path, config_path: &Path) -> anyhow::Result<GatewayProcess> {
+        let mut child = tokio::process::Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(config_path)

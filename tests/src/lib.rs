@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod database;
+pub mod ejabberd;
 pub mod gateway;
 pub mod prosody;
 pub mod visitor;

@@ -64,7 +64,8 @@ pub struct Prosody {
     pub accounts: Vec<Account>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nobody listens on right now (bound, read, released).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -256,7 +257,9 @@ fn write_accounts(data: &Path, accounts: &[Account]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+/// Polls until `port` accepts TCP connections (servers log no reliable
+/// "ready" line across versions).
+pub(crate) async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -87,7 +87,12 @@ impl Visitor {
         self.send(request).await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<Reply> {
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<Reply> {
         let mut request = self.request(reqwest::Method::POST, path).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -132,7 +137,12 @@ impl Visitor {
         })
     }
 
-    pub async fn say(&self, session: &Session, client_id: &str, body: &str) -> anyhow::Result<Reply> {
+    pub async fn say(
+        &self,
+        session: &Session,
+        client_id: &str,
+        body: &str,
+    ) -> anyhow::Result<Reply> {
         self.post(
             &format!("/api/v1/conversations/{}/messages", session.id),
             Some(&session.token),
@@ -178,8 +188,8 @@ impl Visitor {
     /// Opens the event stream and authenticates with `since`.
     pub async fn events(&self, session: &Session, since: i64) -> anyhow::Result<EventStream> {
         let ws_base = self.base.replacen("http", "ws", 1);
-        let mut request =
-            format!("{ws_base}/api/v1/conversations/{}/events", session.id).into_client_request()?;
+        let mut request = format!("{ws_base}/api/v1/conversations/{}/events", session.id)
+            .into_client_request()?;
         if let Some(origin) = &self.origin {
             request
                 .headers_mut()
@@ -246,7 +256,9 @@ impl EventStream {
 
     /// Sends a client frame (typing, read).
     pub async fn send(&mut self, frame: Value) -> anyhow::Result<()> {
-        self.socket.send(Message::Text(frame.to_string().into())).await?;
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await?;
         Ok(())
     }
 

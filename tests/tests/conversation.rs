@@ -33,17 +33,27 @@ async fn a_live_chat_from_start_to_end() {
     let first = events.next_event().await.unwrap();
     assert_eq!(first["type"], "state");
     assert_eq!(first["state"], "queued");
-    assert_eq!(events.next_of_type("queue_position").await.unwrap()["position"], 1);
+    assert_eq!(
+        events.next_of_type("queue_position").await.unwrap()["position"],
+        1
+    );
 
     // Ring-all: both members of queue 600 get the offer, introducing Jane.
     let offer = gw.next_offer().await;
-    let offered: Vec<_> = offer.agents.iter().map(|a| a.extension.to_string()).collect();
+    let offered: Vec<_> = offer
+        .agents
+        .iter()
+        .map(|a| a.extension.to_string())
+        .collect();
     assert_eq!(offered, ["101", "102"]);
     assert_eq!(offer.conversation.visitor_name, "Jane Doe");
     assert_eq!(offer.conversation.visitor_email, "jane@example.com");
     assert_eq!(offer.conversation.queue.as_deref(), Some("600"));
 
-    let hello = visitor.say(&session, "c-1", "Hello, is anyone there?").await.unwrap();
+    let hello = visitor
+        .say(&session, "c-1", "Hello, is anyone there?")
+        .await
+        .unwrap();
     assert_eq!(hello.status, 201, "{:?}", hello.body);
     assert_eq!(hello.body["sender"], "visitor");
     let hello_seq = hello.body["seq"].as_i64().unwrap();
@@ -56,17 +66,14 @@ async fn a_live_chat_from_start_to_end() {
         .await
         .unwrap();
     assert_eq!(reply.author, "Alice Martin");
-    loop {
-        match gw.next_agent_call().await {
-            AgentCall::Withdraw {
-                agents, taken_by, ..
-            } => {
-                assert_eq!(agents, vec![ext("102")]);
-                assert_eq!(taken_by.as_deref(), Some("Alice Martin"));
-                break;
-            }
-            other => panic!("expected a withdraw, got {other:?}"),
+    match gw.next_agent_call().await {
+        AgentCall::Withdraw {
+            agents, taken_by, ..
+        } => {
+            assert_eq!(agents, vec![ext("102")]);
+            assert_eq!(taken_by.as_deref(), Some("Alice Martin"));
         }
+        other => panic!("expected a withdraw, got {other:?}"),
     }
     assert_eq!(
         gw.engine
@@ -85,7 +92,10 @@ async fn a_live_chat_from_start_to_end() {
 
     // Typing and read marks cross in real time.
     gw.engine.agent_typing(id, true);
-    assert_eq!(events.next_of_type("typing").await.unwrap()["state"], "composing");
+    assert_eq!(
+        events.next_of_type("typing").await.unwrap()["state"],
+        "composing"
+    );
     gw.engine
         .agent_receipt(id, ReceiptStatus::Read, hello_seq)
         .await
@@ -95,7 +105,10 @@ async fn a_live_chat_from_start_to_end() {
     assert_eq!(receipt["up_to_seq"], hello_seq);
 
     // Now active: the visitor's messages go straight to Alice.
-    visitor.say(&session, "c-2", "My sink leaks.").await.unwrap();
+    visitor
+        .say(&session, "c-2", "My sink leaks.")
+        .await
+        .unwrap();
     events
         .send(json!({ "type": "typing", "state": "composing" }))
         .await
@@ -127,7 +140,11 @@ async fn a_live_chat_from_start_to_end() {
         .collect();
     assert_eq!(
         bodies,
-        ["Hello, is anyone there?", "Hi Jane, Alice here.", "My sink leaks."]
+        [
+            "Hello, is anyone there?",
+            "Hi Jane, Alice here.",
+            "My sink leaks."
+        ]
     );
 
     // The visitor ends the chat; Alice is told.
@@ -143,7 +160,10 @@ async fn a_live_chat_from_start_to_end() {
         }
         other => panic!("expected ended, got {other:?}"),
     }
-    let late = visitor.say(&session, "c-3", "one more thing").await.unwrap();
+    let late = visitor
+        .say(&session, "c-3", "one more thing")
+        .await
+        .unwrap();
     assert_eq!(late.status, 409);
     assert_eq!(late.error(), "conversation_ended");
 
@@ -179,7 +199,10 @@ async fn a_chatbot_option_shows_its_welcome_and_routes_to_its_queue() {
         welcome["message"]["body"],
         "Support will answer you in a moment."
     );
-    assert_eq!(events.next_of_type("state").await.unwrap()["state"], "queued");
+    assert_eq!(
+        events.next_of_type("state").await.unwrap()["state"],
+        "queued"
+    );
 
     let offer = gw.next_offer().await;
     assert_eq!(offer.conversation.queue.as_deref(), Some("601"));
@@ -273,7 +296,10 @@ async fn an_agent_going_offline_mid_chat_requeues_it_to_another_agent() {
     let id = session.id.parse().unwrap();
     gw.next_offer().await;
     gw.engine.agent_accept(id, &ext("101")).await.unwrap();
-    visitor.say(&session, "v-1", "before the drop").await.unwrap();
+    visitor
+        .say(&session, "v-1", "before the drop")
+        .await
+        .unwrap();
 
     let mut events = visitor.events(&session, 0).await.unwrap();
     gw.engine.set_agent_available(&ext("101"), false).await;
@@ -328,7 +354,10 @@ async fn queue_positions_move_up_as_chats_ahead_are_taken() {
     let first = visitor.start("live", "First").await.unwrap();
     let second = visitor.start("live", "Second").await.unwrap();
     let mut events = visitor.events(&second, 0).await.unwrap();
-    assert_eq!(events.next_of_type("queue_position").await.unwrap()["position"], 2);
+    assert_eq!(
+        events.next_of_type("queue_position").await.unwrap()["position"],
+        2
+    );
 
     // Only Alice comes online: she is offered the first visitor.
     gw.engine.set_agent_available(&ext("101"), true).await;
@@ -338,7 +367,10 @@ async fn queue_positions_move_up_as_chats_ahead_are_taken() {
         .agent_accept(offer.conversation.id, &ext("101"))
         .await
         .unwrap();
-    assert_eq!(events.next_of_type("queue_position").await.unwrap()["position"], 1);
+    assert_eq!(
+        events.next_of_type("queue_position").await.unwrap()["position"],
+        1
+    );
     gw.stop().await;
 }
 

@@ -38,7 +38,10 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
         senders.push(tokio::spawn(async move {
             for i in 0..PER_SENDER {
                 let client_id = format!("s{s}-m{i}");
-                match visitor.say(&session, &client_id, &format!("message {client_id}")).await {
+                match visitor
+                    .say(&session, &client_id, &format!("message {client_id}"))
+                    .await
+                {
                     Ok(reply) if reply.status == 201 || reply.status == 200 => {
                         let seq = reply.body["seq"].as_i64().unwrap();
                         let mut acked = acked.lock().unwrap();
@@ -103,7 +106,10 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     let history = visitor.messages(&session).await.unwrap();
     let messages = history.body["messages"].as_array().unwrap();
     assert_eq!(messages.len(), SENDERS * PER_SENDER);
-    let seqs: Vec<i64> = messages.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> = messages
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "history is in order");
 
     gateway.kill().await.unwrap();

@@ -17,7 +17,10 @@ async fn missing_or_wrong_tokens_get_401() {
     let none = visitor.get(&path, None).await.unwrap();
     assert_eq!((none.status.as_u16(), none.error()), (401, "unauthorized"));
     let wrong = visitor.get(&path, Some("0123456789abcdef")).await.unwrap();
-    assert_eq!((wrong.status.as_u16(), wrong.error()), (401, "unauthorized"));
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.error()),
+        (401, "unauthorized")
+    );
     let forged = Session {
         id: session.id.clone(),
         token: "f".repeat(64),
@@ -47,16 +50,32 @@ async fn a_foreign_origin_is_refused_on_rest_and_websocket() {
 
     assert_eq!(allowed.channel("live").await.unwrap().status, 200);
     let info = foreign.channel("live").await.unwrap();
-    assert_eq!((info.status.as_u16(), info.error()), (403, "origin_not_allowed"));
-    let start = foreign.try_start("live", "Jane", "jane@example.com").await.unwrap();
-    assert_eq!((start.status.as_u16(), start.error()), (403, "origin_not_allowed"));
+    assert_eq!(
+        (info.status.as_u16(), info.error()),
+        (403, "origin_not_allowed")
+    );
+    let start = foreign
+        .try_start("live", "Jane", "jane@example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        (start.status.as_u16(), start.error()),
+        (403, "origin_not_allowed")
+    );
 
     let session = allowed.start("live", "Jane").await.unwrap();
     let say = foreign.say(&session, "c1", "hi").await.unwrap();
-    assert_eq!((say.status.as_u16(), say.error()), (403, "origin_not_allowed"));
+    assert_eq!(
+        (say.status.as_u16(), say.error()),
+        (403, "origin_not_allowed")
+    );
 
     // WebSocket: refused at the handshake, before any frame.
-    let err = foreign.events(&session, 0).await.err().expect("handshake refused");
+    let err = foreign
+        .events(&session, 0)
+        .await
+        .err()
+        .expect("handshake refused");
     assert!(err.to_string().contains("403"), "{err}");
     assert!(allowed.events(&session, 0).await.is_ok());
 
@@ -74,10 +93,7 @@ async fn a_foreign_origin_is_refused_on_rest_and_websocket() {
             .send()
     };
     let ok = preflight(ALLOWED_ORIGIN).await.unwrap();
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        ALLOWED_ORIGIN
-    );
+    assert_eq!(ok.headers()["access-control-allow-origin"], ALLOWED_ORIGIN);
     let evil = preflight("https://evil.example").await.unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
     gw.stop().await;
@@ -88,20 +104,35 @@ async fn unknown_channels_and_conversations_get_404() {
     let gw = TestGateway::spawn().await;
     let visitor = Visitor::new(&gw.url);
     let channel = visitor.channel("nope").await.unwrap();
-    assert_eq!((channel.status.as_u16(), channel.error()), (404, "unknown_channel"));
-    let start = visitor.try_start("nope", "Jane", "jane@example.com").await.unwrap();
-    assert_eq!((start.status.as_u16(), start.error()), (404, "unknown_channel"));
+    assert_eq!(
+        (channel.status.as_u16(), channel.error()),
+        (404, "unknown_channel")
+    );
+    let start = visitor
+        .try_start("nope", "Jane", "jane@example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        (start.status.as_u16(), start.error()),
+        (404, "unknown_channel")
+    );
     let ghost = Session {
         id: uuid::Uuid::new_v4().to_string(),
         token: "f".repeat(64),
     };
     let reply = visitor.conversation(&ghost).await.unwrap();
-    assert_eq!((reply.status.as_u16(), reply.error()), (404, "unknown_conversation"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (404, "unknown_conversation")
+    );
     let garbage = visitor
         .get("/api/v1/conversations/not-a-uuid", Some("x"))
         .await
         .unwrap();
-    assert_eq!((garbage.status.as_u16(), garbage.error()), (404, "unknown_conversation"));
+    assert_eq!(
+        (garbage.status.as_u16(), garbage.error()),
+        (404, "unknown_conversation")
+    );
     gw.stop().await;
 }
 
@@ -118,16 +149,27 @@ async fn starting_outside_hours_gets_409_closed_with_the_next_opening() {
 
     let info = visitor.channel("closed").await.unwrap();
     assert_eq!(info.body["open"], false);
-    let next_open: chrono::DateTime<Utc> = info.body["next_open"].as_str().unwrap().parse().unwrap();
+    let next_open: chrono::DateTime<Utc> =
+        info.body["next_open"].as_str().unwrap().parse().unwrap();
     assert_eq!(next_open, expected);
     assert_eq!(info.body["closed"]["alternatives"][0]["kind"], "phone");
 
-    let reply = visitor.try_start("closed", "Jane", "jane@example.com").await.unwrap();
+    let reply = visitor
+        .try_start("closed", "Jane", "jane@example.com")
+        .await
+        .unwrap();
     assert_eq!((reply.status.as_u16(), reply.error()), (409, "closed"));
-    let next_open: chrono::DateTime<Utc> = reply.body["next_open"].as_str().unwrap().parse().unwrap();
+    let next_open: chrono::DateTime<Utc> =
+        reply.body["next_open"].as_str().unwrap().parse().unwrap();
     assert_eq!(next_open, expected);
-    assert_eq!(reply.body["closed"]["text"], "We are closed. Back {next_open}.");
-    assert_eq!(reply.body["closed"]["alternatives"][0]["value"], "+33 1 23 45 67 89");
+    assert_eq!(
+        reply.body["closed"]["text"],
+        "We are closed. Back {next_open}."
+    );
+    assert_eq!(
+        reply.body["closed"]["alternatives"][0]["value"],
+        "+33 1 23 45 67 89"
+    );
     assert!(reply.body.get("token").is_none());
     gw.stop().await;
 }
@@ -150,24 +192,40 @@ async fn invalid_input_gets_422_with_the_field() {
         assert_eq!(reply.body["field"].as_str(), field);
     }
     let long_name = "x".repeat(101);
-    let reply = visitor.try_start("live", &long_name, "jane@example.com").await.unwrap();
+    let reply = visitor
+        .try_start("live", &long_name, "jane@example.com")
+        .await
+        .unwrap();
     assert_eq!((reply.status.as_u16(), reply.error()), (422, "too_long"));
     assert_eq!(reply.body["limit"], 100);
 
     let session = visitor.start("live", "Jane").await.unwrap();
     let empty = visitor.say(&session, "c1", "  \n ").await.unwrap();
-    assert_eq!((empty.status.as_u16(), empty.error()), (422, "empty_message"));
-    let long = visitor.say(&session, "c2", &"y".repeat(4001)).await.unwrap();
+    assert_eq!(
+        (empty.status.as_u16(), empty.error()),
+        (422, "empty_message")
+    );
+    let long = visitor
+        .say(&session, "c2", &"y".repeat(4001))
+        .await
+        .unwrap();
     assert_eq!((long.status.as_u16(), long.error()), (422, "too_long"));
     assert_eq!(long.body["field"], "message");
     let history = visitor.messages(&session).await.unwrap();
-    assert_eq!(history.body["messages"], json!([]), "refused messages are not stored");
+    assert_eq!(
+        history.body["messages"],
+        json!([]),
+        "refused messages are not stored"
+    );
 
     let bad_json = visitor
         .post_raw("/api/v1/channels/live/conversations", b"{not json".to_vec())
         .await
         .unwrap();
-    assert_eq!((bad_json.status.as_u16(), bad_json.error()), (400, "invalid_json"));
+    assert_eq!(
+        (bad_json.status.as_u16(), bad_json.error()),
+        (400, "invalid_json")
+    );
     gw.stop().await;
 }
 
@@ -183,7 +241,10 @@ async fn an_oversized_body_gets_413() {
         )
         .await
         .unwrap();
-    assert_eq!((reply.status.as_u16(), reply.error()), (413, "payload_too_large"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (413, "payload_too_large")
+    );
     gw.stop().await;
 }
 
@@ -197,8 +258,14 @@ async fn floods_get_429_with_retry_after() {
     let visitor = Visitor::new(&gw.url);
     let session = visitor.start("live", "One").await.unwrap();
     visitor.start("live", "Two").await.unwrap();
-    let third = visitor.try_start("live", "Three", "jane@example.com").await.unwrap();
-    assert_eq!((third.status.as_u16(), third.error()), (429, "rate_limited"));
+    let third = visitor
+        .try_start("live", "Three", "jane@example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        (third.status.as_u16(), third.error()),
+        (429, "rate_limited")
+    );
     assert!(third.body["retry_after"].as_u64().unwrap() >= 1);
 
     for i in 0..3 {
@@ -206,7 +273,10 @@ async fn floods_get_429_with_retry_after() {
         assert_eq!(reply.status, 201);
     }
     let flood = visitor.say(&session, "m3", "hi").await.unwrap();
-    assert_eq!((flood.status.as_u16(), flood.error()), (429, "rate_limited"));
+    assert_eq!(
+        (flood.status.as_u16(), flood.error()),
+        (429, "rate_limited")
+    );
     let history = visitor.messages(&session).await.unwrap();
     assert_eq!(history.body["messages"].as_array().unwrap().len(), 3);
     gw.stop().await;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use frontdesk_tests::prosody::{Account, Prosody, COMPONENT_DOMAIN};
+use frontdesk_tests::ejabberd::Ejabberd;
+use frontdesk_tests::prosody::{Account, Prosody, XmppAgent, COMPONENT_DOMAIN};
 use frontdesk_xmpp::{
     Availability, BareJid, ChatState, Command, ComponentConfig, Event, Jid, OutgoingMessage,
     VisitorAddress,
@@ -33,12 +34,18 @@ impl Bridge {
         agents: &[&str],
         adjust: impl FnOnce(&mut ComponentConfig),
     ) -> Bridge {
+        Self::start_on(&prosody.component_addr(), &prosody.secret, agents, adjust).await
+    }
+
+    async fn start_on(
+        server: &str,
+        secret: &str,
+        agents: &[&str],
+        adjust: impl FnOnce(&mut ComponentConfig),
+    ) -> Bridge {
         frontdesk_tests::gateway::init_test_logging();
-        let mut config = ComponentConfig::new(
-            BareJid::new(COMPONENT_DOMAIN).unwrap(),
-            prosody.component_addr(),
-            prosody.secret.clone(),
-        );
+        let mut config =
+            ComponentConfig::new(BareJid::new(COMPONENT_DOMAIN).unwrap(), server, secret);
         config.ping_interval = Duration::from_secs(1);
         config.ping_timeout = Duration::from_secs(2);
         config.reconnect_initial = Duration::from_millis(50);
@@ -192,6 +199,7 @@ async fn messages_flow_both_ways_with_nick_receipt_request_and_markable() {
         body,
         receipt_requested,
         markable,
+        oob_url,
     } = event
     else {
         unreachable!()
@@ -202,6 +210,60 @@ async fn messages_flow_both_ways_with_nick_receipt_request_and_markable() {
     assert_eq!(id.as_deref(), Some("ag-1"));
     assert_eq!(body, "Hi Jane, looking");
     assert!(receipt_requested && markable);
+    assert_eq!(oob_url, None);
+    bridge.stop().await;
+}
+
+/// A burst is acknowledged and delivered complete and in order (one
+/// acknowledgement ping covers many stanzas).
+#[tokio::test]
+async fn a_burst_of_messages_arrives_complete_and_in_order() {
+    let server = prosody(&[Account::new("101")]).await;
+    let mut agent = server.agent("101").await.unwrap();
+    let mut bridge = Bridge::start(&server, &["101@localhost"]).await;
+    let v = visitor("burst");
+    let n = 200;
+    let commands = bridge.commands.clone();
+    let feeder = tokio::spawn(async move {
+        for i in 1..=n {
+            commands
+                .send(message(i, &v, "101@localhost", &format!("m{i}")))
+                .await
+                .unwrap();
+        }
+    });
+    let sent = sent_ids(&mut bridge, n as usize).await;
+    assert_eq!(sent, (1..=n).collect::<Vec<_>>());
+    feeder.await.unwrap();
+    let bodies = bodies_from(&mut agent, "burst", n as usize).await;
+    let expected: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    bridge.stop().await;
+}
+
+/// The scripted agent's echo mode, which the load generator relies on.
+#[tokio::test]
+async fn an_echoing_agent_answers_every_message() {
+    let server = prosody(&[Account::new("101")]).await;
+    let mut agent = server.agent("101").await.unwrap();
+    agent
+        .command(json!({"cmd": "echo", "enabled": true, "prefix": "re: "}))
+        .await
+        .unwrap();
+    let mut bridge = Bridge::start(&server, &["101@localhost"]).await;
+    let v = visitor("k1");
+    for i in 1..=3 {
+        bridge
+            .command(message(i, &v, "101@localhost", &format!("q{i}")))
+            .await;
+        let e = bridge
+            .expect(|e| matches!(e, Event::AgentMessage { .. }))
+            .await;
+        assert!(
+            matches!(&e, Event::AgentMessage { body, id: Some(id), .. } if *body == format!("re: q{i}") && *id == format!("echo-out-{i}")),
+            "{e:?}"
+        );
+    }
     bridge.stop().await;
 }
 
@@ -381,6 +443,39 @@ async fn agent_presence_is_reported_as_available_away_and_unavailable() {
         .await
         .unwrap();
     bridge.expect(presence(Availability::Unavailable)).await;
+    bridge.stop().await;
+}
+
+/// An agent whose client dies (no goodbye) becomes unavailable: what the
+/// engine needs to re-queue their chats (A5).
+#[tokio::test]
+async fn an_agent_whose_client_dies_becomes_unavailable() {
+    let server = prosody(&[Account::new("101").preapproved()]).await;
+    let agent = server.agent("101").await.unwrap();
+    let mut bridge = Bridge::start(&server, &["101@localhost"]).await;
+    bridge
+        .expect(|e| {
+            matches!(
+                e,
+                Event::AgentPresence {
+                    availability: Availability::Available,
+                    ..
+                }
+            )
+        })
+        .await;
+    drop(agent);
+    bridge
+        .expect(|e| {
+            matches!(
+                e,
+                Event::AgentPresence {
+                    availability: Availability::Unavailable,
+                    ..
+                }
+            )
+        })
+        .await;
     bridge.stop().await;
 }
 
@@ -635,28 +730,22 @@ async fn error_reply_reaches_the_agent_as_a_failed_message_with_text() {
     bridge.stop().await;
 }
 
+/// Messages queued while Prosody is down are sent after the reconnect, in
+/// order. The agent is offline during the flush so that the server's offline
+/// storage, not a login race, decides what the agent gets: all of them, in
+/// order, at its next login.
 #[tokio::test]
 async fn prosody_restart_loses_no_message_and_keeps_order() {
     let mut server = prosody(&[Account::new("101").preapproved()]).await;
     let mut agent = server.agent("101").await.unwrap();
     let mut bridge = Bridge::start(&server, &["101@localhost"]).await;
-    bridge
-        .expect(|e| {
-            matches!(
-                e,
-                Event::AgentPresence {
-                    availability: Availability::Available,
-                    ..
-                }
-            )
-        })
-        .await;
     let v = visitor("h1");
     bridge
         .command(message(1, &v, "101@localhost", "before"))
         .await;
     bridge.expect(|e| *e == Event::Sent { outbox_id: 1 }).await;
     agent.expect_message_from(&visitor_jid("h1")).await.unwrap();
+    drop(agent);
 
     server.kill();
     bridge
@@ -674,41 +763,12 @@ async fn prosody_restart_loses_no_message_and_keeps_order() {
     }
     server.restart().await.unwrap();
     bridge.expect(|e| matches!(e, Event::Connected)).await;
-    let mut sent = Vec::new();
-    while sent.len() < 5 {
-        if let Event::Sent { outbox_id } = bridge.expect(|e| matches!(e, Event::Sent { .. })).await
-        {
-            sent.push(outbox_id);
-        }
-    }
-    assert_eq!(sent, [2, 3, 4, 5, 6]);
-    // The agent's client reconnects by itself and gets them (offline
-    // storage if it was not back yet), in order.
-    let mut bodies = Vec::new();
-    while bodies.len() < 5 {
-        let m = agent
-            .expect(Duration::from_secs(20), |e| {
-                is_message_from(e, &visitor_jid("h1")) && e["body"].is_string()
-            })
-            .await
-            .unwrap();
-        bodies.push(m["body"].as_str().unwrap().to_owned());
-    }
+    assert_eq!(sent_ids(&mut bridge, 5).await, [2, 3, 4, 5, 6]);
+
+    let mut agent = server.agent("101").await.unwrap();
     let expected: Vec<String> = (2..=6).map(|i| format!("during outage {i}")).collect();
-    assert_eq!(bodies, expected);
-    // Presence is re-established by probing after the reconnect.
-    bridge
-        .expect_within(Duration::from_secs(20), |e| {
-            matches!(
-                e,
-                Event::AgentPresence {
-                    availability: Availability::Available,
-                    ..
-                }
-            )
-        })
-        .await;
-    // And replies flow again.
+    assert_eq!(bodies_from(&mut agent, "h1", 5).await, expected);
+    // Replies flow again.
     agent
         .send(&visitor_jid("h1"), "back", "ag-back")
         .await
@@ -719,10 +779,49 @@ async fn prosody_restart_loses_no_message_and_keeps_order() {
     bridge.stop().await;
 }
 
+async fn sent_ids(bridge: &mut Bridge, n: usize) -> Vec<i64> {
+    let mut sent = Vec::new();
+    while sent.len() < n {
+        if let Event::Sent { outbox_id } = bridge.expect(|e| matches!(e, Event::Sent { .. })).await
+        {
+            sent.push(outbox_id);
+        }
+    }
+    sent
+}
+
+async fn bodies_from(agent: &mut XmppAgent, v: &str, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    while bodies.len() < n {
+        let m = agent
+            .expect(Duration::from_secs(20), |e| {
+                is_message_from(e, &visitor_jid(v)) && e["body"].is_string()
+            })
+            .await
+            .unwrap();
+        bodies.push(m["body"].as_str().unwrap().to_owned());
+    }
+    bodies
+}
+
+/// A frozen server (SIGSTOP) keeps its sockets open: only pings notice.
+/// The agent's own connection survives the freeze and the agent sends no new
+/// presence, so seeing it available again proves the reconnect probed it.
 #[tokio::test]
-async fn a_hung_server_is_detected_by_pings_and_the_component_reconnects() {
-    let server = prosody(&[Account::new("101")]).await;
+async fn a_hung_server_is_detected_by_pings_and_presence_is_probed_after_reconnect() {
+    let server = prosody(&[Account::new("101").preapproved()]).await;
+    let _agent = server.agent("101").await.unwrap();
     let mut bridge = Bridge::start(&server, &["101@localhost"]).await;
+    let available = |e: &Event| {
+        matches!(
+            e,
+            Event::AgentPresence {
+                availability: Availability::Available,
+                ..
+            }
+        )
+    };
+    bridge.expect(available).await;
     server.pause().unwrap();
     // ping_interval 1 s + ping_timeout 2 s.
     bridge
@@ -738,6 +837,7 @@ async fn a_hung_server_is_detected_by_pings_and_the_component_reconnects() {
     bridge
         .expect_within(Duration::from_secs(15), |e| matches!(e, Event::Connected))
         .await;
+    bridge.expect(available).await;
     bridge.expect(|e| *e == Event::Sent { outbox_id: 5 }).await;
     bridge.stop().await;
 }
@@ -759,4 +859,69 @@ async fn wrong_secret_never_connects_and_shutdown_still_works() {
     shutdown.cancel();
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
     drop(commands);
+}
+
+/// The round trip and a restart with queued messages, against ejabberd.
+#[tokio::test]
+async fn ejabberd_round_trip_and_restart_lose_nothing() {
+    let mut server = Ejabberd::start(&[Account::new("101")])
+        .await
+        .expect("ejabberd did not start");
+    let mut agent = server.agent("101").await.unwrap();
+    let mut bridge = Bridge::start_on(
+        &server.component_addr(),
+        &server.secret,
+        &["101@localhost"],
+        |_| {},
+    )
+    .await;
+    let v = visitor("j1");
+    bridge
+        .command(Command::SendMessage(OutgoingMessage {
+            outbox_id: 1,
+            from: v.clone(),
+            nick: Some("Jane Doe".into()),
+            to: Jid::new("101@localhost").unwrap(),
+            body: "hello from the widget".into(),
+            id: "ej-1".into(),
+            oob_url: None,
+            request_receipt: true,
+        }))
+        .await;
+    let got = agent.expect_message_from(&visitor_jid("j1")).await.unwrap();
+    assert_eq!(got["body"], "hello from the widget");
+    assert_eq!(got["nick"], "Jane Doe");
+    bridge.expect(|e| *e == Event::Sent { outbox_id: 1 }).await;
+    agent
+        .send(&visitor_jid("j1"), "hello from ejabberd", "ag-1")
+        .await
+        .unwrap();
+    bridge
+        .expect(|e| matches!(e, Event::AgentMessage { body, to, .. } if body == "hello from ejabberd" && *to == v))
+        .await;
+
+    drop(agent);
+    server.kill();
+    bridge
+        .expect(|e| matches!(e, Event::Disconnected { .. }))
+        .await;
+    for i in 2..=4 {
+        bridge
+            .command(message(
+                i,
+                &v,
+                "101@localhost",
+                &format!("during outage {i}"),
+            ))
+            .await;
+    }
+    server.restart().await.unwrap();
+    bridge
+        .expect_within(Duration::from_secs(20), |e| matches!(e, Event::Connected))
+        .await;
+    assert_eq!(sent_ids(&mut bridge, 3).await, [2, 3, 4]);
+    let mut agent = server.agent("101").await.unwrap();
+    let expected: Vec<String> = (2..=4).map(|i| format!("during outage {i}")).collect();
+    assert_eq!(bodies_from(&mut agent, "j1", 3).await, expected);
+    bridge.stop().await;
 }

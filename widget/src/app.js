@@ -56,7 +56,17 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
   const host = document.createElement('frontdesk-widget');
   const shadow = host.attachShadow({ mode: 'open' });
   const ids = { panel: nextId('panel'), title: nextId('title'), q: nextId('q') };
-  const bubble = h('button', { class: 'bubble', type: 'button', 'aria-expanded': 'false', 'aria-controls': ids.panel, onclick: () => (isOpen ? close() : open()) }, svg(ICON_CHAT));
+  ids.unread = nextId('unread');
+  const badge = h('span', { class: 'badge', id: ids.unread, hidden: true });
+  const bubble = h('button', { class: 'bubble', type: 'button', 'aria-expanded': 'false', 'aria-controls': ids.panel, onclick: () => (isOpen ? close() : open()) }, svg(ICON_CHAT), badge);
+  let unread = 0;
+  function setUnread(n) {
+    unread = n;
+    badge.hidden = !n;
+    badge.textContent = n ? t('unread', { n }) : '';
+    if (n) bubble.setAttribute('aria-describedby', ids.unread);
+    else bubble.removeAttribute('aria-describedby');
+  }
   const title = h('h2', { class: 'title', id: ids.title, tabindex: '-1' });
   const endBtn = h('button', { class: 'icon', type: 'button', hidden: true, onclick: askEnd }, svg(ICON_X));
   const minBtn = h('button', { class: 'icon', type: 'button', onclick: () => close() }, svg(ICON_MIN));
@@ -69,19 +79,31 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
   const live = h('div', { class: 'sr', 'aria-live': 'polite' });
   const panel = h('section', { class: 'panel', id: ids.panel, role: 'dialog', 'aria-labelledby': ids.title, hidden: true, onkeydown: onPanelKey },
     h('div', { class: 'head' }, title, endBtn, minBtn), band, confirmBox, body, live);
-  shadow.append(h('style', { text: css }), h('div', { class: 'root', lang }, panel, bubble));
+  // A constructed stylesheet is not an inline <style>, so a host page's strict
+  // CSP (style-src without 'unsafe-inline') does not block it.
+  try {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(css);
+    shadow.adoptedStyleSheets = [sheet];
+  } catch (e) {
+    shadow.append(h('style', { text: css }));
+  }
+  shadow.append(h('div', { class: 'root', lang }, panel, bubble));
 
   // Chat screen parts are built once so focus, scroll and draft survive updates.
   const log = h('ol', { class: 'log', tabindex: '0' });
-  const status = h('p', { class: 'status', role: 'status' });
+  const status = h('p', { class: 'status wait', role: 'status' });
   const typingLine = h('p', { class: 'status', 'aria-hidden': 'true' });
-  const options = h('div', { class: 'options', role: 'group' });
+  const optionsPrompt = h('p', { id: nextId('topic') });
+  const optionsList = h('div', { class: 'choices' });
+  const options = h('div', { class: 'options', role: 'group', 'aria-labelledby': optionsPrompt.id }, optionsPrompt, optionsList);
   const composer = h('textarea', { rows: '2', oninput: onDraft, onkeydown: onComposerKey });
   const sendBtn = h('button', { class: 'btn', type: 'button', onclick: sendDraft });
   const composerBox = h('div', { class: 'composer' }, composer, sendBtn);
   const endedText = h('p', { class: 'muted' });
+  const endedInfo = h('div');
   const restartBtn = h('button', { class: 'btn', type: 'button', onclick: restart });
-  const endedBox = h('div', { class: 'ended' }, endedText, restartBtn);
+  const endedBox = h('div', { class: 'ended' }, endedText, endedInfo, restartBtn);
   const chatView = h('div', { class: 'chat' }, log, status, typingLine, options, composerBox, endedBox);
 
   function relabel() {
@@ -95,7 +117,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     yesBtn.textContent = t('yes');
     noBtn.textContent = t('no');
     log.setAttribute('aria-label', t('messages'));
-    options.setAttribute('aria-label', t('chooseTopic'));
+    optionsPrompt.textContent = t('chooseTopic');
     composer.setAttribute('aria-label', t('message'));
     composer.placeholder = t('message');
     sendBtn.textContent = t('send');
@@ -127,6 +149,10 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
         return t('errEnded');
       case 'unknown_channel':
         return t('errChannel');
+      case 'too_long':
+        return t('tooLong', { n: (e.body && e.body.limit) || 4000 });
+      case 'empty_message':
+        return t('errEmptyMessage');
       default:
         return t('errServer');
     }
@@ -139,6 +165,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     bubble.setAttribute('aria-expanded', 'true');
     relabel();
     store.set('open', true);
+    setUnread(0);
     if (!convId && (!channel || Date.now() - channelAt > 60000)) {
       if (!channel) show('loading');
       await loadChannel();
@@ -287,7 +314,11 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     conv = c;
     agentName = c && c.agent ? c.agent.name : null;
     queuePos = c ? c.queue_position : null;
-    if (fresh) store.set('conv', { id, token: tok, state: c });
+    if (fresh) {
+      for (const k of ['events', 'pending']) store.set(k, []);
+      store.set('lastSeq', 0);
+      store.set('conv', { id, token: tok, state: c });
+    }
     show('chat');
     if (isOpen) focusInside();
     connect(fresh ? 0 : store.get('lastSeq') || 0);
@@ -304,6 +335,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
       onEvent: (ev) => onEvent(ev, false),
       onStatus: (up) => {
         setError('conn', up ? null : t('errConn'));
+        if (up) markRead();
         if (up && errors.has('send')) setError('send', t('errRetry'));
       },
       onFatal: (code) => {
@@ -452,6 +484,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     render(it);
     if (m.sender !== 'visitor') {
       showTyping(false);
+      if (!replay && !isOpen) setUnread(unread + 1);
       if (!replay) announce(t('newMessage', { name: m.author || (m.sender === 'agent' ? agentName || t('agent') : (channel && channel.name) || ''), text: m.body }));
       markRead();
     }
@@ -503,8 +536,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
 
   function markRead() {
     if (!isOpen || document.hidden || !conn || maxSeenSeq <= readSent) return;
-    readSent = maxSeenSeq;
-    conn.send({ type: 'read', up_to_seq: maxSeenSeq });
+    if (conn.send({ type: 'read', up_to_seq: maxSeenSeq })) readSent = maxSeenSeq;
   }
   document.addEventListener('visibilitychange', markRead);
 
@@ -563,6 +595,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     it.busy = true;
     it.failed = false;
     paintStatus(it);
+    if (conn) conn.nudge(); // the visitor acts: try the stream now, not at the next backoff step
     try {
       const m = await api.send(convId, token, it.client_id, it.body);
       it.busy = false;
@@ -588,16 +621,22 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     const ended = ENDED.includes(st);
     const menu = st === 'chatbot_menu' || (st === 'started' && channel && channel.mode === 'chatbot');
     const waiting = st === 'queued' || st === 'offered' || st === 'started';
-    status.textContent = ended || menu || !waiting ? '' : queuePos === 1 ? t('positionFirst') : queuePos > 1 ? t('position', { n: queuePos }) : t('waiting');
+    status.textContent = ended || menu || !waiting ? '' : (queuePos === 1 ? t('positionFirst') : queuePos > 1 ? t('position', { n: queuePos }) : t('waiting')) + ' ' + t('waitHint');
     if (ended || !agentName) typingLine.textContent = '';
     composerBox.hidden = ended || menu;
     endedBox.hidden = !ended;
     endedText.textContent = t(endedBy === 'agent' ? 'endedByAgent' : 'ended');
+    // Sent out of the queue to the alternatives (closing time, overflow):
+    // show them right there, as on the out-of-hours screen.
+    const outOfHours = st === 'closed_out_of_hours' && channel;
+    if (outOfHours && !endedInfo.firstChild) put(endedInfo, closedScreen(channel));
+    if (!outOfHours) endedInfo.replaceChildren();
+    endedText.hidden = !!outOfHours;
     endBtn.hidden = ended;
     if (ended) confirmBox.hidden = true;
     const opts = menu ? (conv && conv.options && conv.options.length ? conv.options : (channel && channel.options) || []) : [];
-    if (options.childElementCount !== opts.length || !menu) {
-      put(options, opts.map((o) => h('button', { class: 'btn2', type: 'button', text: o.label, onclick: () => choose(o.id) })));
+    if (optionsList.childElementCount !== opts.length || !menu) {
+      put(optionsList, opts.map((o) => h('button', { class: 'btn2', type: 'button', text: o.label, onclick: () => choose(o.id) })));
     }
     options.hidden = !opts.length;
     if (composer.value === '' && store.get('draft')) composer.value = store.get('draft');

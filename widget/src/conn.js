@@ -16,7 +16,9 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
 
   function schedule() {
     if (stopped) return;
-    const cap = Math.min(30000, 500 * 2 ** Math.min(attempt, 8));
+    // 0.5 s, 1 s, 2 s … capped at 10 s: a visitor is waiting, and a
+    // full jitter spreads a gateway restart's reconnects.
+    const cap = Math.min(10000, 500 * 2 ** Math.min(attempt, 5));
     attempt++;
     const delay = Math.floor(Math.random() * cap) + 250;
     clearTimeout(timer);
@@ -79,8 +81,11 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
   open();
 
   return {
+    /** Sends a frame if connected; returns whether it was sent. */
     send(frame) {
-      if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+      if (!ws || ws.readyState !== 1) return false;
+      ws.send(JSON.stringify(frame));
+      return true;
     },
     /** Reconnects now (e.g. after a successful REST call proves the gateway is back). */
     nudge: online,

@@ -34,25 +34,35 @@ export function put(el, ...children) {
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
 
-/** Message text as nodes: plain text plus safe links, line breaks kept by CSS (pre-wrap). */
-export function linkify(text) {
+/**
+ * Splits message text into plain parts and links: [{text}, {text, href}, …].
+ * Only absolute http(s) URLs become links; trailing punctuation stays text.
+ */
+export function splitLinks(text) {
   const out = [];
   let last = 0;
-  for (const m of String(text).matchAll(URL_RE)) {
-    let raw = m[0].replace(/[.,;:!?)\]]+$/, '');
+  text = String(text);
+  for (const m of text.matchAll(URL_RE)) {
+    const raw = m[0].replace(/[.,;:!?)\]]+$/, '');
     let url;
     try {
       url = new URL(raw);
     } catch (e) {
       continue;
     }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') continue;
-    out.push(text.slice(last, m.index));
-    out.push(h('a', { href: url.href, target: '_blank', rel: 'noopener noreferrer nofollow', text: raw }));
+    if (m.index > last) out.push({ text: text.slice(last, m.index) });
+    out.push({ text: raw, href: url.href });
     last = m.index + raw.length;
   }
-  out.push(text.slice(last));
-  return out.filter((s) => s !== '');
+  if (last < text.length) out.push({ text: text.slice(last) });
+  return out;
+}
+
+/** Message text as nodes: text nodes plus safe <a> elements; line breaks are kept by CSS (pre-wrap). */
+export function linkify(text) {
+  return splitLinks(text).map((p) =>
+    p.href ? h('a', { href: p.href, target: '_blank', rel: 'noopener noreferrer nofollow', text: p.text }) : p.text,
+  );
 }
 
 /** href for an out-of-hours alternative, or null when it is not a safe link. */

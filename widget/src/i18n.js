@@ -33,6 +33,7 @@ const en = {
   waiting: 'Waiting for an agent…',
   position: 'You are number {n} in the queue.',
   positionFirst: 'You are next in the queue.',
+  waitHint: 'You can already describe your question below.',
   joined: '{name} joined the chat.',
   left: '{name} left the chat. You are back in the queue.',
   typing: '{name} is typing…',
@@ -58,6 +59,8 @@ const en = {
   errEnded: 'This chat has already ended. Start a new chat to continue.',
   errChannel: 'This chat is not configured. Please contact the website owner.',
   loading: 'Loading…',
+  unread: '{n} new',
+  errEmptyMessage: 'An empty message cannot be sent. Type something first.',
   newMessage: 'New message from {name}: {text}',
 };
 
@@ -91,6 +94,7 @@ const fr = {
   waiting: "En attente d'un conseiller…",
   position: "Vous êtes en position {n} dans la file d'attente.",
   positionFirst: "Vous êtes le prochain dans la file d'attente.",
+  waitHint: 'Vous pouvez déjà décrire votre demande ci-dessous.',
   joined: '{name} a rejoint la conversation.',
   left: "{name} a quitté la conversation. Vous êtes de nouveau dans la file d'attente.",
   typing: '{name} écrit…',
@@ -116,6 +120,8 @@ const fr = {
   errEnded: 'Cette conversation est déjà terminée. Démarrez-en une nouvelle pour continuer.',
   errChannel: "Ce chat n'est pas configuré. Contactez le propriétaire du site.",
   loading: 'Chargement…',
+  unread: '{n} nouveau(x)',
+  errEmptyMessage: 'Un message vide ne peut pas être envoyé. Écrivez quelque chose.',
   newMessage: 'Nouveau message de {name} : {text}',
 };
 
@@ -162,5 +168,8 @@ export function formatWhen(lang, iso) {
 /** Short clock time for a message. */
 export function formatTime(lang, iso) {
   const d = iso ? new Date(iso) : new Date();
-  return isNaN(d) ? '' : new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' }).format(d);
+  if (isNaN(d)) return '';
+  const today = d.toDateString() === new Date().toDateString();
+  const opts = today ? { hour: '2-digit', minute: '2-digit' } : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' };
+  return new Intl.DateTimeFormat(lang, opts).format(d);
 }

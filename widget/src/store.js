@@ -15,6 +15,15 @@ export function createStore(channelKey) {
   } catch (e) {
     data = {};
   }
+  // Another tab of the same site wrote: follow it rather than overwrite it.
+  addEventListener('storage', (e) => {
+    if (e.key !== name) return;
+    try {
+      data = JSON.parse(e.newValue || '{}') || {};
+    } catch (err) {
+      data = {};
+    }
+  });
   function save() {
     try {
       localStorage.setItem(name, JSON.stringify(data));

@@ -81,6 +81,22 @@ pub fn spawn(
     Ok((tokio::spawn(driver.run().instrument(span)), events_rx))
 }
 
+/// Why a write failed.
+enum WriteError {
+    /// The XML encoder refused the stanza itself; retrying cannot help.
+    Unencodable(String),
+    /// The connection failed or stalled.
+    Connection(String),
+}
+
+impl WriteError {
+    fn into_reason(self) -> String {
+        match self {
+            WriteError::Unencodable(r) | WriteError::Connection(r) => r,
+        }
+    }
+}
+
 /// Why a session ended.
 enum Stop {
     /// Shutdown requested (or the gateway went away): do not reconnect.
@@ -150,7 +166,7 @@ impl Driver {
                     continue;
                 }
             };
-            backoff.reset();
+            let connected_at = Instant::now();
             tracing::info!(server = %self.config.server, "component connected");
             if !self.emit(Event::Connected).await {
                 close(conn).await;
@@ -164,6 +180,11 @@ impl Driver {
                 Stop::Lost(reason) => {
                     tracing::warn!(%reason, "component stream lost");
                     drop(conn);
+                    // Only a session that stayed up resets the backoff, so a
+                    // server that accepts and drops at once is not hammered.
+                    if connected_at.elapsed() >= self.config.ping_interval {
+                        backoff.reset();
+                    }
                     self.requeue_in_flight();
                     if !self.emit(Event::Disconnected { reason }).await {
                         return;
@@ -240,10 +261,19 @@ impl Driver {
     }
 
     async fn write(&self, conn: &mut Connection, stanza: Stanza) -> Result<(), String> {
+        self.try_write(conn, stanza)
+            .await
+            .map_err(WriteError::into_reason)
+    }
+
+    async fn try_write(&self, conn: &mut Connection, stanza: Stanza) -> Result<(), WriteError> {
         match tokio::time::timeout(self.config.ping_timeout, conn.send(stanza)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write failed: {e}")),
-            Err(_) => Err("write timed out".to_owned()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => Err(
+                WriteError::Unencodable(format!("stanza cannot be encoded: {e}")),
+            ),
+            Ok(Err(e)) => Err(WriteError::Connection(format!("write failed: {e}"))),
+            Err(_) => Err(WriteError::Connection("write timed out".to_owned())),
         }
     }
 
@@ -296,17 +326,30 @@ impl Driver {
                 let Some(stanza) = outgoing::command_stanza(self.dir.domain(), &command) else {
                     continue;
                 };
-                if let Err(reason) = self.write(conn, stanza).await {
-                    self.queue.push_front(command);
-                    return Stop::Lost(reason);
+                match self.try_write(conn, stanza).await {
+                    Ok(()) => {}
+                    Err(WriteError::Unencodable(reason)) => {
+                        // Text is cleaned in `outgoing`, so this should not
+                        // happen; retrying it would fail forever. The
+                        // stream may hold half a stanza: reconnect.
+                        tracing::error!(?command, %reason, "dropping a command that cannot be encoded");
+                        return Stop::Lost(reason);
+                    }
+                    Err(WriteError::Connection(reason)) => {
+                        self.queue.push_front(command);
+                        return Stop::Lost(reason);
+                    }
                 }
                 if command.outbox_id().is_some() {
                     self.in_flight.push_back((self.next_seq, command));
                     self.next_seq += 1;
                 }
             }
+            // One acknowledgement ping in flight at a time: under load, one
+            // ping then covers every stanza written while it was out.
             let last_written = self.in_flight.back().map(|(seq, _)| *seq);
-            if last_written.is_some() && last_written > covered {
+            let barrier_out = pings.iter().any(|p| p.covers.is_some());
+            if last_written.is_some() && last_written > covered && !barrier_out {
                 if let Err(reason) = self.send_ping(conn, &mut pings, last_written).await {
                     return Stop::Lost(reason);
                 }
@@ -320,7 +363,9 @@ impl Driver {
                 biased;
                 _ = self.shutdown.cancelled() => return Stop::Shutdown,
                 incoming = conn.next() => {
-                    last_rx = Instant::now();
+                    if !matches!(incoming, Incoming::Idle) {
+                        last_rx = Instant::now();
+                    }
                     if let Err(stop) = self.on_incoming(conn, incoming, &mut pings).await {
                         return stop;
                     }
@@ -355,10 +400,10 @@ impl Driver {
                 if let Stanza::Iq(Iq::Result { id, .. } | Iq::Error { id, .. }) = &*stanza {
                     if pings.iter().any(|p| &p.id == id) {
                         let id = id.clone();
-                        return match self.ping_answered(pings, &id).await {
-                            true => Ok(()),
-                            false => Err(Stop::Shutdown),
-                        };
+                        if !self.ping_answered(pings, &id).await {
+                            return Err(Stop::Shutdown);
+                        }
+                        return Ok(());
                     }
                 }
                 let outcomes = self.dir.handle(*stanza, size);

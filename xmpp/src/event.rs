@@ -38,6 +38,8 @@ pub enum Event {
     /// The component stream is up (first connection or reconnection).
     Connected,
     /// The component stream is down; commands are held until `Connected`.
+    /// Agents' presence is unknown from here until the probes sent after
+    /// the next `Connected` are answered (they are all reported again).
     Disconnected {
         /// Why, for logs and the live view.
         reason: String,
@@ -62,6 +64,8 @@ pub enum Event {
         receipt_requested: bool,
         /// Whether the message is XEP-0333 markable.
         markable: bool,
+        /// A file link the agent shared (XEP-0066), if any.
+        oob_url: Option<String>,
     },
     /// An agent's typing state changed.
     AgentChatState {

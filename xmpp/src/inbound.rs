@@ -16,6 +16,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::ns;
+use xmpp_parsers::oob::Oob;
 use xmpp_parsers::ping::Ping;
 use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
 use xmpp_parsers::receipts::{Received, Request};
@@ -110,7 +111,7 @@ impl Directory {
         added
     }
 
-    /// Adds one agent to the set to probe (not to the allowlist).
+    /// The allowlisted agents (probed after every reconnect).
     pub(crate) fn agents(&self) -> impl Iterator<Item = &BareJid> {
         self.agents.iter()
     }
@@ -279,7 +280,11 @@ impl Directory {
 
     fn agent_message(&mut self, from: Jid, to: VisitorAddress, m: Message) -> Vec<Outcome> {
         let mut out = Vec::new();
-        let has = |name: &str, namespace: &str| m.payloads.iter().any(|p| p.is(name, namespace));
+        let oob_url = m
+            .payloads
+            .iter()
+            .find_map(|p| Oob::try_from(p.clone()).ok())
+            .map(|oob| oob.url);
         let receipt_requested = m
             .payloads
             .iter()
@@ -322,6 +327,7 @@ impl Directory {
                 body,
                 receipt_requested,
                 markable,
+                oob_url,
             })),
             None => {
                 if let Some(state) = state {
@@ -330,7 +336,7 @@ impl Directory {
                         to,
                         state: outgoing::from_xmpp_chat_state(state),
                     }));
-                } else if out.is_empty() && !has("x", ns::OOB) {
+                } else if out.is_empty() {
                     tracing::debug!(%from, "agent message without anything we understand");
                 }
             }
@@ -648,11 +654,11 @@ mod tests {
         outcomes
             .iter()
             .filter_map(|o| match o {
-                Outcome::Reply(s) => Some(Element::from(match &**s {
+                Outcome::Reply(s) => Some(match &**s {
                     Stanza::Message(m) => Element::from(m.clone()),
                     Stanza::Presence(p) => Element::from(p.clone()),
                     Stanza::Iq(i) => Element::from(i.clone()),
-                })),
+                }),
                 Outcome::Emit(_) => None,
             })
             .collect()
@@ -699,6 +705,17 @@ mod tests {
     }
 
     #[test]
+    fn removing_an_agent_from_the_allowlist_takes_effect_at_once() {
+        let mut d = dir();
+        let xml = format!("<message {NS} from='{AGENT}/d' to='visitor-1@chat.pbx.example' type='chat' id='x'><body>hi</body></message>");
+        assert_eq!(events(handle(&mut d, &xml)).len(), 1);
+        d.set_agents(vec![BareJid::new("102@pbx.example").unwrap()]);
+        let out = handle(&mut d, &xml);
+        assert_eq!(condition(&replies(&out)[0]), "forbidden");
+        assert!(events(out).is_empty());
+    }
+
+    #[test]
     fn agent_messages_become_events() {
         let mut d = dir();
         let out = handle(
@@ -714,6 +731,7 @@ mod tests {
                 body: "Hello".into(),
                 receipt_requested: true,
                 markable: true,
+                oob_url: None,
             }]
         );
         let out = handle(
@@ -884,15 +902,7 @@ mod tests {
         let mut d = dir();
         let body = "x".repeat(5000);
         let out = handle(&mut d, &format!("<message {NS} from='{AGENT}/d' to='visitor-1@chat.pbx.example' type='chat' id='big'><body>{body}</body></message>"));
-        assert!(events(
-            out.iter()
-                .map(|o| match o {
-                    Outcome::Emit(e) => Outcome::Emit(e.clone()),
-                    Outcome::Reply(s) => Outcome::Reply(s.clone()),
-                })
-                .collect()
-        )
-        .is_empty());
+        assert!(!out.iter().any(|o| matches!(o, Outcome::Emit(_))));
         assert_eq!(condition(&replies(&out)[0]), "policy-violation");
     }
 

@@ -20,6 +20,44 @@
 //! - `outgoing`: typed stanzas built from commands (pure functions);
 //! - [`component`]: the task that owns the connection and ties them
 //!   together.
+//!
+//! # Server setup
+//! The XMPP server needs a component entry for the domain with a shared
+//! secret, e.g. Prosody: `Component "chat.pbx.example.com"` with
+//! `component_secret = "…"`; ejabberd: an `ejabberd_service` listener with
+//! `hosts: {"chat.pbx.example.com": {password: "…"}}`.
+//!
+//! # Agent presence subscriptions (A5)
+//! Offers need each agent's presence, which a server only shares with
+//! subscribers. Two ways to get there, both ending in the server roster:
+//! - **the agent approves once**: the gateway sends [`Command::Subscribe`];
+//!   the agent's client shows an ordinary "chat.pbx.example.com wants to see
+//!   your status" request; approving it yields
+//!   [`Event::SubscriptionChanged`] `{ subscribed: true }` and presence
+//!   follows;
+//! - **the admin pre-approves** by putting the component domain into the
+//!   agent's roster with subscription `from` or `both`: Prosody's roster
+//!   store (what the integration tests write, see
+//!   `tests/src/prosody.rs`) or a roster admin module, ejabberd's
+//!   `ejabberdctl add_rosteritem` or a shared roster group. No client
+//!   interaction; the approval survives reconnects and restarts.
+//!
+//! Servers do not answer a probe from an unsubscribed entity (Prosody stays
+//! silent), so "no presence event" for an agent means "not subscribed or
+//! offline"; the gateway keeps the subscription state it learned from
+//! [`Event::SubscriptionChanged`].
+//!
+//! # Several gateway nodes
+//! Prosody accepts one connection per component domain (a second one is
+//! refused with `conflict`, which this crate treats as a failed attempt and
+//! retries with backoff), so with Prosody exactly one node holds the
+//! component at a time and the others wait: a natural active/standby.
+//! ejabberd accepts several connections and spreads incoming stanzas among
+//! them at random (IQ answers included), so with ejabberd every node would
+//! see a random share of agent traffic, and this crate's pings could be
+//! answered to another node's connection, making a healthy stream look
+//! dead: run one component connection per domain, or give each node its
+//! own component domain.
 
 mod address;
 mod backoff;

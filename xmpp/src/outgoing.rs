@@ -20,6 +20,17 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use crate::address::VisitorAddress;
 use crate::command::{ChatState, Command, OutgoingMessage};
 
+/// Removes characters XML 1.0 cannot carry (most C0 controls, U+FFFE,
+/// U+FFFF). Visitor text can contain them; the encoder would fail halfway
+/// through a stanza and leave the stream corrupt.
+pub(crate) fn xml_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+        })
+        .collect()
+}
+
 pub(crate) fn to_xmpp_chat_state(state: ChatState) -> XChatState {
     match state {
         ChatState::Active => XChatState::Active,
@@ -50,15 +61,15 @@ fn chat(domain: &BareJid, from: &VisitorAddress, to: &Jid) -> Message {
 /// optional nick, OOB link, receipt request and markable.
 pub(crate) fn message(domain: &BareJid, m: &OutgoingMessage) -> Message {
     let mut message = chat(domain, &m.from, &m.to)
-        .with_body(Lang::new(), m.body.clone())
+        .with_body(Lang::new(), xml_text(&m.body))
         .with_payload(XChatState::Active);
-    message.id = Some(Id(m.id.clone()));
+    message.id = Some(Id(xml_text(&m.id)));
     if let Some(nick) = &m.nick {
-        message.payloads.push(Element::from(Nick(nick.clone())));
+        message.payloads.push(Element::from(Nick(xml_text(nick))));
     }
     if let Some(url) = &m.oob_url {
         message = message.with_payload(Oob {
-            url: url.clone(),
+            url: xml_text(url),
             desc: None,
         });
     }
@@ -78,12 +89,12 @@ pub(crate) fn chat_state(
 }
 
 pub(crate) fn receipt(domain: &BareJid, from: &VisitorAddress, to: &Jid, id: &str) -> Message {
-    chat(domain, from, to).with_payload(Received { id: id.to_owned() })
+    chat(domain, from, to).with_payload(Received { id: xml_text(id) })
 }
 
 pub(crate) fn displayed(domain: &BareJid, from: &VisitorAddress, to: &Jid, id: &str) -> Message {
     chat(domain, from, to).with_payload(Displayed {
-        id: Id(id.to_owned()),
+        id: Id(xml_text(id)),
     })
 }
 
@@ -97,12 +108,12 @@ pub(crate) fn error_reply(
 ) -> Message {
     let mut message = Message::error(Some(to.clone()));
     message.from = Some(from.to_jid(domain).into());
-    message.id = id.map(|id| Id(id.to_owned()));
+    message.id = id.map(|id| Id(xml_text(id)));
     message.with_payload(StanzaError::new(
         ErrorType::Cancel,
         DefinedCondition::Gone { new_address: None },
         "en",
-        text,
+        xml_text(text),
     ))
 }
 
@@ -128,7 +139,7 @@ pub(crate) fn visitor_presence(
         .with_from(from.to_jid(domain))
         .with_to(to.clone());
     if let Some(nick) = nick {
-        presence.payloads.push(Element::from(Nick(nick.to_owned())));
+        presence.payloads.push(Element::from(Nick(xml_text(nick))));
     }
     presence
 }
@@ -235,6 +246,27 @@ mod tests {
             oob.get_child("url", xmpp_parsers::ns::OOB).unwrap().text(),
             "https://example.com/f/1"
         );
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_removed() {
+        let m = OutgoingMessage {
+            outbox_id: 3,
+            from: VisitorAddress::new("visitor-1").unwrap(),
+            nick: Some("Ja\u{1}ne".into()),
+            to: Jid::new("101@example.com").unwrap(),
+            body: "a\u{0}b\u{1b}c\td\u{FFFF}é😀".into(),
+            id: "m\u{7}3".into(),
+            oob_url: None,
+            request_receipt: false,
+        };
+        let stanza: Stanza = message(&domain(), &m).into();
+        let xml = tokio_xmpp::PrintRawXml(&stanza).to_string();
+        assert!(!xml.contains("failed to serialize"), "{xml}");
+        let elem = Element::from(message(&domain(), &m));
+        let body = elem.get_child("body", xmpp_parsers::ns::COMPONENT).unwrap();
+        assert_eq!(body.text(), "abc\tdé😀");
+        assert_eq!(elem.attr("id"), Some("m3"));
     }
 
     #[test]

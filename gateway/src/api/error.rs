@@ -77,10 +77,12 @@ impl From<InvalidInput> for ApiError {
             InvalidInput::Empty { field: "message" } => {
                 ApiError::new(status, "empty_message", "A message cannot be empty.")
             }
-            InvalidInput::Empty { field } => {
-                ApiError::new(status, "empty_field", format!("The {field} field cannot be empty."))
-                    .with("field", field)
-            }
+            InvalidInput::Empty { field } => ApiError::new(
+                status,
+                "empty_field",
+                format!("The {field} field cannot be empty."),
+            )
+            .with("field", field),
             InvalidInput::TooLong { field, limit } => ApiError::new(
                 status,
                 "too_long",
@@ -101,9 +103,11 @@ impl From<InvalidInput> for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::UnknownChannel => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_channel", "No such chat channel.")
-            }
+            EngineError::UnknownChannel => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_channel",
+                "No such chat channel.",
+            ),
             EngineError::UnknownConversation => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_conversation",

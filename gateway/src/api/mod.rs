@@ -36,9 +36,7 @@ pub fn visitor_api(state: ApiState, max_body_bytes: usize) -> Router {
     let channels = state.engine.channels().clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin
-                .to_str()
-                .is_ok_and(|o| channels.any_allows_origin(o))
+            origin.to_str().is_ok_and(|o| channels.any_allows_origin(o))
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])

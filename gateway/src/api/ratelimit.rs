@@ -43,7 +43,10 @@ impl Limiters {
     pub fn new(limits: &RateLimits) -> Limiters {
         let minute = Duration::from_secs(60);
         Limiters {
-            requests: Arc::new(RateLimiter::keyed(quota(minute, limits.requests_per_minute_per_ip))),
+            requests: Arc::new(RateLimiter::keyed(quota(
+                minute,
+                limits.requests_per_minute_per_ip,
+            ))),
             conversations: Arc::new(RateLimiter::keyed(quota(
                 Duration::from_secs(3600),
                 limits.conversations_per_hour_per_ip,

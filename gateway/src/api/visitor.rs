@@ -29,7 +29,10 @@ use crate::store::ConversationRow;
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/channels/{key}", get(channel_info))
-        .route("/api/v1/channels/{key}/conversations", post(start_conversation))
+        .route(
+            "/api/v1/channels/{key}/conversations",
+            post(start_conversation),
+        )
         .route("/api/v1/conversations/{id}", get(get_conversation))
         .route("/api/v1/conversations/{id}/choice", post(choose_option))
         .route(
@@ -321,7 +324,9 @@ pub async fn choose_option(
 ) -> ApiResult<Json<ConversationView>> {
     let id = parse_id(&id)?;
     authorize(&state, id, &token, &origin).await?;
-    Ok(Json(state.engine.choose_option(id, &request.option_id).await?))
+    Ok(Json(
+        state.engine.choose_option(id, &request.option_id).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "visitor",

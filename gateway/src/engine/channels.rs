@@ -33,7 +33,7 @@ impl Channel {
     pub fn pick_language(&self, requested: &str) -> String {
         let primary = requested.split(['-', '_']).next().unwrap_or_default();
         let primary = primary.to_ascii_lowercase();
-        if self.config.languages.iter().any(|l| *l == primary) {
+        if self.config.languages.contains(&primary) {
             primary
         } else {
             self.config.language.clone()

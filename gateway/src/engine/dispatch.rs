@@ -163,7 +163,8 @@ impl Engine {
                 return true;
             }
         }
-        let timer = self.start_offer_timer(row.id, Duration::from_secs(queue.ring_timeout_secs.into()));
+        let timer =
+            self.start_offer_timer(row.id, Duration::from_secs(queue.ring_timeout_secs.into()));
         self.live().offers.insert(
             row.id,
             PendingOffer {

@@ -170,7 +170,12 @@ impl Engine {
             };
             self.inner
                 .store
-                .transition(row.id, Some(ConversationState::Offered.as_str()), &update, &[])
+                .transition(
+                    row.id,
+                    Some(ConversationState::Offered.as_str()),
+                    &update,
+                    &[],
+                )
                 .await?;
         }
         info!(requeued = offered.len(), "recovered waiting conversations");
@@ -451,7 +456,11 @@ impl Engine {
                 reason: reason.to_owned(),
             }),
         ];
-        if self.commit(id, Some(state), &update, &events).await?.is_none() {
+        if self
+            .commit(id, Some(state), &update, &events)
+            .await?
+            .is_none()
+        {
             // Someone else moved it first; report what it is now.
             return self.view(id).await;
         }
@@ -520,7 +529,8 @@ impl Engine {
         if state.is_final() {
             return Err(EngineError::ConversationEnded);
         }
-        if state == ConversationState::Active && row.agent_extension.as_deref() == Some(agent.as_str())
+        if state == ConversationState::Active
+            && row.agent_extension.as_deref() == Some(agent.as_str())
         {
             return self.view(id).await;
         }
@@ -552,7 +562,11 @@ impl Engine {
                 },
             }),
         ];
-        if self.commit(id, Some(state), &update, &events).await?.is_none() {
+        if self
+            .commit(id, Some(state), &update, &events)
+            .await?
+            .is_none()
+        {
             return Err(EngineError::NotYourConversation);
         }
         info!(agent = %agent, "agent took the conversation");
@@ -597,7 +611,8 @@ impl Engine {
         if state.is_final() {
             return Err(EngineError::ConversationEnded);
         }
-        if state != ConversationState::Active || row.agent_extension.as_deref() != Some(agent.as_str())
+        if state != ConversationState::Active
+            || row.agent_extension.as_deref() != Some(agent.as_str())
         {
             return Err(EngineError::NotYourConversation);
         }
@@ -611,7 +626,12 @@ impl Engine {
             created_at: Utc::now(),
         };
         let stored = self
-            .commit(id, None, &ConversationUpdate::default(), &[event(EventBody::Message { message })])
+            .commit(
+                id,
+                None,
+                &ConversationUpdate::default(),
+                &[event(EventBody::Message { message })],
+            )
             .await?
             .ok_or(EngineError::UnknownConversation)?;
         metrics::counter!("frontdesk_messages_total", "from" => "agent").increment(1);

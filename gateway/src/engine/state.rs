@@ -74,11 +74,17 @@ impl ConversationState {
     }
 
     /// Checks a transition, for the engine to refuse the invalid ones.
-    pub fn transition(self, next: ConversationState) -> Result<ConversationState, InvalidTransition> {
+    pub fn transition(
+        self,
+        next: ConversationState,
+    ) -> Result<ConversationState, InvalidTransition> {
         if self.can_become(next) {
             Ok(next)
         } else {
-            Err(InvalidTransition { from: self, to: next })
+            Err(InvalidTransition {
+                from: self,
+                to: next,
+            })
         }
     }
 }
@@ -135,7 +141,10 @@ mod tests {
         assert!(Active.can_become(Ended));
         assert_eq!(
             Queued.transition(Active),
-            Err(InvalidTransition { from: Queued, to: Active })
+            Err(InvalidTransition {
+                from: Queued,
+                to: Active
+            })
         );
         assert!(!ChatbotMenu.can_become(Active));
     }

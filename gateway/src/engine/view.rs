@@ -17,13 +17,29 @@ use crate::store::{ConversationRow, StoreError, StoredEvent};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
-    Message { message: MessageView },
-    State { state: ConversationState },
-    QueuePosition { position: u32 },
-    AgentJoined { agent: AgentView },
-    AgentLeft { agent: AgentView },
-    Receipt { status: ReceiptStatus, up_to_seq: i64 },
-    Closed { by: Party, reason: String },
+    Message {
+        message: MessageView,
+    },
+    State {
+        state: ConversationState,
+    },
+    QueuePosition {
+        position: u32,
+    },
+    AgentJoined {
+        agent: AgentView,
+    },
+    AgentLeft {
+        agent: AgentView,
+    },
+    Receipt {
+        status: ReceiptStatus,
+        up_to_seq: i64,
+    },
+    Closed {
+        by: Party,
+        reason: String,
+    },
 }
 
 impl EventBody {

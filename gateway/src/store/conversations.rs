@@ -118,10 +118,12 @@ impl Store {
     }
 
     pub async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRow>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM conversations WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM conversations WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -185,7 +187,10 @@ impl Store {
             set("queue_extension", Value::Text(v.clone()));
         }
         if let Some(v) = &update.agent {
-            set("agent_extension", Value::Text(v.as_ref().map(|a| a.0.clone())));
+            set(
+                "agent_extension",
+                Value::Text(v.as_ref().map(|a| a.0.clone())),
+            );
             set("agent_name", Value::Text(v.as_ref().map(|a| a.1.clone())));
         }
         if let Some(v) = update.queued_at {

@@ -169,9 +169,12 @@ impl Store {
             }
             Err(StoreError::Database(e)) if is_unique_violation(&e) => {
                 tx.rollback().await?;
-                let existing = self.event_by_client_id(id, client_id).await?.ok_or_else(|| {
-                    StoreError::Corrupt("client id conflict without a stored event".into())
-                })?;
+                let existing = self
+                    .event_by_client_id(id, client_id)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("client id conflict without a stored event".into())
+                    })?;
                 Ok((existing, false))
             }
             Err(e) => Err(e),
