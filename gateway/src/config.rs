@@ -38,6 +38,33 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub files: FilesConfig,
+    /// The XMPP bridge (an XEP-0114 component). Absent: no XMPP agents.
+    #[serde(default)]
+    pub xmpp: Option<XmppConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppConfig {
+    /// The component's domain; visitors appear as `visitor-…@DOMAIN`.
+    pub domain: String,
+    /// `host:port` of the XMPP server's component listener.
+    pub server: String,
+    /// The component secret shared with the XMPP server.
+    pub secret: String,
+    /// Seconds between pings that detect a dead stream.
+    #[serde(default = "default_ping_interval")]
+    pub ping_interval_secs: u64,
+    /// Whether agents shown as `away` still get new offers (`xa` and
+    /// `dnd` never do).
+    #[serde(default)]
+    pub offers_when_away: bool,
+}
+
+fn default_ping_interval() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +142,47 @@ impl Default for RateLimits {
     }
 }
 
+/// Uploaded files: where they live, how agents' links are signed, which
+/// types are refused whatever their name says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Folder of the uploaded files. Empty: `DATA_DIR/files`.
+    pub directory: Option<PathBuf>,
+    /// Secret of the HMAC that signs agents' download links (32 characters
+    /// or more). Empty: one is generated and kept in
+    /// `DATA_DIR/file-signing.key` (mode 0600), so links survive restarts.
+    /// Gateway nodes that share files must share this key.
+    pub signing_key: Option<String>,
+    /// How long an agent's download link stays valid.
+    pub link_ttl_secs: u64,
+    /// Media types refused at upload, as sniffed from the content.
+    pub denied_types: Vec<String>,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            directory: None,
+            signing_key: None,
+            link_ttl_secs: 7 * 24 * 3600,
+            denied_types: [
+                "application/x-msdownload",
+                "application/x-executable",
+                "application/x-elf",
+                "application/x-sh",
+                "text/x-shellscript",
+                "application/vnd.microsoft.portable-executable",
+                "application/x-mach-binary",
+                "text/html",
+                "image/svg+xml",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
@@ -143,6 +211,14 @@ pub struct ChannelConfig {
     pub closed: ClosedConfig,
     #[serde(default)]
     pub limits: ChannelLimits,
+    /// Days an ended conversation (with its files) is kept; 0 keeps it
+    /// forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    90
 }
 
 fn default_language() -> String {
@@ -288,6 +364,14 @@ impl Config {
         }
     }
 
+    /// The folder of uploaded files, defaulting to `DATA_DIR/files`.
+    pub fn files_dir(&self) -> PathBuf {
+        match &self.files.directory {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => self.server.data_dir.join("files"),
+        }
+    }
+
     /// The base URL browsers use to reach this gateway.
     pub fn public_url(&self) -> Url {
         match &self.server.public_url {
@@ -306,6 +390,31 @@ impl Config {
         let directory =
             pbx_adapter::queue::PbxDirectory::new(self.queues.clone(), self.agents.clone())
                 .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
+        if let Some(key) = self.files.signing_key.as_deref().filter(|k| !k.is_empty()) {
+            if key.len() < 32 {
+                return Err((
+                    "files.signing_key".into(),
+                    "must be at least 32 characters".into(),
+                ));
+            }
+        }
+        if self.files.link_ttl_secs == 0 {
+            return Err((
+                "files.link_ttl_secs".into(),
+                "must be greater than zero".into(),
+            ));
+        }
+        for media_type in &self.files.denied_types {
+            let valid = media_type.split_once('/').is_some_and(|(a, b)| {
+                !a.is_empty() && !b.is_empty() && !media_type.contains(char::is_whitespace)
+            });
+            if !valid {
+                return Err((
+                    "files.denied_types".into(),
+                    format!("{media_type:?} is not a media type (type/subtype)"),
+                ));
+            }
+        }
         let mut keys = HashSet::new();
         for channel in &self.channels {
             let at = |field: &str| format!("channels[key={}].{field}", channel.key);
@@ -359,7 +468,10 @@ impl Config {
             }
             pbx_adapter::schedule::Schedule::from_config(&channel.schedule)
                 .map_err(|e| (at("schedule"), e.to_string()))?;
-            if channel.limits.max_message_chars == 0 || channel.limits.max_files_per_batch == 0 {
+            if channel.limits.max_message_chars == 0
+                || channel.limits.max_files_per_batch == 0
+                || channel.limits.max_file_bytes == 0
+            {
                 return Err((at("limits"), "limits must be greater than zero".into()));
             }
         }

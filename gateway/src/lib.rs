@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod assets;
+pub mod bridges;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod files;
 pub mod ops;
 pub mod server;
 pub mod store;

@@ -2,12 +2,10 @@
 //! checks or prints. Everything else lives in the library.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use frontdesk::config::Config;
-use frontdesk::engine::loopback::LoopbackAgents;
 use frontdesk::server::{shutdown_signal, Gateway};
 use frontdesk::store::Store;
 
@@ -90,9 +88,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    // Until a protocol bridge is configured, agent calls are only logged.
-    let (agents, _unread_calls) = LoopbackAgents::new();
-    let gateway = Gateway::start(&config, Arc::new(agents)).await?;
+    let gateway = Gateway::start(&config).await?;
     // A machine-readable line for scripts and tests that start on port 0.
     println!("listening on http://{}", listener.local_addr()?);
     gateway.run_until(listener, shutdown_signal()).await

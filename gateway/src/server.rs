@@ -20,27 +20,65 @@ use tracing::info;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::engine::loopback::LoopbackAgents;
 use crate::engine::{AgentChannel, Channels, Engine};
 use crate::store::Store;
-use crate::{assets, ops};
+use crate::{assets, bridges, ops};
 
 pub struct Gateway {
     pub engine: Engine,
     pub store: Store,
+    /// Uploaded files; the bridges sign agents' download links with it.
+    pub files: crate::files::Files,
     app: Router,
     shutdown: CancellationToken,
     grace: Duration,
     limiters: api::ratelimit::Limiters,
+    /// Bridge tasks, stopped by `shutdown` and awaited on the way out.
+    bridges: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
-    /// Connects and migrates the database, builds the engine around
-    /// `agents`, recovers waiting conversations.
-    pub async fn start(config: &Config, agents: Arc<dyn AgentChannel>) -> anyhow::Result<Gateway> {
-        let store = Store::connect(&config.database_url(), config.database.max_connections)
-            .await
-            .context("cannot open the database")?;
-        store.migrate().await.context("cannot apply migrations")?;
+    /// Starts a gateway with the bridges its configuration names. Without
+    /// any, agent calls are only logged.
+    pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
+        let store = open_store(config).await?;
+        let shutdown = CancellationToken::new();
+        match &config.xmpp {
+            Some(xmpp) => {
+                let runtime = bridges::xmpp::start(xmpp, store.clone(), shutdown.clone())
+                    .context("invalid [xmpp] configuration")?;
+                let agents = runtime.agents.clone();
+                let mut gateway = Self::assemble(config, store, agents, shutdown).await?;
+                let events = bridges::xmpp::run_events(runtime, gateway.engine.clone());
+                gateway.bridges.push(events);
+                Ok(gateway)
+            }
+            None => {
+                let (agents, _unread_calls) = LoopbackAgents::new();
+                Self::assemble(config, store, Arc::new(agents), shutdown).await
+            }
+        }
+    }
+
+    /// Starts a gateway whose agent side is `agents` (tests play the agents
+    /// through the loopback channel).
+    pub async fn start_with_agents(
+        config: &Config,
+        agents: Arc<dyn AgentChannel>,
+    ) -> anyhow::Result<Gateway> {
+        let store = open_store(config).await?;
+        Self::assemble(config, store, agents, CancellationToken::new()).await
+    }
+
+    /// Builds the engine around `agents`, recovers waiting conversations,
+    /// and the routes.
+    async fn assemble(
+        config: &Config,
+        store: Store,
+        agents: Arc<dyn AgentChannel>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Gateway> {
         let directory =
             pbx_adapter::queue::PbxDirectory::new(config.queues.clone(), config.agents.clone())
                 .context("invalid queues or agents")?;
@@ -50,15 +88,24 @@ impl Gateway {
             .recover()
             .await
             .context("cannot recover conversations")?;
-        let shutdown = CancellationToken::new();
         let limiters = api::ratelimit::Limiters::new(&config.limits);
+        let files = crate::files::Files::from_config(config);
+        files
+            .store()
+            .remove_partials()
+            .await
+            .context("cannot clean partial uploads from the file store")?;
         let state = ApiState {
             engine: engine.clone(),
             limiters: limiters.clone(),
             shutdown: shutdown.clone(),
         };
         let app = Router::new()
-            .merge(api::visitor_api(state, config.limits.max_body_bytes))
+            .merge(api::visitor_api(
+                state,
+                files.clone(),
+                config.limits.max_body_bytes,
+            ))
             .merge(api::openapi::router())
             .merge(ops::router(store.clone()))
             .merge(assets::router())
@@ -67,10 +114,12 @@ impl Gateway {
         Ok(Gateway {
             engine,
             store,
+            files,
             app,
             shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             limiters,
+            bridges: Vec::new(),
         })
     }
 
@@ -89,13 +138,25 @@ impl Gateway {
         info!(%addr, "frontdesk listening");
         let shutdown = self.shutdown.clone();
         let limiters = self.limiters.clone();
+        let (files, store) = (self.files.clone(), self.store.clone());
+        let channels: Vec<crate::config::ChannelConfig> = (self.engine.channels().iter())
+            .map(|c| c.config.clone())
+            .collect();
         let housekeeping = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
                 let mut every = tokio::time::interval(Duration::from_secs(60));
+                let mut hourly = tokio::time::interval(Duration::from_secs(3600));
                 loop {
                     tokio::select! {
                         _ = every.tick() => limiters.shrink(),
+                        _ = hourly.tick() => {
+                            let now = crate::store::now_ms();
+                            let swept = crate::files::retention::sweep(&files, &store, &channels, now);
+                            if let Err(e) = swept.await {
+                                tracing::warn!(error = %e, "retention sweep failed");
+                            }
+                        }
                         _ = shutdown.cancelled() => break,
                     }
                 }
@@ -123,11 +184,24 @@ impl Gateway {
             Err(_) => tracing::warn!("requests still running after the grace period"),
         }
         housekeeping.await.context("housekeeping task failed")?;
+        for bridge in self.bridges {
+            if let Err(e) = bridge.await {
+                tracing::warn!(error = %e, "a bridge task failed");
+            }
+        }
         self.engine.shutdown().await;
         self.store.close().await;
         info!("frontdesk stopped");
         Ok(())
     }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database_url(), config.database.max_connections)
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -5,6 +5,7 @@
 //! logic plus protocol user agents (SIP); it knows nothing of HTTP, the
 //! database or the widget. The gateway depends on it, never the reverse.
 
+pub mod import;
 pub mod model;
 pub mod queue;
 pub mod schedule;

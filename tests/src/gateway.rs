@@ -44,13 +44,37 @@ impl TestGateway {
         Self::spawn_on(config, Some(db)).await
     }
 
+    /// Starts with the bridges the configuration names (real XMPP agents
+    /// instead of the loopback channel).
+    pub async fn spawn_bridged(adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        init_test_logging();
+        let db = TestDb::create()
+            .await
+            .expect("cannot create a test database");
+        let mut config = test_config(&db.url());
+        adjust(&mut config);
+        let gateway = Gateway::start(&config)
+            .await
+            .expect("gateway did not start");
+        let (_unused, agent_calls) = mpsc::unbounded_channel();
+        Self::serve(gateway, agent_calls, Some(db)).await
+    }
+
     /// Starts on an existing database (a restart in the same test).
     pub async fn spawn_on(config: Config, db: Option<TestDb>) -> TestGateway {
         init_test_logging();
         let (agents, agent_calls) = LoopbackAgents::new();
-        let gateway = Gateway::start(&config, Arc::new(agents))
+        let gateway = Gateway::start_with_agents(&config, Arc::new(agents))
             .await
             .expect("gateway did not start");
+        Self::serve(gateway, agent_calls, db).await
+    }
+
+    async fn serve(
+        gateway: Gateway,
+        agent_calls: mpsc::UnboundedReceiver<AgentCall>,
+        db: Option<TestDb>,
+    ) -> TestGateway {
         let engine = gateway.engine.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -66,15 +66,25 @@ async fn a_live_chat_from_start_to_end() {
         .await
         .unwrap();
     assert_eq!(reply.author, "Alice Martin");
-    match gw.next_agent_call().await {
-        AgentCall::Withdraw {
-            agents, taken_by, ..
-        } => {
-            assert_eq!(agents, vec![ext("102")]);
-            assert_eq!(taken_by.as_deref(), Some("Alice Martin"));
+    // While the offer rang, Jane's message went to both ringing agents.
+    let mut ringing_delivered = Vec::new();
+    loop {
+        match gw.next_agent_call().await {
+            AgentCall::Deliver { agent, message, .. } => {
+                assert_eq!(message.body, "Hello, is anyone there?");
+                ringing_delivered.push(agent.to_string());
+            }
+            AgentCall::Withdraw {
+                agents, taken_by, ..
+            } => {
+                assert_eq!(agents, vec![ext("102")]);
+                assert_eq!(taken_by.as_deref(), Some("Alice Martin"));
+                break;
+            }
+            other => panic!("expected a withdraw, got {other:?}"),
         }
-        other => panic!("expected a withdraw, got {other:?}"),
     }
+    assert_eq!(ringing_delivered, ["101", "102"]);
     assert_eq!(
         gw.engine
             .agent_message(id, &ext("102"), "me too")

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod files;
 pub mod openapi;
 pub mod ratelimit;
 pub mod visitor;
@@ -30,9 +31,10 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
 }
 
-/// The visitor API and event stream, with CORS for the channels' allowed
-/// origins and the JSON body limit.
-pub fn visitor_api(state: ApiState, max_body_bytes: usize) -> Router {
+/// The visitor API, event stream and file routes, with CORS for the
+/// channels' allowed origins and the JSON body limit (the upload route has
+/// its own, sized for files).
+pub fn visitor_api(state: ApiState, files: crate::files::Files, max_body_bytes: usize) -> Router {
     let channels = state.engine.channels().clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
@@ -43,7 +45,8 @@ pub fn visitor_api(state: ApiState, max_body_bytes: usize) -> Router {
         .max_age(Duration::from_secs(600));
     Router::new()
         .merge(visitor::router(state.clone()))
-        .merge(events::router(state))
+        .merge(events::router(state.clone()))
+        .merge(files::router(state, files))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(cors)
 }

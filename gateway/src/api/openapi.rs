@@ -6,7 +6,8 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::visitor;
+use super::{files, visitor};
+use crate::engine::view::AttachmentView;
 use crate::engine::{AgentView, ConversationView, EventBody, EventView, MessageView, VisitorView};
 
 #[derive(OpenApi)]
@@ -20,10 +21,14 @@ use crate::engine::{AgentView, ConversationView, EventBody, EventView, MessageVi
         visitor::post_message,
         visitor::list_messages,
         visitor::close_conversation,
+        files::upload,
+        files::visitor_download,
+        files::agent_download,
     ),
-    components(schemas(EventView, EventBody, AgentView, VisitorView, ConversationView, MessageView)),
+    components(schemas(EventView, EventBody, AgentView, VisitorView, ConversationView, MessageView, AttachmentView)),
     modifiers(&BearerToken),
-    tags((name = "visitor", description = "Visitor API v1"))
+    tags((name = "visitor", description = "Visitor API v1"),
+        (name = "agent", description = "Signed download links for agents' chat clients"))
 )]
 pub struct ApiDoc;
 

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use pbx_adapter::queue::{choose_offer, MemberStatus, OfferDecision, QueueConfig};
+use pbx_adapter::queue::{
+    choose_offer, MemberConfig, MemberStatus, OfferDecision, QueueConfig, Strategy,
+};
 use pbx_adapter::{AgentExtension, QueueExtension};
 use tracing::{info, warn};
 
@@ -94,8 +96,24 @@ impl Engine {
         active_chats: &HashMap<AgentExtension, u32>,
     ) -> bool {
         let now = Utc::now();
+        let directed_queue;
         let decision = {
             let mut live = self.live();
+            // A chat transferred to one agent rings that agent only.
+            let queue = match live.directed.get(&row.id) {
+                Some(agent) => {
+                    directed_queue = QueueConfig {
+                        strategy: Strategy::Ringall,
+                        members: vec![MemberConfig {
+                            agent: agent.clone(),
+                            penalty: 0,
+                        }],
+                        ..queue.clone()
+                    };
+                    &directed_queue
+                }
+                None => queue,
+            };
             let ringing: Vec<AgentExtension> = live
                 .offers
                 .values()
@@ -106,7 +124,8 @@ impl Engine {
                 .iter()
                 .map(|m| MemberStatus {
                     agent: m.agent.clone(),
-                    available: live.available.contains(&m.agent) && !ringing.contains(&m.agent),
+                    available: live.status.get(&m.agent) == Some(&super::AgentStatus::Available)
+                        && !ringing.contains(&m.agent),
                     active_chats: active_chats.get(&m.agent).copied().unwrap_or(0),
                     last_chat_ended_at: live.last_chat_ended.get(&m.agent).copied(),
                     wrapup_until: None,

@@ -8,12 +8,14 @@
 
 pub mod agents;
 pub mod channels;
+pub mod commands;
 pub mod hub;
 pub mod loopback;
 pub mod state;
 pub mod view;
 
 mod dispatch;
+mod files;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,7 @@ use uuid::Uuid;
 
 pub use agents::{AgentChannel, AgentChannelError, Offer};
 pub use channels::{Channel, Channels};
+pub use commands::{describe_visitor, AgentCommand};
 pub use hub::{Hub, Signal};
 pub use state::{ConversationState, InvalidTransition};
 pub use view::{
@@ -71,6 +74,17 @@ pub enum EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+/// What an agent's presence means for chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Takes new offers.
+    Available,
+    /// Keeps their chats, takes no new offers (away, do not disturb).
+    Busy,
+    /// Gone: their chats go back to the queue.
+    Offline,
+}
+
 /// What a visitor gives to start a conversation, already validated.
 pub struct NewVisitor {
     pub name: VisitorName,
@@ -93,6 +107,8 @@ struct Inner {
     agents: Arc<dyn AgentChannel>,
     live: Mutex<LiveState>,
     dispatch_lock: tokio::sync::Mutex<()>,
+    /// Woken whenever an agent's status changes.
+    status_changed: tokio::sync::Notify,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -101,10 +117,12 @@ struct Inner {
 /// re-made from the `queued` state after a restart).
 #[derive(Default)]
 struct LiveState {
-    available: HashSet<AgentExtension>,
+    status: HashMap<AgentExtension, AgentStatus>,
     offers: HashMap<ConversationId, PendingOffer>,
     declined: HashMap<ConversationId, HashSet<AgentExtension>>,
     positions: HashMap<ConversationId, u32>,
+    /// Chats transferred to one agent: offered to them only, once.
+    directed: HashMap<ConversationId, AgentExtension>,
     /// When each agent's last chat ended (for wrap-up and leastrecent).
     last_chat_ended: HashMap<AgentExtension, DateTime<Utc>>,
     /// Chats each agent took since start-up (for fewestcalls).
@@ -133,6 +151,7 @@ impl Engine {
                 agents,
                 live: Mutex::new(LiveState::default()),
                 dispatch_lock: tokio::sync::Mutex::new(()),
+                status_changed: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
@@ -319,6 +338,7 @@ impl Engine {
             author: channel.config.name.clone(),
             body: option.welcome.clone(),
             created_at: Utc::now(),
+            attachment: None,
         };
         let update = ConversationUpdate {
             state: Some(next.as_str().to_owned()),
@@ -366,6 +386,7 @@ impl Engine {
             author: row.visitor_name.clone(),
             body: body.into_string(),
             created_at: Utc::now(),
+            attachment: None,
         };
         let mut new = event(EventBody::Message { message });
         new.client_id = Some(client_id.as_str().to_owned());
@@ -376,10 +397,21 @@ impl Engine {
         }
         self.inner.hub.publish(id, Signal::Committed(stored.seq));
         metrics::counter!("frontdesk_messages_total", "from" => "visitor").increment(1);
-        if let Some(agent) = self.assigned_agent(&row) {
+        // The agent in charge gets it; while an offer rings, every ringing
+        // agent does, so whoever answers has seen everything.
+        let recipients = match self.assigned_agent(&row) {
+            Some(agent) => vec![agent],
+            None => {
+                let ringing = self.live().offers.get(&id).map(|o| o.agents.clone());
+                self.agent_configs(&ringing.unwrap_or_default())
+            }
+        };
+        if !recipients.is_empty() {
             let summary = self.summary(&row)?;
-            if let Err(e) = self.inner.agents.deliver(&agent, &summary, &message).await {
-                warn!(error = %e, agent = %agent.extension, "could not forward a visitor message");
+            for agent in &recipients {
+                if let Err(e) = self.inner.agents.deliver(agent, &summary, &message).await {
+                    warn!(error = %e, agent = %agent.extension, "could not forward a visitor message");
+                }
             }
         }
         Ok((message, true))
@@ -489,30 +521,59 @@ impl Engine {
 
     // ---- agents -----------------------------------------------------------
 
-    /// An agent's presence changed. Going away re-queues their chats and
-    /// treats their pending offers as declined; coming back triggers offers.
+    /// An agent's presence changed. `Offline` re-queues their chats;
+    /// `Busy` and `Offline` both stop new offers and count their ringing
+    /// offers as declined; `Available` triggers offers.
     #[instrument(skip(self))]
-    pub async fn set_agent_available(&self, agent: &AgentExtension, available: bool) {
-        let changed = {
+    pub async fn set_agent_status(&self, agent: &AgentExtension, status: AgentStatus) {
+        let previous = {
             let mut live = self.live();
-            if available {
-                live.available.insert(agent.clone())
-            } else {
-                live.available.remove(agent)
-            }
+            let previous = live
+                .status
+                .get(agent)
+                .copied()
+                .unwrap_or(AgentStatus::Offline);
+            live.status.insert(agent.clone(), status);
+            previous
         };
-        if !changed {
+        if previous == status {
             return;
         }
-        info!(available, "agent availability changed");
-        if !available {
-            self.agent_gone(agent).await;
+        self.inner.status_changed.notify_waiters();
+        info!(?status, "agent status changed");
+        if status == AgentStatus::Offline {
+            self.requeue_chats_of(agent).await;
+        }
+        if status != AgentStatus::Available {
+            self.decline_offers_of(agent).await;
         }
         self.dispatch_all().await;
     }
 
+    /// Shorthand: available, or offline.
+    pub async fn set_agent_available(&self, agent: &AgentExtension, available: bool) {
+        let status = if available {
+            AgentStatus::Available
+        } else {
+            AgentStatus::Offline
+        };
+        self.set_agent_status(agent, status).await;
+    }
+
     pub fn is_available(&self, agent: &AgentExtension) -> bool {
-        self.live().available.contains(agent)
+        self.live().status.get(agent) == Some(&AgentStatus::Available)
+    }
+
+    /// Resolves once `agent` is available (for bridges' readiness checks
+    /// and tests; wrap it in a timeout).
+    pub async fn until_available(&self, agent: &AgentExtension) {
+        loop {
+            let changed = self.inner.status_changed.notified();
+            if self.is_available(agent) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// An agent accepts an offered conversation (explicitly, or by replying
@@ -583,6 +644,7 @@ impl Engine {
             let mut live = self.live();
             live.positions.remove(&id);
             live.declined.remove(&id);
+            live.directed.remove(&id);
             *live.chats_taken.entry(agent.clone()).or_insert(0) += 1;
         }
         if let Some(queue) = self.queue_of(&row) {
@@ -624,6 +686,7 @@ impl Engine {
             author: row.agent_name.clone().unwrap_or_default(),
             body: body.into_string(),
             created_at: Utc::now(),
+            attachment: None,
         };
         let stored = self
             .commit(
@@ -752,6 +815,7 @@ impl Engine {
         let mut live = self.live();
         live.positions.remove(&id);
         live.declined.remove(&id);
+        live.directed.remove(&id);
     }
 
     async fn withdraw(
@@ -788,9 +852,8 @@ impl Engine {
     }
 
     /// The agent left: their active chats go back to the queue (nothing is
-    /// lost: the history is in the store and is replayed to the next agent)
-    /// and their pending offers count as declined.
-    async fn agent_gone(&self, agent: &AgentExtension) {
+    /// lost: the history is in the store and is replayed to the next agent).
+    async fn requeue_chats_of(&self, agent: &AgentExtension) {
         let active = match self
             .inner
             .store
@@ -811,6 +874,10 @@ impl Engine {
                 warn!(conversation = %row.id, error = %e, "could not re-queue a chat");
             }
         }
+    }
+
+    /// The agent's ringing offers count as declined.
+    async fn decline_offers_of(&self, agent: &AgentExtension) {
         let declined: Vec<ConversationId> = {
             let live = self.live();
             live.offers
@@ -846,8 +913,9 @@ impl Engine {
         Ok(())
     }
 
-    /// One agent declined (or went away) during an offer.
-    async fn offer_declined(&self, id: ConversationId, agent: &AgentExtension) {
+    /// One agent declined, could not be reached, or went away during an
+    /// offer: the others keep ringing; when none is left, it moves on.
+    pub async fn offer_declined(&self, id: ConversationId, agent: &AgentExtension) {
         let remaining = {
             let mut live = self.live();
             live.declined.entry(id).or_default().insert(agent.clone());
@@ -876,11 +944,15 @@ impl Engine {
             offer.timer.abort();
         }
         let agents = offer.agents;
-        self.live()
-            .declined
-            .entry(id)
-            .or_default()
-            .extend(agents.iter().cloned());
+        {
+            let mut live = self.live();
+            live.declined
+                .entry(id)
+                .or_default()
+                .extend(agents.iter().cloned());
+            // A transfer to one agent who did not answer falls back to the queue.
+            live.directed.remove(&id);
+        }
         let update = ConversationUpdate {
             state: Some(ConversationState::Queued.as_str().to_owned()),
             ..Default::default()

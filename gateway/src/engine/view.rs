@@ -106,6 +106,23 @@ pub struct MessageView {
     pub author: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
+    /// The file this message carries, if it is a file message (its `body`
+    /// is then the file's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentView>,
+}
+
+/// A file attached to a message. Visitors download it at
+/// `GET /api/v1/conversations/{id}/files/{file_id}` with their token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttachmentView {
+    pub id: crate::files::FileId,
+    /// Sanitised display name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type sniffed from the content.
+    pub content_type: String,
 }
 
 /// Who the visitor is and where they are going: what an agent sees first.

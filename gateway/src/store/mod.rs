@@ -11,6 +11,8 @@
 
 mod conversations;
 mod events;
+mod files;
+mod xmpp;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
 pub use events::{NewEvent, StoredEvent};
+pub use files::{FileInsert, FileRow};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 

@@ -1,0 +1,623 @@
+//! The XMPP bridge: wires the `frontdesk-xmpp` component to the engine.
+//!
+//! Outbound, [`XmppAgents`] is the engine's [`AgentChannel`] for agents
+//! with a JID: it turns offers, messages and endings into component
+//! commands, each conversation speaking from its own visitor address.
+//! Messages go through a persisted outbox (deleted once the XMPP server
+//! confirmed them), so neither an XMPP server restart nor a gateway crash
+//! loses what the engine asked to send. Inbound, [`run_events`] turns the
+//! component's events into engine calls: replies, typing, receipts,
+//! presence, and agent commands.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use frontdesk_xmpp::{
+    Availability, BareJid, ChatState, Command, ComponentConfig, Event, Jid, OutboxId,
+    OutgoingMessage, VisitorAddress,
+};
+use pbx_adapter::queue::AgentConfig;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::XmppConfig;
+use crate::domain::{ConversationId, Party};
+use crate::engine::{
+    describe_visitor, AgentChannel, AgentChannelError, AgentCommand, AgentStatus,
+    ConversationSummary, Engine, EngineError, MessageView, Offer, ReceiptStatus,
+};
+use crate::store::Store;
+
+/// The visitor address of a conversation: `visitor-<uuid hex>`.
+pub fn visitor_address(id: ConversationId) -> VisitorAddress {
+    VisitorAddress::new(format!("visitor-{}", id.short()))
+        .expect("a hex UUID forms a valid address")
+}
+
+/// The conversation behind a visitor address, if it is one of ours.
+pub fn conversation_of(address: &VisitorAddress) -> Option<ConversationId> {
+    address.as_str().strip_prefix("visitor-")?.parse().ok()
+}
+
+/// Stanza ids of visitor messages carry their seq, so receipts and
+/// markers map back to "delivered/read up to seq N".
+fn stanza_id(seq: i64) -> String {
+    format!("m-{seq}")
+}
+
+fn seq_of(stanza_id: &str) -> Option<i64> {
+    stanza_id.strip_prefix("m-")?.parse().ok()
+}
+
+/// A message as persisted in the outbox until the server confirms it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMessage {
+    from: String,
+    nick: Option<String>,
+    to: String,
+    body: String,
+    id: String,
+    oob_url: Option<String>,
+    request_receipt: bool,
+}
+
+/// The engine's agent channel for XMPP agents.
+pub struct XmppAgents {
+    commands: mpsc::Sender<Command>,
+    store: Store,
+    next_outbox: AtomicI64,
+    /// Outbox ids sent but not yet confirmed → their stored row.
+    unconfirmed: Mutex<HashMap<OutboxId, String>>,
+}
+
+/// Everything [`run_events`] needs, returned by [`start`].
+pub struct XmppRuntime {
+    pub agents: Arc<XmppAgents>,
+    events: mpsc::Receiver<Event>,
+    component: JoinHandle<()>,
+    offers_when_away: bool,
+}
+
+/// Starts the component (it connects and reconnects on its own).
+pub fn start(
+    config: &XmppConfig,
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<XmppRuntime> {
+    let domain = BareJid::new(&config.domain)
+        .map_err(|e| anyhow::anyhow!("xmpp.domain {:?}: {e}", config.domain))?;
+    let mut component = ComponentConfig::new(domain, &config.server, &config.secret);
+    component.ping_interval = Duration::from_secs(config.ping_interval_secs.max(1));
+    let (commands, commands_rx) = mpsc::channel(1024);
+    let (handle, events) = frontdesk_xmpp::spawn(component, commands_rx, shutdown)?;
+    Ok(XmppRuntime {
+        agents: Arc::new(XmppAgents {
+            commands,
+            store,
+            next_outbox: AtomicI64::new(1),
+            unconfirmed: Mutex::default(),
+        }),
+        events,
+        component: handle,
+        offers_when_away: config.offers_when_away,
+    })
+}
+
+impl XmppAgents {
+    async fn command(&self, command: Command) -> Result<(), AgentChannelError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| AgentChannelError("the XMPP component has stopped".into()))
+    }
+
+    /// Persists, then hands a message to the component.
+    async fn send(&self, message: StoredMessage) -> Result<(), AgentChannelError> {
+        let row = uuid::Uuid::now_v7().to_string();
+        let payload = serde_json::to_string(&message)
+            .map_err(|e| AgentChannelError(format!("cannot encode a message: {e}")))?;
+        self.store
+            .xmpp_outbox_put(&row, &payload)
+            .await
+            .map_err(|e| AgentChannelError(format!("cannot persist a message: {e}")))?;
+        self.dispatch_stored(row, message).await
+    }
+
+    async fn dispatch_stored(
+        &self,
+        row: String,
+        message: StoredMessage,
+    ) -> Result<(), AgentChannelError> {
+        let bad = |what: &str| AgentChannelError(format!("stored message has a bad {what}"));
+        let outbox_id = self.next_outbox.fetch_add(1, Ordering::Relaxed);
+        let outgoing = OutgoingMessage {
+            outbox_id,
+            from: VisitorAddress::new(message.from).map_err(|_| bad("sender"))?,
+            nick: message.nick,
+            to: Jid::new(&message.to).map_err(|_| bad("recipient"))?,
+            body: message.body,
+            id: message.id,
+            oob_url: message.oob_url,
+            request_receipt: message.request_receipt,
+        };
+        self.unconfirmed
+            .lock()
+            .expect("outbox lock poisoned")
+            .insert(outbox_id, row);
+        self.command(Command::SendMessage(outgoing)).await
+    }
+
+    /// Re-sends what a previous run stored but never saw confirmed.
+    async fn replay_outbox(&self) -> anyhow::Result<usize> {
+        let pending = self.store.xmpp_outbox_pending().await?;
+        let count = pending.len();
+        for (row, payload) in pending {
+            match serde_json::from_str::<StoredMessage>(&payload) {
+                Ok(message) => self.dispatch_stored(row, message).await?,
+                Err(e) => {
+                    warn!(row, error = %e, "dropping an unreadable outbox entry");
+                    self.store.xmpp_outbox_done(&row).await?;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    async fn confirmed(&self, outbox_id: OutboxId) {
+        let row = self
+            .unconfirmed
+            .lock()
+            .expect("outbox lock poisoned")
+            .remove(&outbox_id);
+        if let Some(row) = row {
+            if let Err(e) = self.store.xmpp_outbox_done(&row).await {
+                warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
+            }
+        }
+    }
+
+    /// A plain text from a conversation's address to an agent.
+    async fn tell(
+        &self,
+        conversation: ConversationId,
+        nick: Option<&str>,
+        to: &BareJid,
+        body: String,
+    ) -> Result<(), AgentChannelError> {
+        self.send(StoredMessage {
+            from: visitor_address(conversation).as_str().to_owned(),
+            nick: nick.map(str::to_owned),
+            to: to.to_string(),
+            body,
+            id: format!("n-{}", uuid::Uuid::now_v7().simple()),
+            oob_url: None,
+            request_receipt: false,
+        })
+        .await
+    }
+
+    async fn chat_state(&self, conversation: ConversationId, to: &BareJid, state: ChatState) {
+        let command = Command::ChatState {
+            from: visitor_address(conversation),
+            to: Jid::from(to.clone()),
+            state,
+        };
+        if let Err(e) = self.command(command).await {
+            debug!(error = %e, "chat state not sent");
+        }
+    }
+}
+
+#[async_trait]
+impl AgentChannel for XmppAgents {
+    async fn offer(&self, offer: Offer) -> Result<(), AgentChannelError> {
+        let summary = &offer.conversation;
+        let card = format!(
+            "New chat waiting – reply to take it.\n{}",
+            describe_visitor(summary, "waiting")
+        );
+        for agent in offer.agents.iter() {
+            let Some(jid) = &agent.xmpp else { continue };
+            self.tell(summary.id, Some(&summary.visitor_name), jid, card.clone())
+                .await?;
+            for message in offer.history.iter().filter(|m| m.sender == Party::Visitor) {
+                self.send(StoredMessage {
+                    from: visitor_address(summary.id).as_str().to_owned(),
+                    nick: None,
+                    to: jid.to_string(),
+                    body: message.body.clone(),
+                    id: stanza_id(message.seq),
+                    oob_url: None,
+                    request_receipt: true,
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn withdraw(
+        &self,
+        conversation: &ConversationSummary,
+        agents: &[AgentConfig],
+        taken_by: Option<&str>,
+    ) -> Result<(), AgentChannelError> {
+        let text = match taken_by {
+            Some(name) => format!("{name} took this chat."),
+            None => "This chat is no longer waiting for you.".to_owned(),
+        };
+        for jid in agents.iter().filter_map(|a| a.xmpp.as_ref()) {
+            self.tell(conversation.id, None, jid, text.clone()).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        agent: &AgentConfig,
+        conversation: &ConversationSummary,
+        message: &MessageView,
+    ) -> Result<(), AgentChannelError> {
+        let Some(jid) = &agent.xmpp else {
+            return Ok(());
+        };
+        self.send(StoredMessage {
+            from: visitor_address(conversation.id).as_str().to_owned(),
+            nick: None,
+            to: jid.to_string(),
+            body: message.body.clone(),
+            id: stanza_id(message.seq),
+            oob_url: None,
+            request_receipt: true,
+        })
+        .await
+    }
+
+    async fn visitor_typing(
+        &self,
+        agent: &AgentConfig,
+        conversation: &ConversationSummary,
+        composing: bool,
+    ) -> Result<(), AgentChannelError> {
+        if let Some(jid) = &agent.xmpp {
+            let state = if composing {
+                ChatState::Composing
+            } else {
+                ChatState::Paused
+            };
+            self.chat_state(conversation.id, jid, state).await;
+        }
+        Ok(())
+    }
+
+    async fn ended(
+        &self,
+        agent: &AgentConfig,
+        conversation: &ConversationSummary,
+        by: Party,
+    ) -> Result<(), AgentChannelError> {
+        let Some(jid) = &agent.xmpp else {
+            return Ok(());
+        };
+        let text = match by {
+            Party::Visitor => "The visitor ended the chat.",
+            _ => "This chat has ended.",
+        };
+        self.tell(conversation.id, None, jid, text.to_owned())
+            .await?;
+        self.chat_state(conversation.id, jid, ChatState::Gone).await;
+        Ok(())
+    }
+}
+
+/// Reads the component's events and drives the engine until shutdown.
+/// Also tells the component who the agents are, asks for presence
+/// subscriptions not yet approved, and replays the persisted outbox.
+pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            let XmppRuntime {
+                agents,
+                mut events,
+                component,
+                offers_when_away,
+            } = runtime;
+            if let Err(e) = introduce_agents(&agents, &engine).await {
+                warn!(error = %e, "cannot set up agent subscriptions");
+            }
+            match agents.replay_outbox().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    messages = n,
+                    "re-sending messages not confirmed before restart"
+                ),
+                Err(e) => warn!(error = %e, "cannot replay the outbox"),
+            }
+            let bridge = Inbound {
+                agents: &agents,
+                engine: &engine,
+                offers_when_away,
+                error_ids: AtomicI64::new(-1),
+            };
+            while let Some(event) = events.recv().await {
+                bridge.handle(event).await;
+            }
+            if let Err(e) = component.await {
+                warn!(error = %e, "the XMPP component task failed");
+            }
+        }
+        .instrument(info_span!("xmpp_bridge")),
+    )
+}
+
+async fn introduce_agents(agents: &XmppAgents, engine: &Engine) -> anyhow::Result<()> {
+    let jids: Vec<BareJid> = engine
+        .directory()
+        .agents()
+        .iter()
+        .filter_map(|a| a.xmpp.clone())
+        .collect();
+    agents.command(Command::SetAgents(jids.clone())).await?;
+    // Nicks live in the component's memory: give them back after a restart.
+    let live = engine
+        .store()
+        .conversations_in_states(&["queued", "offered", "active"])
+        .await?;
+    for row in live {
+        let command = Command::SetNick {
+            address: visitor_address(row.id),
+            nick: row.visitor_name,
+        };
+        agents.command(command).await?;
+    }
+    let subscribed = engine.store().xmpp_subscribed_agents().await?;
+    for jid in jids {
+        let command = if subscribed.contains(&jid.to_string()) {
+            Command::Probe { agent: jid }
+        } else {
+            Command::Subscribe { agent: jid }
+        };
+        agents.command(command).await?;
+    }
+    Ok(())
+}
+
+struct Inbound<'a> {
+    agents: &'a XmppAgents,
+    engine: &'a Engine,
+    offers_when_away: bool,
+    /// Error replies are not persisted; they use negative outbox ids.
+    error_ids: AtomicI64,
+}
+
+impl Inbound<'_> {
+    async fn handle(&self, event: Event) {
+        match event {
+            Event::Connected => info!("XMPP component connected"),
+            Event::Disconnected { reason } => {
+                warn!(%reason, "XMPP component disconnected; reconnecting");
+            }
+            Event::Sent { outbox_id } => self.agents.confirmed(outbox_id).await,
+            Event::AgentMessage {
+                from,
+                to,
+                id,
+                body,
+                receipt_requested,
+                ..
+            } => {
+                self.agent_message(from, to, id, body, receipt_requested)
+                    .await
+            }
+            Event::AgentChatState { from, to, state } => {
+                if let Some((conversation, _)) = self.resolve(&from, &to) {
+                    match state {
+                        ChatState::Composing => self.engine.agent_typing(conversation, true),
+                        ChatState::Paused | ChatState::Active | ChatState::Inactive => {
+                            self.engine.agent_typing(conversation, false)
+                        }
+                        ChatState::Gone => {}
+                    }
+                }
+            }
+            Event::AgentReceipt { from, to, id } => {
+                self.receipt(&from, &to, &id, ReceiptStatus::Delivered)
+                    .await
+            }
+            Event::AgentDisplayed { from, to, id } => {
+                self.receipt(&from, &to, &id, ReceiptStatus::Read).await
+            }
+            Event::DeliveryFailed {
+                agent,
+                from,
+                condition,
+                ..
+            } => {
+                warn!(%agent, %condition, "an agent could not be reached");
+                if let Some((conversation, extension)) = self.resolve(&agent, &from) {
+                    self.engine.offer_declined(conversation, &extension).await;
+                }
+            }
+            Event::AgentPresence {
+                agent,
+                availability,
+            } => {
+                let Some(config) = self.engine.directory().agent_by_jid(&agent) else {
+                    return;
+                };
+                let status = match availability {
+                    Availability::Available => AgentStatus::Available,
+                    Availability::Away if self.offers_when_away => AgentStatus::Available,
+                    Availability::Unavailable => AgentStatus::Offline,
+                    _ => AgentStatus::Busy,
+                };
+                let extension = config.extension.clone();
+                self.engine.set_agent_status(&extension, status).await;
+            }
+            Event::SubscriptionChanged { agent, subscribed } => {
+                info!(%agent, subscribed, "agent presence subscription changed");
+                if let Err(e) = self
+                    .engine
+                    .store()
+                    .xmpp_set_subscribed(&agent.to_string(), subscribed)
+                    .await
+                {
+                    warn!(error = %e, "cannot record a subscription");
+                }
+            }
+        }
+    }
+
+    /// The conversation and agent extension behind a stanza's addresses.
+    fn resolve(
+        &self,
+        agent: &Jid,
+        address: &VisitorAddress,
+    ) -> Option<(ConversationId, pbx_adapter::AgentExtension)> {
+        let conversation = conversation_of(address)?;
+        let config = self.engine.directory().agent_by_jid(&agent.to_bare())?;
+        Some((conversation, config.extension.clone()))
+    }
+
+    async fn agent_message(
+        &self,
+        from: Jid,
+        to: VisitorAddress,
+        id: Option<String>,
+        body: String,
+        receipt_requested: bool,
+    ) {
+        let Some((conversation, agent)) = self.resolve(&from, &to) else {
+            self.reply_error(&from, &to, id, "There is no chat at this address.")
+                .await;
+            return;
+        };
+        let span = info_span!("agent_message", conversation = %conversation, agent = %agent);
+        async {
+            let result = match AgentCommand::parse(&body) {
+                Some(command) => {
+                    match self
+                        .engine
+                        .run_agent_command(conversation, &agent, command)
+                        .await
+                    {
+                        Ok(reply) => {
+                            self.reply_text(&from, conversation, reply).await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => {
+                    let text = body
+                        .strip_prefix('/')
+                        .filter(|t| t.starts_with('/'))
+                        .unwrap_or(&body);
+                    self.engine
+                        .agent_message(conversation, &agent, text)
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => {
+                    if let (true, Some(id)) = (receipt_requested, id) {
+                        let receipt = Command::Receipt {
+                            from: to.clone(),
+                            to: from.clone(),
+                            id,
+                        };
+                        if let Err(e) = self.agents.command(receipt).await {
+                            debug!(error = %e, "receipt not sent");
+                        }
+                    }
+                }
+                Err(e) => {
+                    let text = match e {
+                        EngineError::NotYourConversation => {
+                            "This chat is handled by another agent; your message was not delivered."
+                                .to_owned()
+                        }
+                        EngineError::ConversationEnded => {
+                            "This chat has ended; your message was not delivered.".to_owned()
+                        }
+                        EngineError::UnknownConversation => {
+                            "There is no chat at this address.".to_owned()
+                        }
+                        EngineError::Invalid(invalid) => {
+                            format!("Your message was not delivered: {invalid}.")
+                        }
+                        other => {
+                            warn!(error = %other, "an agent message failed");
+                            "Your message could not be delivered. Please try again.".to_owned()
+                        }
+                    };
+                    self.reply_error(&from, &to, id, &text).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn receipt(&self, from: &Jid, to: &VisitorAddress, id: &str, status: ReceiptStatus) {
+        let (Some((conversation, _)), Some(seq)) = (self.resolve(from, to), seq_of(id)) else {
+            return;
+        };
+        if let Err(e) = self.engine.agent_receipt(conversation, status, seq).await {
+            warn!(conversation = %conversation, error = %e, "cannot record a receipt");
+        }
+    }
+
+    async fn reply_text(&self, to: &Jid, conversation: ConversationId, text: String) {
+        if let Err(e) = self
+            .agents
+            .tell(conversation, None, &to.to_bare(), text)
+            .await
+        {
+            warn!(error = %e, "cannot answer an agent command");
+        }
+    }
+
+    async fn reply_error(&self, to: &Jid, from: &VisitorAddress, id: Option<String>, text: &str) {
+        let command = Command::ErrorReply {
+            outbox_id: self.error_ids.fetch_sub(1, Ordering::Relaxed),
+            from: from.clone(),
+            to: to.clone(),
+            id,
+            text: text.to_owned(),
+        };
+        if let Err(e) = self.agents.command(command).await {
+            debug!(error = %e, "error reply not sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitor_addresses_map_back_to_their_conversation() {
+        let id = ConversationId::new();
+        let address = visitor_address(id);
+        assert!(address.as_str().starts_with("visitor-"));
+        assert_eq!(conversation_of(&address), Some(id));
+        assert_eq!(
+            conversation_of(&VisitorAddress::new("visitor-nope").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn stanza_ids_carry_the_seq() {
+        assert_eq!(seq_of(&stanza_id(42)), Some(42));
+        assert_eq!(seq_of("n-abc"), None);
+    }
+}

@@ -1,0 +1,119 @@
+//! Files in conversations: a received file becomes a message like any
+//! other, durable first, then pushed to the widget and forwarded to the
+//! agent in charge (the bridges turn its attachment into a signed link).
+//!
+//! The bytes are already in the file store when these methods run; the
+//! caller deletes them when the outcome says they are not needed.
+
+use chrono::Utc;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use super::view::AttachmentView;
+use super::{event, message_of, Engine, EngineError, EngineResult, EventBody, MessageView, Signal};
+use crate::domain::{ConversationId, Party};
+use crate::files::{AttachOutcome, BatchId, FileId, NewAttachment};
+use crate::store::{FileInsert, FileRow};
+
+impl Engine {
+    /// How many files `batch` already holds (to refuse a sixth before its
+    /// bytes arrive; [`attach_visitor_file`](Self::attach_visitor_file) is
+    /// what enforces the limit).
+    pub async fn files_in_batch(&self, id: ConversationId, batch: &BatchId) -> EngineResult<u32> {
+        let n = self.inner.store.files_in_batch(id, batch.as_str()).await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The message a client already stored under `client_id`, if any.
+    pub async fn message_by_client_id(
+        &self,
+        id: ConversationId,
+        client_id: &str,
+    ) -> EngineResult<Option<MessageView>> {
+        self.inner
+            .store
+            .event_by_client_id(id, client_id)
+            .await?
+            .as_ref()
+            .map(message_of)
+            .transpose()
+    }
+
+    /// Stores a visitor's file as a message of the conversation, unless its
+    /// batch already holds `max_per_batch` files, and forwards it to the
+    /// agent in charge.
+    #[instrument(skip(self, file), fields(conversation = %id, file = %file.id))]
+    pub async fn attach_visitor_file(
+        &self,
+        id: ConversationId,
+        file: NewAttachment,
+        max_per_batch: u32,
+    ) -> EngineResult<AttachOutcome> {
+        let row = self.row(id).await?;
+        if row.parsed_state()?.is_final() {
+            return Err(EngineError::ConversationEnded);
+        }
+        let client_id = file.client_id.as_ref().map(|c| c.as_str().to_owned());
+        let message = MessageView {
+            id: Uuid::now_v7(),
+            client_id: client_id.clone(),
+            seq: 0,
+            sender: Party::Visitor,
+            author: row.visitor_name.clone(),
+            body: file.name.as_str().to_owned(),
+            created_at: Utc::now(),
+            attachment: Some(AttachmentView {
+                id: file.id,
+                name: file.name.as_str().to_owned(),
+                size: file.size,
+                content_type: file.content_type.clone(),
+            }),
+        };
+        let stored_row = FileRow {
+            id: file.id,
+            conversation_id: id,
+            batch_id: file.batch_id.as_str().to_owned(),
+            storage_key: file.storage_key.as_str().to_owned(),
+            name: file.name.into_string(),
+            size: i64::try_from(file.size).unwrap_or(i64::MAX),
+            content_type: file.content_type,
+            sender: "visitor".to_owned(),
+            created_at: 0,
+        };
+        let mut new = event(EventBody::Message { message });
+        new.client_id = client_id;
+        let stored = match self
+            .inner
+            .store
+            .insert_file(&stored_row, &new, max_per_batch)
+            .await?
+        {
+            FileInsert::Stored(stored) => stored,
+            FileInsert::Duplicate(existing) => {
+                return Ok(AttachOutcome::Existing(message_of(&existing)?))
+            }
+            FileInsert::BatchFull => {
+                return Ok(AttachOutcome::BatchFull {
+                    limit: max_per_batch,
+                })
+            }
+            FileInsert::NoConversation => return Err(EngineError::UnknownConversation),
+        };
+        let message = message_of(&stored)?;
+        self.inner.hub.publish(id, Signal::Committed(stored.seq));
+        metrics::counter!("frontdesk_files_total", "from" => "visitor").increment(1);
+        info!(size = stored_row.size, content_type = %stored_row.content_type, "visitor sent a file");
+        if let Some(agent) = self.assigned_agent(&row) {
+            let summary = self.summary(&row)?;
+            if let Err(e) = self.inner.agents.deliver(&agent, &summary, &message).await {
+                warn!(error = %e, agent = %agent.extension, "could not forward a visitor's file");
+            }
+        }
+        Ok(AttachOutcome::Stored(message))
+    }
+
+    /// A stored file's row (for downloads).
+    pub async fn file(&self, file_id: &FileId) -> EngineResult<Option<FileRow>> {
+        Ok(self.inner.store.file(file_id).await?)
+    }
+}

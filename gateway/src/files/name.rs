@@ -1,0 +1,189 @@
+//! The client's file name, made safe to show and to offer back.
+//!
+//! A name arrives from the visitor's (or agent's) machine and ends up in the
+//! widget, in an agent's chat client and in a `Content-Disposition` header.
+//! It is never a path on our disk (the store uses random names), but other
+//! programs may treat it as one, and bidi overrides can make `exe.pdf` read
+//! as `fdp.exe`. So only the last path component is kept, control, bidi and
+//! invisible formatting characters are dropped, characters Windows refuses
+//! in names are replaced, dots cannot lead or trail, and the length is
+//! bounded while keeping the extension.
+
+use std::fmt;
+
+/// Longest display name kept, in characters.
+pub const MAX_NAME_CHARS: usize = 150;
+
+/// Longest extension kept intact when a long name is shortened.
+const MAX_EXTENSION_CHARS: usize = 16;
+
+/// A sanitised file name, for display and downloads only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Cleans `raw`; an empty result becomes `file`.
+    pub fn sanitize(raw: &str) -> DisplayName {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let cleaned: String = last
+            .chars()
+            .filter(|c| *c == '\t' || !is_hidden_or_dangerous(*c))
+            .map(|c| match c {
+                '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
+                c if c.is_whitespace() => ' ',
+                c => c,
+            })
+            .collect();
+        let trimmed = cleaned.trim_matches(|c: char| c == '.' || c == ' ');
+        let name = if trimmed.is_empty() {
+            "file".to_owned()
+        } else {
+            shorten(trimmed)
+        };
+        DisplayName(name)
+    }
+
+    /// A name for a file the client did not name, from its sniffed type.
+    pub fn unnamed(extension: Option<&str>) -> DisplayName {
+        match extension {
+            Some(ext) if !ext.is_empty() => Self::sanitize(&format!("file.{ext}")),
+            _ => DisplayName("file".to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded`
+    /// (RFC 6266 with the RFC 8187 extended form for non-ASCII names).
+    pub fn content_disposition(&self) -> String {
+        let fallback: String = self
+            .0
+            .chars()
+            .map(|c| {
+                if c == ' ' || (c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%')) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut encoded = String::with_capacity(self.0.len() * 3);
+        for byte in self.0.bytes() {
+            if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                encoded.push(byte as char);
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Control characters, bidi embeddings/overrides/isolates and marks,
+/// zero-width and other invisible format characters.
+fn is_hidden_or_dangerous(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension.
+fn shorten(name: &str) -> String {
+    if name.chars().count() <= MAX_NAME_CHARS {
+        return name.to_owned();
+    }
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, ext)| ext)
+        .filter(|ext| !ext.is_empty() && ext.chars().count() <= MAX_EXTENSION_CHARS);
+    match extension {
+        Some(ext) => {
+            let keep = MAX_NAME_CHARS - ext.chars().count() - 1;
+            let stem: String = name.chars().take(keep).collect();
+            format!("{}.{ext}", stem.trim_end_matches(['.', ' ']))
+        }
+        None => name.chars().take(MAX_NAME_CHARS).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean(raw: &str) -> String {
+        DisplayName::sanitize(raw).into_string()
+    }
+
+    #[test]
+    fn only_the_last_path_component_is_kept() {
+        assert_eq!(clean("../../etc/passwd"), "passwd");
+        assert_eq!(clean("..\\..\\windows\\win.ini"), "win.ini");
+        assert_eq!(clean("C:\\Users\\jane\\report.pdf"), "report.pdf");
+        assert_eq!(clean(".."), "file");
+        assert_eq!(clean("../"), "file");
+        assert_eq!(clean(""), "file");
+        assert_eq!(clean(".bashrc"), "bashrc");
+    }
+
+    #[test]
+    fn bidi_controls_and_invisibles_are_dropped() {
+        assert_eq!(clean("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(clean("a\u{2066}b\u{2069}c\u{200B}.txt"), "abc.txt");
+        assert_eq!(clean("line\nbreak\0.txt"), "linebreak.txt");
+        assert_eq!(clean("tab\there.txt"), "tab here.txt");
+    }
+
+    #[test]
+    fn reserved_characters_are_replaced() {
+        assert_eq!(clean("what?<b>\"x\"*.txt"), "what__b__x__.txt");
+    }
+
+    #[test]
+    fn long_names_keep_their_extension() {
+        let long = format!("{}.pdf", "a".repeat(400));
+        let cut = clean(&long);
+        assert_eq!(cut.chars().count(), MAX_NAME_CHARS);
+        assert!(cut.ends_with(".pdf"));
+        assert_eq!(clean(&"é".repeat(300)).chars().count(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn unicode_names_are_kept_for_display() {
+        assert_eq!(
+            clean("Relevé de compte – été.pdf"),
+            "Relevé de compte – été.pdf"
+        );
+    }
+
+    #[test]
+    fn content_disposition_has_an_ascii_fallback_and_utf8_form() {
+        let name = DisplayName::sanitize("été 100%.pdf");
+        assert_eq!(
+            name.content_disposition(),
+            "attachment; filename=\"_t_ 100_.pdf\"; filename*=UTF-8''%C3%A9t%C3%A9%20100%25.pdf"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Rows of the `files` table: what was uploaded, by whom, in which batch.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::events::{insert_events, NewEvent, StoredEvent};
+use super::{now_ms, Store, StoreError, StoreResult};
+use crate::domain::ConversationId;
+use crate::files::FileId;
+
+/// A file as stored. `storage_key` names its bytes in the file store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: FileId,
+    pub conversation_id: ConversationId,
+    pub batch_id: String,
+    pub storage_key: String,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    /// `visitor` or `agent`.
+    pub sender: String,
+    pub created_at: i64,
+}
+
+/// What [`Store::insert_file`] did.
+#[derive(Debug, Clone)]
+pub enum FileInsert {
+    /// Stored, with the message event that carries it.
+    Stored(StoredEvent),
+    /// The client already stored an upload under this client id: its event.
+    Duplicate(StoredEvent),
+    /// The batch already holds the maximum number of files.
+    BatchFull,
+    /// The conversation no longer exists.
+    NoConversation,
+}
+
+const COLUMNS: &str =
+    "id, conversation_id, batch_id, storage_key, name, size, content_type, sender, created_at";
+
+fn from_row(row: &AnyRow) -> StoreResult<FileRow> {
+    let id: String = row.try_get("id")?;
+    let conversation_id: String = row.try_get("conversation_id")?;
+    Ok(FileRow {
+        id: id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("file id {id:?}")))?,
+        conversation_id: conversation_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("conversation id {conversation_id:?}")))?,
+        batch_id: row.try_get("batch_id")?,
+        storage_key: row.try_get("storage_key")?,
+        name: row.try_get("name")?,
+        size: row.try_get("size")?,
+        content_type: row.try_get("content_type")?,
+        sender: row.try_get("sender")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+}
+
+impl Store {
+    /// Stores a file's row and the message event that shows it, in one
+    /// transaction, unless its batch already has `max_per_batch` files.
+    /// The conversation's row is locked first (PostgreSQL) or the database
+    /// is (SQLite), so concurrent uploads of one batch are counted one
+    /// after the other: the limit holds whatever the client does.
+    pub async fn insert_file(
+        &self,
+        file: &FileRow,
+        event: &NewEvent,
+        max_per_batch: u32,
+    ) -> StoreResult<FileInsert> {
+        let id = file.conversation_id;
+        if let Some(client_id) = event.client_id.as_deref() {
+            if let Some(existing) = self.event_by_client_id(id, client_id).await? {
+                return Ok(FileInsert::Duplicate(existing));
+            }
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if locked == 0 {
+            tx.rollback().await?;
+            return Ok(FileInsert::NoConversation);
+        }
+        let in_batch: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM files WHERE conversation_id = $1 AND batch_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(&file.batch_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if in_batch >= i64::from(max_per_batch) {
+            tx.rollback().await?;
+            return Ok(FileInsert::BatchFull);
+        }
+        sqlx::query(&format!(
+            "INSERT INTO files ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(file.id.to_string())
+        .bind(id.to_string())
+        .bind(&file.batch_id)
+        .bind(&file.storage_key)
+        .bind(&file.name)
+        .bind(file.size)
+        .bind(&file.content_type)
+        .bind(&file.sender)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        match insert_events(&mut tx, id, std::slice::from_ref(event), now).await {
+            Ok(mut stored) => {
+                tx.commit().await?;
+                Ok(FileInsert::Stored(stored.remove(0)))
+            }
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await?;
+                let client_id = event.client_id.as_deref().unwrap_or_default();
+                let existing = self
+                    .event_by_client_id(id, client_id)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("client id conflict without a stored event".into())
+                    })?;
+                Ok(FileInsert::Duplicate(existing))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many files a batch holds.
+    pub async fn files_in_batch(&self, id: ConversationId, batch_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM files WHERE conversation_id = $1 AND batch_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(batch_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn file(&self, file_id: &FileId) -> StoreResult<Option<FileRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM files WHERE id = $1"))
+            .bind(file_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn files_of_conversation(&self, id: ConversationId) -> StoreResult<Vec<FileRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM files WHERE conversation_id = $1 ORDER BY created_at"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Conversations of `channel_key` that ended before `cutoff_ms`, oldest
+    /// first, at most `limit`.
+    pub async fn conversations_ended_before(
+        &self,
+        channel_key: &str,
+        cutoff_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ConversationId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE channel_key = $1 AND ended_at IS NOT NULL \
+             AND ended_at < $2 ORDER BY ended_at LIMIT $3",
+        )
+        .bind(channel_key)
+        .bind(cutoff_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))
+            })
+            .collect()
+    }
+
+    /// Deletes a conversation with its events and file rows (the caller
+    /// deletes the files' bytes first).
+    pub async fn delete_conversation(&self, id: ConversationId) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["files", "events"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE conversation_id = $1"))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM conversations WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+}

@@ -1,0 +1,263 @@
+//! Import queues, agents and business hours from the PBX the admin already
+//! configured, so nothing is entered twice (issue 8, "Import from the PBX").
+//!
+//! An import never writes Frontdesk's configuration itself: it produces an
+//! [`Import`], whose [`Import::to_toml`] is a fragment the admin pastes into
+//! `frontdesk.toml` after reading [`Import::report`]. That keeps the admin
+//! in charge of the one thing the PBX cannot tell us (each agent's XMPP JID
+//! or SIP URI) and of where each schedule applies.
+//!
+//! Every construct that cannot be mapped exactly is listed as a [`Problem`]
+//! with the file (or table) and line (or row id) it came from; an import
+//! never panics on bad input, and never silently drops something that
+//! would make Frontdesk answer differently from the PBX.
+//!
+//! - [`asterisk`]: `queues.conf` and `extensions.conf` from a directory
+//!   (plain Asterisk, and FreePBX's generated `*_additional.conf` files).
+//! - [`freepbx`] (cargo feature `freepbx`): time groups and queues from
+//!   FreePBX's MySQL/MariaDB database.
+//! - `conf`: the Asterisk configuration-file syntax (sections, templates,
+//!   `#include`, comments) shared by both files.
+//! - `queues` and `dialplan`: the mapping of queue settings and of
+//!   dialplan time conditions into Frontdesk's model.
+
+pub mod asterisk;
+mod conf;
+mod dialplan;
+#[cfg(feature = "freepbx")]
+pub mod freepbx;
+mod queues;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::queue::{AgentConfig, QueueConfig};
+use crate::schedule::ScheduleConfig;
+
+/// Something in the PBX's configuration that was not imported, or not
+/// imported exactly. `line` is 0 when the problem is about a whole file;
+/// for a database import `file` names the table and `line` the row id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub text: String,
+}
+
+impl Problem {
+    pub(crate) fn new(file: impl Into<String>, line: usize, text: impl Into<String>) -> Problem {
+        Problem {
+            file: file.into(),
+            line,
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.text)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.text)
+        }
+    }
+}
+
+/// Why an import could not run at all. Anything less than that is a
+/// [`Problem`] in the [`Import`].
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds neither queues.conf nor extensions.conf", .0.display())]
+    NothingToImport(PathBuf),
+    #[cfg(feature = "freepbx")]
+    #[error("FreePBX database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What an import found: Frontdesk's own config types, ready to be checked
+/// by [`crate::queue::PbxDirectory::new`] and
+/// [`crate::schedule::Schedule::from_config`], plus what could not be mapped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Import {
+    pub queues: Vec<QueueConfig>,
+    /// Every agent named as a queue member. The PBX knows no XMPP JID or
+    /// SIP URI for them, so both are `None` and the admin must add one.
+    pub agents: Vec<AgentConfig>,
+    /// Named schedules, e.g. `tc-support?open` for a `GotoIfTime` in
+    /// context `[tc-support]` that jumps to `open`; see [`asterisk`].
+    pub schedules: Vec<(String, ScheduleConfig)>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Serialize)]
+struct AgentsFragment<'a> {
+    agents: [&'a AgentConfig; 1],
+}
+
+#[derive(Serialize)]
+struct QueuesFragment<'a> {
+    queues: [&'a QueueConfig; 1],
+}
+
+fn comment_out(text: &str, out: &mut String) {
+    for line in text.lines() {
+        if line.is_empty() {
+            out.push_str("#\n");
+        } else {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+}
+
+/// A `[[queues]]` entry with its members as one inline table per line,
+/// which reads better than a `[[queues.members]]` table per member.
+fn queue_toml(queue: &QueueConfig) -> String {
+    let text = serialize(&QueuesFragment { queues: [queue] });
+    let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return text;
+    };
+    let tables = doc
+        .get_mut("queues")
+        .and_then(|item| item.as_array_of_tables_mut());
+    for table in tables.into_iter().flat_map(|t| t.iter_mut()) {
+        let Some(toml_edit::Item::ArrayOfTables(members)) = table.remove("members") else {
+            continue;
+        };
+        let mut array = toml_edit::Array::new();
+        for member in members.iter() {
+            array.push(member.clone().into_inline_table());
+        }
+        for value in array.iter_mut() {
+            value.decor_mut().set_prefix("\n    ");
+        }
+        array.set_trailing_comma(true);
+        array.set_trailing("\n");
+        table.insert("members", toml_edit::value(array));
+    }
+    doc.to_string()
+}
+
+fn serialize<T: Serialize>(value: &T) -> String {
+    // Our config types only hold strings, numbers, lists and tables, which
+    // TOML can always represent.
+    toml::to_string(value).unwrap_or_else(|e| format!("# (could not serialize: {e})\n"))
+}
+
+impl Import {
+    /// TOML to paste into `frontdesk.toml`: `[[agents]]` and `[[queues]]`
+    /// entries, and each schedule as a commented-out `[channels.schedule]`
+    /// block to move under the channel it belongs to.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from(
+            "# Imported from the PBX by `frontdesk pbx import`. Read the import report first.\n",
+        );
+        for agent in &self.agents {
+            out.push('\n');
+            if agent.xmpp.is_none() && agent.sip.is_none() {
+                out.push_str(
+                    "# TODO: add `xmpp = \"user@example.com\"` and/or `sip = \"sip:user@pbx.example.com\"`;\n\
+                     # Frontdesk refuses an agent it cannot reach.\n",
+                );
+            }
+            out.push_str(&serialize(&AgentsFragment { agents: [agent] }));
+        }
+        for queue in &self.queues {
+            out.push('\n');
+            out.push_str(&queue_toml(queue));
+        }
+        for (name, schedule) in &self.schedules {
+            out.push('\n');
+            out.push_str(&format!(
+                "# Schedule `{name}`: the times when one of these PBX conditions holds.\n\
+                 # If they are a channel's opening hours, paste this under its [[channels]]\n\
+                 # entry and remove the `# `.\n"
+            ));
+            if schedule.timezone.is_none() {
+                out.push_str(
+                    "# Set `timezone` to the PBX server's zone: Asterisk reads conditions without\n\
+                     # a fifth field in local time, Frontdesk in UTC when `timezone` is absent.\n",
+                );
+            }
+            let mut block = String::from("[channels.schedule]\n");
+            block.push_str(&serialize(schedule));
+            comment_out(&block, &mut out);
+        }
+        out
+    }
+
+    /// A human-readable summary: what was imported, what the admin must
+    /// still do, and every problem with its file and line.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "Imported {} queue(s), {} agent(s) and {} schedule(s); {} problem(s).\n",
+            self.queues.len(),
+            self.agents.len(),
+            self.schedules.len(),
+            self.problems.len()
+        );
+        if !self.queues.is_empty() {
+            out.push_str("\nQueues:\n");
+            for q in &self.queues {
+                let members: Vec<String> = q
+                    .members
+                    .iter()
+                    .map(|m| format!("{} (penalty {})", m.agent, m.penalty))
+                    .collect();
+                out.push_str(&format!(
+                    "  {} \"{}\": {}, ring timeout {} s, wrap-up {} s, members: {}\n",
+                    q.extension,
+                    q.name,
+                    q.strategy,
+                    q.ring_timeout_secs,
+                    q.wrapup_secs,
+                    if members.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        members.join(", ")
+                    }
+                ));
+            }
+        }
+        if !self.agents.is_empty() {
+            out.push_str("\nAgents:\n");
+            for a in &self.agents {
+                let todo = if a.xmpp.is_none() && a.sip.is_none() {
+                    ": the PBX knows no chat address; add an `xmpp` JID or a `sip` URI"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("  {} \"{}\"{todo}\n", a.extension, a.name));
+            }
+        }
+        if !self.schedules.is_empty() {
+            out.push_str("\nSchedules:\n");
+            for (name, s) in &self.schedules {
+                out.push_str(&format!(
+                    "  {name}: {} (time zone: {})\n",
+                    s.open.join(" | "),
+                    s.timezone.as_deref().unwrap_or("not set, give the PBX's")
+                ));
+            }
+        }
+        if !self.problems.is_empty() {
+            out.push_str("\nNot imported, or not exactly:\n");
+            for p in &self.problems {
+                out.push_str(&format!("  {p}\n"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
