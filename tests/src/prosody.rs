@@ -79,11 +79,19 @@ impl Prosody {
     /// Writes the config and accounts and starts the server; returns once
     /// both the c2s and component ports accept connections.
     pub async fn start(accounts: &[Account]) -> anyhow::Result<Prosody> {
+        Self::start_on(accounts, free_port()?, free_port()?).await
+    }
+
+    /// Same, on given ports (the demo uses the standard client port 5222
+    /// so desktop clients need no port setting).
+    pub async fn start_on(
+        accounts: &[Account],
+        c2s_port: u16,
+        component_port: u16,
+    ) -> anyhow::Result<Prosody> {
         let dir = std::env::temp_dir().join(format!("frontdesk-prosody-{}", uuid::Uuid::new_v4()));
         let data = dir.join("data");
         std::fs::create_dir_all(dir.join("certs"))?;
-        let c2s_port = free_port()?;
-        let component_port = free_port()?;
         let secret = uuid::Uuid::new_v4().to_string();
         let config = dir.join("prosody.cfg.lua");
         let text = format!(

@@ -307,10 +307,10 @@ pub async fn upload(
                     intake.push(&chunk).await.map_err(intake_error)?;
                 }
                 let file = intake.finish().await.map_err(intake_error)?;
-                let name = match raw_name.filter(|n| !n.trim().is_empty()) {
-                    Some(raw) => DisplayName::sanitize(&raw),
-                    None => DisplayName::unnamed(file.sniffed.extension.as_deref()),
-                };
+                let name = DisplayName::from_client(
+                    raw_name.as_deref(),
+                    file.sniffed.extension.as_deref(),
+                );
                 received = Some((file, name));
             }
             Some("batch_id") => batch = Some(parse_batch(&small_text(&mut field, limit).await?)?),

@@ -24,23 +24,16 @@ pub struct DisplayName(String);
 impl DisplayName {
     /// Cleans `raw`; an empty result becomes `file`.
     pub fn sanitize(raw: &str) -> DisplayName {
-        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-        let cleaned: String = last
-            .chars()
-            .filter(|c| *c == '\t' || !is_hidden_or_dangerous(*c))
-            .map(|c| match c {
-                '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
-                c if c.is_whitespace() => ' ',
-                c => c,
-            })
-            .collect();
-        let trimmed = cleaned.trim_matches(|c: char| c == '.' || c == ' ');
-        let name = if trimmed.is_empty() {
-            "file".to_owned()
-        } else {
-            shorten(trimmed)
-        };
-        DisplayName(name)
+        DisplayName(clean(raw).unwrap_or_else(|| "file".to_owned()))
+    }
+
+    /// The name a client gave (if any), cleaned; when nothing usable is
+    /// left, `file` with the extension of the sniffed type.
+    pub fn from_client(raw: Option<&str>, extension: Option<&str>) -> DisplayName {
+        match raw.and_then(clean) {
+            Some(name) => DisplayName(name),
+            None => Self::unnamed(extension),
+        }
     }
 
     /// A name for a file the client did not name, from its sniffed type.
@@ -89,6 +82,22 @@ impl fmt::Display for DisplayName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The last path component of `raw`, cleaned; `None` if nothing is left.
+fn clean(raw: &str) -> Option<String> {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| *c == '\t' || !is_hidden_or_dangerous(*c))
+        .map(|c| match c {
+            '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
+            c if c.is_whitespace() => ' ',
+            c => c,
+        })
+        .collect();
+    let trimmed = cleaned.trim_matches(|c: char| c == '.' || c == ' ');
+    (!trimmed.is_empty()).then(|| shorten(trimmed))
 }
 
 /// Control characters, bidi embeddings/overrides/isolates and marks,

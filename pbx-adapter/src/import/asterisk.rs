@@ -5,7 +5,10 @@
 //! that FreePBX puts in those two files.
 //!
 //! - Each `[section]` of `queues.conf` but `[general]` and templates is a
-//!   queue, with templates applied as Asterisk applies them. A queue named
+//!   queue, with templates applied as Asterisk applies them. `[general]`
+//!   holds global options that Asterisk does not copy into queues, and
+//!   neither do we (only its `autofill = no` matters, and is reported).
+//!   A queue named
 //!   by digits (`[600]`, FreePBX's way) keeps them as its extension; a
 //!   named queue (`[support]`) gets the extension that dials
 //!   `Queue(support)` in `extensions.conf`, when exactly one does.
@@ -81,11 +84,12 @@ pub fn import_dir(dir: &Path) -> Result<Import, ImportError> {
 pub(crate) fn check_directory(import: &mut Import, problems: &mut Vec<Problem>) {
     if let Err(invalid) = PbxDirectory::new(import.queues.clone(), import.agents.clone()) {
         for p in invalid.problems {
-            if !matches!(
-                p,
-                DirectoryProblem::Agent(AgentConfigError::Unreachable(_))
-            ) {
-                problems.push(Problem::new("(imported queues and agents)", 0, p.to_string()));
+            if !matches!(p, DirectoryProblem::Agent(AgentConfigError::Unreachable(_))) {
+                problems.push(Problem::new(
+                    "(imported queues and agents)",
+                    0,
+                    p.to_string(),
+                ));
             }
         }
     }
@@ -95,7 +99,10 @@ fn map_queues(
     conf: &ConfFile,
     dialplan: &Dialplan,
     problems: &mut Vec<Problem>,
-) -> (Vec<crate::queue::QueueConfig>, Vec<crate::queue::AgentConfig>) {
+) -> (
+    Vec<crate::queue::QueueConfig>,
+    Vec<crate::queue::AgentConfig>,
+) {
     let mut book = AgentBook::default();
     let mut queues = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -145,7 +152,8 @@ fn map_queues(
                 line: l.line,
             })
             .collect();
-        let mut queue = queues::map_queue(extension, name.to_owned(), &settings, &mut book, problems);
+        let mut queue =
+            queues::map_queue(extension, name.to_owned(), &settings, &mut book, problems);
         apply_max_wait(&mut queue, &calls, problems);
         queues.push(queue);
     }
@@ -174,7 +182,10 @@ fn queue_extension(
     let why = if dialled.is_empty() {
         format!("no `Queue({name})` in extensions.conf tells its extension")
     } else {
-        format!("it is dialled at several extensions ({})", dialled.join(", "))
+        format!(
+            "it is dialled at several extensions ({})",
+            dialled.join(", ")
+        )
     };
     match name.parse::<QueueExtension>() {
         Ok(ext) => {
@@ -202,7 +213,11 @@ fn apply_max_wait(
     calls: &[&QueueCall],
     problems: &mut Vec<Problem>,
 ) {
-    let waits: Vec<&QueueCall> = calls.iter().copied().filter(|c| c.max_wait.is_some()).collect();
+    let waits: Vec<&QueueCall> = calls
+        .iter()
+        .copied()
+        .filter(|c| c.max_wait.is_some())
+        .collect();
     let Some(first) = waits.first() else {
         return;
     };

@@ -131,9 +131,7 @@ async fn user_names(conn: &mut MySqlConnection) -> Result<HashMap<String, String
             .filter_map(|(ext, name)| Some((ext, name.filter(|n| !n.trim().is_empty())?)))
             .collect()),
         // ER_NO_SUCH_TABLE
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
-            Ok(HashMap::new())
-        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(HashMap::new()),
         Err(e) => Err(e.into()),
     }
 }
@@ -152,7 +150,8 @@ fn escape_field(s: &str) -> String {
 
 async fn read_queues(conn: &mut MySqlConnection, import: &mut Import) -> Result<(), ImportError> {
     let configs: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT extension, descr, maxwait, dest FROM queues_config \
+        "SELECT extension, COALESCE(descr, ''), COALESCE(maxwait, ''), COALESCE(dest, '') \
+         FROM queues_config \
          ORDER BY CAST(extension AS UNSIGNED), extension",
     )
     .fetch_all(&mut *conn)
@@ -204,13 +203,12 @@ async fn read_queues(conn: &mut MySqlConnection, import: &mut Import) -> Result<
                 (keyword.as_str(), value)
             })
             .collect();
-        let file = format!("queues_details (queue {extension})");
         let settings: Vec<Setting<'_>> = values
             .iter()
             .map(|(key, value)| Setting {
                 key,
                 value,
-                file: &file,
+                file: "queues_details",
                 line: 0,
             })
             .collect();

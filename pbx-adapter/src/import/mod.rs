@@ -14,7 +14,7 @@
 //!
 //! - [`asterisk`]: `queues.conf` and `extensions.conf` from a directory
 //!   (plain Asterisk, and FreePBX's generated `*_additional.conf` files).
-//! - [`freepbx`] (cargo feature `freepbx`): time groups and queues from
+//! - `freepbx` (cargo feature `freepbx`): time groups and queues from
 //!   FreePBX's MySQL/MariaDB database.
 //! - `conf`: the Asterisk configuration-file syntax (sections, templates,
 //!   `#include`, comments) shared by both files.

@@ -218,7 +218,13 @@ fn is_no_or_empty(v: &str) -> bool {
 
 /// Options that make no difference to who gets a chat or when.
 fn irrelevant_for_chat(key: &str) -> bool {
-    const PREFIXES: &[&str] = &["announce", "queue-", "periodic-announce", "monitor", "cron_"];
+    const PREFIXES: &[&str] = &[
+        "announce",
+        "queue-",
+        "periodic-announce",
+        "monitor",
+        "cron_",
+    ];
     const KEYS: &[&str] = &[
         "musicclass",
         "music",
@@ -246,6 +252,8 @@ fn irrelevant_for_chat(key: &str) -> bool {
         "answered_elsewhere",
         "skip_joinannounce",
         "rvolume",
+        "rvol_mode",
+        "callback",
     ];
     PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
 }
@@ -396,7 +404,8 @@ mod tests {
 
     #[test]
     fn member_fields() {
-        let m = parse_member(r#"Local/101@from-queue/n,2,"Smith, John",hint:101@ext-local"#).unwrap();
+        let m =
+            parse_member(r#"Local/101@from-queue/n,2,"Smith, John",hint:101@ext-local"#).unwrap();
         assert_eq!((m.agent, m.penalty), (a("101"), 2));
         assert_eq!(m.name.as_deref(), Some("Smith, John"));
         assert!(m.notes.is_empty());

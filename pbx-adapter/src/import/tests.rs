@@ -362,7 +362,12 @@ fn report_and_toml_of_an_empty_import() {
 
 #[test]
 fn toml_of_a_queue_without_members_and_with_overflow() {
-    let mut queue = QueueConfig::new("600".parse().unwrap(), "Sales \"EU\"", Strategy::Wrandom, []);
+    let mut queue = QueueConfig::new(
+        "600".parse().unwrap(),
+        "Sales \"EU\"",
+        Strategy::Wrandom,
+        [],
+    );
     queue.max_wait_secs = Some(60);
     queue.overflow = Some(crate::queue::Overflow::Queue("601".parse().unwrap()));
     let mut other = queue.clone();
