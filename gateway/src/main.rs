@@ -37,11 +37,54 @@ enum Command {
         #[arg(long)]
         channel: String,
     },
+    /// Business hours.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Read the PBX's own configuration.
+    #[command(subcommand)]
+    Pbx(PbxCommand),
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Say whether a channel is open (now or at --at), why, and when it opens next.
+    Check {
+        #[arg(long)]
+        channel: String,
+        /// An RFC 3339 instant, e.g. 2026-12-24T18:30:00+01:00.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PbxCommand {
+    /// Import queues, agents and time conditions. Prints TOML to paste into
+    /// the configuration on stdout, and the report on stderr.
+    #[command(subcommand)]
+    Import(ImportSource),
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// From an Asterisk configuration folder (queues.conf, extensions.conf).
+    Asterisk {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// From a FreePBX database (mysql://user:password@host/asterisk).
+    Freepbx {
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Pbx(PbxCommand::Import(source)) = &cli.command {
+        return import(source).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(config).await,
@@ -80,7 +123,39 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Schedule(ScheduleCommand::Check { channel, at }) => {
+            let channel = config
+                .channel(&channel)
+                .with_context(|| format!("no channel with key {channel:?} in the configuration"))?;
+            let schedule = pbx_adapter::schedule::Schedule::from_config(&channel.schedule)?;
+            let at = at.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+            let decision = schedule.explain(at);
+            println!("{decision}");
+            if !decision.open {
+                match schedule.next_open(at) {
+                    Some(next) => println!(
+                        "next opening: {} ({})",
+                        next.with_timezone(&schedule.timezone())
+                            .format("%a %Y-%m-%d %H:%M %Z"),
+                        next.to_rfc3339()
+                    ),
+                    None => println!("next opening: none within 400 days"),
+                }
+            }
+            Ok(())
+        }
+        Command::Pbx(_) => unreachable!("handled before loading the configuration"),
     }
+}
+
+async fn import(source: &ImportSource) -> anyhow::Result<()> {
+    let imported = match source {
+        ImportSource::Asterisk { dir } => pbx_adapter::import::asterisk::import_dir(dir)?,
+        ImportSource::Freepbx { url } => pbx_adapter::import::freepbx::import(url).await?,
+    };
+    eprintln!("{}", imported.report());
+    println!("{}", imported.to_toml());
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -656,6 +656,20 @@ async fn uploads_need_a_token_a_file_and_an_open_conversation() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], "conversation_ended");
     assert_eq!(fx.stored(), Vec::<String>::new());
+
+    // The contract is published with the rest of the API.
+    let doc = fx.visitor.get("/api/v1/openapi.json", None).await.unwrap();
+    for path in [
+        "/api/v1/conversations/{id}/files",
+        "/api/v1/conversations/{id}/files/{file_id}",
+        "/files/{file_id}",
+    ] {
+        assert!(
+            doc.body["paths"][path].is_object(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    assert!(doc.body["components"]["schemas"]["AttachmentView"].is_object());
     fx.gw.stop().await;
 }
 

@@ -46,5 +46,50 @@ export function createApi(base) {
     send: (id, token, clientId, text) => call('POST', conv(id) + '/messages', { client_id: clientId, body: text }, token),
     close: (id, token) => call('POST', conv(id) + '/close', {}, token),
     eventsUrl: (id) => base.replace(/^http/, 'ws') + '/api/v1' + conv(id) + '/events',
+    /**
+     * Uploads one file (multipart part `file`) with XHR, for its upload
+     * progress events. Returns { promise, abort }; abort rejects with `aborted`.
+     */
+    upload(id, token, file, batchId, clientId, onProgress) {
+      const x = new XMLHttpRequest();
+      const promise = new Promise((resolve, reject) => {
+        const q = '?batch_id=' + encodeURIComponent(batchId) + '&client_id=' + encodeURIComponent(clientId);
+        x.open('POST', base + '/api/v1' + conv(id) + '/files' + q);
+        x.setRequestHeader('Authorization', 'Bearer ' + token);
+        x.setRequestHeader('Accept', 'application/json');
+        x.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+        x.onload = () => {
+          let data = null;
+          try {
+            data = JSON.parse(x.responseText);
+          } catch (e) {
+            data = null;
+          }
+          if (x.status >= 200 && x.status < 300) resolve(data);
+          else reject(new ApiError(x.status, (data && data.error) || 'http_' + x.status, data));
+        };
+        x.onerror = () => reject(new ApiError(0, 'network'));
+        x.onabort = () => reject(new ApiError(0, 'aborted'));
+        const form = new FormData();
+        form.append('file', file, file.name);
+        x.send(form);
+      });
+      return { promise, abort: () => x.abort() };
+    },
+    /** A file of the conversation as a Blob (the token cannot go in a plain link). */
+    async download(id, token, fileId) {
+      let res;
+      try {
+        res = await fetch(base + '/api/v1' + conv(id) + '/files/' + encodeURIComponent(fileId), {
+          headers: { Authorization: 'Bearer ' + token },
+          credentials: 'omit',
+          cache: 'no-store',
+        });
+      } catch (e) {
+        throw new ApiError(0, 'network');
+      }
+      if (!res.ok) throw new ApiError(res.status, res.status === 401 ? 'unauthorized' : 'http_' + res.status);
+      return res.blob();
+    },
   };
 }

@@ -6,8 +6,9 @@
 import { createApi } from './api.js';
 import { createStore } from './store.js';
 import { connectEvents } from './conn.js';
-import { pickLanguage, translator, formatWhen, formatTime } from './i18n.js';
+import { pickLanguage, translator, formatWhen, formatTime, formatSize } from './i18n.js';
 import { h, put, linkify, alternativeHref, nextId, uuid } from './dom.js';
+import { review } from './files.js';
 
 const svg = (d) => {
   const s = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
@@ -22,6 +23,8 @@ const svg = (d) => {
 const ICON_CHAT = 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2z';
 const ICON_X = 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z';
 const ICON_MIN = 'M5 11h14v2H5z';
+const ICON_CLIP = 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z';
+const ICON_DOWN = 'M5 20h14v-2H5zM19 9h-4V3H9v6H5l7 7z';
 const EMAIL_RE = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
 const ENDED = ['ended', 'closed_out_of_hours'];
 
@@ -50,6 +53,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
   let myTyping = 0;
   const receipts = { delivered: 0, read: 0 };
   const items = new Map(); // client_id or id -> message item
+  const tray = []; // files picked and not yet sent: { file, id, batch, state, progress, up, node }
   const errors = new Map(); // source -> text shown in the red band
 
   // ---------------------------------------------------------------- skeleton
@@ -99,12 +103,15 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
   const options = h('div', { class: 'options', role: 'group', 'aria-labelledby': optionsPrompt.id }, optionsPrompt, optionsList);
   const composer = h('textarea', { rows: '2', oninput: onDraft, onkeydown: onComposerKey });
   const sendBtn = h('button', { class: 'btn', type: 'button', onclick: sendDraft });
-  const composerBox = h('div', { class: 'composer' }, composer, sendBtn);
+  const fileInput = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'aria-hidden': 'true', onchange: onPick });
+  const attachBtn = h('button', { class: 'clip', type: 'button', onclick: () => fileInput.click() }, svg(ICON_CLIP));
+  const trayList = h('ul', { class: 'tray' });
+  const composerBox = h('div', { class: 'composer' }, attachBtn, fileInput, composer, sendBtn);
   const endedText = h('p', { class: 'muted' });
   const endedInfo = h('div');
   const restartBtn = h('button', { class: 'btn', type: 'button', onclick: restart });
   const endedBox = h('div', { class: 'ended' }, endedText, endedInfo, restartBtn);
-  const chatView = h('div', { class: 'chat' }, log, status, typingLine, options, composerBox, endedBox);
+  const chatView = h('div', { class: 'chat' }, log, status, typingLine, options, trayList, composerBox, endedBox);
 
   function relabel() {
     shadow.querySelector('.root').setAttribute('lang', lang);
@@ -121,6 +128,10 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     composer.setAttribute('aria-label', t('message'));
     composer.placeholder = t('message');
     sendBtn.textContent = t('send');
+    attachBtn.setAttribute('aria-label', t('attach'));
+    attachBtn.title = t('attach');
+    trayList.setAttribute('aria-label', t('filesToSend'));
+    for (const f of tray) paintFile(f);
     restartBtn.textContent = t('startNew');
     title.textContent = (channel && channel.name) || 'Chat';
   }
@@ -401,6 +412,8 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     receipts.delivered = receipts.read = 0;
     items.clear();
     log.replaceChildren();
+    for (const f of tray.splice(0)) if (f.up) f.up.abort();
+    trayList.replaceChildren();
     composer.value = '';
   }
 
@@ -496,7 +509,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
       it.st = h('p', { class: 'st' });
       it.node = h('li', { class: 'msg ' + it.sender },
         h('p', { class: 'meta' }, [who, formatTime(lang, it.created_at)].filter(Boolean).join(' · ')),
-        h('p', { class: 'text' }, linkify(it.body || '')),
+        it.attachment ? fileCard(it.attachment) : h('p', { class: 'text' }, linkify(it.body || '')),
         it.sender === 'visitor' ? it.st : null);
     }
     if (it.seq) it.node.setAttribute('data-seq', String(it.seq));
@@ -578,7 +591,9 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
 
   function sendDraft() {
     const text = composer.value;
-    if (!text.trim() || !convId) return;
+    if (!convId) return;
+    sendFiles();
+    if (!text.trim()) return;
     const max = (channel && channel.limits && channel.limits.max_message_chars) || 4000;
     if (text.length > max) return setError('send', t('tooLong', { n: max }));
     const p = { client_id: uuid(), body: text, created_at: new Date().toISOString() };
@@ -615,6 +630,119 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     }
   }
 
+  // ------------------------------------------------------------------ files
+  // Picked files wait in the review list (name, size, Remove) until Send;
+  // then each uploads in its own request, with progress and Cancel upload.
+  // Sent files come back as messages with a Download button.
+  function onPick() {
+    const picked = [...fileInput.files];
+    fileInput.value = '';
+    const r = review(tray.length, picked, channel && channel.limits);
+    const problems = r.tooMany ? [t('tooManyFiles', { n: r.tooMany })] : r.tooBig.map((f) => t('fileTooBig', { name: f.name, size: formatSize(lang, r.maxBytes) }));
+    setError('file', problems.join(' ') || null);
+    for (const file of r.add) {
+      const f = { file, id: uuid(), state: 'ready', progress: 0 };
+      tray.push(f);
+      paintFile(f);
+    }
+  }
+
+  function paintFile(f) {
+    const nameId = f.nameId || (f.nameId = nextId('file'));
+    const name = h('span', { class: 'fname', id: nameId, text: f.file.name });
+    const btn = (key, onclick) => h('button', { class: 'link', type: 'button', text: t(key), 'aria-describedby': nameId, onclick });
+    const busy = f.state === 'uploading';
+    const node = h('li', { class: 'file', 'data-state': f.state },
+      h('p', null, name, h('span', { class: 'fsize', text: formatSize(lang, f.file.size) })),
+      busy ? h('progress', { max: '100', value: String(Math.round(f.progress * 100)), 'aria-labelledby': nameId }) : null,
+      f.state === 'failed' ? h('p', { class: 'warn', text: f.error }) : null,
+      h('p', { class: 'acts' },
+        busy ? btn('cancelUpload', () => cancelFile(f)) : btn('remove', () => dropFile(f, true)),
+        f.state === 'failed' ? btn('retry', () => uploadFile(f)) : null));
+    if (f.node && f.node.parentNode === trayList) trayList.replaceChild(node, f.node);
+    else trayList.append(node);
+    f.node = node;
+  }
+
+  function dropFile(f, refocus) {
+    const i = tray.indexOf(f);
+    if (i >= 0) tray.splice(i, 1);
+    if (f.node) f.node.remove();
+    if (!tray.some((x) => x.state === 'failed')) setError('file', null);
+    if (refocus) composer.focus();
+  }
+
+  function cancelFile(f) {
+    if (f.up) f.up.abort();
+    dropFile(f, true);
+  }
+
+  function sendFiles() {
+    const ready = tray.filter((f) => f.state === 'ready');
+    const batch = uuid();
+    for (const f of ready) {
+      f.batch = batch;
+      uploadFile(f);
+    }
+  }
+
+  async function uploadFile(f) {
+    f.state = 'uploading';
+    f.progress = 0;
+    paintFile(f);
+    f.up = api.upload(convId, token, f.file, f.batch || uuid(), f.id, (p) => {
+      f.progress = p;
+      const bar = f.node.querySelector('progress');
+      if (bar) bar.value = Math.round(p * 100);
+    });
+    try {
+      const m = await f.up.promise;
+      dropFile(f, false);
+      addMessage(m, false);
+      announce(t('fileSent', { name: f.file.name }));
+    } catch (e) {
+      if (e.code === 'aborted') return;
+      f.state = 'failed';
+      f.error = fileErrorText(e, f.file.name);
+      setError('file', f.error);
+      paintFile(f);
+    } finally {
+      f.up = null;
+    }
+  }
+
+  function fileErrorText(e, name) {
+    const b = e.body || {};
+    if (e.code === 'file_too_large') return t('fileTooBig', { name, size: formatSize(lang, b.limit_bytes || 5242880) });
+    if (e.code === 'too_many_files') return t('tooManyFiles', { n: b.limit || 5 });
+    if (e.code === 'file_type_not_allowed') return t('fileType', { name });
+    if (e.code === 'network' || e.code === 'internal' || e.status >= 500) return t('errFile', { name });
+    return errorText(e);
+  }
+
+  function fileCard(a) {
+    const nameId = nextId('att');
+    return h('p', { class: 'text att' },
+      h('span', { class: 'fname', id: nameId, text: a.name }),
+      h('span', { class: 'fsize', text: formatSize(lang, a.size) }),
+      h('button', { class: 'dl', type: 'button', title: t('download'), 'aria-label': t('download'), 'aria-describedby': nameId, onclick: () => download(a) }, svg(ICON_DOWN)));
+  }
+
+  async function download(a) {
+    try {
+      const blob = await api.download(convId, token, a.id);
+      const url = URL.createObjectURL(blob);
+      const link = h('a', { href: url, download: a.name, hidden: true });
+      shadow.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      setError('download', null);
+    } catch (e) {
+      setError('download', errorText(e));
+    }
+  }
+
   // ------------------------------------------------------------ chat screen
   function updateChat() {
     const st = conv ? conv.state : 'queued';
@@ -624,6 +752,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     status.textContent = ended || menu || !waiting ? '' : (queuePos === 1 ? t('positionFirst') : queuePos > 1 ? t('position', { n: queuePos }) : t('waiting')) + ' ' + t('waitHint');
     if (ended || !agentName) typingLine.textContent = '';
     composerBox.hidden = ended || menu;
+    trayList.hidden = composerBox.hidden;
     endedBox.hidden = !ended;
     endedText.textContent = t(endedBy === 'agent' ? 'endedByAgent' : 'ended');
     // Sent out of the queue to the alternatives (closing time, overflow):

@@ -62,6 +62,12 @@ const en = {
   unread: '{n} new',
   errEmptyMessage: 'An empty message cannot be sent. Type something first.',
   newMessage: 'New message from {name}: {text}',
+  filesToSend: 'Files to send',
+  tooManyFiles: 'Only {n} files can be sent at once. Remove some, then send the others separately.',
+  fileTooBig: '“{name}” is too large: each file can be at most {size}.',
+  fileType: '“{name}” cannot be sent: this type of file is not allowed.',
+  errFile: '“{name}” was not sent. Check your connection, then press Retry.',
+  fileSent: '“{name}” sent.',
 };
 
 const fr = {
@@ -123,6 +129,12 @@ const fr = {
   unread: '{n} nouveau(x)',
   errEmptyMessage: 'Un message vide ne peut pas être envoyé. Écrivez quelque chose.',
   newMessage: 'Nouveau message de {name} : {text}',
+  filesToSend: 'Fichiers à envoyer',
+  tooManyFiles: 'Vous ne pouvez envoyer que {n} fichiers à la fois. Retirez-en, puis envoyez les autres séparément.',
+  fileTooBig: '« {name} » est trop volumineux : {size} au maximum par fichier.',
+  fileType: "« {name} » ne peut pas être envoyé : ce type de fichier n'est pas autorisé.",
+  errFile: "« {name} » n'a pas été envoyé. Vérifiez votre connexion, puis appuyez sur Réessayer.",
+  fileSent: '« {name} » envoyé.',
 };
 
 const dicts = { en, fr };
@@ -172,4 +184,16 @@ export function formatTime(lang, iso) {
   const today = d.toDateString() === new Date().toDateString();
   const opts = today ? { hour: '2-digit', minute: '2-digit' } : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' };
   return new Intl.DateTimeFormat(lang, opts).format(d);
+}
+
+/** "5 MB", "12.5 KB" ("5 Mo", "12,5 Ko" in French). */
+export function formatSize(lang, bytes) {
+  const units = lang === 'fr' ? ['o', 'Ko', 'Mo', 'Go'] : ['B', 'KB', 'MB', 'GB'];
+  let n = Number(bytes) || 0;
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return new Intl.NumberFormat(lang, { maximumFractionDigits: n < 10 && i ? 1 : 0 }).format(n) + ' ' + units[i];
 }

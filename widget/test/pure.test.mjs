@@ -68,3 +68,25 @@ test('next opening time is shown in the visitor time zone and language', () => {
     process.env.TZ = saved;
   }
 });
+
+test('files: the review list takes at most the batch limit and refuses files over the size limit', async () => {
+  const { review } = await import('../src/files.js');
+  const limits = { max_files_per_batch: 5, max_file_bytes: 5242880 };
+  const f = (name, size) => ({ name, size });
+  const six = [1, 2, 3, 4, 5, 6].map((i) => f('f' + i, 10));
+  assert.deepEqual(review(0, six, limits).add, []);
+  assert.equal(review(0, six, limits).tooMany, 5);
+  assert.equal(review(3, six.slice(0, 3), limits).tooMany, 5);
+  assert.equal(review(2, six.slice(0, 3), limits).add.length, 3);
+  const r = review(0, [f('ok.pdf', 5242880), f('big.mov', 5242881)], limits);
+  assert.deepEqual(r.add.map((x) => x.name), ['ok.pdf']);
+  assert.deepEqual(r.tooBig.map((x) => x.name), ['big.mov']);
+});
+
+test('file sizes are short and localised', async () => {
+  const { formatSize } = await import('../src/i18n.js');
+  assert.equal(formatSize('en', 5242880), '5 MB');
+  assert.equal(formatSize('en', 1536), '1.5 KB');
+  assert.equal(formatSize('fr', 1536), '1,5 Ko');
+  assert.equal(formatSize('en', 12), '12 B');
+});
