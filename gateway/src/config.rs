@@ -516,6 +516,21 @@ mod tests {
     }
 
     #[test]
+    fn files_have_safe_defaults_and_checked_keys() {
+        let mut config = Config::load(None).unwrap();
+        assert_eq!(config.files_dir(), PathBuf::from("data/files"));
+        assert_eq!(config.files.link_ttl_secs, 7 * 24 * 3600);
+        for denied in ["application/x-msdownload", "text/html", "image/svg+xml"] {
+            assert!(config.files.denied_types.iter().any(|t| t == denied));
+        }
+        config.files.signing_key = Some("too short".into());
+        assert_eq!(config.validate().unwrap_err().0, "files.signing_key");
+        config.files.signing_key = None;
+        config.files.denied_types = vec!["exe".into()];
+        assert_eq!(config.validate().unwrap_err().0, "files.denied_types");
+    }
+
+    #[test]
     fn a_missing_file_is_named() {
         let err = Config::load(Some(Path::new("/nonexistent/frontdesk.toml"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/frontdesk.toml"));

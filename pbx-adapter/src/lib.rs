@@ -9,5 +9,6 @@ pub mod import;
 pub mod model;
 pub mod queue;
 pub mod schedule;
+pub mod sip;
 
 pub use model::{AgentExtension, ParseIdError, QueueExtension};

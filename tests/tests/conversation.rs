@@ -403,3 +403,46 @@ async fn shutdown_closes_websockets_with_going_away() {
     }
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_visitor_who_waits_too_long_overflows_to_the_next_queue() {
+    let mut gw = TestGateway::spawn_with(|config| {
+        config.queues[0].max_wait_secs = Some(1);
+        config.queues[0].overflow =
+            Some(pbx_adapter::queue::Overflow::Queue("601".parse().unwrap()));
+    })
+    .await;
+    // Nobody in queue 600 is available; Chloé (103) of queue 601 is.
+    gw.engine.set_agent_available(&ext("103"), true).await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let offer = gw.next_offer().await;
+    assert_eq!(offer.conversation.id.to_string(), session.id);
+    assert_eq!(offer.conversation.queue.as_deref(), Some("601"));
+    assert_eq!(offer.agents[0].extension, ext("103"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_visitor_who_waits_too_long_gets_the_contact_alternatives() {
+    let gw = TestGateway::spawn_with(|config| {
+        config.queues[0].max_wait_secs = Some(1);
+        config.channels[0].closed.alternatives = vec![frontdesk::config::Alternative {
+            kind: frontdesk::config::AlternativeKind::Phone,
+            label: "Call us".into(),
+            value: "+33 1 23 45 67 89".into(),
+        }];
+    })
+    .await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    let notice = events.next_of_type("message").await.unwrap();
+    assert_eq!(notice["message"]["sender"], "system");
+    let body = notice["message"]["body"].as_str().unwrap();
+    assert!(body.contains("Call us: +33 1 23 45 67 89"), "{body}");
+    let closed = events.next_of_type("closed").await.unwrap();
+    assert_eq!(closed["by"], "system");
+    assert_eq!(closed["reason"], "no_agent_available");
+    gw.stop().await;
+}

@@ -25,7 +25,11 @@ fn workspace_files() -> Vec<PathBuf> {
     for krate in ["gateway", "pbx-adapter", "xmpp", "tests"] {
         rust_files(&root.join(krate), &mut files);
     }
-    assert!(files.len() > 40, "the walk found too few files: {}", files.len());
+    assert!(
+        files.len() > 40,
+        "the walk found too few files: {}",
+        files.len()
+    );
     files
 }
 
@@ -34,12 +38,19 @@ fn every_rust_file_starts_with_a_module_doc() {
     let mut missing = Vec::new();
     for path in workspace_files() {
         let text = std::fs::read_to_string(&path).unwrap();
-        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
         if !first.starts_with("//!") {
             missing.push(path.display().to_string());
         }
     }
-    assert!(missing.is_empty(), "files without a `//!` doc:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]

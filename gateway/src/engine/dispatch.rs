@@ -52,6 +52,9 @@ impl Engine {
             .filter(|r| r.parsed_state().is_ok_and(|s| s.is_waiting()))
             .collect();
         self.publish_positions(&waiting).await;
+        for row in &waiting {
+            self.arm_max_wait(&config, row);
+        }
         for row in waiting
             .iter()
             .filter(|r| r.parsed_state().ok() == Some(ConversationState::Queued))

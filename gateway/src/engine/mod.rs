@@ -16,6 +16,7 @@ pub mod view;
 
 mod dispatch;
 mod files;
+mod overflow;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -121,6 +122,8 @@ struct LiveState {
     offers: HashMap<ConversationId, PendingOffer>,
     declined: HashMap<ConversationId, HashSet<AgentExtension>>,
     positions: HashMap<ConversationId, u32>,
+    /// Max-wait timers of waiting conversations.
+    wait_timers: HashMap<ConversationId, tokio::task::AbortHandle>,
     /// Chats transferred to one agent: offered to them only, once.
     directed: HashMap<ConversationId, AgentExtension>,
     /// When each agent's last chat ended (for wrap-up and leastrecent).
@@ -640,13 +643,8 @@ impl Engine {
                 .collect();
             self.withdraw(&summary, &others, Some(&config.name)).await;
         }
-        {
-            let mut live = self.live();
-            live.positions.remove(&id);
-            live.declined.remove(&id);
-            live.directed.remove(&id);
-            *live.chats_taken.entry(agent.clone()).or_insert(0) += 1;
-        }
+        self.forget(id);
+        *self.live().chats_taken.entry(agent.clone()).or_insert(0) += 1;
         if let Some(queue) = self.queue_of(&row) {
             self.dispatch(&queue).await;
         }
@@ -811,11 +809,16 @@ impl Engine {
         Some(offer.agents)
     }
 
+    /// Drops what this node remembers of a conversation that no longer
+    /// waits (taken or ended).
     fn forget(&self, id: ConversationId) {
         let mut live = self.live();
         live.positions.remove(&id);
         live.declined.remove(&id);
         live.directed.remove(&id);
+        if let Some(timer) = live.wait_timers.remove(&id) {
+            timer.abort();
+        }
     }
 
     async fn withdraw(

@@ -29,7 +29,7 @@ use crate::config::Config;
 pub use name::DisplayName;
 pub use signing::{LinkError, Signature, UrlSigner};
 pub use sniff::{Denylist, Sniffed};
-pub use store::{DirectoryStore, FileStore, PendingFile, StorageKey, StoredBytes};
+pub use store::{DirectoryStore, FileStore, PendingFile, StorageKey, StoredBytes, PARTIAL_IDLE};
 
 /// A file's public identifier (random UUIDv4: not guessable, not sortable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

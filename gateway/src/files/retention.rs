@@ -1,5 +1,6 @@
 //! Forgetting on schedule: an ended conversation is deleted, its files'
-//! bytes first, once the channel's `retention_days` have passed.
+//! bytes first, once the channel's `retention_days` have passed; partial
+//! uploads a crashed process abandoned go too.
 //!
 //! Bytes go before rows: if deleting bytes fails, the rows stay and the
 //! next sweep tries again, so no file is ever left without a row that
@@ -28,6 +29,11 @@ pub async fn sweep(
     now_ms: i64,
 ) -> StoreResult<Swept> {
     let mut swept = Swept::default();
+    match files.store().remove_partials().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(partials = n, "removed abandoned partial uploads"),
+        Err(e) => tracing::warn!(error = %e, "cannot clean partial uploads"),
+    }
     for channel in channels.iter().filter(|c| c.retention_days > 0) {
         let cutoff = now_ms.saturating_sub(i64::from(channel.retention_days) * DAY_MS);
         loop {

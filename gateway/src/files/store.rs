@@ -15,6 +15,10 @@ use async_trait::async_trait;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
+/// How long a partial upload may go unwritten before it counts as
+/// abandoned by a crashed process.
+pub const PARTIAL_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The name of a stored file in its store: 32 random hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StorageKey(String);
@@ -61,8 +65,10 @@ pub trait FileStore: Send + Sync + 'static {
     async fn open(&self, key: &StorageKey) -> io::Result<Option<StoredBytes>>;
     /// Deletes a committed file (deleting a missing one is not an error).
     async fn delete(&self, key: &StorageKey) -> io::Result<()>;
-    /// Removes partial uploads a crashed process left behind; called at
-    /// start-up, before serving. Returns how many there were.
+    /// Removes partial uploads a crashed process left behind: those not
+    /// written to for [`PARTIAL_IDLE`] (a live upload writes all the time,
+    /// so another node's uploads in a shared store are safe). Called at
+    /// start-up and by the hourly sweep. Returns how many there were.
     async fn remove_partials(&self) -> io::Result<usize>;
 }
 
@@ -101,8 +107,16 @@ impl FileStore for DirectoryStore {
         };
         let mut removed = 0;
         while let Some(entry) = entries.next_entry().await? {
-            tokio::fs::remove_file(entry.path()).await?;
-            removed += 1;
+            let idle = entry
+                .metadata()
+                .await?
+                .modified()?
+                .elapsed()
+                .unwrap_or_default();
+            if idle >= PARTIAL_IDLE {
+                tokio::fs::remove_file(entry.path()).await?;
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -243,6 +257,30 @@ mod tests {
         drop(pending);
         assert_eq!(files_in(&dir.join("tmp")), Vec::<String>::new());
         assert_eq!(files_in(&dir), Vec::<String>::new());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_abandoned_partials_are_cleaned_up() {
+        let dir = tempfile_dir();
+        let store = DirectoryStore::new(&dir);
+        assert_eq!(store.remove_partials().await.unwrap(), 0);
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let stale = dir.join("tmp/stale.part");
+        std::fs::write(&stale, b"half").unwrap();
+        let old = std::time::SystemTime::now() - PARTIAL_IDLE - std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut live = store.begin().await.unwrap();
+        live.write(b"in progress").await.unwrap();
+        assert_eq!(store.remove_partials().await.unwrap(), 1);
+        assert!(!stale.exists());
+        assert_eq!(files_in(&dir.join("tmp")).len(), 1, "the live upload stays");
+        drop(live);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -198,10 +198,6 @@ impl SipConfig {
             None => (SipTransport::Udp, true),
         }
     }
-
-    pub(crate) fn listener(&self, transport: SipTransport) -> Option<&Listener> {
-        self.listeners.iter().find(|l| l.transport == transport)
-    }
 }
 
 /// `host:port` with a non-zero port.
@@ -220,7 +216,9 @@ fn is_domain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

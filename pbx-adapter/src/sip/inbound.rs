@@ -94,11 +94,7 @@ pub fn to_sip_uri(uri: &Uri) -> Option<SipUri> {
         Some(rsipstack::sip::Scheme::Sip) | None => "sip",
         Some(rsipstack::sip::Scheme::Other(_)) => return None,
     };
-    SipUri::parse_address_of(&format!(
-        "{scheme}:{user}@{}",
-        uri.host_with_port
-    ))
-    .ok()
+    SipUri::parse_address_of(&format!("{scheme}:{user}@{}", uri.host_with_port)).ok()
 }
 
 /// Classifies a request (see the module doc for the rules).
@@ -240,32 +236,77 @@ mod tests {
             Inbound::Refuse { status, .. } => status,
             other => panic!("not refused: {other:?}"),
         };
-        let stranger = request("MESSAGE", "sip:999@pbx.localhost", "sip:visitor-a1@chat.localhost", None, "x");
+        let stranger = request(
+            "MESSAGE",
+            "sip:999@pbx.localhost",
+            "sip:visitor-a1@chat.localhost",
+            None,
+            "x",
+        );
         assert_eq!(status(classify_bytes(&stranger)), 403);
-        let other_domain = request("MESSAGE", "sip:101@pbx.localhost", "sip:102@pbx.localhost", None, "x");
+        let other_domain = request(
+            "MESSAGE",
+            "sip:101@pbx.localhost",
+            "sip:102@pbx.localhost",
+            None,
+            "x",
+        );
         assert_eq!(status(classify_bytes(&other_domain)), 404);
-        let html = request("MESSAGE", "sip:101@pbx.localhost", "sip:visitor-a1@chat.localhost", Some("text/html"), "<b>x</b>");
+        let html = request(
+            "MESSAGE",
+            "sip:101@pbx.localhost",
+            "sip:visitor-a1@chat.localhost",
+            Some("text/html"),
+            "<b>x</b>",
+        );
         assert_eq!(status(classify_bytes(&html)), 415);
-        let empty = request("MESSAGE", "sip:101@pbx.localhost", "sip:visitor-a1@chat.localhost", Some("text/plain"), " ");
+        let empty = request(
+            "MESSAGE",
+            "sip:101@pbx.localhost",
+            "sip:visitor-a1@chat.localhost",
+            Some("text/plain"),
+            " ",
+        );
         assert_eq!(status(classify_bytes(&empty)), 400);
-        let invite = request("INVITE", "sip:101@pbx.localhost", "sip:visitor-a1@chat.localhost", None, "");
+        let invite = request(
+            "INVITE",
+            "sip:101@pbx.localhost",
+            "sip:visitor-a1@chat.localhost",
+            None,
+            "",
+        );
         assert_eq!(status(classify_bytes(&invite)), 405);
-        let options = request("OPTIONS", "sip:999@pbx.localhost", "sip:visitor-a1@chat.localhost", None, "");
+        let options = request(
+            "OPTIONS",
+            "sip:999@pbx.localhost",
+            "sip:visitor-a1@chat.localhost",
+            None,
+            "",
+        );
         assert_eq!(classify_bytes(&options), Inbound::Ok);
     }
 
     #[test]
     fn allowlist_ignores_a_port_the_aor_lacks() {
         let list = agents();
-        assert!(list.find(&"sip:101@pbx.localhost:5062".parse().unwrap()).is_some());
-        assert!(list.find(&"sip:102@pbx.localhost".parse().unwrap()).is_none());
-        assert!(list.find(&"sips:101@pbx.localhost".parse().unwrap()).is_none());
+        assert!(list
+            .find(&"sip:101@pbx.localhost:5062".parse().unwrap())
+            .is_some());
+        assert!(list
+            .find(&"sip:102@pbx.localhost".parse().unwrap())
+            .is_none());
+        assert!(list
+            .find(&"sips:101@pbx.localhost".parse().unwrap())
+            .is_none());
     }
 
     #[test]
     fn garbage_is_not_a_request() {
         assert_eq!(parse_and_classify(b"", "chat.localhost", &agents()), None);
-        assert_eq!(parse_and_classify(b"\r\n\r\n", "chat.localhost", &agents()), None);
+        assert_eq!(
+            parse_and_classify(b"\r\n\r\n", "chat.localhost", &agents()),
+            None
+        );
         assert_eq!(
             parse_and_classify(b"SIP/2.0 200 OK\r\n\r\n", "chat.localhost", &agents()),
             None

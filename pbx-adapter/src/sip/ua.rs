@@ -1,0 +1,591 @@
+//! The task that owns the SIP stack: it binds the listeners, serves
+//! rsipstack's endpoint, turns commands into client transactions (MESSAGE,
+//! OPTIONS) through the outbound proxy, answers incoming requests as
+//! [`crate::sip::inbound`] decides, and probes agents on an interval.
+//!
+//! Every transaction runs in a task of one `JoinSet` owned by this task, so
+//! cancelling the shutdown token stops the stack, the listeners and every
+//! transaction; nothing is left detached.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::dialog::authenticate::{handle_client_authenticate, Credential};
+use rsipstack::sip::{
+    typed, Header, HostWithPort, Method, Param, SipMessage, StatusCode, Transport, Uri,
+};
+use rsipstack::transaction::endpoint::EndpointInner;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::{make_tag, Transaction};
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::EndpointBuilder;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::queue::SipUri;
+use crate::sip::command::SipCommand;
+use crate::sip::config::{SipConfig, SipConfigError, SipTransport};
+use crate::sip::event::{MessageReply, SipEvent, Verdict};
+use crate::sip::inbound::{classify, Allowlist, Inbound};
+use crate::sip::iscomposing;
+use crate::sip::split::split_body;
+
+/// `Content-Type` of visitor messages.
+pub const TEXT_PLAIN: &str = "text/plain;charset=UTF-8";
+/// User part of the `From` of OPTIONS probes.
+const PROBE_USER: &str = "frontdesk";
+/// Challenges answered per request before giving up (a wrong password
+/// must not loop).
+const MAX_AUTH_ROUNDS: u8 = 2;
+
+/// Why the user agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error(transparent)]
+    Config(#[from] SipConfigError),
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("sip stack: {0}")]
+    Stack(String),
+}
+
+impl From<rsipstack::Error> for SipError {
+    fn from(e: rsipstack::Error) -> Self {
+        SipError::Stack(e.to_string())
+    }
+}
+
+fn wire_transport(t: SipTransport) -> Transport {
+    match t {
+        SipTransport::Udp => Transport::Udp,
+        SipTransport::Tcp => Transport::Tcp,
+        SipTransport::Tls => Transport::Tls,
+    }
+}
+
+/// Binds the listeners and starts the user agent. It runs until
+/// `shutdown` is cancelled or `commands` is closed; events arrive on the
+/// returned receiver.
+pub async fn spawn(
+    config: SipConfig,
+    commands: mpsc::Receiver<SipCommand>,
+    shutdown: CancellationToken,
+) -> Result<(JoinHandle<()>, mpsc::Receiver<SipEvent>), SipError> {
+    config.validate()?;
+    let proxy = HostWithPort::try_from(config.outbound_proxy.as_str())
+        .map_err(|_| SipConfigError::Proxy(config.outbound_proxy.clone()))?;
+    let stack_token = shutdown.child_token();
+    let transport_layer = TransportLayer::new(stack_token.clone());
+    let mut via_addrs = HashMap::new();
+    for listener in &config.listeners {
+        let bind_error = |source| SipError::Bind {
+            transport: listener.transport.as_str(),
+            addr: listener.bind,
+            source,
+        };
+        let public = match listener.transport {
+            SipTransport::Udp => {
+                let udp = UdpConnection::create_connection(
+                    listener.bind,
+                    listener.advertised,
+                    Some(stack_token.child_token()),
+                )
+                .await
+                .map_err(|e| bind_error(std::io::Error::other(e.to_string())))?;
+                let bound = udp.get_addr().clone();
+                transport_layer.add_transport(udp.into());
+                match listener.advertised {
+                    Some(addr) => SipAddr::from(addr),
+                    None => bound,
+                }
+            }
+            SipTransport::Tcp | SipTransport::Tls => {
+                // The stack binds stream listeners when it starts serving and
+                // only logs a failure: find a taken port now instead.
+                drop(TcpListener::bind(listener.bind).map_err(bind_error)?);
+                if listener.transport == SipTransport::Tcp {
+                    let tcp =
+                        TcpListenerConnection::new(listener.bind, listener.advertised).await?;
+                    transport_layer.add_transport(tcp.into());
+                } else {
+                    let material = config.tls.clone().unwrap_or_default();
+                    let tls = TlsListenerConnection::new(
+                        listener.bind,
+                        listener.advertised,
+                        TlsConfig {
+                            cert: Some(material.cert_pem),
+                            key: Some(material.key_pem),
+                            ca_certs: material.ca_pem,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    transport_layer.add_transport(tls.into());
+                }
+                SipAddr::from(listener.public_addr())
+            }
+        };
+        let mut public = public;
+        public.r#type = Some(wire_transport(listener.transport));
+        via_addrs.insert(listener.transport, public);
+    }
+    if let Some(material) = &config.tls {
+        transport_layer.set_tls_config(TlsConfig {
+            ca_certs: material.ca_pem.clone(),
+            ..Default::default()
+        });
+    }
+    let endpoint = EndpointBuilder::new()
+        .with_user_agent(&config.user_agent)
+        .with_transport_layer(transport_layer)
+        .with_cancel_token(stack_token.clone())
+        .with_allows(vec![Method::Message, Method::Options])
+        .build();
+    let incoming = endpoint.incoming_transactions()?;
+    let (events_tx, events) = mpsc::channel(1024);
+    let ua = Arc::new(Ua {
+        endpoint: endpoint.inner.clone(),
+        credential: config.credentials.as_ref().map(|c| Credential {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            realm: None,
+            auth_username: None,
+        }),
+        config,
+        proxy,
+        via_addrs,
+        events: events_tx,
+    });
+    let task = tokio::spawn(
+        run(
+            ua,
+            endpoint.inner,
+            incoming,
+            commands,
+            shutdown,
+            stack_token,
+        )
+        .instrument(tracing::info_span!("sip_ua")),
+    );
+    Ok((task, events))
+}
+
+/// What every transaction task needs.
+struct Ua {
+    endpoint: Arc<EndpointInner>,
+    config: SipConfig,
+    credential: Option<Credential>,
+    proxy: HostWithPort,
+    via_addrs: HashMap<SipTransport, SipAddr>,
+    events: mpsc::Sender<SipEvent>,
+}
+
+/// The end of a client transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// A final response (≥ 200).
+    Final { status: u16, reason: String },
+    /// No final response: timeout, transport or stack error.
+    NoResponse(String),
+}
+
+impl Outcome {
+    fn is_success(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Final {
+                status: 200..=299,
+                ..
+            }
+        )
+    }
+}
+
+/// Whether an OPTIONS outcome means the agent's UA is reachable: any
+/// answer from the UA counts (2xx, most 4xx, 501 from a UA that does not
+/// implement OPTIONS); "not registered" (404, 410, 480, 604), "no answer"
+/// (408, timeout) and server failures from the proxy do not.
+pub(crate) fn probe_says_reachable(status: Option<u16>) -> bool {
+    match status {
+        None => false,
+        Some(404 | 408 | 410 | 480 | 604) => false,
+        Some(501) => true,
+        Some(s) => (200..500).contains(&s) || (600..700).contains(&s),
+    }
+}
+
+/// Reachability reports from probe tasks: (agent, reachable, asked for).
+type ProbeResult = (SipUri, bool, bool);
+
+async fn run(
+    ua: Arc<Ua>,
+    endpoint: Arc<EndpointInner>,
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+    mut commands: mpsc::Receiver<SipCommand>,
+    shutdown: CancellationToken,
+    stack_token: CancellationToken,
+) {
+    let serve = endpoint.serve();
+    tokio::pin!(serve);
+    let mut tasks = JoinSet::new();
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeResult>();
+    let mut agents = Allowlist::default();
+    let mut reachable: HashMap<SipUri, bool> = HashMap::new();
+    let mut probing: HashSet<SipUri> = HashSet::new();
+    let mut ticker = tokio::time::interval(ua.config.probe_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    info!(domain = %ua.config.domain, proxy = %ua.proxy, "SIP user agent started");
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            result = &mut serve => {
+                warn!(?result, "the SIP stack stopped");
+                break;
+            }
+            command = commands.recv() => match command {
+                None => break,
+                Some(SipCommand::SetAgents(list)) => {
+                    agents = Allowlist::new(list);
+                    reachable.retain(|a, _| agents.find(a).is_some());
+                    ticker.reset_immediately();
+                }
+                Some(SipCommand::Probe { agent }) => {
+                    tasks.spawn(probe(ua.clone(), agent, true, probe_tx.clone()));
+                }
+                Some(command) => {
+                    tasks.spawn(send(ua.clone(), command));
+                }
+            },
+            Some(tx) = incoming.recv() => {
+                answer(&ua, &agents, tx, &mut tasks).await;
+            }
+            Some((agent, ok, asked)) = probe_rx.recv() => {
+                if !asked {
+                    probing.remove(&agent);
+                }
+                let tracked = agents.find(&agent).is_some();
+                let changed = reachable.get(&agent) != Some(&ok);
+                if tracked {
+                    reachable.insert(agent.clone(), ok);
+                }
+                if asked || (tracked && changed) {
+                    let event = SipEvent::AgentReachable { agent, reachable: ok };
+                    if ua.events.send(event).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                for agent in agents.iter() {
+                    if probing.insert(agent.clone()) {
+                        tasks.spawn(probe(ua.clone(), agent.clone(), false, probe_tx.clone()));
+                    }
+                }
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        warn!(error = %e, "a SIP transaction task panicked");
+                    }
+                }
+            }
+        }
+    }
+    tasks.shutdown().await;
+    stack_token.cancel();
+    info!("SIP user agent stopped");
+}
+
+/// Answers an incoming request, reporting agent traffic to the gateway.
+async fn answer(ua: &Arc<Ua>, agents: &Allowlist, mut tx: Transaction, tasks: &mut JoinSet<()>) {
+    match classify(&tx.original, &ua.config.domain, agents) {
+        Inbound::Message {
+            from,
+            to_user,
+            body,
+        } => {
+            let (tell, verdict) = oneshot::channel();
+            let event = SipEvent::AgentMessage {
+                from,
+                to_user,
+                body,
+                respond: MessageReply(tell),
+            };
+            // If the gateway is gone the handle is dropped: 500 below.
+            let _ = ua.events.send(event).await;
+            tasks.spawn(reply_when_told(tx, verdict, ua.config.reply_timeout));
+        }
+        Inbound::Composing {
+            from,
+            to_user,
+            active,
+        } => {
+            tasks.spawn(async move { reply(&mut tx, 200).await });
+            let _ = ua
+                .events
+                .send(SipEvent::AgentComposing {
+                    from,
+                    to_user,
+                    active,
+                })
+                .await;
+        }
+        Inbound::Ok => {
+            tasks.spawn(async move { reply(&mut tx, 200).await });
+        }
+        Inbound::Refuse { status, why } => {
+            let from = tx
+                .original
+                .headers
+                .iter()
+                .find_map(|h| match h {
+                    Header::From(f) => Some(f.value().to_owned()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if status == 403 {
+                warn!(%from, %why, "refused a SIP request from a non-agent");
+            } else {
+                info!(%from, status, %why, "refused a SIP request");
+            }
+            tasks.spawn(async move { reply(&mut tx, status).await });
+        }
+    }
+}
+
+async fn reply(tx: &mut Transaction, status: u16) {
+    if let Err(e) = tx.reply(StatusCode::from(status)).await {
+        debug!(error = %e, status, "could not answer a SIP request");
+    }
+}
+
+/// Waits for the gateway's verdict on an agent message, then answers.
+async fn reply_when_told(
+    mut tx: Transaction,
+    verdict: oneshot::Receiver<Verdict>,
+    within: Duration,
+) {
+    let status = match tokio::time::timeout(within, verdict).await {
+        Ok(Ok(Verdict::Accept)) => 200,
+        Ok(Ok(Verdict::Refuse(status))) => status,
+        Ok(Err(_)) => {
+            warn!("an agent message was dropped unanswered; answering 500");
+            500
+        }
+        Err(_) => {
+            warn!(
+                ?within,
+                "the gateway did not store an agent message in time; answering 500"
+            );
+            500
+        }
+    };
+    reply(&mut tx, status).await;
+}
+
+/// Runs a MESSAGE-sending command to its end.
+async fn send(ua: Arc<Ua>, command: SipCommand) {
+    match command {
+        SipCommand::SendMessage {
+            outbox_id,
+            from_user,
+            to,
+            body,
+        } => {
+            let event = match send_text(&ua, &from_user, &to, &body).await {
+                Ok(()) => SipEvent::Sent { outbox_id },
+                Err((status, reason)) => {
+                    info!(outbox_id, %to, ?status, %reason, "a SIP message was not delivered");
+                    SipEvent::SendFailed {
+                        outbox_id,
+                        status,
+                        reason,
+                    }
+                }
+            };
+            let _ = ua.events.send(event).await;
+        }
+        SipCommand::Composing {
+            from_user,
+            to,
+            active,
+        } => {
+            let body = iscomposing::build(active);
+            let (transport, _) = ua.config.transport_for(body.len());
+            let outcome = request(
+                &ua,
+                Method::Message,
+                &from_user,
+                &to,
+                Some((iscomposing::CONTENT_TYPE, body)),
+                transport,
+            )
+            .await;
+            if !outcome.is_success() {
+                debug!(%to, ?outcome, "typing indication not delivered");
+            }
+        }
+        SipCommand::Probe { .. } | SipCommand::SetAgents(_) => {}
+    }
+}
+
+/// Sends a text, split if it is too long for the only (UDP) transport.
+async fn send_text(
+    ua: &Ua,
+    from_user: &str,
+    to: &SipUri,
+    body: &str,
+) -> Result<(), (Option<u16>, String)> {
+    let (transport, must_split) = ua.config.transport_for(body.len());
+    let parts = if must_split {
+        split_body(body, ua.config.max_udp_body)
+    } else {
+        vec![body]
+    };
+    for part in parts {
+        let content = Some((TEXT_PLAIN, part.as_bytes().to_vec()));
+        match request(ua, Method::Message, from_user, to, content, transport).await {
+            outcome if outcome.is_success() => {}
+            Outcome::Final { status, reason } => return Err((Some(status), reason)),
+            Outcome::NoResponse(reason) => return Err((None, reason)),
+        }
+    }
+    Ok(())
+}
+
+/// Probes `agent` with OPTIONS and reports the result to the main loop.
+async fn probe(
+    ua: Arc<Ua>,
+    agent: SipUri,
+    asked: bool,
+    results: mpsc::UnboundedSender<ProbeResult>,
+) {
+    let transport = ua.config.listeners[0].transport;
+    let outcome = request(&ua, Method::Options, PROBE_USER, &agent, None, transport).await;
+    let status = match &outcome {
+        Outcome::Final { status, .. } => Some(*status),
+        Outcome::NoResponse(_) => None,
+    };
+    let ok = probe_says_reachable(status);
+    debug!(%agent, ?outcome, reachable = ok, "probed an agent");
+    let _ = results.send((agent, ok, asked));
+}
+
+/// One non-INVITE client transaction through the proxy, answering up to
+/// [`MAX_AUTH_ROUNDS`] digest challenges, bounded by the request timeout.
+async fn request(
+    ua: &Ua,
+    method: Method,
+    from_user: &str,
+    to: &SipUri,
+    content: Option<(&str, Vec<u8>)>,
+    transport: SipTransport,
+) -> Outcome {
+    let run = request_unbounded(ua, method, from_user, to, content, transport);
+    match tokio::time::timeout(ua.config.request_timeout, run).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::NoResponse(e.to_string()),
+        Err(_) => Outcome::NoResponse("no final response in time".to_owned()),
+    }
+}
+
+async fn request_unbounded(
+    ua: &Ua,
+    method: Method,
+    from_user: &str,
+    to: &SipUri,
+    content: Option<(&str, Vec<u8>)>,
+    transport: SipTransport,
+) -> Result<Outcome, rsipstack::Error> {
+    let bad = |what: String| rsipstack::Error::Error(what);
+    let from_aor: SipUri = format!("sip:{from_user}@{}", ua.config.domain)
+        .parse()
+        .map_err(|e| bad(format!("bad visitor user {from_user:?}: {e}")))?;
+    let via_addr = ua
+        .via_addrs
+        .get(&transport)
+        .cloned()
+        .ok_or_else(|| bad(format!("no {} listener", transport.as_str())))?;
+    let from_uri = Uri::try_from(from_aor.to_string())?;
+    let to_uri = Uri::try_from(to.to_string())?;
+    let via = ua.endpoint.get_via(Some(via_addr), None)?;
+    let from = typed::From {
+        display_name: None,
+        uri: from_uri,
+        params: vec![Param::Tag(make_tag())],
+    };
+    let to_header = typed::To {
+        display_name: None,
+        uri: to_uri.clone(),
+        params: vec![],
+    };
+    let mut req = ua
+        .endpoint
+        .make_request(method, to_uri, via, from, to_header, 1, None);
+    if let Some((content_type, body)) = content {
+        req.headers.push(Header::ContentType(content_type.into()));
+        req.body = body;
+    }
+    let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
+    let mut tx = Transaction::new_client(key, req, ua.endpoint.clone(), None);
+    tx.destination = Some(SipAddr {
+        r#type: Some(wire_transport(transport)),
+        addr: ua.proxy.clone(),
+    });
+    tx.send().await?;
+    let mut seq = 1;
+    let mut auth_rounds = 0;
+    while let Some(message) = tx.receive().await {
+        let SipMessage::Response(resp) = message else {
+            continue;
+        };
+        let status = resp.status_code.code();
+        if status < 200 {
+            continue;
+        }
+        if matches!(status, 401 | 407) && auth_rounds < MAX_AUTH_ROUNDS {
+            if let Some(credential) = &ua.credential {
+                auth_rounds += 1;
+                seq += 1;
+                tx = handle_client_authenticate(seq, &tx, resp, credential).await?;
+                tx.send().await?;
+                continue;
+            }
+        }
+        return Ok(Outcome::Final {
+            status,
+            reason: resp.status_code.to_string(),
+        });
+    }
+    Ok(Outcome::NoResponse(
+        "the transaction ended without a final response".to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_outcomes() {
+        for ok in [200, 202, 403, 405, 486, 501, 603] {
+            assert!(probe_says_reachable(Some(ok)), "{ok}");
+        }
+        for down in [404, 408, 410, 480, 500, 503, 604] {
+            assert!(!probe_says_reachable(Some(down)), "{down}");
+        }
+        assert!(!probe_says_reachable(None));
+    }
+}
