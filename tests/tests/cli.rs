@@ -230,7 +230,7 @@ fn schedule_check_explains_and_gives_the_next_opening() {
         .and_utc()
         .to_rfc3339();
     assert!(
-        out.contains(&format!("next opening: ")) && out.contains(&expected),
+        out.contains("next opening: ") && out.contains(&expected),
         "{out}"
     );
 
