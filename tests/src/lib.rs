@@ -7,5 +7,6 @@ pub mod config;
 pub mod database;
 pub mod ejabberd;
 pub mod gateway;
+pub mod kamailio;
 pub mod prosody;
 pub mod visitor;

@@ -1,0 +1,576 @@
+//! The SIP user agent (`pbx_adapter::sip`) against a real Kamailio (proxy
+//! and registrar of the PBX domain) and agents played by sipp: MESSAGE both
+//! ways over UDP and TCP, long messages, unregistered and dead agents,
+//! reachability probes, digest challenges, strangers, typing indications
+//! and malformed input.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use frontdesk_tests::kamailio::{
+    free_udp_tcp_port, Kamailio, KamailioOptions, SippAgent, GATEWAY_AUTH_USER, GATEWAY_DOMAIN,
+};
+use pbx_adapter::queue::SipUri;
+use pbx_adapter::sip::{SipCommand, SipConfig, SipCredentials, SipEvent, SipTransport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Ua {
+    commands: mpsc::Sender<SipCommand>,
+    events: mpsc::Receiver<SipEvent>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+/// A gateway address (same port for UDP and TCP) and the Kamailio routing
+/// the gateway domain to it.
+async fn setup(adjust: impl FnOnce(&mut KamailioOptions)) -> (SocketAddr, Kamailio) {
+    frontdesk_tests::gateway::init_test_logging();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
+        .parse()
+        .unwrap();
+    let mut options = KamailioOptions::new(addr);
+    adjust(&mut options);
+    let kamailio = Kamailio::start(options)
+        .await
+        .expect("kamailio did not start");
+    (addr, kamailio)
+}
+
+impl Ua {
+    async fn start(
+        addr: SocketAddr,
+        kamailio: &Kamailio,
+        transports: &[SipTransport],
+        agents: &[&str],
+        adjust: impl FnOnce(&mut SipConfig),
+    ) -> Ua {
+        let mut config = SipConfig::new(GATEWAY_DOMAIN, kamailio.addr());
+        for t in transports {
+            config = config.listen(*t, addr);
+        }
+        config.request_timeout = Duration::from_secs(8);
+        adjust(&mut config);
+        let (commands, rx) = mpsc::channel(64);
+        let shutdown = CancellationToken::new();
+        let (task, events) = pbx_adapter::sip::spawn(config, rx, shutdown.clone())
+            .await
+            .expect("the user agent did not start");
+        let ua = Ua {
+            commands,
+            events,
+            shutdown,
+            task: Some(task),
+            addr,
+        };
+        ua.command(SipCommand::SetAgents(
+            agents.iter().map(|a| uri(a)).collect(),
+        ))
+        .await;
+        ua
+    }
+
+    async fn command(&self, command: SipCommand) {
+        self.commands.send(command).await.expect("UA task gone");
+    }
+
+    async fn send(&self, outbox_id: i64, visitor: &str, to: &str, body: &str) {
+        self.command(SipCommand::SendMessage {
+            outbox_id,
+            from_user: visitor.to_owned(),
+            to: uri(to),
+            body: body.to_owned(),
+        })
+        .await;
+    }
+
+    /// The first event matching `pred`; others are skipped (and printed).
+    async fn expect(&mut self, pred: impl Fn(&SipEvent) -> bool) -> SipEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) if pred(&event) => return event,
+                Ok(Some(event)) => eprintln!("skipped event {event:?}"),
+                Ok(None) => panic!("UA task ended"),
+                Err(_) => panic!("no matching event within {WAIT:?}"),
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("UA did not stop")
+                .expect("UA task panicked");
+        }
+    }
+}
+
+fn uri(s: &str) -> SipUri {
+    s.parse().unwrap()
+}
+
+fn visitor_uri(user: &str) -> String {
+    format!("sip:{user}@{GATEWAY_DOMAIN}")
+}
+
+fn is_sent(id: i64) -> impl Fn(&SipEvent) -> bool {
+    move |e| matches!(e, SipEvent::Sent { outbox_id } if *outbox_id == id)
+}
+
+fn is_failed(id: i64) -> impl Fn(&SipEvent) -> bool {
+    move |e| matches!(e, SipEvent::SendFailed { outbox_id, .. } if *outbox_id == id)
+}
+
+fn is_agent_message(e: &SipEvent) -> bool {
+    matches!(e, SipEvent::AgentMessage { .. })
+}
+
+/// Visitor → agent, then agent → visitor (stored: 200; refused: the
+/// gateway's status), through Kamailio.
+async fn round_trip(tcp: bool) {
+    let (addr, kamailio) = setup(|o| {
+        if tcp {
+            o.gateway_transport = Some("tcp");
+        }
+    })
+    .await;
+    let agent = SippAgent::start(&kamailio, "101", tcp).await.unwrap();
+    let transports: &[SipTransport] = if tcp {
+        &[SipTransport::Tcp]
+    } else {
+        &[SipTransport::Udp, SipTransport::Tcp]
+    };
+    let mut ua = Ua::start(addr, &kamailio, transports, &[&agent.aor()], |_| {}).await;
+    let proto = if tcp { "proto=tcp" } else { "proto=udp" };
+
+    ua.send(
+        1,
+        "visitor-a1",
+        &agent.aor(),
+        "Hello, I need help with my order",
+    )
+    .await;
+    ua.expect(is_sent(1)).await;
+    let got = agent
+        .wait_for(
+            &["MESSAGE sip:101@", "Hello, I need help with my order"],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(got.contains("visitor-a1@chat.localhost"), "{got}");
+    assert!(
+        got.contains("Content-Type: text/plain;charset=UTF-8"),
+        "{got}"
+    );
+    kamailio
+        .wait_for_log(&["MESSAGE from=sip:visitor-a1@chat.localhost", proto], WAIT)
+        .await
+        .unwrap();
+
+    // The agent's phone gets 200 only once the gateway has stored it.
+    let sending = {
+        let to = visitor_uri("visitor-a1");
+        async move {
+            agent
+                .send_message(&to, "text/plain", "Hi, agent here")
+                .await
+                .map(|s| (s, agent))
+        }
+    };
+    let sending = tokio::spawn(sending);
+    let SipEvent::AgentMessage {
+        from,
+        to_user,
+        body,
+        respond,
+    } = ua.expect(is_agent_message).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, uri("sip:101@pbx.localhost"));
+    assert_eq!(to_user, "visitor-a1");
+    assert_eq!(body.trim_end(), "Hi, agent here");
+    assert!(
+        !sending.is_finished(),
+        "answered before the gateway decided"
+    );
+    respond.accept();
+    let (status, agent) = sending.await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    kamailio
+        .wait_for_log(
+            &["MESSAGE from=sip:101@pbx.localhost", "visitor-a1", proto],
+            WAIT,
+        )
+        .await
+        .unwrap();
+
+    // A refusal reaches the phone as the gateway's status.
+    let to = visitor_uri("visitor-gone");
+    let sending =
+        tokio::spawn(async move { agent.send_message(&to, "text/plain", "Still there?").await });
+    let SipEvent::AgentMessage { respond, .. } = ua.expect(is_agent_message).await else {
+        unreachable!()
+    };
+    respond.refuse(480);
+    assert_eq!(sending.await.unwrap().unwrap(), 480);
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_flow_both_ways_over_udp() {
+    round_trip(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_flow_both_ways_over_tcp() {
+    round_trip(true).await;
+}
+
+fn long_text(len: usize) -> String {
+    let mut text = String::from("START ");
+    let mut n = 0;
+    while text.len() < len - 4 {
+        text.push_str(&format!("word{n} "));
+        n += 1;
+    }
+    text.push_str("END");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_message_goes_over_tcp_and_short_over_udp() {
+    let (addr, kamailio) = setup(|_| {}).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp, SipTransport::Tcp],
+        &[&agent.aor()],
+        |_| {},
+    )
+    .await;
+    let text = long_text(2000);
+    ua.send(1, "visitor-long", &agent.aor(), &text).await;
+    ua.expect(is_sent(1)).await;
+    let got = agent
+        .wait_for(&["MESSAGE sip:101@", "START", "END"], WAIT)
+        .await
+        .unwrap();
+    assert!(got.contains(&text), "the long text arrived cut: {got}");
+    kamailio
+        .wait_for_log(
+            &["MESSAGE from=sip:visitor-long@chat.localhost", "proto=tcp"],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    ua.send(2, "visitor-short", &agent.aor(), "short").await;
+    ua.expect(is_sent(2)).await;
+    kamailio
+        .wait_for_log(
+            &["MESSAGE from=sip:visitor-short@chat.localhost", "proto=udp"],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_message_is_split_when_only_udp_is_configured() {
+    let (addr, kamailio) = setup(|_| {}).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&agent.aor()],
+        |_| {},
+    )
+    .await;
+    let text = long_text(3000);
+    ua.send(1, "visitor-split", &agent.aor(), &text).await;
+    ua.expect(is_sent(1)).await;
+    agent
+        .wait_for(&["MESSAGE sip:101@", "END"], WAIT)
+        .await
+        .unwrap();
+    let parts = agent
+        .received()
+        .matches("MESSAGE sip:101@pbx.localhost SIP/2.0")
+        .count();
+    assert!(
+        parts >= 3,
+        "expected the text in at least 3 parts, got {parts}"
+    );
+    let first = agent
+        .wait_for(&["MESSAGE sip:101@", "START"], WAIT)
+        .await
+        .unwrap();
+    assert!(
+        !first.contains("END"),
+        "the first part holds everything: {first}"
+    );
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_agent_fails_and_is_unreachable() {
+    let (addr, kamailio) = setup(|_| {}).await;
+    let mut ua = Ua::start(addr, &kamailio, &[SipTransport::Udp], &[], |_| {}).await;
+    ua.send(5, "visitor-b1", "sip:102@pbx.localhost", "anyone?")
+        .await;
+    let SipEvent::SendFailed { status, .. } = ua.expect(is_failed(5)).await else {
+        unreachable!()
+    };
+    assert_eq!(status, Some(404));
+    ua.command(SipCommand::Probe {
+        agent: uri("sip:102@pbx.localhost"),
+    })
+    .await;
+    let event = ua
+        .expect(|e| matches!(e, SipEvent::AgentReachable { .. }))
+        .await;
+    assert!(matches!(
+        event,
+        SipEvent::AgentReachable {
+            reachable: false,
+            ..
+        }
+    ));
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_tell_live_dead_and_unregistered_agents_apart() {
+    let (addr, kamailio) = setup(|_| {}).await;
+    let mut live = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let _dead = SippAgent::register_only(&kamailio, "103", false)
+        .await
+        .unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&live.aor(), "sip:103@pbx.localhost"],
+        |c| c.probe_interval = Duration::from_secs(1),
+    )
+    .await;
+    let reach = |who: &'static str, ok: bool| {
+        move |e: &SipEvent| {
+            matches!(e, SipEvent::AgentReachable { agent, reachable }
+                if agent.user() == who && *reachable == ok)
+        }
+    };
+    // First interval probes always report.
+    ua.expect(reach("101", true)).await;
+    ua.expect(reach("103", false)).await;
+
+    // A message to the dead contact fails with the proxy's timeout.
+    ua.send(9, "visitor-c1", "sip:103@pbx.localhost", "hello?")
+        .await;
+    let SipEvent::SendFailed { status, .. } = ua.expect(is_failed(9)).await else {
+        unreachable!()
+    };
+    assert_eq!(status, Some(408));
+
+    // The live agent unregisters mid-chat: the next probes say so.
+    live.stop_answering();
+    live.register(0).await.unwrap();
+    ua.expect(reach("101", false)).await;
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_challenges_are_answered() {
+    let password = "s3cret-pw";
+    let (addr, kamailio) = setup(|o| o.gateway_password = Some(password.to_owned())).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let credentials = |pw: &str| SipCredentials {
+        username: GATEWAY_AUTH_USER.to_owned(),
+        password: pw.to_owned(),
+    };
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&agent.aor()],
+        |c| c.credentials = Some(credentials(password)),
+    )
+    .await;
+    ua.send(1, "visitor-d1", &agent.aor(), "authenticated hello")
+        .await;
+    ua.expect(is_sent(1)).await;
+    agent
+        .wait_for(&["authenticated hello"], WAIT)
+        .await
+        .unwrap();
+    kamailio
+        .wait_for_log(
+            &["challenge MESSAGE from sip:visitor-d1@chat.localhost"],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    ua.stop().await;
+
+    // A wrong password is not retried for ever and tells the truth.
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&agent.aor()],
+        |c| c.credentials = Some(credentials("wrong")),
+    )
+    .await;
+    ua.send(2, "visitor-d2", &agent.aor(), "nope").await;
+    let SipEvent::SendFailed { status, .. } = ua.expect(is_failed(2)).await else {
+        unreachable!()
+    };
+    assert_eq!(status, Some(407));
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_get_403_and_no_event() {
+    let (addr, kamailio) = setup(|_| {}).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let stranger = SippAgent::start(&kamailio, "999", false).await.unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&agent.aor()],
+        |_| {},
+    )
+    .await;
+    let status = stranger
+        .send_message(&visitor_uri("visitor-e1"), "text/plain", "let me in")
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    // The next agent message is the first one the gateway hears of.
+    let to = visitor_uri("visitor-e1");
+    let sending = tokio::spawn(async move { agent.send_message(&to, "text/plain", "legit").await });
+    let SipEvent::AgentMessage { body, respond, .. } = ua
+        .expect(|e| !matches!(e, SipEvent::AgentReachable { .. }))
+        .await
+    else {
+        panic!("the stranger's message was reported")
+    };
+    assert_eq!(body.trim_end(), "legit");
+    respond.accept();
+    assert_eq!(sending.await.unwrap().unwrap(), 200);
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_indications_flow_both_ways() {
+    let (addr, kamailio) = setup(|_| {}).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&agent.aor()],
+        |_| {},
+    )
+    .await;
+    ua.command(SipCommand::Composing {
+        from_user: "visitor-f1".into(),
+        to: uri(&agent.aor()),
+        active: true,
+    })
+    .await;
+    let got = agent
+        .wait_for(
+            &[
+                "Content-Type: application/im-iscomposing+xml",
+                "<state>active</state>",
+            ],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(got.contains("visitor-f1@chat.localhost"), "{got}");
+
+    let doc = r#"<?xml version="1.0" encoding="UTF-8"?><isComposing xmlns="urn:ietf:params:xml:ns:im-iscomposing"><state>active</state><contenttype>text/plain</contenttype></isComposing>"#;
+    let status = agent
+        .send_message(
+            &visitor_uri("visitor-f1"),
+            "application/im-iscomposing+xml",
+            doc,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let event = ua
+        .expect(|e| matches!(e, SipEvent::AgentComposing { .. }))
+        .await;
+    let SipEvent::AgentComposing {
+        from,
+        to_user,
+        active,
+    } = event
+    else {
+        unreachable!()
+    };
+    assert_eq!(from.user(), "101");
+    assert_eq!(to_user, "visitor-f1");
+    assert!(active);
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_does_not_kill_the_user_agent() {
+    use tokio::io::AsyncWriteExt;
+    let (addr, kamailio) = setup(|_| {}).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp, SipTransport::Tcp],
+        &[&agent.aor()],
+        |_| {},
+    )
+    .await;
+    let garbage: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02\xff\xfe".to_vec(),
+        b"MESSAGE sip:visitor-x@chat.localhost SIP/2.0\r\n\r\n".to_vec(),
+        b"MESSAGE sip:visitor-x@chat.localhost SIP/2.0\r\nVia: nonsense\r\nFrom: <<<\r\nContent-Length: 99999\r\n\r\nx".to_vec(),
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n\r\n".to_vec(),
+        "INVITE ☃ SIP/2.0\r\n\r\n".as_bytes().to_vec(),
+        vec![b'A'; 70_000],
+    ];
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for g in &garbage {
+        let _ = udp.send_to(&g[..g.len().min(60_000)], ua.addr).await;
+    }
+    for g in &garbage {
+        let mut tcp = tokio::net::TcpStream::connect(ua.addr).await.unwrap();
+        let _ = tcp.write_all(g).await;
+        let _ = tcp.shutdown().await;
+    }
+    // Still serving both ways.
+    ua.send(1, "visitor-g1", &agent.aor(), "still alive").await;
+    ua.expect(is_sent(1)).await;
+    agent.wait_for(&["still alive"], WAIT).await.unwrap();
+    let to = visitor_uri("visitor-g1");
+    let sending =
+        tokio::spawn(async move { agent.send_message(&to, "text/plain", "me too").await });
+    let SipEvent::AgentMessage { respond, .. } = ua.expect(is_agent_message).await else {
+        unreachable!()
+    };
+    respond.accept();
+    assert_eq!(sending.await.unwrap().unwrap(), 200);
+    assert!(!ua.task.as_ref().unwrap().is_finished());
+    ua.stop().await;
+}
