@@ -158,11 +158,13 @@ async fn import(source: &ImportSource) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     frontdesk::telemetry::init(config.server.log_format);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    // Listening on port 0: links must name the port actually bound.
+    config.server.listen = listener.local_addr()?;
     let gateway = Gateway::start(&config).await?;
     // A machine-readable line for scripts and tests that start on port 0.
     println!("listening on http://{}", listener.local_addr()?);

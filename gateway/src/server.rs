@@ -44,19 +44,21 @@ impl Gateway {
     pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         let store = open_store(config).await?;
         let shutdown = CancellationToken::new();
+        let files = crate::files::Files::from_config(config);
         match &config.xmpp {
             Some(xmpp) => {
-                let runtime = bridges::xmpp::start(xmpp, store.clone(), shutdown.clone())
-                    .context("invalid [xmpp] configuration")?;
+                let runtime =
+                    bridges::xmpp::start(xmpp, store.clone(), files.clone(), shutdown.clone())
+                        .context("invalid [xmpp] configuration")?;
                 let agents = runtime.agents.clone();
-                let mut gateway = Self::assemble(config, store, agents, shutdown).await?;
+                let mut gateway = Self::assemble(config, store, files, agents, shutdown).await?;
                 let events = bridges::xmpp::run_events(runtime, gateway.engine.clone());
                 gateway.bridges.push(events);
                 Ok(gateway)
             }
             None => {
                 let (agents, _unread_calls) = LoopbackAgents::new();
-                Self::assemble(config, store, Arc::new(agents), shutdown).await
+                Self::assemble(config, store, files, Arc::new(agents), shutdown).await
             }
         }
     }
@@ -68,7 +70,8 @@ impl Gateway {
         agents: Arc<dyn AgentChannel>,
     ) -> anyhow::Result<Gateway> {
         let store = open_store(config).await?;
-        Self::assemble(config, store, agents, CancellationToken::new()).await
+        let files = crate::files::Files::from_config(config);
+        Self::assemble(config, store, files, agents, CancellationToken::new()).await
     }
 
     /// Builds the engine around `agents`, recovers waiting conversations,
@@ -76,6 +79,7 @@ impl Gateway {
     async fn assemble(
         config: &Config,
         store: Store,
+        files: crate::files::Files,
         agents: Arc<dyn AgentChannel>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Gateway> {
@@ -89,7 +93,6 @@ impl Gateway {
             .await
             .context("cannot recover conversations")?;
         let limiters = api::ratelimit::Limiters::new(&config.limits);
-        let files = crate::files::Files::from_config(config);
         files
             .store()
             .remove_partials()

@@ -53,32 +53,32 @@ impl TestGateway {
             .expect("cannot create a test database");
         let mut config = test_config(&db.url());
         adjust(&mut config);
+        let listener = bind(&mut config).await;
         let gateway = Gateway::start(&config)
             .await
             .expect("gateway did not start");
         let (_unused, agent_calls) = mpsc::unbounded_channel();
-        Self::serve(gateway, agent_calls, Some(db)).await
+        Self::serve(gateway, listener, agent_calls, Some(db)).await
     }
 
     /// Starts on an existing database (a restart in the same test).
-    pub async fn spawn_on(config: Config, db: Option<TestDb>) -> TestGateway {
+    pub async fn spawn_on(mut config: Config, db: Option<TestDb>) -> TestGateway {
         init_test_logging();
+        let listener = bind(&mut config).await;
         let (agents, agent_calls) = LoopbackAgents::new();
         let gateway = Gateway::start_with_agents(&config, Arc::new(agents))
             .await
             .expect("gateway did not start");
-        Self::serve(gateway, agent_calls, db).await
+        Self::serve(gateway, listener, agent_calls, db).await
     }
 
     async fn serve(
         gateway: Gateway,
+        listener: tokio::net::TcpListener,
         agent_calls: mpsc::UnboundedReceiver<AgentCall>,
         db: Option<TestDb>,
     ) -> TestGateway {
         let engine = gateway.engine.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("cannot bind a port");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(gateway.run_until(listener, async move {
@@ -148,6 +148,16 @@ impl TestGateway {
             db.drop_db().await.expect("cannot drop the test database");
         }
     }
+}
+
+/// Binds a free loopback port and makes it the configured address, so the
+/// links the gateway signs name the real port.
+async fn bind(config: &mut Config) -> tokio::net::TcpListener {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("cannot bind a port");
+    config.server.listen = listener.local_addr().expect("bound");
+    listener
 }
 
 /// Logs go to the test's captured output when `FRONTDESK_TEST_LOG` is set.

@@ -349,7 +349,7 @@ impl SippAgent {
             child: None,
         };
         agent.register(300).await?;
-        agent.answer()?;
+        agent.answer().await?;
         Ok(agent)
     }
 
@@ -383,8 +383,12 @@ impl SippAgent {
 
     fn sipp(&self, scenario_name: &str, tag: &str) -> Command {
         let mut cmd = Command::new("sipp");
-        cmd.arg(&self.proxy)
-            .arg("-sf")
+        // A server-mode sipp given a remote host would connect out over TCP
+        // instead of listening: only clients name the proxy.
+        if scenario_name != "agent.xml" {
+            cmd.arg(&self.proxy);
+        }
+        cmd.arg("-sf")
             .arg(scenario(scenario_name))
             .args(["-s", &self.user])
             .args(["-i", "127.0.0.1"])
@@ -418,13 +422,36 @@ impl SippAgent {
         Ok(())
     }
 
-    /// Starts answering on the registered port.
-    fn answer(&mut self) -> anyhow::Result<()> {
+    /// Starts answering on the registered port; returns once sipp holds it.
+    async fn answer(&mut self) -> anyhow::Result<()> {
         let mut cmd = self.sipp("agent.xml", "received");
         cmd.args(["-p", &self.port.to_string()]);
-        // The trace file is what tests read.
-        self.trace = self.dir.join("received.log");
         self.child = Some(cmd.spawn().context("cannot start sipp")?);
+        let port = self.port;
+        let tcp = self.tcp;
+        // sipp prints nothing when ready: its socket is bound once ours
+        // can no longer be.
+        let taken = move || {
+            if tcp {
+                TcpListener::bind(("127.0.0.1", port)).is_err()
+            } else {
+                UdpSocket::bind(("127.0.0.1", port)).is_err()
+            }
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !taken() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("sipp agent exited: {status}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("sipp agent did not bind port {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Ok(())
     }
 

@@ -169,6 +169,27 @@ impl Visitor {
         .await
     }
 
+    /// Uploads one file as the widget does (multipart part `file`).
+    pub async fn upload(
+        &self,
+        session: &Session,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        );
+        let request = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/conversations/{}/files", session.id),
+            )
+            .bearer_auth(&session.token)
+            .multipart(form);
+        self.send(request).await
+    }
+
     pub async fn messages(&self, session: &Session) -> anyhow::Result<Reply> {
         self.get(
             &format!("/api/v1/conversations/{}/messages", session.id),

@@ -303,10 +303,7 @@ async fn long_message_is_split_when_only_udp_is_configured() {
         .wait_for(&["MESSAGE sip:101@", "END"], WAIT)
         .await
         .unwrap();
-    let parts = agent
-        .received()
-        .matches("MESSAGE sip:101@pbx.localhost SIP/2.0")
-        .count();
+    let parts = agent.received().matches("MESSAGE sip:101@").count();
     assert!(
         parts >= 3,
         "expected the text in at least 3 parts, got {parts}"

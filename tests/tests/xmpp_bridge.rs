@@ -300,3 +300,43 @@ async fn a_prosody_restart_mid_chat_loses_nothing() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_visitors_file_reaches_the_agent_as_a_link_it_can_download() {
+    let (prosody, gw) = setup().await;
+    let mut alice = prosody.agent("101").await.unwrap();
+    agents_online_one(&gw, "101").await;
+    let (visitor, session, mut events, address) = start_chat(&gw, "Jane").await;
+    next_message(&mut alice, &address).await;
+    alice
+        .send(&address, "Hi, send me a photo", "a-1")
+        .await
+        .unwrap();
+    events.next_of_type("agent_joined").await.unwrap();
+
+    let png = [
+        &[0x89u8, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..],
+        &[0u8; 64][..],
+    ]
+    .concat();
+    let uploaded = visitor
+        .upload(&session, "leak.png", png.clone())
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+
+    let message = body_from(&mut alice, &address, "leak.png").await;
+    let url = message["oob_url"]
+        .as_str()
+        .expect("an out-of-band URL")
+        .to_owned();
+    assert!(
+        message["body"].as_str().unwrap().contains(&url),
+        "the link is in the body too"
+    );
+    // The agent's client downloads it with the signed link alone.
+    let download = reqwest::get(&url).await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.bytes().await.unwrap().to_vec(), png);
+    gw.stop().await;
+}

@@ -32,6 +32,7 @@ use crate::engine::{
     describe_visitor, AgentChannel, AgentChannelError, AgentCommand, AgentStatus,
     ConversationSummary, Engine, EngineError, MessageView, Offer, ReceiptStatus,
 };
+use crate::files::Files;
 use crate::store::Store;
 
 /// The visitor address of a conversation: `visitor-<uuid hex>`.
@@ -71,6 +72,8 @@ struct StoredMessage {
 pub struct XmppAgents {
     commands: mpsc::Sender<Command>,
     store: Store,
+    /// Signs the download links of visitors' files.
+    files: Files,
     next_outbox: AtomicI64,
     /// Outbox ids sent but not yet confirmed → their stored row.
     unconfirmed: Mutex<HashMap<OutboxId, String>>,
@@ -88,6 +91,7 @@ pub struct XmppRuntime {
 pub fn start(
     config: &XmppConfig,
     store: Store,
+    files: Files,
     shutdown: CancellationToken,
 ) -> anyhow::Result<XmppRuntime> {
     let domain = BareJid::new(&config.domain)
@@ -100,6 +104,7 @@ pub fn start(
         agents: Arc::new(XmppAgents {
             commands,
             store,
+            files,
             next_outbox: AtomicI64::new(1),
             unconfirmed: Mutex::default(),
         }),
@@ -182,6 +187,39 @@ impl XmppAgents {
         }
     }
 
+    /// A visitor's message as the agent gets it: its text, or for a file
+    /// its name, size and a signed download link, also given as an
+    /// out-of-band URL (XEP-0066) so clients preview images.
+    fn visitor_message(
+        &self,
+        conversation: ConversationId,
+        to: &BareJid,
+        message: &MessageView,
+    ) -> StoredMessage {
+        let (body, oob_url) = match &message.attachment {
+            Some(file) => match self.files.agent_link(&file.id) {
+                Ok(url) => (
+                    format!("{} ({} bytes): {url}", file.name, file.size),
+                    Some(url.to_string()),
+                ),
+                Err(e) => {
+                    warn!(error = %e, "cannot sign a file link");
+                    (format!("{} (file; link unavailable)", file.name), None)
+                }
+            },
+            None => (message.body.clone(), None),
+        };
+        StoredMessage {
+            from: visitor_address(conversation).as_str().to_owned(),
+            nick: None,
+            to: to.to_string(),
+            body,
+            id: stanza_id(message.seq),
+            oob_url,
+            request_receipt: true,
+        }
+    }
+
     /// A plain text from a conversation's address to an agent.
     async fn tell(
         &self,
@@ -227,16 +265,8 @@ impl AgentChannel for XmppAgents {
             self.tell(summary.id, Some(&summary.visitor_name), jid, card.clone())
                 .await?;
             for message in offer.history.iter().filter(|m| m.sender == Party::Visitor) {
-                self.send(StoredMessage {
-                    from: visitor_address(summary.id).as_str().to_owned(),
-                    nick: None,
-                    to: jid.to_string(),
-                    body: message.body.clone(),
-                    id: stanza_id(message.seq),
-                    oob_url: None,
-                    request_receipt: true,
-                })
-                .await?;
+                self.send(self.visitor_message(summary.id, jid, message))
+                    .await?;
             }
         }
         Ok(())
@@ -267,16 +297,8 @@ impl AgentChannel for XmppAgents {
         let Some(jid) = &agent.xmpp else {
             return Ok(());
         };
-        self.send(StoredMessage {
-            from: visitor_address(conversation.id).as_str().to_owned(),
-            nick: None,
-            to: jid.to_string(),
-            body: message.body.clone(),
-            id: stanza_id(message.seq),
-            oob_url: None,
-            request_receipt: true,
-        })
-        .await
+        self.send(self.visitor_message(conversation.id, jid, message))
+            .await
     }
 
     async fn visitor_typing(

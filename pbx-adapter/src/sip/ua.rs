@@ -212,17 +212,16 @@ impl Outcome {
     }
 }
 
-/// Whether an OPTIONS outcome means the agent's UA is reachable: any
-/// answer from the UA counts (2xx, most 4xx, 501 from a UA that does not
-/// implement OPTIONS); "not registered" (404, 410, 480, 604), "no answer"
-/// (408, timeout) and server failures from the proxy do not.
+/// Whether an OPTIONS outcome means the agent's UA is reachable: only
+/// answers that a UA itself gives count — 2xx, or a refusal that proves it
+/// is alive (405/415/420/481/486/488/489/491, 501 from a UA without
+/// OPTIONS, 600/603). Everything else — 404/480 (not registered), 408 or
+/// no answer (registered but dead), 477/5xx from the proxy — does not.
 pub(crate) fn probe_says_reachable(status: Option<u16>) -> bool {
-    match status {
-        None => false,
-        Some(404 | 408 | 410 | 480 | 604) => false,
-        Some(501) => true,
-        Some(s) => (200..500).contains(&s) || (600..700).contains(&s),
-    }
+    matches!(
+        status,
+        Some(200..=299 | 405 | 415 | 420 | 481 | 486 | 488 | 489 | 491 | 501 | 600 | 603)
+    )
 }
 
 /// Reachability reports from probe tasks: (agent, reachable, asked for).
@@ -580,10 +579,10 @@ mod tests {
 
     #[test]
     fn probe_outcomes() {
-        for ok in [200, 202, 403, 405, 486, 501, 603] {
+        for ok in [200, 202, 405, 486, 501, 603] {
             assert!(probe_says_reachable(Some(ok)), "{ok}");
         }
-        for down in [404, 408, 410, 480, 500, 503, 604] {
+        for down in [403, 404, 407, 408, 410, 477, 480, 500, 503, 604] {
             assert!(!probe_says_reachable(Some(down)), "{down}");
         }
         assert!(!probe_says_reachable(None));
