@@ -43,6 +43,38 @@ pub struct Config {
     /// The XMPP bridge (an XEP-0114 component). Absent: no XMPP agents.
     #[serde(default)]
     pub xmpp: Option<XmppConfig>,
+    /// The SIP MESSAGE bridge (a user agent behind the PBX's proxy).
+    /// Absent: no SIP agents.
+    #[serde(default)]
+    pub sip: Option<SipBridgeConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipBridgeConfig {
+    /// The gateway's SIP domain; visitors write from `sip:visitor-…@DOMAIN`.
+    /// The PBX's proxy must route this domain to the gateway.
+    pub domain: String,
+    /// UDP socket to listen on (e.g. `0.0.0.0:5070`).
+    #[serde(default)]
+    pub listen_udp: Option<SocketAddr>,
+    /// TCP socket to listen on; messages over 1300 bytes use TCP.
+    #[serde(default)]
+    pub listen_tcp: Option<SocketAddr>,
+    /// The PBX's SIP proxy, `host:port`: every request goes there.
+    pub outbound_proxy: String,
+    /// Digest credentials, if the proxy challenges the gateway.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Seconds between OPTIONS probes of each agent (availability).
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_secs: u64,
+}
+
+fn default_probe_interval() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +93,14 @@ pub struct XmppConfig {
     /// `dnd` never do).
     #[serde(default)]
     pub offers_when_away: bool,
+    /// Longest wait between reconnection attempts, in seconds (the wait
+    /// doubles from half a second up to this, with jitter).
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_secs: u64,
+}
+
+fn default_reconnect_max() -> u64 {
+    30
 }
 
 fn default_ping_interval() -> u64 {

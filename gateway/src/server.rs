@@ -45,22 +45,43 @@ impl Gateway {
         let store = open_store(config).await?;
         let shutdown = CancellationToken::new();
         let files = crate::files::Files::from_config(config);
-        match &config.xmpp {
-            Some(xmpp) => {
-                let runtime =
-                    bridges::xmpp::start(xmpp, store.clone(), files.clone(), shutdown.clone())
-                        .context("invalid [xmpp] configuration")?;
-                let agents = runtime.agents.clone();
-                let mut gateway = Self::assemble(config, store, files, agents, shutdown).await?;
-                let events = bridges::xmpp::run_events(runtime, gateway.engine.clone());
-                gateway.bridges.push(events);
-                Ok(gateway)
-            }
-            None => {
-                let (agents, _unread_calls) = LoopbackAgents::new();
-                Self::assemble(config, store, files, Arc::new(agents), shutdown).await
-            }
+        let xmpp = match &config.xmpp {
+            Some(xmpp) => Some(
+                bridges::xmpp::start(xmpp, store.clone(), files.clone(), shutdown.clone())
+                    .context("invalid [xmpp] configuration")?,
+            ),
+            None => None,
+        };
+        let sip = match &config.sip {
+            Some(sip) => Some(
+                bridges::sip::start(sip, files.clone(), shutdown.clone())
+                    .await
+                    .context("cannot start the SIP bridge")?,
+            ),
+            None => None,
+        };
+        let agents: Arc<dyn AgentChannel> = if xmpp.is_none() && sip.is_none() {
+            Arc::new(LoopbackAgents::new().0)
+        } else {
+            Arc::new(bridges::AgentRouter {
+                xmpp: xmpp
+                    .as_ref()
+                    .map(|x| x.agents.clone() as Arc<dyn AgentChannel>),
+                sip: sip
+                    .as_ref()
+                    .map(|s| s.agents.clone() as Arc<dyn AgentChannel>),
+            })
+        };
+        let mut gateway = Self::assemble(config, store, files, agents, shutdown).await?;
+        if let Some(runtime) = xmpp {
+            let events = bridges::xmpp::run_events(runtime, gateway.engine.clone());
+            gateway.bridges.push(events);
         }
+        if let Some(runtime) = sip {
+            let events = bridges::sip::run_events(runtime, gateway.engine.clone());
+            gateway.bridges.push(events);
+        }
+        Ok(gateway)
     }
 
     /// Starts a gateway whose agent side is `agents` (tests play the agents

@@ -19,6 +19,16 @@ stdin, one command per line:
   {"cmd": "echo", "enabled": B, "prefix": S?}   answer every chat message
                                                 with prefix + its body (load
                                                 tests: a tireless agent)
+  {"cmd": "upload", "tag": S, "service": J, "to": J?, "filename": S,
+   "data_b64" | "data_hex": S?, "size": N?, "content_type": S?,
+   "id": S?}
+                                                HTTP File Upload (XEP-0363) as
+                                                Conversations does it: disco
+                                                the service, request a slot
+                                                (size defaults to the data's),
+                                                PUT the data (if any), then
+                                                send the GET URL to "to" (if
+                                                given) as body and OOB URL
   {"cmd": "quit"}
 
 stdout, one event per line, each with "ts" (receive time, Unix seconds):
@@ -29,16 +39,23 @@ stdout, one event per line, each with "ts" (receive time, Unix seconds):
   {"event": "presence", "from", "to", "type", "show", "nick"}
   {"event": "iq", "tag", "type": "result"|"error", "condition",
    "children": [{"name", "ns", "attrs", "text"}...]}
+  {"event": "upload", "tag", "type": "result"|"error"|"timeout",
+   "stage": "disco"|"slot"|"put"|"sent", "advertised": B,
+   "max_file_size": N|null, "condition", "put_url", "get_url",
+   "put_status": N, "put_body": S}
   {"event": "disconnected"}
 """
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import xml.etree.ElementTree as ET
 
 import slixmpp
@@ -53,6 +70,9 @@ MARKERS = "urn:xmpp:chat-markers:0"
 NICK = "http://jabber.org/protocol/nick"
 OOB = "jabber:x:oob"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DATA_FORMS = "jabber:x:data"
+UPLOAD = "urn:xmpp:http:upload:0"
 
 
 def emit(event):
@@ -222,6 +242,8 @@ class Agent(slixmpp.ClientXMPP):
             await self.run_iq(cmd)
         elif kind == "echo":
             self.echo_prefix = cmd.get("prefix", "") if cmd.get("enabled", True) else None
+        elif kind == "upload":
+            await self.run_upload(cmd)
         elif kind == "raw":
             self.send_raw(cmd["xml"])
         elif kind == "quit":
@@ -248,6 +270,82 @@ class Agent(slixmpp.ClientXMPP):
         except IqTimeout:
             event["type"] = "timeout"
         emit(event)
+
+
+    async def run_upload(self, cmd):
+        """XEP-0363 by hand (slixmpp's plugin needs aiohttp, which Debian's
+        python3-slixmpp does not pull in); the PUT runs in a thread."""
+        event = {"event": "upload", "tag": cmd.get("tag"), "advertised": False,
+                 "max_file_size": None, "condition": None}
+        data = None
+        if cmd.get("data_b64"):
+            data = base64.b64decode(cmd["data_b64"])
+        elif cmd.get("data_hex"):
+            data = bytes.fromhex(cmd["data_hex"])
+        size = cmd.get("size", len(data) if data is not None else 0)
+        try:
+            event["stage"] = "disco"
+            disco = self.make_iq_get(queryxmlns=DISCO_INFO, ito=cmd["service"])
+            info = await disco.send(timeout=10)
+            query = info.xml.find("{%s}query" % DISCO_INFO)
+            for feature in query.findall("{%s}feature" % DISCO_INFO):
+                if feature.get("var") == UPLOAD:
+                    event["advertised"] = True
+            for form in query.findall("{%s}x" % DATA_FORMS):
+                fields = {f.get("var"): f.find("{%s}value" % DATA_FORMS)
+                          for f in form.findall("{%s}field" % DATA_FORMS)}
+                form_type = fields.get("FORM_TYPE")
+                if form_type is not None and form_type.text == UPLOAD and fields.get("max-file-size") is not None:
+                    event["max_file_size"] = int(fields["max-file-size"].text)
+            event["stage"] = "slot"
+            iq = self.make_iq(ito=cmd["service"], itype="get")
+            attrs = {"filename": cmd["filename"], "size": str(size)}
+            if cmd.get("content_type"):
+                attrs["content-type"] = cmd["content_type"]
+            ET.SubElement(iq.xml, "{%s}request" % UPLOAD, attrs)
+            result = await iq.send(timeout=10)
+            slot = result.xml.find("{%s}slot" % UPLOAD)
+            event["put_url"] = slot.find("{%s}put" % UPLOAD).get("url")
+            event["get_url"] = slot.find("{%s}get" % UPLOAD).get("url")
+            if data is not None:
+                event["stage"] = "put"
+                status, body = await asyncio.get_event_loop().run_in_executor(
+                    None, http_put, event["put_url"], data, cmd.get("content_type"))
+                event["put_status"] = status
+                event["put_body"] = body
+                if status not in (200, 201):
+                    event["type"] = "error"
+                    emit(event)
+                    return
+                if cmd.get("to"):
+                    event["stage"] = "sent"
+                    msg = self.make_message(cmd["to"], event["get_url"], mtype="chat")
+                    if cmd.get("id"):
+                        msg["id"] = cmd["id"]
+                    oob = ET.SubElement(msg.xml, "{%s}x" % OOB)
+                    ET.SubElement(oob, "{%s}url" % OOB).text = event["get_url"]
+                    msg.send()
+            event["type"] = "result"
+        except IqError as e:
+            event["type"] = "error"
+            event["condition"], event["error_text"] = error_of(e.iq.xml)
+            err = e.iq.xml.find("{%s}error" % CLIENT)
+            too_large = err.find("{%s}file-too-large" % UPLOAD) if err is not None else None
+            if too_large is not None:
+                event["max_file_size"] = int(too_large.find("{%s}max-file-size" % UPLOAD).text)
+        except IqTimeout:
+            event["type"] = "timeout"
+        emit(event)
+
+
+def http_put(url, data, content_type):
+    request = urllib.request.Request(url, data=data, method="PUT")
+    request.add_header("Content-Type", content_type or "application/octet-stream")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
 
 
 def main():

@@ -553,8 +553,8 @@ fn sipp_messages(trace: &str) -> Vec<String> {
 fn final_status(trace: &str) -> Option<u16> {
     trace
         .lines()
+        .rev()
         .filter_map(|l| l.trim().strip_prefix("SIP/2.0 "))
         .filter_map(|rest| rest.get(..3)?.parse::<u16>().ok())
-        .filter(|s| *s >= 200)
-        .last()
+        .find(|s| *s >= 200)
 }

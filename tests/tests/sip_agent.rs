@@ -571,3 +571,87 @@ async fn malformed_input_does_not_kill_the_user_agent() {
     assert!(!ua.task.as_ref().unwrap().is_finished());
     ua.stop().await;
 }
+
+/// TLS end to end without Kamailio (Debian's kamailio ships TLS in a
+/// separate package): one user agent uses another's TLS listener as its
+/// outbound proxy, with the test certificate in `tests/sip/tls/` (for
+/// `localhost` and 127.0.0.1) as the only trusted root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_transport_carries_messages() {
+    use pbx_adapter::sip::TlsMaterial;
+    frontdesk_tests::gateway::init_test_logging();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sip/tls");
+    let cert = std::fs::read(dir.join("cert.pem")).unwrap();
+    let material = TlsMaterial {
+        cert_pem: cert.clone(),
+        key_pem: std::fs::read(dir.join("key.pem")).unwrap(),
+        ca_pem: Some(cert),
+    };
+    let port = |_| -> SocketAddr {
+        format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
+            .parse()
+            .unwrap()
+    };
+    let (a_addr, b_addr) = (port(()), port(()));
+    let start = |domain: &str, own: SocketAddr, proxy: SocketAddr, allow: &str| {
+        let mut config = SipConfig::new(domain, proxy.to_string());
+        config = config.listen(SipTransport::Tls, own);
+        config.tls = Some(material.clone());
+        let allow = uri(allow);
+        async move {
+            let (commands, rx) = mpsc::channel(8);
+            let shutdown = CancellationToken::new();
+            let (task, events) = pbx_adapter::sip::spawn(config, rx, shutdown.clone())
+                .await
+                .expect("the user agent did not start");
+            commands
+                .send(SipCommand::SetAgents(vec![allow]))
+                .await
+                .unwrap();
+            Ua {
+                commands,
+                events,
+                shutdown,
+                task: Some(task),
+                addr: own,
+            }
+        }
+    };
+    let mut b = start(
+        "agents.localhost",
+        b_addr,
+        a_addr,
+        "sip:visitor-t1@chat.localhost",
+    )
+    .await;
+    let mut a = start(
+        GATEWAY_DOMAIN,
+        a_addr,
+        b_addr,
+        "sip:nobody@agents.localhost",
+    )
+    .await;
+    a.send(
+        1,
+        "visitor-t1",
+        "sip:visitor-b@agents.localhost",
+        "over TLS",
+    )
+    .await;
+    let SipEvent::AgentMessage {
+        from,
+        to_user,
+        body,
+        respond,
+    } = b.expect(is_agent_message).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, uri("sip:visitor-t1@chat.localhost"));
+    assert_eq!(to_user, "visitor-b");
+    assert_eq!(body, "over TLS");
+    respond.accept();
+    a.expect(is_sent(1)).await;
+    a.stop().await;
+    b.stop().await;
+}

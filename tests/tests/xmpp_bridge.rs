@@ -10,7 +10,7 @@ use frontdesk_tests::prosody::{Account, Prosody, XmppAgent, COMPONENT_DOMAIN};
 use frontdesk_tests::visitor::{EventStream, Session, Visitor};
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(20);
 
 /// Prosody with agents 101 and 102 (pre-approved subscriptions), and a
 /// gateway whose agents 101/102 are those accounts.
@@ -33,6 +33,8 @@ async fn setup() -> (Prosody, TestGateway) {
             secret,
             ping_interval_secs: 5,
             offers_when_away: false,
+            // Come back quickly after the Prosody restart test.
+            reconnect_max_secs: 2,
         });
     })
     .await;
@@ -338,5 +340,185 @@ async fn a_visitors_file_reaches_the_agent_as_a_link_it_can_download() {
     let download = reqwest::get(&url).await.unwrap();
     assert_eq!(download.status(), 200);
     assert_eq!(download.bytes().await.unwrap().to_vec(), png);
+    gw.stop().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn upload_event(agent: &mut XmppAgent, tag: &str) -> Value {
+    let tag = tag.to_owned();
+    agent
+        .expect(WAIT, move |e| e["event"] == "upload" && e["tag"] == tag)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_agent_sends_the_visitor_a_file_with_http_upload() {
+    let (prosody, gw) = setup().await;
+    let mut alice = prosody.agent("101").await.unwrap();
+    agents_online_one(&gw, "101").await;
+    let (visitor, session, mut events, address) = start_chat(&gw, "Jane").await;
+    next_message(&mut alice, &address).await;
+    alice.send(&address, "Hi Jane", "a-1").await.unwrap();
+    events.next_of_type("agent_joined").await.unwrap();
+    events.next_of_type("message").await.unwrap();
+
+    let pdf = [&b"%PDF-1.4\n"[..], &[0x42u8; 3000][..], &b"\n%%EOF\n"[..]].concat();
+    alice
+        .command(
+            json!({"cmd": "upload", "tag": "u1", "service": COMPONENT_DOMAIN,
+            "to": address, "filename": "quote 2026.pdf", "data_hex": hex(&pdf),
+            "content_type": "application/pdf", "id": "a-file"}),
+        )
+        .await
+        .unwrap();
+    let upload = upload_event(&mut alice, "u1").await;
+    assert_eq!(upload["type"], "result", "{upload}");
+    assert_eq!(upload["advertised"], true);
+    assert_eq!(upload["max_file_size"], 5_242_880);
+    assert_eq!(upload["put_status"], 201, "{upload}");
+
+    // The visitor sees the agent's file message with its attachment…
+    let shown = events.next_of_type("message").await.unwrap();
+    let message = &shown["message"];
+    assert_eq!(message["sender"], "agent", "{shown}");
+    let attachment = &message["attachment"];
+    assert_eq!(attachment["name"], "quote 2026.pdf");
+    assert_eq!(attachment["size"], pdf.len());
+    assert_eq!(attachment["content_type"], "application/pdf");
+    // …and downloads it with their own token.
+    let file_id = attachment["id"].as_str().unwrap();
+    let download = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/conversations/{}/files/{file_id}",
+            gw.url, session.id
+        ))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    let disposition = download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert_eq!(download.bytes().await.unwrap().to_vec(), pdf);
+    let history = visitor.messages(&session).await.unwrap();
+    let last = history.body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["attachment"]["id"], file_id);
+
+    // The agent's other devices fetch it with the GET URL (a signed link).
+    let get_url = upload["get_url"].as_str().unwrap();
+    let fetched = reqwest::get(get_url).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().await.unwrap().to_vec(), pdf);
+    // A slot is used once.
+    let again = reqwest::Client::new()
+        .put(upload["put_url"].as_str().unwrap())
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        [404, 409].contains(&again.status().as_u16()),
+        "{}",
+        again.status()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn http_upload_checks_size_type_and_who_asks() {
+    let (prosody, gw) = setup().await;
+    let mut alice = prosody.agent("101").await.unwrap();
+    let mut stranger = prosody.agent("stranger").await.unwrap();
+    agents_online_one(&gw, "101").await;
+
+    // Announcing one byte over the limit: file-too-large, with the limit.
+    alice
+        .command(
+            json!({"cmd": "upload", "tag": "big", "service": COMPONENT_DOMAIN,
+            "filename": "huge.bin", "size": 5_242_881}),
+        )
+        .await
+        .unwrap();
+    let big = upload_event(&mut alice, "big").await;
+    assert_eq!(big["type"], "error", "{big}");
+    assert_eq!(big["stage"], "slot");
+    assert_eq!(big["condition"], "not-acceptable");
+    assert_eq!(big["max_file_size"], 5_242_880);
+
+    // Someone who is not an agent may not upload.
+    stranger
+        .command(
+            json!({"cmd": "upload", "tag": "s", "service": COMPONENT_DOMAIN,
+            "filename": "x.txt", "data_hex": hex(b"hello")}),
+        )
+        .await
+        .unwrap();
+    let refused = upload_event(&mut stranger, "s").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["stage"], "slot");
+    assert_eq!(refused["condition"], "forbidden");
+
+    // The PUT goes through the visitors' checks: a denied type is refused
+    // with the same JSON error, and the slot is spent.
+    alice
+        .command(
+            json!({"cmd": "upload", "tag": "html", "service": COMPONENT_DOMAIN,
+            "filename": "page.html", "data_hex": hex(b"<html><script>alert(1)</script></html>")}),
+        )
+        .await
+        .unwrap();
+    let html = upload_event(&mut alice, "html").await;
+    assert_eq!(html["stage"], "put", "{html}");
+    assert_eq!(html["put_status"], 415, "{html}");
+    let body: Value = serde_json::from_str(html["put_body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"], "file_type_not_allowed");
+
+    // More bytes than announced: 413 as soon as they pass the announced size.
+    alice
+        .command(
+            json!({"cmd": "upload", "tag": "short", "service": COMPONENT_DOMAIN,
+            "filename": "a.txt", "size": 3}),
+        )
+        .await
+        .unwrap();
+    let slot = upload_event(&mut alice, "short").await;
+    assert_eq!(slot["type"], "result", "{slot}");
+    let over = reqwest::Client::new()
+        .put(slot["put_url"].as_str().unwrap())
+        .body(b"hello".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 413);
+    let body: Value = over.json().await.unwrap();
+    assert_eq!(body["error"], "file_too_large");
+    assert_eq!(body["limit_bytes"], 3);
+
+    // A link to someone else's upload service is just text for the visitor.
+    let (_visitor, _session, mut events, address) = start_chat(&gw, "Jane").await;
+    next_message(&mut alice, &address).await;
+    alice
+        .send(&address, "https://files.example.net/abc/photo.png", "a-1")
+        .await
+        .unwrap();
+    events.next_of_type("agent_joined").await.unwrap();
+    let text = events.next_of_type("message").await.unwrap();
+    assert_eq!(
+        text["message"]["body"],
+        "https://files.example.net/abc/photo.png"
+    );
+    assert!(text["message"]["attachment"].is_null(), "{text}");
     gw.stop().await;
 }

@@ -51,6 +51,28 @@ pub struct OutgoingMessage {
     pub request_receipt: bool,
 }
 
+/// Why an HTTP File Upload (XEP-0363) slot request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// The announced size is over the limit: `not-acceptable` with the
+    /// XEP-0363 `<file-too-large><max-file-size/></file-too-large>` element,
+    /// so clients can tell the user the limit.
+    FileTooLarge {
+        /// The largest accepted size, in bytes.
+        max_file_size: u64,
+    },
+    /// The request itself is unacceptable (e.g. an empty file or a name the
+    /// gateway will not take): `not-acceptable`.
+    NotAcceptable,
+    /// The requester may not upload: `forbidden`.
+    Forbidden,
+    /// Too many slots are open; try again later: `resource-constraint`.
+    ResourceConstraint,
+    /// The upload service cannot take files right now:
+    /// `service-unavailable`.
+    Unavailable,
+}
+
 /// An instruction for the component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -126,6 +148,36 @@ pub enum Command {
     /// Forget a visitor address (conversation over): it now appears
     /// unavailable to agents that probe it.
     ForgetVisitor(VisitorAddress),
+    /// Offer HTTP File Upload (XEP-0363) on the component domain with this
+    /// largest file size in bytes, or stop offering it (`None`). Replaces
+    /// [`crate::ComponentConfig::upload_max_bytes`].
+    SetUploadLimit(Option<u64>),
+    /// Grant an upload slot ([`crate::Event::UploadSlotRequest`]): the IQ
+    /// result with the PUT and GET URLs. Dropped while disconnected: the
+    /// request died with its stream, and the client asks again.
+    UploadSlot {
+        /// The agent who asked (full JID, as in the request).
+        to: Jid,
+        /// Id of the request IQ.
+        iq_id: String,
+        /// Where the client PUTs the file (no extra headers needed).
+        put_url: String,
+        /// Where the file can be fetched once uploaded; what the client
+        /// then sends in its message.
+        get_url: String,
+    },
+    /// Refuse an upload slot request with an IQ error. Dropped while
+    /// disconnected, like [`Command::UploadSlot`].
+    UploadRefused {
+        /// The agent who asked.
+        to: Jid,
+        /// Id of the request IQ.
+        iq_id: String,
+        /// Why.
+        condition: UploadRefusal,
+        /// Human-readable explanation (may be empty).
+        text: String,
+    },
 }
 
 impl Command {
@@ -136,5 +188,15 @@ impl Command {
             Command::ErrorReply { outbox_id, .. } => Some(*outbox_id),
             _ => None,
         }
+    }
+
+    /// Whether the command only makes sense on the stream it answers (or
+    /// describes a passing state): such commands are dropped, not held,
+    /// while disconnected.
+    pub(crate) fn is_ephemeral(&self) -> bool {
+        matches!(
+            self,
+            Command::ChatState { .. } | Command::UploadSlot { .. } | Command::UploadRefused { .. }
+        )
     }
 }

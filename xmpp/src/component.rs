@@ -63,12 +63,16 @@ pub fn spawn(
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
     let span = tracing::info_span!("xmpp_component", domain = %config.domain);
     let driver = Driver {
-        dir: Directory::new(
-            config.domain.clone(),
-            config.software_name.clone(),
-            config.software_version.clone(),
-            config.max_stanza_bytes,
-        ),
+        dir: {
+            let mut dir = Directory::new(
+                config.domain.clone(),
+                config.software_name.clone(),
+                config.software_version.clone(),
+                config.max_stanza_bytes,
+            );
+            dir.set_upload_limit(config.upload_max_bytes);
+            dir
+        },
         config,
         commands,
         events: events_tx,
@@ -231,8 +235,9 @@ impl Driver {
             }
             Command::SetNick { address, nick } => self.dir.set_nick(address, nick),
             Command::ForgetVisitor(address) => self.dir.forget(&address),
-            Command::ChatState { .. } if !connected => {
-                tracing::debug!("chat state dropped while disconnected");
+            Command::SetUploadLimit(limit) => self.dir.set_upload_limit(limit),
+            ephemeral if ephemeral.is_ephemeral() && !connected => {
+                tracing::debug!(command = ?ephemeral, "dropped while disconnected");
             }
             Command::SendMessage(m) => {
                 if let Some(nick) = &m.nick {
@@ -245,14 +250,10 @@ impl Driver {
     }
 
     /// Unacknowledged commands go back to the front of the queue, in order;
-    /// queued chat states are dropped.
+    /// queued ephemeral ones (chat states, upload answers) are dropped.
     fn requeue_in_flight(&mut self) {
         let mut queue: VecDeque<Command> = self.in_flight.drain(..).map(|(_, c)| c).collect();
-        queue.extend(
-            self.queue
-                .drain(..)
-                .filter(|c| !matches!(c, Command::ChatState { .. })),
-        );
+        queue.extend(self.queue.drain(..).filter(|c| !c.is_ephemeral()));
         self.queue = queue;
     }
 

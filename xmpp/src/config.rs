@@ -59,6 +59,10 @@ pub struct ComponentConfig {
     pub software_name: String,
     /// Software version answered to XEP-0092 queries.
     pub software_version: String,
+    /// Largest file agents may upload through HTTP File Upload (XEP-0363),
+    /// advertised as `max-file-size`; `None` (the default) does not offer
+    /// uploads. See also [`crate::Command::SetUploadLimit`].
+    pub upload_max_bytes: Option<u64>,
 }
 
 impl ComponentConfig {
@@ -78,6 +82,7 @@ impl ComponentConfig {
             max_stanza_bytes: 64 * 1024,
             software_name: "Frontdesk".to_owned(),
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            upload_max_bytes: None,
         }
     }
 

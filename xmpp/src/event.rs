@@ -114,6 +114,24 @@ pub enum Event {
         /// Their availability.
         availability: Availability,
     },
+    /// An allowlisted agent asks for an HTTP File Upload (XEP-0363) slot on
+    /// the component domain. Answer with [`crate::Command::UploadSlot`] or
+    /// [`crate::Command::UploadRefused`] (same `iq_id`), promptly: clients
+    /// time out. Requests from strangers, or while uploads are not offered,
+    /// are refused by the component and never become events; sizes over the
+    /// advertised limit are refused too.
+    UploadSlotRequest {
+        /// The agent (full JID).
+        from: Jid,
+        /// Id of the request IQ, to answer.
+        iq_id: String,
+        /// The file name the client proposes (unsanitised: display only).
+        filename: String,
+        /// The announced size in bytes.
+        size: u64,
+        /// The announced media type, if any (a hint, not to be trusted).
+        content_type: Option<String>,
+    },
     /// The component's presence subscription to an agent was approved
     /// (`subscribed`) or refused/cancelled (`unsubscribed`).
     SubscriptionChanged {

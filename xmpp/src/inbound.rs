@@ -8,10 +8,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use minidom::Element;
 use tokio_xmpp::xmlstream::RawStanzaHeader;
 use xmpp_parsers::chatstates::ChatState as XChatState;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::disco::{
     DiscoInfoQuery, DiscoInfoResult, DiscoItemsQuery, DiscoItemsResult, Identity,
 };
 use xmpp_parsers::displayed_markers::{Displayed, Markable};
+use xmpp_parsers::http_upload::SlotRequest;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
@@ -25,6 +27,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::{VersionQuery, VersionResult};
 
 use crate::address::VisitorAddress;
+use crate::command::UploadRefusal;
 use crate::event::{Availability, Event};
 use crate::outgoing;
 use crate::stream::StanzaKind;
@@ -78,6 +81,8 @@ pub(crate) struct Directory {
     software_name: String,
     software_version: String,
     max_stanza_bytes: usize,
+    /// HTTP File Upload's advertised `max-file-size`; `None`: not offered.
+    upload_max_bytes: Option<u64>,
 }
 
 impl Directory {
@@ -95,7 +100,13 @@ impl Directory {
             software_name,
             software_version,
             max_stanza_bytes,
+            upload_max_bytes: None,
         }
+    }
+
+    /// Offers HTTP File Upload up to `limit` bytes, or stops (`None`).
+    pub(crate) fn set_upload_limit(&mut self, limit: Option<u64>) {
+        self.upload_max_bytes = limit;
     }
 
     pub(crate) fn domain(&self) -> &BareJid {
@@ -488,6 +499,11 @@ impl Directory {
                 outgoing::stanza_error(ErrorType::Auth, DefinedCondition::Forbidden, ""),
             ))];
         }
+        if is_get && visitor.is_none() && self.upload_max_bytes.is_some() {
+            if let Some(request) = slot_request(&payload) {
+                return self.slot_request(from, to, id, request);
+            }
+        }
         let answer = if !is_get {
             None
         } else if let Some(visitor) = &visitor {
@@ -512,18 +528,75 @@ impl Directory {
         }
     }
 
+    /// An HTTP File Upload slot request to the component domain (uploads
+    /// offered): agents' become events; strangers get `forbidden`, sizes
+    /// over the advertised limit `file-too-large`, without bothering the
+    /// gateway.
+    fn slot_request(
+        &self,
+        from: Option<Jid>,
+        to: Option<Jid>,
+        id: String,
+        request: SlotRequest,
+    ) -> Vec<Outcome> {
+        let agent = match from {
+            Some(from) if self.is_agent(&from) => from,
+            from => {
+                tracing::info!(?from, "refusing an upload slot request from a non-agent");
+                return vec![reply(outgoing::iq_error(
+                    from,
+                    to,
+                    id,
+                    outgoing::stanza_error(ErrorType::Auth, DefinedCondition::Forbidden, ""),
+                ))];
+            }
+        };
+        let max = self.upload_max_bytes.unwrap_or(0);
+        if request.size > max {
+            return vec![reply(outgoing::upload_refused(
+                &self.domain,
+                &agent,
+                &id,
+                UploadRefusal::FileTooLarge { max_file_size: max },
+                "The file is larger than the size limit.",
+            ))];
+        }
+        vec![Outcome::Emit(Event::UploadSlotRequest {
+            from: agent,
+            iq_id: id,
+            filename: request.filename,
+            size: request.size,
+            content_type: request.content_type,
+        })]
+    }
+
     fn domain_iq(&self, payload: Element) -> Option<Answer> {
         if let Ok(query) = DiscoInfoQuery::try_from(payload.clone()) {
             if query.node.is_some() {
                 return Some(item_not_found());
             }
-            return Some(Answer::Result(Some(
-                disco_info(
-                    Identity::new("component", "generic", "en", "Frontdesk visitor chat"),
-                    DOMAIN_FEATURES,
-                )
-                .into(),
-            )));
+            let mut info = disco_info(
+                Identity::new("component", "generic", "en", "Frontdesk visitor chat"),
+                DOMAIN_FEATURES,
+            );
+            if let Some(max) = self.upload_max_bytes {
+                // XEP-0363 §2: the `store/file` identity, the feature, and
+                // the limit as a data form clients read before uploading.
+                info.identities.push(Identity::new(
+                    "store",
+                    "file",
+                    "en",
+                    "Frontdesk file upload",
+                ));
+                info.features.insert(ns::HTTP_UPLOAD.to_owned());
+                info.extensions.push(DataForm::new(
+                    DataFormType::Result_,
+                    ns::HTTP_UPLOAD,
+                    vec![Field::new("max-file-size", FieldType::TextSingle)
+                        .with_value(&max.to_string())],
+                ));
+            }
+            return Some(Answer::Result(Some(info.into())));
         }
         if let Ok(query) = DiscoItemsQuery::try_from(payload.clone()) {
             if query.node.is_some() {
@@ -598,6 +671,26 @@ fn disco_info(identity: Identity, features: &[&str]) -> DiscoInfoResult {
             .collect::<BTreeSet<_>>(),
         extensions: Vec::new(),
     }
+}
+
+/// Parses an XEP-0363 slot request. `content-type` is optional in the XEP
+/// but xmpp-parsers 0.23 requires the attribute, so a request without one
+/// is parsed with an empty one, which means "none".
+fn slot_request(payload: &Element) -> Option<SlotRequest> {
+    if !payload.is("request", ns::HTTP_UPLOAD) {
+        return None;
+    }
+    let mut payload = payload.clone();
+    if payload.attr("content-type").is_none() {
+        payload.set_attr(
+            minidom::rxml::Namespace::NONE,
+            minidom::rxml::xml_ncname!("content-type").to_owned(),
+            "",
+        );
+    }
+    let mut request = SlotRequest::try_from(payload).ok()?;
+    request.content_type = request.content_type.filter(|t| !t.is_empty());
+    Some(request)
 }
 
 fn reply(stanza: impl Into<Stanza>) -> Outcome {
@@ -895,6 +988,97 @@ mod tests {
             &format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='result' id='zz'/>"),
         );
         assert!(out.is_empty());
+    }
+
+    fn features(reply: &Element) -> Vec<String> {
+        reply
+            .get_child("query", ns::DISCO_INFO)
+            .unwrap()
+            .children()
+            .filter(|c| c.name() == "feature")
+            .filter_map(|c| c.attr("var").map(str::to_owned))
+            .collect()
+    }
+
+    const SLOT_REQUEST: &str = "<request xmlns='urn:xmpp:http:upload:0' filename='leak photo.png' size='1000' content-type='image/png'/>";
+
+    #[test]
+    fn uploads_are_only_advertised_with_a_limit() {
+        let mut d = dir();
+        let disco = format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='get' id='q1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+        assert!(
+            !features(&replies(&handle(&mut d, &disco))[0]).contains(&ns::HTTP_UPLOAD.to_owned())
+        );
+        let request = format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='get' id='u1'>{SLOT_REQUEST}</iq>");
+        let out = handle(&mut d, &request);
+        assert_eq!(condition(&replies(&out)[0]), "service-unavailable");
+        assert!(events(out).is_empty());
+
+        d.set_upload_limit(Some(5_242_880));
+        let r = &replies(&handle(&mut d, &disco))[0];
+        assert!(features(r).contains(&ns::HTTP_UPLOAD.to_owned()));
+        let info = DiscoInfoResult::try_from(r.get_child("query", ns::DISCO_INFO).unwrap().clone())
+            .unwrap();
+        assert!(info
+            .identities
+            .iter()
+            .any(|i| i.category == "store" && i.type_ == "file"));
+        let form = &info.extensions[0];
+        assert_eq!(form.form_type(), Some(ns::HTTP_UPLOAD));
+        let max = form
+            .fields
+            .iter()
+            .find(|f| f.var.as_deref() == Some("max-file-size"))
+            .unwrap();
+        assert_eq!(max.values, ["5242880"]);
+    }
+
+    #[test]
+    fn agents_slot_requests_become_events() {
+        let mut d = dir();
+        d.set_upload_limit(Some(5_242_880));
+        let out = handle(&mut d, &format!("<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='get' id='u1'>{SLOT_REQUEST}</iq>"));
+        assert!(replies(&out).is_empty());
+        assert_eq!(
+            events(out),
+            [Event::UploadSlotRequest {
+                from: Jid::new(&format!("{AGENT}/d")).unwrap(),
+                iq_id: "u1".into(),
+                filename: "leak photo.png".into(),
+                size: 1000,
+                content_type: Some("image/png".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn slot_requests_from_strangers_or_too_large_are_refused_here() {
+        let mut d = dir();
+        d.set_upload_limit(Some(5_242_880));
+        let out = handle(&mut d, &format!("<iq {NS} from='eve@evil.example/x' to='chat.pbx.example' type='get' id='u2'>{SLOT_REQUEST}</iq>"));
+        let r = &replies(&out)[0];
+        assert_eq!(condition(r), "forbidden");
+        assert_eq!(r.attr("to"), Some("eve@evil.example/x"));
+        assert_eq!(r.attr("id"), Some("u2"));
+        assert!(events(out).is_empty());
+
+        // No content-type: optional in XEP-0363.
+        let big = "<request xmlns='urn:xmpp:http:upload:0' filename='big.bin' size='5242881'/>";
+        let out = handle(
+            &mut d,
+            &format!(
+                "<iq {NS} from='{AGENT}/d' to='chat.pbx.example' type='get' id='u3'>{big}</iq>"
+            ),
+        );
+        let r = &replies(&out)[0];
+        assert_eq!(condition(r), "not-acceptable");
+        let max = r
+            .get_child("error", ns::COMPONENT)
+            .and_then(|e| e.get_child("file-too-large", ns::HTTP_UPLOAD))
+            .and_then(|e| e.get_child("max-file-size", ns::HTTP_UPLOAD))
+            .unwrap();
+        assert_eq!(max.text(), "5242880");
+        assert!(events(out).is_empty());
     }
 
     #[test]

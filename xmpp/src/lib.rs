@@ -13,6 +13,15 @@
 //! after a reconnect), holding commands while the server is away, the agent
 //! allowlist, and answering disco, version, ping and subscription requests.
 //!
+//! # Files from agents (XEP-0363)
+//! When the gateway gives an upload limit
+//! ([`ComponentConfig::upload_max_bytes`] or [`Command::SetUploadLimit`]),
+//! the component domain advertises HTTP File Upload with that
+//! `max-file-size`, so an agent's client (Conversations, Gajim, Dino) can
+//! send files. Slot requests from agents become
+//! [`Event::UploadSlotRequest`]; the gateway creates the slot (it owns HTTP)
+//! and answers with [`Command::UploadSlot`] or [`Command::UploadRefused`].
+//!
 //! Layers, each in its own module:
 //! - `stream`: TCP + XML stream + handshake, reads that
 //!   tell a bad stanza from a dead connection;
@@ -71,7 +80,7 @@ mod stream;
 
 pub use address::{AddressError, VisitorAddress};
 pub use backoff::Backoff;
-pub use command::{ChatState, Command, OutboxId, OutgoingMessage};
+pub use command::{ChatState, Command, OutboxId, OutgoingMessage, UploadRefusal};
 pub use component::spawn;
 pub use config::{ComponentConfig, ConfigError};
 pub use event::{Availability, Event};

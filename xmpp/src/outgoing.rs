@@ -6,10 +6,12 @@ use minidom::Element;
 
 use xmpp_parsers::chatstates::ChatState as XChatState;
 use xmpp_parsers::displayed_markers::{Displayed, Markable};
+use xmpp_parsers::http_upload::{Get, Put, SlotResult};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 use xmpp_parsers::nick::Nick;
+use xmpp_parsers::ns;
 use xmpp_parsers::oob::Oob;
 use xmpp_parsers::ping::Ping;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
@@ -18,7 +20,7 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::address::VisitorAddress;
-use crate::command::{ChatState, Command, OutgoingMessage};
+use crate::command::{ChatState, Command, OutgoingMessage, UploadRefusal};
 
 /// Removes characters XML 1.0 cannot carry (most C0 controls, U+FFFE,
 /// U+FFFF). Visitor text can contain them; the encoder would fail halfway
@@ -192,6 +194,78 @@ pub(crate) fn iq_error(from: Option<Jid>, to: Option<Jid>, id: String, error: St
     }
 }
 
+/// The answer granting an upload slot (XEP-0363 `<slot/>`), from the
+/// component domain. The PUT needs no extra headers: the slot id in its URL
+/// is the capability.
+pub(crate) fn upload_slot(
+    domain: &BareJid,
+    to: &Jid,
+    iq_id: &str,
+    put_url: &str,
+    get_url: &str,
+) -> Iq {
+    Iq::Result {
+        from: Some(domain.clone().into()),
+        to: Some(to.clone()),
+        id: iq_id.to_owned(),
+        payload: Some(
+            SlotResult {
+                put: Put {
+                    url: xml_text(put_url),
+                    headers: Vec::new(),
+                },
+                get: Get {
+                    url: xml_text(get_url),
+                },
+            }
+            .into(),
+        ),
+    }
+}
+
+/// The XEP-0363 application condition that tells the client the limit:
+/// `<file-too-large><max-file-size>N</max-file-size></file-too-large>`.
+/// xmpp-parsers has no type for it; minidom builds it (still no string XML).
+fn file_too_large(max_file_size: u64) -> Element {
+    Element::builder("file-too-large", ns::HTTP_UPLOAD)
+        .append(
+            Element::builder("max-file-size", ns::HTTP_UPLOAD)
+                .append(max_file_size.to_string())
+                .build(),
+        )
+        .build()
+}
+
+/// The error answer to an upload slot request, from the component domain.
+pub(crate) fn upload_refused(
+    domain: &BareJid,
+    to: &Jid,
+    iq_id: &str,
+    refusal: UploadRefusal,
+    text: &str,
+) -> Iq {
+    let (type_, condition) = match refusal {
+        UploadRefusal::FileTooLarge { .. } | UploadRefusal::NotAcceptable => {
+            (ErrorType::Modify, DefinedCondition::NotAcceptable)
+        }
+        UploadRefusal::Forbidden => (ErrorType::Auth, DefinedCondition::Forbidden),
+        UploadRefusal::ResourceConstraint => {
+            (ErrorType::Wait, DefinedCondition::ResourceConstraint)
+        }
+        UploadRefusal::Unavailable => (ErrorType::Cancel, DefinedCondition::ServiceUnavailable),
+    };
+    let mut error = stanza_error(type_, condition, &xml_text(text));
+    if let UploadRefusal::FileTooLarge { max_file_size } = refusal {
+        error.other = Some(file_too_large(max_file_size));
+    }
+    iq_error(
+        Some(to.clone()),
+        Some(domain.clone().into()),
+        iq_id.to_owned(),
+        error,
+    )
+}
+
 /// The stanza a command puts on the wire; `None` for commands that only
 /// change the component's own state.
 pub(crate) fn command_stanza(domain: &BareJid, command: &Command) -> Option<Stanza> {
@@ -205,7 +279,22 @@ pub(crate) fn command_stanza(domain: &BareJid, command: &Command) -> Option<Stan
         } => error_reply(domain, from, to, id.as_deref(), text).into(),
         Command::Subscribe { agent } => presence_to(domain, PresenceType::Subscribe, agent).into(),
         Command::Probe { agent } => presence_to(domain, PresenceType::Probe, agent).into(),
-        Command::SetAgents(_) | Command::SetNick { .. } | Command::ForgetVisitor(_) => return None,
+        Command::UploadSlot {
+            to,
+            iq_id,
+            put_url,
+            get_url,
+        } => upload_slot(domain, to, iq_id, put_url, get_url).into(),
+        Command::UploadRefused {
+            to,
+            iq_id,
+            condition,
+            text,
+        } => upload_refused(domain, to, iq_id, *condition, text).into(),
+        Command::SetAgents(_)
+        | Command::SetNick { .. }
+        | Command::ForgetVisitor(_)
+        | Command::SetUploadLimit(_) => return None,
     })
 }
 
@@ -284,6 +373,63 @@ mod tests {
         let elem = Element::from(message(&domain(), &m));
         assert!(!elem.has_child("nick", xmpp_parsers::ns::NICK));
         assert!(!elem.has_child("request", xmpp_parsers::ns::RECEIPTS));
+    }
+
+    #[test]
+    fn upload_slots_are_typed_results_from_the_domain() {
+        let to = Jid::new("101@example.com/phone").unwrap();
+        let elem = Element::from(upload_slot(
+            &domain(),
+            &to,
+            "u1",
+            "https://gw.example/upload/abc/a%20b.png",
+            "https://gw.example/files/f?expires=1&sig=s",
+        ));
+        assert_eq!(elem.attr("type"), Some("result"));
+        assert_eq!(elem.attr("id"), Some("u1"));
+        assert_eq!(elem.attr("from"), Some("chat.example.com"));
+        assert_eq!(elem.attr("to"), Some("101@example.com/phone"));
+        let slot =
+            SlotResult::try_from(elem.get_child("slot", ns::HTTP_UPLOAD).unwrap().clone()).unwrap();
+        assert_eq!(slot.put.url, "https://gw.example/upload/abc/a%20b.png");
+        assert!(slot.put.headers.is_empty());
+        assert_eq!(slot.get.url, "https://gw.example/files/f?expires=1&sig=s");
+    }
+
+    #[test]
+    fn file_too_large_carries_the_limit() {
+        let to = Jid::new("101@example.com/phone").unwrap();
+        let elem = Element::from(upload_refused(
+            &domain(),
+            &to,
+            "u2",
+            UploadRefusal::FileTooLarge {
+                max_file_size: 5_242_880,
+            },
+            "too large",
+        ));
+        assert_eq!(elem.attr("type"), Some("error"));
+        assert_eq!(elem.attr("id"), Some("u2"));
+        assert_eq!(elem.attr("from"), Some("chat.example.com"));
+        let error = elem.get_child("error", ns::COMPONENT).unwrap();
+        assert_eq!(error.attr("type"), Some("modify"));
+        assert!(error.has_child("not-acceptable", ns::XMPP_STANZAS));
+        let max = error
+            .get_child("file-too-large", ns::HTTP_UPLOAD)
+            .and_then(|e| e.get_child("max-file-size", ns::HTTP_UPLOAD))
+            .unwrap();
+        assert_eq!(max.text(), "5242880");
+
+        let elem = Element::from(upload_refused(
+            &domain(),
+            &to,
+            "u3",
+            UploadRefusal::Forbidden,
+            "",
+        ));
+        let error = elem.get_child("error", ns::COMPONENT).unwrap();
+        assert!(error.has_child("forbidden", ns::XMPP_STANZAS));
+        assert!(!error.has_child("file-too-large", ns::HTTP_UPLOAD));
     }
 
     #[test]

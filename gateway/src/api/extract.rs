@@ -1,13 +1,18 @@
 //! Request extractors whose failures speak the API's error format.
 
+use std::collections::HashMap;
+
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::domain::VisitorToken;
+use super::ApiState;
+use crate::domain::{ConversationId, VisitorToken};
+use crate::engine::EngineError;
+use crate::store::ConversationRow;
 
 /// `axum::Json`, but a bad body answers in the API's error shape:
 /// 413 `payload_too_large` past the body limit, 400 `invalid_json` else.
@@ -77,5 +82,53 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeOrigin {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         ))
+    }
+}
+
+/// The visitor of the conversation named by the path's `{id}`: their token
+/// matched (else 401) and their browser's origin is allowed for the
+/// conversation's channel (else 403). Every authenticated visitor route
+/// takes this instead of checking by hand.
+pub struct AuthorizedVisitor {
+    pub id: ConversationId,
+    pub row: ConversationRow,
+}
+
+impl<S> FromRequestParts<S> for AuthorizedVisitor
+where
+    ApiState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = ApiState::from_ref(state);
+        let unknown = || ApiError::from(EngineError::UnknownConversation);
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, &())
+            .await
+            .map_err(|_| unknown())?;
+        let id: ConversationId = params
+            .get("id")
+            .and_then(|raw| raw.parse().ok())
+            .ok_or_else(unknown)?;
+        let Bearer(token) = Bearer::from_request_parts(parts, &()).await?;
+        let MaybeOrigin(origin) = match MaybeOrigin::from_request_parts(parts, &()).await {
+            Ok(origin) => origin,
+            Err(never) => match never {},
+        };
+        let row = state
+            .engine
+            .authenticate(id, &token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        let channel = state
+            .engine
+            .channels()
+            .get(&row.channel_key)
+            .ok_or(EngineError::UnknownChannel)?;
+        if origin.is_some_and(|o| !channel.allows_origin(&o)) {
+            return Err(ApiError::origin_not_allowed());
+        }
+        Ok(AuthorizedVisitor { id, row })
     }
 }

@@ -13,13 +13,10 @@
 //! origin: `Content-Disposition: attachment`, `nosniff` and a sandboxing
 //! CSP, whatever the file holds.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,8 +25,9 @@ use tokio_util::io::ReaderStream;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{Bearer, MaybeOrigin};
-use super::visitor::{authorize, ErrorBody};
+use super::extract::AuthorizedVisitor;
+use super::ratelimit::limit_per_ip;
+use super::visitor::ErrorBody;
 use super::ApiState;
 use crate::domain::{ClientMessageId, ConversationId};
 use crate::engine::{EngineError, MessageView};
@@ -47,6 +45,12 @@ pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
 pub struct FilesState {
     pub api: ApiState,
     pub files: Files,
+}
+
+impl axum::extract::FromRef<FilesState> for ApiState {
+    fn from_ref(state: &FilesState) -> ApiState {
+        state.api.clone()
+    }
 }
 
 /// The file routes. The upload route accepts bodies up to the largest
@@ -76,18 +80,6 @@ pub fn router(api: ApiState, files: Files) -> Router {
         .route("/files/{file_id}", get(agent_download))
         .route_layer(axum::middleware::from_fn_with_state(limiters, limit_per_ip))
         .with_state(FilesState { api, files })
-}
-
-async fn limit_per_ip(
-    State(limiters): State<super::ratelimit::Limiters>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    match limiters.request(peer.ip()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
 }
 
 // ---- wire types ------------------------------------------------------------
@@ -207,11 +199,6 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-fn parse_id(raw: &str) -> ApiResult<ConversationId> {
-    raw.parse()
-        .map_err(|_| ApiError::from(EngineError::UnknownConversation))
-}
-
 fn parse_batch(raw: &str) -> ApiResult<BatchId> {
     BatchId::parse(raw).ok_or_else(|| {
         ApiError::new(
@@ -253,14 +240,10 @@ async fn small_text(field: &mut Field<'_>, limit: u64) -> ApiResult<String> {
         (status = 429, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<FilesState>,
-    Path(id): Path<String>,
+    AuthorizedVisitor { id, row }: AuthorizedVisitor,
     Query(query): Query<UploadQuery>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
-    let row = authorize(&state.api, id, &token, &origin).await?;
     if row.parsed_state().map_err(EngineError::from)?.is_final() {
         return Err(EngineError::ConversationEnded.into());
     }
@@ -384,12 +367,9 @@ async fn existing_message(
         (status = 404, description = "`unknown_file`", body = ErrorBody)))]
 pub async fn visitor_download(
     State(state): State<FilesState>,
-    Path((id, file_id)): Path<(String, String)>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
+    AuthorizedVisitor { id, .. }: AuthorizedVisitor,
+    Path((_, file_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
-    authorize(&state.api, id, &token, &origin).await?;
     let file_id: FileId = file_id.parse().map_err(|_| unknown_file())?;
     let row = state
         .api

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod files;
 pub mod openapi;
 pub mod ratelimit;
+pub mod upload;
 pub mod visitor;
 
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ pub fn visitor_api(state: ApiState, files: crate::files::Files, max_body_bytes: 
     Router::new()
         .merge(visitor::router(state.clone()))
         .merge(events::router(state.clone()))
+        .merge(upload::router(state.clone(), files.clone()))
         .merge(files::router(state, files))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(cors)

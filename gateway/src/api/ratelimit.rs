@@ -3,11 +3,14 @@
 //! Limits protect agents from floods and the store from abuse; they are
 //! enforced here, on the server, whatever the widget does.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -75,5 +78,18 @@ impl Limiters {
         self.requests.retain_recent();
         self.conversations.retain_recent();
         self.messages.retain_recent();
+    }
+}
+
+/// Middleware: the per-IP request budget of every visitor route.
+pub async fn limit_per_ip(
+    State(limiters): State<Limiters>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    match limiters.request(peer.ip()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
 }

@@ -9,8 +9,6 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -18,13 +16,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, Bearer, MaybeOrigin};
-use super::ratelimit::Limiters;
+use super::extract::{ApiJson, AuthorizedVisitor, MaybeOrigin};
+use super::ratelimit::limit_per_ip;
 use super::ApiState;
 use crate::config::{Alternative, ChannelLimits, ChannelMode};
 use crate::domain::{ClientMessageId, ConversationId, Email, MessageBody, Party, VisitorName};
 use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor};
-use crate::store::ConversationRow;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -45,19 +42,6 @@ pub fn router(state: ApiState) -> Router {
             limit_per_ip,
         ))
         .with_state(state)
-}
-
-/// Per-IP request budget for every visitor API call.
-async fn limit_per_ip(
-    State(limiters): State<Limiters>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    match limiters.request(peer.ip()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
 }
 
 // ---- wire types ------------------------------------------------------------
@@ -203,32 +187,6 @@ fn check_origin(channel: &Channel, origin: &Option<String>) -> ApiResult<()> {
     }
 }
 
-fn parse_id(raw: &str) -> ApiResult<ConversationId> {
-    raw.parse()
-        .map_err(|_| ApiError::from(EngineError::UnknownConversation))
-}
-
-/// Checks the token and the origin; returns the conversation's row.
-pub(super) async fn authorize(
-    state: &ApiState,
-    id: ConversationId,
-    token: &crate::domain::VisitorToken,
-    origin: &Option<String>,
-) -> ApiResult<ConversationRow> {
-    let row = state
-        .engine
-        .authenticate(id, token)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
-    let channel = state
-        .engine
-        .channels()
-        .get(&row.channel_key)
-        .ok_or(EngineError::UnknownChannel)?;
-    check_origin(&channel, origin)?;
-    Ok(row)
-}
-
 // ---- handlers --------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/channels/{key}", tag = "visitor",
@@ -303,12 +261,8 @@ pub async fn start_conversation(
     responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_conversation(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
+    AuthorizedVisitor { id, .. }: AuthorizedVisitor,
 ) -> ApiResult<Json<ConversationView>> {
-    let id = parse_id(&id)?;
-    authorize(&state, id, &token, &origin).await?;
     Ok(Json(state.engine.view(id).await?))
 }
 
@@ -317,13 +271,9 @@ pub async fn get_conversation(
     responses((status = 200, body = ConversationView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn choose_option(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
+    AuthorizedVisitor { id, .. }: AuthorizedVisitor,
     ApiJson(request): ApiJson<ChoiceRequest>,
 ) -> ApiResult<Json<ConversationView>> {
-    let id = parse_id(&id)?;
-    authorize(&state, id, &token, &origin).await?;
     Ok(Json(
         state.engine.choose_option(id, &request.option_id).await?,
     ))
@@ -338,13 +288,9 @@ pub async fn choose_option(
         (status = 429, body = ErrorBody)))]
 pub async fn post_message(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
+    AuthorizedVisitor { id, row }: AuthorizedVisitor,
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let id = parse_id(&id)?;
-    let row = authorize(&state, id, &token, &origin).await?;
     let channel = state
         .engine
         .channels()
@@ -370,13 +316,9 @@ pub async fn post_message(
     responses((status = 200, body = MessageList), (status = 401, body = ErrorBody)))]
 pub async fn list_messages(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
+    AuthorizedVisitor { id, .. }: AuthorizedVisitor,
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<Json<MessageList>> {
-    let id = parse_id(&id)?;
-    authorize(&state, id, &token, &origin).await?;
     let messages = state.engine.messages(id, query.after_seq, 1000).await?;
     Ok(Json(MessageList { messages }))
 }
@@ -386,11 +328,7 @@ pub async fn list_messages(
     responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody)))]
 pub async fn close_conversation(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
-    MaybeOrigin(origin): MaybeOrigin,
+    AuthorizedVisitor { id, .. }: AuthorizedVisitor,
 ) -> ApiResult<Json<ConversationView>> {
-    let id = parse_id(&id)?;
-    authorize(&state, id, &token, &origin).await?;
     Ok(Json(state.engine.close(id, Party::Visitor).await?))
 }

@@ -8,6 +8,15 @@
 //! loses what the engine asked to send. Inbound, [`run_events`] turns the
 //! component's events into engine calls: replies, typing, receipts,
 //! presence, and agent commands.
+//!
+//! Agents send files with their client's HTTP File Upload (XEP-0363): the
+//! component advertises the largest channel file limit; a slot request
+//! becomes an engine upload slot whose PUT URL is `PUBLIC_URL/upload/…`
+//! (see `api::upload`) and whose GET URL is the file's signed agent link.
+//! When the agent then sends that link in a chat of theirs (as clients do,
+//! in the body and as an out-of-band URL), the file becomes their message
+//! with an attachment, which the visitor downloads with their token. Any
+//! other link is ordinary text.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use frontdesk_xmpp::{
     Availability, BareJid, ChatState, Command, ComponentConfig, Event, Jid, OutboxId,
-    OutgoingMessage, VisitorAddress,
+    OutgoingMessage, UploadRefusal, VisitorAddress,
 };
 use pbx_adapter::queue::AgentConfig;
 use serde::{Deserialize, Serialize};
@@ -29,10 +38,11 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::config::XmppConfig;
 use crate::domain::{ConversationId, Party};
 use crate::engine::{
-    describe_visitor, AgentChannel, AgentChannelError, AgentCommand, AgentStatus,
-    ConversationSummary, Engine, EngineError, MessageView, Offer, ReceiptStatus,
+    describe_visitor, AgentChannel, AgentChannelError, AgentCommand, AgentFileOutcome, AgentStatus,
+    ConversationSummary, Engine, EngineError, MessageView, Offer, ReceiptStatus, SlotId,
+    SlotRefusal,
 };
-use crate::files::Files;
+use crate::files::{DisplayName, FileId, Files, Signature};
 use crate::store::Store;
 
 /// The visitor address of a conversation: `visitor-<uuid hex>`.
@@ -54,6 +64,26 @@ fn stanza_id(seq: i64) -> String {
 
 fn seq_of(stanza_id: &str) -> Option<i64> {
     stanza_id.strip_prefix("m-")?.parse().ok()
+}
+
+/// How often expired upload slots (and files uploaded but never sent) are
+/// cleared.
+const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The PUT URL of an upload slot: `PUBLIC_URL/upload/{slot}/{name}`, built
+/// from the file's signed link `PUBLIC_URL/files/{id}?…` (so it follows the
+/// public URL, path prefix included); the name is percent-encoded.
+fn put_url(get_url: &url::Url, slot: &SlotId, name: &DisplayName) -> Option<url::Url> {
+    let mut url = get_url.clone();
+    url.set_query(None);
+    url.path_segments_mut()
+        .ok()?
+        .pop()
+        .pop()
+        .push("upload")
+        .push(slot.as_str())
+        .push(name.as_str());
+    Some(url)
 }
 
 /// A message as persisted in the outbox until the server confirms it.
@@ -98,6 +128,8 @@ pub fn start(
         .map_err(|e| anyhow::anyhow!("xmpp.domain {:?}: {e}", config.domain))?;
     let mut component = ComponentConfig::new(domain, &config.server, &config.secret);
     component.ping_interval = Duration::from_secs(config.ping_interval_secs.max(1));
+    component.reconnect_max =
+        Duration::from_secs(config.reconnect_max_secs.max(1)).max(component.reconnect_initial);
     let (commands, commands_rx) = mpsc::channel(1024);
     let (handle, events) = frontdesk_xmpp::spawn(component, commands_rx, shutdown)?;
     Ok(XmppRuntime {
@@ -185,6 +217,28 @@ impl XmppAgents {
                 warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
             }
         }
+    }
+
+    /// The file behind `link` if it is one of our signed file links (exact
+    /// place, valid signature, not expired), as an upload's GET URL is.
+    fn file_of_link(&self, link: &str) -> Option<FileId> {
+        let url = url::Url::parse(link.trim()).ok()?;
+        let id: FileId = url.path_segments()?.next_back()?.parse().ok()?;
+        let query = |key: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        let presented = Signature {
+            expires: query("expires")?.parse().ok()?,
+            sig: query("sig")?,
+        };
+        let mut ours = self.files.agent_link_until(&id, presented.expires).ok()?;
+        ours.set_query(None);
+        let mut theirs = url.clone();
+        theirs.set_query(None);
+        let valid = matches!(self.files.verify_link(&id, &presented), Ok(Ok(())));
+        (valid && ours == theirs).then_some(id)
     }
 
     /// A visitor's message as the agent gets it: its text, or for a file
@@ -350,6 +404,11 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                 component,
                 offers_when_away,
             } = runtime;
+            let upload_limit = engine.largest_file_limit();
+            let offer_uploads = Command::SetUploadLimit((upload_limit > 0).then_some(upload_limit));
+            if let Err(e) = agents.command(offer_uploads).await {
+                warn!(error = %e, "cannot offer file uploads");
+            }
             if let Err(e) = introduce_agents(&agents, &engine).await {
                 warn!(error = %e, "cannot set up agent subscriptions");
             }
@@ -367,8 +426,20 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                 offers_when_away,
                 error_ids: AtomicI64::new(-1),
             };
-            while let Some(event) = events.recv().await {
-                bridge.handle(event).await;
+            let mut sweep = tokio::time::interval(UPLOAD_SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(event) => bridge.handle(event).await,
+                        None => break,
+                    },
+                    _ = sweep.tick() => {
+                        let swept = engine.sweep_upload_slots();
+                        if swept > 0 {
+                            debug!(slots = swept, "expired upload slots cleared");
+                        }
+                    }
+                }
             }
             if let Err(e) = component.await {
                 warn!(error = %e, "the XMPP component task failed");
@@ -432,11 +503,19 @@ impl Inbound<'_> {
                 id,
                 body,
                 receipt_requested,
+                oob_url,
                 ..
             } => {
-                self.agent_message(from, to, id, body, receipt_requested)
+                self.agent_message(from, to, id, body, oob_url, receipt_requested)
                     .await
             }
+            Event::UploadSlotRequest {
+                from,
+                iq_id,
+                filename,
+                size,
+                ..
+            } => self.slot_request(from, iq_id, &filename, size).await,
             Event::AgentChatState { from, to, state } => {
                 if let Some((conversation, _)) = self.resolve(&from, &to) {
                     match state {
@@ -513,6 +592,7 @@ impl Inbound<'_> {
         to: VisitorAddress,
         id: Option<String>,
         body: String,
+        oob_url: Option<String>,
         receipt_requested: bool,
     ) {
         let Some((conversation, agent)) = self.resolve(&from, &to) else {
@@ -522,30 +602,50 @@ impl Inbound<'_> {
         };
         let span = info_span!("agent_message", conversation = %conversation, agent = %agent);
         async {
-            let result = match AgentCommand::parse(&body) {
-                Some(command) => {
-                    match self
-                        .engine
-                        .run_agent_command(conversation, &agent, command)
+            // An upload's GET URL, in the out-of-band data or as the body.
+            let link = [oob_url.as_deref(), Some(body.as_str())]
+                .into_iter()
+                .flatten()
+                .find_map(|l| {
+                    self.agents
+                        .file_of_link(l)
+                        .map(|f| (l.trim().to_owned(), f))
+                });
+            let file = match link {
+                Some((link, file_id)) => {
+                    self.agent_file(conversation, &agent, file_id, &link, &body)
                         .await
-                    {
-                        Ok(reply) => {
-                            self.reply_text(&from, conversation, reply).await;
-                            Ok(())
+                }
+                None => None,
+            };
+            let result = match file {
+                Some(result) => result,
+                None => match AgentCommand::parse(&body) {
+                    Some(command) => {
+                        match self
+                            .engine
+                            .run_agent_command(conversation, &agent, command)
+                            .await
+                        {
+                            Ok(reply) => {
+                                self.reply_text(&from, conversation, reply).await;
+                                Ok(())
+                            }
+                            Err(e) => Err(refusal_text(e)),
                         }
-                        Err(e) => Err(e),
                     }
-                }
-                None => {
-                    let text = body
-                        .strip_prefix('/')
-                        .filter(|t| t.starts_with('/'))
-                        .unwrap_or(&body);
-                    self.engine
-                        .agent_message(conversation, &agent, text)
-                        .await
-                        .map(|_| ())
-                }
+                    None => {
+                        let text = body
+                            .strip_prefix('/')
+                            .filter(|t| t.starts_with('/'))
+                            .unwrap_or(&body);
+                        self.engine
+                            .agent_message(conversation, &agent, text)
+                            .await
+                            .map(|_| ())
+                            .map_err(refusal_text)
+                    }
+                },
             };
             match result {
                 Ok(()) => {
@@ -560,32 +660,113 @@ impl Inbound<'_> {
                         }
                     }
                 }
-                Err(e) => {
-                    let text = match e {
-                        EngineError::NotYourConversation => {
-                            "This chat is handled by another agent; your message was not delivered."
-                                .to_owned()
-                        }
-                        EngineError::ConversationEnded => {
-                            "This chat has ended; your message was not delivered.".to_owned()
-                        }
-                        EngineError::UnknownConversation => {
-                            "There is no chat at this address.".to_owned()
-                        }
-                        EngineError::Invalid(invalid) => {
-                            format!("Your message was not delivered: {invalid}.")
-                        }
-                        other => {
-                            warn!(error = %other, "an agent message failed");
-                            "Your message could not be delivered. Please try again.".to_owned()
-                        }
-                    };
-                    self.reply_error(&from, &to, id, &text).await;
-                }
+                Err(text) => self.reply_error(&from, &to, id, &text).await,
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// The agent sent the link of their upload `file_id`: the file becomes
+    /// their message (and any other text in `body` a second one). `None`
+    /// when it is not an upload of theirs waiting to be sent: then the
+    /// message is ordinary text.
+    async fn agent_file(
+        &self,
+        conversation: ConversationId,
+        agent: &pbx_adapter::AgentExtension,
+        file_id: FileId,
+        link: &str,
+        body: &str,
+    ) -> Option<Result<(), String>> {
+        let store = self.agents.files.store();
+        let outcome = self
+            .engine
+            .attach_agent_file(conversation, agent, file_id, store)
+            .await;
+        match outcome {
+            Ok(AgentFileOutcome::NotAnUpload) => None,
+            Ok(AgentFileOutcome::TooLarge { limit }) => Some(Err(format!(
+                "This file is larger than this chat's limit ({limit} bytes); it was not delivered."
+            ))),
+            Ok(AgentFileOutcome::Attached(_)) => {
+                let text = body.trim();
+                if text.is_empty() || text == link {
+                    return Some(Ok(()));
+                }
+                Some(
+                    self.engine
+                        .agent_message(conversation, agent, text)
+                        .await
+                        .map(|_| ())
+                        .map_err(refusal_text),
+                )
+            }
+            Err(e) => Some(Err(refusal_text(e))),
+        }
+    }
+
+    /// Grants or refuses an agent's upload slot request.
+    async fn slot_request(&self, from: Jid, iq_id: String, filename: &str, size: u64) {
+        let command = match self.grant_slot(&from, filename, size) {
+            Ok((put_url, get_url)) => Command::UploadSlot {
+                to: from,
+                iq_id,
+                put_url,
+                get_url,
+            },
+            Err((condition, text)) => {
+                info!(agent = %from, ?condition, "upload slot refused");
+                Command::UploadRefused {
+                    to: from,
+                    iq_id,
+                    condition,
+                    text: text.to_owned(),
+                }
+            }
+        };
+        if let Err(e) = self.agents.command(command).await {
+            debug!(error = %e, "upload slot answer not sent");
+        }
+    }
+
+    fn grant_slot(
+        &self,
+        from: &Jid,
+        filename: &str,
+        size: u64,
+    ) -> Result<(String, String), (UploadRefusal, &'static str)> {
+        let Some(config) = self.engine.directory().agent_by_jid(&from.to_bare()) else {
+            return Err((UploadRefusal::Forbidden, ""));
+        };
+        let slot = self
+            .engine
+            .open_upload_slot(&config.extension, filename, size)
+            .map_err(|refusal| match refusal {
+                SlotRefusal::TooLarge { limit } => (
+                    UploadRefusal::FileTooLarge {
+                        max_file_size: limit,
+                    },
+                    "The file is larger than the size limit.",
+                ),
+                SlotRefusal::Empty => (UploadRefusal::NotAcceptable, "The file is empty."),
+                SlotRefusal::TooManyOpen => (
+                    UploadRefusal::ResourceConstraint,
+                    "Too many uploads are waiting to be sent; send them or try later.",
+                ),
+            })?;
+        let unavailable = (
+            UploadRefusal::Unavailable,
+            "Uploads are unavailable right now.",
+        );
+        let get_url = self.agents.files.agent_link(&slot.file_id).map_err(|e| {
+            warn!(error = %e, "cannot sign an upload's link");
+            unavailable
+        })?;
+        let put_url =
+            put_url(&get_url, &slot.id, &DisplayName::sanitize(filename)).ok_or(unavailable)?;
+        info!(agent = %config.extension, size, "upload slot granted");
+        Ok((put_url.to_string(), get_url.to_string()))
     }
 
     async fn receipt(&self, from: &Jid, to: &VisitorAddress, id: &str, status: ReceiptStatus) {
@@ -621,9 +802,39 @@ impl Inbound<'_> {
     }
 }
 
+/// What an agent is told when their message was not delivered.
+fn refusal_text(e: EngineError) -> String {
+    match e {
+        EngineError::NotYourConversation => {
+            "This chat is handled by another agent; your message was not delivered.".to_owned()
+        }
+        EngineError::ConversationEnded => {
+            "This chat has ended; your message was not delivered.".to_owned()
+        }
+        EngineError::UnknownConversation => "There is no chat at this address.".to_owned(),
+        EngineError::Invalid(invalid) => format!("Your message was not delivered: {invalid}."),
+        other => {
+            warn!(error = %other, "an agent message failed");
+            "Your message could not be delivered. Please try again.".to_owned()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_urls_follow_the_public_url_and_encode_the_name() {
+        let get =
+            url::Url::parse("https://chat.example.com/base/files/abc?expires=1&sig=s").unwrap();
+        let slot = SlotId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let url = put_url(&get, &slot, &DisplayName::sanitize("my photo#1?.png")).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://chat.example.com/base/upload/0123456789abcdef0123456789abcdef/my%20photo%231%3F.png"
+        );
+    }
 
     #[test]
     fn visitor_addresses_map_back_to_their_conversation() {

@@ -14,6 +14,7 @@ pub mod loopback;
 pub mod state;
 pub mod view;
 
+mod agent_files;
 mod dispatch;
 mod files;
 mod overflow;
@@ -30,6 +31,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+pub use agent_files::{
+    AgentFileOutcome, GrantedSlot, SlotId, SlotRefusal, SlotUnusable, UploadTicket,
+};
 pub use agents::{AgentChannel, AgentChannelError, Offer};
 pub use channels::{Channel, Channels};
 pub use commands::{describe_visitor, AgentCommand};
@@ -112,6 +116,8 @@ struct Inner {
     status_changed: tokio::sync::Notify,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Agents' HTTP File Upload slots (see `agent_files`).
+    uploads: agent_files::UploadSlots,
 }
 
 /// What this node keeps in memory only: rebuilt at start-up (offers are
@@ -157,6 +163,7 @@ impl Engine {
                 status_changed: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                uploads: agent_files::UploadSlots::default(),
             }),
         }
     }

@@ -8,6 +8,12 @@
 //! With `--spawn sqlite|postgres` it starts a `frontdesk serve` process on
 //! a fresh database first (the binary next to this one), so a benchmark is
 //! one command. Figures go in docs/benchmarks.md.
+//!
+//! With `--xmpp-agents K` (and `--spawn`) the conversations are answered by
+//! K real XMPP clients in echo mode on a throwaway Prosody, through the
+//! gateway's XMPP bridge, and the figures are visitor→agent, agent→visitor
+//! and round-trip latency, next to Prosody's own client-to-client latency
+//! measured in the same run (see [`xmpp_mode`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,15 +40,34 @@ struct Args {
     /// Channel key to open conversations on.
     #[arg(long, default_value = "live")]
     channel: String,
-    /// Concurrent visitor conversations.
-    #[arg(long, short = 'n', default_value_t = 50)]
-    conversations: usize,
+    /// Concurrent visitor conversations [default: 50, or 20 with
+    /// --xmpp-agents].
+    #[arg(long, short = 'n')]
+    conversations: Option<usize>,
     /// Messages per conversation.
     #[arg(long, short = 'm', default_value_t = 20)]
     messages: usize,
     /// Messages per second in each conversation.
     #[arg(long, default_value_t = 2.0)]
     rate: f64,
+    /// Answer the conversations with K scripted XMPP agents (echo mode) on
+    /// a throwaway Prosody, through the XMPP bridge; needs --spawn.
+    #[arg(long, value_name = "K")]
+    xmpp_agents: Option<usize>,
+    /// Queue strategy of the XMPP agents' queue.
+    #[arg(long, default_value = "rrmemory", value_parser = ["rrmemory", "ringall"])]
+    strategy: String,
+    /// Messages per second between the two plain Prosody accounts that
+    /// measure Prosody's own client-to-client latency (with --xmpp-agents).
+    #[arg(long, default_value_t = 10.0)]
+    probe_rate: f64,
+}
+
+impl Args {
+    fn conversations(&self) -> usize {
+        self.conversations
+            .unwrap_or(if self.xmpp_agents.is_some() { 20 } else { 50 })
+    }
 }
 
 #[derive(Default)]
@@ -59,6 +84,13 @@ fn histogram() -> Histogram<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match args.xmpp_agents {
+        Some(agents) => xmpp_mode::run(&args, agents).await,
+        None => run_plain(&args).await,
+    }
+}
+
+async fn run_plain(args: &Args) -> anyhow::Result<()> {
     let mut spawned = None;
     let url = match &args.spawn {
         Some(engine) => {
@@ -77,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
     };
     println!(
         "frontdesk-load: {} conversations x {} messages at {}/s each against {url}",
-        args.conversations, args.messages, args.rate
+        args.conversations(),
+        args.messages,
+        args.rate
     );
     let figures = Arc::new(Mutex::new(Figures {
         ack: Some(histogram()),
@@ -86,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     }));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for n in 0..args.conversations {
+    for n in 0..args.conversations() {
         let visitor = Visitor::new(&url);
         let figures = figures.clone();
         let channel = args.channel.clone();
@@ -212,4 +246,461 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
+}
+
+/// Visitor ↔ XMPP agent latency through gateway + Prosody (issue 7).
+///
+/// Each conversation is taken by one of K echo agents (the agent echoes
+/// the offer card, and its first reply takes the chat); only once the
+/// visitor saw `agent_joined` does the timed part start. Every timed
+/// message carries a unique token in its body, so the three points of its
+/// trip can be matched: the visitor's POST start (wall clock here), the
+/// agent client's receive time (`ts`, wall clock in the agent script) and
+/// the echo's arrival on the visitor's WebSocket (wall clock here). All run
+/// on one machine, so the wall clocks are the same clock.
+///
+/// Alongside, two plain accounts of the same Prosody (no gateway involved)
+/// exchange timestamped messages, one of them in echo mode: Prosody's own
+/// client-to-client latency under the same load, measured the same way.
+mod xmpp_mode {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use anyhow::Context;
+    use frontdesk_tests::database::TestDb;
+    use frontdesk_tests::gateway::GatewayProcess;
+    use frontdesk_tests::prosody::{Account, Prosody, XmppAgent, COMPONENT_DOMAIN, HOST};
+    use frontdesk_tests::visitor::{StreamItem, Visitor};
+    use hdrhistogram::Histogram;
+    use serde_json::{json, Value};
+    use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{histogram, sibling_binary, Args};
+
+    /// Every timed body starts with this, so offer cards and notices are
+    /// never mistaken for a sample.
+    const TOKEN_MARK: &str = "load ";
+    /// What the echo agents put before the body they answer.
+    const ECHO_PREFIX: &str = "echo: ";
+    const PROBE_SENDER: &str = "probe-sender";
+    const PROBE_ECHO: &str = "probe-echo";
+    /// How long a visitor waits for any one event.
+    const EVENT_WAIT: Duration = Duration::from_secs(30);
+    /// After the load, how long the readers keep draining events already
+    /// on their way.
+    const DRAIN_IDLE: Duration = Duration::from_millis(500);
+
+    /// Seconds since the Unix epoch, as the agent script's `ts`.
+    fn wall_now() -> f64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs_f64()
+    }
+
+    /// One timed visitor message.
+    struct VisitorSample {
+        token: String,
+        /// Wall clock at POST start.
+        sent: f64,
+        ack: Duration,
+        /// Wall clock at the echo's arrival on the WebSocket.
+        echoed: f64,
+        round_trip: Duration,
+    }
+
+    /// Token → wall-clock receive time reported by an agent client.
+    type Arrivals = HashMap<String, f64>;
+
+    fn is_chat_message(event: &Value) -> bool {
+        event["event"] == "message" && event["type"] == "chat" && event["body"].is_string()
+    }
+
+    /// Notes a timed message (or its echo) an agent client received.
+    fn note(arrivals: &mut Arrivals, event: &Value) {
+        let body = event["body"].as_str().unwrap_or_default();
+        let body = body.strip_prefix(ECHO_PREFIX).unwrap_or(body);
+        if let (true, Some(ts)) = (body.starts_with(TOKEN_MARK), event["ts"].as_f64()) {
+            arrivals.entry(body.to_owned()).or_insert(ts);
+        }
+    }
+
+    /// Reads an agent client's events until `stop`, then drains what is
+    /// already on its way; the client is killed when the task ends.
+    fn record_arrivals(
+        mut agent: XmppAgent,
+        stop: CancellationToken,
+    ) -> JoinHandle<anyhow::Result<Arrivals>> {
+        tokio::spawn(async move {
+            let mut arrivals = Arrivals::new();
+            loop {
+                let event = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    event = agent.expect(Duration::from_secs(3600), is_chat_message) => event?,
+                };
+                note(&mut arrivals, &event);
+            }
+            while let Ok(event) = agent.expect(DRAIN_IDLE, is_chat_message).await {
+                note(&mut arrivals, &event);
+            }
+            Ok(arrivals)
+        })
+    }
+
+    /// The gateway configuration: the XMPP bridge to `prosody`, agents
+    /// 101… as its accounts `agent1`…, all in queue 600 behind channel
+    /// `channel`.
+    fn config_toml(
+        database_url: &str,
+        prosody: &Prosody,
+        agents: &[String],
+        strategy: &str,
+        max_chats: usize,
+        channel: &str,
+    ) -> String {
+        let mut text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = 5
+
+[database]
+url = "{database_url}"
+
+[limits]
+requests_per_minute_per_ip = 1000000
+conversations_per_hour_per_ip = 1000000
+messages_per_minute_per_conversation = 1000000
+
+[xmpp]
+domain = "{COMPONENT_DOMAIN}"
+server = "{server}"
+secret = "{secret}"
+ping_interval_secs = 10
+"#,
+            server = prosody.component_addr(),
+            secret = prosody.secret,
+        );
+        let mut members = Vec::new();
+        for (i, user) in agents.iter().enumerate() {
+            let extension = 101 + i;
+            text.push_str(&format!(
+                "\n[[agents]]\nextension = \"{extension}\"\nname = \"Agent {user}\"\nxmpp = \"{user}@{HOST}\"\n"
+            ));
+            members.push(format!("{{ agent = \"{extension}\" }}"));
+        }
+        text.push_str(&format!(
+            r#"
+[[queues]]
+extension = "600"
+name = "Load"
+strategy = "{strategy}"
+max_chats_per_agent = {max_chats}
+members = [{members}]
+
+[[channels]]
+key = "{channel}"
+name = "Load test"
+mode = "live"
+queue = "600"
+allowed_origins = ["http://allowed.example"]
+"#,
+            members = members.join(", "),
+        ));
+        text
+    }
+
+    /// Runs the whole measurement; every process it starts is gone when it
+    /// returns, error or not.
+    pub async fn run(args: &Args, agents: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(agents > 0, "--xmpp-agents needs at least one agent");
+        let engine = args
+            .spawn
+            .as_deref()
+            .context("--xmpp-agents needs --spawn sqlite|postgres")?;
+        std::env::set_var("FRONTDESK_TEST_DB", engine);
+        let db = TestDb::create().await?;
+        let result = run_on(args, agents, &db).await;
+        db.drop_db().await?;
+        result
+    }
+
+    async fn run_on(args: &Args, agents: usize, db: &TestDb) -> anyhow::Result<()> {
+        let conversations = args.conversations();
+        let users: Vec<String> = (1..=agents).map(|i| format!("agent{i}")).collect();
+        let mut accounts: Vec<Account> = users
+            .iter()
+            .map(|u| Account::new(u).preapproved())
+            .collect();
+        accounts.push(Account::new(PROBE_SENDER));
+        accounts.push(Account::new(PROBE_ECHO));
+        let prosody = Prosody::start(&accounts).await?;
+        let echo = json!({"cmd": "echo", "enabled": true, "prefix": ECHO_PREFIX});
+
+        // Agents log in before the gateway starts, so the component's
+        // presence probes find them online.
+        let mut clients =
+            futures::future::try_join_all(users.iter().map(|u| prosody.agent(u))).await?;
+        for client in &mut clients {
+            client.command(echo.clone()).await?;
+        }
+        let probe_sender = prosody.agent(PROBE_SENDER).await?;
+        let mut probe_echo = prosody.agent(PROBE_ECHO).await?;
+        probe_echo.command(echo.clone()).await?;
+        let probe_to = probe_echo.full_jid.clone();
+
+        let stop = CancellationToken::new();
+        let readers: Vec<_> = clients
+            .into_iter()
+            .map(|client| record_arrivals(client, stop.clone()))
+            .collect();
+        let probe_echo_reader = record_arrivals(probe_echo, stop.clone());
+
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("frontdesk.toml");
+        std::fs::write(
+            &config,
+            config_toml(
+                &db.url(),
+                &prosody,
+                &users,
+                &args.strategy,
+                conversations + 1,
+                &args.channel,
+            ),
+        )?;
+        let gateway = GatewayProcess::spawn_binary(&sibling_binary("frontdesk")?, &config).await?;
+        println!(
+            "frontdesk-load (xmpp): {conversations} conversations x {} messages at {}/s each, \
+             {agents} echo agents ({}), Prosody probe at {}/s, against {} ({engine})",
+            args.messages,
+            args.rate,
+            args.strategy,
+            args.probe_rate,
+            gateway.url,
+            engine = args.spawn.as_deref().unwrap_or_default(),
+        );
+
+        let started = Instant::now();
+        let probe = tokio::spawn(probe(probe_sender, probe_to, args.probe_rate, stop.clone()));
+        let mut tasks = Vec::new();
+        for n in 0..conversations {
+            let visitor = Visitor::new(&gateway.url);
+            let channel = args.channel.clone();
+            let (messages, rate) = (args.messages, args.rate);
+            tasks.push(tokio::spawn(async move {
+                one_visitor(&visitor, &channel, n, messages, rate)
+                    .await
+                    .with_context(|| format!("visitor {n}"))
+            }));
+        }
+        let mut samples = Vec::new();
+        let mut errors = 0usize;
+        for task in tasks {
+            match task.await? {
+                Ok(mut s) => samples.append(&mut s),
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    errors += 1;
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        stop.cancel();
+        let (probe_sent, probe_back) = probe.await??;
+        let mut at_agents = Arrivals::new();
+        for reader in readers {
+            at_agents.extend(reader.await??);
+        }
+        let at_probe_echo = probe_echo_reader.await??;
+        gateway.kill().await?;
+        drop(prosody);
+
+        let mut ack = histogram();
+        let mut to_agent = histogram();
+        let mut to_visitor = histogram();
+        let mut round_trip = histogram();
+        let mut unmatched = 0usize;
+        for s in &samples {
+            ack.record(micros(s.ack.as_secs_f64()))?;
+            round_trip.record(micros(s.round_trip.as_secs_f64()))?;
+            match at_agents.get(&s.token) {
+                Some(&at) => {
+                    to_agent.record(micros(at - s.sent))?;
+                    to_visitor.record(micros(s.echoed - at))?;
+                }
+                None => unmatched += 1,
+            }
+        }
+        let mut probe_there = histogram();
+        let mut probe_back_h = histogram();
+        let mut probe_round_trip = histogram();
+        let mut probe_lost = 0usize;
+        for (token, sent) in &probe_sent {
+            match (at_probe_echo.get(token), probe_back.get(token)) {
+                (Some(&there), Some(&back)) => {
+                    probe_there.record(micros(there - sent))?;
+                    probe_back_h.record(micros(back - there))?;
+                    probe_round_trip.record(micros(back - sent))?;
+                }
+                _ => probe_lost += 1,
+            }
+        }
+
+        println!(
+            "timed messages: {} in {:.2} s ({:.1} messages/s through the agents)",
+            samples.len(),
+            elapsed.as_secs_f64(),
+            samples.len() as f64 / elapsed.as_secs_f64()
+        );
+        println!("gateway + Prosody (visitor API <-> XMPP agent client):");
+        print_line("ack (POST -> 201)", &ack);
+        print_line("visitor -> agent", &to_agent);
+        print_line("agent -> visitor", &to_visitor);
+        print_line("round trip", &round_trip);
+        println!("Prosody alone (client -> client, same run):");
+        print_line("one way (a -> b)", &probe_there);
+        print_line("one way (b -> a)", &probe_back_h);
+        print_line("round trip", &probe_round_trip);
+        println!(
+            "errors: {errors} visitors failed, {unmatched} messages not seen by an agent, \
+             {probe_lost} of {} probe messages lost",
+            probe_sent.len()
+        );
+        anyhow::ensure!(
+            errors == 0 && unmatched == 0 && probe_lost == 0,
+            "the run had errors"
+        );
+        Ok(())
+    }
+
+    /// Seconds as histogram microseconds (at least 1: the histogram's
+    /// lower bound; the wall clocks are one clock, so never negative
+    /// beyond rounding).
+    fn micros(seconds: f64) -> u64 {
+        (seconds * 1e6).round().max(1.0) as u64
+    }
+
+    fn print_line(name: &str, h: &Histogram<u64>) {
+        println!(
+            "  {name:<20} n {:>5}  ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+            h.len(),
+            h.value_at_quantile(0.50) as f64 / 1000.0,
+            h.value_at_quantile(0.95) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+        );
+    }
+
+    /// One conversation: start, wait until an agent took it, then send
+    /// `messages` timed messages at `rate` and time each agent echo.
+    async fn one_visitor(
+        visitor: &Visitor,
+        channel: &str,
+        n: usize,
+        messages: usize,
+        rate: f64,
+    ) -> anyhow::Result<Vec<VisitorSample>> {
+        let session = visitor.start(channel, &format!("Load visitor {n}")).await?;
+        let mut events = visitor.events(&session, 0).await?;
+        loop {
+            match events.next_item(EVENT_WAIT).await? {
+                StreamItem::Event(event) if event["type"] == "agent_joined" => break,
+                StreamItem::Event(_) => {}
+                StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
+            }
+        }
+        let sent: std::sync::Mutex<HashMap<String, (f64, Instant)>> = Default::default();
+        let reader = async {
+            let mut echoes = HashMap::with_capacity(messages);
+            while echoes.len() < messages {
+                match events.next_item(EVENT_WAIT).await? {
+                    StreamItem::Event(event)
+                        if event["type"] == "message" && event["message"]["sender"] == "agent" =>
+                    {
+                        let body = event["message"]["body"].as_str().unwrap_or_default();
+                        let Some(token) = body.strip_prefix(ECHO_PREFIX) else {
+                            continue;
+                        };
+                        let (now, at) = (wall_now(), Instant::now());
+                        if let Some(&(_, start)) = sent.lock().expect("sent lock").get(token) {
+                            echoes.insert(token.to_owned(), (now, at - start));
+                        }
+                    }
+                    StreamItem::Event(_) => {}
+                    StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
+                }
+            }
+            Ok::<_, anyhow::Error>(echoes)
+        };
+        let writer = async {
+            let mut acks = Vec::with_capacity(messages);
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            for i in 0..messages {
+                tick.tick().await;
+                let token = format!("{TOKEN_MARK}v{n}.{i}");
+                let start = Instant::now();
+                sent.lock()
+                    .expect("sent lock")
+                    .insert(token.clone(), (wall_now(), start));
+                let reply = visitor
+                    .say(&session, &format!("load-{n}-{i}"), &token)
+                    .await?;
+                anyhow::ensure!(reply.status == 201, "message refused: {}", reply.body);
+                acks.push((token, start.elapsed()));
+            }
+            Ok::<_, anyhow::Error>(acks)
+        };
+        let (acks, echoes) = tokio::try_join!(writer, reader)?;
+        events.close().await;
+        let sent = sent.into_inner().expect("sent lock");
+        let mut samples = Vec::with_capacity(messages);
+        for (token, ack) in acks {
+            let (echoed, round_trip) = echoes[&token];
+            samples.push(VisitorSample {
+                sent: sent[&token].0,
+                token,
+                ack,
+                echoed,
+                round_trip,
+            });
+        }
+        Ok(samples)
+    }
+
+    /// Prosody's own latency: sends a timed message to the echo account at
+    /// `rate` until `stop`, noting when each echo came back (the sender
+    /// client's `ts`). Returns token → send time and token → echo time.
+    async fn probe(
+        mut sender: XmppAgent,
+        to: String,
+        rate: f64,
+        stop: CancellationToken,
+    ) -> anyhow::Result<(Arrivals, Arrivals)> {
+        let mut sent = Arrivals::new();
+        let mut back = Arrivals::new();
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        let mut i = 0usize;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    let token = format!("{TOKEN_MARK}p{i}");
+                    sent.insert(token.clone(), wall_now());
+                    sender.send(&to, &token, &format!("p-{i}")).await?;
+                    i += 1;
+                }
+                event = sender.expect(Duration::from_secs(3600), is_chat_message) => {
+                    note(&mut back, &event?);
+                }
+            }
+        }
+        while back.len() < sent.len() {
+            match sender.expect(EVENT_WAIT, is_chat_message).await {
+                Ok(event) => note(&mut back, &event),
+                Err(_) => break,
+            }
+        }
+        Ok((sent, back))
+    }
 }

@@ -1,0 +1,68 @@
+//! What an agent typed, whatever their protocol: a command for the gateway
+//! (`/end`, `/transfer`…) or a message for the visitor. Both bridges hand
+//! agent text here and only render the outcome, so agents get the same
+//! answers over XMPP and SIP.
+
+use pbx_adapter::AgentExtension;
+use tracing::warn;
+
+use crate::domain::ConversationId;
+use crate::engine::{AgentCommand, Engine, EngineError};
+
+/// What became of an agent's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentTextOutcome {
+    /// Stored and on its way to the visitor.
+    Delivered,
+    /// A command ran: show the agent this reply.
+    Replied(String),
+    /// Not delivered: tell the agent why.
+    Refused(String),
+}
+
+pub async fn handle_agent_text(
+    engine: &Engine,
+    conversation: ConversationId,
+    agent: &AgentExtension,
+    body: &str,
+) -> AgentTextOutcome {
+    let result = match AgentCommand::parse(body) {
+        Some(command) => engine
+            .run_agent_command(conversation, agent, command)
+            .await
+            .map(AgentTextOutcome::Replied),
+        None => {
+            // `//text` sends `/text`.
+            let text = body
+                .strip_prefix('/')
+                .filter(|t| t.starts_with('/'))
+                .unwrap_or(body);
+            engine
+                .agent_message(conversation, agent, text)
+                .await
+                .map(|_| AgentTextOutcome::Delivered)
+        }
+    };
+    result.unwrap_or_else(|e| AgentTextOutcome::Refused(refusal(e)))
+}
+
+/// The agent-facing reason a message was not delivered.
+pub fn refusal(e: EngineError) -> String {
+    match e {
+        EngineError::NotYourConversation => {
+            "This chat is handled by another agent; your message was not delivered.".to_owned()
+        }
+        EngineError::ConversationEnded => {
+            "This chat has ended; your message was not delivered.".to_owned()
+        }
+        EngineError::UnknownConversation => NO_CHAT.to_owned(),
+        EngineError::Invalid(invalid) => format!("Your message was not delivered: {invalid}."),
+        other => {
+            warn!(error = %other, "an agent message failed");
+            "Your message could not be delivered. Please try again.".to_owned()
+        }
+    }
+}
+
+/// The answer to text sent to an address that is no conversation.
+pub const NO_CHAT: &str = "There is no chat at this address.";

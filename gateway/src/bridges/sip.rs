@@ -1,0 +1,366 @@
+//! The SIP MESSAGE bridge: wires the `pbx_adapter::sip` user agent to the
+//! engine, for agents who chat from a SIP softphone.
+//!
+//! Outbound, [`SipAgents`] is the engine's `AgentChannel` for agents with a
+//! SIP URI: each conversation writes from `sip:visitor-…@DOMAIN` to the
+//! agent's address of record through the PBX's proxy. A message the proxy
+//! or the agent's phone refuses (408, 480, 404, 5xx) is not silently lost:
+//! a ringing offer counts as declined, and an agent whose active chat
+//! cannot be reached is treated as gone, so the chat goes back to the
+//! queue with its history. Inbound, [`run_events`] answers an agent's
+//! MESSAGE with 200 only once the engine stored it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pbx_adapter::queue::{AgentConfig, SipUri};
+use pbx_adapter::sip::{
+    Listener, OutboxId, SipCommand, SipConfig, SipCredentials, SipEvent, SipTransport,
+};
+use pbx_adapter::AgentExtension;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::agent_text::{handle_agent_text, AgentTextOutcome, NO_CHAT};
+use super::{conversation_of_user, visitor_user};
+use crate::config::SipBridgeConfig;
+use crate::domain::{ConversationId, Party};
+use crate::engine::{
+    describe_visitor, AgentChannel, AgentChannelError, AgentStatus, ConversationState,
+    ConversationSummary, Engine, MessageView, Offer,
+};
+use crate::files::Files;
+
+/// The engine's agent channel for SIP agents.
+pub struct SipAgents {
+    commands: mpsc::Sender<SipCommand>,
+    files: Files,
+    next_outbox: AtomicI64,
+    /// Messages sent but not answered yet → who they were for.
+    in_flight: Mutex<HashMap<OutboxId, (ConversationId, AgentExtension)>>,
+}
+
+pub struct SipRuntime {
+    pub agents: Arc<SipAgents>,
+    events: mpsc::Receiver<SipEvent>,
+    user_agent: JoinHandle<()>,
+}
+
+/// Starts the user agent on the configured sockets.
+pub async fn start(
+    config: &SipBridgeConfig,
+    files: Files,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SipRuntime> {
+    let mut sip = SipConfig::new(&config.domain, &config.outbound_proxy);
+    let listeners: [(SipTransport, Option<SocketAddr>); 2] = [
+        (SipTransport::Udp, config.listen_udp),
+        (SipTransport::Tcp, config.listen_tcp),
+    ];
+    sip.listeners = listeners
+        .into_iter()
+        .filter_map(|(transport, bind)| Some(Listener::new(transport, bind?)))
+        .collect();
+    anyhow::ensure!(
+        !sip.listeners.is_empty(),
+        "sip: set listen_udp and/or listen_tcp"
+    );
+    if let (Some(username), Some(password)) = (&config.username, &config.password) {
+        sip.credentials = Some(SipCredentials {
+            username: username.clone(),
+            password: password.clone(),
+        });
+    }
+    sip.probe_interval = Duration::from_secs(config.probe_interval_secs.max(1));
+    let (commands, commands_rx) = mpsc::channel(1024);
+    let (user_agent, events) = pbx_adapter::sip::spawn(sip, commands_rx, shutdown).await?;
+    Ok(SipRuntime {
+        agents: Arc::new(SipAgents {
+            commands,
+            files,
+            next_outbox: AtomicI64::new(1),
+            in_flight: Mutex::default(),
+        }),
+        events,
+        user_agent,
+    })
+}
+
+impl SipAgents {
+    async fn command(&self, command: SipCommand) -> Result<(), AgentChannelError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| AgentChannelError("the SIP user agent has stopped".into()))
+    }
+
+    /// Sends a text from a conversation's address to an agent.
+    async fn tell(
+        &self,
+        conversation: ConversationId,
+        agent: &AgentConfig,
+        body: String,
+    ) -> Result<(), AgentChannelError> {
+        let Some(to) = &agent.sip else {
+            return Ok(());
+        };
+        let outbox_id = self.next_outbox.fetch_add(1, Ordering::Relaxed);
+        self.in_flight
+            .lock()
+            .expect("in-flight lock poisoned")
+            .insert(outbox_id, (conversation, agent.extension.clone()));
+        self.command(SipCommand::SendMessage {
+            outbox_id,
+            from_user: visitor_user(conversation),
+            to: to.clone(),
+            body,
+        })
+        .await
+    }
+
+    /// A visitor's message as a SIP agent reads it: the text, or for a
+    /// file its name, size and signed download link.
+    fn render(&self, message: &MessageView) -> String {
+        match &message.attachment {
+            Some(file) => match self.files.agent_link(&file.id) {
+                Ok(url) => format!("{} ({} bytes): {url}", file.name, file.size),
+                Err(e) => {
+                    warn!(error = %e, "cannot sign a file link");
+                    format!("{} (file; link unavailable)", file.name)
+                }
+            },
+            None => message.body.clone(),
+        }
+    }
+
+    fn answered(&self, outbox_id: OutboxId) -> Option<(ConversationId, AgentExtension)> {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock poisoned")
+            .remove(&outbox_id)
+    }
+}
+
+#[async_trait]
+impl AgentChannel for SipAgents {
+    async fn offer(&self, offer: Offer) -> Result<(), AgentChannelError> {
+        let summary = &offer.conversation;
+        let card = format!(
+            "New chat waiting – reply to take it.\n{}",
+            describe_visitor(summary, "waiting")
+        );
+        for agent in offer.agents.iter().filter(|a| a.sip.is_some()) {
+            self.tell(summary.id, agent, card.clone()).await?;
+            for message in offer.history.iter().filter(|m| m.sender == Party::Visitor) {
+                self.tell(summary.id, agent, self.render(message)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn withdraw(
+        &self,
+        conversation: &ConversationSummary,
+        agents: &[AgentConfig],
+        taken_by: Option<&str>,
+    ) -> Result<(), AgentChannelError> {
+        let text = match taken_by {
+            Some(name) => format!("{name} took this chat."),
+            None => "This chat is no longer waiting for you.".to_owned(),
+        };
+        for agent in agents {
+            self.tell(conversation.id, agent, text.clone()).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        agent: &AgentConfig,
+        conversation: &ConversationSummary,
+        message: &MessageView,
+    ) -> Result<(), AgentChannelError> {
+        self.tell(conversation.id, agent, self.render(message))
+            .await
+    }
+
+    async fn visitor_typing(
+        &self,
+        agent: &AgentConfig,
+        conversation: &ConversationSummary,
+        composing: bool,
+    ) -> Result<(), AgentChannelError> {
+        let Some(to) = &agent.sip else {
+            return Ok(());
+        };
+        self.command(SipCommand::Composing {
+            from_user: visitor_user(conversation.id),
+            to: to.clone(),
+            active: composing,
+        })
+        .await
+    }
+
+    async fn ended(
+        &self,
+        agent: &AgentConfig,
+        conversation: &ConversationSummary,
+        by: Party,
+    ) -> Result<(), AgentChannelError> {
+        let text = match by {
+            Party::Visitor => "The visitor ended the chat.",
+            _ => "This chat has ended.",
+        };
+        self.tell(conversation.id, agent, text.to_owned()).await
+    }
+}
+
+/// Reads the user agent's events and drives the engine until shutdown.
+pub fn run_events(runtime: SipRuntime, engine: Engine) -> JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            let SipRuntime {
+                agents,
+                mut events,
+                user_agent,
+            } = runtime;
+            let uris: Vec<SipUri> = engine
+                .directory()
+                .agents()
+                .iter()
+                .filter_map(|a| a.sip.clone())
+                .collect();
+            if let Err(e) = agents.command(SipCommand::SetAgents(uris)).await {
+                warn!(error = %e, "cannot give the SIP user agent its agents");
+            }
+            while let Some(event) = events.recv().await {
+                handle(&agents, &engine, event).await;
+            }
+            if let Err(e) = user_agent.await {
+                warn!(error = %e, "the SIP user agent task failed");
+            }
+        }
+        .instrument(info_span!("sip_bridge")),
+    )
+}
+
+async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
+    match event {
+        SipEvent::Sent { outbox_id } => {
+            agents.answered(outbox_id);
+        }
+        SipEvent::SendFailed {
+            outbox_id,
+            status,
+            reason,
+        } => {
+            let Some((conversation, agent)) = agents.answered(outbox_id) else {
+                return;
+            };
+            warn!(%conversation, %agent, ?status, %reason, "a SIP agent could not be reached");
+            unreachable_agent(engine, conversation, &agent).await;
+        }
+        SipEvent::AgentMessage {
+            from,
+            to_user,
+            body,
+            respond,
+        } => {
+            let Some(agent) = engine.directory().agent_by_sip(&from).cloned() else {
+                respond.refuse(403);
+                return;
+            };
+            let Some(conversation) = conversation_of_user(&to_user) else {
+                respond.refuse(404);
+                tell_agent_directly(agents, &agent, &to_user, NO_CHAT).await;
+                return;
+            };
+            let span = info_span!("agent_message", %conversation, agent = %agent.extension);
+            async {
+                match handle_agent_text(engine, conversation, &agent.extension, &body).await {
+                    AgentTextOutcome::Delivered => respond.accept(),
+                    AgentTextOutcome::Replied(reply) => {
+                        respond.accept();
+                        if let Err(e) = agents.tell(conversation, &agent, reply).await {
+                            warn!(error = %e, "cannot answer an agent command");
+                        }
+                    }
+                    AgentTextOutcome::Refused(why) => {
+                        // Not stored: the agent's phone shows a failure, and
+                        // a message says why.
+                        respond.refuse(403);
+                        if let Err(e) = agents.tell(conversation, &agent, why).await {
+                            warn!(error = %e, "cannot tell an agent why a message failed");
+                        }
+                    }
+                }
+            }
+            .instrument(span)
+            .await
+        }
+        SipEvent::AgentComposing {
+            from,
+            to_user,
+            active,
+        } => {
+            let is_agent = engine.directory().agent_by_sip(&from).is_some();
+            if let (true, Some(conversation)) = (is_agent, conversation_of_user(&to_user)) {
+                engine.agent_typing(conversation, active);
+            }
+        }
+        SipEvent::AgentReachable { agent, reachable } => {
+            let Some(config) = engine.directory().agent_by_sip(&agent) else {
+                return;
+            };
+            let status = if reachable {
+                AgentStatus::Available
+            } else {
+                AgentStatus::Offline
+            };
+            let extension = config.extension.clone();
+            info!(agent = %extension, reachable, "SIP agent reachability");
+            engine.set_agent_status(&extension, status).await;
+        }
+    }
+}
+
+/// A message to the agent was refused or timed out: their ringing offer
+/// counts as declined; if the chat was theirs, they are gone.
+async fn unreachable_agent(engine: &Engine, conversation: ConversationId, agent: &AgentExtension) {
+    let row = match engine.store().conversation(conversation).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(%conversation, error = %e, "cannot look up a conversation");
+            return;
+        }
+    };
+    match row.parsed_state() {
+        Ok(ConversationState::Offered) => engine.offer_declined(conversation, agent).await,
+        Ok(ConversationState::Active) if row.agent_extension.as_deref() == Some(agent.as_str()) => {
+            engine.set_agent_status(agent, AgentStatus::Offline).await;
+        }
+        _ => {}
+    }
+}
+
+/// A text to an agent from an address that is no conversation.
+async fn tell_agent_directly(agents: &SipAgents, agent: &AgentConfig, from_user: &str, text: &str) {
+    let Some(to) = &agent.sip else { return };
+    let outbox_id = agents.next_outbox.fetch_add(1, Ordering::Relaxed);
+    let command = SipCommand::SendMessage {
+        outbox_id,
+        from_user: from_user.to_owned(),
+        to: to.clone(),
+        body: text.to_owned(),
+    };
+    if let Err(e) = agents.command(command).await {
+        warn!(error = %e, "cannot answer an agent");
+    }
+}
