@@ -43,10 +43,7 @@ impl AgentRouter {
     }
 
     /// `agents` split by bridge, in order.
-    fn split<'a>(
-        &self,
-        agents: &'a [AgentConfig],
-    ) -> Vec<(&Arc<dyn AgentChannel>, Vec<AgentConfig>)> {
+    fn split(&self, agents: &[AgentConfig]) -> Vec<(&Arc<dyn AgentChannel>, Vec<AgentConfig>)> {
         let mut groups: Vec<(&Arc<dyn AgentChannel>, Vec<AgentConfig>)> = Vec::new();
         for agent in agents {
             let Some(bridge) = self.bridge_for(agent) else {
