@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -184,6 +185,13 @@ impl Gateway {
                         _ = shutdown.cancelled() => break,
                     }
                 }
+            }
+        });
+        // Chat traffic is small writes: without TCP_NODELAY, Nagle and
+        // delayed ACKs add up to 40 ms to WebSocket events.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
         let serve = axum::serve(

@@ -655,3 +655,70 @@ async fn tls_transport_carries_messages() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A steady stream of visitor messages through Kamailio to one agent: every
+/// one is confirmed, none is lost or duplicated, and the confirmation
+/// latency is printed (figures for docs/benchmarks.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_stream_is_delivered_completely() {
+    const COUNT: i64 = 300;
+    const RATE_PER_SEC: u64 = 100;
+    let (addr, kamailio) = setup(|_| {}).await;
+    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let mut ua = Ua::start(
+        addr,
+        &kamailio,
+        &[SipTransport::Udp],
+        &[&agent.aor()],
+        |_| {},
+    )
+    .await;
+    let mut sent_at = std::collections::HashMap::new();
+    let mut latencies = Vec::new();
+    let mut pace = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
+    let started = tokio::time::Instant::now();
+    let mut next = 1;
+    while latencies.len() < COUNT as usize {
+        tokio::select! {
+            _ = pace.tick(), if next <= COUNT => {
+                sent_at.insert(next, tokio::time::Instant::now());
+                ua.send(next, "visitor-load", &agent.aor(), &format!("message number {next}")).await;
+                next += 1;
+            }
+            event = tokio::time::timeout(WAIT, ua.events.recv()) => match event {
+                Ok(Some(SipEvent::Sent { outbox_id })) => {
+                    let at = sent_at.remove(&outbox_id).expect("confirmed once");
+                    latencies.push(at.elapsed());
+                }
+                Ok(Some(SipEvent::SendFailed { outbox_id, status, reason })) => {
+                    panic!("message {outbox_id} failed: {status:?} {reason}")
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("UA task ended"),
+                Err(_) => panic!("stalled with {} confirmed", latencies.len()),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "SIP visitor→agent via Kamailio (UDP): {COUNT} messages at {RATE_PER_SEC}/s in {elapsed:?}; \
+         confirmation latency p50 {:?} p99 {:?} max {:?}",
+        p(0.5),
+        p(0.99),
+        latencies.last().unwrap()
+    );
+    let last = format!("message number {COUNT}");
+    agent.wait_for(&[&last], WAIT).await.unwrap();
+    let received = agent.received();
+    for n in [1, COUNT / 2, COUNT] {
+        let needle = format!("message number {n}\n");
+        assert_eq!(
+            received.matches(&needle).count(),
+            1,
+            "message {n} not received exactly once"
+        );
+    }
+    ua.stop().await;
+}

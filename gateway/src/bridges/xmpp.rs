@@ -832,7 +832,7 @@ mod tests {
         let url = put_url(&get, &slot, &DisplayName::sanitize("my photo#1?.png")).unwrap();
         assert_eq!(
             url.as_str(),
-            "https://chat.example.com/base/upload/0123456789abcdef0123456789abcdef/my%20photo%231%3F.png"
+            "https://chat.example.com/base/upload/0123456789abcdef0123456789abcdef/my%20photo%231_.png"
         );
     }
 

@@ -387,3 +387,86 @@ impl Engine {
         Ok(AgentFileOutcome::Attached(message))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::files::{Denylist, DirectoryStore, Files, UrlSigner};
+
+    fn files(dir: &std::path::Path) -> Files {
+        Files::new(
+            Arc::new(DirectoryStore::new(dir)),
+            UrlSigner::with_key(&[7u8; 32]),
+            Denylist::new(&[]),
+            url::Url::parse("https://chat.example.com/").unwrap(),
+            60,
+        )
+    }
+
+    fn slot(state: SlotState, expires: Instant) -> Slot {
+        Slot {
+            agent: "101".parse().unwrap(),
+            file_id: FileId::new(),
+            filename: "a.txt".into(),
+            size: 5,
+            expires,
+            state,
+        }
+    }
+
+    #[test]
+    fn slot_ids_are_random_and_strictly_parsed() {
+        let a = SlotId::generate();
+        assert_ne!(a, SlotId::generate());
+        assert_eq!(SlotId::parse(a.as_str()), Some(a));
+        assert_eq!(SlotId::parse("../../etc/passwd"), None);
+        assert_eq!(SlotId::parse(&"A".repeat(32)), None);
+        assert_eq!(SlotId::parse(&"a".repeat(31)), None);
+    }
+
+    #[tokio::test]
+    async fn expired_slots_go_and_unsent_files_with_them() {
+        let dir = std::env::temp_dir().join(format!("frontdesk-slots-{}", FileId::new()));
+        let files = files(&dir);
+        let mut intake = files.intake(5).await.unwrap();
+        intake.push(b"hello").await.unwrap();
+        let received = intake.finish().await.unwrap();
+        let now = Instant::now();
+        let slots = UploadSlots::default();
+        let uploaded = SlotState::Uploaded {
+            file: received,
+            name: DisplayName::sanitize("a.txt"),
+            claim_by: now + CLAIM_WINDOW,
+        };
+        for (id, state) in [
+            ("open", SlotState::Open),
+            ("uploading", SlotState::Uploading),
+            ("uploaded", uploaded),
+        ] {
+            slots
+                .lock()
+                .insert(SlotId(id.into()), slot(state, now + SLOT_TTL));
+        }
+        let partials = || std::fs::read_dir(dir.join("tmp")).unwrap().count();
+        assert_eq!(partials(), 1, "the unsent file waits uncommitted");
+
+        assert_eq!(slots.sweep(now), 0);
+        assert_eq!(slots.sweep(now + SLOT_TTL), 1, "the unused slot expires");
+        assert_eq!(slots.lock().len(), 2);
+        assert_eq!(
+            slots.sweep(now + CLAIM_WINDOW),
+            1,
+            "the unsent file expires"
+        );
+        assert_eq!(partials(), 0, "and its bytes are gone");
+        let left: Vec<SlotId> = slots.lock().keys().cloned().collect();
+        assert_eq!(
+            left,
+            [SlotId("uploading".into())],
+            "a PUT in progress stays"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

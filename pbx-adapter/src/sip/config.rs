@@ -84,7 +84,8 @@ pub struct TlsMaterial {
     pub cert_pem: Vec<u8>,
     /// Private key, PEM (PKCS#8 or PKCS#1).
     pub key_pem: Vec<u8>,
-    /// Extra trusted roots for connecting to the proxy, PEM.
+    /// Roots trusted when connecting to the proxy over TLS, PEM. rsipstack
+    /// adds no system roots: without this, no proxy certificate verifies.
     pub ca_pem: Option<Vec<u8>>,
 }
 

@@ -84,3 +84,21 @@ pub enum SipEvent {
     /// changed (the first probe after `SetAgents` always reports).
     AgentReachable { agent: SipUri, reachable: bool },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_carry_the_gateways_verdict() {
+        let (reply, mut rx) = MessageReply::pair();
+        reply.accept();
+        assert_eq!(rx.try_recv(), Ok(Verdict::Accept));
+        let (reply, mut rx) = MessageReply::pair();
+        reply.refuse(480);
+        assert_eq!(rx.try_recv(), Ok(Verdict::Refuse(480)));
+        let (reply, mut rx) = MessageReply::pair();
+        reply.refuse(200);
+        assert_eq!(rx.try_recv(), Ok(Verdict::Refuse(500)));
+    }
+}

@@ -227,13 +227,40 @@ pub(crate) fn probe_says_reachable(status: Option<u16>) -> bool {
 /// Reachability reports from probe tasks: (agent, reachable, asked for).
 type ProbeResult = (SipUri, bool, bool);
 
+/// How long a stopping user agent waits for the stack's own tasks to let
+/// go of the sockets.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 async fn run(
+    ua: Arc<Ua>,
+    endpoint: Arc<EndpointInner>,
+    incoming: rsipstack::transaction::TransactionReceiver,
+    commands: mpsc::Receiver<SipCommand>,
+    shutdown: CancellationToken,
+    stack_token: CancellationToken,
+) {
+    let transport = Arc::downgrade(&endpoint.transport_layer.inner);
+    serve(ua, endpoint, incoming, commands, shutdown).await;
+    stack_token.cancel();
+    // rsipstack's listener tasks end on their own after the cancellation;
+    // wait for them so the ports are free when the task has ended (a
+    // restarted user agent binds the same addresses).
+    let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+    while transport.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if transport.strong_count() > 0 {
+        warn!("the SIP stack still holds its sockets after {RELEASE_WAIT:?}");
+    }
+    info!("SIP user agent stopped");
+}
+
+async fn serve(
     ua: Arc<Ua>,
     endpoint: Arc<EndpointInner>,
     mut incoming: rsipstack::transaction::TransactionReceiver,
     mut commands: mpsc::Receiver<SipCommand>,
     shutdown: CancellationToken,
-    stack_token: CancellationToken,
 ) {
     let serve = endpoint.serve();
     tokio::pin!(serve);
@@ -303,8 +330,6 @@ async fn run(
         }
     }
     tasks.shutdown().await;
-    stack_token.cancel();
-    info!("SIP user agent stopped");
 }
 
 /// Answers an incoming request, reporting agent traffic to the gateway.

@@ -61,6 +61,10 @@ struct Args {
     /// measure Prosody's own client-to-client latency (with --xmpp-agents).
     #[arg(long, default_value_t = 10.0)]
     probe_rate: f64,
+    /// Run Prosody with `network_settings = { nagle = false }` (TCP_NODELAY
+    /// on its sockets) instead of its default, Nagle on.
+    #[arg(long)]
+    prosody_no_nagle: bool,
 }
 
 impl Args {
@@ -283,8 +287,8 @@ mod xmpp_mode {
     const TOKEN_MARK: &str = "load ";
     /// What the echo agents put before the body they answer.
     const ECHO_PREFIX: &str = "echo: ";
-    const PROBE_SENDER: &str = "probe-sender";
-    const PROBE_ECHO: &str = "probe-echo";
+    const PROBE_SENDER: &str = "probesender";
+    const PROBE_ECHO: &str = "probeecho";
     /// How long a visitor waits for any one event.
     const EVENT_WAIT: Duration = Duration::from_secs(30);
     /// After the load, how long the readers keep draining events already
@@ -410,6 +414,21 @@ allowed_origins = ["http://allowed.example"]
         text
     }
 
+    /// Restarts `prosody` with Nagle's algorithm off on its sockets. The
+    /// harness has no setting for it, so this prepends the global option to
+    /// the config it generated (kept next to its log) before any client or
+    /// the gateway connected.
+    async fn disable_nagle(prosody: &mut Prosody) -> anyhow::Result<()> {
+        let config = prosody.log().with_file_name("prosody.cfg.lua");
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("cannot read {}", config.display()))?;
+        std::fs::write(
+            &config,
+            format!("network_settings = {{ nagle = false }}\n{text}"),
+        )?;
+        prosody.restart().await
+    }
+
     /// Runs the whole measurement; every process it starts is gone when it
     /// returns, error or not.
     pub async fn run(args: &Args, agents: usize) -> anyhow::Result<()> {
@@ -434,7 +453,10 @@ allowed_origins = ["http://allowed.example"]
             .collect();
         accounts.push(Account::new(PROBE_SENDER));
         accounts.push(Account::new(PROBE_ECHO));
-        let prosody = Prosody::start(&accounts).await?;
+        let mut prosody = Prosody::start(&accounts).await?;
+        if args.prosody_no_nagle {
+            disable_nagle(&mut prosody).await?;
+        }
         let echo = json!({"cmd": "echo", "enabled": true, "prefix": ECHO_PREFIX});
 
         // Agents log in before the gateway starts, so the component's
@@ -472,11 +494,12 @@ allowed_origins = ["http://allowed.example"]
         let gateway = GatewayProcess::spawn_binary(&sibling_binary("frontdesk")?, &config).await?;
         println!(
             "frontdesk-load (xmpp): {conversations} conversations x {} messages at {}/s each, \
-             {agents} echo agents ({}), Prosody probe at {}/s, against {} ({engine})",
+             {agents} echo agents ({}), Prosody probe at {}/s, Prosody Nagle {}, against {} ({engine})",
             args.messages,
             args.rate,
             args.strategy,
             args.probe_rate,
+            if args.prosody_no_nagle { "off" } else { "on (default)" },
             gateway.url,
             engine = args.spawn.as_deref().unwrap_or_default(),
         );
