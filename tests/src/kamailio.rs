@@ -19,6 +19,7 @@
 //! `tests/sip/`: register, answer whatever arrives, send a MESSAGE.
 
 use std::net::{TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -194,6 +195,9 @@ impl Kamailio {
         std::fs::write(&cfg, config(port, &options))?;
         let log = std::fs::File::create(dir.join("kamailio.log"))?;
         let child = Command::new("kamailio")
+            // Its own process group: Kamailio forks workers that outlive a
+            // killed main process, so the whole group is killed at the end.
+            .process_group(0)
             .arg("-f")
             .arg(&cfg)
             .args(["-DD", "-E", "-m", "64", "-M", "8"])
@@ -266,7 +270,12 @@ impl Kamailio {
     /// Kills the server.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            // The group id is the main process's id (process_group(0)).
+            let group = format!("-{}", child.id());
+            let killed = Command::new("kill").args(["-KILL", "--", &group]).status();
+            if !killed.is_ok_and(|s| s.success()) {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
