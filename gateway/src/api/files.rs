@@ -156,12 +156,12 @@ fn invalid_link() -> ApiError {
     )
 }
 
-fn storage_error(e: &std::io::Error) -> ApiError {
+pub(super) fn storage_error(e: &std::io::Error) -> ApiError {
     tracing::error!(error = %e, "file store error");
     ApiError::internal()
 }
 
-fn intake_error(e: IntakeError) -> ApiError {
+pub(super) fn intake_error(e: IntakeError) -> ApiError {
     match e {
         IntakeError::TooLarge { limit } => file_too_large(limit),
         IntakeError::Denied { media_type } => ApiError::new(

@@ -62,27 +62,13 @@ fn file_too_large(limit: u64) -> ApiError {
     .with("limit_bytes", limit)
 }
 
+/// Errors of a PUT: as for visitor uploads, except that "too large" means
+/// larger than the size the agent announced.
 fn intake_error(e: IntakeError) -> ApiError {
     match e {
         IntakeError::TooLarge { limit } => file_too_large(limit),
-        IntakeError::Denied { media_type } => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "file_type_not_allowed",
-            "Files of this type cannot be sent.",
-        )
-        .with("content_type", media_type),
-        IntakeError::Empty => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_file",
-            "This file is empty.",
-        ),
-        IntakeError::Io(e) => storage_error(&e),
+        other => super::files::intake_error(other),
     }
-}
-
-fn storage_error(e: &std::io::Error) -> ApiError {
-    tracing::error!(error = %e, "file store error");
-    ApiError::internal()
 }
 
 fn slot_error(e: SlotUnusable) -> ApiError {
@@ -158,7 +144,7 @@ pub async fn upload(
         .files
         .intake(announced)
         .await
-        .map_err(|e| storage_error(&e))?;
+        .map_err(|e| super::files::storage_error(&e))?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {

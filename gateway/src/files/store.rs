@@ -125,11 +125,14 @@ impl FileStore for DirectoryStore {
         let tmp = self.tmp_dir();
         tokio::fs::create_dir_all(&tmp).await?;
         let path = tmp.join(format!("{}.part", StorageKey::generate().as_str()));
-        let file = tokio::fs::OpenOptions::new()
+        let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .await?;
+        // tokio buffers up to 2 MiB per file by default: 20 uploads at once
+        // would hold 40 MiB. 64 KiB keeps memory flat whatever the size.
+        file.set_max_buf_size(64 * 1024);
         Ok(Box::new(DirectoryPending {
             file: Some(file),
             path,
