@@ -7,12 +7,11 @@
 //! requests finish, stop timers, close the pool.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -187,20 +186,7 @@ impl Gateway {
                 }
             }
         });
-        // Chat traffic is small writes: without TCP_NODELAY, Nagle and
-        // delayed ACKs add up to 40 ms to WebSocket events.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(
-            listener,
-            self.app
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
+        let serve = serve(listener, self.app.clone(), {
             let shutdown = shutdown.clone();
             async move {
                 signal.await;
@@ -226,6 +212,76 @@ impl Gateway {
         info!("frontdesk stopped");
         Ok(())
     }
+}
+
+/// Largest HTTP/1 read buffer per connection. hyper's default (~400 KiB)
+/// fills up when a fast client uploads: 20 concurrent 5 MB uploads cost
+/// 8 MiB of read-ahead alone. 64 KiB still reads a body in large chunks.
+const HTTP1_MAX_BUF: usize = 64 * 1024;
+
+/// What `axum::serve(..).with_graceful_shutdown(..)` does, plus a bounded
+/// HTTP/1 read buffer, which `axum::serve` does not expose: accepts until
+/// `signal` resolves, then lets the open connections finish their
+/// requests (upgraded WebSockets are no longer connections here; they
+/// close on the shutdown token).
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    use tower::Layer;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(HTTP1_MAX_BUF);
+    let graceful = GracefulShutdown::new();
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        // Chat traffic is small writes: without TCP_NODELAY, Nagle and
+        // delayed ACKs add up to 40 ms to WebSocket events.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        // What `into_make_service_with_connect_info` adds: rate limits key
+        // on the peer's address.
+        let service = axum::Extension(ConnectInfo(peer)).layer(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Like `axum::serve`: a peer that went away is routine; anything else
+/// (out of file descriptors) is logged and retried after a pause.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {

@@ -35,25 +35,24 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::agent_text::{handle_agent_text, refusal, AgentTextOutcome, NO_CHAT};
 use crate::config::XmppConfig;
 use crate::domain::{ConversationId, Party};
 use crate::engine::{
-    describe_visitor, AgentChannel, AgentChannelError, AgentCommand, AgentFileOutcome, AgentStatus,
-    ConversationSummary, Engine, EngineError, MessageView, Offer, ReceiptStatus, SlotId,
-    SlotRefusal,
+    describe_visitor, AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus,
+    ConversationSummary, Engine, MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
 use crate::files::{DisplayName, FileId, Files, Signature};
 use crate::store::Store;
 
 /// The visitor address of a conversation: `visitor-<uuid hex>`.
 pub fn visitor_address(id: ConversationId) -> VisitorAddress {
-    VisitorAddress::new(format!("visitor-{}", id.short()))
-        .expect("a hex UUID forms a valid address")
+    VisitorAddress::new(super::visitor_user(id)).expect("a hex UUID forms a valid address")
 }
 
 /// The conversation behind a visitor address, if it is one of ours.
 pub fn conversation_of(address: &VisitorAddress) -> Option<ConversationId> {
-    address.as_str().strip_prefix("visitor-")?.parse().ok()
+    super::conversation_of_user(address.as_str())
 }
 
 /// Stanza ids of visitor messages carry their seq, so receipts and
@@ -596,8 +595,7 @@ impl Inbound<'_> {
         receipt_requested: bool,
     ) {
         let Some((conversation, agent)) = self.resolve(&from, &to) else {
-            self.reply_error(&from, &to, id, "There is no chat at this address.")
-                .await;
+            self.reply_error(&from, &to, id, NO_CHAT).await;
             return;
         };
         let span = info_span!("agent_message", conversation = %conversation, agent = %agent);
@@ -620,31 +618,13 @@ impl Inbound<'_> {
             };
             let result = match file {
                 Some(result) => result,
-                None => match AgentCommand::parse(&body) {
-                    Some(command) => {
-                        match self
-                            .engine
-                            .run_agent_command(conversation, &agent, command)
-                            .await
-                        {
-                            Ok(reply) => {
-                                self.reply_text(&from, conversation, reply).await;
-                                Ok(())
-                            }
-                            Err(e) => Err(refusal_text(e)),
-                        }
+                None => match handle_agent_text(self.engine, conversation, &agent, &body).await {
+                    AgentTextOutcome::Delivered => Ok(()),
+                    AgentTextOutcome::Replied(reply) => {
+                        self.reply_text(&from, conversation, reply).await;
+                        Ok(())
                     }
-                    None => {
-                        let text = body
-                            .strip_prefix('/')
-                            .filter(|t| t.starts_with('/'))
-                            .unwrap_or(&body);
-                        self.engine
-                            .agent_message(conversation, &agent, text)
-                            .await
-                            .map(|_| ())
-                            .map_err(refusal_text)
-                    }
+                    AgentTextOutcome::Refused(why) => Err(why),
                 },
             };
             match result {
@@ -699,10 +679,10 @@ impl Inbound<'_> {
                         .agent_message(conversation, agent, text)
                         .await
                         .map(|_| ())
-                        .map_err(refusal_text),
+                        .map_err(refusal),
                 )
             }
-            Err(e) => Some(Err(refusal_text(e))),
+            Err(e) => Some(Err(refusal(e))),
         }
     }
 
@@ -803,23 +783,6 @@ impl Inbound<'_> {
 }
 
 /// What an agent is told when their message was not delivered.
-fn refusal_text(e: EngineError) -> String {
-    match e {
-        EngineError::NotYourConversation => {
-            "This chat is handled by another agent; your message was not delivered.".to_owned()
-        }
-        EngineError::ConversationEnded => {
-            "This chat has ended; your message was not delivered.".to_owned()
-        }
-        EngineError::UnknownConversation => "There is no chat at this address.".to_owned(),
-        EngineError::Invalid(invalid) => format!("Your message was not delivered: {invalid}."),
-        other => {
-            warn!(error = %other, "an agent message failed");
-            "Your message could not be delivered. Please try again.".to_owned()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
