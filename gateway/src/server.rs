@@ -195,7 +195,7 @@ impl Gateway {
             }
         });
         let grace = self.grace;
-        let served = tokio::spawn(async move { serve.await });
+        let served = tokio::spawn(serve);
         shutdown.cancelled().await;
         match tokio::time::timeout(grace, served).await {
             Ok(result) => result.context("server task failed")??,
@@ -214,9 +214,11 @@ impl Gateway {
     }
 }
 
-/// Largest HTTP/1 read buffer per connection. hyper's default (~400 KiB)
-/// fills up when a fast client uploads: 20 concurrent 5 MB uploads cost
-/// 8 MiB of read-ahead alone. 64 KiB still reads a body in large chunks.
+/// Largest HTTP/1 read buffer per connection. hyper's default (~408 KiB)
+/// fills up when a fast client uploads and multer holds the chunks split
+/// off it: 20 concurrent 5 MB uploads grew RSS by 25-28 MiB, 9 MiB with
+/// 64 KiB (docs/benchmarks.md). It also caps a request's head, so not
+/// smaller: 16 KiB saves 5 MiB more but is slower and tight for cookies.
 const HTTP1_MAX_BUF: usize = 64 * 1024;
 
 /// What `axum::serve(..).with_graceful_shutdown(..)` does, plus a bounded
@@ -277,7 +279,10 @@ async fn serve(
 /// (out of file descriptors) is logged and retried after a pause.
 async fn accept_error(e: std::io::Error) {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
         return;
     }
     tracing::error!(error = %e, "accept failed");
