@@ -162,3 +162,66 @@ async fn an_unreachable_sip_agent_hands_the_chat_back_to_the_queue() {
     assert_eq!(view.body["state"], "queued");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
+        .parse()
+        .unwrap();
+    let kamailio = Kamailio::start(KamailioOptions::new(addr)).await.unwrap();
+    let proxy = kamailio.addr();
+    let gw = TestGateway::spawn_bridged(move |config| {
+        config.agents[2].sip = Some("sip:103@pbx.localhost".parse().unwrap());
+        config.agents.push(pbx_adapter::queue::AgentConfig {
+            extension: "104".parse().unwrap(),
+            name: "Dan Moreau".to_owned(),
+            xmpp: None,
+            sip: Some("sip:104@pbx.localhost".parse().unwrap()),
+        });
+        config.queues[1].strategy = pbx_adapter::queue::Strategy::Linear;
+        config.queues[1]
+            .members
+            .push(pbx_adapter::queue::MemberConfig {
+                agent: "104".parse().unwrap(),
+                penalty: 0,
+            });
+        config.channels[0].queue = Some("601".parse().unwrap());
+        config.sip = Some(SipBridgeConfig {
+            domain: GATEWAY_DOMAIN.to_owned(),
+            listen_udp: Some(addr),
+            listen_tcp: Some(addr),
+            outbound_proxy: proxy,
+            username: None,
+            password: None,
+            probe_interval_secs: 1,
+        });
+    })
+    .await;
+    // Only Dan's phone is registered; Chloé (first in line) is not.
+    let dan = SippAgent::start(&kamailio, "104", false).await.unwrap();
+    let ext = "104".parse().unwrap();
+    tokio::time::timeout(WAIT, gw.engine.until_available(&ext))
+        .await
+        .expect("Dan never became available");
+    assert!(!gw.engine.is_available(&"103".parse().unwrap()));
+
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    let id: uuid::Uuid = session.id.parse().unwrap();
+    dan.wait_for(&["New chat waiting", "Jane"], WAIT)
+        .await
+        .unwrap();
+    let status = dan
+        .send_message(
+            &format!("sip:visitor-{}@{GATEWAY_DOMAIN}", id.simple()),
+            "text/plain",
+            "Dan here",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let joined = events.next_of_type("agent_joined").await.unwrap();
+    assert_eq!(joined["agent"]["name"], "Dan Moreau");
+    gw.stop().await;
+}
