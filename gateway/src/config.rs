@@ -498,6 +498,15 @@ impl Config {
             for origin in &channel.allowed_origins {
                 parse_origin(origin).map_err(|m| (at("allowed_origins"), m))?;
             }
+            if !channel.languages.contains(&channel.language) {
+                return Err((
+                    at("language"),
+                    format!(
+                        "{:?} must be one of the channel's languages",
+                        channel.language
+                    ),
+                ));
+            }
             for lang in channel.languages.iter().chain([&channel.language]) {
                 if !SUPPORTED_LANGUAGES.contains(&lang.as_str()) {
                     return Err((

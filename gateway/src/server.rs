@@ -73,12 +73,13 @@ impl Gateway {
             })
         };
         let mut gateway = Self::assemble(config, store, files, agents, shutdown).await?;
+        let xmpp_running = xmpp.is_some();
         if let Some(runtime) = xmpp {
             let events = bridges::xmpp::run_events(runtime, gateway.engine.clone());
             gateway.bridges.push(events);
         }
         if let Some(runtime) = sip {
-            let events = bridges::sip::run_events(runtime, gateway.engine.clone());
+            let events = bridges::sip::run_events(runtime, gateway.engine.clone(), xmpp_running);
             gateway.bridges.push(events);
         }
         Ok(gateway)

@@ -267,7 +267,7 @@ fn write_accounts(data: &Path, accounts: &[Account]) -> anyhow::Result<()> {
 
 /// Polls until `port` accepts TCP connections (servers log no reliable
 /// "ready" line across versions).
-pub(crate) async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+pub async fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -551,6 +551,11 @@ async fn malformed_input_does_not_kill_the_user_agent() {
     for g in &garbage {
         let _ = udp.send_to(&g[..g.len().min(60_000)], ua.addr).await;
     }
+    // The stack binds its TCP listener when it starts serving, just after
+    // spawn returns: wait until it accepts.
+    frontdesk_tests::prosody::wait_for_port(ua.addr.port(), WAIT)
+        .await
+        .unwrap();
     for g in &garbage {
         let mut tcp = tokio::net::TcpStream::connect(ua.addr).await.unwrap();
         let _ = tcp.write_all(g).await;

@@ -221,8 +221,15 @@ impl AgentChannel for SipAgents {
     }
 }
 
+/// Whether the router sends this agent's traffic over SIP (an agent with a
+/// JID goes over XMPP when that bridge runs): only those are probed and
+/// have their status set from SIP.
+fn routed_to_sip(agent: &AgentConfig, xmpp_running: bool) -> bool {
+    agent.sip.is_some() && (agent.xmpp.is_none() || !xmpp_running)
+}
+
 /// Reads the user agent's events and drives the engine until shutdown.
-pub fn run_events(runtime: SipRuntime, engine: Engine) -> JoinHandle<()> {
+pub fn run_events(runtime: SipRuntime, engine: Engine, xmpp_running: bool) -> JoinHandle<()> {
     tokio::spawn(
         async move {
             let SipRuntime {
@@ -234,6 +241,7 @@ pub fn run_events(runtime: SipRuntime, engine: Engine) -> JoinHandle<()> {
                 .directory()
                 .agents()
                 .iter()
+                .filter(|a| routed_to_sip(a, xmpp_running))
                 .filter_map(|a| a.sip.clone())
                 .collect();
             if let Err(e) = agents.command(SipCommand::SetAgents(uris)).await {

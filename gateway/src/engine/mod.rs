@@ -247,6 +247,13 @@ impl Engine {
             ConversationState::Queued
         };
         ConversationState::Started.transition(target)?;
+        let queue = (target == ConversationState::Queued).then(|| {
+            channel
+                .config
+                .queue
+                .clone()
+                .expect("validated: live channels have a queue")
+        });
         let new = NewConversation {
             id,
             channel_key: channel_key.to_owned(),
@@ -256,6 +263,8 @@ impl Engine {
             visitor_email: visitor.email.as_str().to_owned(),
             page_url: visitor.page_url,
             language,
+            queue_extension: queue.as_ref().map(ToString::to_string),
+            ended: target.is_final(),
         };
         let events = [event(EventBody::State { state: target })];
         self.inner.store.create_conversation(&new, &events).await?;
@@ -267,18 +276,7 @@ impl Engine {
         }
         metrics::counter!("frontdesk_conversations_started_total").increment(1);
         info!(conversation = %id, state = %target, "conversation started");
-        if target == ConversationState::Queued {
-            let queue = channel
-                .config
-                .queue
-                .clone()
-                .expect("validated: live channels have a queue");
-            let update = ConversationUpdate {
-                queue_extension: Some(Some(queue.to_string())),
-                queued_at: Some(Some(now_ms())),
-                ..Default::default()
-            };
-            self.inner.store.transition(id, None, &update, &[]).await?;
+        if let Some(queue) = queue {
             self.dispatch(&queue).await;
         }
         Ok((self.view(id).await?, token))

@@ -39,6 +39,12 @@ pub struct NewConversation {
     pub visitor_email: String,
     pub page_url: Option<String>,
     pub language: String,
+    /// The queue of a live chat, set with the row so a conversation is
+    /// never queued without a queue.
+    pub queue_extension: Option<String>,
+    /// Set for conversations that start in a final state (out of hours),
+    /// so retention sweeps them like ended chats.
+    pub ended: bool,
 }
 
 /// A value bound into a dynamically built statement.
@@ -98,8 +104,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
-             visitor_email, page_url, language, last_seq, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)",
+             visitor_email, page_url, language, queue_extension, queued_at, ended_at, last_seq, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12)",
         )
         .bind(new.id.to_string())
         .bind(&new.channel_key)
@@ -109,6 +116,9 @@ impl Store {
         .bind(&new.visitor_email)
         .bind(new.page_url.as_deref())
         .bind(&new.language)
+        .bind(new.queue_extension.as_deref())
+        .bind(new.queue_extension.as_ref().map(|_| now))
+        .bind(new.ended.then_some(now))
         .bind(now)
         .execute(&mut *tx)
         .await?;

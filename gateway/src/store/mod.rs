@@ -67,10 +67,17 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
+        // A SQLite file is created when missing unless the URL says otherwise.
+        let url = if engine == Engine::Sqlite && !url.contains("mode=") {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}mode=rwc")
+        } else {
+            url.to_owned()
+        };
         if engine == Engine::Sqlite {
-            create_sqlite_parent_dir(url);
+            create_sqlite_parent_dir(&url);
         }
-        let options = AnyConnectOptions::from_str(url)?
+        let options = AnyConnectOptions::from_str(&url)?
             .log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(500));
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
