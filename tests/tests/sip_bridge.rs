@@ -16,8 +16,11 @@ use frontdesk_tests::visitor::Visitor;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Kamailio routing chat.localhost to the gateway, and a gateway whose
-/// agent 103 is `sip:103@pbx.localhost`, alone in the live channel's queue.
-async fn setup() -> (Kamailio, TestGateway) {
+/// agent 103 is `sip:103@pbx.localhost`, alone in the live channel's queue
+/// (601) unless `adjust` changes the configuration further.
+async fn setup_with(
+    adjust: impl FnOnce(&mut frontdesk::config::Config) + Send,
+) -> (Kamailio, TestGateway) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
         .parse()
         .unwrap();
@@ -35,9 +38,14 @@ async fn setup() -> (Kamailio, TestGateway) {
             password: None,
             probe_interval_secs: 1,
         });
+        adjust(config);
     })
     .await;
     (kamailio, gw)
+}
+
+async fn setup() -> (Kamailio, TestGateway) {
+    setup_with(|_| {}).await
 }
 
 async fn agent_available(gw: &TestGateway) {
@@ -165,13 +173,7 @@ async fn an_unreachable_sip_agent_hands_the_chat_back_to_the_queue() {
 
 #[tokio::test]
 async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
-        .parse()
-        .unwrap();
-    let kamailio = Kamailio::start(KamailioOptions::new(addr)).await.unwrap();
-    let proxy = kamailio.addr();
-    let gw = TestGateway::spawn_bridged(move |config| {
-        config.agents[2].sip = Some("sip:103@pbx.localhost".parse().unwrap());
+    let (kamailio, gw) = setup_with(|config| {
         config.agents.push(pbx_adapter::queue::AgentConfig {
             extension: "104".parse().unwrap(),
             name: "Dan Moreau".to_owned(),
@@ -185,16 +187,6 @@ async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
                 agent: "104".parse().unwrap(),
                 penalty: 0,
             });
-        config.channels[0].queue = Some("601".parse().unwrap());
-        config.sip = Some(SipBridgeConfig {
-            domain: GATEWAY_DOMAIN.to_owned(),
-            listen_udp: Some(addr),
-            listen_tcp: Some(addr),
-            outbound_proxy: proxy,
-            username: None,
-            password: None,
-            probe_interval_secs: 1,
-        });
     })
     .await;
     // Only Dan's phone is registered; Chloé (first in line) is not.

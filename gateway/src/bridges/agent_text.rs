@@ -6,8 +6,8 @@
 use pbx_adapter::AgentExtension;
 use tracing::warn;
 
-use crate::domain::ConversationId;
-use crate::engine::{AgentCommand, Engine, EngineError};
+use crate::domain::{ConversationId, Party};
+use crate::engine::{describe_visitor, AgentCommand, ConversationSummary, Engine, EngineError};
 
 /// What became of an agent's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,3 +66,27 @@ pub fn refusal(e: EngineError) -> String {
 
 /// The answer to text sent to an address that is no conversation.
 pub const NO_CHAT: &str = "There is no chat at this address.";
+
+/// The first message of an offer: who is waiting and how to take it.
+pub fn offer_card(summary: &ConversationSummary) -> String {
+    format!(
+        "New chat waiting – reply to take it.\n{}",
+        describe_visitor(summary, "waiting")
+    )
+}
+
+/// Told to agents whose offer was withdrawn.
+pub fn withdrawn(taken_by: Option<&str>) -> String {
+    match taken_by {
+        Some(name) => format!("{name} took this chat."),
+        None => "This chat is no longer waiting for you.".to_owned(),
+    }
+}
+
+/// Told to the agent when the chat ended without them ending it.
+pub fn ended(by: Party) -> &'static str {
+    match by {
+        Party::Visitor => "The visitor ended the chat.",
+        _ => "This chat has ended.",
+    }
+}

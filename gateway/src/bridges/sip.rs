@@ -27,13 +27,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::agent_text::{handle_agent_text, AgentTextOutcome, NO_CHAT};
+use super::agent_text::{self, handle_agent_text, AgentTextOutcome, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, Party};
 use crate::engine::{
-    describe_visitor, AgentChannel, AgentChannelError, AgentStatus, ConversationState,
-    ConversationSummary, Engine, MessageView, Offer,
+    AgentChannel, AgentChannelError, AgentStatus, ConversationState, ConversationSummary, Engine,
+    MessageView, Offer,
 };
 use crate::files::Files;
 
@@ -151,10 +151,7 @@ impl SipAgents {
 impl AgentChannel for SipAgents {
     async fn offer(&self, offer: Offer) -> Result<(), AgentChannelError> {
         let summary = &offer.conversation;
-        let card = format!(
-            "New chat waiting – reply to take it.\n{}",
-            describe_visitor(summary, "waiting")
-        );
+        let card = agent_text::offer_card(summary);
         for agent in offer.agents.iter().filter(|a| a.sip.is_some()) {
             self.tell(summary.id, agent, card.clone()).await?;
             for message in offer.history.iter().filter(|m| m.sender == Party::Visitor) {
@@ -170,10 +167,7 @@ impl AgentChannel for SipAgents {
         agents: &[AgentConfig],
         taken_by: Option<&str>,
     ) -> Result<(), AgentChannelError> {
-        let text = match taken_by {
-            Some(name) => format!("{name} took this chat."),
-            None => "This chat is no longer waiting for you.".to_owned(),
-        };
+        let text = agent_text::withdrawn(taken_by);
         for agent in agents {
             self.tell(conversation.id, agent, text.clone()).await?;
         }
@@ -213,10 +207,7 @@ impl AgentChannel for SipAgents {
         conversation: &ConversationSummary,
         by: Party,
     ) -> Result<(), AgentChannelError> {
-        let text = match by {
-            Party::Visitor => "The visitor ended the chat.",
-            _ => "This chat has ended.",
-        };
+        let text = agent_text::ended(by);
         self.tell(conversation.id, agent, text.to_owned()).await
     }
 }

@@ -35,12 +35,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::agent_text::{handle_agent_text, refusal, AgentTextOutcome, NO_CHAT};
+use super::agent_text::{self, handle_agent_text, refusal, AgentTextOutcome, NO_CHAT};
 use crate::config::XmppConfig;
 use crate::domain::{ConversationId, Party};
 use crate::engine::{
-    describe_visitor, AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus,
-    ConversationSummary, Engine, MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
+    AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Engine,
+    MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
 use crate::files::{DisplayName, FileId, Files, Signature};
 use crate::store::Store;
@@ -309,10 +309,7 @@ impl XmppAgents {
 impl AgentChannel for XmppAgents {
     async fn offer(&self, offer: Offer) -> Result<(), AgentChannelError> {
         let summary = &offer.conversation;
-        let card = format!(
-            "New chat waiting – reply to take it.\n{}",
-            describe_visitor(summary, "waiting")
-        );
+        let card = agent_text::offer_card(summary);
         for agent in offer.agents.iter() {
             let Some(jid) = &agent.xmpp else { continue };
             self.tell(summary.id, Some(&summary.visitor_name), jid, card.clone())
@@ -331,10 +328,7 @@ impl AgentChannel for XmppAgents {
         agents: &[AgentConfig],
         taken_by: Option<&str>,
     ) -> Result<(), AgentChannelError> {
-        let text = match taken_by {
-            Some(name) => format!("{name} took this chat."),
-            None => "This chat is no longer waiting for you.".to_owned(),
-        };
+        let text = agent_text::withdrawn(taken_by);
         for jid in agents.iter().filter_map(|a| a.xmpp.as_ref()) {
             self.tell(conversation.id, None, jid, text.clone()).await?;
         }
@@ -380,10 +374,7 @@ impl AgentChannel for XmppAgents {
         let Some(jid) = &agent.xmpp else {
             return Ok(());
         };
-        let text = match by {
-            Party::Visitor => "The visitor ended the chat.",
-            _ => "This chat has ended.",
-        };
+        let text = agent_text::ended(by);
         self.tell(conversation.id, None, jid, text.to_owned())
             .await?;
         self.chat_state(conversation.id, jid, ChatState::Gone).await;
