@@ -345,19 +345,7 @@ pub struct SippAgent {
 impl SippAgent {
     /// Registers `user` over UDP or TCP and starts answering.
     pub async fn start(kamailio: &Kamailio, user: &str, tcp: bool) -> anyhow::Result<SippAgent> {
-        let port = free_udp_tcp_port()?;
-        let dir = kamailio.dir().join(format!("agent-{user}-{port}"));
-        std::fs::create_dir_all(&dir)?;
-        let mut agent = SippAgent {
-            user: user.to_owned(),
-            port,
-            tcp,
-            proxy: kamailio.addr(),
-            trace: dir.join("received.log"),
-            dir,
-            child: None,
-        };
-        agent.register(300).await?;
+        let mut agent = Self::register_only(kamailio, user, tcp).await?;
         agent.answer().await?;
         Ok(agent)
     }

@@ -28,10 +28,7 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use super::view::AttachmentView;
-use super::{
-    event, message_of, ConversationState, Engine, EngineError, EngineResult, EventBody,
-    MessageView, Signal,
-};
+use super::{event, message_of, Engine, EngineError, EngineResult, EventBody, MessageView, Signal};
 use crate::domain::{ConversationId, Party};
 use crate::files::{DisplayName, FileId, FileStore, Received};
 use crate::store::{FileInsert, FileRow, StoreError};
@@ -310,19 +307,7 @@ impl Engine {
         if size > limit {
             return Ok(AgentFileOutcome::TooLarge { limit });
         }
-        if row.parsed_state()? == ConversationState::Offered {
-            self.agent_accept(id, agent).await?;
-        }
-        let row = self.row(id).await?;
-        let state = row.parsed_state()?;
-        if state.is_final() {
-            return Err(EngineError::ConversationEnded);
-        }
-        if state != ConversationState::Active
-            || row.agent_extension.as_deref() != Some(agent.as_str())
-        {
-            return Err(EngineError::NotYourConversation);
-        }
+        let row = self.claim_for_agent(row, agent).await?;
         // Take the file out; a concurrent claim of the same upload finds
         // nothing and the message is plain text.
         let Some(Slot {

@@ -668,19 +668,7 @@ impl Engine {
         let row = self.row(id).await?;
         let channel = self.channel_of(&row)?;
         let body = MessageBody::parse(body, channel.config.limits.max_message_chars)?;
-        if row.parsed_state()? == ConversationState::Offered {
-            self.agent_accept(id, agent).await?;
-        }
-        let row = self.row(id).await?;
-        let state = row.parsed_state()?;
-        if state.is_final() {
-            return Err(EngineError::ConversationEnded);
-        }
-        if state != ConversationState::Active
-            || row.agent_extension.as_deref() != Some(agent.as_str())
-        {
-            return Err(EngineError::NotYourConversation);
-        }
+        let row = self.claim_for_agent(row, agent).await?;
         let message = MessageView {
             id: Uuid::now_v7(),
             client_id: None,
@@ -702,6 +690,31 @@ impl Engine {
             .ok_or(EngineError::UnknownConversation)?;
         metrics::counter!("frontdesk_messages_total", "from" => "agent").increment(1);
         message_of(&stored[0])
+    }
+
+    /// What an agent sends into a conversation needs it to be theirs: a
+    /// first reply to an offer takes it; then it must be active and
+    /// assigned to them. Returns the up-to-date row.
+    pub(crate) async fn claim_for_agent(
+        &self,
+        row: ConversationRow,
+        agent: &AgentExtension,
+    ) -> EngineResult<ConversationRow> {
+        let id = row.id;
+        if row.parsed_state()? == ConversationState::Offered {
+            self.agent_accept(id, agent).await?;
+        }
+        let row = self.row(id).await?;
+        let state = row.parsed_state()?;
+        if state.is_final() {
+            return Err(EngineError::ConversationEnded);
+        }
+        if state != ConversationState::Active
+            || row.agent_extension.as_deref() != Some(agent.as_str())
+        {
+            return Err(EngineError::NotYourConversation);
+        }
+        Ok(row)
     }
 
     /// The agent is typing (ephemeral: not stored).
