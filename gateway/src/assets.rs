@@ -1,20 +1,32 @@
 //! The widget's files and the demo page, compiled into the binary so a
 //! gateway is one file to deploy. Built by `widget/` (its output is
 //! committed, so `cargo build` never needs Node).
+//!
+//! `/demo` embeds the widget for the first channel of the configuration
+//! (or `/demo?channel=KEY`), so whatever file a first run starts with, the
+//! demo page talks to a channel that exists.
 
-use axum::http::header;
-use axum::response::{IntoResponse, Redirect};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use serde::Deserialize;
 
 const WIDGET_JS: &str = include_str!("../../widget/dist/widget.js");
 const DEMO_HTML: &str = include_str!("../../widget/demo.html");
+/// Where `demo.html` names its channel.
+const CHANNEL_PLACEHOLDER: &str = "{{channel}}";
 
-pub fn router() -> Router {
+/// `channel_keys`: the configured channels, in configuration order.
+pub fn router(channel_keys: Vec<String>) -> Router {
     Router::new()
         .route("/widget.js", get(widget_js))
         .route("/demo", get(demo))
         .route("/", get(|| async { Redirect::temporary("/demo") }))
+        .with_state(Arc::new(channel_keys))
 }
 
 async fn widget_js() -> impl IntoResponse {
@@ -29,9 +41,60 @@ async fn widget_js() -> impl IntoResponse {
     )
 }
 
-async fn demo() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        DEMO_HTML,
+#[derive(Deserialize)]
+struct DemoQuery {
+    channel: Option<String>,
+}
+
+async fn demo(State(keys): State<Arc<Vec<String>>>, Query(query): Query<DemoQuery>) -> Response {
+    let key = match &query.channel {
+        Some(wanted) => keys.iter().find(|k| *k == wanted),
+        None => keys.first(),
+    };
+    let html = |status, body: String| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    match key {
+        // Keys are validated ([A-Za-z0-9_-]), so one is safe in an attribute.
+        Some(key) => html(StatusCode::OK, DEMO_HTML.replace(CHANNEL_PLACEHOLDER, key)),
+        None => html(StatusCode::NOT_FOUND, no_channel_page(&keys)),
+    }
+}
+
+/// Says what to do when the demo has no channel to show.
+fn no_channel_page(keys: &[String]) -> String {
+    let advice = if keys.is_empty() {
+        "This gateway has no channel yet. Add a <code>[[channels]]</code> table to its \
+         configuration (see <code>frontdesk.example.toml</code>) and restart it."
+            .to_owned()
+    } else {
+        let links: Vec<String> = keys
+            .iter()
+            .map(|k| format!("<li><a href=\"/demo?channel={k}\">{k}</a></li>"))
+            .collect();
+        format!(
+            "No channel has that key. The configured channels are:<ul>{}</ul>",
+            links.join("")
+        )
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Frontdesk demo</title></head><body><main><h1>Frontdesk demo</h1>\
+         <p>{advice}</p></main></body></html>"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_page_names_its_channel_in_one_place() {
+        assert_eq!(DEMO_HTML.matches(CHANNEL_PLACEHOLDER).count(), 1);
+    }
 }

@@ -364,6 +364,19 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where a command looks for its configuration when neither `--config`
+    /// nor `FRONTDESK_CONFIG` names a file, in order.
+    pub const DEFAULT_PATHS: [&'static str; 2] =
+        ["frontdesk.toml", "/etc/frontdesk/frontdesk.toml"];
+
+    /// The first of [`DEFAULT_PATHS`](Self::DEFAULT_PATHS) that exists.
+    pub fn find_default() -> Option<PathBuf> {
+        Self::DEFAULT_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    }
+
     /// Reads `path` (if given; it must exist) and the environment, then
     /// validates the result.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {

@@ -4,6 +4,10 @@
 //! the engine and the store never see an empty name, a malformed e-mail or a
 //! guessable token. Each type says in its constructor what it accepts.
 
+mod state;
+
+pub use state::{ConversationState, InvalidTransition};
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -48,17 +52,50 @@ fn bounded_text(
     Ok(cleaned)
 }
 
-/// A conversation's public identifier (UUIDv7: sortable by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(transparent)]
-#[schema(value_type = String, format = Uuid)]
-pub struct ConversationId(Uuid);
+/// A public identifier that is a UUID: the type, its JSON and schema form
+/// (a string), `new()` from `$make`, `Default`, `Display` and `FromStr`.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $make:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self($make())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A conversation's public identifier (UUIDv7: sortable by creation time).
+    ConversationId,
+    Uuid::now_v7
+);
 
 impl ConversationId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
     /// The short form used in agent-facing addresses (`visitor-<short>`).
     pub fn short(&self) -> String {
         self.0.simple().to_string()
@@ -69,22 +106,30 @@ impl ConversationId {
     }
 }
 
-impl Default for ConversationId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+uuid_id!(
+    /// A file's public identifier (random UUIDv4: not guessable, not sortable).
+    FileId,
+    Uuid::new_v4
+);
 
-impl fmt::Display for ConversationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+/// The client's id for one "send" of several files (1 to 64 visible ASCII
+/// characters). Without one, a file is a batch of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchId(String);
 
-impl FromStr for ConversationId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
+impl BatchId {
+    pub fn parse(raw: &str) -> Option<BatchId> {
+        let ok = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| BatchId(raw.to_owned()))
+    }
+
+    /// A batch of one.
+    pub fn single() -> BatchId {
+        BatchId(format!("single-{}", Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

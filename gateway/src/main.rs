@@ -16,7 +16,8 @@ use frontdesk::store::Store;
     about = "Website chat bridged into your PBX's queues"
 )]
 struct Cli {
-    /// Configuration file (TOML). Without it: defaults and FRONTDESK__* variables.
+    /// Configuration file (TOML). Without it: ./frontdesk.toml, then
+    /// /etc/frontdesk/frontdesk.toml, else defaults and FRONTDESK__* variables.
     #[arg(long, short, global = true, env = "FRONTDESK_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -85,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Pbx(PbxCommand::Import(source)) = &cli.command {
         return import(source).await;
     }
-    let config = Config::load(cli.config.as_deref())?;
+    let (path, source) = config_source(cli.config);
+    let config = Config::load(path.as_deref())?;
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -112,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         Command::EmbedCode { channel } => {
             let channel = config
                 .channel(&channel)
-                .with_context(|| format!("no channel with key {channel:?} in the configuration"))?;
+                .with_context(|| format!("no channel with key {channel:?} in {source}"))?;
             let src = config
                 .public_url()
                 .join("widget.js")
@@ -126,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Schedule(ScheduleCommand::Check { channel, at }) => {
             let channel = config
                 .channel(&channel)
-                .with_context(|| format!("no channel with key {channel:?} in the configuration"))?;
+                .with_context(|| format!("no channel with key {channel:?} in {source}"))?;
             let schedule = pbx_adapter::schedule::Schedule::from_config(&channel.schedule)?;
             let at = at.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
             let decision = schedule.explain(at);
@@ -169,6 +171,39 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // A machine-readable line for scripts and tests that start on port 0.
     println!("listening on http://{}", listener.local_addr()?);
     gateway.run_until(listener, shutdown_signal()).await
+}
+
+/// Which file to read: the one named, else the first default path that
+/// exists. Says on stderr which one it is, or where it looked, so a command
+/// run in the wrong folder does not silently run on the defaults. Returns
+/// the path and how to name the configuration in messages.
+fn config_source(named: Option<PathBuf>) -> (Option<PathBuf>, String) {
+    if let Some(path) = named {
+        let source = path.display().to_string();
+        return (Some(path), source);
+    }
+    match Config::find_default() {
+        Some(path) => {
+            eprintln!("frontdesk: using the configuration in {}", path.display());
+            let source = path.display().to_string();
+            (Some(path), source)
+        }
+        None => {
+            let looked: Vec<String> = Config::DEFAULT_PATHS
+                .iter()
+                .map(|p| match p.starts_with('/') {
+                    true => (*p).to_owned(),
+                    false => format!("./{p}"),
+                })
+                .collect();
+            eprintln!(
+                "frontdesk: no configuration file given (--config FILE or FRONTDESK_CONFIG) \
+                 and none found at {}; running on the defaults and FRONTDESK__* variables",
+                looked.join(" or ")
+            );
+            (None, "the defaults (no configuration file)".to_owned())
+        }
+    }
 }
 
 /// Hides a password in a database URL before printing it.

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use crate::engine::ConversationState;
+use crate::domain::ConversationState;
 use crate::store::Store;
 
 /// The process-wide Prometheus recorder (installed once, shared by every

@@ -133,7 +133,9 @@ impl Gateway {
             ))
             .merge(api::openapi::router())
             .merge(ops::router(store.clone()))
-            .merge(assets::router())
+            .merge(assets::router(
+                config.channels.iter().map(|c| c.key.to_string()).collect(),
+            ))
             .layer(axum::middleware::from_fn(api::record_latency))
             .layer(TraceLayer::new_for_http());
         Ok(Gateway {

@@ -147,6 +147,10 @@ impl From<EngineError> for ApiError {
                 tracing::error!(error = %e, "storage error");
                 ApiError::internal()
             }
+            EngineError::FileStore(e) => {
+                tracing::error!(error = %e, "file store error");
+                ApiError::internal()
+            }
         }
     }
 }

@@ -121,11 +121,7 @@ where
             .authenticate(id, &token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let channel = state
-            .engine
-            .channels()
-            .get(&row.channel_key)
-            .ok_or(EngineError::UnknownChannel)?;
+        let channel = state.engine.channel(&row.channel_key)?;
         if origin.is_some_and(|o| !channel.allows_origin(&o)) {
             return Err(ApiError::origin_not_allowed());
         }

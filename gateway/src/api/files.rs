@@ -29,11 +29,10 @@ use super::extract::AuthorizedVisitor;
 use super::ratelimit::limit_per_ip;
 use super::visitor::ErrorBody;
 use super::ApiState;
-use crate::domain::{ClientMessageId, ConversationId};
-use crate::engine::{EngineError, MessageView};
+use crate::domain::{BatchId, ClientMessageId, ConversationId, FileId};
+use crate::engine::{AttachOutcome, EngineError, MessageView};
 use crate::files::{
-    AttachOutcome, BatchId, DisplayName, FileId, Files, IntakeError, NewAttachment, Received,
-    Signature, StoredBytes,
+    DisplayName, Files, IntakeError, NewAttachment, Received, Signature, StoredBytes,
 };
 use crate::store::FileRow;
 
@@ -57,13 +56,7 @@ impl axum::extract::FromRef<FilesState> for ApiState {
 /// channel file limit plus [`MULTIPART_OVERHEAD`]; each upload is held to
 /// its own channel's limit while it streams.
 pub fn router(api: ApiState, files: Files) -> Router {
-    let largest = api
-        .engine
-        .channels()
-        .iter()
-        .map(|c| c.config.limits.max_file_bytes)
-        .max()
-        .unwrap_or(0);
+    let largest = api.engine.largest_file_limit();
     let body_limit = usize::try_from(largest)
         .unwrap_or(usize::MAX)
         .saturating_add(MULTIPART_OVERHEAD);
@@ -244,15 +237,10 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    if row.parsed_state().map_err(EngineError::from)?.is_final() {
+    if row.state.is_final() {
         return Err(EngineError::ConversationEnded.into());
     }
-    let channel = state
-        .api
-        .engine
-        .channels()
-        .get(&row.channel_key)
-        .ok_or(EngineError::UnknownChannel)?;
+    let channel = state.api.engine.channel(&row.channel_key)?;
     let limits = &channel.config.limits;
     let (limit, per_batch) = (limits.max_file_bytes, limits.max_files_per_batch);
     let mut multipart = multipart.map_err(|e| invalid_upload(&e.body_text()))?;

@@ -197,11 +197,7 @@ pub async fn channel_info(
     Path(key): Path<String>,
     MaybeOrigin(origin): MaybeOrigin,
 ) -> ApiResult<Json<ChannelInfo>> {
-    let channel = state
-        .engine
-        .channels()
-        .get(&key)
-        .ok_or(EngineError::UnknownChannel)?;
+    let channel = state.engine.channel(&key)?;
     check_origin(&channel, &origin)?;
     Ok(Json(channel_info_of(&channel)))
 }
@@ -220,11 +216,7 @@ pub async fn start_conversation(
     MaybeOrigin(origin): MaybeOrigin,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> ApiResult<(StatusCode, Json<StartResponse>)> {
-    let channel = state
-        .engine
-        .channels()
-        .get(&key)
-        .ok_or(EngineError::UnknownChannel)?;
+    let channel = state.engine.channel(&key)?;
     check_origin(&channel, &origin)?;
     let visitor = NewVisitor {
         name: VisitorName::parse(&request.name)?,
@@ -291,11 +283,7 @@ pub async fn post_message(
     AuthorizedVisitor { id, row }: AuthorizedVisitor,
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let channel = state
-        .engine
-        .channels()
-        .get(&row.channel_key)
-        .ok_or(EngineError::UnknownChannel)?;
+    let channel = state.engine.channel(&row.channel_key)?;
     let client_id = ClientMessageId::try_from(request.client_id)?;
     let body = MessageBody::parse(&request.body, channel.config.limits.max_message_chars)?;
     state.limiters.message(id)?;

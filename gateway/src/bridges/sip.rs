@@ -30,10 +30,9 @@ use tracing::{info, info_span, warn, Instrument};
 use super::agent_text::{self, handle_agent_text, AgentTextOutcome, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
-use crate::domain::{ConversationId, Party};
+use crate::domain::{ConversationId, ConversationState, Party};
 use crate::engine::{
-    AgentChannel, AgentChannelError, AgentStatus, ConversationState, ConversationSummary, Engine,
-    MessageView, Offer,
+    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Engine, MessageView, Offer,
 };
 use crate::files::Files;
 
@@ -340,9 +339,9 @@ async fn unreachable_agent(engine: &Engine, conversation: ConversationId, agent:
             return;
         }
     };
-    match row.parsed_state() {
-        Ok(ConversationState::Offered) => engine.offer_declined(conversation, agent).await,
-        Ok(ConversationState::Active) if row.agent_extension.as_deref() == Some(agent.as_str()) => {
+    match row.state {
+        ConversationState::Offered => engine.offer_declined(conversation, agent).await,
+        ConversationState::Active if row.agent_extension.as_deref() == Some(agent.as_str()) => {
             engine.set_agent_status(agent, AgentStatus::Offline).await;
         }
         _ => {}

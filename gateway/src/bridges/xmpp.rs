@@ -37,12 +37,12 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::agent_text::{self, handle_agent_text, refusal, AgentTextOutcome, NO_CHAT};
 use crate::config::XmppConfig;
-use crate::domain::{ConversationId, Party};
+use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{
     AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Engine,
     MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
-use crate::files::{DisplayName, FileId, Files, Signature};
+use crate::files::{DisplayName, Files, Signature};
 use crate::store::Store;
 
 /// The visitor address of a conversation: `visitor-<uuid hex>`.
@@ -450,7 +450,11 @@ async fn introduce_agents(agents: &XmppAgents, engine: &Engine) -> anyhow::Resul
     // Nicks live in the component's memory: give them back after a restart.
     let live = engine
         .store()
-        .conversations_in_states(&["queued", "offered", "active"])
+        .conversations_in_states(&[
+            ConversationState::Queued,
+            ConversationState::Offered,
+            ConversationState::Active,
+        ])
         .await?;
     for row in live {
         let command = Command::SetNick {

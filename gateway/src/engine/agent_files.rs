@@ -21,16 +21,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use pbx_adapter::AgentExtension;
 use rand::RngCore;
 use tracing::{info, instrument, warn};
-use uuid::Uuid;
 
 use super::view::AttachmentView;
-use super::{event, message_of, Engine, EngineError, EngineResult, EventBody, MessageView, Signal};
-use crate::domain::{ConversationId, Party};
-use crate::files::{DisplayName, FileId, FileStore, Received};
+use super::{
+    agent_message_view, event, message_of, Engine, EngineError, EngineResult, EventBody,
+    MessageView, Signal,
+};
+use crate::domain::{ConversationId, FileId};
+use crate::files::{DisplayName, FileStore, Received};
 use crate::store::{FileInsert, FileRow, StoreError};
 
 /// How long a granted slot waits for its PUT to start.
@@ -318,25 +319,14 @@ impl Engine {
             return Ok(AgentFileOutcome::NotAnUpload);
         };
         let content_type = file.sniffed.media_type.clone();
-        let key = file
-            .commit()
-            .await
-            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        let message = MessageView {
-            id: Uuid::now_v7(),
-            client_id: None,
-            seq: 0,
-            sender: Party::Agent,
-            author: row.agent_name.clone().unwrap_or_default(),
-            body: name.as_str().to_owned(),
-            created_at: Utc::now(),
-            attachment: Some(AttachmentView {
+        let key = file.commit().await.map_err(EngineError::FileStore)?;
+        let message =
+            agent_message_view(&row, name.as_str().to_owned()).with_attachment(AttachmentView {
                 id: file_id,
                 name: name.as_str().to_owned(),
                 size,
                 content_type: content_type.clone(),
-            }),
-        };
+            });
         let file_row = FileRow {
             id: file_id,
             conversation_id: id,

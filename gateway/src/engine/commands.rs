@@ -73,7 +73,7 @@ impl Engine {
             AgentCommand::Info => {
                 let row = self.row(id).await?;
                 let summary = self.summary(&row)?;
-                Ok(describe_visitor(&summary, &row.state))
+                Ok(describe_visitor(&summary, row.state.as_str()))
             }
             AgentCommand::Queue => Ok(self.describe_queues(agent).await?),
             AgentCommand::Transfer(target) => self.transfer(id, agent, target.trim()).await,
@@ -89,7 +89,7 @@ impl Engine {
         target: &str,
     ) -> EngineResult<String> {
         let row = self.row(id).await?;
-        let state = row.parsed_state()?;
+        let state = row.state;
         if state != ConversationState::Active
             || row.agent_extension.as_deref() != Some(agent.as_str())
         {
@@ -122,18 +122,13 @@ impl Engine {
                 }
                 None => return Ok(format!("No queue or agent has extension {target}.")),
             };
-        let notice = MessageView {
-            id: uuid::Uuid::now_v7(),
-            client_id: None,
-            seq: 0,
-            sender: Party::System,
-            author: self.channel_of(&row)?.config.name.clone(),
-            body: "You are being transferred to a colleague. Please stay with us.".to_owned(),
-            created_at: Utc::now(),
-            attachment: None,
-        };
+        let notice = MessageView::new(
+            Party::System,
+            self.channel_of(&row)?.config.name.clone(),
+            "You are being transferred to a colleague. Please stay with us.".to_owned(),
+        );
         let update = ConversationUpdate {
-            state: Some(ConversationState::Queued.as_str().to_owned()),
+            state: Some(ConversationState::Queued),
             agent: Some(None),
             queue_extension: Some(Some(queue.to_string())),
             queued_at: Some(Some(now_ms())),
@@ -179,10 +174,7 @@ impl Engine {
         let waiting = self
             .inner
             .store
-            .conversations_in_states(&[
-                ConversationState::Queued.as_str(),
-                ConversationState::Offered.as_str(),
-            ])
+            .conversations_in_states(&[ConversationState::Queued, ConversationState::Offered])
             .await?;
         let now = now_ms();
         let mut lines = Vec::new();

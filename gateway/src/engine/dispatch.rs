@@ -16,8 +16,7 @@ use pbx_adapter::{AgentExtension, QueueExtension};
 use tracing::{info, warn};
 
 use super::{event, Engine, EventBody, Offer, PendingOffer};
-use crate::domain::ConversationId;
-use crate::engine::state::ConversationState;
+use crate::domain::{ConversationId, ConversationState};
 use crate::store::{ConversationRow, ConversationUpdate};
 
 impl Engine {
@@ -33,9 +32,9 @@ impl Engine {
             .inner
             .store
             .conversations_in_states(&[
-                ConversationState::Queued.as_str(),
-                ConversationState::Offered.as_str(),
-                ConversationState::Active.as_str(),
+                ConversationState::Queued,
+                ConversationState::Offered,
+                ConversationState::Active,
             ])
             .await
         {
@@ -49,7 +48,7 @@ impl Engine {
         let waiting: Vec<&ConversationRow> = rows
             .iter()
             .filter(|r| r.queue_extension.as_deref() == Some(queue.as_str()))
-            .filter(|r| r.parsed_state().is_ok_and(|s| s.is_waiting()))
+            .filter(|r| r.state.is_waiting())
             .collect();
         self.publish_positions(&waiting).await;
         for row in &waiting {
@@ -57,7 +56,7 @@ impl Engine {
         }
         for row in waiting
             .iter()
-            .filter(|r| r.parsed_state().ok() == Some(ConversationState::Queued))
+            .filter(|r| r.state == ConversationState::Queued)
         {
             if !self.offer_one(&config, row, &active_chats).await {
                 break;
@@ -168,7 +167,7 @@ impl Engine {
             _ => return false,
         };
         let update = ConversationUpdate {
-            state: Some(ConversationState::Offered.as_str().to_owned()),
+            state: Some(ConversationState::Offered),
             ..Default::default()
         };
         let events = [event(EventBody::State {
@@ -238,7 +237,7 @@ impl Engine {
 fn count_active_chats(rows: &[ConversationRow]) -> HashMap<AgentExtension, u32> {
     let mut counts = HashMap::new();
     for row in rows {
-        if row.parsed_state().ok() != Some(ConversationState::Active) {
+        if row.state != ConversationState::Active {
             continue;
         }
         if let Some(agent) = row.agent_extension.as_deref().and_then(|a| a.parse().ok()) {

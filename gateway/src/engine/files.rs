@@ -5,15 +5,25 @@
 //! The bytes are already in the file store when these methods run; the
 //! caller deletes them when the outcome says they are not needed.
 
-use chrono::Utc;
 use tracing::{info, instrument, warn};
-use uuid::Uuid;
 
 use super::view::AttachmentView;
 use super::{event, message_of, Engine, EngineError, EngineResult, EventBody, MessageView, Signal};
-use crate::domain::{ConversationId, Party};
-use crate::files::{AttachOutcome, BatchId, FileId, NewAttachment};
+use crate::domain::{BatchId, ConversationId, FileId, Party};
+use crate::files::NewAttachment;
 use crate::store::{FileInsert, FileRow};
+
+/// What became of an attachment.
+#[derive(Debug, Clone)]
+pub enum AttachOutcome {
+    /// Stored as a new message.
+    Stored(MessageView),
+    /// Already stored under the same client id: that message. The new
+    /// bytes are not needed.
+    Existing(MessageView),
+    /// The batch is full. The new bytes are not needed.
+    BatchFull { limit: u32 },
+}
 
 impl Engine {
     /// How many files `batch` already holds (to refuse a sixth before its
@@ -50,25 +60,22 @@ impl Engine {
         max_per_batch: u32,
     ) -> EngineResult<AttachOutcome> {
         let row = self.row(id).await?;
-        if row.parsed_state()?.is_final() {
+        if row.state.is_final() {
             return Err(EngineError::ConversationEnded);
         }
         let client_id = file.client_id.as_ref().map(|c| c.as_str().to_owned());
-        let message = MessageView {
-            id: Uuid::now_v7(),
-            client_id: client_id.clone(),
-            seq: 0,
-            sender: Party::Visitor,
-            author: row.visitor_name.clone(),
-            body: file.name.as_str().to_owned(),
-            created_at: Utc::now(),
-            attachment: Some(AttachmentView {
-                id: file.id,
-                name: file.name.as_str().to_owned(),
-                size: file.size,
-                content_type: file.content_type.clone(),
-            }),
-        };
+        let message = MessageView::new(
+            Party::Visitor,
+            row.visitor_name.clone(),
+            file.name.as_str().to_owned(),
+        )
+        .with_client_id(client_id.clone())
+        .with_attachment(AttachmentView {
+            id: file.id,
+            name: file.name.as_str().to_owned(),
+            size: file.size,
+            content_type: file.content_type.clone(),
+        });
         let stored_row = FileRow {
             id: file.id,
             conversation_id: id,

@@ -10,7 +10,7 @@ use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
 
-use super::agents::{AgentChannel, AgentChannelError, Offer};
+use super::agent_channel::{AgentChannel, AgentChannelError, Offer};
 use super::view::{ConversationSummary, MessageView};
 use crate::domain::{ConversationId, Party};
 

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use pbx_adapter::queue::{Overflow, QueueConfig};
 use tracing::{info, warn};
 
@@ -44,9 +43,7 @@ impl Engine {
     async fn overflow(&self, id: ConversationId, from_queue: &str) {
         self.live().wait_timers.remove(&id);
         let Ok(row) = self.row(id).await else { return };
-        let Ok(state) = row.parsed_state() else {
-            return;
-        };
+        let state = row.state;
         if !state.is_waiting() || row.queue_extension.as_deref() != Some(from_queue) {
             return;
         }
@@ -82,7 +79,7 @@ impl Engine {
         next: &pbx_adapter::QueueExtension,
     ) -> super::EngineResult<()> {
         let update = ConversationUpdate {
-            state: Some(ConversationState::Queued.as_str().to_owned()),
+            state: Some(ConversationState::Queued),
             queue_extension: Some(Some(next.to_string())),
             queued_at: Some(Some(now_ms())),
             ..Default::default()
@@ -112,18 +109,9 @@ impl Engine {
         for alternative in &channel.config.closed.alternatives {
             text.push_str(&format!("\n{}: {}", alternative.label, alternative.value));
         }
-        let notice = MessageView {
-            id: uuid::Uuid::now_v7(),
-            client_id: None,
-            seq: 0,
-            sender: Party::System,
-            author: channel.config.name.clone(),
-            body: text,
-            created_at: Utc::now(),
-            attachment: None,
-        };
+        let notice = MessageView::new(Party::System, channel.config.name.clone(), text);
         let update = ConversationUpdate {
-            state: Some(ConversationState::Ended.as_str().to_owned()),
+            state: Some(ConversationState::Ended),
             ended_at: Some(Some(now_ms())),
             ..Default::default()
         };

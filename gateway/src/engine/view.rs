@@ -9,9 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::state::ConversationState;
-use crate::domain::{ConversationId, Party};
-use crate::store::{ConversationRow, StoreError, StoredEvent};
+use crate::domain::{ConversationId, ConversationState, FileId, Party};
+use crate::store::{StoreError, StoredEvent};
 
 /// A durable event's body; `type` names it on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -112,11 +111,39 @@ pub struct MessageView {
     pub attachment: Option<AttachmentView>,
 }
 
+impl MessageView {
+    /// A new message from `sender`, before the store gives it its `seq`.
+    pub fn new(sender: Party, author: String, body: String) -> MessageView {
+        MessageView {
+            id: uuid::Uuid::now_v7(),
+            client_id: None,
+            seq: 0,
+            sender,
+            author,
+            body,
+            created_at: Utc::now(),
+            attachment: None,
+        }
+    }
+
+    /// The same message under the id the visitor's client chose.
+    pub fn with_client_id(mut self, client_id: Option<String>) -> MessageView {
+        self.client_id = client_id;
+        self
+    }
+
+    /// The same message carrying `file` (its body is the file's name).
+    pub fn with_attachment(mut self, file: AttachmentView) -> MessageView {
+        self.attachment = Some(file);
+        self
+    }
+}
+
 /// A file attached to a message. Visitors download it at
 /// `GET /api/v1/conversations/{id}/files/{file_id}` with their token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AttachmentView {
-    pub id: crate::files::FileId,
+    pub id: FileId,
     /// Sanitised display name.
     pub name: String,
     /// Size in bytes.
@@ -161,10 +188,4 @@ pub struct VisitorView {
 
 pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-impl ConversationRow {
-    pub fn parsed_state(&self) -> Result<ConversationState, StoreError> {
-        self.state.parse().map_err(StoreError::Corrupt)
-    }
 }

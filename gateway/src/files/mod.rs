@@ -16,72 +16,17 @@ pub mod signing;
 pub mod sniff;
 pub mod store;
 
-use std::fmt;
 use std::io;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use url::Url;
-use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::{BatchId, ClientMessageId, FileId};
 pub use name::DisplayName;
 pub use signing::{LinkError, Signature, UrlSigner};
 pub use sniff::{Denylist, Sniffed};
 pub use store::{DirectoryStore, FileStore, PendingFile, StorageKey, StoredBytes, PARTIAL_IDLE};
-
-/// A file's public identifier (random UUIDv4: not guessable, not sortable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(transparent)]
-#[schema(value_type = String, format = Uuid)]
-pub struct FileId(Uuid);
-
-impl FileId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-}
-
-impl Default for FileId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for FileId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for FileId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-/// The client's id for one "send" of several files (1 to 64 visible ASCII
-/// characters). Without one, a file is a batch of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchId(String);
-
-impl BatchId {
-    pub fn parse(raw: &str) -> Option<BatchId> {
-        let ok = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_graphic());
-        ok.then(|| BatchId(raw.to_owned()))
-    }
-
-    /// A batch of one.
-    pub fn single() -> BatchId {
-        BatchId(format!("single-{}", Uuid::new_v4().simple()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A received file, ready to become a message (see
 /// `Engine::attach_visitor_file`).
@@ -94,19 +39,7 @@ pub struct NewAttachment {
     pub content_type: String,
     pub batch_id: BatchId,
     /// The client's id for this upload: a retry returns the first message.
-    pub client_id: Option<crate::domain::ClientMessageId>,
-}
-
-/// What became of an attachment.
-#[derive(Debug, Clone)]
-pub enum AttachOutcome {
-    /// Stored as a new message.
-    Stored(crate::engine::MessageView),
-    /// Already stored under the same client id: that message. The new
-    /// bytes are not needed.
-    Existing(crate::engine::MessageView),
-    /// The batch is full. The new bytes are not needed.
-    BatchFull { limit: u32 },
+    pub client_id: Option<ClientMessageId>,
 }
 
 /// Everything file handling needs, cheap to clone.

@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use super::FileId;
+use crate::domain::FileId;
 
 type HmacSha256 = Hmac<Sha256>;
 

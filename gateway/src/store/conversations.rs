@@ -5,16 +5,16 @@ use sqlx::Row;
 
 use super::events::{insert_events, NewEvent, StoredEvent};
 use super::{now_ms, Store, StoreError, StoreResult};
-use crate::domain::{ConversationId, TokenHash};
+use crate::domain::{ConversationId, ConversationState, TokenHash};
 
-/// A conversation as stored. The engine turns it into a typed
-/// `engine::Conversation`; this struct only mirrors the columns.
+/// A conversation as stored: the columns, with the state and id already
+/// parsed (an unknown value is a `Corrupt` error, not a string to re-parse).
 #[derive(Debug, Clone)]
 pub struct ConversationRow {
     pub id: ConversationId,
     pub channel_key: String,
     pub token_hash: TokenHash,
-    pub state: String,
+    pub state: ConversationState,
     pub visitor_name: String,
     pub visitor_email: String,
     pub page_url: Option<String>,
@@ -34,7 +34,7 @@ pub struct NewConversation {
     pub id: ConversationId,
     pub channel_key: String,
     pub token_hash: TokenHash,
-    pub state: String,
+    pub state: ConversationState,
     pub visitor_name: String,
     pub visitor_email: String,
     pub page_url: Option<String>,
@@ -57,7 +57,7 @@ enum Value {
 /// `Some(None)` clears it.
 #[derive(Debug, Default, Clone)]
 pub struct ConversationUpdate {
-    pub state: Option<String>,
+    pub state: Option<ConversationState>,
     pub option_id: Option<Option<String>>,
     pub queue_extension: Option<Option<String>>,
     pub agent: Option<Option<(String, String)>>,
@@ -77,7 +77,10 @@ fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
             .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))?,
         channel_key: row.try_get("channel_key")?,
         token_hash: TokenHash(row.try_get("token_hash")?),
-        state: row.try_get("state")?,
+        state: {
+            let state: String = row.try_get("state")?;
+            state.parse().map_err(StoreError::Corrupt)?
+        },
         visitor_name: row.try_get("visitor_name")?,
         visitor_email: row.try_get("visitor_email")?,
         page_url: row.try_get("page_url")?,
@@ -111,7 +114,7 @@ impl Store {
         .bind(new.id.to_string())
         .bind(&new.channel_key)
         .bind(&new.token_hash.0)
-        .bind(&new.state)
+        .bind(new.state.as_str())
         .bind(&new.visitor_name)
         .bind(&new.visitor_email)
         .bind(new.page_url.as_deref())
@@ -140,7 +143,7 @@ impl Store {
     /// Conversations in any of `states`, oldest queued first.
     pub async fn conversations_in_states(
         &self,
-        states: &[&str],
+        states: &[ConversationState],
     ) -> StoreResult<Vec<ConversationRow>> {
         let mut out = Vec::new();
         for state in states {
@@ -148,7 +151,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM conversations WHERE state = $1 \
                  ORDER BY queued_at, created_at"
             ))
-            .bind(*state)
+            .bind(state.as_str())
             .fetch_all(&self.pool)
             .await?;
             for row in &rows {
@@ -176,7 +179,7 @@ impl Store {
     pub async fn transition(
         &self,
         id: ConversationId,
-        expect_state: Option<&str>,
+        expect_state: Option<ConversationState>,
         update: &ConversationUpdate,
         events: &[NewEvent],
     ) -> StoreResult<Option<Vec<StoredEvent>>> {
@@ -188,7 +191,7 @@ impl Store {
             values.push(v);
         };
         if let Some(state) = &update.state {
-            set("state", Value::Text(Some(state.clone())));
+            set("state", Value::Text(Some(state.as_str().to_owned())));
         }
         if let Some(v) = &update.option_id {
             set("option_id", Value::Text(v.clone()));
@@ -222,7 +225,7 @@ impl Store {
         values.push(Value::Text(Some(id.to_string())));
         if let Some(state) = expect_state {
             sql.push_str(&format!(" AND state = ${}", values.len() + 1));
-            values.push(Value::Text(Some(state.to_owned())));
+            values.push(Value::Text(Some(state.as_str().to_owned())));
         }
         let mut query = sqlx::query(&sql);
         for value in values {

@@ -5,8 +5,7 @@ use sqlx::Row;
 
 use super::events::{insert_events, NewEvent, StoredEvent};
 use super::{now_ms, Store, StoreError, StoreResult};
-use crate::domain::ConversationId;
-use crate::files::FileId;
+use crate::domain::{ConversationId, FileId};
 
 /// A file as stored. `storage_key` names its bytes in the file store.
 #[derive(Debug, Clone, PartialEq, Eq)]

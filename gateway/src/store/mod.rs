@@ -27,9 +27,9 @@ pub use files::{FileInsert, FileRow};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-/// Which database engine a [`Store`] runs on.
+/// Which database a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub enum Backend {
     Sqlite,
     Postgres,
 }
@@ -51,7 +51,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    engine: Engine,
+    backend: Backend,
 }
 
 impl Store {
@@ -60,21 +60,21 @@ impl Store {
     /// concurrent writers wait instead of failing.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
-        let engine = if url.starts_with("sqlite:") {
-            Engine::Sqlite
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Engine::Postgres
+            Backend::Postgres
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         // A SQLite file is created when missing unless the URL says otherwise.
-        let url = if engine == Engine::Sqlite && !url.contains("mode=") {
+        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
             let separator = if url.contains('?') { '&' } else { '?' };
             format!("{url}{separator}mode=rwc")
         } else {
             url.to_owned()
         };
-        if engine == Engine::Sqlite {
+        if backend == Backend::Sqlite {
             create_sqlite_parent_dir(&url);
         }
         let options = AnyConnectOptions::from_str(&url)?
@@ -84,7 +84,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if engine == Engine::Sqlite {
+                    if backend == Backend::Sqlite {
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
@@ -99,11 +99,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, engine })
+        Ok(Store { pool, backend })
     }
 
-    pub fn engine(&self) -> Engine {
-        self.engine
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Applies pending migrations from `migrations/`.

@@ -1,0 +1,250 @@
+//! What agents do, called by the protocol bridges: presence, taking an
+//! offer (explicitly or by replying first), messages, typing, receipts,
+//! ending a chat, declining an offer.
+
+use pbx_adapter::queue::AgentConfig;
+use pbx_adapter::AgentExtension;
+use tracing::{info, instrument};
+
+use super::{
+    agent_message_view, event, message_of, AgentStatus, AgentView, ConversationView, Engine,
+    EngineError, EngineResult, EventBody, MessageView, ReceiptStatus, Signal,
+};
+use crate::domain::{ConversationId, ConversationState, MessageBody, Party};
+use crate::store::{ConversationRow, ConversationUpdate};
+
+impl Engine {
+    /// An agent's presence changed. `Offline` re-queues their chats;
+    /// `Busy` and `Offline` both stop new offers and count their ringing
+    /// offers as declined; `Available` triggers offers.
+    #[instrument(skip(self))]
+    pub async fn set_agent_status(&self, agent: &AgentExtension, status: AgentStatus) {
+        let previous = {
+            let mut live = self.live();
+            let previous = live
+                .status
+                .get(agent)
+                .copied()
+                .unwrap_or(AgentStatus::Offline);
+            live.status.insert(agent.clone(), status);
+            previous
+        };
+        if previous == status {
+            return;
+        }
+        self.inner.status_changed.notify_waiters();
+        info!(?status, "agent status changed");
+        if status == AgentStatus::Offline {
+            self.requeue_chats_of(agent).await;
+        }
+        if status != AgentStatus::Available {
+            self.decline_offers_of(agent).await;
+        }
+        self.dispatch_all().await;
+    }
+
+    /// Shorthand: available, or offline.
+    pub async fn set_agent_available(&self, agent: &AgentExtension, available: bool) {
+        let status = if available {
+            AgentStatus::Available
+        } else {
+            AgentStatus::Offline
+        };
+        self.set_agent_status(agent, status).await;
+    }
+
+    pub fn is_available(&self, agent: &AgentExtension) -> bool {
+        self.live().status.get(agent) == Some(&AgentStatus::Available)
+    }
+
+    /// Resolves once `agent` is available (for bridges' readiness checks
+    /// and tests; wrap it in a timeout).
+    pub async fn until_available(&self, agent: &AgentExtension) {
+        loop {
+            let changed = self.inner.status_changed.notified();
+            if self.is_available(agent) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// An agent accepts an offered conversation (explicitly, or by replying
+    /// first). Returns the view; `NotYourConversation` if it was not offered
+    /// to them or someone else took it.
+    #[instrument(skip(self), fields(conversation = %id))]
+    pub async fn agent_accept(
+        &self,
+        id: ConversationId,
+        agent: &AgentExtension,
+    ) -> EngineResult<ConversationView> {
+        let row = self.row(id).await?;
+        let state = row.state;
+        if state.is_final() {
+            return Err(EngineError::ConversationEnded);
+        }
+        if state == ConversationState::Active
+            && row.agent_extension.as_deref() == Some(agent.as_str())
+        {
+            return self.view(id).await;
+        }
+        let offered_to_them = self
+            .live()
+            .offers
+            .get(&id)
+            .is_some_and(|o| o.agents.contains(agent));
+        if state != ConversationState::Offered || !offered_to_them {
+            return Err(EngineError::NotYourConversation);
+        }
+        let config = self
+            .inner
+            .directory
+            .agent(agent)
+            .cloned()
+            .ok_or(EngineError::NotYourConversation)?;
+        let next = state.transition(ConversationState::Active)?;
+        let update = ConversationUpdate {
+            state: Some(next),
+            agent: Some(Some((agent.to_string(), config.name.clone()))),
+            ..Default::default()
+        };
+        let events = [
+            event(EventBody::State { state: next }),
+            event(EventBody::AgentJoined {
+                agent: AgentView {
+                    name: config.name.clone(),
+                },
+            }),
+        ];
+        if self
+            .commit(id, Some(state), &update, &events)
+            .await?
+            .is_none()
+        {
+            return Err(EngineError::NotYourConversation);
+        }
+        info!(agent = %agent, "agent took the conversation");
+        let summary = self.summary(&row)?;
+        if let Some(offer) = self.take_offer(id) {
+            let others: Vec<AgentConfig> = self
+                .agent_configs(&offer)
+                .into_iter()
+                .filter(|a| &a.extension != agent)
+                .collect();
+            self.withdraw(&summary, &others, Some(&config.name)).await;
+        }
+        self.forget(id);
+        *self.live().chats_taken.entry(agent.clone()).or_insert(0) += 1;
+        if let Some(queue) = self.queue_of(&row) {
+            self.dispatch(&queue).await;
+        }
+        self.view(id).await
+    }
+
+    /// An agent's message to the visitor. A first reply to an offer takes
+    /// the conversation.
+    #[instrument(skip(self, body), fields(conversation = %id))]
+    pub async fn agent_message(
+        &self,
+        id: ConversationId,
+        agent: &AgentExtension,
+        body: &str,
+    ) -> EngineResult<MessageView> {
+        let row = self.row(id).await?;
+        let channel = self.channel_of(&row)?;
+        let body = MessageBody::parse(body, channel.config.limits.max_message_chars)?;
+        let row = self.claim_for_agent(row, agent).await?;
+        let message = agent_message_view(&row, body.into_string());
+        let stored = self
+            .commit(
+                id,
+                None,
+                &ConversationUpdate::default(),
+                &[event(EventBody::Message { message })],
+            )
+            .await?
+            .ok_or(EngineError::UnknownConversation)?;
+        metrics::counter!("frontdesk_messages_total", "from" => "agent").increment(1);
+        message_of(&stored[0])
+    }
+
+    /// What an agent sends into a conversation needs it to be theirs: a
+    /// first reply to an offer takes it; then it must be active and
+    /// assigned to them. Returns the up-to-date row.
+    pub(crate) async fn claim_for_agent(
+        &self,
+        row: ConversationRow,
+        agent: &AgentExtension,
+    ) -> EngineResult<ConversationRow> {
+        let id = row.id;
+        if row.state == ConversationState::Offered {
+            self.agent_accept(id, agent).await?;
+        }
+        let row = self.row(id).await?;
+        let state = row.state;
+        if state.is_final() {
+            return Err(EngineError::ConversationEnded);
+        }
+        if state != ConversationState::Active
+            || row.agent_extension.as_deref() != Some(agent.as_str())
+        {
+            return Err(EngineError::NotYourConversation);
+        }
+        Ok(row)
+    }
+
+    /// The agent is typing (ephemeral: not stored).
+    pub fn agent_typing(&self, id: ConversationId, composing: bool) {
+        self.inner.hub.publish(id, Signal::AgentTyping(composing));
+    }
+
+    /// The agent's client confirmed delivery or display of visitor messages
+    /// up to `up_to_seq`.
+    pub async fn agent_receipt(
+        &self,
+        id: ConversationId,
+        status: ReceiptStatus,
+        up_to_seq: i64,
+    ) -> EngineResult<()> {
+        self.commit(
+            id,
+            None,
+            &ConversationUpdate::default(),
+            &[event(EventBody::Receipt { status, up_to_seq })],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The agent ends the chat from their client.
+    pub async fn agent_end(
+        &self,
+        id: ConversationId,
+        agent: &AgentExtension,
+    ) -> EngineResult<ConversationView> {
+        let row = self.row(id).await?;
+        if row.agent_extension.as_deref() != Some(agent.as_str()) {
+            return Err(EngineError::NotYourConversation);
+        }
+        self.close(id, Party::Agent).await
+    }
+
+    /// One agent declined, could not be reached, or went away during an
+    /// offer: the others keep ringing; when none is left, it moves on.
+    pub async fn offer_declined(&self, id: ConversationId, agent: &AgentExtension) {
+        let remaining = {
+            let mut live = self.live();
+            live.declined.entry(id).or_default().insert(agent.clone());
+            match live.offers.get_mut(&id) {
+                Some(offer) => {
+                    offer.agents.retain(|a| a != agent);
+                    offer.agents.len()
+                }
+                None => return,
+            }
+        };
+        if remaining == 0 {
+            self.offer_expired(id, false).await;
+        }
+    }
+}

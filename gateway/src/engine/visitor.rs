@@ -1,0 +1,312 @@
+//! What visitors do: start a conversation (or be refused out of hours),
+//! pick a chatbot option, send messages, type, read the history, end the
+//! chat. The API layer calls these after parsing the request into domain
+//! values.
+
+use chrono::Utc;
+use tracing::{info, instrument, warn};
+
+use super::{
+    event, message_of, AgentView, ConversationView, Engine, EngineError, EngineResult, EventBody,
+    EventView, MessageView, NewVisitor, Signal, VisitorView,
+};
+use crate::domain::{
+    ClientMessageId, ConversationId, ConversationState, MessageBody, Party, VisitorToken,
+};
+use crate::store::{now_ms, ConversationRow, ConversationUpdate, NewConversation};
+
+impl Engine {
+    /// Starts a conversation, or refuses with `Closed` outside hours (the
+    /// attempt is still recorded, in state `closed_out_of_hours`).
+    #[instrument(skip_all, fields(channel = %channel_key))]
+    pub async fn start_conversation(
+        &self,
+        channel_key: &str,
+        visitor: NewVisitor,
+    ) -> EngineResult<(ConversationView, VisitorToken)> {
+        let channel = self
+            .inner
+            .channels
+            .get(channel_key)
+            .ok_or(EngineError::UnknownChannel)?;
+        let now = Utc::now();
+        let id = ConversationId::new();
+        let token = VisitorToken::generate();
+        let language = channel.pick_language(&visitor.language);
+        let open = channel.schedule.is_open(now);
+        let target = if !open {
+            ConversationState::ClosedOutOfHours
+        } else if channel.config.mode == crate::config::ChannelMode::Chatbot {
+            ConversationState::ChatbotMenu
+        } else {
+            ConversationState::Queued
+        };
+        ConversationState::Started.transition(target)?;
+        let queue = (target == ConversationState::Queued).then(|| {
+            channel
+                .config
+                .queue
+                .clone()
+                .expect("validated: live channels have a queue")
+        });
+        let new = NewConversation {
+            id,
+            channel_key: channel_key.to_owned(),
+            token_hash: token.hash(),
+            state: target,
+            visitor_name: visitor.name.as_str().to_owned(),
+            visitor_email: visitor.email.as_str().to_owned(),
+            page_url: visitor.page_url,
+            language,
+            queue_extension: queue.as_ref().map(ToString::to_string),
+            ended: target.is_final(),
+        };
+        let events = [event(EventBody::State { state: target })];
+        self.inner.store.create_conversation(&new, &events).await?;
+        if !open {
+            info!(conversation = %id, "conversation refused outside opening hours");
+            return Err(EngineError::Closed {
+                next_open: channel.schedule.next_open(now),
+            });
+        }
+        metrics::counter!("frontdesk_conversations_started_total").increment(1);
+        info!(conversation = %id, state = %target, "conversation started");
+        if let Some(queue) = queue {
+            self.dispatch(&queue).await;
+        }
+        Ok((self.view(id).await?, token))
+    }
+
+    /// Loads a conversation and checks the visitor's token.
+    pub async fn authenticate(
+        &self,
+        id: ConversationId,
+        token: &VisitorToken,
+    ) -> EngineResult<Option<ConversationRow>> {
+        let row = self
+            .inner
+            .store
+            .conversation(id)
+            .await?
+            .ok_or(EngineError::UnknownConversation)?;
+        Ok(row.token_hash.matches(token).then_some(row))
+    }
+
+    pub async fn view(&self, id: ConversationId) -> EngineResult<ConversationView> {
+        let row = self.row(id).await?;
+        let position = self.position_of(id);
+        Ok(ConversationView {
+            id,
+            channel: row.channel_key.clone(),
+            state: row.state,
+            visitor: VisitorView {
+                name: row.visitor_name.clone(),
+                email: row.visitor_email.clone(),
+            },
+            agent: row.agent_name.clone().map(|name| AgentView { name }),
+            queue_position: position.filter(|_| row.state.is_waiting()),
+            last_seq: row.last_seq,
+        })
+    }
+
+    /// The visitor picked a chatbot option: show its welcome text, then
+    /// queue the conversation for the option's queue.
+    #[instrument(skip(self), fields(conversation = %id))]
+    pub async fn choose_option(
+        &self,
+        id: ConversationId,
+        option_id: &str,
+    ) -> EngineResult<ConversationView> {
+        let row = self.row(id).await?;
+        let state = row.state;
+        if state.is_final() {
+            return Err(EngineError::ConversationEnded);
+        }
+        if state != ConversationState::ChatbotMenu {
+            return Err(EngineError::InvalidState(state));
+        }
+        let channel = self.channel_of(&row)?;
+        let option = channel
+            .config
+            .options
+            .iter()
+            .find(|o| o.id == option_id)
+            .ok_or(EngineError::UnknownOption)?;
+        let next = state.transition(ConversationState::Queued)?;
+        let welcome = MessageView::new(
+            Party::System,
+            channel.config.name.clone(),
+            option.welcome.clone(),
+        );
+        let update = ConversationUpdate {
+            state: Some(next),
+            option_id: Some(Some(option.id.clone())),
+            queue_extension: Some(Some(option.queue.to_string())),
+            queued_at: Some(Some(now_ms())),
+            ..Default::default()
+        };
+        let events = [
+            event(EventBody::Message { message: welcome }),
+            event(EventBody::State { state: next }),
+        ];
+        self.commit(id, Some(state), &update, &events).await?;
+        info!(option = %option.id, queue = %option.queue, "chatbot option chosen");
+        self.dispatch(&option.queue).await;
+        self.view(id).await
+    }
+
+    /// Stores a visitor's message (once per `client_id`) and forwards it
+    /// to the agent in charge. Returns the message and whether it was new.
+    #[instrument(skip(self, body), fields(conversation = %id))]
+    pub async fn post_visitor_message(
+        &self,
+        id: ConversationId,
+        client_id: ClientMessageId,
+        body: MessageBody,
+    ) -> EngineResult<(MessageView, bool)> {
+        let row = self.row(id).await?;
+        if let Some(existing) = self
+            .inner
+            .store
+            .event_by_client_id(id, client_id.as_str())
+            .await?
+        {
+            return Ok((message_of(&existing)?, false));
+        }
+        if row.state.is_final() {
+            return Err(EngineError::ConversationEnded);
+        }
+        let message =
+            MessageView::new(Party::Visitor, row.visitor_name.clone(), body.into_string())
+                .with_client_id(Some(client_id.as_str().to_owned()));
+        let mut new = event(EventBody::Message { message });
+        new.client_id = Some(client_id.as_str().to_owned());
+        let (stored, created) = self.inner.store.append_idempotent(id, &new).await?;
+        let message = message_of(&stored)?;
+        if !created {
+            return Ok((message, false));
+        }
+        self.inner.hub.publish(id, Signal::Committed(stored.seq));
+        metrics::counter!("frontdesk_messages_total", "from" => "visitor").increment(1);
+        // The agent in charge gets it; while an offer rings, every ringing
+        // agent does, so whoever answers has seen everything.
+        let recipients = match self.assigned_agent(&row) {
+            Some(agent) => vec![agent],
+            None => {
+                let ringing = self.live().offers.get(&id).map(|o| o.agents.clone());
+                self.agent_configs(&ringing.unwrap_or_default())
+            }
+        };
+        if !recipients.is_empty() {
+            let summary = self.summary(&row)?;
+            for agent in &recipients {
+                if let Err(e) = self.inner.agents.deliver(agent, &summary, &message).await {
+                    warn!(error = %e, agent = %agent.extension, "could not forward a visitor message");
+                }
+            }
+        }
+        Ok((message, true))
+    }
+
+    /// Messages of a conversation after `after_seq`, in order.
+    pub async fn messages(
+        &self,
+        id: ConversationId,
+        after_seq: i64,
+        limit: i64,
+    ) -> EngineResult<Vec<MessageView>> {
+        let events = self
+            .inner
+            .store
+            .events_of_kind(id, "message", after_seq, limit)
+            .await?;
+        events.iter().map(message_of).collect()
+    }
+
+    /// Durable events after `after_seq`, in order.
+    pub async fn events_after(
+        &self,
+        id: ConversationId,
+        after_seq: i64,
+        limit: i64,
+    ) -> EngineResult<Vec<EventView>> {
+        let events = self.inner.store.events_after(id, after_seq, limit).await?;
+        Ok(events
+            .iter()
+            .map(EventView::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn visitor_typing(&self, id: ConversationId, composing: bool) -> EngineResult<()> {
+        let row = self.row(id).await?;
+        if let Some(agent) = self.assigned_agent(&row) {
+            let summary = self.summary(&row)?;
+            if let Err(e) = self
+                .inner
+                .agents
+                .visitor_typing(&agent, &summary, composing)
+                .await
+            {
+                warn!(conversation = %id, error = %e, "could not forward typing");
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a conversation (idempotent once ended).
+    #[instrument(skip(self), fields(conversation = %id))]
+    pub async fn close(&self, id: ConversationId, by: Party) -> EngineResult<ConversationView> {
+        let row = self.row(id).await?;
+        let state = row.state;
+        if state.is_final() {
+            return self.view(id).await;
+        }
+        let next = state.transition(ConversationState::Ended)?;
+        let reason = match by {
+            Party::Visitor => "the visitor ended the chat",
+            Party::Agent => "the agent ended the chat",
+            Party::System => "the chat was ended",
+        };
+        let update = ConversationUpdate {
+            state: Some(next),
+            ended_at: Some(Some(now_ms())),
+            ..Default::default()
+        };
+        let events = [
+            event(EventBody::State { state: next }),
+            event(EventBody::Closed {
+                by,
+                reason: reason.to_owned(),
+            }),
+        ];
+        if self
+            .commit(id, Some(state), &update, &events)
+            .await?
+            .is_none()
+        {
+            // Someone else moved it first; report what it is now.
+            return self.view(id).await;
+        }
+        info!(by = ?by, "conversation ended");
+        let summary = self.summary(&row)?;
+        if let Some(offer) = self.take_offer(id) {
+            let agents = self.agent_configs(&offer);
+            self.withdraw(&summary, &agents, None).await;
+        }
+        if let Some(agent) = self.assigned_agent(&row) {
+            if by != Party::Agent {
+                if let Err(e) = self.inner.agents.ended(&agent, &summary, by).await {
+                    warn!(error = %e, "could not tell the agent the chat ended");
+                }
+            }
+        }
+        self.forget(id);
+        if let Some(agent) = row.agent_extension.as_deref().and_then(|a| a.parse().ok()) {
+            self.live().last_chat_ended.insert(agent, Utc::now());
+        }
+        if let Some(queue) = self.queue_of(&row) {
+            self.dispatch(&queue).await;
+        }
+        self.view(id).await
+    }
+}
