@@ -1,4 +1,11 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
+//!
+//! `/healthz` says the process serves; `/readyz` that the database answers
+//! and every migration is applied (503 otherwise); `/metrics` is Prometheus
+//! text: `frontdesk_conversations{state}`,
+//! `frontdesk_conversations_started_total`, `frontdesk_messages_total{from}`,
+//! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`.
+//! One recorder per process.
 
 use std::sync::OnceLock;
 

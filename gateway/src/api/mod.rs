@@ -1,5 +1,7 @@
 //! The HTTP edge: visitor API, event stream, operations endpoints and the
-//! widget's files. A thin adapter over the engine; it never holds rules.
+//! widget's files. An adapter over the engine: it enforces the edge's own
+//! rules (allowed origins, the visitor token, body and file size limits,
+//! batch and rate limits) and leaves every conversation rule to the engine.
 
 pub mod error;
 pub mod events;

@@ -1,7 +1,9 @@
 //! Per-client-IP and per-conversation rate limits (GCRA, via governor).
 //!
 //! Limits protect agents from floods and the store from abuse; they are
-//! enforced here, on the server, whatever the widget does.
+//! enforced here, on the server, whatever the widget does. REST requests
+//! and new conversations are keyed by the TCP peer's IP, messages by
+//! conversation; the WebSocket route is not rate limited.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
