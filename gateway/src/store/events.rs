@@ -147,6 +147,18 @@ impl Store {
         row.as_ref().map(|r| from_row(id, r)).transpose()
     }
 
+    /// The event stored under `client_id` when an insert under the same id
+    /// just failed as a duplicate: it must exist.
+    pub(super) async fn first_stored(
+        &self,
+        id: ConversationId,
+        client_id: &str,
+    ) -> StoreResult<StoredEvent> {
+        self.event_by_client_id(id, client_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("client id conflict without a stored event".into()))
+    }
+
     /// Appends one event with a client id, exactly once: a retry (even a
     /// concurrent one) returns the event first stored, with `false`.
     pub async fn append_idempotent(
@@ -167,21 +179,17 @@ impl Store {
                 tx.commit().await?;
                 Ok((stored.remove(0), true))
             }
-            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+            Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await?;
-                let existing = self
-                    .event_by_client_id(id, client_id)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("client id conflict without a stored event".into())
-                    })?;
-                Ok((existing, false))
+                Ok((self.first_stored(id, client_id).await?, false))
             }
             Err(e) => Err(e),
         }
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+/// Whether an insert failed because a row with the same key exists (a
+/// concurrent retry stored the same client id first).
+pub(super) fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
 }

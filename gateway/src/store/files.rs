@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::events::{insert_events, NewEvent, StoredEvent};
+use super::events::{insert_events, is_unique_violation, NewEvent, StoredEvent};
 use super::{now_ms, Store, StoreError, StoreResult};
 use crate::domain::{ConversationId, FileId};
 
@@ -56,10 +56,6 @@ fn from_row(row: &AnyRow) -> StoreResult<FileRow> {
         sender: row.try_get("sender")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
 }
 
 impl Store {
@@ -125,13 +121,9 @@ impl Store {
             Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await?;
                 let client_id = event.client_id.as_deref().unwrap_or_default();
-                let existing = self
-                    .event_by_client_id(id, client_id)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("client id conflict without a stored event".into())
-                    })?;
-                Ok(FileInsert::Duplicate(existing))
+                Ok(FileInsert::Duplicate(
+                    self.first_stored(id, client_id).await?,
+                ))
             }
             Err(e) => Err(e),
         }
