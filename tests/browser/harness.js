@@ -1,7 +1,7 @@
 'use strict';
 // Shared set-up for the browser tests: Debian's chromium driven by
-// playwright-core (no browser download), pages served on the gateway's own
-// origin, the widget's controls found by their fixed accessible names,
+// playwright-core (no browser download), host pages served by route
+// interception on an allowed origin, the widget's controls found by their fixed accessible names,
 // screenshots and axe-core checks per screen, and the hooks that stop and
 // start the real gateway.
 //
