@@ -5,7 +5,7 @@
 
 const { test, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
-const { BASE, KEYS, launch, openPage, ui, login, shot, axe, stored, endConversation } = require('./harness');
+const { PAGES, KEYS, launch, openPage, ui, login, shot, axe, stored, endConversation } = require('./harness');
 const { startAgent } = require('./agent');
 
 let browser;
@@ -122,7 +122,7 @@ test('C1: reload and navigation resume the same conversation, no duplicates, dra
   assert.equal(await w.messages(after).count(), 1);
 
   // Navigation to another page of the site.
-  await page.goto(BASE + '/__test/other.html');
+  await page.goto(PAGES + '/__test/other.html');
   await w.messages(after).waitFor();
   assert.equal(await w.messages(hello).count(), 1);
   assert.equal(await w.messages(after).count(), 1);

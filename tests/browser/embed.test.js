@@ -4,7 +4,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { BASE, KEYS, launch, openPage, hostPage, ui, shot, axe, channelInfo } = require('./harness');
+const { BASE, PAGES, KEYS, launch, openPage, hostPage, ui, shot, axe, channelInfo } = require('./harness');
 
 let browser;
 before(async () => {
@@ -63,13 +63,13 @@ test('W1: async loader adds exactly one global and never delays the page', async
     await held;
     await route.continue();
   });
-  await context.route(`${BASE}/__test/**`, (route) => route.fulfill({ contentType: 'text/html', body: hostPage() }));
-  await context.route(`${BASE}/__test/bare.html`, (route) =>
+  await context.route(`${PAGES}/__test/**`, (route) => route.fulfill({ contentType: 'text/html', body: hostPage() }));
+  await context.route(`${PAGES}/__test/bare.html`, (route) =>
     route.fulfill({ contentType: 'text/html', body: '<!doctype html><html><head></head><body>bare</body></html>' }),
   );
-  await page.goto(BASE + '/__test/bare.html');
+  await page.goto(PAGES + '/__test/bare.html');
   const bareGlobals = await page.evaluate(() => Object.keys(window));
-  await page.goto(BASE + '/__test/index.html', { waitUntil: 'domcontentloaded' });
+  await page.goto(PAGES + '/__test/index.html', { waitUntil: 'domcontentloaded' });
   assert.equal(await page.evaluate(() => document.readyState !== 'loading'), true);
   assert.equal(await page.locator('frontdesk-widget').count(), 0, 'widget not there yet: script still held back');
   release();
@@ -85,7 +85,9 @@ test('W1: async loader adds exactly one global and never delays the page', async
 });
 
 test('W1: styled and working under a strict host CSP (no inline styles allowed)', async () => {
-  const csp = `<meta http-equiv="Content-Security-Policy" content="default-src 'self'; style-src 'self'; script-src 'self'">`;
+  // What the README asks of such a site: the gateway in script-src and connect-src.
+  const gw = `${BASE} ${BASE.replace(/^http/, 'ws')}`;
+  const csp = `<meta http-equiv="Content-Security-Policy" content="default-src 'self' ${gw}; style-src 'self'; script-src 'self' ${BASE}">`;
   const page0 = hostPage().replace('<head>', '<head>' + csp);
   const { context, page } = await openPage(browser, { pages: { '/__test/index.html': page0 } });
   const w = ui(page);

@@ -49,12 +49,17 @@ async function serverMessages(page) {
   return (await r.json()).messages;
 }
 
-test('F1–F4: pick several, remove one, send with progress, cancel one in flight, download', async () => {
+/** A fresh page with a chat started (composer ready); `tray` lists the files waiting to be sent. */
+async function chatPage() {
   const { page, errors } = await openPage(browser);
   current = page;
   const w = await login(page, unique('Jane'));
   await w.message.waitFor();
-  const tray = w.host.locator('ul.tray li.file');
+  return { page, errors, w, tray: w.host.locator('ul.tray li.file') };
+}
+
+test('F1–F4: pick several, remove one, send with progress, cancel one in flight, download', async () => {
+  const { page, errors, w, tray } = await chatPage();
   const row = (name) => tray.filter({ hasText: name });
 
   // F1 + F2: several files, reviewed with name, size and Remove.
@@ -114,11 +119,7 @@ test('F1–F4: pick several, remove one, send with progress, cancel one in fligh
 });
 
 test('E3 + E2: six files, or one over 5 MB, are refused with an alert; server refusals are mapped', async () => {
-  const { page, errors } = await openPage(browser);
-  current = page;
-  const w = await login(page, unique('Jane'));
-  await w.message.waitFor();
-  const tray = w.host.locator('ul.tray li.file');
+  const { page, errors, w, tray } = await chatPage();
 
   await pick(page, [1, 2, 3, 4, 5, 6].map((i) => file(`f${i}.txt`, `file ${i}`)));
   await w.band.filter({ hasText: 'Only 5 files can be sent at once' }).waitFor();

@@ -1,12 +1,14 @@
 'use strict';
 // Shared set-up for the browser tests: Debian's chromium driven by
-// playwright-core (no browser download), pages served on the gateway's own
-// origin, the widget's controls found by their fixed accessible names,
+// playwright-core (no browser download), host pages served by route
+// interception on an allowed origin, the widget's controls found by their fixed accessible names,
 // screenshots and axe-core checks per screen, and the hooks that stop and
 // start the real gateway.
 //
 // Environment:
 //   FRONTDESK_URL           base URL of the running gateway (required)
+//   FRONTDESK_PAGE_ORIGIN   origin the test pages are served on     (default: FRONTDESK_URL's)
+//   FRONTDESK_ARTIFACTS     where screenshots go, in screenshots/  (default target/test-artifacts)
 //   FRONTDESK_KEY_LIVE      live-chat channel key, open now        (default "demo")
 //   FRONTDESK_KEY_CHATBOT   chatbot channel key, open now          (default "demo-bot")
 //   FRONTDESK_KEY_CLOSED    channel that is closed now (next_open) (default "demo-closed")
@@ -31,7 +33,12 @@ const KEYS = {
   chatbot: process.env.FRONTDESK_KEY_CHATBOT || 'demo-bot',
   closed: process.env.FRONTDESK_KEY_CLOSED || 'demo-closed',
 };
-const SHOTS = path.resolve(__dirname, '../../test-artifacts/screenshots');
+// Host pages exist only through route interception, so any origin works;
+// the channels' allowed_origins must include it.
+const PAGES = (process.env.FRONTDESK_PAGE_ORIGIN || new URL(BASE).origin).replace(/\/+$/, '');
+// Test output never goes into the source tree: target/ is build output.
+const ARTIFACTS = path.resolve(process.env.FRONTDESK_ARTIFACTS || path.join(__dirname, '../../target/test-artifacts'));
+const SHOTS = path.join(ARTIFACTS, 'screenshots');
 const STEP = 20000; // ms: generous upper bound for one awaited UI event
 
 async function launch() {
@@ -66,18 +73,18 @@ async function launch() {
   return browser;
 }
 
-/** A host page on the gateway's origin (so it is an allowed origin), served by route interception. */
+/** A host page on PAGES (an allowed origin of the channels), served by route interception. */
 function hostPage({ key = KEYS.live, lang = 'en', title = 'Acme Plumbing', body = '' } = {}) {
   return `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>${title}</title>
 <style>* { font-family: "Comic Sans MS", cursive !important; color: red } button { background: lime; padding: 40px } div { border: 3px dashed orange }</style>
 <script async src="${BASE}/widget.js" data-key="${key}"></script></head>
-<body><h1>${title}</h1><div><p>Some host content.</p><a href="${BASE}/__test/other.html">Other page</a>${body}</div></body></html>`;
+<body><h1>${title}</h1><div><p>Some host content.</p><a href="${PAGES}/__test/other.html">Other page</a>${body}</div></body></html>`;
 }
 
-/** New context + page; `pages` maps paths under /__test/ to HTML served on the gateway origin. */
+/** New context + page; `pages` maps paths under /__test/ to HTML served on PAGES. */
 async function openPage(browser, { pages = {}, timezoneId, locale, path: first = '/__test/index.html', ...pageOpts } = {}) {
   const context = await browser.newContext({ timezoneId, locale, viewport: { width: 1100, height: 760 } });
-  await context.route(`${BASE}/__test/**`, (route) => {
+  await context.route(`${PAGES}/__test/**`, (route) => {
     const p = new URL(route.request().url()).pathname;
     const html = pages[p] || hostPage(pageOpts);
     route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: html });
@@ -86,7 +93,7 @@ async function openPage(browser, { pages = {}, timezoneId, locale, path: first =
   page.setDefaultTimeout(STEP);
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(BASE + first);
+  await page.goto(PAGES + first);
   return { context, page, errors };
 }
 
@@ -157,7 +164,7 @@ async function endConversation(page, key = KEYS.live) {
   if (!s.conv) return;
   await fetch(`${BASE}/api/v1/conversations/${s.conv.id}/close`, {
     method: 'POST',
-    headers: { Authorization: 'Bearer ' + s.conv.token, 'Content-Type': 'application/json', Origin: BASE },
+    headers: { Authorization: 'Bearer ' + s.conv.token, 'Content-Type': 'application/json', Origin: PAGES },
     body: '{}',
   }).catch(() => {});
 }
@@ -204,6 +211,7 @@ async function startGateway() {
 
 module.exports = {
   BASE,
+  PAGES,
   KEYS,
   SHOTS,
   STEP,

@@ -92,3 +92,16 @@ export function uuid() {
   const x = [...b].map((n) => n.toString(16).padStart(2, '0')).join('');
   return x.slice(0, 8) + '-' + x.slice(8, 12) + '-' + x.slice(12, 16) + '-' + x.slice(16, 20) + '-' + x.slice(20);
 }
+
+/** A decorative inline SVG icon (hidden from assistive technology) from one path. */
+export function icon(d) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const s = document.createElementNS(ns, 'svg');
+  s.setAttribute('viewBox', '0 0 24 24');
+  s.setAttribute('aria-hidden', 'true');
+  s.setAttribute('focusable', 'false');
+  const p = document.createElementNS(ns, 'path');
+  p.setAttribute('d', d);
+  s.append(p);
+  return s;
+}

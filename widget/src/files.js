@@ -3,14 +3,15 @@
 // without a browser; the server enforces the same limits whatever happens here.
 
 /**
- * `count` files are already in the list; `files` were just picked.
+ * `count` files are already in the list; `files` were just picked; `limits`
+ * as returned by limitsOf (limits.js).
  * Returns { add, tooMany, tooBig, maxBytes }: more than the batch limit in
  * total refuses the whole pick (tooMany = the limit); files over the size
  * limit are left out one by one (tooBig).
  */
 export function review(count, files, limits) {
-  const maxFiles = (limits && limits.max_files_per_batch) || 5;
-  const maxBytes = (limits && limits.max_file_bytes) || 5242880;
+  const maxFiles = limits.max_files_per_batch;
+  const maxBytes = limits.max_file_bytes;
   if (count + files.length > maxFiles) return { add: [], tooMany: maxFiles, tooBig: [], maxBytes };
   return {
     add: files.filter((f) => f.size <= maxBytes),
