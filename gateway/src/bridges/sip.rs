@@ -25,7 +25,7 @@ use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::agent_text::{self, handle_agent_text, AgentTextOutcome, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
@@ -307,9 +307,14 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             to_user,
             active,
         } => {
-            let is_agent = engine.directory().agent_by_sip(&from).is_some();
-            if let (true, Some(conversation)) = (is_agent, conversation_of_user(&to_user)) {
-                engine.agent_typing(conversation, active);
+            let agent = engine
+                .directory()
+                .agent_by_sip(&from)
+                .map(|a| a.extension.clone());
+            if let (Some(agent), Some(conversation)) = (agent, conversation_of_user(&to_user)) {
+                if let Err(e) = engine.agent_typing(conversation, &agent, active).await {
+                    debug!(%conversation, error = %e, "agent typing not forwarded");
+                }
             }
         }
         SipEvent::AgentReachable { agent, reachable } => {

@@ -40,7 +40,7 @@ use crate::config::XmppConfig;
 use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{
     AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Engine,
-    MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
+    EngineError, MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
 use crate::files::{DisplayName, Files, Signature};
 use crate::store::Store;
@@ -511,13 +511,18 @@ impl Inbound<'_> {
                 ..
             } => self.slot_request(from, iq_id, &filename, size).await,
             Event::AgentChatState { from, to, state } => {
-                if let Some((conversation, _)) = self.resolve(&from, &to) {
-                    match state {
-                        ChatState::Composing => self.engine.agent_typing(conversation, true),
-                        ChatState::Paused | ChatState::Active | ChatState::Inactive => {
-                            self.engine.agent_typing(conversation, false)
-                        }
-                        ChatState::Gone => {}
+                if let Some((conversation, agent)) = self.resolve(&from, &to) {
+                    let composing = match state {
+                        ChatState::Composing => true,
+                        ChatState::Paused | ChatState::Active | ChatState::Inactive => false,
+                        ChatState::Gone => return,
+                    };
+                    if let Err(e) = self
+                        .engine
+                        .agent_typing(conversation, &agent, composing)
+                        .await
+                    {
+                        debug!(%conversation, error = %e, "agent typing not forwarded");
                     }
                 }
             }
@@ -745,11 +750,19 @@ impl Inbound<'_> {
     }
 
     async fn receipt(&self, from: &Jid, to: &VisitorAddress, id: &str, status: ReceiptStatus) {
-        let (Some((conversation, _)), Some(seq)) = (self.resolve(from, to), seq_of(id)) else {
+        let (Some((conversation, agent)), Some(seq)) = (self.resolve(from, to), seq_of(id)) else {
             return;
         };
-        if let Err(e) = self.engine.agent_receipt(conversation, status, seq).await {
-            warn!(conversation = %conversation, error = %e, "cannot record a receipt");
+        match self
+            .engine
+            .agent_receipt(conversation, &agent, status, seq)
+            .await
+        {
+            Ok(()) => {}
+            Err(EngineError::NotYourConversation) => {
+                debug!(%conversation, "receipt from an agent not in charge ignored");
+            }
+            Err(e) => warn!(%conversation, error = %e, "cannot record a receipt"),
         }
     }
 

@@ -52,7 +52,8 @@ pub use view::{
 };
 
 use crate::domain::{
-    ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, Party, VisitorName,
+    ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, PageUrl, Party,
+    VisitorName,
 };
 use crate::store::{ConversationRow, ConversationUpdate, NewEvent, Store, StoreError, StoredEvent};
 
@@ -100,7 +101,7 @@ pub enum AgentStatus {
 pub struct NewVisitor {
     pub name: VisitorName,
     pub email: Email,
-    pub page_url: Option<String>,
+    pub page_url: Option<PageUrl>,
     pub language: String,
 }
 
@@ -277,6 +278,25 @@ impl Engine {
             option_label,
             queue: row.queue_extension.clone(),
         })
+    }
+
+    /// Whether `row` is assigned to `agent` (active, or ended while theirs).
+    fn is_assigned_to(&self, row: &ConversationRow, agent: &AgentExtension) -> bool {
+        row.agent_extension.as_deref() == Some(agent.as_str())
+    }
+
+    /// Whether `agent` may look at this conversation: it is theirs, or it
+    /// is ringing for them right now.
+    fn concerns(&self, row: &ConversationRow, agent: &AgentExtension) -> bool {
+        match row.state {
+            ConversationState::Active => self.is_assigned_to(row, agent),
+            ConversationState::Offered => self
+                .live()
+                .offers
+                .get(&row.id)
+                .is_some_and(|o| o.agents.contains(agent)),
+            _ => false,
+        }
     }
 
     fn position_of(&self, id: ConversationId) -> Option<u32> {

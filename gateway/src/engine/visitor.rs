@@ -11,7 +11,7 @@ use super::{
     EventView, MessageView, NewVisitor, Signal, VisitorView,
 };
 use crate::domain::{
-    ClientMessageId, ConversationId, ConversationState, MessageBody, Party, VisitorToken,
+    ClientMessageId, ConversationId, ConversationState, MessageBody, PageUrl, Party, VisitorToken,
 };
 use crate::store::{now_ms, ConversationRow, ConversationUpdate, NewConversation};
 
@@ -56,7 +56,7 @@ impl Engine {
             state: target,
             visitor_name: visitor.name.as_str().to_owned(),
             visitor_email: visitor.email.as_str().to_owned(),
-            page_url: visitor.page_url,
+            page_url: visitor.page_url.map(PageUrl::into_string),
             language,
             queue_extension: queue.as_ref().map(ToString::to_string),
             ended: target.is_final(),
