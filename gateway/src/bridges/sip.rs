@@ -32,7 +32,8 @@ use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, ConversationState, Party};
 use crate::engine::{
-    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Engine, MessageView, Offer,
+    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Delivery, Engine,
+    MessageView, Offer,
 };
 use crate::files::Files;
 
@@ -178,9 +179,12 @@ impl AgentChannel for SipAgents {
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError> {
+    ) -> Result<Delivery, AgentChannelError> {
+        // A MESSAGE the proxy or phone refuses re-queues or re-offers the
+        // chat (see `run_events`), which shows the agent the history again.
         self.tell(conversation.id, agent, self.render(message))
             .await
+            .map(|()| Delivery::Done)
     }
 
     async fn visitor_typing(

@@ -134,6 +134,7 @@ impl Engine {
             self.withdraw(&summary, &others, Some(&config.name)).await;
         }
         self.forget(id);
+        self.drop_deliveries(id, Some(agent)).await;
         *self.live().chats_taken.entry(agent.clone()).or_insert(0) += 1;
         if let Some(queue) = self.queue_of(&row) {
             self.dispatch(&queue).await;

@@ -21,6 +21,7 @@ pub mod view;
 
 mod agent;
 mod agent_files;
+mod delivery;
 mod dispatch;
 mod files;
 mod overflow;
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-pub use agent_channel::{AgentChannel, AgentChannelError, Offer};
+pub use agent_channel::{AgentChannel, AgentChannelError, Delivery, Offer};
 pub use agent_files::{
     AgentFileOutcome, GrantedSlot, SlotId, SlotRefusal, SlotUnusable, UploadTicket,
 };
@@ -192,7 +193,8 @@ impl Engine {
     }
 
     /// Puts conversations that were waiting when the gateway stopped back
-    /// in their queues, then offers them again. Active chats stay active.
+    /// in their queues, forwards to agents in charge what they never got,
+    /// then offers the waiting ones again. Active chats stay active.
     pub async fn recover(&self) -> EngineResult<()> {
         let offered = self
             .inner
@@ -210,6 +212,7 @@ impl Engine {
                 .await?;
         }
         info!(requeued = offered.len(), "recovered waiting conversations");
+        self.replay_deliveries().await?;
         self.dispatch_all().await;
         Ok(())
     }
