@@ -71,6 +71,7 @@ impl Fixture {
             Default::default(),
             url::Url::parse(&format!("{}/", self.gw.url)).unwrap(),
             3600,
+            0,
         )
     }
 
