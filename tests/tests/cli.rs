@@ -59,7 +59,7 @@ fn the_example_configuration_is_valid() {
 #[test]
 fn config_errors_name_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let base = test_config_toml("sqlite://x.db");
+    let base = test_config_toml("sqlite://x.db", dir.path());
 
     // A value of the wrong type.
     let path = write_config(
@@ -112,7 +112,7 @@ fn config_errors_name_the_key_and_the_file() {
 #[test]
 fn environment_variables_override_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &test_config_toml("sqlite://x.db"));
+    let path = write_config(dir.path(), &test_config_toml("sqlite://x.db", dir.path()));
     let (ok, out, err) = frontdesk(
         &["--config", &path, "check-config"],
         &[("FRONTDESK__SERVER__LISTEN", "127.0.0.1:9999")],
@@ -124,7 +124,7 @@ fn environment_variables_override_the_file() {
 #[test]
 fn embed_code_prints_the_snippet_for_a_channel() {
     let dir = tempfile::tempdir().unwrap();
-    let text = test_config_toml("sqlite://x.db").replace(
+    let text = test_config_toml("sqlite://x.db", dir.path()).replace(
         "shutdown_grace_secs = 5",
         "shutdown_grace_secs = 5\npublic_url = \"https://chat.acme.example/\"",
     );
@@ -143,13 +143,12 @@ fn embed_code_prints_the_snippet_for_a_channel() {
 #[tokio::test]
 async fn migrate_then_serve_answers_the_operations_endpoints() {
     let db = TestDb::create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &test_config_toml(&db.url()));
+    let path = write_config(db.data_dir(), &test_config_toml(&db.url(), db.data_dir()));
     let (ok, out, err) = frontdesk(&["--config", &path, "migrate"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("migrations applied"), "{out}");
 
-    let gateway = GatewayProcess::spawn(Path::new(&path)).await.unwrap();
+    let gateway = GatewayProcess::spawn_on(&db).await.unwrap();
     let visitor = Visitor::new(&gateway.url);
     let health = visitor.get("/healthz", None).await.unwrap();
     assert_eq!(
@@ -209,7 +208,7 @@ async fn migrate_then_serve_answers_the_operations_endpoints() {
 #[test]
 fn schedule_check_explains_and_gives_the_next_opening() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &test_config_toml("sqlite://x.db"));
+    let path = write_config(dir.path(), &test_config_toml("sqlite://x.db", dir.path()));
     let (ok, out, err) = frontdesk(
         &[
             "--config",

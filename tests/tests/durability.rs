@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use frontdesk_tests::config::{test_config, test_config_toml};
 use frontdesk_tests::database::TestDb;
 use frontdesk_tests::gateway::{GatewayProcess, TestGateway};
 use frontdesk_tests::visitor::Visitor;
@@ -17,11 +16,7 @@ const KILL_AFTER_ACKS: usize = 120;
 #[tokio::test]
 async fn sigkill_mid_stream_loses_no_acknowledged_message() {
     let db = TestDb::create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("frontdesk.toml");
-    std::fs::write(&config_path, test_config_toml(&db.url())).unwrap();
-
-    let gateway = GatewayProcess::spawn(&config_path).await.unwrap();
+    let gateway = GatewayProcess::spawn_on(&db).await.unwrap();
     let visitor = Visitor::new(&gateway.url);
     let session = visitor.start("live", "Jane").await.unwrap();
 
@@ -70,8 +65,8 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
         "the kill must land mid-stream"
     );
 
-    // Restart on the same database.
-    let gateway = GatewayProcess::spawn(&config_path).await.unwrap();
+    // Restart on the same database and data directory.
+    let gateway = GatewayProcess::spawn_on(&db).await.unwrap();
     let visitor = Visitor::new(&gateway.url);
     let history = visitor.messages(&session).await.unwrap();
     assert_eq!(history.status, 200, "the token still works after the crash");
@@ -136,10 +131,9 @@ async fn a_graceful_restart_keeps_waiting_and_active_conversations() {
         .unwrap();
     let third = visitor.start("live", "Still waiting").await.unwrap();
     visitor.say(&third, "c1", "anyone?").await.unwrap();
-    let db_url = gw.database_url().unwrap();
 
     let db = gw.stop_keep_db().await;
-    let mut gw = TestGateway::spawn_on(test_config(&db_url), db).await;
+    let mut gw = TestGateway::spawn_on(db, |_| {}).await;
     let visitor = Visitor::new(&gw.url);
 
     for session in [&waiting, &active] {

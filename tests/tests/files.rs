@@ -24,34 +24,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LIMIT: usize = 5 * 1024 * 1024;
 const SIGNING_KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
 
-/// A gateway whose data dir (and so file store) is a fresh temp dir.
+/// A gateway (with its own data dir, so its own file store) and a visitor.
 struct Fixture {
     gw: TestGateway,
-    dir: tempfile::TempDir,
     visitor: Visitor,
     http: reqwest::Client,
 }
 
 impl Fixture {
     async fn spawn() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().to_owned();
         let gw = TestGateway::spawn_with(|c| {
-            c.server.data_dir = data_dir;
             c.files.signing_key = Some(SIGNING_KEY.to_owned());
         })
         .await;
         let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
         Fixture {
             gw,
-            dir,
             visitor,
             http: reqwest::Client::new(),
         }
     }
 
     fn files_dir(&self) -> PathBuf {
-        self.dir.path().join("files")
+        self.gw.data_dir().join("files")
     }
 
     /// The committed files in the store (not the partial ones).
@@ -423,7 +418,7 @@ async fn traversal_and_bidi_names_are_stored_safely() {
             "{name}"
         );
     }
-    assert!(!fx.dir.path().join("tmp/evil.txt").exists());
+    assert!(!fx.gw.data_dir().join("tmp/evil.txt").exists());
     assert!(!Path::new("/tmp/evil.txt").exists());
     fx.gw.stop().await;
 }

@@ -102,7 +102,7 @@ async fn run_plain(args: &Args) -> anyhow::Result<()> {
             let db = TestDb::create().await?;
             let dir = tempfile::tempdir()?;
             let config = dir.path().join("frontdesk.toml");
-            std::fs::write(&config, test_config_toml(&db.url()))?;
+            std::fs::write(&config, test_config_toml(&db.url(), db.data_dir()))?;
             let binary = sibling_binary("frontdesk")?;
             let gateway = GatewayProcess::spawn_binary(&binary, &config).await?;
             let url = gateway.url.clone();
@@ -356,7 +356,7 @@ mod xmpp_mode {
     /// 101… as its accounts `agent1`…, all in queue 600 behind channel
     /// `channel`.
     fn config_toml(
-        database_url: &str,
+        db: &TestDb,
         prosody: &Prosody,
         agents: &[String],
         strategy: &str,
@@ -366,6 +366,7 @@ mod xmpp_mode {
         let mut text = format!(
             r#"[server]
 listen = "127.0.0.1:0"
+data_dir = {data_dir}
 shutdown_grace_secs = 5
 
 [database]
@@ -382,8 +383,10 @@ server = "{server}"
 secret = "{secret}"
 ping_interval_secs = 10
 "#,
+            database_url = db.url(),
             server = prosody.component_addr(),
             secret = prosody.secret,
+            data_dir = toml::Value::String(db.data_dir().display().to_string()),
         );
         let mut members = Vec::new();
         for (i, user) in agents.iter().enumerate() {
@@ -483,7 +486,7 @@ allowed_origins = ["http://allowed.example"]
         std::fs::write(
             &config,
             config_toml(
-                &db.url(),
+                db,
                 &prosody,
                 &users,
                 &args.strategy,

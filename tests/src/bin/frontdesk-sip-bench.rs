@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let agent = SippAgent::start(&kamailio, "103", args.tcp).await?;
     let db = TestDb::create().await?;
     let dir = tempfile::tempdir()?;
-    let config = test_config_toml(&db.url())
+    let config = test_config_toml(&db.url(), db.data_dir())
         .replace("sip:103@pbx.example.com", "sip:103@pbx.localhost")
         .replace(
             "key = \"live\"\nname = \"Acme Plumbing\"\nmode = \"live\"\nqueue = \"600\"",

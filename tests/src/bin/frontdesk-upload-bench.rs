@@ -99,16 +99,7 @@ async fn main() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("frontdesk.toml");
-    let data_dir = dir.path().join("data");
-    let toml = test_config_toml(&db.url()).replacen(
-        "[server]\n",
-        &format!(
-            "[server]\ndata_dir = {:?}\n",
-            data_dir.display().to_string()
-        ),
-        1,
-    );
-    std::fs::write(&config, toml)?;
+    std::fs::write(&config, test_config_toml(&db.url(), db.data_dir()))?;
     let binary = sibling_binary("frontdesk")?;
     let gateway = GatewayProcess::spawn_binary(&binary, &config).await?;
     let pid = gateway.pid().context("the gateway has no pid")?;

@@ -30,6 +30,8 @@ impl XmppAgent {
     pub async fn start(jid: &str, password: &str, port: u16) -> anyhow::Result<XmppAgent> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/agent.py");
         let mut child = Command::new("/usr/bin/python3")
+            // No `__pycache__` next to the script, in the source tree.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg(script)
             .args([
                 "--jid",
