@@ -1,12 +1,12 @@
 //! Test harness shared by every integration test and the load generator:
 //! starts the real gateway and the real peers (PostgreSQL databases,
-//! Prosody, …) on free loopback ports, and speaks the visitor API as a
+//! Prosody, ejabberd, Kamailio…) on free loopback ports, and speaks the visitor API as a
 //! widget would.
 
 pub mod config;
 pub mod database;
-pub mod ejabberd;
 pub mod gateway;
 pub mod kamailio;
-pub mod prosody;
+pub mod net;
 pub mod visitor;
+pub mod xmpp_server;

@@ -273,8 +273,8 @@ mod xmpp_mode {
     use anyhow::Context;
     use frontdesk_tests::database::TestDb;
     use frontdesk_tests::gateway::GatewayProcess;
-    use frontdesk_tests::prosody::{Account, Prosody, XmppAgent, COMPONENT_DOMAIN, HOST};
     use frontdesk_tests::visitor::{StreamItem, Visitor};
+    use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN, HOST};
     use hdrhistogram::Histogram;
     use serde_json::{json, Value};
     use tokio::task::JoinHandle;
@@ -357,7 +357,7 @@ mod xmpp_mode {
     /// `channel`.
     fn config_toml(
         db: &TestDb,
-        prosody: &Prosody,
+        prosody: &XmppServer,
         agents: &[String],
         strategy: &str,
         max_chats: usize,
@@ -421,8 +421,8 @@ allowed_origins = ["http://allowed.example"]
     /// harness has no setting for it, so this prepends the global option to
     /// the config it generated (kept next to its log) before any client or
     /// the gateway connected.
-    async fn disable_nagle(prosody: &mut Prosody) -> anyhow::Result<()> {
-        let config = prosody.log().with_file_name("prosody.cfg.lua");
+    async fn disable_nagle(prosody: &mut XmppServer) -> anyhow::Result<()> {
+        let config = prosody.config_file();
         let text = std::fs::read_to_string(&config)
             .with_context(|| format!("cannot read {}", config.display()))?;
         std::fs::write(
@@ -456,7 +456,7 @@ allowed_origins = ["http://allowed.example"]
             .collect();
         accounts.push(Account::new(PROBE_SENDER));
         accounts.push(Account::new(PROBE_ECHO));
-        let mut prosody = Prosody::start(&accounts).await?;
+        let mut prosody = XmppServer::prosody(&accounts).await?;
         if args.prosody_no_nagle {
             disable_nagle(&mut prosody).await?;
         }

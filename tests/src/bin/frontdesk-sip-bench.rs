@@ -17,9 +17,8 @@ use clap::Parser;
 use frontdesk_tests::config::test_config_toml;
 use frontdesk_tests::database::TestDb;
 use frontdesk_tests::gateway::GatewayProcess;
-use frontdesk_tests::kamailio::{
-    free_udp_tcp_port, Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN,
-};
+use frontdesk_tests::kamailio::{Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN};
+use frontdesk_tests::net::free_udp_tcp_port;
 use frontdesk_tests::visitor::Visitor;
 use hdrhistogram::Histogram;
 

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use frontdesk_tests::kamailio::{
-    free_udp_tcp_port, Kamailio, KamailioOptions, SippAgent, GATEWAY_AUTH_USER, GATEWAY_DOMAIN,
+    Kamailio, KamailioOptions, SippAgent, GATEWAY_AUTH_USER, GATEWAY_DOMAIN,
 };
+use frontdesk_tests::net::free_udp_tcp_port;
 use pbx_adapter::queue::SipUri;
 use pbx_adapter::sip::{SipCommand, SipConfig, SipCredentials, SipEvent, SipTransport};
 use tokio::sync::mpsc;
@@ -553,7 +554,7 @@ async fn malformed_input_does_not_kill_the_user_agent() {
     }
     // The stack binds its TCP listener when it starts serving, just after
     // spawn returns: wait until it accepts.
-    frontdesk_tests::prosody::wait_for_port(ua.addr.port(), WAIT)
+    frontdesk_tests::net::wait_for_port(ua.addr.port(), WAIT)
         .await
         .unwrap();
     for g in &garbage {

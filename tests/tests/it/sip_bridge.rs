@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use frontdesk::config::SipBridgeConfig;
 use frontdesk_tests::gateway::TestGateway;
-use frontdesk_tests::kamailio::{
-    free_udp_tcp_port, Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN,
-};
+use frontdesk_tests::kamailio::{Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN};
+use frontdesk_tests::net::free_udp_tcp_port;
 use frontdesk_tests::visitor::Visitor;
 
 const WAIT: Duration = Duration::from_secs(20);

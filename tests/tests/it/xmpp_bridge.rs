@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use frontdesk::config::XmppConfig;
 use frontdesk_tests::gateway::TestGateway;
-use frontdesk_tests::prosody::{Account, Prosody, XmppAgent, COMPONENT_DOMAIN};
 use frontdesk_tests::visitor::{EventStream, Session, Visitor};
+use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Prosody with agents 101 and 102 (pre-approved subscriptions), and a
 /// gateway whose agents 101/102 are those accounts.
-async fn setup() -> (Prosody, TestGateway) {
-    let prosody = Prosody::start(&[
+async fn setup() -> (XmppServer, TestGateway) {
+    let prosody = XmppServer::prosody(&[
         Account::new("101").preapproved(),
         Account::new("102").preapproved(),
         Account::new("stranger"),
