@@ -8,5 +8,6 @@ pub mod database;
 pub mod gateway;
 pub mod kamailio;
 pub mod net;
+pub mod sip;
 pub mod visitor;
 pub mod xmpp_server;

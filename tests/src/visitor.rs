@@ -34,6 +34,15 @@ pub struct Session {
     pub token: String,
 }
 
+impl Session {
+    /// The localpart agents see the visitor write from on every protocol:
+    /// `visitor-<id without hyphens>`.
+    pub fn agent_localpart(&self) -> String {
+        let id: uuid::Uuid = self.id.parse().expect("conversation ids are UUIDs");
+        format!("visitor-{}", id.simple())
+    }
+}
+
 #[derive(Clone)]
 pub struct Visitor {
     http: reqwest::Client,
@@ -135,6 +144,18 @@ impl Visitor {
                 .to_owned(),
             token: reply.body["token"].as_str().context("no token")?.to_owned(),
         })
+    }
+
+    /// Starts a live chat on channel `key` and follows its events from
+    /// the start, as the widget does.
+    pub async fn start_following(
+        &self,
+        key: &str,
+        name: &str,
+    ) -> anyhow::Result<(Session, EventStream)> {
+        let session = self.start(key, name).await?;
+        let events = self.events(&session, 0).await?;
+        Ok((session, events))
     }
 
     pub async fn say(

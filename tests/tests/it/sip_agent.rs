@@ -7,117 +7,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use frontdesk_tests::kamailio::{
-    Kamailio, KamailioOptions, SippAgent, GATEWAY_AUTH_USER, GATEWAY_DOMAIN,
-};
-use frontdesk_tests::net::free_udp_tcp_port;
-use pbx_adapter::queue::SipUri;
+use frontdesk_tests::kamailio::{SippAgent, GATEWAY_AUTH_USER, GATEWAY_DOMAIN};
+use frontdesk_tests::net::free_udp_tcp_addr;
+use frontdesk_tests::sip::{uri, visitor_uri, SipPbx, UserAgent, WAIT};
 use pbx_adapter::sip::{SipCommand, SipConfig, SipCredentials, SipEvent, SipTransport};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Ua {
-    commands: mpsc::Sender<SipCommand>,
-    events: mpsc::Receiver<SipEvent>,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
-    addr: SocketAddr,
+async fn pbx() -> SipPbx {
+    SipPbx::start().await.expect("kamailio did not start")
 }
 
-/// A gateway address (same port for UDP and TCP) and the Kamailio routing
-/// the gateway domain to it.
-async fn setup(adjust: impl FnOnce(&mut KamailioOptions)) -> (SocketAddr, Kamailio) {
-    frontdesk_tests::gateway::init_test_logging();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
-        .parse()
-        .unwrap();
-    let mut options = KamailioOptions::new(addr);
-    adjust(&mut options);
-    let kamailio = Kamailio::start(options)
-        .await
-        .expect("kamailio did not start");
-    (addr, kamailio)
-}
-
-impl Ua {
-    async fn start(
-        addr: SocketAddr,
-        kamailio: &Kamailio,
-        transports: &[SipTransport],
-        agents: &[&str],
-        adjust: impl FnOnce(&mut SipConfig),
-    ) -> Ua {
-        let mut config = SipConfig::new(GATEWAY_DOMAIN, kamailio.addr());
-        for t in transports {
-            config = config.listen(*t, addr);
-        }
-        config.request_timeout = Duration::from_secs(8);
-        adjust(&mut config);
-        let (commands, rx) = mpsc::channel(64);
-        let shutdown = CancellationToken::new();
-        let (task, events) = pbx_adapter::sip::spawn(config, rx, shutdown.clone())
-            .await
-            .expect("the user agent did not start");
-        let ua = Ua {
-            commands,
-            events,
-            shutdown,
-            task: Some(task),
-            addr,
-        };
-        ua.command(SipCommand::SetAgents(
-            agents.iter().map(|a| uri(a)).collect(),
-        ))
-        .await;
-        ua
-    }
-
-    async fn command(&self, command: SipCommand) {
-        self.commands.send(command).await.expect("UA task gone");
-    }
-
-    async fn send(&self, outbox_id: i64, visitor: &str, to: &str, body: &str) {
-        self.command(SipCommand::SendMessage {
-            outbox_id,
-            from_user: visitor.to_owned(),
-            to: uri(to),
-            body: body.to_owned(),
-        })
-        .await;
-    }
-
-    /// The first event matching `pred`; others are skipped (and printed).
-    async fn expect(&mut self, pred: impl Fn(&SipEvent) -> bool) -> SipEvent {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if pred(&event) => return event,
-                Ok(Some(event)) => eprintln!("skipped event {event:?}"),
-                Ok(None) => panic!("UA task ended"),
-                Err(_) => panic!("no matching event within {WAIT:?}"),
-            }
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("UA did not stop")
-                .expect("UA task panicked");
-        }
-    }
-}
-
-fn uri(s: &str) -> SipUri {
-    s.parse().unwrap()
-}
-
-fn visitor_uri(user: &str) -> String {
-    format!("sip:{user}@{GATEWAY_DOMAIN}")
+/// Kamailio, agent 101's softphone (registered over UDP, answering) and a
+/// user agent over `transports` that allows it.
+async fn one_agent(transports: &[SipTransport]) -> (SipPbx, SippAgent, UserAgent) {
+    let pbx = pbx().await;
+    let agent = pbx.agent("101", false).await.unwrap();
+    let ua = UserAgent::start(&pbx, transports, &[&agent.aor()], |_| {}).await;
+    (pbx, agent, ua)
 }
 
 fn is_sent(id: i64) -> impl Fn(&SipEvent) -> bool {
@@ -135,19 +40,20 @@ fn is_agent_message(e: &SipEvent) -> bool {
 /// Visitor → agent, then agent → visitor (stored: 200; refused: the
 /// gateway's status), through Kamailio.
 async fn round_trip(tcp: bool) {
-    let (addr, kamailio) = setup(|o| {
+    let pbx = SipPbx::start_with(|o| {
         if tcp {
             o.gateway_transport = Some("tcp");
         }
     })
-    .await;
-    let agent = SippAgent::start(&kamailio, "101", tcp).await.unwrap();
+    .await
+    .expect("kamailio did not start");
+    let agent = pbx.agent("101", tcp).await.unwrap();
     let transports: &[SipTransport] = if tcp {
         &[SipTransport::Tcp]
     } else {
         &[SipTransport::Udp, SipTransport::Tcp]
     };
-    let mut ua = Ua::start(addr, &kamailio, transports, &[&agent.aor()], |_| {}).await;
+    let mut ua = UserAgent::start(&pbx, transports, &[&agent.aor()], |_| {}).await;
     let proto = if tcp { "proto=tcp" } else { "proto=udp" };
 
     ua.send(
@@ -170,7 +76,7 @@ async fn round_trip(tcp: bool) {
         got.contains("Content-Type: text/plain;charset=UTF-8"),
         "{got}"
     );
-    kamailio
+    pbx.kamailio
         .wait_for_log(&["MESSAGE from=sip:visitor-a1@chat.localhost", proto], WAIT)
         .await
         .unwrap();
@@ -205,7 +111,7 @@ async fn round_trip(tcp: bool) {
     respond.accept();
     let (status, agent) = sending.await.unwrap().unwrap();
     assert_eq!(status, 200);
-    kamailio
+    pbx.kamailio
         .wait_for_log(
             &["MESSAGE from=sip:101@pbx.localhost", "visitor-a1", proto],
             WAIT,
@@ -248,16 +154,7 @@ fn long_text(len: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_message_goes_over_tcp_and_short_over_udp() {
-    let (addr, kamailio) = setup(|_| {}).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp, SipTransport::Tcp],
-        &[&agent.aor()],
-        |_| {},
-    )
-    .await;
+    let (pbx, agent, mut ua) = one_agent(&[SipTransport::Udp, SipTransport::Tcp]).await;
     let text = long_text(2000);
     ua.send(1, "visitor-long", &agent.aor(), &text).await;
     ua.expect(is_sent(1)).await;
@@ -266,7 +163,7 @@ async fn long_message_goes_over_tcp_and_short_over_udp() {
         .await
         .unwrap();
     assert!(got.contains(&text), "the long text arrived cut: {got}");
-    kamailio
+    pbx.kamailio
         .wait_for_log(
             &["MESSAGE from=sip:visitor-long@chat.localhost", "proto=tcp"],
             WAIT,
@@ -275,7 +172,7 @@ async fn long_message_goes_over_tcp_and_short_over_udp() {
         .unwrap();
     ua.send(2, "visitor-short", &agent.aor(), "short").await;
     ua.expect(is_sent(2)).await;
-    kamailio
+    pbx.kamailio
         .wait_for_log(
             &["MESSAGE from=sip:visitor-short@chat.localhost", "proto=udp"],
             WAIT,
@@ -287,16 +184,7 @@ async fn long_message_goes_over_tcp_and_short_over_udp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_message_is_split_when_only_udp_is_configured() {
-    let (addr, kamailio) = setup(|_| {}).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp],
-        &[&agent.aor()],
-        |_| {},
-    )
-    .await;
+    let (_pbx, agent, mut ua) = one_agent(&[SipTransport::Udp]).await;
     let text = long_text(3000);
     ua.send(1, "visitor-split", &agent.aor(), &text).await;
     ua.expect(is_sent(1)).await;
@@ -322,8 +210,8 @@ async fn long_message_is_split_when_only_udp_is_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_agent_fails_and_is_unreachable() {
-    let (addr, kamailio) = setup(|_| {}).await;
-    let mut ua = Ua::start(addr, &kamailio, &[SipTransport::Udp], &[], |_| {}).await;
+    let pbx = pbx().await;
+    let mut ua = UserAgent::start(&pbx, &[SipTransport::Udp], &[], |_| {}).await;
     ua.send(5, "visitor-b1", "sip:102@pbx.localhost", "anyone?")
         .await;
     let SipEvent::SendFailed { status, .. } = ua.expect(is_failed(5)).await else {
@@ -349,14 +237,13 @@ async fn unregistered_agent_fails_and_is_unreachable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_tell_live_dead_and_unregistered_agents_apart() {
-    let (addr, kamailio) = setup(|_| {}).await;
-    let mut live = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let _dead = SippAgent::register_only(&kamailio, "103", false)
+    let pbx = pbx().await;
+    let mut live = pbx.agent("101", false).await.unwrap();
+    let _dead = SippAgent::register_only(&pbx.kamailio, "103", false)
         .await
         .unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
+    let mut ua = UserAgent::start(
+        &pbx,
         &[SipTransport::Udp],
         &[&live.aor(), "sip:103@pbx.localhost"],
         |c| c.probe_interval = Duration::from_secs(1),
@@ -390,19 +277,17 @@ async fn probes_tell_live_dead_and_unregistered_agents_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_challenges_are_answered() {
     let password = "s3cret-pw";
-    let (addr, kamailio) = setup(|o| o.gateway_password = Some(password.to_owned())).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
+    let pbx = SipPbx::start_with(|o| o.gateway_password = Some(password.to_owned()))
+        .await
+        .expect("kamailio did not start");
+    let agent = pbx.agent("101", false).await.unwrap();
     let credentials = |pw: &str| SipCredentials {
         username: GATEWAY_AUTH_USER.to_owned(),
         password: pw.to_owned(),
     };
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp],
-        &[&agent.aor()],
-        |c| c.credentials = Some(credentials(password)),
-    )
+    let mut ua = UserAgent::start(&pbx, &[SipTransport::Udp], &[&agent.aor()], |c| {
+        c.credentials = Some(credentials(password))
+    })
     .await;
     ua.send(1, "visitor-d1", &agent.aor(), "authenticated hello")
         .await;
@@ -411,7 +296,7 @@ async fn digest_challenges_are_answered() {
         .wait_for(&["authenticated hello"], WAIT)
         .await
         .unwrap();
-    kamailio
+    pbx.kamailio
         .wait_for_log(
             &["challenge MESSAGE from sip:visitor-d1@chat.localhost"],
             WAIT,
@@ -421,13 +306,9 @@ async fn digest_challenges_are_answered() {
     ua.stop().await;
 
     // A wrong password is not retried for ever and tells the truth.
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp],
-        &[&agent.aor()],
-        |c| c.credentials = Some(credentials("wrong")),
-    )
+    let mut ua = UserAgent::start(&pbx, &[SipTransport::Udp], &[&agent.aor()], |c| {
+        c.credentials = Some(credentials("wrong"))
+    })
     .await;
     ua.send(2, "visitor-d2", &agent.aor(), "nope").await;
     let SipEvent::SendFailed { status, .. } = ua.expect(is_failed(2)).await else {
@@ -439,17 +320,8 @@ async fn digest_challenges_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_get_403_and_no_event() {
-    let (addr, kamailio) = setup(|_| {}).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let stranger = SippAgent::start(&kamailio, "999", false).await.unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp],
-        &[&agent.aor()],
-        |_| {},
-    )
-    .await;
+    let (pbx, agent, mut ua) = one_agent(&[SipTransport::Udp]).await;
+    let stranger = pbx.agent("999", false).await.unwrap();
     let status = stranger
         .send_message(&visitor_uri("visitor-e1"), "text/plain", "let me in")
         .await
@@ -472,16 +344,7 @@ async fn strangers_get_403_and_no_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_indications_flow_both_ways() {
-    let (addr, kamailio) = setup(|_| {}).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp],
-        &[&agent.aor()],
-        |_| {},
-    )
-    .await;
+    let (_pbx, agent, mut ua) = one_agent(&[SipTransport::Udp]).await;
     ua.command(SipCommand::Composing {
         from_user: "visitor-f1".into(),
         to: uri(&agent.aor()),
@@ -530,16 +393,7 @@ async fn typing_indications_flow_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_does_not_kill_the_user_agent() {
     use tokio::io::AsyncWriteExt;
-    let (addr, kamailio) = setup(|_| {}).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp, SipTransport::Tcp],
-        &[&agent.aor()],
-        |_| {},
-    )
-    .await;
+    let (_pbx, agent, mut ua) = one_agent(&[SipTransport::Udp, SipTransport::Tcp]).await;
     let garbage: Vec<Vec<u8>> = vec![
         b"\x00\x01\x02\xff\xfe".to_vec(),
         b"MESSAGE sip:visitor-x@chat.localhost SIP/2.0\r\n\r\n".to_vec(),
@@ -574,7 +428,7 @@ async fn malformed_input_does_not_kill_the_user_agent() {
     };
     respond.accept();
     assert_eq!(sending.await.unwrap().unwrap(), 200);
-    assert!(!ua.task.as_ref().unwrap().is_finished());
+    assert!(ua.is_running());
     ua.stop().await;
 }
 
@@ -593,35 +447,12 @@ async fn tls_transport_carries_messages() {
         key_pem: std::fs::read(dir.join("key.pem")).unwrap(),
         ca_pem: Some(cert),
     };
-    let port = |_| -> SocketAddr {
-        format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
-            .parse()
-            .unwrap()
-    };
-    let (a_addr, b_addr) = (port(()), port(()));
-    let start = |domain: &str, own: SocketAddr, proxy: SocketAddr, allow: &str| {
+    let (a_addr, b_addr) = (free_udp_tcp_addr().unwrap(), free_udp_tcp_addr().unwrap());
+    let start = |domain: &str, own: SocketAddr, proxy: SocketAddr, allow: &'static str| {
         let mut config = SipConfig::new(domain, proxy.to_string());
         config = config.listen(SipTransport::Tls, own);
         config.tls = Some(material.clone());
-        let allow = uri(allow);
-        async move {
-            let (commands, rx) = mpsc::channel(8);
-            let shutdown = CancellationToken::new();
-            let (task, events) = pbx_adapter::sip::spawn(config, rx, shutdown.clone())
-                .await
-                .expect("the user agent did not start");
-            commands
-                .send(SipCommand::SetAgents(vec![allow]))
-                .await
-                .unwrap();
-            Ua {
-                commands,
-                events,
-                shutdown,
-                task: Some(task),
-                addr: own,
-            }
-        }
+        async move { UserAgent::start_on(config, own, &[allow]).await }
     };
     let mut b = start(
         "agents.localhost",
@@ -669,16 +500,7 @@ async fn tls_transport_carries_messages() {
 async fn a_steady_stream_is_delivered_completely() {
     const COUNT: i64 = 300;
     const RATE_PER_SEC: u64 = 100;
-    let (addr, kamailio) = setup(|_| {}).await;
-    let agent = SippAgent::start(&kamailio, "101", false).await.unwrap();
-    let mut ua = Ua::start(
-        addr,
-        &kamailio,
-        &[SipTransport::Udp],
-        &[&agent.aor()],
-        |_| {},
-    )
-    .await;
+    let (_pbx, agent, mut ua) = one_agent(&[SipTransport::Udp]).await;
     let mut sent_at = std::collections::HashMap::new();
     let mut latencies = Vec::new();
     let mut pace = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));

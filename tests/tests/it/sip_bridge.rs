@@ -3,48 +3,42 @@
 //! Kamailio as the PBX's registrar and proxy, and an agent's softphone
 //! played by sipp.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use frontdesk::config::SipBridgeConfig;
 use frontdesk_tests::gateway::TestGateway;
-use frontdesk_tests::kamailio::{Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN};
-use frontdesk_tests::net::free_udp_tcp_port;
-use frontdesk_tests::visitor::Visitor;
+use frontdesk_tests::kamailio::GATEWAY_DOMAIN;
+use frontdesk_tests::sip::{session_uri, SipPbx};
+use frontdesk_tests::visitor::{EventStream, Session, Visitor};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Kamailio routing chat.localhost to the gateway, and a gateway whose
 /// agent 103 is `sip:103@pbx.localhost`, alone in the live channel's queue
 /// (601) unless `adjust` changes the configuration further.
-async fn setup_with(
-    adjust: impl FnOnce(&mut frontdesk::config::Config) + Send,
-) -> (Kamailio, TestGateway) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port().unwrap())
-        .parse()
-        .unwrap();
-    let kamailio = Kamailio::start(KamailioOptions::new(addr)).await.unwrap();
-    let proxy = kamailio.addr();
+async fn setup_with(adjust: impl FnOnce(&mut frontdesk::config::Config)) -> (SipPbx, TestGateway) {
+    let pbx = SipPbx::start().await.expect("kamailio did not start");
+    let sip = pbx.bridge_config();
     let gw = TestGateway::spawn_bridged(move |config| {
         config.agents[2].sip = Some("sip:103@pbx.localhost".parse().unwrap());
         config.channels[0].queue = Some("601".parse().unwrap());
-        config.sip = Some(SipBridgeConfig {
-            domain: GATEWAY_DOMAIN.to_owned(),
-            listen_udp: Some(addr),
-            listen_tcp: Some(addr),
-            outbound_proxy: proxy,
-            username: None,
-            password: None,
-            probe_interval_secs: 1,
-        });
+        config.sip = Some(sip);
         adjust(config);
     })
     .await;
-    (kamailio, gw)
+    (pbx, gw)
 }
 
-async fn setup() -> (Kamailio, TestGateway) {
+async fn setup() -> (SipPbx, TestGateway) {
     setup_with(|_| {}).await
+}
+
+/// A visitor starts a live chat and follows its events; the SIP URI the
+/// chat writes from.
+async fn start_chat(gw: &TestGateway, name: &str) -> (Visitor, Session, EventStream, String) {
+    let visitor = Visitor::new(&gw.url);
+    let (session, events) = visitor.start_following("live", name).await.unwrap();
+    let uri = session_uri(&session);
+    (visitor, session, events, uri)
 }
 
 async fn agent_available(gw: &TestGateway) {
@@ -56,15 +50,11 @@ async fn agent_available(gw: &TestGateway) {
 
 #[tokio::test]
 async fn a_sip_agent_chats_with_a_visitor_through_the_proxy() {
-    let (kamailio, gw) = setup().await;
-    let agent = SippAgent::start(&kamailio, "103", false).await.unwrap();
+    let (pbx, gw) = setup().await;
+    let agent = pbx.agent("103", false).await.unwrap();
     agent_available(&gw).await;
 
-    let visitor = Visitor::new(&gw.url);
-    let session = visitor.start("live", "Jane Doe").await.unwrap();
-    let mut events = visitor.events(&session, 0).await.unwrap();
-    let id: uuid::Uuid = session.id.parse().unwrap();
-    let visitor_uri = format!("sip:visitor-{}@{GATEWAY_DOMAIN}", id.simple());
+    let (visitor, session, mut events, visitor_uri) = start_chat(&gw, "Jane Doe").await;
 
     // The offer: a MESSAGE from the visitor's own address introducing her.
     let card = agent
@@ -72,7 +62,7 @@ async fn a_sip_agent_chats_with_a_visitor_through_the_proxy() {
         .await
         .unwrap();
     assert!(
-        card.contains(&format!("visitor-{}@{GATEWAY_DOMAIN}", id.simple())),
+        card.contains(&format!("{}@{GATEWAY_DOMAIN}", session.agent_localpart())),
         "{card}"
     );
 
@@ -128,12 +118,9 @@ async fn a_sip_agent_chats_with_a_visitor_through_the_proxy() {
 
 #[tokio::test]
 async fn a_stranger_is_refused() {
-    let (kamailio, gw) = setup().await;
-    let stranger = SippAgent::start(&kamailio, "999", false).await.unwrap();
-    let visitor = Visitor::new(&gw.url);
-    let session = visitor.start("live", "Jane").await.unwrap();
-    let id: uuid::Uuid = session.id.parse().unwrap();
-    let visitor_uri = format!("sip:visitor-{}@{GATEWAY_DOMAIN}", id.simple());
+    let (pbx, gw) = setup().await;
+    let stranger = pbx.agent("999", false).await.unwrap();
+    let (visitor, session, _events, visitor_uri) = start_chat(&gw, "Jane").await;
     let status = stranger
         .send_message(&visitor_uri, "text/plain", "let me in")
         .await
@@ -146,14 +133,10 @@ async fn a_stranger_is_refused() {
 
 #[tokio::test]
 async fn an_unreachable_sip_agent_hands_the_chat_back_to_the_queue() {
-    let (kamailio, gw) = setup().await;
-    let mut agent = SippAgent::start(&kamailio, "103", false).await.unwrap();
+    let (pbx, gw) = setup().await;
+    let mut agent = pbx.agent("103", false).await.unwrap();
     agent_available(&gw).await;
-    let visitor = Visitor::new(&gw.url);
-    let session = visitor.start("live", "Jane").await.unwrap();
-    let mut events = visitor.events(&session, 0).await.unwrap();
-    let id: uuid::Uuid = session.id.parse().unwrap();
-    let visitor_uri = format!("sip:visitor-{}@{GATEWAY_DOMAIN}", id.simple());
+    let (visitor, session, mut events, visitor_uri) = start_chat(&gw, "Jane").await;
     agent.wait_for(&["New chat waiting"], WAIT).await.unwrap();
     agent
         .send_message(&visitor_uri, "text/plain", "Hi")
@@ -172,7 +155,7 @@ async fn an_unreachable_sip_agent_hands_the_chat_back_to_the_queue() {
 
 #[tokio::test]
 async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
-    let (kamailio, gw) = setup_with(|config| {
+    let (pbx, gw) = setup_with(|config| {
         config.agents.push(pbx_adapter::queue::AgentConfig {
             extension: "104".parse().unwrap(),
             name: "Dan Moreau".to_owned(),
@@ -189,26 +172,19 @@ async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
     })
     .await;
     // Only Dan's phone is registered; Chloé (first in line) is not.
-    let dan = SippAgent::start(&kamailio, "104", false).await.unwrap();
+    let dan = pbx.agent("104", false).await.unwrap();
     let ext = "104".parse().unwrap();
     tokio::time::timeout(WAIT, gw.engine.until_available(&ext))
         .await
         .expect("Dan never became available");
     assert!(!gw.engine.is_available(&"103".parse().unwrap()));
 
-    let visitor = Visitor::new(&gw.url);
-    let session = visitor.start("live", "Jane").await.unwrap();
-    let mut events = visitor.events(&session, 0).await.unwrap();
-    let id: uuid::Uuid = session.id.parse().unwrap();
+    let (_visitor, _session, mut events, visitor_uri) = start_chat(&gw, "Jane").await;
     dan.wait_for(&["New chat waiting", "Jane"], WAIT)
         .await
         .unwrap();
     let status = dan
-        .send_message(
-            &format!("sip:visitor-{}@{GATEWAY_DOMAIN}", id.simple()),
-            "text/plain",
-            "Dan here",
-        )
+        .send_message(&visitor_uri, "text/plain", "Dan here")
         .await
         .unwrap();
     assert_eq!(status, 200);

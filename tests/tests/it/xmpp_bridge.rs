@@ -75,10 +75,8 @@ async fn body_from(agent: &mut XmppAgent, address: &str, needle: &str) -> Value 
 
 async fn start_chat(gw: &TestGateway, name: &str) -> (Visitor, Session, EventStream, String) {
     let visitor = Visitor::new(&gw.url);
-    let session = visitor.start("live", name).await.unwrap();
-    let events = visitor.events(&session, 0).await.unwrap();
-    let id: uuid::Uuid = session.id.parse().unwrap();
-    let address = format!("visitor-{}@{COMPONENT_DOMAIN}", id.simple());
+    let (session, events) = visitor.start_following("live", name).await.unwrap();
+    let address = format!("{}@{COMPONENT_DOMAIN}", session.agent_localpart());
     (visitor, session, events, address)
 }
 
