@@ -11,12 +11,12 @@ use crate::database::TestDb;
 /// The website origin the test channels allow.
 pub const ALLOWED_ORIGIN: &str = "http://allowed.example";
 
-/// The test configuration as TOML (also written to disk for gateway
-/// processes), on a database and a data directory of the test's own.
-pub fn test_config_toml(database_url: &str, data_dir: &Path) -> String {
+/// The `[server]`, `[database]` and `[limits]` sections every test and
+/// benchmark gateway shares: a loopback listener (the harness binds the
+/// port), its own database and data directory, and rate limits no load
+/// reaches by accident.
+pub fn server_toml(database_url: &str, data_dir: &Path) -> String {
     let data_dir = toml::Value::String(data_dir.display().to_string());
-    let today = Utc::now().date_naive();
-    let tomorrow = today + Duration::days(1);
     format!(
         r#"
 [server]
@@ -28,10 +28,21 @@ shutdown_grace_secs = 5
 url = "{database_url}"
 
 [limits]
-requests_per_minute_per_ip = 100000
-conversations_per_hour_per_ip = 100000
-messages_per_minute_per_conversation = 100000
+requests_per_minute_per_ip = 1000000
+conversations_per_hour_per_ip = 1000000
+messages_per_minute_per_conversation = 1000000
+"#
+    )
+}
 
+/// The test configuration as TOML (also written to disk for gateway
+/// processes), on a database and a data directory of the test's own.
+pub fn test_config_toml(database_url: &str, data_dir: &Path) -> String {
+    let today = Utc::now().date_naive();
+    let tomorrow = today + Duration::days(1);
+    let server = server_toml(database_url, data_dir);
+    format!(
+        r#"{server}
 [[agents]]
 extension = "101"
 name = "Alice Martin"

@@ -16,11 +16,21 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// The database engine of a [`TestDb`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The database engine of a [`TestDb`] (also a command-line value of the
+/// benchmarks: `sqlite`, `postgres`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DbEngine {
     Sqlite,
     Postgres,
+}
+
+impl std::fmt::Display for DbEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbEngine::Sqlite => "sqlite",
+            DbEngine::Postgres => "postgres",
+        })
+    }
 }
 
 impl DbEngine {
@@ -28,21 +38,8 @@ impl DbEngine {
     pub fn from_env() -> anyhow::Result<DbEngine> {
         match std::env::var("FRONTDESK_TEST_DB").as_deref() {
             Ok("sqlite") | Err(_) => Ok(DbEngine::Sqlite),
-            Ok(other) => other
-                .parse()
-                .map_err(|e| anyhow::anyhow!("FRONTDESK_TEST_DB: {e}")),
-        }
-    }
-}
-
-impl std::str::FromStr for DbEngine {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sqlite" => Ok(DbEngine::Sqlite),
-            "postgres" => Ok(DbEngine::Postgres),
-            other => Err(format!("{other:?}: use sqlite or postgres")),
+            Ok("postgres") => Ok(DbEngine::Postgres),
+            Ok(other) => anyhow::bail!("FRONTDESK_TEST_DB={other:?}: use sqlite or postgres"),
         }
     }
 }

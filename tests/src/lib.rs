@@ -3,6 +3,7 @@
 //! Prosody, ejabberd, Kamailio…) on free loopback ports, and speaks the visitor API as a
 //! widget would.
 
+pub mod bench;
 pub mod config;
 pub mod database;
 pub mod gateway;

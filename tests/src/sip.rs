@@ -9,13 +9,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use frontdesk::config::SipBridgeConfig;
+use frontdesk::config::{Config, SipBridgeConfig};
 use pbx_adapter::queue::SipUri;
 use pbx_adapter::sip::{SipCommand, SipConfig, SipEvent, SipTransport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::kamailio::{Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN};
+use crate::kamailio::{Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN, PBX_DOMAIN};
 use crate::net::free_udp_tcp_addr;
 use crate::visitor::Session;
 
@@ -49,6 +49,15 @@ impl SipPbx {
     /// answering.
     pub async fn agent(&self, user: &str, tcp: bool) -> anyhow::Result<SippAgent> {
         SippAgent::start(&self.kamailio, user, tcp).await
+    }
+
+    /// Routes the test configuration's live channel to a SIP agent: agent
+    /// 103 becomes `sip:103@pbx.localhost`, alone in the channel's queue
+    /// (601), and the SIP bridge goes through this proxy.
+    pub fn configure_gateway(&self, config: &mut Config) {
+        config.agents[2].sip = Some(uri(&format!("sip:103@{PBX_DOMAIN}")));
+        config.channels[0].queue = Some("601".parse().expect("a queue extension"));
+        config.sip = Some(self.bridge_config());
     }
 
     /// The gateway's `[sip]` section for this proxy (UDP and TCP).

@@ -17,11 +17,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// (601) unless `adjust` changes the configuration further.
 async fn setup_with(adjust: impl FnOnce(&mut frontdesk::config::Config)) -> (SipPbx, TestGateway) {
     let pbx = SipPbx::start().await.expect("kamailio did not start");
-    let sip = pbx.bridge_config();
-    let gw = TestGateway::spawn_bridged(move |config| {
-        config.agents[2].sip = Some("sip:103@pbx.localhost".parse().unwrap());
-        config.channels[0].queue = Some("601".parse().unwrap());
-        config.sip = Some(sip);
+    let gw = TestGateway::spawn_bridged(|config| {
+        pbx.configure_gateway(config);
         adjust(config);
     })
     .await;
