@@ -11,4 +11,5 @@ pub mod kamailio;
 pub mod net;
 pub mod sip;
 pub mod visitor;
+pub mod wait;
 pub mod xmpp_server;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::kamailio::{Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN, PBX_DOMAIN};
 use crate::net::free_udp_tcp_addr;
 use crate::visitor::Session;
+use crate::wait::{expect_event, stop_task};
 
 /// How long [`UserAgent::expect`] waits.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -155,15 +156,7 @@ impl UserAgent {
 
     /// The first event matching `pred`; others are skipped (and printed).
     pub async fn expect(&mut self, pred: impl Fn(&SipEvent) -> bool) -> SipEvent {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if pred(&event) => return event,
-                Ok(Some(event)) => eprintln!("skipped event {event:?}"),
-                Ok(None) => panic!("UA task ended"),
-                Err(_) => panic!("no matching event within {WAIT:?}"),
-            }
-        }
+        expect_event(&mut self.events, "the UA task", WAIT, pred).await
     }
 
     /// Whether the user agent's task still runs.
@@ -172,12 +165,6 @@ impl UserAgent {
     }
 
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("UA did not stop")
-                .expect("UA task panicked");
-        }
+        stop_task(&self.shutdown, self.task.take(), "the UA task", WAIT).await;
     }
 }

@@ -288,10 +288,22 @@ impl EventStream {
 
     /// Skips events until one of type `kind` arrives.
     pub async fn next_of_type(&mut self, kind: &str) -> anyhow::Result<Value> {
+        self.next_matching(Duration::from_secs(10), |e| e["type"] == kind)
+            .await
+    }
+
+    /// Skips events until one matching `pred` arrives, waiting at most
+    /// `within` for each; fails on close or timeout.
+    pub async fn next_matching(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         loop {
-            let event = self.next_event().await?;
-            if event["type"] == kind {
-                return Ok(event);
+            match self.next_item(within).await? {
+                StreamItem::Event(event) if pred(&event) => return Ok(event),
+                StreamItem::Event(_) => {}
+                StreamItem::Closed(code) => bail!("stream closed ({code:?})"),
             }
         }
     }

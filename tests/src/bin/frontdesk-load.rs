@@ -24,7 +24,7 @@ use clap::Parser;
 use frontdesk_tests::bench::{histogram, percentiles, post_paced, BenchGateway};
 use frontdesk_tests::config::test_config_toml;
 use frontdesk_tests::database::DbEngine;
-use frontdesk_tests::visitor::{StreamItem, Visitor};
+use frontdesk_tests::visitor::Visitor;
 use hdrhistogram::Histogram;
 
 #[derive(Parser)]
@@ -169,15 +169,12 @@ async fn one_visitor(
         async move {
             let mut echoed = Vec::with_capacity(messages);
             while echoed.len() < messages {
-                match events.next_item(Duration::from_secs(30)).await? {
-                    StreamItem::Event(event) if event["type"] == "message" => {
-                        let client_id = event["message"]["client_id"].as_str().unwrap_or_default();
-                        if let Some(at) = sent_at.lock().expect("sent lock").get(client_id) {
-                            echoed.push(at.elapsed());
-                        }
-                    }
-                    StreamItem::Event(_) => {}
-                    StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
+                let event = events
+                    .next_matching(Duration::from_secs(30), |e| e["type"] == "message")
+                    .await?;
+                let client_id = event["message"]["client_id"].as_str().unwrap_or_default();
+                if let Some(at) = sent_at.lock().expect("sent lock").get(client_id) {
+                    echoed.push(at.elapsed());
                 }
             }
             events.close().await;
@@ -239,7 +236,7 @@ mod xmpp_mode {
     use frontdesk_tests::bench::{histogram, percentiles, post_paced, spawn_gateway};
     use frontdesk_tests::config::server_toml;
     use frontdesk_tests::database::TestDb;
-    use frontdesk_tests::visitor::{StreamItem, Visitor};
+    use frontdesk_tests::visitor::Visitor;
     use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN, HOST};
     use hdrhistogram::Histogram;
     use serde_json::{json, Value};
@@ -568,32 +565,25 @@ allowed_origins = ["http://allowed.example"]
     ) -> anyhow::Result<Vec<VisitorSample>> {
         let session = visitor.start(channel, &format!("Load visitor {n}")).await?;
         let mut events = visitor.events(&session, 0).await?;
-        loop {
-            match events.next_item(EVENT_WAIT).await? {
-                StreamItem::Event(event) if event["type"] == "agent_joined" => break,
-                StreamItem::Event(_) => {}
-                StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
-            }
-        }
+        events
+            .next_matching(EVENT_WAIT, |e| e["type"] == "agent_joined")
+            .await?;
         let sent: std::sync::Mutex<HashMap<String, (f64, Instant)>> = Default::default();
         let reader = async {
             let mut echoes = HashMap::with_capacity(messages);
             while echoes.len() < messages {
-                match events.next_item(EVENT_WAIT).await? {
-                    StreamItem::Event(event)
-                        if event["type"] == "message" && event["message"]["sender"] == "agent" =>
-                    {
-                        let body = event["message"]["body"].as_str().unwrap_or_default();
-                        let Some(token) = body.strip_prefix(ECHO_PREFIX) else {
-                            continue;
-                        };
-                        let (now, at) = (wall_now(), Instant::now());
-                        if let Some(&(_, start)) = sent.lock().expect("sent lock").get(token) {
-                            echoes.insert(token.to_owned(), (now, at - start));
-                        }
-                    }
-                    StreamItem::Event(_) => {}
-                    StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
+                let event = events
+                    .next_matching(EVENT_WAIT, |e| {
+                        e["type"] == "message" && e["message"]["sender"] == "agent"
+                    })
+                    .await?;
+                let body = event["message"]["body"].as_str().unwrap_or_default();
+                let Some(token) = body.strip_prefix(ECHO_PREFIX) else {
+                    continue;
+                };
+                let (now, at) = (wall_now(), Instant::now());
+                if let Some(&(_, start)) = sent.lock().expect("sent lock").get(token) {
+                    echoes.insert(token.to_owned(), (now, at - start));
                 }
             }
             Ok::<_, anyhow::Error>(echoes)

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use frontdesk_tests::wait::{expect_event, stop_task};
 use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppKind, XmppServer, COMPONENT_DOMAIN};
 use frontdesk_xmpp::{
     Availability, BareJid, ChatState, Command, ComponentConfig, Event, Jid, OutgoingMessage,
@@ -77,15 +78,7 @@ impl Bridge {
     }
 
     async fn expect_within(&mut self, within: Duration, pred: impl Fn(&Event) -> bool) -> Event {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if pred(&event) => return event,
-                Ok(Some(event)) => eprintln!("skipped event {event:?}"),
-                Ok(None) => panic!("component task ended"),
-                Err(_) => panic!("no matching event within {within:?}"),
-            }
-        }
+        expect_event(&mut self.events, "the component task", within, pred).await
     }
 
     /// Events already received, without waiting.
@@ -98,13 +91,7 @@ impl Bridge {
     }
 
     async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("component did not stop")
-                .expect("component task panicked");
-        }
+        stop_task(&self.shutdown, self.task.take(), "the component task", WAIT).await;
     }
 }
 
