@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use frontdesk_tests::gateway::TestGateway;
-use frontdesk_tests::kamailio::GATEWAY_DOMAIN;
+use frontdesk_tests::kamailio::{SippAgent, GATEWAY_DOMAIN};
 use frontdesk_tests::sip::{session_uri, SipPbx};
 use frontdesk_tests::visitor::{EventStream, Session, Visitor};
 
@@ -38,6 +38,11 @@ async fn start_chat(gw: &TestGateway, name: &str) -> (Visitor, Session, EventStr
     (visitor, session, events, uri)
 }
 
+/// What the agent's phone got back for a text message to `to`.
+async fn says(agent: &SippAgent, to: &str, text: &str) -> u16 {
+    agent.send_message(to, "text/plain", text).await.unwrap()
+}
+
 async fn agent_available(gw: &TestGateway) {
     let ext = "103".parse().unwrap();
     tokio::time::timeout(WAIT, gw.engine.until_available(&ext))
@@ -65,10 +70,7 @@ async fn a_sip_agent_chats_with_a_visitor_through_the_proxy() {
 
     // The agent replies from the softphone: 200 once stored, and the
     // visitor sees the agent join and the message.
-    let status = agent
-        .send_message(&visitor_uri, "text/plain", "Hello Jane, this is Chloé")
-        .await
-        .unwrap();
+    let status = says(&agent, &visitor_uri, "Hello Jane, this is Chloé").await;
     assert_eq!(status, 200);
     let joined = events.next_of_type("agent_joined").await.unwrap();
     assert_eq!(joined["agent"]["name"], "Chloé Petit");
@@ -83,28 +85,19 @@ async fn a_sip_agent_chats_with_a_visitor_through_the_proxy() {
     agent.wait_for(&["My boiler is cold"], WAIT).await.unwrap();
 
     // Agent commands work from the softphone too.
-    let status = agent
-        .send_message(&visitor_uri, "text/plain", "/info")
-        .await
-        .unwrap();
+    let status = says(&agent, &visitor_uri, "/info").await;
     assert_eq!(status, 200);
     agent
         .wait_for(&["Queue: 601", "Language: en"], WAIT)
         .await
         .unwrap();
-    let status = agent
-        .send_message(&visitor_uri, "text/plain", "/end")
-        .await
-        .unwrap();
+    let status = says(&agent, &visitor_uri, "/end").await;
     assert_eq!(status, 200);
     let closed = events.next_of_type("closed").await.unwrap();
     assert_eq!(closed["by"], "agent");
 
     // After the end, a message is refused and the agent is told why.
-    let status = agent
-        .send_message(&visitor_uri, "text/plain", "one more thing")
-        .await
-        .unwrap();
+    let status = says(&agent, &visitor_uri, "one more thing").await;
     assert_eq!(status, 403);
     agent
         .wait_for(&["This chat has ended"], WAIT)
@@ -118,10 +111,7 @@ async fn a_stranger_is_refused() {
     let (pbx, gw) = setup().await;
     let stranger = pbx.agent("999", false).await.unwrap();
     let (visitor, session, _events, visitor_uri) = start_chat(&gw, "Jane").await;
-    let status = stranger
-        .send_message(&visitor_uri, "text/plain", "let me in")
-        .await
-        .unwrap();
+    let status = says(&stranger, &visitor_uri, "let me in").await;
     assert_eq!(status, 403);
     let history = visitor.messages(&session).await.unwrap();
     assert_eq!(history.body["messages"], serde_json::json!([]));
@@ -135,10 +125,7 @@ async fn an_unreachable_sip_agent_hands_the_chat_back_to_the_queue() {
     agent_available(&gw).await;
     let (visitor, session, mut events, visitor_uri) = start_chat(&gw, "Jane").await;
     agent.wait_for(&["New chat waiting"], WAIT).await.unwrap();
-    agent
-        .send_message(&visitor_uri, "text/plain", "Hi")
-        .await
-        .unwrap();
+    says(&agent, &visitor_uri, "Hi").await;
     events.next_of_type("agent_joined").await.unwrap();
 
     // The phone dies (still registered): probes fail, the chat is re-queued.
@@ -180,10 +167,7 @@ async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
     dan.wait_for(&["New chat waiting", "Jane"], WAIT)
         .await
         .unwrap();
-    let status = dan
-        .send_message(&visitor_uri, "text/plain", "Dan here")
-        .await
-        .unwrap();
+    let status = says(&dan, &visitor_uri, "Dan here").await;
     assert_eq!(status, 200);
     let joined = events.next_of_type("agent_joined").await.unwrap();
     assert_eq!(joined["agent"]["name"], "Dan Moreau");
