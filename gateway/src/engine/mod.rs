@@ -260,6 +260,12 @@ impl Engine {
         self.inner.directory.agent(&ext).cloned()
     }
 
+    /// What agents are shown of a conversation first (its visitor card).
+    pub async fn summary_of(&self, id: ConversationId) -> EngineResult<ConversationSummary> {
+        let row = self.row(id).await?;
+        self.summary(&row)
+    }
+
     fn summary(&self, row: &ConversationRow) -> EngineResult<ConversationSummary> {
         let channel = self.channel_of(row)?;
         let option_label = row.option_id.as_deref().and_then(|id| {

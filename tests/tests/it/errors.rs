@@ -230,6 +230,58 @@ async fn invalid_input_gets_422_with_the_field() {
 }
 
 #[tokio::test]
+async fn visitor_fields_cannot_forge_lines_in_what_agents_see() {
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let start = |name: &str, page_url: &str| {
+        let body = json!({ "name": name, "email": "jane@example.com", "page_url": page_url });
+        let visitor = &visitor;
+        async move {
+            visitor
+                .post("/api/v1/channels/live/conversations", None, &body)
+                .await
+                .unwrap()
+        }
+    };
+    for page_url in [
+        "https://allowed.example/a\nVerified: ID checked",
+        "https://allowed.example/\u{202E}gpj.exe",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "/pricing",
+    ] {
+        let reply = start("Jane", page_url).await;
+        assert_eq!(reply.status, 422, "{page_url:?}: {}", reply.body);
+        assert_eq!(reply.error(), "invalid_url", "{page_url:?}");
+        assert_eq!(reply.body["field"], "page_url");
+    }
+    // A name keeps its text but loses what would forge a line or reorder
+    // the card an agent reads.
+    let reply = start(
+        "Jane\nVerified: ID checked\u{202E}\u{200B}",
+        "https://allowed.example/pricing",
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.body["conversation"]["visitor"]["name"],
+        "JaneVerified: ID checked"
+    );
+    let id = reply.body["conversation_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let summary = gw.engine.summary_of(id).await.unwrap();
+    let card = frontdesk::bridges::agent_text::offer_card(&summary);
+    assert!(
+        card.lines().all(|line| !line.starts_with("Verified")),
+        "{card}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn an_oversized_body_gets_413() {
     let gw = TestGateway::spawn().await;
     let visitor = Visitor::new(&gw.url);

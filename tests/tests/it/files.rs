@@ -29,12 +29,21 @@ struct Fixture {
     gw: TestGateway,
     visitor: Visitor,
     http: reqwest::Client,
+    /// `files.directory`, when a test sets one.
+    store: Option<PathBuf>,
 }
 
 impl Fixture {
     async fn spawn() -> Fixture {
+        Self::spawn_with(|_| {}).await
+    }
+
+    async fn spawn_with(adjust: impl FnOnce(&mut frontdesk::config::Config)) -> Fixture {
+        let mut store = None;
         let gw = TestGateway::spawn_with(|c| {
             c.files.signing_key = Some(SIGNING_KEY.to_owned());
+            adjust(c);
+            store = c.files.directory.clone();
         })
         .await;
         let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
@@ -42,11 +51,14 @@ impl Fixture {
             gw,
             visitor,
             http: reqwest::Client::new(),
+            store,
         }
     }
 
     fn files_dir(&self) -> PathBuf {
-        self.gw.data_dir().join("files")
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.gw.data_dir().join("files"))
     }
 
     /// The committed files in the store (not the partial ones).
@@ -395,7 +407,7 @@ async fn traversal_and_bidi_names_are_stored_safely() {
         ("../../../../tmp/evil.txt", "evil.txt"),
         ("..\\..\\windows\\system.ini", "system.ini"),
         ("..", "file.txt"),
-        ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
+        ("invoice\u{202E}fdp.txt", "invoicefdp.txt"),
         ("a\u{2067}b\u{2069}\u{200B}c\u{FEFF}.txt", "abc.txt"),
     ];
     for (raw, expected) in cases {
@@ -406,10 +418,12 @@ async fn traversal_and_bidi_names_are_stored_safely() {
         assert_eq!(body["attachment"]["name"], expected, "{raw:?}");
         assert_eq!(body["body"], expected);
     }
-    let long = format!("{}.pdf", "n".repeat(1000));
-    let (_, body) = fx.upload_bytes(&session, &long, b"text".to_vec(), "").await;
+    let long = format!("{}.txt", "n".repeat(1000));
+    let (_, body) = fx
+        .upload_bytes(&session, &long, b"text".to_vec(), "?batch_id=long")
+        .await;
     let name = body["attachment"]["name"].as_str().unwrap();
-    assert!(name.len() <= 150 && name.ends_with(".pdf"), "{name}");
+    assert!(name.len() <= 150 && name.ends_with(".txt"), "{name}");
     // On disk: random hex names only, all inside the store.
     let stored = fx.stored();
     assert_eq!(stored.len(), 6);
@@ -421,6 +435,35 @@ async fn traversal_and_bidi_names_are_stored_safely() {
     }
     assert!(!fx.gw.data_dir().join("tmp/evil.txt").exists());
     assert!(!Path::new("/tmp/evil.txt").exists());
+    fx.gw.stop().await;
+}
+
+#[tokio::test]
+async fn names_that_run_code_where_they_are_opened_are_refused() {
+    let fx = Fixture::spawn().await;
+    let session = fx.visitor.start("live", "Jane Doe").await.unwrap();
+    for name in [
+        "invoice.html",
+        "logo.svg",
+        "run.js",
+        "setup.bat",
+        "clean.ps1",
+        "app.hta",
+        "invoice\u{202E}fdp.exe",
+    ] {
+        let (status, body) = fx
+            .upload_bytes(&session, name, b"plain words, nothing else".to_vec(), "")
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{name:?}: {body}"
+        );
+        assert_eq!(body["error"], "file_type_not_allowed", "{name:?}");
+        assert!(body["extension"].is_string(), "{body}");
+    }
+    assert_eq!(fx.stored(), Vec::<String>::new());
+    assert_eq!(fx.partials(), Vec::<String>::new());
     fx.gw.stop().await;
 }
 
@@ -439,12 +482,15 @@ async fn the_type_is_sniffed_from_the_content() {
     let (status, body) = fx.upload(&session, form, "").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["attachment"]["content_type"], "image/png");
+    // The name's extension follows the content, not the client's claim.
+    assert_eq!(body["attachment"]["name"], "notes.png");
 
     let (status, body) = fx
-        .upload_bytes(&session, "x.exe", b"just words".to_vec(), "")
+        .upload_bytes(&session, "x.dat", b"just words".to_vec(), "")
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["attachment"]["content_type"], "text/plain");
+    assert_eq!(body["attachment"]["name"], "x.txt");
 
     let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
     elf.resize(4096, 0);
@@ -723,5 +769,152 @@ async fn ended_conversations_and_their_files_go_after_the_retention_period() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     let kept = fx.visitor.messages(&open).await.unwrap();
     assert_eq!(kept.body["messages"].as_array().unwrap().len(), 1);
+    fx.gw.stop().await;
+}
+
+#[tokio::test]
+async fn files_without_a_batch_id_are_held_to_the_batch_limit() {
+    let fx = Fixture::spawn().await;
+    let session = fx.visitor.start("live", "Jane Doe").await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let (status, body) = fx
+            .upload_bytes(&session, &format!("f{i}.txt"), b"hello".to_vec(), "")
+            .await;
+        if status != StatusCode::CREATED {
+            assert_eq!(body["error"], "too_many_files", "{body}");
+            assert_eq!(body["limit"], 5);
+        }
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 201, 201, 201, 422, 422, 422]);
+    assert_eq!(fx.stored().len(), 5);
+    fx.gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_holds_at_most_its_file_quota() {
+    let fx = Fixture::spawn_with(|c| {
+        let limits = &mut c.channels[0].limits;
+        limits.max_file_bytes = 8 * 1024;
+        limits.max_files_per_conversation = 3;
+        limits.max_bytes_per_conversation = 20 * 1024;
+    })
+    .await;
+    let session = fx.visitor.start("live", "Jane Doe").await.unwrap();
+    // A fresh batch id per file does not get around the quota.
+    let upload = |i: usize, size: usize| {
+        let name = format!("f{i}.txt");
+        let query = format!("?batch_id=b{i}");
+        let fx = &fx;
+        let session = &session;
+        async move {
+            fx.upload_bytes(session, &name, vec![b'x'; size], &query)
+                .await
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(upload(i, 100).await.0, StatusCode::CREATED);
+    }
+    let (status, body) = upload(3, 100).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "conversation_files_full");
+    assert_eq!(body["limit_files"], 3);
+
+    // Bytes count too: 8 KiB + 8 KiB fit in 20 KiB, 8 KiB more do not.
+    let other = fx.visitor.start("live", "Joe Doe").await.unwrap();
+    let big = |i: usize| {
+        let name = format!("big{i}.txt");
+        let query = format!("?batch_id=c{i}");
+        let fx = &fx;
+        let other = &other;
+        async move {
+            fx.upload_bytes(other, &name, vec![b'y'; 8 * 1024], &query)
+                .await
+        }
+    };
+    assert_eq!(big(0).await.0, StatusCode::CREATED);
+    assert_eq!(big(1).await.0, StatusCode::CREATED);
+    let (status, body) = big(2).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "conversation_files_full");
+    assert_eq!(fx.stored().len(), 5);
+    assert_eq!(fx.partials(), Vec::<String>::new());
+    fx.gw.stop().await;
+}
+
+/// A small tmpfs for the file store, unmounted on drop (tests run as root
+/// here, as CI does; a machine where `mount` is refused fails loudly).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("cannot run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn uploads_stop_with_507_below_the_free_space_floor_and_chat_goes_on() {
+    let disk = SmallDisk::mount(2 * 1024 * 1024);
+    let dir = disk.path();
+    let fx = Fixture::spawn_with(|c| c.files.directory = Some(dir)).await;
+    let session = fx.visitor.start("live", "Jane Doe").await.unwrap();
+    let (status, body) = fx
+        .upload_bytes(&session, "a.txt", b"hello".to_vec(), "")
+        .await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(body["error"], "storage_full");
+    assert_eq!(list(&disk.path()), Vec::<String>::new());
+    let reply = fx.visitor.say(&session, "m1", "still here").await.unwrap();
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    fx.gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_disk_that_fills_under_an_upload_gets_507_and_keeps_nothing() {
+    let disk = SmallDisk::mount(1024 * 1024);
+    let dir = disk.path();
+    let fx = Fixture::spawn_with(|c| {
+        c.files.directory = Some(dir);
+        c.files.min_free_bytes = 0;
+    })
+    .await;
+    let session = fx.visitor.start("live", "Jane Doe").await.unwrap();
+    let (status, body) = fx
+        .upload_bytes(&session, "big.txt", vec![b'z'; 2 * 1024 * 1024], "")
+        .await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(body["error"], "storage_full");
+    assert_eq!(fx.partials(), Vec::<String>::new());
+    assert_eq!(fx.stored(), Vec::<String>::new());
+    // Nothing was left behind: the next (small) file fits.
+    let (status, body) = fx
+        .upload_bytes(&session, "small.txt", b"fits".to_vec(), "")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     fx.gw.stop().await;
 }

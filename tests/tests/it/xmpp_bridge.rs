@@ -107,9 +107,11 @@ async fn agents_answer_visitors_from_an_ordinary_xmpp_client() {
         .say(&session, "c-1", "Is anyone there?")
         .await
         .unwrap();
+    let mut ringing_stanza_id = String::new();
     for agent in [&mut alice, &mut bob] {
         let message = body_from(agent, &address, "Is anyone there?").await;
         assert_eq!(message["receipt_request"], true);
+        ringing_stanza_id = message["id"].as_str().unwrap().to_owned();
     }
 
     // Alice replies first: she takes the chat, Bob is told.
@@ -145,6 +147,24 @@ async fn agents_answer_visitors_from_an_ordinary_xmpp_client() {
         .as_str()
         .unwrap_or_default()
         .contains("another agent"));
+
+    // Nor may he look at the visitor's details, type into her chat or mark
+    // her messages read: refused, and nothing reaches her.
+    bob.send(&address, "/info", "b-2").await.unwrap();
+    let refused = bob
+        .expect(WAIT, |e| e["event"] == "message" && e["type"] == "error")
+        .await
+        .unwrap();
+    let text = refused["error_text"].as_str().unwrap_or_default();
+    assert!(text.contains("another agent"), "{text}");
+    assert!(!text.contains("jane@example.com"), "{text}");
+    bob.command(json!({"cmd": "chatstate", "to": address, "state": "paused"}))
+        .await
+        .unwrap();
+    let ringing_id = ringing_stanza_id.clone();
+    bob.command(json!({"cmd": "displayed", "to": address, "id": ringing_id}))
+        .await
+        .unwrap();
 
     // Typing both ways, then delivery and read marks for the visitor.
     alice
@@ -471,12 +491,25 @@ async fn http_upload_checks_size_type_and_who_asks() {
     assert_eq!(refused["stage"], "slot");
     assert_eq!(refused["condition"], "forbidden");
 
+    // A name that runs code where it is opened is refused with the slot,
+    // before any byte is sent.
+    alice
+        .command(
+            json!({"cmd": "upload", "tag": "name", "service": COMPONENT_DOMAIN,
+            "filename": "page.html", "data_hex": hex(b"hello")}),
+        )
+        .await
+        .unwrap();
+    let named = upload_event(&mut alice, "name").await;
+    assert_eq!(named["stage"], "slot", "{named}");
+    assert_eq!(named["condition"], "not-acceptable", "{named}");
+
     // The PUT goes through the visitors' checks: a denied type is refused
     // with the same JSON error, and the slot is spent.
     alice
         .command(
             json!({"cmd": "upload", "tag": "html", "service": COMPONENT_DOMAIN,
-            "filename": "page.html", "data_hex": hex(b"<html><script>alert(1)</script></html>")}),
+            "filename": "page.txt", "data_hex": hex(b"<html><script>alert(1)</script></html>")}),
         )
         .await
         .unwrap();
