@@ -29,15 +29,11 @@ async fn setup_with(
     let gw = TestGateway::spawn_bridged(move |config| {
         config.agents[2].sip = Some("sip:103@pbx.localhost".parse().unwrap());
         config.channels[0].queue = Some("601".parse().unwrap());
-        config.sip = Some(SipBridgeConfig {
-            domain: GATEWAY_DOMAIN.to_owned(),
-            listen_udp: Some(addr),
-            listen_tcp: Some(addr),
-            outbound_proxy: proxy,
-            username: None,
-            password: None,
-            probe_interval_secs: 1,
-        });
+        let mut sip = SipBridgeConfig::new(GATEWAY_DOMAIN, proxy);
+        sip.listen_udp = Some(addr);
+        sip.listen_tcp = Some(addr);
+        sip.probe_interval_secs = 1;
+        config.sip = Some(sip);
         adjust(config);
     })
     .await;

@@ -68,11 +68,13 @@ mod config;
 mod event;
 pub mod inbound;
 pub mod iscomposing;
+mod recent;
 mod split;
 mod ua;
 
 pub use command::{OutboxId, SipCommand};
 pub use config::{Listener, SipConfig, SipConfigError, SipCredentials, SipTransport, TlsMaterial};
 pub use event::{MessageReply, SipEvent, Verdict};
+pub use inbound::{IdentitySource, IpNet, TrustedHost, TrustedHostError};
 pub use split::split_body;
 pub use ua::{spawn, SipError, TEXT_PLAIN};
