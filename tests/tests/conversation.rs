@@ -101,13 +101,13 @@ async fn a_live_chat_from_start_to_end() {
     assert_eq!(message["message"]["sender"], "agent");
 
     // Typing and read marks cross in real time.
-    gw.engine.agent_typing(id, true);
+    gw.engine.agent_typing(id, &ext("101"), true).await.unwrap();
     assert_eq!(
         events.next_of_type("typing").await.unwrap()["state"],
         "composing"
     );
     gw.engine
-        .agent_receipt(id, ReceiptStatus::Read, hello_seq)
+        .agent_receipt(id, &ext("101"), ReceiptStatus::Read, hello_seq)
         .await
         .unwrap();
     let receipt = events.next_of_type("receipt").await.unwrap();

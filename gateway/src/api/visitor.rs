@@ -20,7 +20,9 @@ use super::extract::{ApiJson, AuthorizedVisitor, MaybeOrigin};
 use super::ratelimit::limit_per_ip;
 use super::ApiState;
 use crate::config::{Alternative, ChannelLimits, ChannelMode};
-use crate::domain::{ClientMessageId, ConversationId, Email, MessageBody, Party, VisitorName};
+use crate::domain::{
+    ClientMessageId, ConversationId, Email, MessageBody, PageUrl, Party, VisitorName,
+};
 use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor};
 
 pub fn router(state: ApiState) -> Router {
@@ -224,7 +226,8 @@ pub async fn start_conversation(
         page_url: request
             .page_url
             .filter(|u| !u.is_empty())
-            .map(|u| u.chars().take(2000).collect()),
+            .map(|u| PageUrl::parse(&u))
+            .transpose()?,
         language: request.language.unwrap_or_default(),
     };
     state.limiters.new_conversation(peer.ip())?;

@@ -32,14 +32,15 @@ use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::agent_text::{self, handle_agent_text, AgentTextOutcome, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, ConversationState, Party};
 use crate::engine::{
-    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Engine, MessageView, Offer,
+    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Delivery, Engine,
+    MessageView, Offer,
 };
 use crate::files::Files;
 
@@ -190,9 +191,12 @@ impl AgentChannel for SipAgents {
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError> {
+    ) -> Result<Delivery, AgentChannelError> {
+        // A MESSAGE the proxy or phone refuses re-queues or re-offers the
+        // chat (see `run_events`), which shows the agent the history again.
         self.tell(conversation.id, agent, self.render(message))
             .await
+            .map(|()| Delivery::Done)
     }
 
     async fn visitor_typing(
@@ -319,9 +323,14 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             to_user,
             active,
         } => {
-            let is_agent = engine.directory().agent_by_sip(&from).is_some();
-            if let (true, Some(conversation)) = (is_agent, conversation_of_user(&to_user)) {
-                engine.agent_typing(conversation, active);
+            let agent = engine
+                .directory()
+                .agent_by_sip(&from)
+                .map(|a| a.extension.clone());
+            if let (Some(agent), Some(conversation)) = (agent, conversation_of_user(&to_user)) {
+                if let Err(e) = engine.agent_typing(conversation, &agent, active).await {
+                    debug!(%conversation, error = %e, "agent typing not forwarded");
+                }
             }
         }
         SipEvent::AgentReachable { agent, reachable } => {

@@ -5,7 +5,7 @@
 //! The bytes are already in the file store when these methods run; the
 //! caller deletes them when the outcome says they are not needed.
 
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use super::view::AttachmentView;
 use super::{event, message_of, Engine, EngineError, EngineResult, EventBody, MessageView, Signal};
@@ -87,8 +87,10 @@ impl Engine {
             sender: "visitor".to_owned(),
             created_at: 0,
         };
+        let recipients = self.recipients(&row);
         let mut new = event(EventBody::Message { message });
         new.client_id = client_id;
+        new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();
         let stored = match self
             .inner
             .store
@@ -110,11 +112,9 @@ impl Engine {
         self.inner.hub.publish(id, Signal::Committed(stored.seq));
         metrics::counter!("frontdesk_files_total", "from" => "visitor").increment(1);
         info!(size = stored_row.size, content_type = %stored_row.content_type, "visitor sent a file");
-        if let Some(agent) = self.assigned_agent(&row) {
-            let summary = self.summary(&row)?;
-            if let Err(e) = self.inner.agents.deliver(&agent, &summary, &message).await {
-                warn!(error = %e, agent = %agent.extension, "could not forward a visitor's file");
-            }
+        if !recipients.is_empty() {
+            self.forward(&self.summary(&row)?, &message, &recipients)
+                .await;
         }
         Ok(AttachOutcome::Stored(message))
     }

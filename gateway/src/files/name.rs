@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use crate::domain::text;
+
 /// Longest display name kept, in characters.
 pub const MAX_NAME_CHARS: usize = 150;
 
@@ -100,23 +102,11 @@ fn clean(raw: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| shorten(trimmed))
 }
 
-/// Control characters, bidi embeddings/overrides/isolates and marks,
-/// zero-width and other invisible format characters.
+/// What a one-line field may not carry (see `domain::text`), and ZWJ and
+/// ZWNJ too: a file name has no use for them and they can hide a change of
+/// extension.
 fn is_hidden_or_dangerous(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
+    text::unsafe_in_one_line(c) || matches!(c, '\u{200C}' | '\u{200D}')
 }
 
 /// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension.

@@ -10,6 +10,7 @@
 //! acknowledges a message only with a value that came back from here.
 
 mod conversations;
+mod deliveries;
 mod events;
 mod files;
 mod xmpp;
@@ -22,6 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
+pub use deliveries::DeliveryRow;
 pub use events::{NewEvent, StoredEvent};
 pub use files::{FileInsert, FileRow};
 
