@@ -232,11 +232,13 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
-fn is_domain(s: &str) -> bool {
+/// A host name: dot-separated labels of letters, digits and inner hyphens.
+pub(crate) fn is_domain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
+                && label.len() <= 63
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')

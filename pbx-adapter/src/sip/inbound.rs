@@ -208,18 +208,7 @@ impl FromStr for TrustedHost {
         if let Some(ip) = bare(text) {
             return Ok(TrustedHost::Net(IpNet::host(ip)));
         }
-        let is_name = !text.is_empty()
-            && text.len() <= 253
-            && text.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            });
-        if !is_name {
+        if !crate::sip::config::is_domain(text) {
             return Err(fail(
                 "no port, scheme or spaces; a name is letters, digits, '-' and '.'",
             ));
