@@ -262,6 +262,9 @@ pub struct FilesConfig {
     pub link_ttl_secs: u64,
     /// Media types refused at upload, as sniffed from the content.
     pub denied_types: Vec<String>,
+    /// Uploads are refused (507) while the file store's disk has less than
+    /// this many bytes free beyond the file being sent; 0 turns it off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for FilesConfig {
@@ -283,6 +286,7 @@ impl Default for FilesConfig {
             ]
             .map(str::to_owned)
             .to_vec(),
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -397,6 +401,9 @@ pub struct ChannelLimits {
     pub max_file_bytes: u64,
     pub max_files_per_batch: u32,
     pub max_message_chars: usize,
+    /// Most files one conversation may hold, and their total size.
+    pub max_files_per_conversation: u32,
+    pub max_bytes_per_conversation: u64,
 }
 
 impl Default for ChannelLimits {
@@ -405,6 +412,8 @@ impl Default for ChannelLimits {
             max_file_bytes: 5 * 1024 * 1024,
             max_files_per_batch: 5,
             max_message_chars: 4000,
+            max_files_per_conversation: 50,
+            max_bytes_per_conversation: 50 * 1024 * 1024,
         }
     }
 }
@@ -597,11 +606,19 @@ impl Config {
             }
             pbx_adapter::schedule::Schedule::from_config(&channel.schedule)
                 .map_err(|e| (at("schedule"), e.to_string()))?;
-            if channel.limits.max_message_chars == 0
-                || channel.limits.max_files_per_batch == 0
-                || channel.limits.max_file_bytes == 0
+            let limits = &channel.limits;
+            if limits.max_message_chars == 0
+                || limits.max_files_per_batch == 0
+                || limits.max_file_bytes == 0
+                || limits.max_files_per_conversation == 0
             {
                 return Err((at("limits"), "limits must be greater than zero".into()));
+            }
+            if limits.max_bytes_per_conversation < limits.max_file_bytes {
+                return Err((
+                    at("limits.max_bytes_per_conversation"),
+                    "must be at least max_file_bytes".into(),
+                ));
             }
         }
         Ok(())

@@ -129,9 +129,12 @@ impl BatchId {
         ok.then(|| BatchId(raw.to_owned()))
     }
 
-    /// A batch of one.
-    pub fn single() -> BatchId {
-        BatchId(format!("single-{}", Uuid::new_v4().simple()))
+    /// The batch of the files a client sends without a batch id: one per
+    /// conversation per minute, so the per-batch limit holds on the server
+    /// for clients that send none (client ids are 1-64 characters without
+    /// spaces, so none can be this one).
+    pub fn unbatched(now: chrono::DateTime<chrono::Utc>) -> BatchId {
+        BatchId(format!("unbatched {}", now.timestamp() / 60))
     }
 
     pub fn as_str(&self) -> &str {

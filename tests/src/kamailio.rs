@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::prosody::wait_for_port;
+use crate::net::{free_udp_tcp_port, wait_for_port};
 
 /// The PBX's SIP domain: agents are `sip:<ext>@pbx.localhost`.
 pub const PBX_DOMAIN: &str = "pbx.localhost";
@@ -67,18 +67,6 @@ pub struct Kamailio {
     child: Option<Child>,
     /// UDP and TCP port.
     pub port: u16,
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-pub fn free_udp_tcp_port() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0")?;
-        let port = tcp.local_addr()?.port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no port free for both UDP and TCP")
 }
 
 /// A Kamailio string literal (our values never contain quotes).

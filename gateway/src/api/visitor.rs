@@ -86,6 +86,8 @@ pub struct LimitsInfo {
     pub max_files_per_batch: u32,
     pub max_message_chars: usize,
     pub max_name_chars: usize,
+    pub max_files_per_conversation: u32,
+    pub max_bytes_per_conversation: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -147,6 +149,8 @@ fn channel_info_of(channel: &Channel) -> ChannelInfo {
         max_file_bytes,
         max_files_per_batch,
         max_message_chars,
+        max_files_per_conversation,
+        max_bytes_per_conversation,
     } = config.limits.clone();
     ChannelInfo {
         key: config.key.to_string(),
@@ -178,6 +182,8 @@ fn channel_info_of(channel: &Channel) -> ChannelInfo {
             max_files_per_batch,
             max_message_chars,
             max_name_chars: VisitorName::MAX_CHARS,
+            max_files_per_conversation,
+            max_bytes_per_conversation,
         },
     }
 }

@@ -765,6 +765,10 @@ impl Inbound<'_> {
                     UploadRefusal::ResourceConstraint,
                     "Too many uploads are waiting to be sent; send them or try later.",
                 ),
+                SlotRefusal::DangerousName(_) => (
+                    UploadRefusal::NotAcceptable,
+                    "Files with this extension cannot be sent (it runs code when opened).",
+                ),
             })?;
         let unavailable = (
             UploadRefusal::Unavailable,
