@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use pbx_adapter::queue::{AgentConfig, QueueConfig};
 use pbx_adapter::schedule::ScheduleConfig;
+use pbx_adapter::sip::{IdentitySource, SipTransport, TrustedHost, TrustedHostError};
 use pbx_adapter::QueueExtension;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -71,10 +72,73 @@ pub struct SipBridgeConfig {
     /// Seconds between OPTIONS probes of each agent (availability).
     #[serde(default = "default_probe_interval")]
     pub probe_interval_secs: u64,
+    /// Sources besides `outbound_proxy`'s own addresses whose requests may
+    /// speak for agents: IPs, CIDR ranges (`10.0.0.0/8`), or host names
+    /// resolved at start. Requests from anywhere else get 403.
+    #[serde(default)]
+    pub trusted_hosts: Vec<String>,
+    /// Where an agent's identity comes from: `from` (the proxy checks that
+    /// `From` is the authenticated user) or `p-asserted-identity` (RFC
+    /// 3325, set by the proxy; a MESSAGE without it is refused).
+    #[serde(default)]
+    pub identity: IdentitySource,
+    /// Transports agents' MESSAGEs may arrive on (`["tcp"]` to refuse
+    /// agent MESSAGEs over UDP, whose source address is easier to forge);
+    /// empty: any listener's.
+    #[serde(default)]
+    pub agent_transports: Vec<SipTransport>,
 }
 
 fn default_probe_interval() -> u64 {
     30
+}
+
+impl SipBridgeConfig {
+    /// A bridge for `domain` behind `outbound_proxy`, listening nowhere yet,
+    /// with the defaults for everything else.
+    pub fn new(domain: impl Into<String>, outbound_proxy: impl Into<String>) -> Self {
+        Self {
+            domain: domain.into(),
+            listen_udp: None,
+            listen_tcp: None,
+            outbound_proxy: outbound_proxy.into(),
+            username: None,
+            password: None,
+            probe_interval_secs: default_probe_interval(),
+            trusted_hosts: Vec::new(),
+            identity: IdentitySource::default(),
+            agent_transports: Vec::new(),
+        }
+    }
+
+    /// The `trusted_hosts` entries, parsed.
+    pub fn trusted_hosts(&self) -> Result<Vec<TrustedHost>, TrustedHostError> {
+        self.trusted_hosts.iter().map(|h| h.parse()).collect()
+    }
+
+    /// Checks what the `[sip]` section can check alone. Errors are
+    /// `(key, message)`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        self.trusted_hosts()
+            .map_err(|e| ("sip.trusted_hosts".to_owned(), e.to_string()))?;
+        for transport in &self.agent_transports {
+            let listening = match transport {
+                SipTransport::Udp => self.listen_udp.is_some(),
+                SipTransport::Tcp => self.listen_tcp.is_some(),
+                SipTransport::Tls => false,
+            };
+            if !listening {
+                return Err((
+                    "sip.agent_transports".to_owned(),
+                    format!(
+                        "{:?} has no listener (set listen_{0}; tls is not offered here)",
+                        transport.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -452,6 +516,9 @@ impl Config {
         let directory =
             pbx_adapter::queue::PbxDirectory::new(self.queues.clone(), self.agents.clone())
                 .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
+        if let Some(sip) = &self.sip {
+            sip.validate()?;
+        }
         if let Some(key) = self.files.signing_key.as_deref().filter(|k| !k.is_empty()) {
             if key.len() < 32 {
                 return Err((
@@ -607,6 +674,41 @@ mod tests {
         config.files.signing_key = None;
         config.files.denied_types = vec!["exe".into()];
         assert_eq!(config.validate().unwrap_err().0, "files.denied_types");
+    }
+
+    #[test]
+    fn sip_trust_settings_are_checked_and_name_their_key() {
+        let mut config = Config::load(None).unwrap();
+        let mut sip = SipBridgeConfig::new("chat.localhost", "127.0.0.1:5060");
+        sip.listen_udp = Some("127.0.0.1:5070".parse().unwrap());
+        sip.trusted_hosts = vec!["10.0.0.0/8".into(), "pbx2.example.com".into()];
+        config.sip = Some(sip.clone());
+        assert!(config.validate().is_ok());
+        sip.trusted_hosts.push("10.0.0.0/40".into());
+        config.sip = Some(sip.clone());
+        let (key, message) = config.validate().unwrap_err();
+        assert_eq!(key, "sip.trusted_hosts");
+        assert!(message.contains("\"10.0.0.0/40\""), "{message}");
+        sip.trusted_hosts.clear();
+        sip.agent_transports = vec![SipTransport::Tcp];
+        config.sip = Some(sip);
+        assert_eq!(config.validate().unwrap_err().0, "sip.agent_transports");
+    }
+
+    #[test]
+    fn sip_identity_and_transports_read_from_toml() {
+        let sip: SipBridgeConfig = Figment::from(Toml::string(
+            r#"domain = "chat.localhost"
+               outbound_proxy = "127.0.0.1:5060"
+               identity = "p-asserted-identity"
+               agent_transports = ["tcp"]"#,
+        ))
+        .extract()
+        .unwrap();
+        assert_eq!(sip.identity, IdentitySource::PAssertedIdentity);
+        assert_eq!(sip.agent_transports, vec![SipTransport::Tcp]);
+        let default = SipBridgeConfig::new("chat.localhost", "127.0.0.1:5060");
+        assert_eq!(default.identity, IdentitySource::From);
     }
 
     #[test]

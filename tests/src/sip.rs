@@ -63,15 +63,11 @@ impl SipPbx {
 
     /// The gateway's `[sip]` section for this proxy (UDP and TCP).
     pub fn bridge_config(&self) -> SipBridgeConfig {
-        SipBridgeConfig {
-            domain: GATEWAY_DOMAIN.to_owned(),
-            listen_udp: Some(self.gateway),
-            listen_tcp: Some(self.gateway),
-            outbound_proxy: self.kamailio.addr(),
-            username: None,
-            password: None,
-            probe_interval_secs: 1,
-        }
+        let mut sip = SipBridgeConfig::new(GATEWAY_DOMAIN, self.kamailio.addr());
+        sip.listen_udp = Some(self.gateway);
+        sip.listen_tcp = Some(self.gateway);
+        sip.probe_interval_secs = 1;
+        sip
     }
 }
 

@@ -9,6 +9,13 @@
 //! cannot be reached is treated as gone, so the chat goes back to the
 //! queue with its history. Inbound, [`run_events`] answers an agent's
 //! MESSAGE with 200 only once the engine stored it.
+//!
+//! Who is an agent is the user agent's decision, before anything reaches
+//! this bridge: only requests whose source address is the proxy's (or a
+//! `[sip] trusted_hosts` entry) are read, and the agent is named by `From`
+//! or, with `identity = "p-asserted-identity"`, by the proxy's assertion.
+//! Anything else is answered 403 there, so a stranger can neither write
+//! to a visitor nor make this bridge write to a real agent.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,6 +85,11 @@ pub async fn start(
         });
     }
     sip.probe_interval = Duration::from_secs(config.probe_interval_secs.max(1));
+    sip.trusted_hosts = config
+        .trusted_hosts()
+        .map_err(|e| anyhow::anyhow!("sip.trusted_hosts: {e}"))?;
+    sip.identity = config.identity;
+    sip.agent_transports = config.agent_transports.clone();
     let (commands, commands_rx) = mpsc::channel(1024);
     let (user_agent, events) = pbx_adapter::sip::spawn(sip, commands_rx, shutdown).await?;
     Ok(SipRuntime {

@@ -1,8 +1,9 @@
 //! The SIP user agent (`pbx_adapter::sip`) against a real Kamailio (proxy
 //! and registrar of the PBX domain) and agents played by sipp: MESSAGE both
 //! ways over UDP and TCP, long messages, unregistered and dead agents,
-//! reachability probes, digest challenges, strangers, typing indications
-//! and malformed input.
+//! reachability probes, digest challenges, strangers (by From and by
+//! source address), copies of a request, typing indications and malformed
+//! input.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -547,6 +548,156 @@ async fn a_steady_stream_is_delivered_completely() {
             1,
             "message {n} not received exactly once"
         );
+    }
+    ua.stop().await;
+}
+
+/// A MESSAGE as an agent's phone (or the proxy) would send it, straight to
+/// the user agent over UDP from `socket`.
+fn raw_message(socket: SocketAddr, branch: &str, call_id: &str, from: &str, body: &str) -> String {
+    format!(
+        "MESSAGE sip:visitor-r1@{GATEWAY_DOMAIN} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {socket};branch={branch};rport\r\n\
+         From: <{from}>;tag=ft-{call_id}\r\nTo: <sip:visitor-r1@{GATEWAY_DOMAIN}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 7 MESSAGE\r\nMax-Forwards: 70\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A UDP socket on `ip` sending raw requests to the user agent and
+/// reading its answers.
+struct RawPeer {
+    socket: tokio::net::UdpSocket,
+    ua: SocketAddr,
+}
+
+impl RawPeer {
+    async fn bind(ip: &str, ua: SocketAddr) -> RawPeer {
+        let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+        RawPeer { socket, ua }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    async fn send(&self, branch: &str, call_id: &str, from: &str, body: &str) {
+        let text = raw_message(self.addr(), branch, call_id, from, body);
+        self.socket.send_to(text.as_bytes(), self.ua).await.unwrap();
+    }
+
+    /// The next final response: (status, Via branch).
+    async fn final_response(&self) -> (u16, String) {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (len, _) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
+                .await
+                .expect("no answer in time")
+                .unwrap();
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            let status: u16 = text
+                .strip_prefix("SIP/2.0 ")
+                .and_then(|r| r.get(..3))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("not a response: {text}"));
+            if status < 200 {
+                continue;
+            }
+            let branch = text
+                .split("branch=")
+                .nth(1)
+                .and_then(|r| r.split([';', '\r', ',']).next())
+                .unwrap_or_default()
+                .to_owned();
+            return (status, branch);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_anywhere_but_the_proxy_get_403_and_no_event() {
+    let (_pbx, agent, mut ua) = one_agent(&[SipTransport::Udp]).await;
+    let addr = ua.addr;
+    // Another host (127.0.0.2) writing as the allowlisted agent 101, even
+    // naming the proxy in Via: 403, and nothing reaches the gateway.
+    let stranger = RawPeer::bind("127.0.0.2", addr).await;
+    stranger
+        .send("z9hG4bK-s1", "stranger-1", &agent.aor(), "I am 101")
+        .await;
+    assert_eq!(stranger.final_response().await.0, 403);
+    let options = format!(
+        "OPTIONS sip:{GATEWAY_DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-s2\r\n\
+         From: <sip:scan@example.com>;tag=x\r\nTo: <sip:{GATEWAY_DOMAIN}>\r\nCall-ID: scan-1\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        stranger.addr()
+    );
+    stranger
+        .socket
+        .send_to(options.as_bytes(), addr)
+        .await
+        .unwrap();
+    assert_eq!(stranger.final_response().await.0, 403);
+    // The same from the proxy's address is the first message reported.
+    let proxy_host = RawPeer::bind("127.0.0.1", addr).await;
+    proxy_host
+        .send("z9hG4bK-p1", "proxied-1", &agent.aor(), "relayed")
+        .await;
+    let SipEvent::AgentMessage { body, respond, .. } = ua
+        .expect(|e| !matches!(e, SipEvent::AgentReachable { .. }))
+        .await
+    else {
+        panic!("a stranger's request was reported")
+    };
+    assert_eq!(body, "relayed");
+    respond.accept();
+    assert_eq!(proxy_host.final_response().await.0, 200);
+    ua.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_message_are_answered_like_the_first_and_reported_once() {
+    let (_pbx, agent, mut ua) = one_agent(&[SipTransport::Udp]).await;
+    let addr = ua.addr;
+    let proxy = RawPeer::bind("127.0.0.1", addr).await;
+    // Before the gateway decides: the original, a retransmission (same
+    // branch) and a copy under a new branch (same Call-ID, CSeq, tag).
+    for branch in ["z9hG4bK-a", "z9hG4bK-a", "z9hG4bK-b"] {
+        proxy.send(branch, "copied-1", &agent.aor(), "once").await;
+    }
+    // Then another message: the next event after the first must be it.
+    proxy
+        .send("z9hG4bK-c", "other-1", &agent.aor(), "next")
+        .await;
+    let is_message = |e: &SipEvent| matches!(e, SipEvent::AgentMessage { .. });
+    let SipEvent::AgentMessage { body, respond, .. } = ua.expect(is_message).await else {
+        unreachable!()
+    };
+    assert_eq!(body, "once");
+    let SipEvent::AgentMessage {
+        body,
+        respond: next,
+        ..
+    } = ua.expect(is_message).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(body, "next", "a copy was reported as a new message");
+    // The gateway's verdict answers the original and the copy.
+    respond.refuse(480);
+    next.accept();
+    let mut answers = vec![
+        proxy.final_response().await,
+        proxy.final_response().await,
+        proxy.final_response().await,
+    ];
+    answers.sort();
+    let expected = [(200, "z9hG4bK-c"), (480, "z9hG4bK-a"), (480, "z9hG4bK-b")];
+    assert_eq!(answers, expected.map(|(s, b)| (s, b.to_owned())));
+    // After the answer: each copy again gets the same final response.
+    for branch in ["z9hG4bK-a", "z9hG4bK-b"] {
+        proxy.send(branch, "copied-1", &agent.aor(), "once").await;
+        assert_eq!(proxy.final_response().await, (480, branch.to_owned()));
     }
     ua.stop().await;
 }

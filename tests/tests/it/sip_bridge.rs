@@ -173,3 +173,159 @@ async fn an_unregistered_sip_agent_is_skipped_for_the_next_one() {
     assert_eq!(joined["agent"]["name"], "Dan Moreau");
     gw.stop().await;
 }
+
+/// A chat taken by agent 103 through the proxy: the visitor, her session
+/// and events (past `agent_joined` and the agent's "Hi"), her SIP URI, and
+/// the agent's softphone.
+async fn taken_chat(
+    pbx: &SipPbx,
+    gw: &TestGateway,
+) -> (Visitor, Session, EventStream, String, SippAgent) {
+    let agent = pbx.agent("103", false).await.unwrap();
+    agent_available(gw).await;
+    let (visitor, session, mut events, visitor_uri) = start_chat(gw, "Jane Doe").await;
+    agent.wait_for(&["New chat waiting"], WAIT).await.unwrap();
+    assert_eq!(says(&agent, &visitor_uri, "Hi").await, 200);
+    events.next_of_type("agent_joined").await.unwrap();
+    events.next_of_type("message").await.unwrap();
+    (visitor, session, events, visitor_uri, agent)
+}
+
+/// The bodies of a conversation's messages, in order.
+async fn bodies(visitor: &Visitor, session: &Session) -> Vec<String> {
+    let history = visitor.messages(session).await.unwrap();
+    history.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Straight to the gateway (no proxy) from `host`: 127.0.0.1 is the
+/// proxy's own address, any other 127.x.y.z a stranger's host.
+async fn direct(
+    agent: &SippAgent,
+    gateway: std::net::SocketAddr,
+    host: &str,
+    to: &str,
+    text: &str,
+    header: Option<&str>,
+) -> u16 {
+    agent
+        .send_direct(gateway, host, to, text, header)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stranger_forging_an_agents_from_gets_403_and_changes_nothing() {
+    let (pbx, gw) = setup().await;
+    let (visitor, session, mut events, visitor_uri, agent) = taken_chat(&pbx, &gw).await;
+    // Another host (127.0.0.2) writes straight to the gateway as agent 103,
+    // who has this chat: to her, to a made-up visitor address, a command.
+    let made_up = format!(
+        "sip:visitor-{}@{GATEWAY_DOMAIN}",
+        uuid::Uuid::new_v4().simple()
+    );
+    for (to, text) in [
+        (visitor_uri.as_str(), "I am the agent"),
+        (made_up.as_str(), "hello?"),
+        (visitor_uri.as_str(), "/end"),
+    ] {
+        let status = direct(&agent, pbx.gateway, "127.0.0.2", to, text, None).await;
+        assert_eq!(status, 403, "{text}");
+    }
+    // A message through the proxy still works, and is the next event.
+    assert_eq!(says(&agent, &visitor_uri, "Still me").await, 200);
+    let next = events.next_event().await.unwrap();
+    assert_eq!(next["type"], "message", "{next}");
+    assert_eq!(next["message"]["body"], "Still me");
+    assert_eq!(bodies(&visitor, &session).await, ["Hi", "Still me"]);
+    let view = visitor.conversation(&session).await.unwrap();
+    assert_eq!(view.body["state"], "active");
+    // Nor was the real agent written to about the made-up address.
+    visitor.say(&session, "c-1", "are you there").await.unwrap();
+    agent.wait_for(&["are you there"], WAIT).await.unwrap();
+    assert!(!agent
+        .received()
+        .contains(frontdesk::bridges::agent_text::NO_CHAT));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_retransmitted_agent_message_is_answered_every_time_and_stored_once() {
+    let (pbx, gw) = setup().await;
+    let (visitor, session, mut events, visitor_uri, agent) = taken_chat(&pbx, &gw).await;
+    // From the proxy's address: the message, a retransmission after its
+    // 200, and a copy under a new branch.
+    let statuses = agent
+        .send_with_copies(pbx.gateway, &visitor_uri, "Only once")
+        .await
+        .unwrap();
+    assert_eq!(statuses, [200, 200, 200]);
+    assert_eq!(says(&agent, &visitor_uri, "Next").await, 200);
+    for expected in ["Only once", "Next"] {
+        let message = events.next_of_type("message").await.unwrap();
+        assert_eq!(message["message"]["body"], expected);
+    }
+    assert_eq!(
+        bodies(&visitor, &session).await,
+        ["Hi", "Only once", "Next"]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn with_p_asserted_identity_only_the_proxys_assertion_names_the_agent() {
+    let (pbx, gw) = setup_with(|config| {
+        let sip = config.sip.as_mut().expect("a [sip] section");
+        sip.identity = pbx_adapter::sip::IdentitySource::PAssertedIdentity;
+    })
+    .await;
+    let agent = pbx.agent("103", false).await.unwrap();
+    agent_available(&gw).await;
+    let stranger = pbx.agent("999", false).await.unwrap();
+    let (visitor, session, mut events, visitor_uri) = start_chat(&gw, "Jane Doe").await;
+    agent.wait_for(&["New chat waiting"], WAIT).await.unwrap();
+    let pai = Some("P-Asserted-Identity: <sip:103@pbx.localhost>");
+    // Agent 103's From without an assertion, even from the proxy's
+    // address, and the assertion from another host: 403.
+    let status = direct(
+        &agent,
+        pbx.gateway,
+        "127.0.0.1",
+        &visitor_uri,
+        "no PAI",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let status = direct(
+        &stranger,
+        pbx.gateway,
+        "127.0.0.2",
+        &visitor_uri,
+        "forged",
+        pai,
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The proxy's assertion names agent 103, whatever From says.
+    let status = direct(
+        &stranger,
+        pbx.gateway,
+        "127.0.0.1",
+        &visitor_uri,
+        "Asserted",
+        pai,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let joined = events.next_of_type("agent_joined").await.unwrap();
+    assert_eq!(joined["agent"]["name"], "Chloé Petit");
+    let message = events.next_of_type("message").await.unwrap();
+    assert_eq!(message["message"]["body"], "Asserted");
+    assert_eq!(bodies(&visitor, &session).await, ["Asserted"]);
+    gw.stop().await;
+}
