@@ -43,6 +43,7 @@ use crate::engine::{
     MessageView, Offer,
 };
 use crate::files::Files;
+use crate::store::DeliveryRow;
 
 /// The engine's agent channel for SIP agents.
 pub struct SipAgents {
@@ -50,7 +51,16 @@ pub struct SipAgents {
     files: Files,
     next_outbox: AtomicI64,
     /// Messages sent but not answered yet → who they were for.
-    in_flight: Mutex<HashMap<OutboxId, (ConversationId, AgentExtension)>>,
+    in_flight: Mutex<HashMap<OutboxId, InFlight>>,
+}
+
+/// A MESSAGE waiting for its final answer.
+struct InFlight {
+    conversation: ConversationId,
+    agent: AgentExtension,
+    /// The visitor message it forwards (kept in the engine's delivery
+    /// outbox until the phone answers), if it is one.
+    seq: Option<i64>,
 }
 
 pub struct SipRuntime {
@@ -119,14 +129,30 @@ impl SipAgents {
         agent: &AgentConfig,
         body: String,
     ) -> Result<(), AgentChannelError> {
+        self.send(conversation, agent, body, None).await
+    }
+
+    /// Sends a text; `seq` names the visitor message it forwards.
+    async fn send(
+        &self,
+        conversation: ConversationId,
+        agent: &AgentConfig,
+        body: String,
+        seq: Option<i64>,
+    ) -> Result<(), AgentChannelError> {
         let Some(to) = &agent.sip else {
             return Ok(());
         };
         let outbox_id = self.next_outbox.fetch_add(1, Ordering::Relaxed);
+        let in_flight = InFlight {
+            conversation,
+            agent: agent.extension.clone(),
+            seq,
+        };
         self.in_flight
             .lock()
             .expect("in-flight lock poisoned")
-            .insert(outbox_id, (conversation, agent.extension.clone()));
+            .insert(outbox_id, in_flight);
         self.command(SipCommand::SendMessage {
             outbox_id,
             from_user: visitor_user(conversation),
@@ -151,7 +177,7 @@ impl SipAgents {
         }
     }
 
-    fn answered(&self, outbox_id: OutboxId) -> Option<(ConversationId, AgentExtension)> {
+    fn answered(&self, outbox_id: OutboxId) -> Option<InFlight> {
         self.in_flight
             .lock()
             .expect("in-flight lock poisoned")
@@ -192,11 +218,16 @@ impl AgentChannel for SipAgents {
         conversation: &ConversationSummary,
         message: &MessageView,
     ) -> Result<Delivery, AgentChannelError> {
-        // A MESSAGE the proxy or phone refuses re-queues or re-offers the
-        // chat (see `run_events`), which shows the agent the history again.
-        self.tell(conversation.id, agent, self.render(message))
-            .await
-            .map(|()| Delivery::Done)
+        // Kept in the engine's delivery outbox until the phone answers; a
+        // MESSAGE the proxy or phone refuses re-queues or re-offers the chat
+        // (see `run_events`), whose next offer shows the history again.
+        if agent.sip.is_none() {
+            return Ok(Delivery::Done);
+        }
+        let body = self.render(message);
+        self.send(conversation.id, agent, body, Some(message.seq))
+            .await?;
+        Ok(Delivery::Pending)
     }
 
     async fn visitor_typing(
@@ -267,18 +298,23 @@ pub fn run_events(runtime: SipRuntime, engine: Engine, xmpp_running: bool) -> Jo
 async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
     match event {
         SipEvent::Sent { outbox_id } => {
-            agents.answered(outbox_id);
+            if let Some(sent) = agents.answered(outbox_id) {
+                delivered(engine, &sent).await;
+            }
         }
         SipEvent::SendFailed {
             outbox_id,
             status,
             reason,
         } => {
-            let Some((conversation, agent)) = agents.answered(outbox_id) else {
+            let Some(failed) = agents.answered(outbox_id) else {
                 return;
             };
+            let (conversation, agent) = (failed.conversation, &failed.agent);
             warn!(%conversation, %agent, ?status, %reason, "a SIP agent could not be reached");
-            unreachable_agent(engine, conversation, &agent).await;
+            unreachable_agent(engine, conversation, agent).await;
+            // Given up for good: the chat's next offer carries the history.
+            delivered(engine, &failed).await;
         }
         SipEvent::AgentMessage {
             from,
@@ -381,5 +417,17 @@ async fn tell_agent_directly(agents: &SipAgents, agent: &AgentConfig, from_user:
     };
     if let Err(e) = agents.command(command).await {
         warn!(error = %e, "cannot answer an agent");
+    }
+}
+
+/// Clears a forwarded visitor message from the engine's delivery outbox.
+async fn delivered(engine: &Engine, answered: &InFlight) {
+    if let Some(seq) = answered.seq {
+        let delivery = DeliveryRow {
+            conversation: answered.conversation,
+            seq,
+            agent_extension: answered.agent.to_string(),
+        };
+        engine.delivered(&delivery).await;
     }
 }

@@ -513,8 +513,12 @@ struct Inbound<'a> {
 impl Inbound<'_> {
     async fn handle(&self, event: Event) {
         match event {
-            Event::Connected => info!("XMPP component connected"),
+            Event::Connected => {
+                metrics::gauge!("frontdesk_xmpp_connected").set(1.0);
+                info!("XMPP component connected");
+            }
             Event::Disconnected { reason } => {
+                metrics::gauge!("frontdesk_xmpp_connected").set(0.0);
                 warn!(%reason, "XMPP component disconnected; reconnecting");
             }
             Event::Sent { outbox_id } => {
