@@ -274,3 +274,82 @@ fn pbx_import_prints_toml_and_a_report() {
         "{out}"
     );
 }
+
+#[test]
+fn a_command_without_config_says_which_file_it_read_or_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(frontdesk_binary())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("FRONTDESK_CONFIG")
+            .output()
+            .expect("frontdesk runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["embed-code", "--channel", "live"]);
+    assert!(!ok);
+    assert!(err.contains("./frontdesk.toml"), "{err}");
+    assert!(err.contains("/etc/frontdesk/frontdesk.toml"), "{err}");
+    assert!(err.contains("no channel with key \"live\""), "{err}");
+
+    // A frontdesk.toml in the working directory is read, and named.
+    let db = dir.path().join("fd.db");
+    write_config(
+        dir.path(),
+        &test_config_toml(&format!("sqlite://{}", db.display()), dir.path()),
+    );
+    let (ok, out, err) = run(&["embed-code", "--channel", "live"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("using the configuration in frontdesk.toml"),
+        "{err}"
+    );
+    assert!(out.contains("data-key=\"live\""), "{out}");
+}
+
+#[tokio::test]
+async fn the_example_configuration_serves_a_demo_page_for_its_own_channel() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontdesk.example.toml");
+    let dir = tempfile::tempdir().unwrap();
+    // The example as it is, on a free port and a data dir of the test's own.
+    let config = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"{}\"", dir.path().display()),
+        );
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, config).unwrap();
+    let gateway = GatewayProcess::spawn(&path).await.unwrap();
+    let page = reqwest::get(format!("{}/demo", gateway.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-key=\"website\""), "{page}");
+    let bot = reqwest::get(format!("{}/demo?channel=website-bot", gateway.url))
+        .await
+        .unwrap();
+    assert!(bot
+        .text()
+        .await
+        .unwrap()
+        .contains("data-key=\"website-bot\""));
+    let unknown = reqwest::get(format!("{}/demo?channel=nope", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let advice = unknown.text().await.unwrap();
+    assert!(advice.contains("/demo?channel=website"), "{advice}");
+    // The channel the page embeds exists and answers the widget.
+    let info = Visitor::new(&gateway.url).channel("website").await.unwrap();
+    assert_eq!(info.status, 200, "{}", info.body);
+    gateway.kill().await.unwrap();
+}
