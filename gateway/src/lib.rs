@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod files;
+mod fsutil;
 mod layers;
 pub mod ops;
 pub mod server;

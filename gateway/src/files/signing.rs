@@ -133,7 +133,7 @@ fn load_or_create_key(path: &std::path::Path) -> io::Result<Vec<u8>> {
         Err(_) => {}
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::fsutil::create_private_dir_all(parent)?;
     }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

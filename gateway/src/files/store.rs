@@ -142,11 +142,15 @@ impl FileStore for DirectoryStore {
 
     async fn begin(&self) -> io::Result<Box<dyn PendingFile>> {
         let tmp = self.tmp_dir();
-        tokio::fs::create_dir_all(&tmp).await?;
+        let private = tmp.clone();
+        tokio::task::spawn_blocking(move || crate::fsutil::create_private_dir_all(&private))
+            .await
+            .map_err(io::Error::other)??;
         let path = tmp.join(format!("{}.part", StorageKey::generate().as_str()));
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .await?;
         // tokio buffers up to 2 MiB per file by default: 20 uploads at once

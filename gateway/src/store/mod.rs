@@ -101,6 +101,9 @@ impl Store {
             })
             .connect_with(options)
             .await?;
+        if backend == Backend::Sqlite {
+            make_sqlite_private(&url);
+        }
         Ok(Store { pool, backend })
     }
 
@@ -129,18 +132,35 @@ impl Store {
     }
 }
 
-fn create_sqlite_parent_dir(url: &str) {
+/// The file of a SQLite URL (none for an in-memory database).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return;
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// Makes the database file and its WAL and shared-memory files 0600
+/// (SQLite creates them with the umask's mode; later ones copy the
+/// database file's).
+fn make_sqlite_private(url: &str) {
+    let Some(path) = sqlite_path(url) else { return };
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        if let Err(e) = crate::fsutil::make_private(std::path::Path::new(&file)) {
+            tracing::warn!(file = ?file, error = %e, "cannot make the database file private");
+        }
     }
-    if let Some(parent) = std::path::Path::new(path).parent() {
+}
+
+fn create_sqlite_parent_dir(url: &str) {
+    let Some(path) = sqlite_path(url) else { return };
+    if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             // An error here resurfaces, better worded, when sqlx opens the file.
-            if let Err(e) = std::fs::create_dir_all(parent) {
+            if let Err(e) = crate::fsutil::create_private_dir_all(parent) {
                 tracing::warn!(dir = %parent.display(), error = %e, "cannot create database folder");
             }
         }

@@ -915,3 +915,22 @@ async fn a_disk_that_fills_under_an_upload_gets_507_and_keeps_nothing() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     fx.gw.stop().await;
 }
+
+#[tokio::test]
+async fn uploaded_files_are_readable_by_the_gateway_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::spawn().await;
+    let session = fx.visitor.start("live", "Jane Doe").await.unwrap();
+    let (status, _) = fx
+        .upload_bytes(&session, "a.txt", b"private".to_vec(), "")
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = fx.files_dir();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("tmp")), 0o700);
+    for name in fx.stored() {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
+    fx.gw.stop().await;
+}
