@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::events::{insert_events, NewEvent, StoredEvent};
-use super::{now_ms, Store, StoreError, StoreResult};
+use super::{conversation_id, conversation_ids, now_ms, Store, StoreError, StoreResult};
 use crate::domain::{ConversationId, ConversationState, TokenHash};
 
 /// A conversation as stored: the columns, with the state and id already
@@ -77,9 +77,7 @@ const COLUMNS: &str = "id, channel_key, token_hash, state, visitor_name, visitor
 fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
     let id: String = row.try_get("id")?;
     Ok(ConversationRow {
-        id: id
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))?,
+        id: conversation_id(&id)?,
         channel_key: row.try_get("channel_key")?,
         token_hash: TokenHash(row.try_get("token_hash")?),
         state: {
@@ -205,12 +203,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        ids.iter()
-            .map(|id| {
-                id.parse()
-                    .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))
-            })
-            .collect()
+        conversation_ids(&ids)
     }
 
     /// How many chats wait in `queue` (queued or ringing).

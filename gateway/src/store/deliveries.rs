@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, StoreResult};
+use super::{conversation_id, Store, StoreResult};
 use crate::domain::ConversationId;
 
 /// One message (the event `seq` of `conversation`) for one agent.
@@ -65,9 +65,7 @@ impl Store {
             .map(|r| {
                 let id: String = r.try_get("conversation_id")?;
                 Ok(DeliveryRow {
-                    conversation: id
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))?,
+                    conversation: conversation_id(&id)?,
                     seq: r.try_get("seq")?,
                     agent_extension: r.try_get("agent_extension")?,
                 })

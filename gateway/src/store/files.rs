@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::events::{insert_events, is_unique_violation, NewEvent, StoredEvent};
-use super::{now_ms, Store, StoreError, StoreResult};
+use super::{conversation_ids, now_ms, Store, StoreError, StoreResult};
 use crate::domain::{ConversationId, FileId};
 
 /// A file as stored. `storage_key` names its bytes in the file store.
@@ -92,9 +92,7 @@ fn from_row(row: &AnyRow) -> StoreResult<FileRow> {
         id: id
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("file id {id:?}")))?,
-        conversation_id: conversation_id
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("conversation id {conversation_id:?}")))?,
+        conversation_id: super::conversation_id(&conversation_id)?,
         batch_id: row.try_get("batch_id")?,
         storage_key: row.try_get("storage_key")?,
         name: row.try_get("name")?,
@@ -229,12 +227,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        ids.iter()
-            .map(|id| {
-                id.parse()
-                    .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))
-            })
-            .collect()
+        conversation_ids(&ids)
     }
 
     /// Deletes a conversation with its events and file rows (the caller

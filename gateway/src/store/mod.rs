@@ -167,6 +167,18 @@ fn create_sqlite_parent_dir(url: &str) {
     }
 }
 
+/// A stored conversation id, or `Corrupt`.
+fn conversation_id(stored: &str) -> StoreResult<crate::domain::ConversationId> {
+    stored
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("conversation id {stored:?}")))
+}
+
+/// Stored conversation ids, or `Corrupt` at the first bad one.
+fn conversation_ids(stored: &[String]) -> StoreResult<Vec<crate::domain::ConversationId>> {
+    stored.iter().map(|id| conversation_id(id)).collect()
+}
+
 /// Milliseconds since the Unix epoch, the unit of every stored instant.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
