@@ -194,8 +194,9 @@ impl Engine {
         Ok(row)
     }
 
-    /// The agent in charge is typing (ephemeral: not stored). Anyone else's
-    /// typing is refused with `NotYourConversation`.
+    /// The agent in charge (or one the offer rings for) is typing
+    /// (ephemeral: not stored). Anyone else's typing is refused with
+    /// `NotYourConversation`.
     pub async fn agent_typing(
         &self,
         id: ConversationId,
@@ -203,7 +204,7 @@ impl Engine {
         composing: bool,
     ) -> EngineResult<()> {
         let row = self.row(id).await?;
-        if row.state != ConversationState::Active || !self.is_assigned_to(&row, agent) {
+        if !self.concerns(&row, agent) {
             return Err(EngineError::NotYourConversation);
         }
         self.inner.hub.publish(id, Signal::AgentTyping(composing));
@@ -211,8 +212,8 @@ impl Engine {
     }
 
     /// The agent's client confirmed delivery or display of visitor messages
-    /// up to `up_to_seq`. Only the agent in charge of an active chat is
-    /// heard; the seq is clamped to the conversation's last one, and a
+    /// up to `up_to_seq`. Only the agent in charge (or one the offer rings
+    /// for) is heard; the seq is clamped to the conversation's last one, and a
     /// receipt that confirms nothing new is not stored.
     pub async fn agent_receipt(
         &self,
@@ -222,7 +223,7 @@ impl Engine {
         up_to_seq: i64,
     ) -> EngineResult<()> {
         let row = self.row(id).await?;
-        if row.state != ConversationState::Active || !self.is_assigned_to(&row, agent) {
+        if !self.concerns(&row, agent) {
             return Err(EngineError::NotYourConversation);
         }
         let up_to_seq = up_to_seq.min(row.last_seq);
