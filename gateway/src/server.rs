@@ -11,12 +11,13 @@
 //! them: a total cap and a per-client-address cap (trusted proxies are not
 //! counted; their clients are limited per request instead), over which a
 //! new connection is closed at once, without reading it (a 503 would need
-//! the request head the caps exist to stop waiting for); hyper's header read
-//! timeout, which also closes a kept-alive connection that sends no next
-//! request; and an idle timeout on every request body. HTTP/1.1 only:
-//! browsers reach the gateway over HTTP/1.1 or through a TLS proxy that
-//! speaks HTTP/1.1 to it, and cleartext HTTP/2 would wait for its preface
-//! without any timeout.
+//! the request head the caps exist to stop waiting for); the header read
+//! timeout, from accept to the first request head (hyper-util's protocol
+//! detection has no timeout of its own, so a silent connection would wait
+//! forever) and then hyper's own, between requests too, so it also closes a
+//! kept-alive connection that sends no next request; HTTP/2 keep-alive
+//! pings for cleartext HTTP/2 connections; and an idle timeout on every
+//! request body.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -250,6 +251,10 @@ impl Gateway {
 /// smaller: 16 KiB saves 5 MiB more but is slower and tight for cookies.
 const HTTP1_MAX_BUF: usize = 64 * 1024;
 
+/// How often an idle cleartext HTTP/2 connection is pinged (a peer that
+/// does not answer within the header read timeout is dropped).
+const H2_PING: Duration = Duration::from_secs(25);
+
 /// The default span of `TraceLayer`, with the client address.
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let client = (request.extensions().get::<api::client::ClientAddr>()).map(|c| c.ip);
@@ -401,12 +406,17 @@ async fn serve(
     use hyper_util::server::conn::auto;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_buf_size(HTTP1_MAX_BUF)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let mut signal = std::pin::pin!(signal);
     loop {
@@ -437,18 +447,40 @@ async fn serve(
         // address starts from the peer's.
         let held = api::events::HeldConnection(admitted.clone());
         let idle = limits.body_idle_timeout;
+        let first_request = CancellationToken::new();
         let service = tower::ServiceBuilder::new()
             .layer(axum::Extension(ConnectInfo(peer)))
             .layer(axum::Extension(held))
-            .map_request(move |request| idle_limited(request, idle))
+            .map_request({
+                let first_request = first_request.clone();
+                move |request| {
+                    first_request.cancel();
+                    idle_limited(request, idle)
+                }
+            })
             .service(app.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
             .into_owned();
         let connection = graceful.watch(connection);
+        let head_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::trace!(error = %e, %peer, "connection ended with an error");
+            let mut connection = std::pin::pin!(connection);
+            let first_head = tokio::time::timeout(head_timeout, first_request.cancelled());
+            let ended = tokio::select! {
+                ended = &mut connection => Some(ended),
+                came = first_head => match came {
+                    // From here on, hyper's own timers.
+                    Ok(()) => Some(connection.await),
+                    Err(_) => None,
+                },
+            };
+            match ended {
+                Some(Err(e)) => {
+                    tracing::trace!(error = %e, %peer, "connection ended with an error")
+                }
+                Some(Ok(())) => {}
+                None => tracing::debug!(%peer, "no request head in time: connection closed"),
             }
             drop(admitted);
         });
