@@ -17,6 +17,8 @@ pub fn test_config_toml(database_url: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 shutdown_grace_secs = 5
+# Every test client and the load generator connect from 127.0.0.1.
+max_connections_per_ip = 4096
 
 [database]
 url = "{database_url}"
@@ -25,6 +27,7 @@ url = "{database_url}"
 requests_per_minute_per_ip = 100000
 conversations_per_hour_per_ip = 100000
 messages_per_minute_per_conversation = 100000
+websocket_upgrades_per_minute_per_ip = 100000
 
 [[agents]]
 extension = "101"

@@ -181,6 +181,19 @@ pub fn frontdesk_binary() -> PathBuf {
     bin
 }
 
+/// A binary built next to the running one (same profile): the benchmark
+/// binaries start the `frontdesk` they were built with.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let path = me.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build it with the same profile (cargo build --release -p frontdesk)",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// A `frontdesk serve` child process.
 pub struct GatewayProcess {
     pub url: String,

@@ -16,7 +16,6 @@
 //! measured in the same run (see [`xmpp_mode`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use anyhow::Context;
 use clap::Parser;
 use frontdesk_tests::config::test_config_toml;
 use frontdesk_tests::database::TestDb;
-use frontdesk_tests::gateway::GatewayProcess;
+use frontdesk_tests::gateway::{sibling_binary, GatewayProcess};
 use frontdesk_tests::visitor::{StreamItem, Visitor};
 use hdrhistogram::Histogram;
 
@@ -238,18 +237,6 @@ async fn one_visitor(
             .record(d.as_micros() as u64)?;
     }
     Ok(())
-}
-
-/// A binary built next to this one (same profile).
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let path = me.with_file_name(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: build it with the same profile (cargo build --release -p frontdesk)",
-        path.display()
-    );
-    Ok(path)
 }
 
 /// Visitor ↔ XMPP agent latency through gateway + Prosody (issue 7).

@@ -13,7 +13,6 @@
 //! rounds show whether memory comes back (no leak, no unbounded cache).
 //! Linux only (procfs).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use frontdesk_tests::config::test_config_toml;
 use frontdesk_tests::database::TestDb;
-use frontdesk_tests::gateway::GatewayProcess;
+use frontdesk_tests::gateway::{sibling_binary, GatewayProcess};
 use frontdesk_tests::visitor::{Session, Visitor};
 
 #[derive(Parser)]
@@ -207,16 +206,4 @@ async fn main() -> anyhow::Result<()> {
     gateway.kill().await?;
     drop(db);
     Ok(())
-}
-
-/// A binary built next to this one (same profile).
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let path = me.with_file_name(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: build it with the same profile (cargo build --release -p frontdesk)",
-        path.display()
-    );
-    Ok(path)
 }
