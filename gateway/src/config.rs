@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use pbx_adapter::queue::{AgentConfig, QueueConfig};
 use pbx_adapter::schedule::ScheduleConfig;
+use pbx_adapter::sip::{IdentitySource, SipTransport, TrustedHost, TrustedHostError};
 use pbx_adapter::QueueExtension;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -71,10 +72,73 @@ pub struct SipBridgeConfig {
     /// Seconds between OPTIONS probes of each agent (availability).
     #[serde(default = "default_probe_interval")]
     pub probe_interval_secs: u64,
+    /// Sources besides `outbound_proxy`'s own addresses whose requests may
+    /// speak for agents: IPs, CIDR ranges (`10.0.0.0/8`), or host names
+    /// resolved at start. Requests from anywhere else get 403.
+    #[serde(default)]
+    pub trusted_hosts: Vec<String>,
+    /// Where an agent's identity comes from: `from` (the proxy checks that
+    /// `From` is the authenticated user) or `p-asserted-identity` (RFC
+    /// 3325, set by the proxy; a MESSAGE without it is refused).
+    #[serde(default)]
+    pub identity: IdentitySource,
+    /// Transports agents' MESSAGEs may arrive on (`["tcp"]` to refuse
+    /// agent MESSAGEs over UDP, whose source address is easier to forge);
+    /// empty: any listener's.
+    #[serde(default)]
+    pub agent_transports: Vec<SipTransport>,
 }
 
 fn default_probe_interval() -> u64 {
     30
+}
+
+impl SipBridgeConfig {
+    /// A bridge for `domain` behind `outbound_proxy`, listening nowhere yet,
+    /// with the defaults for everything else.
+    pub fn new(domain: impl Into<String>, outbound_proxy: impl Into<String>) -> Self {
+        Self {
+            domain: domain.into(),
+            listen_udp: None,
+            listen_tcp: None,
+            outbound_proxy: outbound_proxy.into(),
+            username: None,
+            password: None,
+            probe_interval_secs: default_probe_interval(),
+            trusted_hosts: Vec::new(),
+            identity: IdentitySource::default(),
+            agent_transports: Vec::new(),
+        }
+    }
+
+    /// The `trusted_hosts` entries, parsed.
+    pub fn trusted_hosts(&self) -> Result<Vec<TrustedHost>, TrustedHostError> {
+        self.trusted_hosts.iter().map(|h| h.parse()).collect()
+    }
+
+    /// Checks what the `[sip]` section can check alone. Errors are
+    /// `(key, message)`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        self.trusted_hosts()
+            .map_err(|e| ("sip.trusted_hosts".to_owned(), e.to_string()))?;
+        for transport in &self.agent_transports {
+            let listening = match transport {
+                SipTransport::Udp => self.listen_udp.is_some(),
+                SipTransport::Tcp => self.listen_tcp.is_some(),
+                SipTransport::Tls => false,
+            };
+            if !listening {
+                return Err((
+                    "sip.agent_transports".to_owned(),
+                    format!(
+                        "{:?} has no listener (set listen_{0}; tls is not offered here)",
+                        transport.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,32 +239,18 @@ pub enum ForwardedHeader {
     Forwarded,
 }
 
-/// An IP network: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+/// An IP network: `10.0.0.0/8`, `2001:db8::/32`, or one address (host
+/// names are not accepted: a proxy is trusted by the address it connects
+/// from). The SIP bridge's [`IpNet`](pbx_adapter::sip::IpNet), parsed from
+/// a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(pbx_adapter::sip::IpNet);
 
 impl Cidr {
     /// Whether `ip` is in this network (IPv4-mapped IPv6 counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(ip)
     }
 }
 
@@ -208,25 +258,13 @@ impl std::str::FromStr for Cidr {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Cidr, String> {
-        let invalid = || format!("{raw:?} is not an IP address or CIDR (10.0.0.0/8)");
-        let (addr, prefix) = match raw.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (raw, None),
-        };
-        let network = addr
-            .parse::<IpAddr>()
-            .map_err(|_| invalid())?
-            .to_canonical();
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(invalid)?,
-            None => max,
-        };
-        Ok(Cidr { network, prefix })
+        use pbx_adapter::sip::TrustedHost;
+        match raw.parse::<TrustedHost>() {
+            Ok(TrustedHost::Net(net)) => Ok(Cidr(net)),
+            Ok(TrustedHost::Name(_)) | Err(_) => {
+                Err(format!("{raw:?} is not an IP address or CIDR (10.0.0.0/8)"))
+            }
+        }
     }
 }
 
@@ -240,7 +278,7 @@ impl TryFrom<String> for Cidr {
 
 impl From<Cidr> for String {
     fn from(cidr: Cidr) -> String {
-        format!("{}/{}", cidr.network, cidr.prefix)
+        cidr.0.to_string()
     }
 }
 
@@ -316,6 +354,9 @@ pub struct FilesConfig {
     pub link_ttl_secs: u64,
     /// Media types refused at upload, as sniffed from the content.
     pub denied_types: Vec<String>,
+    /// Uploads are refused (507) while the file store's disk has less than
+    /// this many bytes free beyond the file being sent; 0 turns it off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for FilesConfig {
@@ -337,6 +378,7 @@ impl Default for FilesConfig {
             ]
             .map(str::to_owned)
             .to_vec(),
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -451,6 +493,9 @@ pub struct ChannelLimits {
     pub max_file_bytes: u64,
     pub max_files_per_batch: u32,
     pub max_message_chars: usize,
+    /// Most files one conversation may hold, and their total size.
+    pub max_files_per_conversation: u32,
+    pub max_bytes_per_conversation: u64,
 }
 
 impl Default for ChannelLimits {
@@ -459,6 +504,8 @@ impl Default for ChannelLimits {
             max_file_bytes: 5 * 1024 * 1024,
             max_files_per_batch: 5,
             max_message_chars: 4000,
+            max_files_per_conversation: 50,
+            max_bytes_per_conversation: 50 * 1024 * 1024,
         }
     }
 }
@@ -562,6 +609,9 @@ impl Config {
         let directory =
             pbx_adapter::queue::PbxDirectory::new(self.queues.clone(), self.agents.clone())
                 .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
+        if let Some(sip) = &self.sip {
+            sip.validate()?;
+        }
         if let Some(key) = self.files.signing_key.as_deref().filter(|k| !k.is_empty()) {
             if key.len() < 32 {
                 return Err((
@@ -649,11 +699,19 @@ impl Config {
             }
             pbx_adapter::schedule::Schedule::from_config(&channel.schedule)
                 .map_err(|e| (at("schedule"), e.to_string()))?;
-            if channel.limits.max_message_chars == 0
-                || channel.limits.max_files_per_batch == 0
-                || channel.limits.max_file_bytes == 0
+            let limits = &channel.limits;
+            if limits.max_message_chars == 0
+                || limits.max_files_per_batch == 0
+                || limits.max_file_bytes == 0
+                || limits.max_files_per_conversation == 0
             {
                 return Err((at("limits"), "limits must be greater than zero".into()));
+            }
+            if limits.max_bytes_per_conversation < limits.max_file_bytes {
+                return Err((
+                    at("limits.max_bytes_per_conversation"),
+                    "must be at least max_file_bytes".into(),
+                ));
             }
         }
         Ok(())
@@ -805,6 +863,41 @@ mod tests {
             config.validate().unwrap_err().0,
             "server.max_connections_per_ip"
         );
+    }
+
+    #[test]
+    fn sip_trust_settings_are_checked_and_name_their_key() {
+        let mut config = Config::load(None).unwrap();
+        let mut sip = SipBridgeConfig::new("chat.localhost", "127.0.0.1:5060");
+        sip.listen_udp = Some("127.0.0.1:5070".parse().unwrap());
+        sip.trusted_hosts = vec!["10.0.0.0/8".into(), "pbx2.example.com".into()];
+        config.sip = Some(sip.clone());
+        assert!(config.validate().is_ok());
+        sip.trusted_hosts.push("10.0.0.0/40".into());
+        config.sip = Some(sip.clone());
+        let (key, message) = config.validate().unwrap_err();
+        assert_eq!(key, "sip.trusted_hosts");
+        assert!(message.contains("\"10.0.0.0/40\""), "{message}");
+        sip.trusted_hosts.clear();
+        sip.agent_transports = vec![SipTransport::Tcp];
+        config.sip = Some(sip);
+        assert_eq!(config.validate().unwrap_err().0, "sip.agent_transports");
+    }
+
+    #[test]
+    fn sip_identity_and_transports_read_from_toml() {
+        let sip: SipBridgeConfig = Figment::from(Toml::string(
+            r#"domain = "chat.localhost"
+               outbound_proxy = "127.0.0.1:5060"
+               identity = "p-asserted-identity"
+               agent_transports = ["tcp"]"#,
+        ))
+        .extract()
+        .unwrap();
+        assert_eq!(sip.identity, IdentitySource::PAssertedIdentity);
+        assert_eq!(sip.agent_transports, vec![SipTransport::Tcp]);
+        let default = SipBridgeConfig::new("chat.localhost", "127.0.0.1:5060");
+        assert_eq!(default.identity, IdentitySource::From);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! guessable token. Each type says in its constructor what it accepts.
 
 mod state;
+pub mod text;
 
 pub use state::{ConversationState, InvalidTransition};
 
@@ -27,29 +28,34 @@ pub enum InvalidInput {
     TooLong { field: &'static str, limit: usize },
     #[error("this is not a valid e-mail address")]
     InvalidEmail,
+    #[error("{field} must be an http or https URL")]
+    InvalidUrl { field: &'static str },
 }
 
-/// Trims `raw` and checks it is neither empty nor longer than `limit` chars.
-/// Control characters (other than newlines and tabs in multi-line fields) are
-/// refused as too dangerous to show to an agent.
+/// Trims `raw`, drops the characters too dangerous to show to an agent
+/// (see [`text`]: one-line fields lose every control, bidi and invisible
+/// character; multi-line ones keep newlines and tabs), and checks the result
+/// is neither empty nor longer than `limit` characters.
 fn bounded_text(
     field: &'static str,
     raw: &str,
     limit: usize,
     multiline: bool,
 ) -> Result<String, InvalidInput> {
-    let text = raw.trim();
-    if text.is_empty() {
+    let unsafe_char = if multiline {
+        text::unsafe_in_text
+    } else {
+        text::unsafe_in_one_line
+    };
+    let cleaned = text::strip(raw, unsafe_char);
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() {
         return Err(InvalidInput::Empty { field });
     }
-    if text.chars().count() > limit {
+    if cleaned.chars().count() > limit {
         return Err(InvalidInput::TooLong { field, limit });
     }
-    let cleaned: String = text
-        .chars()
-        .filter(|c| !c.is_control() || (multiline && (*c == '\n' || *c == '\t')))
-        .collect();
-    Ok(cleaned)
+    Ok(cleaned.to_owned())
 }
 
 /// A public identifier that is a UUID: the type, its JSON and schema form
@@ -123,9 +129,12 @@ impl BatchId {
         ok.then(|| BatchId(raw.to_owned()))
     }
 
-    /// A batch of one.
-    pub fn single() -> BatchId {
-        BatchId(format!("single-{}", Uuid::new_v4().simple()))
+    /// The batch of the files a client sends without a batch id: one per
+    /// conversation per minute, so the per-batch limit holds on the server
+    /// for clients that send none (client ids are 1-64 characters without
+    /// spaces, so none can be this one).
+    pub fn unbatched(now: chrono::DateTime<chrono::Utc>) -> BatchId {
+        BatchId(format!("unbatched {}", now.timestamp() / 60))
     }
 
     pub fn as_str(&self) -> &str {
@@ -212,6 +221,52 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The page a visitor chats from, shown to agents: an absolute http(s) URL
+/// of at most [`PageUrl::MAX_CHARS`], without credentials. Anything else
+/// (another scheme, control or bidi characters, a relative path) is
+/// refused, never cleaned up, so an agent never sees text a visitor forged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageUrl(String);
+
+impl PageUrl {
+    pub const MAX_CHARS: usize = 2048;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let field = "page_url";
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidInput::TooLong {
+                field,
+                limit: Self::MAX_CHARS,
+            });
+        }
+        // The URL parser would quietly drop tabs and newlines: refuse them.
+        if raw.chars().any(text::unsafe_in_one_line) {
+            return Err(InvalidInput::InvalidUrl { field });
+        }
+        let url = url::Url::parse(raw).map_err(|_| InvalidInput::InvalidUrl { field })?;
+        let web = matches!(url.scheme(), "http" | "https") && url.host().is_some();
+        if !web || !url.username().is_empty() || url.password().is_some() {
+            return Err(InvalidInput::InvalidUrl { field });
+        }
+        let url = String::from(url);
+        if url.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidInput::TooLong {
+                field,
+                limit: Self::MAX_CHARS,
+            });
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -354,6 +409,42 @@ mod tests {
     fn message_bodies_keep_newlines_but_drop_other_controls() {
         let body = MessageBody::parse("a\nb\u{7}c", 10).unwrap();
         assert_eq!(body.as_str(), "a\nbc");
+    }
+
+    #[test]
+    fn names_cannot_forge_lines_or_reorder_text() {
+        let name = VisitorName::parse("Jane\nVerified: ID checked\u{202E}").unwrap();
+        assert_eq!(name.as_str(), "JaneVerified: ID checked");
+        assert_eq!(
+            VisitorName::parse("\u{202E}\u{200B}"),
+            Err(InvalidInput::Empty { field: "name" })
+        );
+    }
+
+    #[test]
+    fn page_urls_are_web_urls_or_refused() {
+        assert_eq!(
+            PageUrl::parse("https://shop.example/cart?id=3#pay")
+                .unwrap()
+                .as_str(),
+            "https://shop.example/cart?id=3#pay"
+        );
+        let invalid = Err(InvalidInput::InvalidUrl { field: "page_url" });
+        for raw in [
+            "https://shop.example/\nVerified: ID checked",
+            "https://shop.example/\u{202E}gpj.exe",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "/relative/path",
+            "https://user:secret@shop.example/",
+            "not a url",
+        ] {
+            assert_eq!(PageUrl::parse(raw), invalid, "{raw:?}");
+        }
+        assert!(matches!(
+            PageUrl::parse(&format!("https://shop.example/{}", "a".repeat(2100))),
+            Err(InvalidInput::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! and every migration is applied (503 otherwise); `/metrics` is Prometheus
 //! text: `frontdesk_conversations{state}`,
 //! `frontdesk_conversations_started_total`, `frontdesk_messages_total{from}`,
-//! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`.
+//! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`,
+//! and `frontdesk_xmpp_connected` (1 while the XMPP component is connected).
 //! One recorder per process.
 
 use std::sync::OnceLock;

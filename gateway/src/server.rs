@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
 use futures::StreamExt;
+use pbx_adapter::sip::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -314,11 +315,11 @@ impl EdgeLimits {
 #[derive(Clone)]
 struct PerIp {
     max: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: Arc<Mutex<HashMap<IpNet, usize>>>,
 }
 
 impl PerIp {
-    fn take(&self, key: IpAddr) -> Option<PerIpSlot> {
+    fn take(&self, key: IpNet) -> Option<PerIpSlot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(key).or_default();
         if *count >= self.max {
@@ -334,7 +335,7 @@ impl PerIp {
 
 struct PerIpSlot {
     counter: PerIp,
-    key: IpAddr,
+    key: IpNet,
 }
 
 impl Drop for PerIpSlot {

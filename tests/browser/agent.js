@@ -200,7 +200,9 @@ async function startAgent({ timeout = 30000 } = {}) {
       if (!v) throw new Error(`${k} must be set (or FRONTDESK_AGENT_CMD)`);
       return v;
     };
+    // -B: no __pycache__ next to the script, in the source tree.
     child = spawn('/usr/bin/python3', [
+      '-B',
       path.join(__dirname, '../agents/agent.py'),
       '--jid', env('FRONTDESK_AGENT_JID'),
       '--password', env('FRONTDESK_AGENT_PASSWORD'),

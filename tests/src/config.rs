@@ -1,21 +1,27 @@
 //! The configuration every integration test starts from: three channels
 //! (live, chatbot, and one closed today), two queues, three agents.
 
+use std::path::Path;
+
 use chrono::{Duration, Utc};
 use frontdesk::config::Config;
+
+use crate::database::TestDb;
 
 /// The website origin the test channels allow.
 pub const ALLOWED_ORIGIN: &str = "http://allowed.example";
 
-/// The test configuration as TOML (also written to disk for gateway
-/// processes).
-pub fn test_config_toml(database_url: &str) -> String {
-    let today = Utc::now().date_naive();
-    let tomorrow = today + Duration::days(1);
+/// The `[server]`, `[database]` and `[limits]` sections every test and
+/// benchmark gateway shares: a loopback listener (the harness binds the
+/// port), its own database and data directory, and rate limits no load
+/// reaches by accident.
+pub fn server_toml(database_url: &str, data_dir: &Path) -> String {
+    let data_dir = toml::Value::String(data_dir.display().to_string());
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
+data_dir = {data_dir}
 shutdown_grace_secs = 5
 # Every test client and the load generator connect from 127.0.0.1.
 max_connections_per_ip = 4096
@@ -24,11 +30,22 @@ max_connections_per_ip = 4096
 url = "{database_url}"
 
 [limits]
-requests_per_minute_per_ip = 100000
-conversations_per_hour_per_ip = 100000
-messages_per_minute_per_conversation = 100000
-websocket_upgrades_per_minute_per_ip = 100000
+requests_per_minute_per_ip = 1000000
+conversations_per_hour_per_ip = 1000000
+messages_per_minute_per_conversation = 1000000
+websocket_upgrades_per_minute_per_ip = 1000000
+"#
+    )
+}
 
+/// The test configuration as TOML (also written to disk for gateway
+/// processes), on a database and a data directory of the test's own.
+pub fn test_config_toml(database_url: &str, data_dir: &Path) -> String {
+    let today = Utc::now().date_naive();
+    let tomorrow = today + Duration::days(1);
+    let server = server_toml(database_url, data_dir);
+    format!(
+        r#"{server}
 [[agents]]
 extension = "101"
 name = "Alice Martin"
@@ -91,6 +108,8 @@ alternatives = [{{ kind = "phone", label = "Call us", value = "+33 1 23 45 67 89
     )
 }
 
-pub fn test_config(database_url: &str) -> Config {
-    toml::from_str(&test_config_toml(database_url)).expect("the test configuration is valid")
+/// The test configuration on `db` and its data directory.
+pub fn test_config(db: &TestDb) -> Config {
+    toml::from_str(&test_config_toml(&db.url(), db.data_dir()))
+        .expect("the test configuration is valid")
 }

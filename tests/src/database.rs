@@ -1,8 +1,12 @@
-//! A fresh database per test, on the engine chosen by `FRONTDESK_TEST_DB`
-//! (`sqlite`, the default, or `postgres`). CI runs the whole suite once
-//! per engine.
+//! What a test gateway keeps between runs: a fresh database per test, on
+//! the engine chosen by `FRONTDESK_TEST_DB` (`sqlite`, the default, or
+//! `postgres`; CI runs the whole suite once per engine), and its own
+//! temporary data directory (uploaded files, the link-signing key, the
+//! SQLite file). A test that restarts a gateway hands the same [`TestDb`]
+//! to the next one, so the restart sees the same data; no test gateway
+//! ever writes into the source tree.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sqlx::Connection;
 
@@ -12,40 +16,73 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-pub enum TestDb {
-    Sqlite {
-        _dir: tempfile::TempDir,
-        path: PathBuf,
-    },
-    Postgres {
-        name: String,
-    },
+/// The database engine of a [`TestDb`] (also a command-line value of the
+/// benchmarks: `sqlite`, `postgres`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DbEngine {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for DbEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbEngine::Sqlite => "sqlite",
+            DbEngine::Postgres => "postgres",
+        })
+    }
+}
+
+impl DbEngine {
+    /// The engine `FRONTDESK_TEST_DB` names (SQLite when unset).
+    pub fn from_env() -> anyhow::Result<DbEngine> {
+        match std::env::var("FRONTDESK_TEST_DB").as_deref() {
+            Ok("sqlite") | Err(_) => Ok(DbEngine::Sqlite),
+            Ok("postgres") => Ok(DbEngine::Postgres),
+            Ok(other) => anyhow::bail!("FRONTDESK_TEST_DB={other:?}: use sqlite or postgres"),
+        }
+    }
+}
+
+/// A test database and the gateway's data directory; the directory (with
+/// a SQLite database in it) is removed on drop, a PostgreSQL database by
+/// [`TestDb::drop_db`].
+pub struct TestDb {
+    dir: tempfile::TempDir,
+    postgres: Option<String>,
 }
 
 impl TestDb {
+    /// On the engine `FRONTDESK_TEST_DB` names.
     pub async fn create() -> anyhow::Result<TestDb> {
-        match std::env::var("FRONTDESK_TEST_DB").as_deref() {
-            Ok("postgres") => {
+        Self::create_on(DbEngine::from_env()?).await
+    }
+
+    pub async fn create_on(engine: DbEngine) -> anyhow::Result<TestDb> {
+        let dir = tempfile::Builder::new()
+            .prefix("frontdesk-test-")
+            .tempdir()?;
+        let postgres = match engine {
+            DbEngine::Sqlite => None,
+            DbEngine::Postgres => {
                 let name = format!("fd_test_{}", uuid::Uuid::new_v4().simple());
                 let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut conn)
                     .await?;
-                Ok(TestDb::Postgres { name })
+                Some(name)
             }
-            Ok("sqlite") | Err(_) => {
-                let dir = tempfile::tempdir()?;
-                let path = dir.path().join("frontdesk.db");
-                Ok(TestDb::Sqlite { _dir: dir, path })
-            }
-            Ok(other) => anyhow::bail!("FRONTDESK_TEST_DB={other:?}: use sqlite or postgres"),
-        }
+        };
+        Ok(TestDb { dir, postgres })
     }
 
     pub fn url(&self) -> String {
-        match self {
-            TestDb::Sqlite { path, .. } => format!("sqlite://{}?mode=rwc", path.display()),
-            TestDb::Postgres { name } => {
+        match &self.postgres {
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.dir.path().join("frontdesk.db").display()
+            ),
+            Some(name) => {
                 let admin = postgres_admin_url();
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
                 format!("{base}/{name}")
@@ -53,9 +90,21 @@ impl TestDb {
         }
     }
 
-    /// Drops a PostgreSQL database (SQLite files go with their temp dir).
+    /// The gateway's `server.data_dir`: uploads under `files/`, the
+    /// signing key, and (on SQLite) the database.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path for the test's own files (a config to hand a gateway
+    /// process), next to the data.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Drops a PostgreSQL database (the directory goes on drop).
     pub async fn drop_db(self) -> anyhow::Result<()> {
-        if let TestDb::Postgres { name } = &self {
+        if let Some(name) = &self.postgres {
             let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)

@@ -16,7 +16,7 @@ use frontdesk::server::Gateway;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::test_config;
+use crate::config::{test_config, test_config_toml};
 use crate::database::TestDb;
 
 /// A gateway running inside the test process.
@@ -36,48 +36,35 @@ impl TestGateway {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
-        let db = TestDb::create()
-            .await
-            .expect("cannot create a test database");
-        let mut config = test_config(&db.url());
-        adjust(&mut config);
-        Self::spawn_on(config, Some(db)).await
+        Self::spawn_on(new_db().await, adjust).await
     }
 
     /// Starts with the bridges the configuration names (real XMPP agents
     /// instead of the loopback channel).
     pub async fn spawn_bridged(adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        Self::start(new_db().await, adjust, false).await
+    }
+
+    /// Starts on an existing database and data directory (a restart in
+    /// the same test), with the loopback agent channel.
+    pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        Self::start(db, adjust, true).await
+    }
+
+    async fn start(db: TestDb, adjust: impl FnOnce(&mut Config), loopback: bool) -> TestGateway {
         init_test_logging();
-        let db = TestDb::create()
-            .await
-            .expect("cannot create a test database");
-        let mut config = test_config(&db.url());
+        let mut config = test_config(&db);
         adjust(&mut config);
         let listener = bind(&mut config).await;
-        let gateway = Gateway::start(&config)
-            .await
-            .expect("gateway did not start");
-        let (_unused, agent_calls) = mpsc::unbounded_channel();
-        Self::serve(gateway, listener, agent_calls, Some(db)).await
-    }
-
-    /// Starts on an existing database (a restart in the same test).
-    pub async fn spawn_on(mut config: Config, db: Option<TestDb>) -> TestGateway {
-        init_test_logging();
-        let listener = bind(&mut config).await;
-        let (agents, agent_calls) = LoopbackAgents::new();
-        let gateway = Gateway::start_with_agents(&config, Arc::new(agents))
-            .await
-            .expect("gateway did not start");
-        Self::serve(gateway, listener, agent_calls, db).await
-    }
-
-    async fn serve(
-        gateway: Gateway,
-        listener: tokio::net::TcpListener,
-        agent_calls: mpsc::UnboundedReceiver<AgentCall>,
-        db: Option<TestDb>,
-    ) -> TestGateway {
+        let (gateway, agent_calls) = if loopback {
+            let (agents, agent_calls) = LoopbackAgents::new();
+            let gateway = Gateway::start_with_agents(&config, Arc::new(agents)).await;
+            (gateway, agent_calls)
+        } else {
+            let (_unused, agent_calls) = mpsc::unbounded_channel();
+            (Gateway::start(&config).await, agent_calls)
+        };
+        let gateway = gateway.expect("gateway did not start");
         let engine = gateway.engine.clone();
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let (stop, stopped) = oneshot::channel();
@@ -90,13 +77,16 @@ impl TestGateway {
             agent_calls,
             stop: Some(stop),
             task,
-            db,
+            db: Some(db),
         }
     }
 
-    /// The URL of the test database (to restart on it).
-    pub fn database_url(&self) -> Option<String> {
-        self.db.as_ref().map(TestDb::url)
+    /// The gateway's data directory (uploaded files, signing key).
+    pub fn data_dir(&self) -> &Path {
+        self.db
+            .as_ref()
+            .expect("running on its database")
+            .data_dir()
     }
 
     /// The next call the engine made to the agent side.
@@ -130,8 +120,9 @@ impl TestGateway {
         }
     }
 
-    /// Graceful stop; keeps the database for a restart.
-    pub async fn stop_keep_db(mut self) -> Option<TestDb> {
+    /// Graceful stop; keeps the database and data directory for a
+    /// restart ([`TestGateway::spawn_on`]).
+    pub async fn stop_keep_db(mut self) -> TestDb {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -139,15 +130,20 @@ impl TestGateway {
             .await
             .expect("gateway task panicked")
             .expect("gateway failed");
-        self.db.take()
+        self.db.take().expect("running on its database")
     }
 
-    /// Graceful stop, then drops the database.
+    /// Graceful stop, then drops the database and data directory.
     pub async fn stop(self) {
-        if let Some(db) = self.stop_keep_db().await {
-            db.drop_db().await.expect("cannot drop the test database");
-        }
+        let db = self.stop_keep_db().await;
+        db.drop_db().await.expect("cannot drop the test database");
     }
+}
+
+async fn new_db() -> TestDb {
+    TestDb::create()
+        .await
+        .expect("cannot create a test database")
 }
 
 /// Binds a free loopback port and makes it the configured address, so the
@@ -181,19 +177,6 @@ pub fn frontdesk_binary() -> PathBuf {
     bin
 }
 
-/// A binary built next to the running one (same profile): the benchmark
-/// binaries start the `frontdesk` they were built with.
-pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let path = me.with_file_name(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: build it with the same profile (cargo build --release -p frontdesk)",
-        path.display()
-    );
-    Ok(path)
-}
-
 /// A `frontdesk serve` child process.
 pub struct GatewayProcess {
     pub url: String,
@@ -201,6 +184,15 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
+    /// Starts `frontdesk serve` with the test configuration on `db` and its
+    /// data directory (the config file is written next to the data, so a
+    /// second call restarts on the same data).
+    pub async fn spawn_on(db: &TestDb) -> anyhow::Result<GatewayProcess> {
+        let config = db.file("frontdesk.toml");
+        std::fs::write(&config, test_config_toml(&db.url(), db.data_dir()))?;
+        Self::spawn(&config).await
+    }
+
     /// Starts `frontdesk serve --config CONFIG` on a port-0 listener and
     /// waits for its "listening on" line.
     pub async fn spawn(config_path: &Path) -> anyhow::Result<GatewayProcess> {

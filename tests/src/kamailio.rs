@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::prosody::wait_for_port;
+use crate::net::{free_udp_tcp_port, wait_for_port};
 
 /// The PBX's SIP domain: agents are `sip:<ext>@pbx.localhost`.
 pub const PBX_DOMAIN: &str = "pbx.localhost";
@@ -67,18 +67,6 @@ pub struct Kamailio {
     child: Option<Child>,
     /// UDP and TCP port.
     pub port: u16,
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-pub fn free_udp_tcp_port() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0")?;
-        let port = tcp.local_addr()?.port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no port free for both UDP and TCP")
 }
 
 /// A Kamailio string literal (our values never contain quotes).
@@ -379,16 +367,28 @@ impl SippAgent {
     }
 
     fn sipp(&self, scenario_name: &str, tag: &str) -> Command {
-        let mut cmd = Command::new("sipp");
         // A server-mode sipp given a remote host would connect out over TCP
         // instead of listening: only clients name the proxy.
-        if scenario_name != "agent.xml" {
-            cmd.arg(&self.proxy);
+        let remote = (scenario_name != "agent.xml").then_some(self.proxy.as_str());
+        self.sipp_at(remote, "127.0.0.1", scenario_name, tag)
+    }
+
+    /// sipp for `scenario_name`, bound to `local_ip`, sending to `remote`.
+    fn sipp_at(
+        &self,
+        remote: Option<&str>,
+        local_ip: &str,
+        scenario_name: &str,
+        tag: &str,
+    ) -> Command {
+        let mut cmd = Command::new("sipp");
+        if let Some(remote) = remote {
+            cmd.arg(remote);
         }
         cmd.arg("-sf")
             .arg(scenario(scenario_name))
             .args(["-s", &self.user])
-            .args(["-i", "127.0.0.1"])
+            .args(["-i", local_ip])
             .args(["-t", sipp_transport(self.tcp)])
             .args(["-key", "pbx", PBX_DOMAIN])
             .args(["-nostdin", "-trace_msg", "-trace_err"])
@@ -497,15 +497,120 @@ impl SippAgent {
         cmd.args(["-p", &port.to_string()])
             .args(["-key", "to_uri", to_uri])
             .args(["-key", "content_type", content_type])
-            .args(["-key", "body", body])
-            .args(["-m", "1", "-timeout", "15s", "-timeout_error"]);
+            .args(["-key", "body", body]);
+        let trace = self.run_client(cmd, &tag).await?;
+        final_status(&trace).with_context(|| format!("no final response in:\n{trace}"))
+    }
+
+    /// Sends one MESSAGE from this agent's `From` straight to `gateway`
+    /// over UDP, bypassing the proxy, from a socket on `local_ip`: any
+    /// 127.x.y.z other than the proxy's 127.0.0.1 plays a stranger's host,
+    /// 127.0.0.1 the proxy's own address. `header` is one extra header line
+    /// (e.g. `P-Asserted-Identity: <sip:103@pbx.localhost>`). Returns the
+    /// final status.
+    pub async fn send_direct(
+        &self,
+        gateway: std::net::SocketAddr,
+        local_ip: &str,
+        to_uri: &str,
+        body: &str,
+        header: Option<&str>,
+    ) -> anyhow::Result<u16> {
+        let mut message = DirectMessage::new(local_ip, to_uri, body)?;
+        if let Some(header) = header {
+            message.header = header.to_owned();
+        }
+        self.send_copy(gateway, &message).await
+    }
+
+    /// Sends one MESSAGE straight to `gateway` from 127.0.0.1 (the proxy's
+    /// address) three times, each once the previous copy was answered: the
+    /// original, a retransmission of the same transaction (same socket,
+    /// branch, Call-ID, CSeq and From tag), and a copy under a new branch.
+    /// Returns every final status, in order.
+    pub async fn send_with_copies(
+        &self,
+        gateway: std::net::SocketAddr,
+        to_uri: &str,
+        body: &str,
+    ) -> anyhow::Result<Vec<u16>> {
+        let mut message = DirectMessage::new("127.0.0.1", to_uri, body)?;
+        let mut statuses = Vec::new();
+        for copy in 0..3 {
+            if copy == 2 {
+                message.branch.push_str("-again");
+            }
+            statuses.push(self.send_copy(gateway, &message).await?);
+        }
+        Ok(statuses)
+    }
+
+    /// One sipp run sending `message` (`tests/sip/send_as.xml`).
+    async fn send_copy(
+        &self,
+        gateway: std::net::SocketAddr,
+        message: &DirectMessage,
+    ) -> anyhow::Result<u16> {
+        let tag = format!("direct-{}", uuid::Uuid::new_v4().simple());
+        let remote = gateway.to_string();
+        let mut cmd = self.sipp_at(Some(&remote), &message.local_ip, "send_as.xml", &tag);
+        cmd.args(["-p", &message.port.to_string()])
+            .args(["-cid_str", &message.call_id]);
+        for (key, value) in [
+            ("to_uri", message.to_uri.as_str()),
+            ("content_type", "text/plain"),
+            ("body", &message.body),
+            ("header", &message.header),
+            ("via_branch", &message.branch),
+            ("from_tag", &message.from_tag),
+        ] {
+            cmd.args(["-key", key, value]);
+        }
+        let trace = self.run_client(cmd, &tag).await?;
+        final_status(&trace).with_context(|| format!("no final response in:\n{trace}"))
+    }
+
+    /// Runs a one-call client scenario to its end; its message trace.
+    async fn run_client(&self, mut cmd: Command, tag: &str) -> anyhow::Result<String> {
+        cmd.args(["-m", "1", "-timeout", "15s", "-timeout_error"]);
         let status = run_to_end(cmd).await?;
         let trace =
             std::fs::read_to_string(self.dir.join(format!("{tag}.log"))).unwrap_or_default();
         if !status.success() {
             bail!("sipp MESSAGE failed ({status}):\n{trace}");
         }
-        final_status(&trace).with_context(|| format!("no final response in:\n{trace}"))
+        Ok(trace)
+    }
+}
+
+/// A MESSAGE sent straight to the gateway, with the identifiers that make
+/// a second run send the same request again.
+struct DirectMessage {
+    local_ip: String,
+    port: u16,
+    to_uri: String,
+    body: String,
+    header: String,
+    branch: String,
+    call_id: String,
+    from_tag: String,
+}
+
+impl DirectMessage {
+    /// From a port free on `local_ip` now, with fresh identifiers.
+    fn new(local_ip: &str, to_uri: &str, body: &str) -> anyhow::Result<DirectMessage> {
+        let port = UdpSocket::bind((local_ip, 0))?.local_addr()?.port();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Ok(DirectMessage {
+            local_ip: local_ip.to_owned(),
+            port,
+            to_uri: to_uri.to_owned(),
+            body: body.to_owned(),
+            header: "X-Frontdesk-Test: direct".to_owned(),
+            branch: format!("z9hG4bK-{id}"),
+            call_id: format!("{id}@{local_ip}"),
+            from_tag: id[..12].to_owned(),
+        })
     }
 }
 

@@ -1,12 +1,15 @@
-//! Test harness shared by every integration test and the load generator:
-//! starts the real gateway and the real peers (PostgreSQL databases,
-//! Prosody, …) on free loopback ports, and speaks the visitor API as a
-//! widget would.
+//! Test harness shared by the integration tests and the benchmarks: starts
+//! the real gateway and the real peers (PostgreSQL databases, Prosody,
+//! ejabberd, Kamailio, sipp) on free loopback ports and in temp dirs, and
+//! speaks the visitor API as a widget would.
 
+pub mod bench;
 pub mod config;
 pub mod database;
-pub mod ejabberd;
 pub mod gateway;
 pub mod kamailio;
-pub mod prosody;
+pub mod net;
+pub mod sip;
 pub mod visitor;
+pub mod wait;
+pub mod xmpp_server;

@@ -34,6 +34,15 @@ pub struct Session {
     pub token: String,
 }
 
+impl Session {
+    /// The localpart agents see the visitor write from on every protocol:
+    /// `visitor-<id without hyphens>`.
+    pub fn agent_localpart(&self) -> String {
+        let id: uuid::Uuid = self.id.parse().expect("conversation ids are UUIDs");
+        format!("visitor-{}", id.simple())
+    }
+}
+
 #[derive(Clone)]
 pub struct Visitor {
     http: reqwest::Client,
@@ -135,6 +144,18 @@ impl Visitor {
                 .to_owned(),
             token: reply.body["token"].as_str().context("no token")?.to_owned(),
         })
+    }
+
+    /// Starts a live chat on channel `key` and follows its events from
+    /// the start, as the widget does.
+    pub async fn start_following(
+        &self,
+        key: &str,
+        name: &str,
+    ) -> anyhow::Result<(Session, EventStream)> {
+        let session = self.start(key, name).await?;
+        let events = self.events(&session, 0).await?;
+        Ok((session, events))
     }
 
     pub async fn say(
@@ -267,10 +288,22 @@ impl EventStream {
 
     /// Skips events until one of type `kind` arrives.
     pub async fn next_of_type(&mut self, kind: &str) -> anyhow::Result<Value> {
+        self.next_matching(Duration::from_secs(10), |e| e["type"] == kind)
+            .await
+    }
+
+    /// Skips events until one matching `pred` arrives, waiting at most
+    /// `within` for each; fails on close or timeout.
+    pub async fn next_matching(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         loop {
-            let event = self.next_event().await?;
-            if event["type"] == kind {
-                return Ok(event);
+            match self.next_item(within).await? {
+                StreamItem::Event(event) if pred(&event) => return Ok(event),
+                StreamItem::Event(_) => {}
+                StreamItem::Closed(code) => bail!("stream closed ({code:?})"),
             }
         }
     }

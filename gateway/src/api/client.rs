@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use pbx_adapter::sip::IpNet;
 
 use super::error::ApiError;
 use crate::config::{Cidr, ForwardedHeader, ServerConfig};
@@ -126,10 +127,11 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 
 /// The key limiters count a client under: the address itself for IPv4,
 /// its /64 network for IPv6.
-pub fn limiter_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
-        v4 => v4,
+pub fn limiter_key(ip: IpAddr) -> IpNet {
+    let ip = ip.to_canonical();
+    match ip {
+        IpAddr::V6(_) => IpNet::new(ip, 64).unwrap_or(IpNet::host(ip)),
+        IpAddr::V4(_) => IpNet::host(ip),
     }
 }
 
@@ -141,7 +143,7 @@ pub struct ClientAddr {
 
 impl ClientAddr {
     /// What rate limits key on (IPv6 by /64).
-    pub fn key(&self) -> IpAddr {
+    pub fn key(&self) -> IpNet {
         limiter_key(self.ip)
     }
 }
@@ -291,9 +293,12 @@ mod tests {
         );
         assert_eq!(
             limiter_key(ip("2001:db8:1:2:aaaa::1")),
-            ip("2001:db8:1:2::")
+            IpNet::new(ip("2001:db8:1:2::"), 64).unwrap()
         );
-        assert_eq!(limiter_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(
+            limiter_key(ip("::ffff:192.0.2.1")),
+            IpNet::host(ip("192.0.2.1"))
+        );
         let proxies = behind(&["::1"], XFF);
         let h = headers(&[("x-forwarded-for", "[2001:db8::5]:80")]);
         assert_eq!(proxies.client(ip("::1"), &h), ip("2001:db8::5"));

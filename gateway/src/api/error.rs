@@ -96,6 +96,12 @@ impl From<InvalidInput> for ApiError {
                 "Please enter a valid e-mail address.",
             )
             .with("field", "email"),
+            InvalidInput::InvalidUrl { field } => ApiError::new(
+                status,
+                "invalid_url",
+                format!("The {field} field must be an http or https URL."),
+            )
+            .with("field", field),
         }
     }
 }

@@ -20,6 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::Utc;
 use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 use utoipa::{IntoParams, ToSchema};
@@ -129,6 +130,25 @@ fn too_many_files(limit: u32) -> ApiError {
     .with("limit", limit)
 }
 
+/// A file the conversation has no room for.
+fn attach_refusal(full: AttachOutcome) -> ApiError {
+    match full {
+        AttachOutcome::ConversationFull { files, bytes } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "conversation_files_full",
+            format!(
+                "This chat already holds as many files as it can ({files} files or {} MB).",
+                bytes / (1024 * 1024)
+            ),
+        )
+        .with("limit_files", files)
+        .with("limit_bytes", bytes),
+        AttachOutcome::BatchFull { limit } => too_many_files(limit),
+        // Not refusals: never passed here.
+        AttachOutcome::Stored(_) | AttachOutcome::Existing(_) => ApiError::internal(),
+    }
+}
+
 fn invalid_upload(detail: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -168,6 +188,20 @@ pub(super) fn intake_error(e: IntakeError) -> ApiError {
             "empty_file",
             "This file is empty.",
         ),
+        IntakeError::DangerousName(refused) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "file_type_not_allowed",
+            format!("Files named *.{} cannot be sent.", refused.extension),
+        )
+        .with("extension", refused.extension),
+        IntakeError::StorageFull => {
+            tracing::error!("file store below its free-space floor: uploads refused");
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "Files cannot be received right now. Please try again later.",
+            )
+        }
         IntakeError::Io(e) => storage_error(&e),
     }
 }
@@ -242,13 +276,13 @@ pub async fn upload(
     }
     let channel = state.api.engine.channel(&row.channel_key)?;
     let limits = &channel.config.limits;
-    let (limit, per_batch) = (limits.max_file_bytes, limits.max_files_per_batch);
+    let limit = limits.max_file_bytes;
     let mut multipart = multipart.map_err(|e| invalid_upload(&e.body_text()))?;
     let mut batch = query.batch_id.as_deref().map(parse_batch).transpose()?;
     let mut client_id = query.client_id.map(ClientMessageId::try_from).transpose()?;
     state.api.limiters.message(id)?;
 
-    let mut received: Option<(Received, DisplayName)> = None;
+    let mut received: Option<Received> = None;
     while let Some(mut field) = multipart
         .next_field()
         .await
@@ -263,26 +297,23 @@ pub async fn upload(
                 if let Some(existing) = existing_message(&state, id, &client_id).await? {
                     return Ok((StatusCode::OK, Json(existing)).into_response());
                 }
-                if let Some(batch) = &batch {
-                    if state.api.engine.files_in_batch(id, batch).await? >= per_batch {
-                        return Err(too_many_files(per_batch));
-                    }
+                let batch = batch
+                    .clone()
+                    .unwrap_or_else(|| BatchId::unbatched(Utc::now()));
+                if let Some(full) = state.api.engine.visitor_file_refusal(&row, &batch).await? {
+                    return Err(attach_refusal(full));
                 }
                 let raw_name = field.file_name().map(str::to_owned);
-                let mut intake = state
-                    .files
-                    .intake(limit)
-                    .await
-                    .map_err(|e| storage_error(&e))?;
+                let mut intake = state.files.intake(limit).await.map_err(intake_error)?;
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error(limit))? {
                     intake.push(&chunk).await.map_err(intake_error)?;
                 }
-                let file = intake.finish().await.map_err(intake_error)?;
-                let name = DisplayName::from_client(
-                    raw_name.as_deref(),
-                    file.sniffed.extension.as_deref(),
+                received = Some(
+                    intake
+                        .finish(raw_name.as_deref())
+                        .await
+                        .map_err(intake_error)?,
                 );
-                received = Some((file, name));
             }
             Some("batch_id") => batch = Some(parse_batch(&small_text(&mut field, limit).await?)?),
             Some("client_id") => {
@@ -300,9 +331,10 @@ pub async fn upload(
             }
         }
     }
-    let Some((file, name)) = received else {
+    let Some(file) = received else {
         return Err(invalid_upload("no file part"));
     };
+    let name = file.name.clone();
     let size = file.size;
     let content_type = file.sniffed.media_type.clone();
     let key = file.commit().await.map_err(|e| storage_error(&e))?;
@@ -312,14 +344,10 @@ pub async fn upload(
         name,
         size,
         content_type,
-        batch_id: batch.unwrap_or_else(BatchId::single),
+        batch_id: batch.unwrap_or_else(|| BatchId::unbatched(Utc::now())),
         client_id,
     };
-    let outcome = state
-        .api
-        .engine
-        .attach_visitor_file(id, attachment, per_batch)
-        .await;
+    let outcome = state.api.engine.attach_visitor_file(id, attachment).await;
     if !matches!(outcome, Ok(AttachOutcome::Stored(_))) {
         if let Err(e) = state.files.store().delete(&key).await {
             tracing::warn!(error = %e, "cannot delete an unneeded upload");
@@ -328,7 +356,7 @@ pub async fn upload(
     match outcome? {
         AttachOutcome::Stored(message) => Ok((StatusCode::CREATED, Json(message)).into_response()),
         AttachOutcome::Existing(message) => Ok((StatusCode::OK, Json(message)).into_response()),
-        AttachOutcome::BatchFull { limit } => Err(too_many_files(limit)),
+        full => Err(attach_refusal(full)),
     }
 }
 

@@ -6,7 +6,6 @@
 //! address ([`ClientAddr::key`]: the peer, or the address a trusted proxy
 //! names; IPv6 by /64), messages by conversation.
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use pbx_adapter::sip::IpNet;
 
 use super::client::ClientAddr;
 use super::error::ApiError;
@@ -24,10 +24,10 @@ use crate::domain::ConversationId;
 
 #[derive(Clone)]
 pub struct Limiters {
-    requests: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    conversations: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    requests: Arc<DefaultKeyedRateLimiter<IpNet>>,
+    conversations: Arc<DefaultKeyedRateLimiter<IpNet>>,
     messages: Arc<DefaultKeyedRateLimiter<ConversationId>>,
-    upgrades: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    upgrades: Arc<DefaultKeyedRateLimiter<IpNet>>,
 }
 
 fn quota(per: Duration, count: u32) -> Quota {

@@ -128,7 +128,7 @@ pub async fn upload(
 ) -> ApiResult<Response> {
     let slot = SlotId::parse(&slot).ok_or_else(|| slot_error(SlotUnusable::Unknown))?;
     let ticket = state.api.engine.begin_upload(&slot).map_err(slot_error)?;
-    let announced = ticket.size;
+    let (announced, ticket_name) = (ticket.size, ticket.filename.clone());
     let in_flight = InFlight {
         engine: state.api.engine.clone(),
         ticket: Some(ticket),
@@ -140,11 +140,7 @@ pub async fn upload(
     if declared.is_some_and(|n| n > announced) {
         return Err(file_too_large(announced));
     }
-    let mut intake = state
-        .files
-        .intake(announced)
-        .await
-        .map_err(|e| super::files::storage_error(&e))?;
+    let mut intake = state.files.intake(announced).await.map_err(intake_error)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -156,7 +152,10 @@ pub async fn upload(
         })?;
         intake.push(&chunk).await.map_err(intake_error)?;
     }
-    let file = intake.finish().await.map_err(intake_error)?;
+    let file = intake
+        .finish(Some(&ticket_name))
+        .await
+        .map_err(intake_error)?;
     if file.size != announced {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

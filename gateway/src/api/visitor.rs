@@ -19,7 +19,9 @@ use super::extract::{ApiJson, AuthorizedVisitor, MaybeOrigin};
 use super::ratelimit::limit_per_ip;
 use super::ApiState;
 use crate::config::{Alternative, ChannelLimits, ChannelMode};
-use crate::domain::{ClientMessageId, ConversationId, Email, MessageBody, Party, VisitorName};
+use crate::domain::{
+    ClientMessageId, ConversationId, Email, MessageBody, PageUrl, Party, VisitorName,
+};
 use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor};
 
 pub fn router(state: ApiState) -> Router {
@@ -83,6 +85,8 @@ pub struct LimitsInfo {
     pub max_files_per_batch: u32,
     pub max_message_chars: usize,
     pub max_name_chars: usize,
+    pub max_files_per_conversation: u32,
+    pub max_bytes_per_conversation: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -144,6 +148,8 @@ fn channel_info_of(channel: &Channel) -> ChannelInfo {
         max_file_bytes,
         max_files_per_batch,
         max_message_chars,
+        max_files_per_conversation,
+        max_bytes_per_conversation,
     } = config.limits.clone();
     ChannelInfo {
         key: config.key.to_string(),
@@ -175,6 +181,8 @@ fn channel_info_of(channel: &Channel) -> ChannelInfo {
             max_files_per_batch,
             max_message_chars,
             max_name_chars: VisitorName::MAX_CHARS,
+            max_files_per_conversation,
+            max_bytes_per_conversation,
         },
     }
 }
@@ -223,7 +231,8 @@ pub async fn start_conversation(
         page_url: request
             .page_url
             .filter(|u| !u.is_empty())
-            .map(|u| u.chars().take(2000).collect()),
+            .map(|u| PageUrl::parse(&u))
+            .transpose()?,
         language: request.language.unwrap_or_default(),
     };
     state.limiters.new_conversation(client)?;

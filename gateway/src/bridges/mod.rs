@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use pbx_adapter::queue::AgentConfig;
 
 use crate::domain::{ConversationId, Party};
-use crate::engine::{AgentChannel, AgentChannelError, ConversationSummary, MessageView, Offer};
+use crate::engine::{
+    AgentChannel, AgentChannelError, ConversationSummary, Delivery, MessageView, Offer,
+};
 
 /// The user part of a conversation's address on every protocol:
 /// `visitor-<uuid hex>`.
@@ -90,10 +92,11 @@ impl AgentChannel for AgentRouter {
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError> {
+    ) -> Result<Delivery, AgentChannelError> {
         match self.bridge_for(agent) {
             Some(bridge) => bridge.deliver(agent, conversation, message).await,
-            None => Ok(()),
+            // Nothing could ever deliver it.
+            None => Ok(Delivery::Done),
         }
     }
 

@@ -9,6 +9,13 @@
 //! cannot be reached is treated as gone, so the chat goes back to the
 //! queue with its history. Inbound, [`run_events`] answers an agent's
 //! MESSAGE with 200 only once the engine stored it.
+//!
+//! Who is an agent is the user agent's decision, before anything reaches
+//! this bridge: only requests whose source address is the proxy's (or a
+//! `[sip] trusted_hosts` entry) are read, and the agent is named by `From`
+//! or, with `identity = "p-asserted-identity"`, by the proxy's assertion.
+//! Anything else is answered 403 there, so a stranger can neither write
+//! to a visitor nor make this bridge write to a real agent.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,16 +32,18 @@ use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::agent_text::{self, handle_agent_text, AgentTextOutcome, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, ConversationState, Party};
 use crate::engine::{
-    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Engine, MessageView, Offer,
+    AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Delivery, Engine,
+    MessageView, Offer,
 };
 use crate::files::Files;
+use crate::store::DeliveryRow;
 
 /// The engine's agent channel for SIP agents.
 pub struct SipAgents {
@@ -42,7 +51,16 @@ pub struct SipAgents {
     files: Files,
     next_outbox: AtomicI64,
     /// Messages sent but not answered yet → who they were for.
-    in_flight: Mutex<HashMap<OutboxId, (ConversationId, AgentExtension)>>,
+    in_flight: Mutex<HashMap<OutboxId, InFlight>>,
+}
+
+/// A MESSAGE waiting for its final answer.
+struct InFlight {
+    conversation: ConversationId,
+    agent: AgentExtension,
+    /// The visitor message it forwards (kept in the engine's delivery
+    /// outbox until the phone answers), if it is one.
+    seq: Option<i64>,
 }
 
 pub struct SipRuntime {
@@ -77,6 +95,11 @@ pub async fn start(
         });
     }
     sip.probe_interval = Duration::from_secs(config.probe_interval_secs.max(1));
+    sip.trusted_hosts = config
+        .trusted_hosts()
+        .map_err(|e| anyhow::anyhow!("sip.trusted_hosts: {e}"))?;
+    sip.identity = config.identity;
+    sip.agent_transports = config.agent_transports.clone();
     let (commands, commands_rx) = mpsc::channel(1024);
     let (user_agent, events) = pbx_adapter::sip::spawn(sip, commands_rx, shutdown).await?;
     Ok(SipRuntime {
@@ -106,14 +129,30 @@ impl SipAgents {
         agent: &AgentConfig,
         body: String,
     ) -> Result<(), AgentChannelError> {
+        self.send(conversation, agent, body, None).await
+    }
+
+    /// Sends a text; `seq` names the visitor message it forwards.
+    async fn send(
+        &self,
+        conversation: ConversationId,
+        agent: &AgentConfig,
+        body: String,
+        seq: Option<i64>,
+    ) -> Result<(), AgentChannelError> {
         let Some(to) = &agent.sip else {
             return Ok(());
         };
         let outbox_id = self.next_outbox.fetch_add(1, Ordering::Relaxed);
+        let in_flight = InFlight {
+            conversation,
+            agent: agent.extension.clone(),
+            seq,
+        };
         self.in_flight
             .lock()
             .expect("in-flight lock poisoned")
-            .insert(outbox_id, (conversation, agent.extension.clone()));
+            .insert(outbox_id, in_flight);
         self.command(SipCommand::SendMessage {
             outbox_id,
             from_user: visitor_user(conversation),
@@ -138,7 +177,7 @@ impl SipAgents {
         }
     }
 
-    fn answered(&self, outbox_id: OutboxId) -> Option<(ConversationId, AgentExtension)> {
+    fn answered(&self, outbox_id: OutboxId) -> Option<InFlight> {
         self.in_flight
             .lock()
             .expect("in-flight lock poisoned")
@@ -178,9 +217,17 @@ impl AgentChannel for SipAgents {
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError> {
-        self.tell(conversation.id, agent, self.render(message))
-            .await
+    ) -> Result<Delivery, AgentChannelError> {
+        // Kept in the engine's delivery outbox until the phone answers; a
+        // MESSAGE the proxy or phone refuses re-queues or re-offers the chat
+        // (see `run_events`), whose next offer shows the history again.
+        if agent.sip.is_none() {
+            return Ok(Delivery::Done);
+        }
+        let body = self.render(message);
+        self.send(conversation.id, agent, body, Some(message.seq))
+            .await?;
+        Ok(Delivery::Pending)
     }
 
     async fn visitor_typing(
@@ -251,18 +298,23 @@ pub fn run_events(runtime: SipRuntime, engine: Engine, xmpp_running: bool) -> Jo
 async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
     match event {
         SipEvent::Sent { outbox_id } => {
-            agents.answered(outbox_id);
+            if let Some(sent) = agents.answered(outbox_id) {
+                delivered(engine, &sent).await;
+            }
         }
         SipEvent::SendFailed {
             outbox_id,
             status,
             reason,
         } => {
-            let Some((conversation, agent)) = agents.answered(outbox_id) else {
+            let Some(failed) = agents.answered(outbox_id) else {
                 return;
             };
+            let (conversation, agent) = (failed.conversation, &failed.agent);
             warn!(%conversation, %agent, ?status, %reason, "a SIP agent could not be reached");
-            unreachable_agent(engine, conversation, &agent).await;
+            unreachable_agent(engine, conversation, agent).await;
+            // Given up for good: the chat's next offer carries the history.
+            delivered(engine, &failed).await;
         }
         SipEvent::AgentMessage {
             from,
@@ -307,9 +359,14 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             to_user,
             active,
         } => {
-            let is_agent = engine.directory().agent_by_sip(&from).is_some();
-            if let (true, Some(conversation)) = (is_agent, conversation_of_user(&to_user)) {
-                engine.agent_typing(conversation, active);
+            let agent = engine
+                .directory()
+                .agent_by_sip(&from)
+                .map(|a| a.extension.clone());
+            if let (Some(agent), Some(conversation)) = (agent, conversation_of_user(&to_user)) {
+                if let Err(e) = engine.agent_typing(conversation, &agent, active).await {
+                    debug!(%conversation, error = %e, "agent typing not forwarded");
+                }
             }
         }
         SipEvent::AgentReachable { agent, reachable } => {
@@ -360,5 +417,17 @@ async fn tell_agent_directly(agents: &SipAgents, agent: &AgentConfig, from_user:
     };
     if let Err(e) = agents.command(command).await {
         warn!(error = %e, "cannot answer an agent");
+    }
+}
+
+/// Clears a forwarded visitor message from the engine's delivery outbox.
+async fn delivered(engine: &Engine, answered: &InFlight) {
+    if let Some(seq) = answered.seq {
+        let delivery = DeliveryRow {
+            conversation: answered.conversation,
+            seq,
+            agent_extension: answered.agent.to_string(),
+        };
+        engine.delivered(&delivery).await;
     }
 }

@@ -39,11 +39,11 @@ use super::agent_text::{self, handle_agent_text, refusal, AgentTextOutcome, NO_C
 use crate::config::XmppConfig;
 use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{
-    AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Engine,
-    MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
+    AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Delivery,
+    Engine, EngineError, MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
 use crate::files::{DisplayName, Files, Signature};
-use crate::store::Store;
+use crate::store::{DeliveryRow, Store};
 
 /// The visitor address of a conversation: `visitor-<uuid hex>`.
 pub fn visitor_address(id: ConversationId) -> VisitorAddress {
@@ -104,8 +104,16 @@ pub struct XmppAgents {
     /// Signs the download links of visitors' files.
     files: Files,
     next_outbox: AtomicI64,
-    /// Outbox ids sent but not yet confirmed → their stored row.
-    unconfirmed: Mutex<HashMap<OutboxId, String>>,
+    /// Outbox ids sent but not yet confirmed → what to clear once they are.
+    unconfirmed: Mutex<HashMap<OutboxId, Unconfirmed>>,
+}
+
+/// Where a sent stanza is kept until the server confirms it.
+enum Unconfirmed {
+    /// A row of the bridge's own outbox (offer cards, notices).
+    Outbox(String),
+    /// A visitor message in the engine's delivery outbox.
+    Delivery(DeliveryRow),
 }
 
 /// Everything [`run_events`] needs, returned by [`start`].
@@ -162,12 +170,13 @@ impl XmppAgents {
             .xmpp_outbox_put(&row, &payload)
             .await
             .map_err(|e| AgentChannelError(format!("cannot persist a message: {e}")))?;
-        self.dispatch_stored(row, message).await
+        self.dispatch_stored(Unconfirmed::Outbox(row), message)
+            .await
     }
 
     async fn dispatch_stored(
         &self,
-        row: String,
+        row: Unconfirmed,
         message: StoredMessage,
     ) -> Result<(), AgentChannelError> {
         let bad = |what: &str| AgentChannelError(format!("stored message has a bad {what}"));
@@ -195,7 +204,10 @@ impl XmppAgents {
         let count = pending.len();
         for (row, payload) in pending {
             match serde_json::from_str::<StoredMessage>(&payload) {
-                Ok(message) => self.dispatch_stored(row, message).await?,
+                Ok(message) => {
+                    self.dispatch_stored(Unconfirmed::Outbox(row), message)
+                        .await?
+                }
                 Err(e) => {
                     warn!(row, error = %e, "dropping an unreadable outbox entry");
                     self.store.xmpp_outbox_done(&row).await?;
@@ -205,16 +217,22 @@ impl XmppAgents {
         Ok(count)
     }
 
-    async fn confirmed(&self, outbox_id: OutboxId) {
-        let row = self
+    /// The server confirmed a stanza: clears it from where it was kept, and
+    /// returns the visitor message it delivered, if it was one.
+    async fn confirmed(&self, outbox_id: OutboxId) -> Option<DeliveryRow> {
+        let kept = self
             .unconfirmed
             .lock()
             .expect("outbox lock poisoned")
             .remove(&outbox_id);
-        if let Some(row) = row {
-            if let Err(e) = self.store.xmpp_outbox_done(&row).await {
-                warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
+        match kept? {
+            Unconfirmed::Outbox(row) => {
+                if let Err(e) = self.store.xmpp_outbox_done(&row).await {
+                    warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
+                }
+                None
             }
+            Unconfirmed::Delivery(delivery) => Some(delivery),
         }
     }
 
@@ -340,12 +358,21 @@ impl AgentChannel for XmppAgents {
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError> {
+    ) -> Result<Delivery, AgentChannelError> {
         let Some(jid) = &agent.xmpp else {
-            return Ok(());
+            return Ok(Delivery::Done);
         };
-        self.send(self.visitor_message(conversation.id, jid, message))
-            .await
+        // Kept in the engine's delivery outbox, not ours: cleared when the
+        // server confirms it (`Event::Sent`), re-sent after a restart.
+        let delivery = DeliveryRow {
+            conversation: conversation.id,
+            seq: message.seq,
+            agent_extension: agent.extension.to_string(),
+        };
+        let stanza = self.visitor_message(conversation.id, jid, message);
+        self.dispatch_stored(Unconfirmed::Delivery(delivery), stanza)
+            .await?;
+        Ok(Delivery::Pending)
     }
 
     async fn visitor_typing(
@@ -486,11 +513,19 @@ struct Inbound<'a> {
 impl Inbound<'_> {
     async fn handle(&self, event: Event) {
         match event {
-            Event::Connected => info!("XMPP component connected"),
+            Event::Connected => {
+                metrics::gauge!("frontdesk_xmpp_connected").set(1.0);
+                info!("XMPP component connected");
+            }
             Event::Disconnected { reason } => {
+                metrics::gauge!("frontdesk_xmpp_connected").set(0.0);
                 warn!(%reason, "XMPP component disconnected; reconnecting");
             }
-            Event::Sent { outbox_id } => self.agents.confirmed(outbox_id).await,
+            Event::Sent { outbox_id } => {
+                if let Some(delivery) = self.agents.confirmed(outbox_id).await {
+                    self.engine.delivered(&delivery).await;
+                }
+            }
             Event::AgentMessage {
                 from,
                 to,
@@ -511,13 +546,18 @@ impl Inbound<'_> {
                 ..
             } => self.slot_request(from, iq_id, &filename, size).await,
             Event::AgentChatState { from, to, state } => {
-                if let Some((conversation, _)) = self.resolve(&from, &to) {
-                    match state {
-                        ChatState::Composing => self.engine.agent_typing(conversation, true),
-                        ChatState::Paused | ChatState::Active | ChatState::Inactive => {
-                            self.engine.agent_typing(conversation, false)
-                        }
-                        ChatState::Gone => {}
+                if let Some((conversation, agent)) = self.resolve(&from, &to) {
+                    let composing = match state {
+                        ChatState::Composing => true,
+                        ChatState::Paused | ChatState::Active | ChatState::Inactive => false,
+                        ChatState::Gone => return,
+                    };
+                    if let Err(e) = self
+                        .engine
+                        .agent_typing(conversation, &agent, composing)
+                        .await
+                    {
+                        debug!(%conversation, error = %e, "agent typing not forwarded");
                     }
                 }
             }
@@ -729,6 +769,10 @@ impl Inbound<'_> {
                     UploadRefusal::ResourceConstraint,
                     "Too many uploads are waiting to be sent; send them or try later.",
                 ),
+                SlotRefusal::DangerousName(_) => (
+                    UploadRefusal::NotAcceptable,
+                    "Files with this extension cannot be sent (it runs code when opened).",
+                ),
             })?;
         let unavailable = (
             UploadRefusal::Unavailable,
@@ -745,11 +789,19 @@ impl Inbound<'_> {
     }
 
     async fn receipt(&self, from: &Jid, to: &VisitorAddress, id: &str, status: ReceiptStatus) {
-        let (Some((conversation, _)), Some(seq)) = (self.resolve(from, to), seq_of(id)) else {
+        let (Some((conversation, agent)), Some(seq)) = (self.resolve(from, to), seq_of(id)) else {
             return;
         };
-        if let Err(e) = self.engine.agent_receipt(conversation, status, seq).await {
-            warn!(conversation = %conversation, error = %e, "cannot record a receipt");
+        match self
+            .engine
+            .agent_receipt(conversation, &agent, status, seq)
+            .await
+        {
+            Ok(()) => {}
+            Err(EngineError::NotYourConversation) => {
+                debug!(%conversation, "receipt from an agent not in charge ignored");
+            }
+            Err(e) => warn!(%conversation, error = %e, "cannot record a receipt"),
         }
     }
 

@@ -134,6 +134,7 @@ impl Engine {
             self.withdraw(&summary, &others, Some(&config.name)).await;
         }
         self.forget(id);
+        self.drop_deliveries(id, Some(agent)).await;
         *self.live().chats_taken.entry(agent.clone()).or_insert(0) += 1;
         if let Some(queue) = self.queue_of(&row) {
             self.dispatch(&queue).await;
@@ -193,23 +194,56 @@ impl Engine {
         Ok(row)
     }
 
-    /// The agent is typing (ephemeral: not stored).
-    pub fn agent_typing(&self, id: ConversationId, composing: bool) {
+    /// The agent in charge is typing (ephemeral: not stored). Anyone else's
+    /// typing is refused with `NotYourConversation`.
+    pub async fn agent_typing(
+        &self,
+        id: ConversationId,
+        agent: &AgentExtension,
+        composing: bool,
+    ) -> EngineResult<()> {
+        let row = self.row(id).await?;
+        if row.state != ConversationState::Active || !self.is_assigned_to(&row, agent) {
+            return Err(EngineError::NotYourConversation);
+        }
         self.inner.hub.publish(id, Signal::AgentTyping(composing));
+        Ok(())
     }
 
     /// The agent's client confirmed delivery or display of visitor messages
-    /// up to `up_to_seq`.
+    /// up to `up_to_seq`. Only the agent in charge of an active chat is
+    /// heard; the seq is clamped to the conversation's last one, and a
+    /// receipt that confirms nothing new is not stored.
     pub async fn agent_receipt(
         &self,
         id: ConversationId,
+        agent: &AgentExtension,
         status: ReceiptStatus,
         up_to_seq: i64,
     ) -> EngineResult<()> {
+        let row = self.row(id).await?;
+        if row.state != ConversationState::Active || !self.is_assigned_to(&row, agent) {
+            return Err(EngineError::NotYourConversation);
+        }
+        let up_to_seq = up_to_seq.min(row.last_seq);
+        // Reading implies delivery. Two racing receipts may both be stored;
+        // the widget keeps the highest.
+        let update = match status {
+            ReceiptStatus::Delivered if up_to_seq > row.delivered_seq => ConversationUpdate {
+                delivered_seq: Some(up_to_seq),
+                ..Default::default()
+            },
+            ReceiptStatus::Read if up_to_seq > row.read_seq => ConversationUpdate {
+                delivered_seq: Some(up_to_seq.max(row.delivered_seq)),
+                read_seq: Some(up_to_seq),
+                ..Default::default()
+            },
+            _ => return Ok(()),
+        };
         self.commit(
             id,
             None,
-            &ConversationUpdate::default(),
+            &update,
             &[event(EventBody::Receipt { status, up_to_seq })],
         )
         .await?;
@@ -223,7 +257,7 @@ impl Engine {
         agent: &AgentExtension,
     ) -> EngineResult<ConversationView> {
         let row = self.row(id).await?;
-        if row.agent_extension.as_deref() != Some(agent.as_str()) {
+        if !self.is_assigned_to(&row, agent) {
             return Err(EngineError::NotYourConversation);
         }
         self.close(id, Party::Agent).await

@@ -23,6 +23,19 @@ pub struct Offer {
 #[error("agent channel: {0}")]
 pub struct AgentChannelError(pub String);
 
+/// What became of a visitor message handed to [`AgentChannel::deliver`].
+/// The message stays in the delivery outbox (and is forwarded again after
+/// a restart) until it is `Done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The agent's side has it, or the bridge gave up on it for good and
+    /// dealt with the consequence (an offer declined, a chat re-queued).
+    Done,
+    /// Handed to the protocol: the bridge calls `Engine::delivered` once
+    /// the other side confirmed it.
+    Pending,
+}
+
 #[async_trait]
 pub trait AgentChannel: Send + Sync + 'static {
     /// Offers a waiting conversation to `offer.agents`.
@@ -37,13 +50,15 @@ pub trait AgentChannel: Send + Sync + 'static {
         taken_by: Option<&str>,
     ) -> Result<(), AgentChannelError>;
 
-    /// Forwards a visitor's message to the agent in charge.
+    /// Forwards a visitor's message to the agent in charge (or ringing).
+    /// An error leaves it in the outbox, to be forwarded again at the next
+    /// start.
     async fn deliver(
         &self,
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError>;
+    ) -> Result<Delivery, AgentChannelError>;
 
     /// The visitor started or stopped typing.
     async fn visitor_typing(

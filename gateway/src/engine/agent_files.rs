@@ -31,8 +31,8 @@ use super::{
     MessageView, Signal,
 };
 use crate::domain::{ConversationId, FileId};
-use crate::files::{DisplayName, FileStore, Received};
-use crate::store::{FileInsert, FileRow, StoreError};
+use crate::files::{DangerousName, DisplayName, FileStore, Received};
+use crate::store::{FileInsert, FileQuota, FileRow, StoreError};
 
 /// How long a granted slot waits for its PUT to start.
 pub const SLOT_TTL: Duration = Duration::from_secs(300);
@@ -87,6 +87,8 @@ pub enum SlotRefusal {
     Empty,
     #[error("too many uploads are waiting to be sent")]
     TooManyOpen,
+    #[error(transparent)]
+    DangerousName(#[from] DangerousName),
 }
 
 /// Why a PUT cannot use a slot.
@@ -178,6 +180,8 @@ impl UploadSlots {
 pub struct UploadTicket {
     pub slot: SlotId,
     pub size: u64,
+    /// The file name the agent's client asked the slot for.
+    pub filename: String,
 }
 
 impl Engine {
@@ -206,6 +210,9 @@ impl Engine {
         if size == 0 {
             return Err(SlotRefusal::Empty);
         }
+        // Refused now rather than after the bytes (the content is not known
+        // yet, so only the name can be judged here).
+        DisplayName::for_content(Some(filename), None)?;
         let now = Instant::now();
         self.inner.uploads.sweep(now);
         let mut slots = self.inner.uploads.lock();
@@ -244,17 +251,17 @@ impl Engine {
         Ok(UploadTicket {
             slot: slot.clone(),
             size: entry.size,
+            filename: entry.filename.clone(),
         })
     }
 
     /// The PUT on `ticket`'s slot completed: the file waits for the message
-    /// that sends it. Its display name is the slot's file name, sanitised
-    /// (or `file.EXT` from the sniffed type).
+    /// that sends it, under the name it was received with (the slot's file
+    /// name, made to fit the content).
     pub fn finish_upload(&self, ticket: UploadTicket, file: Received) {
         let mut slots = self.inner.uploads.lock();
         if let Some(slot) = slots.get_mut(&ticket.slot) {
-            let name =
-                DisplayName::from_client(Some(&slot.filename), file.sniffed.extension.as_deref());
+            let name = file.name.clone();
             slot.state = SlotState::Uploaded {
                 file,
                 name,
@@ -339,7 +346,13 @@ impl Engine {
             created_at: 0,
         };
         let new = event(EventBody::Message { message });
-        let stored = match self.inner.store.insert_file(&file_row, &new, 1).await {
+        // Agents are not held to the visitors' quota: one file, one batch.
+        let quota = FileQuota {
+            per_batch: 1,
+            files: u32::MAX,
+            bytes: u64::MAX,
+        };
+        let stored = match self.inner.store.insert_file(&file_row, &new, &quota).await {
             Ok(FileInsert::Stored(stored)) => stored,
             other => {
                 // Not stored: its bytes must not stay behind.
@@ -377,6 +390,7 @@ mod tests {
             Denylist::new(&[]),
             url::Url::parse("https://chat.example.com/").unwrap(),
             60,
+            0,
         )
     }
 
@@ -407,7 +421,7 @@ mod tests {
         let files = files(&dir);
         let mut intake = files.intake(5).await.unwrap();
         intake.push(b"hello").await.unwrap();
-        let received = intake.finish().await.unwrap();
+        let received = intake.finish(Some("a.txt")).await.unwrap();
         let now = Instant::now();
         let slots = UploadSlots::default();
         let uploaded = SlotState::Uploaded {

@@ -63,6 +63,16 @@ impl Engine {
         agent: &AgentExtension,
         command: AgentCommand,
     ) -> EngineResult<String> {
+        if command != AgentCommand::Help {
+            // Only the agent in charge (or one it rings for) may act on or
+            // look at a chat; after the end, its last agent still may.
+            let row = self.row(id).await?;
+            let theirs = self.concerns(&row, agent)
+                || (row.state.is_final() && self.is_assigned_to(&row, agent));
+            if !theirs {
+                return Err(EngineError::NotYourConversation);
+            }
+        }
         match command {
             AgentCommand::Help => Ok(HELP.to_owned()),
             AgentCommand::Unknown(name) => Ok(format!("Unknown command /{name}.\n{HELP}")),

@@ -5,13 +5,15 @@
 //! The bytes are already in the file store when these methods run; the
 //! caller deletes them when the outcome says they are not needed.
 
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use super::view::AttachmentView;
-use super::{event, message_of, Engine, EngineError, EngineResult, EventBody, MessageView, Signal};
+use super::{
+    event, message_of, Channel, Engine, EngineError, EngineResult, EventBody, MessageView, Signal,
+};
 use crate::domain::{BatchId, ConversationId, FileId, Party};
 use crate::files::NewAttachment;
-use crate::store::{FileInsert, FileRow};
+use crate::store::{ConversationRow, FileInsert, FileQuota, FileRow};
 
 /// What became of an attachment.
 #[derive(Debug, Clone)]
@@ -23,15 +25,41 @@ pub enum AttachOutcome {
     Existing(MessageView),
     /// The batch is full. The new bytes are not needed.
     BatchFull { limit: u32 },
+    /// The conversation holds as many files, or bytes, as its channel
+    /// allows. The new bytes are not needed.
+    ConversationFull { files: u32, bytes: u64 },
+}
+
+/// What a visitor may send in a conversation of `channel`.
+fn visitor_quota(channel: &Channel) -> FileQuota {
+    let limits = &channel.config.limits;
+    FileQuota {
+        per_batch: limits.max_files_per_batch,
+        files: limits.max_files_per_conversation,
+        bytes: limits.max_bytes_per_conversation,
+    }
 }
 
 impl Engine {
-    /// How many files `batch` already holds (to refuse a sixth before its
-    /// bytes arrive; [`attach_visitor_file`](Self::attach_visitor_file) is
-    /// what enforces the limit).
-    pub async fn files_in_batch(&self, id: ConversationId, batch: &BatchId) -> EngineResult<u32> {
-        let n = self.inner.store.files_in_batch(id, batch.as_str()).await?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    /// Why one more visitor file in `batch` would be refused, if it would
+    /// (to refuse it before its bytes arrive;
+    /// [`attach_visitor_file`](Self::attach_visitor_file) is what enforces
+    /// the limits).
+    pub async fn visitor_file_refusal(
+        &self,
+        row: &ConversationRow,
+        batch: &BatchId,
+    ) -> EngineResult<Option<AttachOutcome>> {
+        let quota = visitor_quota(&*self.channel_of(row)?);
+        let usage = self
+            .inner
+            .store
+            .file_usage(row.id, batch.as_str(), "visitor")
+            .await?;
+        Ok(quota
+            .check(&usage, 1)
+            .err()
+            .map(|full| refusal_of(full, &quota)))
     }
 
     /// The message a client already stored under `client_id`, if any.
@@ -57,9 +85,9 @@ impl Engine {
         &self,
         id: ConversationId,
         file: NewAttachment,
-        max_per_batch: u32,
     ) -> EngineResult<AttachOutcome> {
         let row = self.row(id).await?;
+        let quota = visitor_quota(&*self.channel_of(&row)?);
         if row.state.is_final() {
             return Err(EngineError::ConversationEnded);
         }
@@ -87,22 +115,22 @@ impl Engine {
             sender: "visitor".to_owned(),
             created_at: 0,
         };
+        let recipients = self.recipients(&row);
         let mut new = event(EventBody::Message { message });
         new.client_id = client_id;
+        new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();
         let stored = match self
             .inner
             .store
-            .insert_file(&stored_row, &new, max_per_batch)
+            .insert_file(&stored_row, &new, &quota)
             .await?
         {
             FileInsert::Stored(stored) => stored,
             FileInsert::Duplicate(existing) => {
                 return Ok(AttachOutcome::Existing(message_of(&existing)?))
             }
-            FileInsert::BatchFull => {
-                return Ok(AttachOutcome::BatchFull {
-                    limit: max_per_batch,
-                })
+            full @ (FileInsert::BatchFull | FileInsert::ConversationFull) => {
+                return Ok(refusal_of(full, &quota))
             }
             FileInsert::NoConversation => return Err(EngineError::UnknownConversation),
         };
@@ -110,11 +138,9 @@ impl Engine {
         self.inner.hub.publish(id, Signal::Committed(stored.seq));
         metrics::counter!("frontdesk_files_total", "from" => "visitor").increment(1);
         info!(size = stored_row.size, content_type = %stored_row.content_type, "visitor sent a file");
-        if let Some(agent) = self.assigned_agent(&row) {
-            let summary = self.summary(&row)?;
-            if let Err(e) = self.inner.agents.deliver(&agent, &summary, &message).await {
-                warn!(error = %e, agent = %agent.extension, "could not forward a visitor's file");
-            }
+        if !recipients.is_empty() {
+            self.forward(&self.summary(&row)?, &message, &recipients)
+                .await;
         }
         Ok(AttachOutcome::Stored(message))
     }
@@ -122,5 +148,18 @@ impl Engine {
     /// A stored file's row (for downloads).
     pub async fn file(&self, file_id: &FileId) -> EngineResult<Option<FileRow>> {
         Ok(self.inner.store.file(file_id).await?)
+    }
+}
+
+/// The outcome a full quota means.
+fn refusal_of(full: FileInsert, quota: &FileQuota) -> AttachOutcome {
+    match full {
+        FileInsert::BatchFull => AttachOutcome::BatchFull {
+            limit: quota.per_batch,
+        },
+        _ => AttachOutcome::ConversationFull {
+            files: quota.files,
+            bytes: quota.bytes,
+        },
     }
 }

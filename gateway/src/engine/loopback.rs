@@ -10,7 +10,7 @@ use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
 
-use super::agent_channel::{AgentChannel, AgentChannelError, Offer};
+use super::agent_channel::{AgentChannel, AgentChannelError, Delivery, Offer};
 use super::view::{ConversationSummary, MessageView};
 use crate::domain::{ConversationId, Party};
 
@@ -82,12 +82,13 @@ impl AgentChannel for LoopbackAgents {
         agent: &AgentConfig,
         conversation: &ConversationSummary,
         message: &MessageView,
-    ) -> Result<(), AgentChannelError> {
+    ) -> Result<Delivery, AgentChannelError> {
         self.send(AgentCall::Deliver {
             agent: agent.extension.clone(),
             conversation: conversation.id,
             message: message.clone(),
         })
+        .map(|()| Delivery::Done)
     }
 
     async fn visitor_typing(

@@ -21,6 +21,7 @@ pub mod view;
 
 mod agent;
 mod agent_files;
+mod delivery;
 mod dispatch;
 mod files;
 mod overflow;
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-pub use agent_channel::{AgentChannel, AgentChannelError, Offer};
+pub use agent_channel::{AgentChannel, AgentChannelError, Delivery, Offer};
 pub use agent_files::{
     AgentFileOutcome, GrantedSlot, SlotId, SlotRefusal, SlotUnusable, UploadTicket,
 };
@@ -52,7 +53,8 @@ pub use view::{
 };
 
 use crate::domain::{
-    ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, Party, VisitorName,
+    ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, PageUrl, Party,
+    VisitorName,
 };
 use crate::store::{ConversationRow, ConversationUpdate, NewEvent, Store, StoreError, StoredEvent};
 
@@ -100,7 +102,7 @@ pub enum AgentStatus {
 pub struct NewVisitor {
     pub name: VisitorName,
     pub email: Email,
-    pub page_url: Option<String>,
+    pub page_url: Option<PageUrl>,
     pub language: String,
 }
 
@@ -191,7 +193,8 @@ impl Engine {
     }
 
     /// Puts conversations that were waiting when the gateway stopped back
-    /// in their queues, then offers them again. Active chats stay active.
+    /// in their queues, forwards to agents in charge what they never got,
+    /// then offers the waiting ones again. Active chats stay active.
     pub async fn recover(&self) -> EngineResult<()> {
         let offered = self
             .inner
@@ -209,6 +212,7 @@ impl Engine {
                 .await?;
         }
         info!(requeued = offered.len(), "recovered waiting conversations");
+        self.replay_deliveries().await?;
         self.dispatch_all().await;
         Ok(())
     }
@@ -256,6 +260,12 @@ impl Engine {
         self.inner.directory.agent(&ext).cloned()
     }
 
+    /// What agents are shown of a conversation first (its visitor card).
+    pub async fn summary_of(&self, id: ConversationId) -> EngineResult<ConversationSummary> {
+        let row = self.row(id).await?;
+        self.summary(&row)
+    }
+
     fn summary(&self, row: &ConversationRow) -> EngineResult<ConversationSummary> {
         let channel = self.channel_of(row)?;
         let option_label = row.option_id.as_deref().and_then(|id| {
@@ -277,6 +287,25 @@ impl Engine {
             option_label,
             queue: row.queue_extension.clone(),
         })
+    }
+
+    /// Whether `row` is assigned to `agent` (active, or ended while theirs).
+    fn is_assigned_to(&self, row: &ConversationRow, agent: &AgentExtension) -> bool {
+        row.agent_extension.as_deref() == Some(agent.as_str())
+    }
+
+    /// Whether `agent` may look at this conversation: it is theirs, or it
+    /// is ringing for them right now.
+    fn concerns(&self, row: &ConversationRow, agent: &AgentExtension) -> bool {
+        match row.state {
+            ConversationState::Active => self.is_assigned_to(row, agent),
+            ConversationState::Offered => self
+                .live()
+                .offers
+                .get(&row.id)
+                .is_some_and(|o| o.agents.contains(agent)),
+            _ => false,
+        }
     }
 
     fn position_of(&self, id: ConversationId) -> Option<u32> {

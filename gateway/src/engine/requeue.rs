@@ -104,6 +104,7 @@ impl Engine {
         ];
         self.commit(row.id, Some(ConversationState::Active), &update, &events)
             .await?;
+        self.drop_deliveries(row.id, None).await;
         info!(conversation = %row.id, "agent left: conversation re-queued");
         Ok(())
     }
@@ -142,6 +143,7 @@ impl Engine {
         {
             Ok(Some(_)) => {
                 info!(conversation = %id, "offer expired: back in the queue");
+                self.drop_deliveries(id, None).await;
                 if let Ok(row) = self.row(id).await {
                     if let Ok(summary) = self.summary(&row) {
                         let configs = self.agent_configs(&agents);

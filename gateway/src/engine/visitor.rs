@@ -11,7 +11,7 @@ use super::{
     EventView, MessageView, NewVisitor, Signal, VisitorView,
 };
 use crate::domain::{
-    ClientMessageId, ConversationId, ConversationState, MessageBody, Party, VisitorToken,
+    ClientMessageId, ConversationId, ConversationState, MessageBody, PageUrl, Party, VisitorToken,
 };
 use crate::store::{now_ms, ConversationRow, ConversationUpdate, NewConversation};
 
@@ -56,7 +56,7 @@ impl Engine {
             state: target,
             visitor_name: visitor.name.as_str().to_owned(),
             visitor_email: visitor.email.as_str().to_owned(),
-            page_url: visitor.page_url,
+            page_url: visitor.page_url.map(PageUrl::into_string),
             language,
             queue_extension: queue.as_ref().map(ToString::to_string),
             ended: target.is_final(),
@@ -179,8 +179,10 @@ impl Engine {
         let message =
             MessageView::new(Party::Visitor, row.visitor_name.clone(), body.into_string())
                 .with_client_id(Some(client_id.as_str().to_owned()));
+        let recipients = self.recipients(&row);
         let mut new = event(EventBody::Message { message });
         new.client_id = Some(client_id.as_str().to_owned());
+        new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();
         let (stored, created) = self.inner.store.append_idempotent(id, &new).await?;
         let message = message_of(&stored)?;
         if !created {
@@ -188,22 +190,9 @@ impl Engine {
         }
         self.inner.hub.publish(id, Signal::Committed(stored.seq));
         metrics::counter!("frontdesk_messages_total", "from" => "visitor").increment(1);
-        // The agent in charge gets it; while an offer rings, every ringing
-        // agent does, so whoever answers has seen everything.
-        let recipients = match self.assigned_agent(&row) {
-            Some(agent) => vec![agent],
-            None => {
-                let ringing = self.live().offers.get(&id).map(|o| o.agents.clone());
-                self.agent_configs(&ringing.unwrap_or_default())
-            }
-        };
         if !recipients.is_empty() {
-            let summary = self.summary(&row)?;
-            for agent in &recipients {
-                if let Err(e) = self.inner.agents.deliver(agent, &summary, &message).await {
-                    warn!(error = %e, agent = %agent.extension, "could not forward a visitor message");
-                }
-            }
+            self.forward(&self.summary(&row)?, &message, &recipients)
+                .await;
         }
         Ok((message, true))
     }
@@ -301,6 +290,7 @@ impl Engine {
             }
         }
         self.forget(id);
+        self.drop_deliveries(id, None).await;
         if let Some(agent) = row.agent_extension.as_deref().and_then(|a| a.parse().ok()) {
             self.live().last_chat_ended.insert(agent, Utc::now());
         }

@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::domain::{BatchId, ClientMessageId, FileId};
-pub use name::DisplayName;
+pub use name::{DangerousName, DisplayName};
 pub use signing::{LinkError, Signature, UrlSigner};
 pub use sniff::{Denylist, Sniffed};
 pub use store::{DirectoryStore, FileStore, PendingFile, StorageKey, StoredBytes, PARTIAL_IDLE};
@@ -54,6 +54,7 @@ struct Inner {
     denylist: Denylist,
     public_url: Url,
     link_ttl_secs: i64,
+    min_free_bytes: u64,
 }
 
 impl Files {
@@ -63,6 +64,7 @@ impl Files {
         denylist: Denylist,
         public_url: Url,
         link_ttl_secs: u64,
+        min_free_bytes: u64,
     ) -> Files {
         Files {
             inner: Arc::new(Inner {
@@ -71,6 +73,7 @@ impl Files {
                 denylist,
                 public_url,
                 link_ttl_secs: i64::try_from(link_ttl_secs).unwrap_or(i64::MAX / 2),
+                min_free_bytes,
             }),
         }
     }
@@ -89,6 +92,7 @@ impl Files {
             Denylist::new(&config.files.denied_types),
             config.public_url(),
             config.files.link_ttl_secs,
+            config.files.min_free_bytes,
         )
     }
 
@@ -96,8 +100,18 @@ impl Files {
         self.inner.store.as_ref()
     }
 
-    /// Starts receiving a file of at most `limit` bytes.
-    pub async fn intake(&self, limit: u64) -> io::Result<Intake> {
+    /// Starts receiving a file of at most `limit` bytes, unless the store
+    /// is down to its free-space floor (`files.min_free_bytes`): a full disk
+    /// would fail uploads half-way and then the database, so uploads stop
+    /// first, with a clear error, while chat goes on.
+    pub async fn intake(&self, limit: u64) -> Result<Intake, IntakeError> {
+        let floor = self.inner.min_free_bytes;
+        if floor > 0 {
+            let free = self.inner.store.available_space().await?;
+            if free < floor.saturating_add(limit) {
+                return Err(IntakeError::StorageFull);
+            }
+        }
         Ok(Intake {
             pending: self.inner.store.begin().await?,
             limit,
@@ -152,8 +166,22 @@ pub enum IntakeError {
     Denied { media_type: String },
     #[error("the file is empty")]
     Empty,
+    #[error(transparent)]
+    DangerousName(#[from] DangerousName),
+    #[error("the file store is full")]
+    StorageFull,
     #[error("cannot store the file: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for IntakeError {
+    /// A disk that fills up under an upload is a full store, not a failure.
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => IntakeError::StorageFull,
+            _ => IntakeError::Io(e),
+        }
+    }
 }
 
 /// A file being received: counts, sniffs and writes each chunk as it
@@ -199,8 +227,9 @@ impl Intake {
         Ok(())
     }
 
-    /// The whole file arrived.
-    pub async fn finish(mut self) -> Result<Received, IntakeError> {
+    /// The whole file arrived; `client_name` is the name the client gave
+    /// it, made to fit the content (see [`DisplayName::for_content`]).
+    pub async fn finish(mut self, client_name: Option<&str>) -> Result<Received, IntakeError> {
         if self.size == 0 {
             return Err(IntakeError::Empty);
         }
@@ -208,10 +237,12 @@ impl Intake {
             self.decide(true)?;
         }
         let sniffed = self.sniffed.take().expect("decided above");
+        let name = DisplayName::for_content(client_name, sniffed.extension.as_deref())?;
         Ok(Received {
             pending: self.pending,
             size: self.size,
             sniffed,
+            name,
         })
     }
 }
@@ -221,6 +252,8 @@ pub struct Received {
     pending: Box<dyn PendingFile>,
     pub size: u64,
     pub sniffed: Sniffed,
+    /// The name to show and to download it under.
+    pub name: DisplayName,
 }
 
 impl Received {
@@ -243,6 +276,7 @@ mod tests {
             Denylist::new(&["text/html".to_owned()]),
             Url::parse("https://chat.example.com/base/").unwrap(),
             60,
+            0,
         )
     }
 
@@ -257,7 +291,7 @@ mod tests {
         let mut exact = files.intake(10).await.unwrap();
         exact.push(b"hello").await.unwrap();
         exact.push(b"world").await.unwrap();
-        let received = exact.finish().await.unwrap();
+        let received = exact.finish(Some("hello.txt")).await.unwrap();
         assert_eq!(received.size, 10);
         assert_eq!(received.sniffed.media_type, "text/plain");
         let key = received.commit().await.unwrap();
@@ -281,11 +315,11 @@ mod tests {
         let mut html = files.intake(1000).await.unwrap();
         html.push(b"<html><script>alert(1)</script>").await.unwrap();
         assert!(matches!(
-            html.finish().await,
+            html.finish(Some("page.txt")).await,
             Err(IntakeError::Denied { media_type }) if media_type == "text/html"
         ));
         let empty = files.intake(1000).await.unwrap();
-        assert!(matches!(empty.finish().await, Err(IntakeError::Empty)));
+        assert!(matches!(empty.finish(None).await, Err(IntakeError::Empty)));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -8,14 +8,101 @@
 //! invisible formatting characters are dropped, characters Windows refuses
 //! in names are replaced, dots cannot lead or trail, and the length is
 //! bounded while keeping the extension.
+//!
+//! The extension is what the agent's (or visitor's) computer uses to decide
+//! what opening the file does, and the client chose it. So a name whose
+//! extension runs code or renders active content where it is opened
+//! (`.html`, `.svg`, `.js`, `.bat`, `.ps1`, `.hta`, …) is refused, whatever
+//! the content, and any other extension that does not fit the sniffed type
+//! is replaced by that type's own (`invoice.pdf` holding a PNG is offered
+//! as `invoice.png`).
 
 use std::fmt;
+
+use crate::domain::text;
 
 /// Longest display name kept, in characters.
 pub const MAX_NAME_CHARS: usize = 150;
 
 /// Longest extension kept intact when a long name is shortened.
 const MAX_EXTENSION_CHARS: usize = 16;
+
+/// Extensions refused in a file's name: opening such a file runs code or
+/// renders active content (scripts in HTML and SVG) on the machine where it
+/// is opened, which the sniffed type cannot rule out (a script is text).
+pub const DANGEROUS_EXTENSIONS: &[&str] = &[
+    "app",
+    "application",
+    "bat",
+    "chm",
+    "cmd",
+    "com",
+    "cpl",
+    "dll",
+    "exe",
+    "gadget",
+    "hta",
+    "htm",
+    "html",
+    "inf",
+    "ins",
+    "jar",
+    "js",
+    "jse",
+    "lnk",
+    "mht",
+    "mhtml",
+    "mjs",
+    "msc",
+    "msi",
+    "msp",
+    "pif",
+    "ps1",
+    "ps1xml",
+    "ps2",
+    "psc1",
+    "psd1",
+    "psm1",
+    "reg",
+    "scf",
+    "scr",
+    "sct",
+    "settingcontent-ms",
+    "shtml",
+    "svg",
+    "svgz",
+    "url",
+    "vb",
+    "vbe",
+    "vbs",
+    "ws",
+    "wsc",
+    "wsf",
+    "wsh",
+    "xht",
+    "xhtml",
+    "xsl",
+    "xslt",
+];
+
+/// Extensions that fit plain text besides `txt`.
+const TEXT_EXTENSIONS: &[&str] = &["text", "log", "csv", "tsv", "md", "ini", "cfg", "conf"];
+
+/// Other spellings of a sniffed type's extension.
+const ALIASES: &[(&str, &[&str])] = &[
+    ("jpg", &["jpeg", "jpe", "jfif"]),
+    ("tif", &["tiff"]),
+    ("mp4", &["m4v"]),
+    ("mpg", &["mpeg"]),
+    ("gz", &["tgz"]),
+];
+
+/// A file name whose extension is refused (see [`DANGEROUS_EXTENSIONS`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("files named *.{extension} cannot be sent")]
+pub struct DangerousName {
+    pub extension: String,
+}
 
 /// A sanitised file name, for display and downloads only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +121,45 @@ impl DisplayName {
             Some(name) => DisplayName(name),
             None => Self::unnamed(extension),
         }
+    }
+
+    /// The client's name (if any), cleaned, with an extension that fits the
+    /// `sniffed` content: a dangerous extension is refused, one that does
+    /// not fit is replaced by `sniffed`'s, and a name without one gets it.
+    pub fn for_content(
+        raw: Option<&str>,
+        sniffed: Option<&str>,
+    ) -> Result<DisplayName, DangerousName> {
+        let Some(name) = raw.and_then(clean) else {
+            return Ok(Self::unnamed(sniffed));
+        };
+        let (stem, extension) = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => {
+                (stem, Some(ext.to_lowercase()))
+            }
+            _ => (name.as_str(), None),
+        };
+        if let Some(ext) = extension.as_deref() {
+            if DANGEROUS_EXTENSIONS.contains(&ext) {
+                return Err(DangerousName {
+                    extension: ext.to_owned(),
+                });
+            }
+        }
+        let fits = |ext: &str, sniffed: &str| {
+            ext == sniffed
+                || (sniffed == "txt" && TEXT_EXTENSIONS.contains(&ext))
+                || ALIASES
+                    .iter()
+                    .any(|(canonical, others)| *canonical == sniffed && others.contains(&ext))
+        };
+        Ok(match (extension.as_deref(), sniffed) {
+            (Some(ext), Some(sniffed)) if !fits(ext, sniffed) => {
+                Self::sanitize(&format!("{stem}.{sniffed}"))
+            }
+            (None, Some(sniffed)) => Self::sanitize(&format!("{name}.{sniffed}")),
+            _ => DisplayName(name),
+        })
     }
 
     /// A name for a file the client did not name, from its sniffed type.
@@ -100,23 +226,11 @@ fn clean(raw: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| shorten(trimmed))
 }
 
-/// Control characters, bidi embeddings/overrides/isolates and marks,
-/// zero-width and other invisible format characters.
+/// What a one-line field may not carry (see `domain::text`), and ZWJ and
+/// ZWNJ too: a file name has no use for them and they can hide a change of
+/// extension.
 fn is_hidden_or_dangerous(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
+    text::unsafe_in_one_line(c) || matches!(c, '\u{200C}' | '\u{200D}')
 }
 
 /// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension.
@@ -163,6 +277,50 @@ mod tests {
         assert_eq!(clean("a\u{2066}b\u{2069}c\u{200B}.txt"), "abc.txt");
         assert_eq!(clean("line\nbreak\0.txt"), "linebreak.txt");
         assert_eq!(clean("tab\there.txt"), "tab here.txt");
+    }
+
+    #[test]
+    fn extensions_follow_the_content() {
+        let named = |raw: &str, sniffed: Option<&str>| {
+            DisplayName::for_content(Some(raw), sniffed).map(DisplayName::into_string)
+        };
+        assert_eq!(named("photo.JPEG", Some("jpg")).unwrap(), "photo.JPEG");
+        assert_eq!(named("invoice.pdf", Some("png")).unwrap(), "invoice.png");
+        assert_eq!(named("notes.csv", Some("txt")).unwrap(), "notes.csv");
+        assert_eq!(named("notes.docx", Some("txt")).unwrap(), "notes.txt");
+        assert_eq!(named("README", Some("txt")).unwrap(), "README.txt");
+        assert_eq!(named("data.bin", None).unwrap(), "data.bin");
+        assert_eq!(
+            DisplayName::for_content(None, Some("pdf"))
+                .unwrap()
+                .as_str(),
+            "file.pdf"
+        );
+    }
+
+    #[test]
+    fn names_that_run_code_where_they_are_opened_are_refused() {
+        for raw in [
+            "invoice.html",
+            "logo.SVG",
+            "run.js",
+            "setup.bat",
+            "x.ps1",
+            "a.hta",
+            "report.pdf.exe",
+            "tricky\u{202E}fdp.html",
+        ] {
+            assert!(
+                DisplayName::for_content(Some(raw), Some("txt")).is_err(),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            DisplayName::for_content(Some("invoice.html"), Some("txt")),
+            Err(DangerousName {
+                extension: "html".to_owned()
+            })
+        );
     }
 
     #[test]

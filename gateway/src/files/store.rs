@@ -70,6 +70,8 @@ pub trait FileStore: Send + Sync + 'static {
     /// so another node's uploads in a shared store are safe). Called at
     /// start-up and by the hourly sweep. Returns how many there were.
     async fn remove_partials(&self) -> io::Result<usize>;
+    /// Bytes still free for new files (for the free-space floor).
+    async fn available_space(&self) -> io::Result<u64>;
 }
 
 /// Files as plain files in one folder, partial uploads in `tmp/` inside it.
@@ -99,6 +101,23 @@ impl DirectoryStore {
 
 #[async_trait]
 impl FileStore for DirectoryStore {
+    async fn available_space(&self) -> io::Result<u64> {
+        // The folder may not exist yet: ask about the nearest one that does.
+        let mut dir = self.root.clone();
+        while !dir.exists() {
+            if !dir.pop() || dir.as_os_str().is_empty() {
+                dir = PathBuf::from(".");
+                break;
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            let stats = rustix::fs::statvfs(&dir)?;
+            Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
     async fn remove_partials(&self) -> io::Result<usize> {
         let mut entries = match tokio::fs::read_dir(self.tmp_dir()).await {
             Ok(entries) => entries,

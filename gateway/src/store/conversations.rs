@@ -24,6 +24,9 @@ pub struct ConversationRow {
     pub agent_extension: Option<String>,
     pub agent_name: Option<String>,
     pub last_seq: i64,
+    /// The highest seq the agent's client confirmed delivered, and read.
+    pub delivered_seq: i64,
+    pub read_seq: i64,
     pub created_at: i64,
     pub queued_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -63,11 +66,13 @@ pub struct ConversationUpdate {
     pub agent: Option<Option<(String, String)>>,
     pub queued_at: Option<Option<i64>>,
     pub ended_at: Option<Option<i64>>,
+    pub delivered_seq: Option<i64>,
+    pub read_seq: Option<i64>,
 }
 
 const COLUMNS: &str = "id, channel_key, token_hash, state, visitor_name, visitor_email, \
      page_url, language, option_id, queue_extension, agent_extension, agent_name, \
-     last_seq, created_at, queued_at, ended_at";
+     last_seq, delivered_seq, read_seq, created_at, queued_at, ended_at";
 
 fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
     let id: String = row.try_get("id")?;
@@ -90,6 +95,8 @@ fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
         agent_extension: row.try_get("agent_extension")?,
         agent_name: row.try_get("agent_name")?,
         last_seq: row.try_get("last_seq")?,
+        delivered_seq: row.try_get("delivered_seq")?,
+        read_seq: row.try_get("read_seq")?,
         created_at: row.try_get("created_at")?,
         queued_at: row.try_get("queued_at")?,
         ended_at: row.try_get("ended_at")?,
@@ -211,6 +218,12 @@ impl Store {
         }
         if let Some(v) = update.ended_at {
             set("ended_at", Value::Int(v));
+        }
+        if let Some(v) = update.delivered_seq {
+            set("delivered_seq", Value::Int(Some(v)));
+        }
+        if let Some(v) = update.read_seq {
+            set("read_seq", Value::Int(Some(v)));
         }
         let assignments: Vec<String> = sets
             .iter()

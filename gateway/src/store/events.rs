@@ -6,12 +6,15 @@ use sqlx::{Any, Row, Transaction};
 use super::{now_ms, Store, StoreError, StoreResult};
 use crate::domain::ConversationId;
 
-/// An event to append. `client_id` makes visitor messages idempotent.
+/// An event to append. `client_id` makes visitor messages idempotent;
+/// `deliver_to` names the agents (by extension) it must be forwarded to,
+/// recorded in the delivery outbox in the same transaction.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub kind: &'static str,
     pub payload: serde_json::Value,
     pub client_id: Option<String>,
+    pub deliver_to: Vec<String>,
 }
 
 impl NewEvent {
@@ -20,6 +23,7 @@ impl NewEvent {
             kind,
             payload,
             client_id: None,
+            deliver_to: Vec::new(),
         }
     }
 }
@@ -77,6 +81,18 @@ pub(super) async fn insert_events(
         .bind(now)
         .execute(&mut **tx)
         .await?;
+        for agent in &event.deliver_to {
+            sqlx::query(
+                "INSERT INTO agent_deliveries (conversation_id, seq, agent_extension, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id.to_string())
+            .bind(seq)
+            .bind(agent)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
         stored.push(StoredEvent {
             conversation_id: id,
             seq,

@@ -31,8 +31,55 @@ pub enum FileInsert {
     Duplicate(StoredEvent),
     /// The batch already holds the maximum number of files.
     BatchFull,
+    /// The conversation already holds as many files, or as many bytes, as
+    /// its quota allows.
+    ConversationFull,
     /// The conversation no longer exists.
     NoConversation,
+}
+
+/// What one sender may put in a conversation: files per batch, and files
+/// and bytes in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileQuota {
+    pub per_batch: u32,
+    pub files: u32,
+    pub bytes: u64,
+}
+
+impl FileQuota {
+    /// Whether one more file of `size` bytes fits `usage`.
+    pub fn check(&self, usage: &FileUsage, size: u64) -> Result<(), FileInsert> {
+        if usage.in_batch >= i64::from(self.per_batch) {
+            return Err(FileInsert::BatchFull);
+        }
+        let bytes = u64::try_from(usage.bytes).unwrap_or(0).saturating_add(size);
+        if usage.files >= i64::from(self.files) || bytes > self.bytes {
+            return Err(FileInsert::ConversationFull);
+        }
+        Ok(())
+    }
+}
+
+/// The files one sender already put in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileUsage {
+    pub in_batch: i64,
+    pub files: i64,
+    pub bytes: i64,
+}
+
+const USAGE: &str = "SELECT \
+     CAST(COALESCE(SUM(CASE WHEN batch_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS in_batch, \
+     CAST(COUNT(*) AS BIGINT) AS files, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes \
+     FROM files WHERE conversation_id = $1 AND sender = $3";
+
+fn usage_of(row: &AnyRow) -> StoreResult<FileUsage> {
+    Ok(FileUsage {
+        in_batch: row.try_get("in_batch")?,
+        files: row.try_get("files")?,
+        bytes: row.try_get("bytes")?,
+    })
 }
 
 const COLUMNS: &str =
@@ -60,15 +107,15 @@ fn from_row(row: &AnyRow) -> StoreResult<FileRow> {
 
 impl Store {
     /// Stores a file's row and the message event that shows it, in one
-    /// transaction, unless its batch already has `max_per_batch` files.
-    /// The conversation's row is locked first (PostgreSQL) or the database
-    /// is (SQLite), so concurrent uploads of one batch are counted one
-    /// after the other: the limit holds whatever the client does.
+    /// transaction, unless the sender's `quota` is full (see
+    /// [`FileQuota::check`]). The conversation's row is locked first
+    /// (PostgreSQL) or the database is (SQLite), so concurrent uploads are
+    /// counted one after the other: the limits hold whatever the client does.
     pub async fn insert_file(
         &self,
         file: &FileRow,
         event: &NewEvent,
-        max_per_batch: u32,
+        quota: &FileQuota,
     ) -> StoreResult<FileInsert> {
         let id = file.conversation_id;
         if let Some(client_id) = event.client_id.as_deref() {
@@ -88,16 +135,16 @@ impl Store {
             tx.rollback().await?;
             return Ok(FileInsert::NoConversation);
         }
-        let in_batch: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM files WHERE conversation_id = $1 AND batch_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(&file.batch_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if in_batch >= i64::from(max_per_batch) {
+        let usage = sqlx::query(USAGE)
+            .bind(id.to_string())
+            .bind(&file.batch_id)
+            .bind(&file.sender)
+            .fetch_one(&mut *tx)
+            .await?;
+        let size = u64::try_from(file.size).unwrap_or(0);
+        if let Err(full) = quota.check(&usage_of(&usage)?, size) {
             tx.rollback().await?;
-            return Ok(FileInsert::BatchFull);
+            return Ok(full);
         }
         sqlx::query(&format!(
             "INSERT INTO files ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -129,15 +176,20 @@ impl Store {
         }
     }
 
-    /// How many files a batch holds.
-    pub async fn files_in_batch(&self, id: ConversationId, batch_id: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM files WHERE conversation_id = $1 AND batch_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(batch_id)
-        .fetch_one(&self.pool)
-        .await?)
+    /// The files `sender` already put in a conversation (and in `batch_id`).
+    pub async fn file_usage(
+        &self,
+        id: ConversationId,
+        batch_id: &str,
+        sender: &str,
+    ) -> StoreResult<FileUsage> {
+        let row = sqlx::query(USAGE)
+            .bind(id.to_string())
+            .bind(batch_id)
+            .bind(sender)
+            .fetch_one(&self.pool)
+            .await?;
+        usage_of(&row)
     }
 
     pub async fn file(&self, file_id: &FileId) -> StoreResult<Option<FileRow>> {

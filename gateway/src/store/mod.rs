@@ -10,6 +10,7 @@
 //! acknowledges a message only with a value that came back from here.
 
 mod conversations;
+mod deliveries;
 mod events;
 mod files;
 mod xmpp;
@@ -22,8 +23,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
+pub use deliveries::DeliveryRow;
 pub use events::{NewEvent, StoredEvent};
-pub use files::{FileInsert, FileRow};
+pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 

@@ -1,13 +1,18 @@
 //! What the SIP user agent needs to know: where it listens, which domain
-//! its visitor addresses live on, and the PBX proxy every request goes
-//! through. Validated once, at [`crate::sip::spawn`], so a typo is a start-up
-//! error naming the field rather than a silent routing failure later.
+//! its visitor addresses live on, the PBX proxy every request goes
+//! through, and whom it believes about agents (trusted hosts, the identity
+//! header, the transports agents' messages may use). Validated once, at
+//! [`crate::sip::spawn`], so a typo is a start-up error naming the field
+//! rather than a silent routing failure — or a silent hole — later.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+use crate::sip::inbound::{IdentitySource, TrustedHost};
+
+/// A SIP transport (`"udp"`, `"tcp"`, `"tls"` in configuration files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SipTransport {
     /// Datagrams; bodies above the UDP-safe size (RFC 3428 §4: 1300 bytes)
     /// never use it.
@@ -129,6 +134,13 @@ pub struct SipConfig {
     pub user_agent: String,
     /// Certificate and key for a [`SipTransport::Tls`] listener.
     pub tls: Option<TlsMaterial>,
+    /// Sources trusted to speak for agents besides the outbound proxy's
+    /// own address(es): IPs, CIDR ranges, or host names resolved at start.
+    pub trusted_hosts: Vec<TrustedHost>,
+    /// Where an agent's identity is read from (trusted sources only).
+    pub identity: IdentitySource,
+    /// Transports an agent's MESSAGE may arrive on; empty: any listener's.
+    pub agent_transports: Vec<SipTransport>,
 }
 
 impl SipConfig {
@@ -146,6 +158,9 @@ impl SipConfig {
             max_udp_body: 1300,
             user_agent: "Frontdesk".to_owned(),
             tls: None,
+            trusted_hosts: Vec::new(),
+            identity: IdentitySource::From,
+            agent_transports: Vec::new(),
         }
     }
 
@@ -184,6 +199,11 @@ impl SipConfig {
         if self.probe_interval.is_zero() {
             return Err(SipConfigError::ProbeInterval);
         }
+        for t in &self.agent_transports {
+            if !self.listeners.iter().any(|l| l.transport == *t) {
+                return Err(SipConfigError::AgentTransport(t.as_str()));
+            }
+        }
         Ok(())
     }
 
@@ -212,11 +232,13 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
-fn is_domain(s: &str) -> bool {
+/// A host name: dot-separated labels of letters, digits and inner hyphens.
+pub(crate) fn is_domain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
+                && label.len() <= 63
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -242,6 +264,8 @@ pub enum SipConfigError {
     UdpBody(usize),
     #[error("probe interval must not be zero")]
     ProbeInterval,
+    #[error("agent transport {0} has no listener: agents could never reach the gateway")]
+    AgentTransport(&'static str),
 }
 
 #[cfg(test)]
@@ -267,6 +291,14 @@ mod tests {
         let c = config().listen(SipTransport::Tls, "127.0.0.1:5071".parse().unwrap());
         assert_eq!(c.validate(), Err(SipConfigError::TlsWithoutCertificate));
         assert!(SipConfig::new("chat.localhost", "x:1").validate().is_err());
+        let mut c = config();
+        c.agent_transports = vec![SipTransport::Tcp];
+        assert_eq!(c.validate(), Err(SipConfigError::AgentTransport("tcp")));
+        c.listeners.push(Listener::new(
+            SipTransport::Tcp,
+            "127.0.0.1:5070".parse().unwrap(),
+        ));
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

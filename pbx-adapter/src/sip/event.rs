@@ -1,7 +1,9 @@
 //! What the SIP user agent reports to the gateway.
 //!
-//! Only traffic from allowlisted agents becomes an event; strangers are
-//! answered 403 by the user agent itself and only logged.
+//! Only traffic from allowlisted agents, relayed by a trusted source (the
+//! proxy or `trusted_hosts`), becomes an event, and each agent MESSAGE
+//! only once however often it is retransmitted; strangers are answered
+//! 403 by the user agent itself and only logged.
 
 use tokio::sync::oneshot;
 

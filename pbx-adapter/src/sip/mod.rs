@@ -11,7 +11,10 @@
 //!
 //! Layers, each in its own module:
 //! - `config`: [`SipConfig`], validated before anything is bound;
-//! - `inbound`: what an incoming request means (pure, fuzzed);
+//! - `inbound`: what an incoming request means, and whom to believe about
+//!   agents (pure, fuzzed);
+//! - `recent`: agent MESSAGEs seen lately, so a copy is answered, not
+//!   reported twice;
 //! - `iscomposing`: RFC 3994 typing documents (quick-xml);
 //! - `split`: cutting long texts for UDP-only setups;
 //! - `ua`: the task owning the stack, the transactions and the probes.
@@ -43,6 +46,19 @@
 //! it chose with [`MessageReply::refuse`]). Anyone else gets 403 and only
 //! a log line.
 //!
+//! "An agent" is decided on where the request came from, not on what it
+//! says: only the proxy authenticates agents, so only requests whose
+//! transport source is the proxy's address (or one of
+//! [`SipConfig::trusted_hosts`]) are read at all, and the agent is their
+//! `From` or, with [`IdentitySource::PAssertedIdentity`], the proxy's RFC
+//! 3325 assertion. Everything else — any method, from any other address —
+//! gets 403 and reaches nobody (see `inbound` for why, and for OPTIONS).
+//!
+//! A retransmitted MESSAGE is answered with the first copy's final status
+//! and reported once: rsipstack absorbs copies of the same transaction
+//! (same branch) and replays its answer for 32 s; `recent` does the same
+//! for copies under another branch (same Call-ID, CSeq and From tag).
+//!
 //! # Availability: OPTIONS probes rather than reg-event
 //! Each allowlisted agent is probed with OPTIONS through the proxy every
 //! [`SipConfig::probe_interval`]: an answer from the UA means reachable;
@@ -57,8 +73,9 @@
 //!
 //! # Malformed input
 //! Parsing is rsipstack's; the meaning of a request is decided by the pure
-//! `inbound::parse_and_classify`, which a property test feeds random bytes
-//! on every `cargo test`, and which the cargo-fuzz target drives:
+//! `inbound::parse_and_classify` (bytes and the source they came from),
+//! which a property test feeds random bytes and sources on every
+//! `cargo test`, and which the cargo-fuzz target drives:
 //! `cd pbx-adapter/fuzz && cargo +nightly fuzz run sip_parse -- -max_total_time=60`.
 
 #![cfg(feature = "sip")]
@@ -68,11 +85,13 @@ mod config;
 mod event;
 pub mod inbound;
 pub mod iscomposing;
+mod recent;
 mod split;
 mod ua;
 
 pub use command::{OutboxId, SipCommand};
 pub use config::{Listener, SipConfig, SipConfigError, SipCredentials, SipTransport, TlsMaterial};
 pub use event::{MessageReply, SipEvent, Verdict};
+pub use inbound::{IdentitySource, IpNet, TrustedHost, TrustedHostError};
 pub use split::split_body;
 pub use ua::{spawn, SipError, TEXT_PLAIN};

@@ -3,12 +3,22 @@
 //! OPTIONS) through the outbound proxy, answers incoming requests as
 //! [`crate::sip::inbound`] decides, and probes agents on an interval.
 //!
+//! It resolves the trusted sources once, at start (the outbound proxy's
+//! addresses and the `trusted_hosts` names: a name whose address changes
+//! needs a restart, or a CIDR range), and hands `inbound` the socket peer of
+//! every request — the address the datagram or the TCP/TLS connection came
+//! from, which rsipstack records on the transaction's connection — never a
+//! header. Copies of an agent MESSAGE that rsipstack does not absorb (same
+//! Call-ID, CSeq and From tag, another branch) are answered with the first
+//! copy's status through [`crate::sip::recent`], so the gateway hears of
+//! each message once.
+//!
 //! Every transaction runs in a task of one `JoinSet` owned by this task, so
 //! cancelling the shutdown token stops the stack, the listeners and every
 //! transaction; nothing is left detached.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +34,7 @@ use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -33,8 +43,9 @@ use crate::queue::SipUri;
 use crate::sip::command::SipCommand;
 use crate::sip::config::{SipConfig, SipConfigError, SipTransport};
 use crate::sip::event::{MessageReply, SipEvent, Verdict};
-use crate::sip::inbound::{classify, Allowlist, Inbound};
+use crate::sip::inbound::{classify, Allowlist, Inbound, IpNet, Peer, Trust, TrustedHost};
 use crate::sip::iscomposing;
+use crate::sip::recent::{Recent, RequestId, CAPACITY, REMEMBER};
 use crate::sip::split::split_body;
 
 /// `Content-Type` of visitor messages.
@@ -56,6 +67,11 @@ pub enum SipError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot resolve {what} to trust its addresses: {source}")]
+    Resolve {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("sip stack: {0}")]
     Stack(String),
 }
@@ -74,6 +90,59 @@ fn wire_transport(t: SipTransport) -> Transport {
     }
 }
 
+/// The sources trusted to speak for agents: every address the outbound
+/// proxy and the `trusted_hosts` names resolve to now, and the networks.
+async fn resolve_trust(config: &SipConfig) -> Result<Trust, SipError> {
+    async fn lookup(what: String, target: (&str, u16)) -> Result<Vec<IpNet>, SipError> {
+        let found = tokio::net::lookup_host(target)
+            .await
+            .map_err(|source| SipError::Resolve {
+                what: what.clone(),
+                source,
+            })?;
+        let nets: Vec<IpNet> = found.map(|a| IpNet::host(a.ip())).collect();
+        if nets.is_empty() {
+            let source = std::io::Error::other("no address");
+            return Err(SipError::Resolve { what, source });
+        }
+        Ok(nets)
+    }
+    let (host, port) = crate::sip::config::split_host_port(&config.outbound_proxy)
+        .ok_or_else(|| SipConfigError::Proxy(config.outbound_proxy.clone()))?;
+    let what = format!("outbound proxy {}", config.outbound_proxy);
+    let mut sources = lookup(what, (host, port)).await?;
+    for host in &config.trusted_hosts {
+        match host {
+            TrustedHost::Net(net) => sources.push(*net),
+            TrustedHost::Name(name) => {
+                let what = format!("trusted host {name}");
+                sources.extend(lookup(what, (name.as_str(), 0)).await?);
+            }
+        }
+    }
+    sources.sort_by_key(ToString::to_string);
+    sources.dedup();
+    Ok(Trust {
+        sources,
+        identity: config.identity,
+        agent_transports: config.agent_transports.clone(),
+    })
+}
+
+/// Where a server transaction's request came from: the socket peer of
+/// its connection (UDP datagram source, TCP/TLS stream peer).
+fn peer_of(tx: &Transaction) -> Option<Peer> {
+    let connection = tx.connection.as_ref()?;
+    let addr: SocketAddr = connection.get_remote_addr()?.get_socketaddr().ok()?;
+    let transport = match connection.transport() {
+        Transport::Udp => SipTransport::Udp,
+        Transport::Tcp => SipTransport::Tcp,
+        Transport::Tls => SipTransport::Tls,
+        _ => return None,
+    };
+    Some(Peer { addr, transport })
+}
+
 /// Binds the listeners and starts the user agent. It runs until
 /// `shutdown` is cancelled or `commands` is closed; events arrive on the
 /// returned receiver.
@@ -85,6 +154,7 @@ pub async fn spawn(
     config.validate()?;
     let proxy = HostWithPort::try_from(config.outbound_proxy.as_str())
         .map_err(|_| SipConfigError::Proxy(config.outbound_proxy.clone()))?;
+    let trust = resolve_trust(&config).await?;
     let stack_token = shutdown.child_token();
     let transport_layer = TransportLayer::new(stack_token.clone());
     let mut via_addrs = HashMap::new();
@@ -164,6 +234,7 @@ pub async fn spawn(
         }),
         config,
         proxy,
+        trust,
         via_addrs,
         events: events_tx,
     });
@@ -187,6 +258,7 @@ struct Ua {
     config: SipConfig,
     credential: Option<Credential>,
     proxy: HostWithPort,
+    trust: Trust,
     via_addrs: HashMap<SipTransport, SipAddr>,
     events: mpsc::Sender<SipEvent>,
 }
@@ -267,11 +339,19 @@ async fn serve(
     let mut tasks = JoinSet::new();
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeResult>();
     let mut agents = Allowlist::default();
+    let mut recent = Recent::new(REMEMBER, CAPACITY);
     let mut reachable: HashMap<SipUri, bool> = HashMap::new();
     let mut probing: HashSet<SipUri> = HashSet::new();
     let mut ticker = tokio::time::interval(ua.config.probe_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    info!(domain = %ua.config.domain, proxy = %ua.proxy, "SIP user agent started");
+    let trusted: Vec<String> = ua.trust.sources.iter().map(ToString::to_string).collect();
+    info!(
+        domain = %ua.config.domain,
+        proxy = %ua.proxy,
+        trusted = %trusted.join(", "),
+        identity = ?ua.trust.identity,
+        "SIP user agent started"
+    );
     loop {
         tokio::select! {
             biased;
@@ -295,7 +375,7 @@ async fn serve(
                 }
             },
             Some(tx) = incoming.recv() => {
-                answer(&ua, &agents, tx, &mut tasks).await;
+                answer(&ua, &agents, &mut recent, tx, &mut tasks).await;
             }
             Some((agent, ok, asked)) = probe_rx.recv() => {
                 if !asked {
@@ -333,13 +413,37 @@ async fn serve(
 }
 
 /// Answers an incoming request, reporting agent traffic to the gateway.
-async fn answer(ua: &Arc<Ua>, agents: &Allowlist, mut tx: Transaction, tasks: &mut JoinSet<()>) {
-    match classify(&tx.original, &ua.config.domain, agents) {
+async fn answer(
+    ua: &Arc<Ua>,
+    agents: &Allowlist,
+    recent: &mut Recent<FirstAnswer>,
+    mut tx: Transaction,
+    tasks: &mut JoinSet<()>,
+) {
+    let inbound = match peer_of(&tx) {
+        Some(peer) => classify(&tx.original, &peer, &ua.config.domain, agents, &ua.trust),
+        None => Inbound::Refuse {
+            status: 403,
+            why: "no source address".to_owned(),
+        },
+    };
+    match inbound {
         Inbound::Message {
             from,
             to_user,
             body,
         } => {
+            let id = RequestId::of(&tx.original);
+            let now = std::time::Instant::now();
+            if let Some(first) = id.as_ref().and_then(|id| recent.get(id, now)) {
+                info!(%from, "a copy of an agent message (same Call-ID, CSeq and From tag); answering as the first");
+                tasks.spawn(reply_as_first(tx, first, ua.config.reply_timeout));
+                return;
+            }
+            let (first_tx, first) = watch::channel(None);
+            if let Some(id) = id {
+                recent.insert(id, first, now);
+            }
             let (tell, verdict) = oneshot::channel();
             let event = SipEvent::AgentMessage {
                 from,
@@ -349,7 +453,8 @@ async fn answer(ua: &Arc<Ua>, agents: &Allowlist, mut tx: Transaction, tasks: &m
             };
             // If the gateway is gone the handle is dropped: 500 below.
             let _ = ua.events.send(event).await;
-            tasks.spawn(reply_when_told(tx, verdict, ua.config.reply_timeout));
+            let within = ua.config.reply_timeout;
+            tasks.spawn(reply_when_told(tx, verdict, within, first_tx));
         }
         Inbound::Composing {
             from,
@@ -389,17 +494,33 @@ async fn answer(ua: &Arc<Ua>, agents: &Allowlist, mut tx: Transaction, tasks: &m
     }
 }
 
+/// The final status the first copy of an agent message got (`None` while
+/// the gateway decides).
+type FirstAnswer = watch::Receiver<Option<u16>>;
+
+/// Answers a copy of an agent message with the first copy's status, once
+/// it is known.
+async fn reply_as_first(mut tx: Transaction, mut first: FirstAnswer, within: Duration) {
+    let status = match tokio::time::timeout(within, first.wait_for(Option::is_some)).await {
+        Ok(Ok(status)) => status.unwrap_or(500),
+        Ok(Err(_)) | Err(_) => 500,
+    };
+    reply(&mut tx, status).await;
+}
+
 async fn reply(tx: &mut Transaction, status: u16) {
     if let Err(e) = tx.reply(StatusCode::from(status)).await {
         debug!(error = %e, status, "could not answer a SIP request");
     }
 }
 
-/// Waits for the gateway's verdict on an agent message, then answers.
+/// Waits for the gateway's verdict on an agent message, then answers it
+/// and any copy waiting on `first`.
 async fn reply_when_told(
     mut tx: Transaction,
     verdict: oneshot::Receiver<Verdict>,
     within: Duration,
+    first: watch::Sender<Option<u16>>,
 ) {
     let status = match tokio::time::timeout(within, verdict).await {
         Ok(Ok(Verdict::Accept)) => 200,
@@ -416,6 +537,7 @@ async fn reply_when_told(
             500
         }
     };
+    first.send_replace(Some(status));
     reply(&mut tx, status).await;
 }
 

@@ -5,9 +5,8 @@
 //! domains) and runs until stopped.
 
 use clap::Parser;
-use frontdesk_tests::kamailio::{
-    free_udp_tcp_port, Kamailio, KamailioOptions, GATEWAY_DOMAIN, PBX_DOMAIN,
-};
+use frontdesk_tests::kamailio::{Kamailio, KamailioOptions, GATEWAY_DOMAIN, PBX_DOMAIN};
+use frontdesk_tests::net::free_udp_tcp_port;
 use serde_json::json;
 
 #[derive(Parser)]

@@ -5,7 +5,7 @@
 //! data directory goes with it.
 
 use clap::Parser;
-use frontdesk_tests::prosody::{Account, Prosody, COMPONENT_DOMAIN, HOST};
+use frontdesk_tests::xmpp_server::{Account, XmppKind, XmppServer, COMPONENT_DOMAIN, HOST};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
             account
         })
         .collect();
-    let prosody = Prosody::start_on(
+    let prosody = XmppServer::start_on(
+        XmppKind::Prosody,
         &accounts,
         port_or_free(args.c2s_port)?,
         port_or_free(args.component_port)?,

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use frontdesk_tests::bench::{histogram, percentiles, post_paced, BenchGateway};
 use frontdesk_tests::config::test_config_toml;
-use frontdesk_tests::database::TestDb;
-use frontdesk_tests::gateway::{sibling_binary, GatewayProcess};
-use frontdesk_tests::visitor::{StreamItem, Visitor};
+use frontdesk_tests::database::DbEngine;
+use frontdesk_tests::visitor::Visitor;
 use hdrhistogram::Histogram;
 
 #[derive(Parser)]
@@ -34,8 +34,8 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Start a gateway process on a fresh database of this engine.
-    #[arg(long, value_parser = ["sqlite", "postgres"])]
-    spawn: Option<String>,
+    #[arg(long, value_enum)]
+    spawn: Option<DbEngine>,
     /// Channel key to open conversations on.
     #[arg(long, default_value = "live")]
     channel: String,
@@ -80,10 +80,6 @@ struct Figures {
     errors: u64,
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -94,22 +90,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_plain(args: &Args) -> anyhow::Result<()> {
-    let mut spawned = None;
-    let url = match &args.spawn {
-        Some(engine) => {
-            std::env::set_var("FRONTDESK_TEST_DB", engine);
-            let db = TestDb::create().await?;
-            let dir = tempfile::tempdir()?;
-            let config = dir.path().join("frontdesk.toml");
-            std::fs::write(&config, test_config_toml(&db.url()))?;
-            let binary = sibling_binary("frontdesk")?;
-            let gateway = GatewayProcess::spawn_binary(&binary, &config).await?;
-            let url = gateway.url.clone();
-            spawned = Some((gateway, db, dir));
-            url
-        }
-        None => args.url.clone(),
+    let spawned = match args.spawn {
+        Some(engine) => Some(
+            BenchGateway::start(engine, |db| Ok(test_config_toml(&db.url(), db.data_dir())))
+                .await?,
+        ),
+        None => None,
     };
+    let url = spawned
+        .as_ref()
+        .map_or(args.url.clone(), |g| g.url().to_owned());
     println!(
         "frontdesk-load: {} conversations x {} messages at {}/s each against {url}",
         args.conversations(),
@@ -152,18 +142,11 @@ async fn run_plain(args: &Args) -> anyhow::Result<()> {
         ack.len() as f64 / elapsed.as_secs_f64()
     );
     for (name, h) in [("ack", ack), ("echo", echo)] {
-        println!(
-            "{name:>5} latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
-            h.value_at_quantile(0.50) as f64 / 1000.0,
-            h.value_at_quantile(0.95) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            h.max() as f64 / 1000.0,
-        );
+        println!("{name:>5} latency ms: {}", percentiles(h));
     }
     println!("errors: {}", figures.errors);
-    if let Some((gateway, db, _dir)) = spawned {
-        gateway.kill().await?;
-        db.drop_db().await?;
+    if let Some(gateway) = spawned {
+        gateway.stop().await?;
     }
     anyhow::ensure!(figures.errors == 0, "{} visitors failed", figures.errors);
     Ok(())
@@ -186,40 +169,32 @@ async fn one_visitor(
         async move {
             let mut echoed = Vec::with_capacity(messages);
             while echoed.len() < messages {
-                match events.next_item(Duration::from_secs(30)).await? {
-                    StreamItem::Event(event) if event["type"] == "message" => {
-                        let client_id = event["message"]["client_id"].as_str().unwrap_or_default();
-                        if let Some(at) = sent_at.lock().expect("sent lock").get(client_id) {
-                            echoed.push(at.elapsed());
-                        }
-                    }
-                    StreamItem::Event(_) => {}
-                    StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
+                let event = events
+                    .next_matching(Duration::from_secs(30), |e| e["type"] == "message")
+                    .await?;
+                let client_id = event["message"]["client_id"].as_str().unwrap_or_default();
+                if let Some(at) = sent_at.lock().expect("sent lock").get(client_id) {
+                    echoed.push(at.elapsed());
                 }
             }
             events.close().await;
             Ok::<_, anyhow::Error>(echoed)
         }
     };
-    let writer = async {
-        let mut acks = Vec::with_capacity(messages);
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        for i in 0..messages {
-            tick.tick().await;
-            let client_id = format!("load-{n}-{i}");
+    let client_id = |i: usize| format!("load-{n}-{i}");
+    let writer = post_paced(
+        visitor,
+        &session,
+        messages,
+        rate,
+        |i| (client_id(i), "load test message".to_owned()),
+        |i| {
             sent_at
                 .lock()
                 .expect("sent lock")
-                .insert(client_id.clone(), Instant::now());
-            let start = Instant::now();
-            let reply = visitor
-                .say(&session, &client_id, "load test message")
-                .await?;
-            anyhow::ensure!(reply.status == 201, "message refused: {}", reply.body);
-            acks.push(start.elapsed());
-        }
-        Ok::<_, anyhow::Error>(acks)
-    };
+                .insert(client_id(i), Instant::now());
+        },
+    );
     let (acks, echoes) = tokio::try_join!(writer, reader).context("visitor run")?;
     let mut figures = figures.lock().expect("figures lock");
     for d in acks {
@@ -258,16 +233,17 @@ mod xmpp_mode {
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     use anyhow::Context;
+    use frontdesk_tests::bench::{histogram, percentiles, post_paced, spawn_gateway};
+    use frontdesk_tests::config::server_toml;
     use frontdesk_tests::database::TestDb;
-    use frontdesk_tests::gateway::GatewayProcess;
-    use frontdesk_tests::prosody::{Account, Prosody, XmppAgent, COMPONENT_DOMAIN, HOST};
-    use frontdesk_tests::visitor::{StreamItem, Visitor};
+    use frontdesk_tests::visitor::Visitor;
+    use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN, HOST};
     use hdrhistogram::Histogram;
     use serde_json::{json, Value};
     use tokio::task::JoinHandle;
     use tokio_util::sync::CancellationToken;
 
-    use super::{histogram, sibling_binary, Args};
+    use super::Args;
 
     /// Every timed body starts with this, so offer cards and notices are
     /// never mistaken for a sample.
@@ -343,26 +319,16 @@ mod xmpp_mode {
     /// 101… as its accounts `agent1`…, all in queue 600 behind channel
     /// `channel`.
     fn config_toml(
-        database_url: &str,
-        prosody: &Prosody,
+        db: &TestDb,
+        prosody: &XmppServer,
         agents: &[String],
         strategy: &str,
         max_chats: usize,
         channel: &str,
     ) -> String {
-        let mut text = format!(
-            r#"[server]
-listen = "127.0.0.1:0"
-shutdown_grace_secs = 5
-
-[database]
-url = "{database_url}"
-
-[limits]
-requests_per_minute_per_ip = 1000000
-conversations_per_hour_per_ip = 1000000
-messages_per_minute_per_conversation = 1000000
-
+        let mut text = server_toml(&db.url(), db.data_dir());
+        text.push_str(&format!(
+            r#"
 [xmpp]
 domain = "{COMPONENT_DOMAIN}"
 server = "{server}"
@@ -371,7 +337,7 @@ ping_interval_secs = 10
 "#,
             server = prosody.component_addr(),
             secret = prosody.secret,
-        );
+        ));
         let mut members = Vec::new();
         for (i, user) in agents.iter().enumerate() {
             let extension = 101 + i;
@@ -405,8 +371,8 @@ allowed_origins = ["http://allowed.example"]
     /// harness has no setting for it, so this prepends the global option to
     /// the config it generated (kept next to its log) before any client or
     /// the gateway connected.
-    async fn disable_nagle(prosody: &mut Prosody) -> anyhow::Result<()> {
-        let config = prosody.log().with_file_name("prosody.cfg.lua");
+    async fn disable_nagle(prosody: &mut XmppServer) -> anyhow::Result<()> {
+        let config = prosody.config_file();
         let text = std::fs::read_to_string(&config)
             .with_context(|| format!("cannot read {}", config.display()))?;
         std::fs::write(
@@ -422,10 +388,8 @@ allowed_origins = ["http://allowed.example"]
         anyhow::ensure!(agents > 0, "--xmpp-agents needs at least one agent");
         let engine = args
             .spawn
-            .as_deref()
             .context("--xmpp-agents needs --spawn sqlite|postgres")?;
-        std::env::set_var("FRONTDESK_TEST_DB", engine);
-        let db = TestDb::create().await?;
+        let db = TestDb::create_on(engine).await?;
         let result = run_on(args, agents, &db).await;
         db.drop_db().await?;
         result
@@ -440,7 +404,7 @@ allowed_origins = ["http://allowed.example"]
             .collect();
         accounts.push(Account::new(PROBE_SENDER));
         accounts.push(Account::new(PROBE_ECHO));
-        let mut prosody = Prosody::start(&accounts).await?;
+        let mut prosody = XmppServer::prosody(&accounts).await?;
         if args.prosody_no_nagle {
             disable_nagle(&mut prosody).await?;
         }
@@ -465,20 +429,15 @@ allowed_origins = ["http://allowed.example"]
             .collect();
         let probe_echo_reader = record_arrivals(probe_echo, stop.clone());
 
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("frontdesk.toml");
-        std::fs::write(
-            &config,
-            config_toml(
-                &db.url(),
-                &prosody,
-                &users,
-                &args.strategy,
-                conversations + 1,
-                &args.channel,
-            ),
-        )?;
-        let gateway = GatewayProcess::spawn_binary(&sibling_binary("frontdesk")?, &config).await?;
+        let config = config_toml(
+            db,
+            &prosody,
+            &users,
+            &args.strategy,
+            conversations + 1,
+            &args.channel,
+        );
+        let gateway = spawn_gateway(db, &config).await?;
         println!(
             "frontdesk-load (xmpp): {conversations} conversations x {} messages at {}/s each, \
              {agents} echo agents ({}), Prosody probe at {}/s, Prosody Nagle {}, against {} ({engine})",
@@ -488,7 +447,7 @@ allowed_origins = ["http://allowed.example"]
             args.probe_rate,
             if args.prosody_no_nagle { "off" } else { "on (default)" },
             gateway.url,
-            engine = args.spawn.as_deref().unwrap_or_default(),
+            engine = args.spawn.map(|e| e.to_string()).unwrap_or_default(),
         );
 
         let started = Instant::now();
@@ -592,14 +551,7 @@ allowed_origins = ["http://allowed.example"]
     }
 
     fn print_line(name: &str, h: &Histogram<u64>) {
-        println!(
-            "  {name:<20} n {:>5}  ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
-            h.len(),
-            h.value_at_quantile(0.50) as f64 / 1000.0,
-            h.value_at_quantile(0.95) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            h.max() as f64 / 1000.0,
-        );
+        println!("  {name:<20} n {:>5}  ms: {}", h.len(), percentiles(h));
     }
 
     /// One conversation: start, wait until an agent took it, then send
@@ -613,59 +565,48 @@ allowed_origins = ["http://allowed.example"]
     ) -> anyhow::Result<Vec<VisitorSample>> {
         let session = visitor.start(channel, &format!("Load visitor {n}")).await?;
         let mut events = visitor.events(&session, 0).await?;
-        loop {
-            match events.next_item(EVENT_WAIT).await? {
-                StreamItem::Event(event) if event["type"] == "agent_joined" => break,
-                StreamItem::Event(_) => {}
-                StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
-            }
-        }
+        events
+            .next_matching(EVENT_WAIT, |e| e["type"] == "agent_joined")
+            .await?;
         let sent: std::sync::Mutex<HashMap<String, (f64, Instant)>> = Default::default();
         let reader = async {
             let mut echoes = HashMap::with_capacity(messages);
             while echoes.len() < messages {
-                match events.next_item(EVENT_WAIT).await? {
-                    StreamItem::Event(event)
-                        if event["type"] == "message" && event["message"]["sender"] == "agent" =>
-                    {
-                        let body = event["message"]["body"].as_str().unwrap_or_default();
-                        let Some(token) = body.strip_prefix(ECHO_PREFIX) else {
-                            continue;
-                        };
-                        let (now, at) = (wall_now(), Instant::now());
-                        if let Some(&(_, start)) = sent.lock().expect("sent lock").get(token) {
-                            echoes.insert(token.to_owned(), (now, at - start));
-                        }
-                    }
-                    StreamItem::Event(_) => {}
-                    StreamItem::Closed(code) => anyhow::bail!("stream closed ({code:?})"),
+                let event = events
+                    .next_matching(EVENT_WAIT, |e| {
+                        e["type"] == "message" && e["message"]["sender"] == "agent"
+                    })
+                    .await?;
+                let body = event["message"]["body"].as_str().unwrap_or_default();
+                let Some(token) = body.strip_prefix(ECHO_PREFIX) else {
+                    continue;
+                };
+                let (now, at) = (wall_now(), Instant::now());
+                if let Some(&(_, start)) = sent.lock().expect("sent lock").get(token) {
+                    echoes.insert(token.to_owned(), (now, at - start));
                 }
             }
             Ok::<_, anyhow::Error>(echoes)
         };
-        let writer = async {
-            let mut acks = Vec::with_capacity(messages);
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            for i in 0..messages {
-                tick.tick().await;
-                let token = format!("{TOKEN_MARK}v{n}.{i}");
-                let start = Instant::now();
+        let token = |i: usize| format!("{TOKEN_MARK}v{n}.{i}");
+        let writer = post_paced(
+            visitor,
+            &session,
+            messages,
+            rate,
+            |i| (format!("load-{n}-{i}"), token(i)),
+            |i| {
                 sent.lock()
                     .expect("sent lock")
-                    .insert(token.clone(), (wall_now(), start));
-                let reply = visitor
-                    .say(&session, &format!("load-{n}-{i}"), &token)
-                    .await?;
-                anyhow::ensure!(reply.status == 201, "message refused: {}", reply.body);
-                acks.push((token, start.elapsed()));
-            }
-            Ok::<_, anyhow::Error>(acks)
-        };
+                    .insert(token(i), (wall_now(), Instant::now()));
+            },
+        );
         let (acks, echoes) = tokio::try_join!(writer, reader)?;
         events.close().await;
         let sent = sent.into_inner().expect("sent lock");
         let mut samples = Vec::with_capacity(messages);
-        for (token, ack) in acks {
+        for (i, ack) in acks.into_iter().enumerate() {
+            let token = token(i);
             let (echoed, round_trip) = echoes[&token];
             samples.push(VisitorSample {
                 sent: sent[&token].0,

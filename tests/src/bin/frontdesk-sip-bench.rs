@@ -9,19 +9,15 @@
 //! docs/benchmarks.md.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
-use frontdesk_tests::config::test_config_toml;
-use frontdesk_tests::database::TestDb;
-use frontdesk_tests::gateway::GatewayProcess;
-use frontdesk_tests::kamailio::{
-    free_udp_tcp_port, Kamailio, KamailioOptions, SippAgent, GATEWAY_DOMAIN,
-};
+use frontdesk_tests::bench::{histogram, percentiles, post_paced, BenchGateway};
+use frontdesk_tests::config::test_config;
+use frontdesk_tests::database::DbEngine;
+use frontdesk_tests::sip::{session_uri, SipPbx};
 use frontdesk_tests::visitor::Visitor;
-use hdrhistogram::Histogram;
 
 #[derive(Parser)]
 #[command(about = "Visitor → SIP agent latency through the gateway and Kamailio")]
@@ -68,43 +64,24 @@ fn trace_receipts(trace: &str) -> HashMap<String, u128> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    std::env::set_var("FRONTDESK_TEST_DB", "sqlite");
-    let sip_addr: SocketAddr = format!("127.0.0.1:{}", free_udp_tcp_port()?).parse()?;
-    let kamailio = Kamailio::start(KamailioOptions::new(sip_addr)).await?;
-    let agent = SippAgent::start(&kamailio, "103", args.tcp).await?;
-    let db = TestDb::create().await?;
-    let dir = tempfile::tempdir()?;
-    let config = test_config_toml(&db.url())
-        .replace("sip:103@pbx.example.com", "sip:103@pbx.localhost")
-        .replace(
-            "key = \"live\"\nname = \"Acme Plumbing\"\nmode = \"live\"\nqueue = \"600\"",
-            "key = \"live\"\nname = \"Acme Plumbing\"\nmode = \"live\"\nqueue = \"601\"",
-        );
-    let config = format!(
-        "{config}\n[sip]\ndomain = \"{GATEWAY_DOMAIN}\"\nlisten_udp = \"{sip_addr}\"\nlisten_tcp = \"{sip_addr}\"\noutbound_proxy = \"{}\"\nprobe_interval_secs = 1\n",
-        kamailio.addr()
-    );
-    let config_path = dir.path().join("frontdesk.toml");
-    std::fs::write(&config_path, config)?;
-    let binary = std::env::current_exe()?.with_file_name("frontdesk");
-    anyhow::ensure!(
-        binary.exists(),
-        "{} is missing: cargo build --release -p frontdesk",
-        binary.display()
-    );
-    let gateway = GatewayProcess::spawn_binary(&binary, &config_path).await?;
+    let pbx = SipPbx::start().await?;
+    let agent = pbx.agent("103", args.tcp).await?;
+    let gateway = BenchGateway::start(DbEngine::Sqlite, |db| {
+        let mut config = test_config(db);
+        pbx.configure_gateway(&mut config);
+        Ok(toml::to_string(&config)?)
+    })
+    .await?;
 
     // A visitor arrives; the agent gets the offer and takes the chat.
-    let visitor = Visitor::new(&gateway.url);
+    let visitor = Visitor::new(gateway.url());
     let session = visitor.start("live", "Load visitor").await?;
-    let id: uuid::Uuid = session.id.parse()?;
-    let visitor_uri = format!("sip:visitor-{}@{GATEWAY_DOMAIN}", id.simple());
     agent
         .wait_for(&["New chat waiting"], Duration::from_secs(30))
         .await
         .context("the agent never got the offer")?;
     let status = agent
-        .send_message(&visitor_uri, "text/plain", "taking it")
+        .send_message(&session_uri(&session), "text/plain", "taking it")
         .await?;
     anyhow::ensure!(status == 200, "the agent's reply got {status}");
 
@@ -114,17 +91,21 @@ async fn main() -> anyhow::Result<()> {
         args.rate,
         if args.tcp { "TCP" } else { "UDP" }
     );
+    let token = |i: usize| format!("sipbench-{i}");
     let mut sent = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
     let started = Instant::now();
-    for i in 0..args.messages {
-        tick.tick().await;
-        let token = format!("sipbench-{i}");
-        sent.insert(token.clone(), now_micros());
-        let reply = visitor.say(&session, &token, &token).await?;
-        anyhow::ensure!(reply.status == 201, "message refused: {}", reply.body);
-    }
-    let last = format!("sipbench-{}", args.messages - 1);
+    post_paced(
+        &visitor,
+        &session,
+        args.messages,
+        args.rate,
+        |i| (token(i), token(i)),
+        |i| {
+            sent.insert(token(i), now_micros());
+        },
+    )
+    .await?;
+    let last = token(args.messages - 1);
     agent
         .wait_for(&[last.as_str()], Duration::from_secs(60))
         .await
@@ -132,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed();
 
     let receipts = trace_receipts(&agent.received());
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut latency = histogram();
     let mut missing = 0;
     for (token, at_send) in &sent {
         match receipts.get(token) {
@@ -147,18 +128,11 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         latency.len() as f64 / elapsed.as_secs_f64()
     );
-    println!(
-        "visitor→SIP agent latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
-        latency.value_at_quantile(0.50) as f64 / 1000.0,
-        latency.value_at_quantile(0.95) as f64 / 1000.0,
-        latency.value_at_quantile(0.99) as f64 / 1000.0,
-        latency.max() as f64 / 1000.0,
-    );
+    println!("visitor→SIP agent latency ms: {}", percentiles(&latency));
     println!("missing: {missing}");
-    gateway.kill().await?;
+    gateway.stop().await?;
     drop(agent);
-    drop(kamailio);
-    db.drop_db().await?;
+    drop(pbx);
     anyhow::ensure!(missing == 0, "{missing} messages never reached the agent");
     Ok(())
 }

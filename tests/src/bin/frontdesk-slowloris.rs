@@ -13,9 +13,10 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use frontdesk_tests::bench::sibling_binary;
 use frontdesk_tests::config::test_config_toml;
-use frontdesk_tests::database::TestDb;
-use frontdesk_tests::gateway::{sibling_binary, GatewayProcess};
+use frontdesk_tests::database::{DbEngine, TestDb};
+use frontdesk_tests::gateway::GatewayProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -39,19 +40,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let db = TestDb::create().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("frontdesk.toml");
-    let server = format!(
-        "[server]\ndata_dir = {:?}\nheader_read_timeout_secs = {}\nmax_connections_per_ip = {}\n",
-        dir.path().join("data").display().to_string(),
-        args.timeout,
-        args.per_ip
+    let db = TestDb::create_on(DbEngine::Sqlite).await?;
+    let limits = format!(
+        "header_read_timeout_secs = {}\nmax_connections_per_ip = {}\n",
+        args.timeout, args.per_ip
     );
-    std::fs::write(
-        &config,
-        test_config_toml(&db.url()).replacen("[server]\n", &server, 1),
-    )?;
+    let toml = test_config_toml(&db.url(), db.data_dir()).replacen(
+        "max_connections_per_ip = 4096\n",
+        &limits,
+        1,
+    );
+    let config = db.file("frontdesk.toml");
+    std::fs::write(&config, toml)?;
     let binary = match args.gateway {
         Some(path) => path,
         None => sibling_binary("frontdesk")?,
@@ -112,6 +112,5 @@ async fn main() -> anyhow::Result<()> {
         at(1.0)
     );
     gateway.kill().await?;
-    drop(db);
-    Ok(())
+    db.drop_db().await
 }

@@ -19,17 +19,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use frontdesk_tests::bench::BenchGateway;
 use frontdesk_tests::config::test_config_toml;
-use frontdesk_tests::database::TestDb;
-use frontdesk_tests::gateway::{sibling_binary, GatewayProcess};
+use frontdesk_tests::database::DbEngine;
 use frontdesk_tests::visitor::{Session, Visitor};
 
 #[derive(Parser)]
 #[command(about = "Peak RSS growth of the gateway under concurrent uploads")]
 struct Args {
     /// Database engine of the spawned gateway.
-    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
-    engine: String,
+    #[arg(long, value_enum, default_value = "sqlite")]
+    engine: DbEngine,
     /// Concurrent uploads.
     #[arg(long, short = 'n', default_value_t = 20)]
     uploads: usize,
@@ -94,24 +94,12 @@ async fn upload(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    std::env::set_var("FRONTDESK_TEST_DB", &args.engine);
-    let db = TestDb::create().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("frontdesk.toml");
-    let data_dir = dir.path().join("data");
-    let toml = test_config_toml(&db.url()).replacen(
-        "[server]\n",
-        &format!(
-            "[server]\ndata_dir = {:?}\n",
-            data_dir.display().to_string()
-        ),
-        1,
-    );
-    std::fs::write(&config, toml)?;
-    let binary = sibling_binary("frontdesk")?;
-    let gateway = GatewayProcess::spawn_binary(&binary, &config).await?;
-    let pid = gateway.pid().context("the gateway has no pid")?;
-    let base = gateway.url.trim_end_matches('/').to_owned();
+    let gateway = BenchGateway::start(args.engine, |db| {
+        Ok(test_config_toml(&db.url(), db.data_dir()))
+    })
+    .await?;
+    let pid = gateway.process.pid().context("the gateway has no pid")?;
+    let base = gateway.url().trim_end_matches('/').to_owned();
 
     let visitor = Visitor::new(&base);
     let mut sessions = Vec::new();
@@ -203,7 +191,5 @@ async fn main() -> anyhow::Result<()> {
         mib(started_rss),
         mib(end_rss)
     );
-    gateway.kill().await?;
-    drop(db);
-    Ok(())
+    gateway.stop().await
 }

@@ -1,0 +1,129 @@
+//! Forwarding visitors' messages to agents through the delivery outbox.
+//!
+//! A visitor message (or file) is stored together with one outbox row per
+//! agent who must get it: the agent in charge, or every agent an offer is
+//! ringing for (so whoever answers has seen everything). After the commit
+//! the message goes to the bridge; the row is deleted when the bridge says
+//! the other side has it ([`Delivery::Done`] at once, or later through
+//! [`Engine::delivered`]). A gateway that crashes in between forwards what
+//! is left at its next start ([`Engine::replay_deliveries`]), in order and
+//! under the same stanza ids, before it makes any new offer. What an agent
+//! no longer needs (the chat was taken by someone else, ended or went back
+//! to the queue, whose next offer shows the history) is dropped.
+
+use pbx_adapter::queue::AgentConfig;
+use pbx_adapter::AgentExtension;
+use tracing::{info, warn};
+
+use super::{message_of, ConversationSummary, Delivery, Engine, EngineResult, MessageView};
+use crate::domain::{ConversationId, ConversationState};
+use crate::store::{ConversationRow, DeliveryRow};
+
+impl Engine {
+    /// Who must get a new visitor message of `row`: the agent in charge,
+    /// else every agent the offer rings for.
+    pub(super) fn recipients(&self, row: &ConversationRow) -> Vec<AgentConfig> {
+        match self.assigned_agent(row) {
+            Some(agent) => vec![agent],
+            None => {
+                let ringing = self.live().offers.get(&row.id).map(|o| o.agents.clone());
+                self.agent_configs(&ringing.unwrap_or_default())
+            }
+        }
+    }
+
+    /// Hands a stored message to the bridges for `agents`; rows the bridge
+    /// is done with at once are cleared.
+    pub(super) async fn forward(
+        &self,
+        summary: &ConversationSummary,
+        message: &MessageView,
+        agents: &[AgentConfig],
+    ) {
+        for agent in agents {
+            let delivery = DeliveryRow {
+                conversation: summary.id,
+                seq: message.seq,
+                agent_extension: agent.extension.to_string(),
+            };
+            match self.inner.agents.deliver(agent, summary, message).await {
+                Ok(Delivery::Done) => self.delivered(&delivery).await,
+                Ok(Delivery::Pending) => {}
+                Err(e) => warn!(
+                    conversation = %summary.id,
+                    agent = %agent.extension,
+                    error = %e,
+                    "could not forward a visitor message; it is forwarded at the next start"
+                ),
+            }
+        }
+    }
+
+    /// A bridge's other side confirmed a forwarded message.
+    pub async fn delivered(&self, delivery: &DeliveryRow) {
+        if let Err(e) = self.inner.store.delivery_done(delivery).await {
+            warn!(
+                conversation = %delivery.conversation,
+                error = %e,
+                "cannot clear a delivered message; it may be forwarded again"
+            );
+        }
+    }
+
+    /// Forgets what is left to forward to anyone but `keep`.
+    pub(super) async fn drop_deliveries(&self, id: ConversationId, keep: Option<&AgentExtension>) {
+        let keep = keep.map(AgentExtension::as_str);
+        if let Err(e) = self.inner.store.deliveries_drop_others(id, keep).await {
+            warn!(conversation = %id, error = %e, "cannot drop stale deliveries");
+        }
+    }
+
+    /// Forwards, in order, what a previous run stored but never saw
+    /// delivered, to agents still in charge of their chat; drops the rest.
+    pub(super) async fn replay_deliveries(&self) -> EngineResult<()> {
+        let pending = self.inner.store.deliveries_pending().await?;
+        let mut replayed = 0;
+        for delivery in &pending {
+            match self.replay_one(delivery).await {
+                Ok(true) => replayed += 1,
+                Ok(false) => self.delivered(delivery).await,
+                Err(e) => warn!(
+                    conversation = %delivery.conversation,
+                    error = %e,
+                    "cannot replay a delivery"
+                ),
+            }
+        }
+        info!(
+            pending = pending.len(),
+            replayed, "replayed undelivered messages"
+        );
+        Ok(())
+    }
+
+    /// Forwards one delivery again if its agent is still in charge;
+    /// `false` when it is no longer needed.
+    async fn replay_one(&self, delivery: &DeliveryRow) -> EngineResult<bool> {
+        let row = self.row(delivery.conversation).await?;
+        let agent = match self.assigned_agent(&row) {
+            Some(agent) if agent.extension.as_str() == delivery.agent_extension => agent,
+            _ => return Ok(false),
+        };
+        if row.state != ConversationState::Active {
+            return Ok(false);
+        }
+        let events = self
+            .inner
+            .store
+            .events_after(delivery.conversation, delivery.seq - 1, 1)
+            .await?;
+        let Some(stored) = events.first().filter(|e| e.seq == delivery.seq) else {
+            return Ok(false);
+        };
+        let message = message_of(stored)?;
+        let summary = self.summary(&row)?;
+        self.forward(&summary, &message, std::slice::from_ref(&agent))
+            .await;
+        Ok(true)
+    }
+}

@@ -1,0 +1,77 @@
+//! The agent delivery outbox (`agent_deliveries`): which stored visitor
+//! messages an agent has not yet confirmed receiving.
+//!
+//! Rows are written by [`insert_events`](super::events) in the transaction
+//! of the message they forward (see `NewEvent::deliver_to`), so "stored"
+//! and "to be forwarded" are one fact: no crash can fall between them.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult};
+use crate::domain::ConversationId;
+
+/// One message (the event `seq` of `conversation`) for one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryRow {
+    pub conversation: ConversationId,
+    pub seq: i64,
+    pub agent_extension: String,
+}
+
+impl Store {
+    /// The agent's side confirmed (or gave up on) a delivery.
+    pub async fn delivery_done(&self, delivery: &DeliveryRow) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM agent_deliveries \
+             WHERE conversation_id = $1 AND seq = $2 AND agent_extension = $3",
+        )
+        .bind(delivery.conversation.to_string())
+        .bind(delivery.seq)
+        .bind(&delivery.agent_extension)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Drops what is left for everyone but `keep` in a conversation (the
+    /// chat was taken by `keep`, or ended when `keep` is `None`).
+    pub async fn deliveries_drop_others(
+        &self,
+        conversation: ConversationId,
+        keep: Option<&str>,
+    ) -> StoreResult<()> {
+        let query = match keep {
+            Some(agent) => sqlx::query(
+                "DELETE FROM agent_deliveries WHERE conversation_id = $1 AND agent_extension <> $2",
+            )
+            .bind(conversation.to_string())
+            .bind(agent.to_owned()),
+            None => sqlx::query("DELETE FROM agent_deliveries WHERE conversation_id = $1")
+                .bind(conversation.to_string()),
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Every unconfirmed delivery, in the order the messages were stored.
+    pub async fn deliveries_pending(&self) -> StoreResult<Vec<DeliveryRow>> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, seq, agent_extension FROM agent_deliveries \
+             ORDER BY created_at, conversation_id, seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("conversation_id")?;
+                Ok(DeliveryRow {
+                    conversation: id
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))?,
+                    seq: r.try_get("seq")?,
+                    agent_extension: r.try_get("agent_extension")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,106 @@
+//! Start-up and figures shared by the benchmark binaries
+//! (`frontdesk-load`, `frontdesk-upload-bench`, `frontdesk-sip-bench`):
+//! the `frontdesk` binary built next to them, a `frontdesk serve` process
+//! on a fresh database and data directory, visitor messages sent at a
+//! steady rate, and latency histograms with their one-line summary.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::database::{DbEngine, TestDb};
+use crate::gateway::GatewayProcess;
+use crate::visitor::{Session, Visitor};
+
+/// A binary built next to the running one (same profile).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build it with the same profile (cargo build --release -p frontdesk)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A `frontdesk serve` process (the binary next to this one) on a fresh
+/// database and data directory, both gone after [`BenchGateway::stop`].
+pub struct BenchGateway {
+    pub process: GatewayProcess,
+    db: TestDb,
+}
+
+impl BenchGateway {
+    /// Writes the configuration `config` makes for the new database (its
+    /// URL and data directory) and starts the gateway on it.
+    pub async fn start(
+        engine: DbEngine,
+        config: impl FnOnce(&TestDb) -> anyhow::Result<String>,
+    ) -> anyhow::Result<BenchGateway> {
+        let db = TestDb::create_on(engine).await?;
+        let process = spawn_gateway(&db, &config(&db)?).await?;
+        Ok(BenchGateway { process, db })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.process.url
+    }
+
+    /// Kills the gateway and drops its database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.process.kill().await?;
+        self.db.drop_db().await
+    }
+}
+
+/// Starts `frontdesk serve` (the binary next to this one) with `config`,
+/// written next to `db`'s data.
+pub async fn spawn_gateway(db: &TestDb, config: &str) -> anyhow::Result<GatewayProcess> {
+    let path = db.file("frontdesk.toml");
+    std::fs::write(&path, config)?;
+    GatewayProcess::spawn_binary(&sibling_binary("frontdesk")?, &path).await
+}
+
+/// Microseconds from 1 µs to a minute, three significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// `p50 …  p95 …  p99 …  max …` in milliseconds, of a histogram in
+/// microseconds.
+pub fn percentiles(h: &Histogram<u64>) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.95)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max()),
+    )
+}
+
+/// Posts `messages` visitor messages at `rate` per second; `message(i)`
+/// gives the i-th one's `(client_id, body)` and `sent(i)` is called just
+/// before its POST. Returns each POST's time to its 201, in order.
+pub async fn post_paced(
+    visitor: &Visitor,
+    session: &Session,
+    messages: usize,
+    rate: f64,
+    message: impl Fn(usize) -> (String, String),
+    mut sent: impl FnMut(usize),
+) -> anyhow::Result<Vec<Duration>> {
+    let mut acks = Vec::with_capacity(messages);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    for i in 0..messages {
+        tick.tick().await;
+        let (client_id, body) = message(i);
+        sent(i);
+        let start = Instant::now();
+        let reply = visitor.say(session, &client_id, &body).await?;
+        anyhow::ensure!(reply.status == 201, "message refused: {}", reply.body);
+        acks.push(start.elapsed());
+    }
+    Ok(acks)
+}

@@ -1,0 +1,146 @@
+//! ejabberd's half of [`super::XmppServer`]: a YAML config with the
+//! component and its secret, run through `ejabberdctl` as the `ejabberd`
+//! user with this instance's own config, spool, cookie home, node name and
+//! Erlang distribution port; accounts are registered once it runs.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{Flavor, XmppServer, COMPONENT_DOMAIN, HOST};
+use crate::net::free_port;
+
+fn id_of(flag: &str) -> anyhow::Result<u32> {
+    let out = Command::new("id").arg(flag).arg("ejabberd").output()?;
+    if !out.status.success() {
+        bail!("no ejabberd system user");
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+/// Writes the config into `server`'s directory (owned by the ejabberd
+/// user) and names the node.
+pub(super) fn write_config(server: &XmppServer) -> anyhow::Result<Flavor> {
+    let dir = &server.dir;
+    let (uid, gid) = (id_of("-u")?, id_of("-g")?);
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    let dist_port = free_port()?;
+    let (c2s_port, component_port, secret) =
+        (server.c2s_port, server.component_port, &server.secret);
+    let config = format!(
+        r#"hosts:
+  - {HOST}
+loglevel: info
+certfiles: []
+listen:
+  -
+    port: {c2s_port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls: false
+  -
+    port: {component_port}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    hosts:
+      "{COMPONENT_DOMAIN}":
+        password: "{secret}"
+auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+shaper_rules:
+  c2s_shaper: none
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_offline: {{}}
+  mod_version: {{}}
+"#
+    );
+    std::fs::write(dir.join("ejabberd.yml"), config)?;
+    std::fs::write(
+        dir.join("ctl.cfg"),
+        format!(
+            "ERL_DIST_PORT={dist_port}\nEJABBERD_PID_PATH={}\n",
+            dir.join("ejabberd.pid").display()
+        ),
+    )?;
+    for entry in std::fs::read_dir(dir)? {
+        std::os::unix::fs::chown(entry?.path(), Some(uid), Some(gid))?;
+    }
+    Ok(Flavor::Ejabberd {
+        node: format!("fd{}@localhost", uuid::Uuid::new_v4().simple()),
+        uid,
+        gid,
+    })
+}
+
+/// `ejabberdctl` with this instance's settings, as the ejabberd user.
+fn ctl(server: &XmppServer) -> Command {
+    let Flavor::Ejabberd { node, uid, gid } = &server.flavor else {
+        unreachable!("ejabberdctl for a server that is not ejabberd")
+    };
+    let dir = &server.dir;
+    let mut cmd = Command::new("ejabberdctl");
+    cmd.arg("-c")
+        .arg(dir.join("ctl.cfg"))
+        .arg("-n")
+        .arg(node)
+        .arg("-f")
+        .arg(dir.join("ejabberd.yml"))
+        .arg("-s")
+        .arg(dir.join("db"))
+        .arg("-l")
+        .arg(dir)
+        .env("HOME", dir)
+        .current_dir(dir)
+        .uid(*uid)
+        .gid(*gid)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// ejabberd in the foreground.
+pub(super) fn command(server: &XmppServer) -> Command {
+    let mut cmd = ctl(server);
+    cmd.arg("foreground");
+    cmd
+}
+
+/// Registers the accounts, retrying while the node's control interface
+/// comes up (it can lag behind the listeners). After a SIGKILL ejabberd
+/// may have lost recent Mnesia writes, so every start registers them;
+/// "already registered" counts as success.
+pub(super) async fn register_accounts(server: &XmppServer) -> anyhow::Result<()> {
+    for account in &server.accounts {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = ctl(server)
+                .args(["register", &account.user, HOST, &account.password])
+                .output()?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() || text.contains("already registered") {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("ejabberdctl register {} failed: {text}", account.user);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! A throwaway XMPP server for tests, Prosody or ejabberd behind one type:
+//! its own config, data directory and free loopback ports, a component
+//! domain with a secret, and agent accounts. What differs per server (the
+//! config it reads, how accounts are created, how it is started) lives in
+//! [`prosody`] and [`ejabberd`]; starting, waiting for the ports,
+//! killing, restarting on the same data, freezing and stopping are shared.
+//! ejabberd routes components differently from Prosody (it accepts several
+//! connections for one component domain and spreads stanzas among them),
+//! so scenarios that depend on routing run against both.
+//!
+//! The server runs in its own process group, killed as a group when the
+//! harness is dropped; the directory is kept (and its path printed) only
+//! when the test panicked, for its log.
+//!
+//! [`XmppAgent`] drives a real XMPP client (slixmpp, `tests/agents/agent.py`)
+//! logged into it, standing in for an agent's Gajim or Conversations.
+
+mod agent;
+mod ejabberd;
+mod prosody;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub use agent::XmppAgent;
+
+use crate::net::{free_port, wait_for_port};
+
+/// The XMPP host the agents live on.
+pub const HOST: &str = "localhost";
+/// The component domain visitor addresses live on.
+pub const COMPONENT_DOMAIN: &str = "chat.localhost";
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmppKind {
+    Prosody,
+    Ejabberd,
+}
+
+/// An agent account to create before start.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Localpart, e.g. `101`.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// Pre-approve the component's presence subscription in the server
+    /// roster (the admin route of A5), so no client needs to approve it
+    /// (Prosody only).
+    pub preapproved: bool,
+}
+
+impl Account {
+    pub fn new(user: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            password: format!("pw-{user}"),
+            preapproved: false,
+        }
+    }
+
+    pub fn preapproved(mut self) -> Self {
+        self.preapproved = true;
+        self
+    }
+
+    pub fn jid(&self) -> String {
+        format!("{}@{HOST}", self.user)
+    }
+}
+
+/// The server-specific half.
+enum Flavor {
+    Prosody,
+    /// ejabberd's control script insists on running as the `ejabberd`
+    /// user, with its own node name (and Erlang distribution port, in
+    /// `ctl.cfg`), so no system epmd or service is involved.
+    Ejabberd {
+        node: String,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// A running (or stopped, between restarts) XMPP server.
+pub struct XmppServer {
+    flavor: Flavor,
+    dir: PathBuf,
+    child: Option<Child>,
+    pub c2s_port: u16,
+    pub component_port: u16,
+    pub secret: String,
+    pub accounts: Vec<Account>,
+}
+
+impl XmppServer {
+    /// Writes the config and accounts and starts the server; returns once
+    /// both the c2s and component ports accept connections and the
+    /// accounts exist.
+    pub async fn start(kind: XmppKind, accounts: &[Account]) -> anyhow::Result<XmppServer> {
+        Self::start_on(kind, accounts, free_port()?, free_port()?).await
+    }
+
+    /// A Prosody (most tests need no other).
+    pub async fn prosody(accounts: &[Account]) -> anyhow::Result<XmppServer> {
+        Self::start(XmppKind::Prosody, accounts).await
+    }
+
+    /// Same, on given ports (the demo uses the standard client port 5222
+    /// so desktop clients need no port setting).
+    pub async fn start_on(
+        kind: XmppKind,
+        accounts: &[Account],
+        c2s_port: u16,
+        component_port: u16,
+    ) -> anyhow::Result<XmppServer> {
+        let name = match kind {
+            XmppKind::Prosody => "prosody",
+            XmppKind::Ejabberd => "ejabberd",
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "frontdesk-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = XmppServer {
+            flavor: Flavor::Prosody,
+            dir,
+            child: None,
+            c2s_port,
+            component_port,
+            secret: uuid::Uuid::new_v4().simple().to_string(),
+            accounts: accounts.to_vec(),
+        };
+        server.flavor = match kind {
+            XmppKind::Prosody => {
+                prosody::write_config(&server)?;
+                Flavor::Prosody
+            }
+            XmppKind::Ejabberd => ejabberd::write_config(&server)?,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    pub fn kind(&self) -> XmppKind {
+        match self.flavor {
+            Flavor::Prosody => XmppKind::Prosody,
+            Flavor::Ejabberd { .. } => XmppKind::Ejabberd,
+        }
+    }
+
+    /// Starts the process, waits for its ports, then makes sure the
+    /// accounts exist.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let (mut command, within) = match &self.flavor {
+            Flavor::Prosody => (prosody::command(self), Duration::from_secs(15)),
+            Flavor::Ejabberd { .. } => (ejabberd::command(self), Duration::from_secs(30)),
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", self.kind()))?;
+        self.child = Some(child);
+        for port in [self.c2s_port, self.component_port] {
+            wait_for_port(port, within).await.with_context(|| {
+                format!(
+                    "{:?} did not listen; see {}",
+                    self.kind(),
+                    self.log().display()
+                )
+            })?;
+        }
+        if let Flavor::Ejabberd { .. } = self.flavor {
+            ejabberd::register_accounts(self).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills the whole server process group (like a crash: no stream
+    /// footers).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = self.signal_group(&child, "-KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts again on the same ports and data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.launch().await
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is
+    /// answered, like a hung server.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let Some(child) = &self.child else {
+            bail!("the server is not running");
+        };
+        self.signal_group(child, signal)
+    }
+
+    /// The group id is the main process's id (`process_group(0)`).
+    fn signal_group(&self, child: &Child, signal: &str) -> anyhow::Result<()> {
+        let group = format!("-{}", child.id());
+        let status = Command::new("kill").args([signal, "--", &group]).status()?;
+        if !status.success() {
+            bail!("kill {signal} failed");
+        }
+        Ok(())
+    }
+
+    /// `host:port` of the component listener.
+    pub fn component_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.component_port)
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> PathBuf {
+        match self.flavor {
+            Flavor::Prosody => self.dir.join("prosody.log"),
+            Flavor::Ejabberd { .. } => self.dir.join("ejabberd.log"),
+        }
+    }
+
+    /// The config file the server reads (at every restart).
+    pub fn config_file(&self) -> PathBuf {
+        match self.flavor {
+            Flavor::Prosody => self.dir.join("prosody.cfg.lua"),
+            Flavor::Ejabberd { .. } => self.dir.join("ejabberd.yml"),
+        }
+    }
+
+    /// Starts a scripted agent client logged in as `user` and waits until
+    /// it is online.
+    pub async fn agent(&self, user: &str) -> anyhow::Result<XmppAgent> {
+        let account = self
+            .accounts
+            .iter()
+            .find(|a| a.user == user)
+            .with_context(|| format!("no account {user}"))?;
+        XmppAgent::start(&account.jid(), &account.password, self.c2s_port).await
+    }
+}
+
+impl Drop for XmppServer {
+    fn drop(&mut self) {
+        // A paused server is thawed first, so nothing is left stopped if
+        // the kill fails.
+        let _ = self.resume();
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "{:?} test directory kept: {}",
+                self.kind(),
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! A visitor's whole conversation over the real HTTP API and WebSocket,
+//! with the test playing the agents through the engine's bridge entry
+//! points. Runs on SQLite and on PostgreSQL (`FRONTDESK_TEST_DB`).
+
+use std::time::Duration;
+
+use frontdesk::engine::loopback::AgentCall;
+use frontdesk::engine::ReceiptStatus;
+use frontdesk_tests::config::ALLOWED_ORIGIN;
+use frontdesk_tests::gateway::TestGateway;
+use frontdesk_tests::visitor::{StreamItem, Visitor};
+use pbx_adapter::AgentExtension;
+use serde_json::json;
+
+fn ext(s: &str) -> AgentExtension {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_live_chat_from_start_to_end() {
+    let mut gw = TestGateway::spawn().await;
+    gw.all_agents_available().await;
+    let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
+
+    let info = visitor.channel("live").await.unwrap();
+    assert_eq!(info.status, 200, "{:?}", info.body);
+    assert_eq!(info.body["mode"], "live");
+    assert_eq!(info.body["open"], true);
+    assert_eq!(info.body["limits"]["max_file_bytes"], 5_242_880);
+
+    let session = visitor.start("live", "Jane Doe").await.unwrap();
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    let first = events.next_event().await.unwrap();
+    assert_eq!(first["type"], "state");
+    assert_eq!(first["state"], "queued");
+    assert_eq!(
+        events.next_of_type("queue_position").await.unwrap()["position"],
+        1
+    );
+
+    // Ring-all: both members of queue 600 get the offer, introducing Jane.
+    let offer = gw.next_offer().await;
+    let offered: Vec<_> = offer
+        .agents
+        .iter()
+        .map(|a| a.extension.to_string())
+        .collect();
+    assert_eq!(offered, ["101", "102"]);
+    assert_eq!(offer.conversation.visitor_name, "Jane Doe");
+    assert_eq!(offer.conversation.visitor_email, "jane@example.com");
+    assert_eq!(offer.conversation.queue.as_deref(), Some("600"));
+
+    let hello = visitor
+        .say(&session, "c-1", "Hello, is anyone there?")
+        .await
+        .unwrap();
+    assert_eq!(hello.status, 201, "{:?}", hello.body);
+    assert_eq!(hello.body["sender"], "visitor");
+    let hello_seq = hello.body["seq"].as_i64().unwrap();
+
+    // Alice answers first and takes the chat; Bob is told it was taken.
+    let id = offer.conversation.id;
+    let reply = gw
+        .engine
+        .agent_message(id, &ext("101"), "Hi Jane, Alice here.")
+        .await
+        .unwrap();
+    assert_eq!(reply.author, "Alice Martin");
+    // While the offer rang, Jane's message went to both ringing agents.
+    let mut ringing_delivered = Vec::new();
+    loop {
+        match gw.next_agent_call().await {
+            AgentCall::Deliver { agent, message, .. } => {
+                assert_eq!(message.body, "Hello, is anyone there?");
+                ringing_delivered.push(agent.to_string());
+            }
+            AgentCall::Withdraw {
+                agents, taken_by, ..
+            } => {
+                assert_eq!(agents, vec![ext("102")]);
+                assert_eq!(taken_by.as_deref(), Some("Alice Martin"));
+                break;
+            }
+            other => panic!("expected a withdraw, got {other:?}"),
+        }
+    }
+    assert_eq!(ringing_delivered, ["101", "102"]);
+    assert_eq!(
+        gw.engine
+            .agent_message(id, &ext("102"), "me too")
+            .await
+            .unwrap_err()
+            .to_string(),
+        "this conversation is not yours"
+    );
+
+    let joined = events.next_of_type("agent_joined").await.unwrap();
+    assert_eq!(joined["agent"]["name"], "Alice Martin");
+    let message = events.next_of_type("message").await.unwrap();
+    assert_eq!(message["message"]["body"], "Hi Jane, Alice here.");
+    assert_eq!(message["message"]["sender"], "agent");
+
+    // Typing and read marks cross in real time.
+    gw.engine.agent_typing(id, &ext("101"), true).await.unwrap();
+    assert_eq!(
+        events.next_of_type("typing").await.unwrap()["state"],
+        "composing"
+    );
+    gw.engine
+        .agent_receipt(id, &ext("101"), ReceiptStatus::Read, hello_seq)
+        .await
+        .unwrap();
+    let receipt = events.next_of_type("receipt").await.unwrap();
+    assert_eq!(receipt["status"], "read");
+    assert_eq!(receipt["up_to_seq"], hello_seq);
+
+    // Now active: the visitor's messages go straight to Alice.
+    visitor
+        .say(&session, "c-2", "My sink leaks.")
+        .await
+        .unwrap();
+    events
+        .send(json!({ "type": "typing", "state": "composing" }))
+        .await
+        .unwrap();
+    let mut delivered = false;
+    let mut typing = false;
+    while !(delivered && typing) {
+        match gw.next_agent_call().await {
+            AgentCall::Deliver { agent, message, .. } => {
+                assert_eq!(agent, ext("101"));
+                assert_eq!(message.body, "My sink leaks.");
+                delivered = true;
+            }
+            AgentCall::VisitorTyping { composing, .. } => {
+                assert!(composing);
+                typing = true;
+            }
+            other => panic!("unexpected agent call {other:?}"),
+        }
+    }
+
+    // History holds every message once, in order.
+    let history = visitor.messages(&session).await.unwrap();
+    let bodies: Vec<_> = history.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "Hello, is anyone there?",
+            "Hi Jane, Alice here.",
+            "My sink leaks."
+        ]
+    );
+
+    // The visitor ends the chat; Alice is told.
+    let closed = visitor.close(&session).await.unwrap();
+    assert_eq!(closed.status, 200);
+    assert_eq!(closed.body["state"], "ended");
+    let event = events.next_of_type("closed").await.unwrap();
+    assert_eq!(event["by"], "visitor");
+    match gw.next_agent_call().await {
+        AgentCall::Ended { agent, by, .. } => {
+            assert_eq!(agent, ext("101"));
+            assert_eq!(by, frontdesk::domain::Party::Visitor);
+        }
+        other => panic!("expected ended, got {other:?}"),
+    }
+    let late = visitor
+        .say(&session, "c-3", "one more thing")
+        .await
+        .unwrap();
+    assert_eq!(late.status, 409);
+    assert_eq!(late.error(), "conversation_ended");
+
+    events.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_chatbot_option_shows_its_welcome_and_routes_to_its_queue() {
+    let mut gw = TestGateway::spawn().await;
+    gw.all_agents_available().await;
+    let visitor = Visitor::new(&gw.url);
+
+    let info = visitor.channel("bot").await.unwrap();
+    assert_eq!(info.body["mode"], "chatbot");
+    assert_eq!(info.body["options"][1]["id"], "support");
+
+    let session = visitor.start("bot", "Jane").await.unwrap();
+    let view = visitor.conversation(&session).await.unwrap();
+    assert_eq!(view.body["state"], "chatbot_menu");
+
+    let wrong = visitor.choose(&session, "nope").await.unwrap();
+    assert_eq!(wrong.status, 422);
+    assert_eq!(wrong.error(), "unknown_option");
+
+    let chosen = visitor.choose(&session, "support").await.unwrap();
+    assert_eq!(chosen.status, 200, "{:?}", chosen.body);
+
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    let welcome = events.next_of_type("message").await.unwrap();
+    assert_eq!(welcome["message"]["sender"], "system");
+    assert_eq!(
+        welcome["message"]["body"],
+        "Support will answer you in a moment."
+    );
+    assert_eq!(
+        events.next_of_type("state").await.unwrap()["state"],
+        "queued"
+    );
+
+    let offer = gw.next_offer().await;
+    assert_eq!(offer.conversation.queue.as_deref(), Some("601"));
+    assert_eq!(offer.conversation.option_label.as_deref(), Some("Get help"));
+    assert_eq!(offer.agents[0].extension, ext("103"));
+
+    let again = visitor.choose(&session, "sales").await.unwrap();
+    assert_eq!(again.status, 409);
+    assert_eq!(again.error(), "invalid_state");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_message_is_stored_once() {
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+
+    let first = visitor.say(&session, "same-id", "Hello").await.unwrap();
+    let retry = visitor.say(&session, "same-id", "Hello").await.unwrap();
+    assert_eq!(first.status, 201);
+    assert_eq!(retry.status, 200);
+    assert_eq!(first.body, retry.body);
+
+    // Concurrent retries too.
+    let sends = (0..8).map(|_| visitor.say(&session, "racing", "Hi"));
+    let replies = futures::future::join_all(sends).await;
+    let created = replies
+        .iter()
+        .filter(|r| r.as_ref().unwrap().status == 201)
+        .count();
+    assert_eq!(created, 1);
+
+    let history = visitor.messages(&session).await.unwrap();
+    assert_eq!(history.body["messages"].as_array().unwrap().len(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_widget_gets_exactly_the_events_it_missed() {
+    let gw = TestGateway::spawn().await;
+    gw.all_agents_available().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let id = session.id.parse().unwrap();
+
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    gw.engine.agent_accept(id, &ext("101")).await.unwrap();
+    let joined = events.next_of_type("agent_joined").await.unwrap();
+    let last_seen = joined["seq"].as_i64().unwrap();
+    events.close().await;
+
+    // While disconnected: three agent messages and one visitor message.
+    for i in 1..=3 {
+        gw.engine
+            .agent_message(id, &ext("101"), &format!("missed {i}"))
+            .await
+            .unwrap();
+    }
+    visitor.say(&session, "v-1", "also missed").await.unwrap();
+
+    let mut resumed = visitor.events(&session, last_seen).await.unwrap();
+    let mut seqs = Vec::new();
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let event = resumed.next_event().await.unwrap();
+        seqs.push(event["seq"].as_i64().unwrap());
+        bodies.push(event["message"]["body"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(bodies, ["missed 1", "missed 2", "missed 3", "also missed"]);
+    let expected: Vec<i64> = (last_seen + 1..=last_seen + 4).collect();
+    assert_eq!(seqs, expected, "no gap and no duplicate");
+
+    // Then live events continue from there, still without a gap.
+    gw.engine
+        .agent_message(id, &ext("101"), "live again")
+        .await
+        .unwrap();
+    let live = resumed.next_event().await.unwrap();
+    assert_eq!(live["seq"].as_i64().unwrap(), last_seen + 5);
+    assert_eq!(live["message"]["body"], "live again");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_going_offline_mid_chat_requeues_it_to_another_agent() {
+    let mut gw = TestGateway::spawn().await;
+    gw.all_agents_available().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let id = session.id.parse().unwrap();
+    gw.next_offer().await;
+    gw.engine.agent_accept(id, &ext("101")).await.unwrap();
+    visitor
+        .say(&session, "v-1", "before the drop")
+        .await
+        .unwrap();
+
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    gw.engine.set_agent_available(&ext("101"), false).await;
+    let left = events.next_of_type("agent_left").await.unwrap();
+    assert_eq!(left["agent"]["name"], "Alice Martin");
+
+    // Bob gets the offer with the history so far: nothing typed is lost.
+    let offer = gw.next_offer().await;
+    assert_eq!(offer.agents.len(), 1);
+    assert_eq!(offer.agents[0].extension, ext("102"));
+    assert!(offer.history.iter().any(|m| m.body == "before the drop"));
+    gw.engine.agent_accept(id, &ext("102")).await.unwrap();
+    let joined = events.next_of_type("agent_joined").await.unwrap();
+    assert_eq!(joined["agent"]["name"], "Bob Durand");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_offer_times_out_and_rings_again() {
+    let mut gw = TestGateway::spawn_with(|config| {
+        config.queues[0].ring_timeout_secs = 1;
+    })
+    .await;
+    gw.all_agents_available().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let first = gw.next_offer().await;
+    assert_eq!(first.agents.len(), 2);
+    // Nobody answers: the offer is withdrawn and made again.
+    let mut withdrawn = false;
+    loop {
+        match gw.next_agent_call().await {
+            AgentCall::Withdraw { taken_by, .. } => {
+                assert_eq!(taken_by, None);
+                withdrawn = true;
+            }
+            AgentCall::Offer(again) => {
+                assert!(withdrawn, "the old offer is withdrawn first");
+                assert_eq!(again.conversation.id.to_string(), session.id);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn queue_positions_move_up_as_chats_ahead_are_taken() {
+    let mut gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let first = visitor.start("live", "First").await.unwrap();
+    let second = visitor.start("live", "Second").await.unwrap();
+    let mut events = visitor.events(&second, 0).await.unwrap();
+    assert_eq!(
+        events.next_of_type("queue_position").await.unwrap()["position"],
+        2
+    );
+
+    // Only Alice comes online: she is offered the first visitor.
+    gw.engine.set_agent_available(&ext("101"), true).await;
+    let offer = gw.next_offer().await;
+    assert_eq!(offer.conversation.id.to_string(), first.id);
+    gw.engine
+        .agent_accept(offer.conversation.id, &ext("101"))
+        .await
+        .unwrap();
+    assert_eq!(
+        events.next_of_type("queue_position").await.unwrap()["position"],
+        1
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_websockets_with_going_away() {
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    events.next_event().await.unwrap();
+    let stopping = tokio::spawn(gw.stop());
+    loop {
+        match events.next_item(Duration::from_secs(10)).await.unwrap() {
+            StreamItem::Closed(code) => {
+                assert_eq!(code, Some(1001));
+                break;
+            }
+            StreamItem::Event(_) => continue,
+        }
+    }
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_visitor_who_waits_too_long_overflows_to_the_next_queue() {
+    let mut gw = TestGateway::spawn_with(|config| {
+        config.queues[0].max_wait_secs = Some(1);
+        config.queues[0].overflow =
+            Some(pbx_adapter::queue::Overflow::Queue("601".parse().unwrap()));
+    })
+    .await;
+    // Nobody in queue 600 is available; Chloé (103) of queue 601 is.
+    gw.engine.set_agent_available(&ext("103"), true).await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let offer = gw.next_offer().await;
+    assert_eq!(offer.conversation.id.to_string(), session.id);
+    assert_eq!(offer.conversation.queue.as_deref(), Some("601"));
+    assert_eq!(offer.agents[0].extension, ext("103"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_visitor_who_waits_too_long_gets_the_contact_alternatives() {
+    let gw = TestGateway::spawn_with(|config| {
+        config.queues[0].max_wait_secs = Some(1);
+        config.channels[0].closed.alternatives = vec![frontdesk::config::Alternative {
+            kind: frontdesk::config::AlternativeKind::Phone,
+            label: "Call us".into(),
+            value: "+33 1 23 45 67 89".into(),
+        }];
+    })
+    .await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    let notice = events.next_of_type("message").await.unwrap();
+    assert_eq!(notice["message"]["sender"], "system");
+    let body = notice["message"]["body"].as_str().unwrap();
+    assert!(body.contains("Call us: +33 1 23 45 67 89"), "{body}");
+    let closed = events.next_of_type("closed").await.unwrap();
+    assert_eq!(closed["by"], "system");
+    assert_eq!(closed["reason"], "no_agent_available");
+    gw.stop().await;
+}

@@ -1,0 +1,343 @@
+//! Every acknowledged message is durable, reaches the agent, and restarting
+//! the gateway never drops a conversation: tested by killing a real
+//! `frontdesk serve` process with SIGKILL mid-stream.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use frontdesk_tests::config::test_config_toml;
+use frontdesk_tests::database::TestDb;
+use frontdesk_tests::gateway::{GatewayProcess, TestGateway};
+use frontdesk_tests::visitor::Visitor;
+use frontdesk_tests::xmpp_server::{Account, XmppServer, COMPONENT_DOMAIN};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const SENDERS: usize = 4;
+const PER_SENDER: usize = 150;
+const KILL_AFTER_ACKS: usize = 120;
+
+#[tokio::test]
+async fn sigkill_mid_stream_loses_no_acknowledged_message() {
+    let db = TestDb::create().await.unwrap();
+    let gateway = GatewayProcess::spawn_on(&db).await.unwrap();
+    let visitor = Visitor::new(&gateway.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+
+    // Several senders stream messages; each records what was acknowledged.
+    let acked: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let (enough_tx, enough_rx) = tokio::sync::oneshot::channel::<()>();
+    let enough_tx = Arc::new(Mutex::new(Some(enough_tx)));
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let visitor = visitor.clone();
+        let session = session.clone();
+        let acked = acked.clone();
+        let enough_tx = enough_tx.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..PER_SENDER {
+                let client_id = format!("s{s}-m{i}");
+                match visitor
+                    .say(&session, &client_id, &format!("message {client_id}"))
+                    .await
+                {
+                    Ok(reply) if reply.status == 201 || reply.status == 200 => {
+                        let seq = reply.body["seq"].as_i64().unwrap();
+                        let mut acked = acked.lock().unwrap();
+                        acked.insert(client_id, seq);
+                        if acked.len() >= KILL_AFTER_ACKS {
+                            if let Some(tx) = enough_tx.lock().unwrap().take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                    }
+                    // The gateway died under us: stop this sender.
+                    Ok(_) | Err(_) => return,
+                }
+            }
+        }));
+    }
+    enough_rx.await.unwrap();
+    gateway.kill().await.unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= KILL_AFTER_ACKS);
+    assert!(
+        acked.len() < SENDERS * PER_SENDER,
+        "the kill must land mid-stream"
+    );
+
+    // Restart on the same database and data directory.
+    let gateway = GatewayProcess::spawn_on(&db).await.unwrap();
+    let visitor = Visitor::new(&gateway.url);
+    let history = visitor.messages(&session).await.unwrap();
+    assert_eq!(history.status, 200, "the token still works after the crash");
+    let mut stored: HashMap<String, i64> = HashMap::new();
+    for message in history.body["messages"].as_array().unwrap() {
+        let client_id = message["client_id"].as_str().unwrap().to_owned();
+        let seq = message["seq"].as_i64().unwrap();
+        assert!(
+            stored.insert(client_id.clone(), seq).is_none(),
+            "{client_id} stored twice"
+        );
+    }
+    for (client_id, seq) in &acked {
+        assert_eq!(
+            stored.get(client_id),
+            Some(seq),
+            "acknowledged {client_id} lost or changed"
+        );
+    }
+
+    // The widget retries everything it is unsure of: still exactly once.
+    for s in 0..SENDERS {
+        for i in 0..PER_SENDER {
+            let client_id = format!("s{s}-m{i}");
+            let reply = visitor
+                .say(&session, &client_id, &format!("message {client_id}"))
+                .await
+                .unwrap();
+            assert!(reply.status == 201 || reply.status == 200, "{}", reply.body);
+        }
+    }
+    let history = visitor.messages(&session).await.unwrap();
+    let messages = history.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), SENDERS * PER_SENDER);
+    let seqs: Vec<i64> = messages
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "history is in order");
+
+    gateway.kill().await.unwrap();
+    db.drop_db().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_graceful_restart_keeps_waiting_and_active_conversations() {
+    let mut gw = TestGateway::spawn().await;
+    gw.all_agents_available().await;
+    let visitor = Visitor::new(&gw.url);
+    let waiting = visitor.start("live", "Waiting").await.unwrap();
+    let active = visitor.start("live", "Active").await.unwrap();
+    let first = gw.next_offer().await;
+    assert_eq!(first.conversation.id.to_string(), waiting.id);
+    gw.engine
+        .agent_accept(first.conversation.id, &"101".parse().unwrap())
+        .await
+        .unwrap();
+    let second = gw.next_offer().await;
+    gw.engine
+        .agent_accept(second.conversation.id, &"102".parse().unwrap())
+        .await
+        .unwrap();
+    let third = visitor.start("live", "Still waiting").await.unwrap();
+    visitor.say(&third, "c1", "anyone?").await.unwrap();
+
+    let db = gw.stop_keep_db().await;
+    let mut gw = TestGateway::spawn_on(db, |_| {}).await;
+    let visitor = Visitor::new(&gw.url);
+
+    for session in [&waiting, &active] {
+        let view = visitor.conversation(session).await.unwrap();
+        assert_eq!(view.body["state"], "active", "{}", view.body);
+    }
+    let view = visitor.conversation(&third).await.unwrap();
+    assert_eq!(view.body["state"], "queued");
+    // Agents come back: the waiting chat is offered again, history intact.
+    gw.all_agents_available().await;
+    let offer = gw.next_offer().await;
+    assert_eq!(offer.conversation.id.to_string(), third.id);
+    assert_eq!(offer.history[0].body, "anyone?");
+    gw.stop().await;
+}
+
+/// Messages the visitor streams to an XMPP agent in this test.
+const STREAMED: usize = 120;
+/// After how many acknowledged messages the gateway is SIGKILLed.
+const KILL_AT: [usize; 3] = [25, 55, 95];
+
+/// A `frontdesk serve` process whose agents 101 and 102 are XMPP accounts
+/// of `server`, on `db`'s database and data directory.
+async fn xmpp_gateway(db: &TestDb, server: &XmppServer) -> GatewayProcess {
+    let config = test_config_toml(&db.url(), db.data_dir())
+        .replace("alice@pbx.example.com", "101@localhost")
+        .replace("bob@pbx.example.com", "102@localhost");
+    let xmpp = format!(
+        "\n[xmpp]\ndomain = \"{COMPONENT_DOMAIN}\"\nserver = \"{}\"\nsecret = \"{}\"\n\
+         ping_interval_secs = 2\nreconnect_max_secs = 1\n",
+        server.component_addr(),
+        server.secret
+    );
+    let path = db.file("frontdesk-xmpp.toml");
+    std::fs::write(&path, config + &xmpp).unwrap();
+    GatewayProcess::spawn(&path).await.unwrap()
+}
+
+/// The issue's fault scenario, bounded: a visitor streams messages to a
+/// real XMPP agent (slixmpp on Prosody) while the gateway is SIGKILLed
+/// mid-stream three times, once while Prosody is frozen so that stored
+/// messages are waiting for their forward. Every acknowledged message
+/// reaches the agent, in order, and none twice under different ids (a
+/// re-sent stanza keeps its id, which clients deduplicate on).
+#[tokio::test]
+async fn an_xmpp_agent_gets_every_acknowledged_message_across_gateway_kills() {
+    let prosody = XmppServer::prosody(&[Account::new("101").preapproved()])
+        .await
+        .unwrap();
+    let mut agent = prosody.agent("101").await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let mut gateway = xmpp_gateway(&db, &prosody).await;
+    let visitor = Visitor::new(&gateway.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let address = format!("{}@{COMPONENT_DOMAIN}", session.agent_localpart());
+
+    // The agent takes the chat by answering the offer.
+    let from = address.clone();
+    agent
+        .expect(WAIT, move |e| {
+            e["event"] == "message" && e["from"].as_str().is_some_and(|f| f.starts_with(&from))
+        })
+        .await
+        .unwrap();
+    agent.send(&address, "Hello Jane", "a-1").await.unwrap();
+    wait_until_active(&visitor, &session).await;
+
+    let url = Arc::new(Mutex::new(gateway.url.clone()));
+    let acked = Arc::new(Mutex::new(0usize));
+    // While held, the visitor waits before its next message.
+    let hold = Arc::new(AtomicBool::new(false));
+    let sender = tokio::spawn({
+        let (url, acked, session) = (url.clone(), acked.clone(), session.clone());
+        let hold = hold.clone();
+        async move {
+            for i in 0..STREAMED {
+                while hold.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // The widget retries until the gateway acknowledges.
+                loop {
+                    let current = url.lock().unwrap().clone();
+                    let reply = Visitor::new(&current)
+                        .say(&session, &format!("m{i}"), &format!("message {i}"))
+                        .await;
+                    if matches!(&reply, Ok(r) if r.status == 201 || r.status == 200) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                *acked.lock().unwrap() = i + 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    for (round, at) in KILL_AT.into_iter().enumerate() {
+        wait_for_acks(&acked, at).await;
+        let frozen = round == 1;
+        if frozen {
+            // Once the component gave the frozen server up, the next
+            // messages are stored but cannot be forwarded: only the outbox
+            // knows them when the gateway dies.
+            hold.store(true, Ordering::SeqCst);
+            prosody.pause().unwrap();
+            wait_for_xmpp_down(&gateway.url).await;
+            let now = *acked.lock().unwrap();
+            hold.store(false, Ordering::SeqCst);
+            wait_for_acks(&acked, now + 10).await;
+        }
+        gateway.kill().await.unwrap();
+        if frozen {
+            prosody.resume().unwrap();
+        }
+        gateway = xmpp_gateway(&db, &prosody).await;
+        *url.lock().unwrap() = gateway.url.clone();
+    }
+    sender.await.unwrap();
+
+    // Everything acknowledged reaches the agent: collect until all arrived.
+    let mut first_seen: Vec<usize> = Vec::new();
+    let mut ids: HashMap<usize, String> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first_seen.len() < STREAMED {
+        let from = address.clone();
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = agent
+            .expect(within, move |e| {
+                e["event"] == "message"
+                    && e["from"].as_str().is_some_and(|f| f.starts_with(&from))
+                    && e["body"]
+                        .as_str()
+                        .is_some_and(|b| b.starts_with("message "))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}; got {} of {STREAMED}", first_seen.len()));
+        let n: usize = event["body"].as_str().unwrap()["message ".len()..]
+            .parse()
+            .unwrap();
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        match ids.get(&n) {
+            Some(earlier) => assert_eq!(earlier, &id, "message {n} sent twice as two stanzas"),
+            None => {
+                ids.insert(n, id);
+                first_seen.push(n);
+            }
+        }
+    }
+    let in_order: Vec<usize> = (0..STREAMED).collect();
+    assert_eq!(first_seen, in_order, "the agent got them in order");
+    gateway.kill().await.unwrap();
+    db.drop_db().await.unwrap();
+}
+
+/// Polls `/metrics` until the gateway says its XMPP component is down
+/// (after a ping to the frozen server went unanswered).
+async fn wait_for_xmpp_down(url: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == "frontdesk_xmpp_connected 0") {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the component never noticed the frozen server: {:?}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("xmpp"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_acks(acked: &Mutex<usize>, at_least: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while *acked.lock().unwrap() < at_least {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the visitor got no ack for message {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_until_active(visitor: &Visitor, session: &frontdesk_tests::visitor::Session) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let view = visitor.conversation(session).await.unwrap();
+        if view.body["state"] == "active" {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", view.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,18 @@
+//! The integration suite, as one test binary (after zero-to-production's
+//! `tests/api/main.rs`): the gateway and its peers are linked once, not
+//! once per file. One module per area; test names read as specifications.
+//! The modules' tests run in parallel threads of one process, so each
+//! test starts its own servers on free ports and in temp dirs, and none
+//! changes process-wide state (environment, current directory).
+
+mod cli;
+mod conversation;
+mod durability;
+mod edge_limits;
+mod errors;
+mod files;
+mod sip_agent;
+mod sip_bridge;
+mod tidy;
+mod xmpp_bridge;
+mod xmpp_component;
