@@ -41,6 +41,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     #[serde(default)]
     pub files: FilesConfig,
+    #[serde(default)]
+    pub waiting: WaitingConfig,
     /// The XMPP bridge (an XEP-0114 component). Absent: no XMPP agents.
     #[serde(default)]
     pub xmpp: Option<XmppConfig>,
@@ -334,6 +336,29 @@ impl Default for RateLimits {
             max_body_bytes: 64 * 1024,
             websocket_upgrades_per_minute_per_ip: 60,
             websockets_per_conversation: 4,
+        }
+    }
+}
+
+/// Bounds on chats waiting for an agent, so abandoned ones do not pile up
+/// and one queue cannot hold the whole gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitingConfig {
+    /// A waiting chat (menu, queue, ringing) whose visitor has had no widget
+    /// connected for this long ends, with a note the visitor reads on
+    /// return. 0 keeps them.
+    pub abandoned_after_secs: u64,
+    /// Most chats waiting in one queue; the next visitor gets 503
+    /// `queue_full` (Asterisk's `maxlen`). 0: no limit.
+    pub max_per_queue: u32,
+}
+
+impl Default for WaitingConfig {
+    fn default() -> Self {
+        Self {
+            abandoned_after_secs: 15 * 60,
+            max_per_queue: 500,
         }
     }
 }

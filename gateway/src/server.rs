@@ -130,11 +130,17 @@ impl Gateway {
             pbx_adapter::queue::PbxDirectory::new(config.queues.clone(), config.agents.clone())
                 .context("invalid queues or agents")?;
         let channels = Channels::new(&config.channels).map_err(anyhow::Error::msg)?;
-        let engine = Engine::new(store.clone(), channels, Arc::new(directory), agents);
+        let limits = crate::engine::EngineLimits {
+            max_waiting_per_queue: config.waiting.max_per_queue,
+        };
+        let engine = Engine::new(store.clone(), channels, Arc::new(directory), agents, limits);
         engine
             .recover()
             .await
             .context("cannot recover conversations")?;
+        engine.watch_abandoned(std::time::Duration::from_secs(
+            config.waiting.abandoned_after_secs,
+        ));
         let limiters = api::ratelimit::Limiters::new(&config.limits);
         files
             .store()

@@ -126,6 +126,12 @@ impl From<EngineError> for ApiError {
             )
             .with("next_open", next_open.map(|t| t.to_rfc3339())),
             EngineError::Invalid(invalid) => invalid.into(),
+            EngineError::QueueFull => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                "All our advisors are busy and the queue is full. Please try again in a few minutes.",
+            )
+            .with("retry_after", 60),
             EngineError::UnknownOption => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_option",

@@ -44,6 +44,16 @@ impl Hub {
         }
     }
 
+    /// The conversations someone follows right now.
+    pub fn followed(&self) -> Vec<ConversationId> {
+        let senders = self.senders.lock().expect("hub lock poisoned");
+        senders
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Number of conversations with at least one live subscriber.
     pub fn watched(&self) -> usize {
         self.senders.lock().expect("hub lock poisoned").len()

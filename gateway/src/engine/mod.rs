@@ -19,6 +19,7 @@ pub mod hub;
 pub mod loopback;
 pub mod view;
 
+mod abandoned;
 mod agent;
 mod agent_files;
 mod delivery;
@@ -70,6 +71,8 @@ pub enum EngineError {
     Invalid(#[from] InvalidInput),
     #[error("unknown chatbot option")]
     UnknownOption,
+    #[error("the queue is full")]
+    QueueFull,
     #[error("the conversation is {0}, which does not allow this")]
     InvalidState(ConversationState),
     #[error("the conversation has ended")]
@@ -126,6 +129,14 @@ struct Inner {
     shutdown: CancellationToken,
     /// Agents' HTTP File Upload slots (see `agent_files`).
     uploads: agent_files::UploadSlots,
+    limits: EngineLimits,
+}
+
+/// Bounds the engine enforces (from `[waiting]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineLimits {
+    /// Most chats waiting in one queue; 0: no limit.
+    pub max_waiting_per_queue: u32,
 }
 
 /// What this node keeps in memory only: rebuilt at start-up (offers are
@@ -158,6 +169,7 @@ impl Engine {
         channels: Channels,
         directory: Arc<PbxDirectory>,
         agents: Arc<dyn AgentChannel>,
+        limits: EngineLimits,
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -172,6 +184,7 @@ impl Engine {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 uploads: agent_files::UploadSlots::default(),
+                limits,
             }),
         }
     }

@@ -49,6 +49,9 @@ impl Engine {
                 .clone()
                 .expect("validated: live channels have a queue")
         });
+        if let Some(queue) = &queue {
+            self.check_room_in(queue.as_str()).await?;
+        }
         let new = NewConversation {
             id,
             channel_key: channel_key.to_owned(),
@@ -133,6 +136,7 @@ impl Engine {
             .find(|o| o.id == option_id)
             .ok_or(EngineError::UnknownOption)?;
         let next = state.transition(ConversationState::Queued)?;
+        self.check_room_in(option.queue.as_str()).await?;
         let welcome = MessageView::new(
             Party::System,
             channel.config.name.clone(),
@@ -245,29 +249,45 @@ impl Engine {
     /// Ends a conversation (idempotent once ended).
     #[instrument(skip(self), fields(conversation = %id))]
     pub async fn close(&self, id: ConversationId, by: Party) -> EngineResult<ConversationView> {
+        let reason = match by {
+            Party::Visitor => "the visitor ended the chat",
+            Party::Agent => "the agent ended the chat",
+            Party::System => "the chat was ended",
+        };
+        self.end(id, by, reason, None).await
+    }
+
+    /// Ends a conversation with `reason`, after a `notice` the visitor reads
+    /// in the chat (if any); withdraws its offer, tells its agent.
+    pub(super) async fn end(
+        &self,
+        id: ConversationId,
+        by: Party,
+        reason: &str,
+        notice: Option<String>,
+    ) -> EngineResult<ConversationView> {
         let row = self.row(id).await?;
         let state = row.state;
         if state.is_final() {
             return self.view(id).await;
         }
         let next = state.transition(ConversationState::Ended)?;
-        let reason = match by {
-            Party::Visitor => "the visitor ended the chat",
-            Party::Agent => "the agent ended the chat",
-            Party::System => "the chat was ended",
-        };
         let update = ConversationUpdate {
             state: Some(next),
             ended_at: Some(Some(now_ms())),
             ..Default::default()
         };
-        let events = [
-            event(EventBody::State { state: next }),
-            event(EventBody::Closed {
-                by,
-                reason: reason.to_owned(),
-            }),
-        ];
+        let mut events = Vec::with_capacity(3);
+        if let Some(text) = notice {
+            let author = self.channel_of(&row)?.config.name.clone();
+            let message = MessageView::new(Party::System, author, text);
+            events.push(event(EventBody::Message { message }));
+        }
+        events.push(event(EventBody::State { state: next }));
+        events.push(event(EventBody::Closed {
+            by,
+            reason: reason.to_owned(),
+        }));
         if self
             .commit(id, Some(state), &update, &events)
             .await?

@@ -1,6 +1,7 @@
 //! Forgetting on schedule: an ended conversation is deleted, its files'
-//! bytes first, once the channel's `retention_days` have passed; partial
-//! uploads a crashed process abandoned go too.
+//! bytes first, once the channel's `retention_days` have passed, and so is
+//! one that never ended but saw no change for as long; partial uploads a
+//! crashed process abandoned go too.
 //!
 //! Bytes go before rows: if deleting bytes fails, the rows stay and the
 //! next sweep tries again, so no file is ever left without a row that
@@ -20,8 +21,9 @@ pub struct Swept {
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const BATCH: i64 = 100;
 
-/// Deletes the conversations (and files) of `channels` that ended more than
-/// their channel's `retention_days` before `now_ms`.
+/// Deletes the conversations (and files) of `channels` that ended (or last
+/// changed, if they never ended) more than their channel's
+/// `retention_days` before `now_ms`.
 pub async fn sweep(
     files: &Files,
     store: &Store,
@@ -38,7 +40,7 @@ pub async fn sweep(
         let cutoff = now_ms.saturating_sub(i64::from(channel.retention_days) * DAY_MS);
         loop {
             let expired = store
-                .conversations_ended_before(channel.key.as_str(), cutoff, BATCH)
+                .conversations_expired_before(channel.key.as_str(), cutoff, BATCH)
                 .await?;
             let mut progressed = false;
             for id in &expired {

@@ -169,6 +169,62 @@ impl Store {
         Ok(out)
     }
 
+    /// Records that the visitors of `ids` are connected right now.
+    pub async fn mark_visitors_seen(&self, ids: &[ConversationId], now: i64) -> StoreResult<()> {
+        for chunk in ids.chunks(200) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE conversations SET visitor_seen_at = $1 WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            query.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Chats still waiting (menu, queue, ringing) whose visitor has not
+    /// been connected since `cutoff`, oldest first, at most `limit`.
+    pub async fn abandoned_waiting(
+        &self,
+        cutoff: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ConversationId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE state IN ($1, $2, $3) \
+             AND COALESCE(visitor_seen_at, created_at) < $4 \
+             ORDER BY created_at LIMIT $5",
+        )
+        .bind(ConversationState::ChatbotMenu.as_str())
+        .bind(ConversationState::Queued.as_str())
+        .bind(ConversationState::Offered.as_str())
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))
+            })
+            .collect()
+    }
+
+    /// How many chats wait in `queue` (queued or ringing).
+    pub async fn waiting_in_queue(&self, queue: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE queue_extension = $1 AND state IN ($2, $3)",
+        )
+        .bind(queue)
+        .bind(ConversationState::Queued.as_str())
+        .bind(ConversationState::Offered.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Number of conversations per state, for metrics.
     pub async fn count_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM conversations GROUP BY state")

@@ -64,9 +64,11 @@ pub(super) async fn insert_events(
     let mut stored = Vec::with_capacity(events.len());
     for event in events {
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2 \
+             WHERE id = $1 RETURNING last_seq",
         )
         .bind(id.to_string())
+        .bind(now)
         .fetch_one(&mut **tx)
         .await?;
         sqlx::query(

@@ -210,17 +210,19 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Conversations of `channel_key` that ended before `cutoff_ms`, oldest
-    /// first, at most `limit`.
-    pub async fn conversations_ended_before(
+    /// Conversations of `channel_key` that ended before `cutoff_ms`, or
+    /// never ended but saw no change since then (a chat left open and
+    /// forgotten), oldest first, at most `limit`.
+    pub async fn conversations_expired_before(
         &self,
         channel_key: &str,
         cutoff_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<ConversationId>> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE channel_key = $1 AND ended_at IS NOT NULL \
-             AND ended_at < $2 ORDER BY ended_at LIMIT $3",
+            "SELECT id FROM conversations WHERE channel_key = $1 \
+             AND COALESCE(ended_at, updated_at) < $2 \
+             ORDER BY COALESCE(ended_at, updated_at) LIMIT $3",
         )
         .bind(channel_key)
         .bind(cutoff_ms)

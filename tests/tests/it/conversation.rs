@@ -446,3 +446,60 @@ async fn a_visitor_who_waits_too_long_gets_the_contact_alternatives() {
     assert_eq!(closed["reason"], "no_agent_available");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_waiting_chat_whose_visitor_left_ends_with_a_note_for_their_return() {
+    let gw = TestGateway::spawn_with(|config| config.waiting.abandoned_after_secs = 1).await;
+    let visitor = Visitor::new(&gw.url);
+    // One visitor keeps the widget open, the other closed the tab.
+    let (present, present_events) = visitor.start_following("live", "Stays").await.unwrap();
+    let gone = visitor.start("live", "Leaves").await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let view = visitor.conversation(&gone).await.unwrap();
+        if view.body["state"] == "ended" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", view.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back on the page, the visitor reads why.
+    let mut events = visitor.events(&gone, 0).await.unwrap();
+    let note = events.next_of_type("message").await.unwrap();
+    assert_eq!(note["message"]["sender"], "system");
+    assert!(
+        note["message"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("you left while waiting"),
+        "{note}"
+    );
+    assert_eq!(
+        events.next_of_type("closed").await.unwrap()["reason"],
+        "abandoned"
+    );
+
+    // Whoever kept the widget open still waits, well past the limit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let view = visitor.conversation(&present).await.unwrap();
+    assert_eq!(view.body["state"], "queued", "{}", view.body);
+    present_events.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_chats_with_503() {
+    let gw = TestGateway::spawn_with(|config| config.waiting.max_per_queue = 2).await;
+    let visitor = Visitor::new(&gw.url);
+    visitor.start("live", "One").await.unwrap();
+    visitor.start("live", "Two").await.unwrap();
+    let third = visitor
+        .try_start("live", "Three", "three@example.com")
+        .await
+        .unwrap();
+    assert_eq!(third.status, 503, "{}", third.body);
+    assert_eq!(third.error(), "queue_full");
+    assert_eq!(third.body["retry_after"], 60);
+    gw.stop().await;
+}
