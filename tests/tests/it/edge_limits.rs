@@ -241,6 +241,15 @@ async fn a_stalled_upload_body_is_cut_after_the_body_idle_timeout() {
     gw.stop().await;
 }
 
+/// A new visitor's event stream, authenticated (its first event read).
+async fn following(gw: &TestGateway) -> EventStream {
+    let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    let mut events = visitor.events(&session, 0).await.unwrap();
+    events.next_event().await.unwrap();
+    events
+}
+
 /// Reads a stream until it closes; its close code.
 async fn close_code(events: &mut EventStream) -> Option<u16> {
     loop {
@@ -255,10 +264,7 @@ async fn close_code(events: &mut EventStream) -> Option<u16> {
 #[tokio::test]
 async fn an_oversized_websocket_frame_is_refused_with_1009_before_its_payload_arrives() {
     let gw = TestGateway::spawn().await;
-    let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
-    let session = visitor.start("live", "Jane").await.unwrap();
-    let mut events = visitor.events(&session, 0).await.unwrap();
-    events.next_event().await.unwrap();
+    let mut events = following(&gw).await;
     // A masked text frame announcing 10 MiB, of which 1 KiB is sent: far
     // under the old 16 MiB frame limit, far over the message cap.
     let mut frame = vec![0x81, 0x80 | 127];
@@ -345,10 +351,7 @@ async fn a_websocket_that_answers_no_ping_is_closed_after_the_idle_timeout() {
         c.server.websocket_write_timeout_secs = 1;
     })
     .await;
-    let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
-    let session = visitor.start("live", "Jane").await.unwrap();
-    let mut events = visitor.events(&session, 0).await.unwrap();
-    events.next_event().await.unwrap();
+    let mut events = following(&gw).await;
     // Read under the WebSocket, so no pong ever goes back.
     let silent_since = Instant::now();
     closed_within(events.tcp(), Duration::from_secs(6))
