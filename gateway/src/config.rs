@@ -7,7 +7,7 @@
 //! variables for settings.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -186,6 +186,29 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Reverse proxies (IPs or CIDRs) whose forwarding header names the
+    /// client. From any other peer the header is ignored.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header the trusted proxies write the client's address into.
+    pub forwarded_header: ForwardedHeader,
+    /// Seconds a connection may take to send a request head; the same
+    /// timer closes a kept-alive connection that sends no next request.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body (an upload) may go without sending data.
+    pub body_idle_timeout_secs: u64,
+    /// Open connections (WebSockets included) over which new ones are
+    /// closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64); trusted
+    /// proxies are not counted.
+    pub max_connections_per_ip: usize,
+    /// Seconds a WebSocket may stay silent (no pong, no frame) before it
+    /// is closed; the server pings at most every 25 s and at least twice
+    /// within this time.
+    pub websocket_idle_timeout_secs: u64,
+    /// Seconds one WebSocket write may wait for a client that does not
+    /// read before the socket is dropped.
+    pub websocket_write_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -196,7 +219,68 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             log_format: LogFormat::Human,
             shutdown_grace_secs: 10,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
+            header_read_timeout_secs: 10,
+            body_idle_timeout_secs: 30,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            websocket_idle_timeout_secs: 60,
+            websocket_write_timeout_secs: 10,
         }
+    }
+}
+
+/// Which forwarding header a trusted proxy writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx, HAProxy, most CDNs).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// An IP network: `10.0.0.0/8`, `2001:db8::/32`, or one address (host
+/// names are not accepted: a proxy is trusted by the address it connects
+/// from). The SIP bridge's [`IpNet`](pbx_adapter::sip::IpNet), parsed from
+/// a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr(pbx_adapter::sip::IpNet);
+
+impl Cidr {
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Cidr, String> {
+        use pbx_adapter::sip::TrustedHost;
+        match raw.parse::<TrustedHost>() {
+            Ok(TrustedHost::Net(net)) => Ok(Cidr(net)),
+            Ok(TrustedHost::Name(_)) | Err(_) => {
+                Err(format!("{raw:?} is not an IP address or CIDR (10.0.0.0/8)"))
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Cidr, String> {
+        raw.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(cidr: Cidr) -> String {
+        cidr.0.to_string()
     }
 }
 
@@ -235,6 +319,12 @@ pub struct RateLimits {
     pub messages_per_minute_per_conversation: u32,
     /// Largest JSON request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// WebSocket upgrades per minute from one client IP (a reconnecting
+    /// widget backs off from 0.5 s to 10 s).
+    pub websocket_upgrades_per_minute_per_ip: u32,
+    /// Open event streams per conversation (a visitor's tabs): one more
+    /// closes the oldest with 4409.
+    pub websockets_per_conversation: usize,
 }
 
 impl Default for RateLimits {
@@ -244,6 +334,8 @@ impl Default for RateLimits {
             conversations_per_hour_per_ip: 60,
             messages_per_minute_per_conversation: 60,
             max_body_bytes: 64 * 1024,
+            websocket_upgrades_per_minute_per_ip: 60,
+            websockets_per_conversation: 4,
         }
     }
 }
@@ -538,6 +630,7 @@ impl Config {
 
     /// Cross-field checks serde cannot express. Errors are `(key, message)`.
     fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_edge()?;
         let directory =
             pbx_adapter::queue::PbxDirectory::new(self.queues.clone(), self.agents.clone())
                 .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
@@ -650,6 +743,61 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The `[server]` and `[limits]` values that bound connections.
+    fn validate_edge(&self) -> Result<(), (String, String)> {
+        let server = &self.server;
+        let limits = &self.limits;
+        let positive = [
+            (
+                "server.header_read_timeout_secs",
+                server.header_read_timeout_secs,
+            ),
+            (
+                "server.body_idle_timeout_secs",
+                server.body_idle_timeout_secs,
+            ),
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "server.max_connections_per_ip",
+                server.max_connections_per_ip as u64,
+            ),
+            (
+                "server.websocket_idle_timeout_secs",
+                server.websocket_idle_timeout_secs,
+            ),
+            (
+                "server.websocket_write_timeout_secs",
+                server.websocket_write_timeout_secs,
+            ),
+            (
+                "limits.websocket_upgrades_per_minute_per_ip",
+                u64::from(limits.websocket_upgrades_per_minute_per_ip),
+            ),
+            (
+                "limits.websockets_per_conversation",
+                limits.websockets_per_conversation as u64,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(((*key).into(), "must be greater than zero".into()));
+        }
+        if server.max_connections_per_ip > server.max_connections {
+            return Err((
+                "server.max_connections_per_ip".into(),
+                "cannot be more than server.max_connections".into(),
+            ));
+        }
+        if server.websocket_idle_timeout_secs < 2 {
+            return Err((
+                "server.websocket_idle_timeout_secs".into(),
+                "must be at least 2 (the server pings twice within it)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Normalises an origin (`scheme://host[:port]`, no path) for comparison
 /// with a browser's `Origin` header.
 pub fn parse_origin(raw: &str) -> Result<String, String> {
@@ -699,6 +847,47 @@ mod tests {
         config.files.signing_key = None;
         config.files.denied_types = vec!["exe".into()];
         assert_eq!(config.validate().unwrap_err().0, "files.denied_types");
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one: Cidr = "2001:db8::1".parse().unwrap();
+        assert!(one.contains("2001:db8::1".parse().unwrap()));
+        assert!(!one.contains("2001:db8::2".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        let parse = |toml: &str| {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(toml))
+                .extract::<Config>()
+                .map_err(Box::new)
+        };
+        let config = parse("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert_eq!(config.server.trusted_proxies.len(), 2);
+        assert!(parse("[server]\ntrusted_proxies = [\"nope\"]\n").is_err());
+    }
+
+    #[test]
+    fn edge_limits_are_checked() {
+        let mut config = Config::load(None).unwrap();
+        config.server.header_read_timeout_secs = 0;
+        assert_eq!(
+            config.validate().unwrap_err().0,
+            "server.header_read_timeout_secs"
+        );
+        config.server.header_read_timeout_secs = 10;
+        config.server.max_connections_per_ip = config.server.max_connections + 1;
+        assert_eq!(
+            config.validate().unwrap_err().0,
+            "server.max_connections_per_ip"
+        );
     }
 
     #[test]

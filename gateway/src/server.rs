@@ -5,15 +5,35 @@
 //! shutdown future resolves, then shuts down gracefully: stop accepting,
 //! close WebSockets with 1001 so widgets reconnect elsewhere, let in-flight
 //! requests finish, stop timers, close the pool.
+//!
+//! The accept loop holds connections to the `[server]` limits, all of which
+//! defend the gateway against clients that hold resources without using
+//! them: a total cap and a per-client-address cap (trusted proxies are not
+//! counted; their clients are limited per request instead), over which a
+//! new connection is closed at once, without reading it (a 503 would need
+//! the request head the caps exist to stop waiting for); the header read
+//! timeout, from accept to the first request head (hyper-util's protocol
+//! detection has no timeout of its own, so a silent connection would wait
+//! forever) and then hyper's own, between requests too, so it also closes a
+//! kept-alive connection that sends no next request; HTTP/2 keep-alive
+//! pings for cleartext HTTP/2 connections; and an idle timeout on every
+//! request body.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::Router;
+use futures::StreamExt;
+use pbx_adapter::sip::IpNet;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 use tracing::info;
@@ -34,6 +54,7 @@ pub struct Gateway {
     shutdown: CancellationToken,
     grace: Duration,
     limiters: api::ratelimit::Limiters,
+    edge: EdgeLimits,
     /// Bridge tasks, stopped by `shutdown` and awaited on the way out.
     bridges: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -130,7 +151,9 @@ impl Gateway {
             engine: engine.clone(),
             limiters: limiters.clone(),
             shutdown: shutdown.clone(),
+            sockets: api::events::Sockets::new(api::events::SocketLimits::from_config(config)),
         };
+        let proxies = api::client::Proxies::from_config(&config.server);
         let app = Router::new()
             .merge(api::visitor_api(
                 state,
@@ -143,7 +166,11 @@ impl Gateway {
                 config.channels.iter().map(|c| c.key.to_string()).collect(),
             ))
             .layer(axum::middleware::from_fn(api::record_latency))
-            .layer(TraceLayer::new_for_http());
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(axum::middleware::from_fn_with_state(
+                proxies.clone(),
+                api::client::resolve,
+            ));
         Ok(Gateway {
             engine,
             store,
@@ -152,6 +179,7 @@ impl Gateway {
             shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             limiters,
+            edge: EdgeLimits::new(&config.server, proxies),
             bridges: Vec::new(),
         })
     }
@@ -195,7 +223,7 @@ impl Gateway {
                 }
             }
         });
-        let serve = serve(listener, self.app.clone(), {
+        let serve = serve(listener, self.app.clone(), self.edge.clone(), {
             let shutdown = shutdown.clone();
             async move {
                 signal.await;
@@ -230,24 +258,172 @@ impl Gateway {
 /// smaller: 16 KiB saves 5 MiB more but is slower and tight for cookies.
 const HTTP1_MAX_BUF: usize = 64 * 1024;
 
+/// How often an idle cleartext HTTP/2 connection is pinged (a peer that
+/// does not answer within the header read timeout is dropped).
+const H2_PING: Duration = Duration::from_secs(25);
+
+/// The default span of `TraceLayer`, with the client address.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let client = (request.extensions().get::<api::client::ClientAddr>()).map(|c| c.ip);
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        client = ?client,
+    )
+}
+
+/// The `[server]` limits the accept loop applies.
+#[derive(Clone)]
+struct EdgeLimits {
+    header_read_timeout: Duration,
+    body_idle_timeout: Duration,
+    total: Arc<Semaphore>,
+    per_ip: PerIp,
+    proxies: api::client::Proxies,
+}
+
+impl EdgeLimits {
+    fn new(server: &crate::config::ServerConfig, proxies: api::client::Proxies) -> EdgeLimits {
+        EdgeLimits {
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            body_idle_timeout: Duration::from_secs(server.body_idle_timeout_secs),
+            total: Arc::new(Semaphore::new(server.max_connections)),
+            per_ip: PerIp {
+                max: server.max_connections_per_ip,
+                open: Arc::default(),
+            },
+            proxies,
+        }
+    }
+
+    /// A place for a connection from `peer`, or `None` (with the cap that
+    /// refused it) when it must be closed.
+    fn admit(&self, peer: SocketAddr) -> Result<Admitted, &'static str> {
+        let total = (self.total.clone().try_acquire_owned()).map_err(|_| "total")?;
+        let per_ip = if self.proxies.trusts(peer.ip()) {
+            None
+        } else {
+            Some(
+                self.per_ip
+                    .take(api::client::limiter_key(peer.ip()))
+                    .ok_or("per_ip")?,
+            )
+        };
+        Ok(Admitted {
+            _total: total,
+            _per_ip: per_ip,
+        })
+    }
+}
+
+/// Open connections per client address.
+#[derive(Clone)]
+struct PerIp {
+    max: usize,
+    open: Arc<Mutex<HashMap<IpNet, usize>>>,
+}
+
+impl PerIp {
+    fn take(&self, key: IpNet) -> Option<PerIpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(key).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PerIpSlot {
+            counter: self.clone(),
+            key,
+        })
+    }
+}
+
+struct PerIpSlot {
+    counter: PerIp,
+    key: IpNet,
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut open = (self.counter.open.lock()).unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A connection's places under both caps, released when the connection
+/// and any WebSocket upgraded from it have ended.
+struct Admitted {
+    _total: OwnedSemaphorePermit,
+    _per_ip: Option<PerIpSlot>,
+}
+
+/// A request body that fails when no data comes for `idle` (a stalled
+/// upload), so its handler answers and the connection closes.
+fn idle_limited<B>(request: Request<B>, idle: Duration) -> Request<Body>
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    request.map(|body| {
+        let chunks =
+            futures::stream::unfold(Some(Body::new(body).into_data_stream()), move |data| {
+                next_chunk(data, idle)
+            });
+        Body::from_stream(chunks)
+    })
+}
+
+/// The next chunk of `data`, or the idle error, for `stream::unfold`.
+type Chunk = Result<axum::body::Bytes, axum::Error>;
+
+async fn next_chunk(
+    data: Option<axum::body::BodyDataStream>,
+    idle: Duration,
+) -> Option<(Chunk, Option<axum::body::BodyDataStream>)> {
+    let mut data = data?;
+    match tokio::time::timeout(idle, data.next()).await {
+        Ok(Some(chunk)) => Some((chunk, Some(data))),
+        Ok(None) => None,
+        Err(_) => {
+            let message = format!("no request body data for {} s", idle.as_secs());
+            let error = std::io::Error::new(std::io::ErrorKind::TimedOut, message);
+            Some((Err(axum::Error::new(error)), None))
+        }
+    }
+}
+
 /// What `axum::serve(..).with_graceful_shutdown(..)` does, plus a bounded
-/// HTTP/1 read buffer, which `axum::serve` does not expose: accepts until
-/// `signal` resolves, then lets the open connections finish their
-/// requests (upgraded WebSockets are no longer connections here; they
-/// close on the shutdown token).
+/// HTTP/1 read buffer, which `axum::serve` does not expose, and the
+/// connection limits: accepts until `signal` resolves, then lets the open
+/// connections finish their requests (upgraded WebSockets are no longer
+/// connections here; they close on the shutdown token).
 async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: EdgeLimits,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
-    use tower::Layer;
-
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(HTTP1_MAX_BUF);
+    builder
+        .http1()
+        .max_buf_size(HTTP1_MAX_BUF)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let mut signal = std::pin::pin!(signal);
     loop {
@@ -261,22 +437,59 @@ async fn serve(
             },
             () = &mut signal => break,
         };
+        let admitted = match limits.admit(peer) {
+            Ok(admitted) => Arc::new(admitted),
+            Err(cap) => {
+                metrics::counter!("frontdesk_connections_refused_total", "cap" => cap).increment(1);
+                tracing::debug!(%peer, cap, "connection refused: over the cap");
+                continue;
+            }
+        };
         // Chat traffic is small writes: without TCP_NODELAY, Nagle and
         // delayed ACKs add up to 40 ms to WebSocket events.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        // What `into_make_service_with_connect_info` adds: rate limits key
-        // on the peer's address.
-        let service = axum::Extension(ConnectInfo(peer)).layer(app.clone());
+        // What `into_make_service_with_connect_info` adds: the client
+        // address starts from the peer's.
+        let held = api::events::HeldConnection(admitted.clone());
+        let idle = limits.body_idle_timeout;
+        let first_request = CancellationToken::new();
+        let service = tower::ServiceBuilder::new()
+            .layer(axum::Extension(ConnectInfo(peer)))
+            .layer(axum::Extension(held))
+            .map_request({
+                let first_request = first_request.clone();
+                move |request| {
+                    first_request.cancel();
+                    idle_limited(request, idle)
+                }
+            })
+            .service(app.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
             .into_owned();
         let connection = graceful.watch(connection);
+        let head_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::trace!(error = %e, %peer, "connection ended with an error");
+            let mut connection = std::pin::pin!(connection);
+            let first_head = tokio::time::timeout(head_timeout, first_request.cancelled());
+            let ended = tokio::select! {
+                ended = &mut connection => Some(ended),
+                came = first_head => match came {
+                    // From here on, hyper's own timers.
+                    Ok(()) => Some(connection.await),
+                    Err(_) => None,
+                },
+            };
+            match ended {
+                Some(Err(e)) => {
+                    tracing::trace!(error = %e, %peer, "connection ended with an error")
+                }
+                Some(Ok(())) => {}
+                None => tracing::debug!(%peer, "no request head in time: connection closed"),
             }
+            drop(admitted);
         });
     }
     drop(listener);

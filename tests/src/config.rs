@@ -23,6 +23,8 @@ pub fn server_toml(database_url: &str, data_dir: &Path) -> String {
 listen = "127.0.0.1:0"
 data_dir = {data_dir}
 shutdown_grace_secs = 5
+# Every test client and the load generator connect from 127.0.0.1.
+max_connections_per_ip = 4096
 
 [database]
 url = "{database_url}"
@@ -31,6 +33,7 @@ url = "{database_url}"
 requests_per_minute_per_ip = 1000000
 conversations_per_hour_per_ip = 1000000
 messages_per_minute_per_conversation = 1000000
+websocket_upgrades_per_minute_per_ip = 1000000
 "#
     )
 }

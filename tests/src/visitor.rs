@@ -319,4 +319,14 @@ impl EventStream {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }
+
+    /// The TCP stream under the WebSocket, to write bytes no well-behaved
+    /// client would (an oversized frame header) or to read without
+    /// answering pings.
+    pub fn tcp(&mut self) -> &mut TcpStream {
+        match self.socket.get_mut() {
+            MaybeTlsStream::Plain(tcp) => tcp,
+            _ => unreachable!("the test gateway serves plain HTTP"),
+        }
+    }
 }

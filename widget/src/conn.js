@@ -1,10 +1,14 @@
 // The conversation's event stream (WebSocket). It authenticates with the
 // first frame (the token never goes in the URL), asks for every event after
 // the last one it saw, and reconnects with capped exponential backoff and
-// full jitter until told to stop. Close codes 44xx are final: retrying a
-// bad token or a refused origin would never succeed.
+// full jitter until told to stop. Close codes 4401/4403/4404 are final:
+// retrying a bad token, a refused origin or an unknown conversation would
+// never succeed. 4409 means a newer tab of the same conversation took this
+// socket's place (the gateway keeps a few per conversation): this tab waits,
+// without retrying, until it is shown or focused again or the visitor acts.
 
 const FATAL = { 4401: 'unauthorized', 4403: 'origin_not_allowed', 4404: 'unknown_conversation' };
+const SUPERSEDED = 4409;
 
 export function connectEvents({ url, token, since, onEvent, onStatus, onFatal }) {
   let ws = null;
@@ -64,6 +68,7 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
       if (openedAt && Date.now() - openedAt > 5000) attempt = 0;
       openedAt = 0;
       onStatus(false);
+      if (e.code === SUPERSEDED) return; // parked until shown, focused or nudged
       schedule();
     };
     ws.onerror = () => {
@@ -77,7 +82,12 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
       open();
     }
   };
+  const shown = () => {
+    if (document.visibilityState === 'visible') online();
+  };
   addEventListener('online', online);
+  addEventListener('focus', online);
+  document.addEventListener('visibilitychange', shown);
   open();
 
   return {
@@ -93,6 +103,8 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
       stopped = true;
       clearTimeout(timer);
       removeEventListener('online', online);
+      removeEventListener('focus', online);
+      document.removeEventListener('visibilitychange', shown);
       if (ws) ws.close(1000);
       ws = null;
     },

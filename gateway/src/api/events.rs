@@ -7,40 +7,167 @@
 //! store each time, so the stream has no gap and no duplicate whatever the
 //! timing of reconnects.
 //!
+//! A browser cannot read the status of a refused handshake, so a refused
+//! origin or an unknown conversation is upgraded and then closed with 4403
+//! or 4404, which the widget takes as final; requests that are not
+//! upgrades get the HTTP 403 / 404. Upgrades are rate limited per client
+//! address (HTTP 429, before the upgrade; the widget backs off).
+//!
 //! The first frame must come within 10 s (else close 4408); a bad token
-//! closes 4401. The server pings every 25 s and closes with 1001 on
-//! shutdown. Visitor typing is forwarded to the agent; `read` frames are
-//! accepted and only logged for now.
+//! closes 4401. Frames and messages are capped at the largest channel's
+//! message length (×4 bytes of UTF-8, plus JSON room), checked on the frame
+//! header, so a bigger frame closes 1009 before its payload is read. At
+//! most `limits.websockets_per_conversation` authenticated sockets follow
+//! one conversation: one more closes the oldest with 4409 (a visitor's
+//! newest tab is the one they look at; the widget reconnects a 4409 tab
+//! only when it is shown again). The server pings at most every 25 s; a
+//! socket silent (no pong, no frame) for `server.websocket_idle_timeout_secs`
+//! is closed, and one whose write waits longer than
+//! `server.websocket_write_timeout_secs` (a client that stopped reading) is
+//! dropped. Shutdown closes with 1001. Visitor typing is forwarded to the
+//! agent; `read` frames are accepted and only logged for now.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+use super::client::ClientAddr;
 use super::error::ApiError;
 use super::extract::MaybeOrigin;
 use super::ApiState;
+use crate::config::Config;
 use crate::domain::{ConversationId, VisitorToken};
 use crate::engine::{EngineError, Signal};
 
 /// Close codes the widget acts on.
 pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     pub const UNAUTHORIZED: u16 = 4401;
     pub const FORBIDDEN: u16 = 4403;
+    pub const UNKNOWN_CONVERSATION: u16 = 4404;
     pub const AUTH_TIMEOUT: u16 = 4408;
+    /// A newer socket of the same conversation took this one's place.
+    pub const SUPERSEDED: u16 = 4409;
 }
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const HEARTBEAT: Duration = Duration::from_secs(25);
 const PAGE: i64 = 500;
+/// Room for a client frame's JSON around its text.
+const FRAME_OVERHEAD: usize = 1024;
+
+/// The WebSocket limits, from `[server]` and `[limits]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    pub max_frame_bytes: usize,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub per_conversation: usize,
+}
+
+impl SocketLimits {
+    pub fn from_config(config: &Config) -> SocketLimits {
+        let longest = (config.channels.iter())
+            .map(|c| c.limits.max_message_chars)
+            .max()
+            .unwrap_or(crate::config::ChannelLimits::default().max_message_chars);
+        SocketLimits {
+            max_frame_bytes: longest.saturating_mul(4).saturating_add(FRAME_OVERHEAD),
+            idle_timeout: Duration::from_secs(config.server.websocket_idle_timeout_secs),
+            write_timeout: Duration::from_secs(config.server.websocket_write_timeout_secs),
+            per_conversation: config.limits.websockets_per_conversation,
+        }
+    }
+
+    /// How often the server pings: every 25 s, and twice within the idle
+    /// timeout.
+    fn heartbeat(&self) -> Duration {
+        HEARTBEAT.min(self.idle_timeout / 2)
+    }
+}
+
+/// A socket's number and the token that tells it to close.
+type Seats = VecDeque<(u64, CancellationToken)>;
+
+/// The open, authenticated sockets of each conversation, oldest first.
+#[derive(Clone)]
+pub struct Sockets {
+    limits: SocketLimits,
+    open: Arc<Mutex<HashMap<ConversationId, Seats>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Sockets {
+    pub fn new(limits: SocketLimits) -> Sockets {
+        Sockets {
+            limits,
+            open: Arc::default(),
+            next: Arc::default(),
+        }
+    }
+
+    /// Counts a socket of `id`; past the limit the oldest is told to close.
+    fn join(&self, id: ConversationId) -> SocketSeat {
+        let seat = self.next.fetch_add(1, Ordering::Relaxed);
+        let superseded = CancellationToken::new();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let sockets = open.entry(id).or_default();
+        sockets.push_back((seat, superseded.clone()));
+        while sockets.len() > self.limits.per_conversation {
+            if let Some((_, oldest)) = sockets.pop_front() {
+                oldest.cancel();
+            }
+        }
+        SocketSeat {
+            sockets: self.clone(),
+            id,
+            seat,
+            superseded,
+        }
+    }
+}
+
+/// A socket's place among its conversation's; freed when dropped.
+struct SocketSeat {
+    sockets: Sockets,
+    id: ConversationId,
+    seat: u64,
+    /// Cancelled when a newer socket takes this place.
+    superseded: CancellationToken,
+}
+
+impl Drop for SocketSeat {
+    fn drop(&mut self) {
+        let mut open = (self.sockets.open.lock()).unwrap_or_else(|e| e.into_inner());
+        if let Some(sockets) = open.get_mut(&self.id) {
+            sockets.retain(|(seat, _)| *seat != self.seat);
+            if sockets.is_empty() {
+                open.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// The connection's place under the server's connection caps, put in each
+/// request's extensions: a WebSocket keeps it until the session ends, so
+/// open sockets count as connections.
+#[derive(Clone)]
+pub struct HeldConnection(pub Arc<dyn std::any::Any + Send + Sync>);
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -75,45 +202,89 @@ async fn events(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     MaybeOrigin(origin): MaybeOrigin,
-    upgrade: WebSocketUpgrade,
+    client: ClientAddr,
+    held: Option<Extension<HeldConnection>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Ok(id) = id.parse::<ConversationId>() else {
-        return ApiError::from(EngineError::UnknownConversation).into_response();
+    if let Err(e) = state.limiters.websocket_upgrade(client) {
+        return e.into_response();
+    }
+    let admitted = admit(&state, &id, origin.as_deref()).await;
+    let (upgrade, admitted) = match (upgrade, admitted) {
+        (Ok(upgrade), Ok(id)) => (upgrade, Ok(id)),
+        (Ok(upgrade), Err(Refusal::Close(_, code))) => (upgrade, Err(code)),
+        (_, Err(Refusal::Close(e, _) | Refusal::Http(e))) => return e.into_response(),
+        (Err(rejection), Ok(_)) => return rejection.into_response(),
     };
+    let max = state.sockets.limits.max_frame_bytes;
+    let upgrade = upgrade.max_frame_size(max).max_message_size(max);
+    match admitted {
+        Ok(id) => upgrade.on_upgrade(move |socket| {
+            let session = session(state, id, socket);
+            async move {
+                session.await;
+                drop(held);
+            }
+            .instrument(info_span!("websocket", conversation = %id, client = %client.ip))
+        }),
+        Err(code) => upgrade.on_upgrade(move |mut socket| async move {
+            close(&mut socket, code, "refused", state.sockets.limits).await;
+        }),
+    }
+}
+
+/// Why a request for a conversation's stream is refused.
+enum Refusal {
+    /// Told to a WebSocket with a close code after the upgrade.
+    Close(ApiError, u16),
+    /// Answered with HTTP (the store failed: the widget should retry).
+    Http(ApiError),
+}
+
+/// The conversation if it exists and `origin` may embed its channel.
+async fn admit(
+    state: &ApiState,
+    id: &str,
+    origin: Option<&str>,
+) -> Result<ConversationId, Refusal> {
+    let unknown = || {
+        let e = ApiError::from(EngineError::UnknownConversation);
+        Refusal::Close(e, close_code::UNKNOWN_CONVERSATION)
+    };
+    let id = id.parse::<ConversationId>().map_err(|_| unknown())?;
     let row = match state.engine.store().conversation(id).await {
         Ok(Some(row)) => row,
-        Ok(None) => return ApiError::from(EngineError::UnknownConversation).into_response(),
-        Err(e) => return ApiError::from(EngineError::from(e)).into_response(),
+        Ok(None) => return Err(unknown()),
+        Err(e) => return Err(Refusal::Http(EngineError::from(e).into())),
     };
     let allowed = state
         .engine
         .channels()
         .get(&row.channel_key)
-        .is_some_and(|c| origin.as_deref().is_none_or(|o| c.allows_origin(o)));
+        .is_some_and(|c| origin.is_none_or(|o| c.allows_origin(o)));
     if !allowed {
-        return ApiError::origin_not_allowed().into_response();
+        let e = ApiError::origin_not_allowed();
+        return Err(Refusal::Close(e, close_code::FORBIDDEN));
     }
-    upgrade
-        .max_message_size(16 * 1024)
-        .on_upgrade(move |socket| {
-            session(state, id, socket).instrument(info_span!("websocket", conversation = %id))
-        })
+    Ok(id)
 }
 
 async fn session(state: ApiState, id: ConversationId, mut socket: WebSocket) {
+    let limits = state.sockets.limits;
     let since = match authenticate(&state, id, &mut socket).await {
         Ok(since) => since,
         Err(code) => {
-            close(&mut socket, code, "authentication failed").await;
+            close(&mut socket, code, "authentication failed", limits).await;
             return;
         }
     };
+    let seat = state.sockets.join(id);
     metrics::gauge!("frontdesk_websocket_sessions").increment(1.0);
-    let result = follow(&state, id, &mut socket, since).await;
+    let result = follow(&state, id, &mut socket, since, &seat.superseded).await;
     metrics::gauge!("frontdesk_websocket_sessions").decrement(1.0);
     match result {
-        Ok(Some(code)) => close(&mut socket, code, "server going away").await,
-        Ok(None) => {}
+        Ok(End::Close(code, reason)) => close(&mut socket, code, reason, limits).await,
+        Ok(End::ClientLeft) => {}
         Err(e) => debug!(error = %e, "websocket ended"),
     }
 }
@@ -127,8 +298,10 @@ async fn authenticate(
     let frame = tokio::time::timeout(AUTH_TIMEOUT, socket.recv())
         .await
         .map_err(|_| close_code::AUTH_TIMEOUT)?;
-    let Some(Ok(Message::Text(text))) = frame else {
-        return Err(close_code::UNAUTHORIZED);
+    let text = match frame {
+        Some(Ok(Message::Text(text))) => text,
+        Some(Err(e)) if is_too_big(&e) => return Err(close_code::MESSAGE_TOO_BIG),
+        _ => return Err(close_code::UNAUTHORIZED),
     };
     let Ok(ClientFrame::Auth { token, since }) = serde_json::from_str(&text) else {
         return Err(close_code::UNAUTHORIZED);
@@ -140,21 +313,47 @@ async fn authenticate(
     }
 }
 
-/// Streams events until the client leaves or the server shuts down
-/// (then returns the close code to send).
+/// Whether a read failed on a frame or message over the size limit.
+/// tungstenite does not close the socket itself, and axum does not expose
+/// its error type: the text is pinned by the `edge_limits` tests.
+fn is_too_big(e: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut error: Option<&dyn Error> = Some(e);
+    while let Some(current) = error {
+        if current.to_string().contains("Message too long") {
+            return true;
+        }
+        error = current.source();
+    }
+    false
+}
+
+/// How a followed stream ends.
+enum End {
+    /// The client closed or went away.
+    ClientLeft,
+    /// The server closes with this code.
+    Close(u16, &'static str),
+}
+
+/// Streams events until the client leaves, goes silent, is superseded by
+/// a newer socket, or the server shuts down.
 async fn follow(
     state: &ApiState,
     id: ConversationId,
     socket: &mut WebSocket,
     since: i64,
-) -> Result<Option<u16>, axum::Error> {
+    superseded: &CancellationToken,
+) -> Result<End, axum::Error> {
+    let limits = state.sockets.limits;
     // Subscribe before the catch-up read, so nothing committed in between
     // is missed: the next signal triggers a read from `last` anyway.
     let mut signals = state.engine.hub().subscribe(id);
     let mut last = since;
     send_events_after(state, id, socket, &mut last).await?;
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut heartbeat = tokio::time::interval(limits.heartbeat());
     heartbeat.tick().await;
+    let mut heard = Instant::now();
     loop {
         tokio::select! {
             signal = signals.recv() => match signal {
@@ -165,24 +364,51 @@ async fn follow(
                 Ok(Signal::AgentTyping(composing)) => {
                     let state = if composing { "composing" } else { "paused" };
                     let frame = json!({ "type": "typing", "state": state }).to_string();
-                    socket.send(Message::Text(frame.into())).await?;
+                    send(socket, Message::Text(frame.into()), limits).await?;
                 }
                 Err(RecvError::Lagged(_)) => {
                     send_events_after(state, id, socket, &mut last).await?;
                 }
-                Err(RecvError::Closed) => return Ok(Some(close_code::GOING_AWAY)),
+                Err(RecvError::Closed) => return Ok(End::Close(close_code::GOING_AWAY, "server going away")),
             },
-            frame = socket.recv() => match frame {
-                Some(Ok(Message::Text(text))) => handle_client_frame(state, id, &text).await,
-                Some(Ok(Message::Close(_))) | None => return Ok(None),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
+            frame = socket.recv() => {
+                heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => handle_client_frame(state, id, &text).await,
+                    Some(Ok(Message::Close(_))) | None => return Ok(End::ClientLeft),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) if is_too_big(&e) => {
+                        return Ok(End::Close(close_code::MESSAGE_TOO_BIG, "frame too large"));
+                    }
+                    Some(Err(e)) => return Err(e),
+                }
             },
-            _ = heartbeat.tick() => {
-                socket.send(Message::Ping(Default::default())).await?;
+            _ = heartbeat.tick() => send(socket, Message::Ping(Default::default()), limits).await?,
+            () = tokio::time::sleep_until(heard + limits.idle_timeout) => {
+                debug!("websocket silent: closing");
+                return Ok(End::Close(close_code::GOING_AWAY, "no pong"));
             }
-            _ = state.shutdown.cancelled() => return Ok(Some(close_code::GOING_AWAY)),
+            () = superseded.cancelled() => {
+                return Ok(End::Close(close_code::SUPERSEDED, "opened in another tab"));
+            }
+            _ = state.shutdown.cancelled() => return Ok(End::Close(close_code::GOING_AWAY, "server going away")),
         }
+    }
+}
+
+/// Sends one frame, giving up on a client that has not read for the
+/// write timeout.
+async fn send(
+    socket: &mut WebSocket,
+    message: Message,
+    limits: SocketLimits,
+) -> Result<(), axum::Error> {
+    match tokio::time::timeout(limits.write_timeout, socket.send(message)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "websocket write timed out",
+        ))),
     }
 }
 
@@ -219,7 +445,7 @@ async fn send_events_after(
         let page_len = events.len() as i64;
         for event in events {
             let frame = serde_json::to_string(&event).unwrap_or_default();
-            socket.send(Message::Text(frame.into())).await?;
+            send(socket, Message::Text(frame.into()), state.sockets.limits).await?;
             *last = event.seq;
         }
         if page_len < PAGE {
@@ -228,12 +454,28 @@ async fn send_events_after(
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+/// Sends a close frame and waits (briefly) for the client's, so the
+/// browser sees the code on a cleanly closed socket.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str, limits: SocketLimits) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    if let Err(e) = socket.send(Message::Close(Some(frame))).await {
+    if let Err(e) = send(socket, Message::Close(Some(frame)), limits).await {
         debug!(error = %e, "close frame not sent");
+        return;
+    }
+    let echo = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(limits.write_timeout, echo)
+        .await
+        .is_err()
+    {
+        debug!("no close frame back from the client");
     }
 }

@@ -3,6 +3,7 @@
 //! rules (allowed origins, the visitor token, body and file size limits,
 //! batch and rate limits) and leaves every conversation rule to the engine.
 
+pub mod client;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub limiters: Limiters,
     /// Cancelled on shutdown: WebSocket sessions close with 1001.
     pub shutdown: CancellationToken,
+    /// The open event streams, per conversation, and their limits.
+    pub sockets: events::Sockets,
 }
 
 /// The visitor API, event stream and file routes, with CORS for the

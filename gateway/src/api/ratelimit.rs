@@ -1,30 +1,33 @@
-//! Per-client-IP and per-conversation rate limits (GCRA, via governor).
+//! Per-client and per-conversation rate limits (GCRA, via governor).
 //!
 //! Limits protect agents from floods and the store from abuse; they are
-//! enforced here, on the server, whatever the widget does. REST requests
-//! and new conversations are keyed by the TCP peer's IP, messages by
-//! conversation; the WebSocket route is not rate limited.
+//! enforced here, on the server, whatever the widget does. REST requests,
+//! new conversations and WebSocket upgrades are keyed by the client
+//! address ([`ClientAddr::key`]: the peer, or the address a trusted proxy
+//! names; IPv6 by /64), messages by conversation.
 
-use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use pbx_adapter::sip::IpNet;
 
+use super::client::ClientAddr;
 use super::error::ApiError;
 use crate::config::RateLimits;
 use crate::domain::ConversationId;
 
 #[derive(Clone)]
 pub struct Limiters {
-    requests: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    conversations: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    requests: Arc<DefaultKeyedRateLimiter<IpNet>>,
+    conversations: Arc<DefaultKeyedRateLimiter<IpNet>>,
     messages: Arc<DefaultKeyedRateLimiter<ConversationId>>,
+    upgrades: Arc<DefaultKeyedRateLimiter<IpNet>>,
 }
 
 fn quota(per: Duration, count: u32) -> Quota {
@@ -60,15 +63,23 @@ impl Limiters {
                 minute,
                 limits.messages_per_minute_per_conversation,
             ))),
+            upgrades: Arc::new(RateLimiter::keyed(quota(
+                minute,
+                limits.websocket_upgrades_per_minute_per_ip,
+            ))),
         }
     }
 
-    pub fn request(&self, ip: IpAddr) -> Result<(), ApiError> {
-        check(&self.requests, &ip)
+    pub fn request(&self, client: ClientAddr) -> Result<(), ApiError> {
+        check(&self.requests, &client.key())
     }
 
-    pub fn new_conversation(&self, ip: IpAddr) -> Result<(), ApiError> {
-        check(&self.conversations, &ip)
+    pub fn new_conversation(&self, client: ClientAddr) -> Result<(), ApiError> {
+        check(&self.conversations, &client.key())
+    }
+
+    pub fn websocket_upgrade(&self, client: ClientAddr) -> Result<(), ApiError> {
+        check(&self.upgrades, &client.key())
     }
 
     pub fn message(&self, id: ConversationId) -> Result<(), ApiError> {
@@ -80,17 +91,18 @@ impl Limiters {
         self.requests.retain_recent();
         self.conversations.retain_recent();
         self.messages.retain_recent();
+        self.upgrades.retain_recent();
     }
 }
 
-/// Middleware: the per-IP request budget of every visitor route.
+/// Middleware: the per-client request budget of every visitor route.
 pub async fn limit_per_ip(
     State(limiters): State<Limiters>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    match limiters.request(peer.ip()) {
+    match limiters.request(client) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

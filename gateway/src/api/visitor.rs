@@ -5,9 +5,7 @@
 //! only extract, check the token and origin, call the engine and map its
 //! answer; the engine holds every rule.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::client::ClientAddr;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, AuthorizedVisitor, MaybeOrigin};
 use super::ratelimit::limit_per_ip;
@@ -219,7 +218,7 @@ pub async fn channel_info(
         (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn start_conversation(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     Path(key): Path<String>,
     MaybeOrigin(origin): MaybeOrigin,
     ApiJson(request): ApiJson<StartRequest>,
@@ -236,7 +235,7 @@ pub async fn start_conversation(
             .transpose()?,
         language: request.language.unwrap_or_default(),
     };
-    state.limiters.new_conversation(peer.ip())?;
+    state.limiters.new_conversation(client)?;
     match state.engine.start_conversation(&key, visitor).await {
         Ok((conversation, token)) => Ok((
             StatusCode::CREATED,

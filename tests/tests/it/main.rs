@@ -8,6 +8,7 @@
 mod cli;
 mod conversation;
 mod durability;
+mod edge_limits;
 mod errors;
 mod files;
 mod sip_agent;
