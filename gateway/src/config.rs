@@ -352,6 +352,9 @@ pub struct WaitingConfig {
     /// Most chats waiting in one queue; the next visitor gets 503
     /// `queue_full` (Asterisk's `maxlen`). 0: no limit.
     pub max_per_queue: u32,
+    /// Most chats one client address (IPv6 by /64) may have waiting at
+    /// once; the next gets 429 `too_many_waiting`. 0: no limit.
+    pub max_per_client: u32,
 }
 
 impl Default for WaitingConfig {
@@ -359,6 +362,7 @@ impl Default for WaitingConfig {
         Self {
             abandoned_after_secs: 15 * 60,
             max_per_queue: 500,
+            max_per_client: 3,
         }
     }
 }

@@ -118,6 +118,21 @@ uuid_id!(
     Uuid::new_v4
 );
 
+/// Who started a conversation, for per-client caps: a SHA-256 of the
+/// client's address key (IPv6 by /64), so the address itself is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey(String);
+
+impl ClientKey {
+    pub fn of(address_key: &str) -> ClientKey {
+        ClientKey(hex::encode(Sha256::digest(address_key.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The client's id for one "send" of several files (1 to 64 visible ASCII
 /// characters). Without one, a file is a batch of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]

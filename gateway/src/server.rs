@@ -132,6 +132,7 @@ impl Gateway {
         let channels = Channels::new(&config.channels).map_err(anyhow::Error::msg)?;
         let limits = crate::engine::EngineLimits {
             max_waiting_per_queue: config.waiting.max_per_queue,
+            max_waiting_per_client: config.waiting.max_per_client,
         };
         let engine = Engine::new(store.clone(), channels, Arc::new(directory), agents, limits);
         engine

@@ -11,7 +11,7 @@ use crate::database::TestDb;
 /// The website origin the test channels allow.
 pub const ALLOWED_ORIGIN: &str = "http://allowed.example";
 
-/// The `[server]`, `[database]` and `[limits]` sections every test and
+/// The `[server]`, `[database]`, `[limits]` and `[waiting]` sections every test and
 /// benchmark gateway shares: a loopback listener (the harness binds the
 /// port), its own database and data directory, and rate limits no load
 /// reaches by accident.
@@ -34,6 +34,10 @@ requests_per_minute_per_ip = 1000000
 conversations_per_hour_per_ip = 1000000
 messages_per_minute_per_conversation = 1000000
 websocket_upgrades_per_minute_per_ip = 1000000
+
+[waiting]
+# Every test visitor is the same client; load runs keep many chats waiting.
+max_per_client = 0
 "#
     )
 }

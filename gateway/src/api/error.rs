@@ -132,6 +132,13 @@ impl From<EngineError> for ApiError {
                 "All our advisors are busy and the queue is full. Please try again in a few minutes.",
             )
             .with("retry_after", 60),
+            EngineError::TooManyWaiting { limit } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_waiting",
+                "You already have chats waiting for an advisor. Please use one of them.",
+            )
+            .with("limit", limit)
+            .with("retry_after", 60),
             EngineError::UnknownOption => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_option",

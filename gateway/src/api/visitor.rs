@@ -20,7 +20,7 @@ use super::ratelimit::limit_per_ip;
 use super::ApiState;
 use crate::config::{Alternative, ChannelLimits, ChannelMode};
 use crate::domain::{
-    ClientMessageId, ConversationId, Email, MessageBody, PageUrl, Party, VisitorName,
+    ClientKey, ClientMessageId, ConversationId, Email, MessageBody, PageUrl, Party, VisitorName,
 };
 use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor};
 
@@ -234,6 +234,7 @@ pub async fn start_conversation(
             .map(|u| PageUrl::parse(&u))
             .transpose()?,
         language: request.language.unwrap_or_default(),
+        client: Some(ClientKey::of(&client.key().to_string())),
     };
     state.limiters.new_conversation(client)?;
     match state.engine.start_conversation(&key, visitor).await {

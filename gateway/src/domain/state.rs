@@ -60,6 +60,11 @@ impl ConversationState {
         matches!(self, Self::Queued | Self::Offered)
     }
 
+    /// Not yet with an agent, and not over (menu, queue, ringing).
+    pub fn is_waiting_for_agent(self) -> bool {
+        matches!(self, Self::ChatbotMenu | Self::Queued | Self::Offered)
+    }
+
     pub fn can_become(self, next: ConversationState) -> bool {
         use ConversationState::*;
         matches!(

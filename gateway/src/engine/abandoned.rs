@@ -1,4 +1,5 @@
-//! Waiting chats whose visitor left, and full queues.
+//! Waiting chats whose visitor left, full queues, and clients that would
+//! fill them.
 //!
 //! A visitor who closes the tab while waiting leaves a chat nobody will
 //! read: it would ring agents and hold a queue position for ever. Every
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{Engine, EngineError, EngineResult};
-use crate::domain::Party;
+use crate::domain::{ClientKey, Party};
 use crate::store::now_ms;
 
 /// What the visitor reads when they come back to an abandoned chat.
@@ -79,6 +80,19 @@ impl Engine {
                 Err(e) => warn!(conversation = %id, error = %e, "cannot end an abandoned chat"),
             }
         }
+    }
+
+    /// Refuses a new waiting chat to a client that has its most waiting.
+    pub(super) async fn check_client_may_wait(&self, client: &ClientKey) -> EngineResult<()> {
+        let most = self.inner.limits.max_waiting_per_client;
+        if most == 0 {
+            return Ok(());
+        }
+        if self.inner.store.waiting_of_client(client.as_str()).await? >= i64::from(most) {
+            warn!("a client with too many waiting chats was refused another");
+            return Err(EngineError::TooManyWaiting { limit: most });
+        }
+        Ok(())
     }
 
     /// Refuses a new chat in `queue` when it already holds its most.

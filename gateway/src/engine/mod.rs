@@ -54,8 +54,8 @@ pub use view::{
 };
 
 use crate::domain::{
-    ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, PageUrl, Party,
-    VisitorName,
+    ClientKey, ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, PageUrl,
+    Party, VisitorName,
 };
 use crate::store::{ConversationRow, ConversationUpdate, NewEvent, Store, StoreError, StoredEvent};
 
@@ -73,6 +73,8 @@ pub enum EngineError {
     UnknownOption,
     #[error("the queue is full")]
     QueueFull,
+    #[error("this client already has as many chats waiting as allowed")]
+    TooManyWaiting { limit: u32 },
     #[error("the conversation is {0}, which does not allow this")]
     InvalidState(ConversationState),
     #[error("the conversation has ended")]
@@ -107,6 +109,8 @@ pub struct NewVisitor {
     pub email: Email,
     pub page_url: Option<PageUrl>,
     pub language: String,
+    /// Who starts it, for the per-client waiting cap (none: not capped).
+    pub client: Option<ClientKey>,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -137,6 +141,8 @@ struct Inner {
 pub struct EngineLimits {
     /// Most chats waiting in one queue; 0: no limit.
     pub max_waiting_per_queue: u32,
+    /// Most chats one client may have waiting; 0: no limit.
+    pub max_waiting_per_client: u32,
 }
 
 /// What this node keeps in memory only: rebuilt at start-up (offers are

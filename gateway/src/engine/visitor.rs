@@ -52,6 +52,9 @@ impl Engine {
         if let Some(queue) = &queue {
             self.check_room_in(queue.as_str()).await?;
         }
+        if let (true, Some(client)) = (target.is_waiting_for_agent(), &visitor.client) {
+            self.check_client_may_wait(client).await?;
+        }
         let new = NewConversation {
             id,
             channel_key: channel_key.to_owned(),
@@ -63,6 +66,7 @@ impl Engine {
             language,
             queue_extension: queue.as_ref().map(ToString::to_string),
             ended: target.is_final(),
+            client_key: visitor.client.as_ref().map(|c| c.as_str().to_owned()),
         };
         let events = [event(EventBody::State { state: target })];
         self.inner.store.create_conversation(&new, &events).await?;

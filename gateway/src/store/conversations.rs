@@ -48,6 +48,8 @@ pub struct NewConversation {
     /// Set for conversations that start in a final state (out of hours),
     /// so retention sweeps them like ended chats.
     pub ended: bool,
+    /// Who started it (see `ClientKey`), for the per-client waiting cap.
+    pub client_key: Option<String>,
 }
 
 /// A value bound into a dynamically built statement.
@@ -113,8 +115,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
              visitor_email, page_url, language, queue_extension, queued_at, ended_at, last_seq, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12)",
+             created_at, updated_at, client_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12, $13)",
         )
         .bind(new.id.to_string())
         .bind(&new.channel_key)
@@ -128,6 +130,7 @@ impl Store {
         .bind(new.queue_extension.as_ref().map(|_| now))
         .bind(new.ended.then_some(now))
         .bind(now)
+        .bind(new.client_key.as_deref())
         .execute(&mut *tx)
         .await?;
         let stored = insert_events(&mut tx, new.id, events, now).await?;
@@ -204,6 +207,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         conversation_ids(&ids)
+    }
+
+    /// How many chats started by `client_key` still wait (menu, queue,
+    /// ringing).
+    pub async fn waiting_of_client(&self, client_key: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE client_key = $1 AND state IN ($2, $3, $4)",
+        )
+        .bind(client_key)
+        .bind(ConversationState::ChatbotMenu.as_str())
+        .bind(ConversationState::Queued.as_str())
+        .bind(ConversationState::Offered.as_str())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// How many chats wait in `queue` (queued or ringing).

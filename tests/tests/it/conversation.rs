@@ -503,3 +503,22 @@ async fn a_full_queue_refuses_new_chats_with_503() {
     assert_eq!(third.body["retry_after"], 60);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn one_client_cannot_keep_more_than_its_share_of_chats_waiting() {
+    let gw = TestGateway::spawn_with(|config| config.waiting.max_per_client = 2).await;
+    let visitor = Visitor::new(&gw.url);
+    let first = visitor.start("live", "One").await.unwrap();
+    visitor.start("bot", "Two").await.unwrap();
+    let third = visitor
+        .try_start("live", "Three", "three@example.com")
+        .await
+        .unwrap();
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert_eq!(third.error(), "too_many_waiting");
+    assert_eq!(third.body["limit"], 2);
+    // Once one of them is over, there is room again.
+    visitor.close(&first).await.unwrap();
+    visitor.start("live", "Three").await.unwrap();
+    gw.stop().await;
+}
