@@ -12,9 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pbx_adapter::queue::AgentConfig;
 
-use crate::domain::{ConversationId, Party};
+use crate::domain::ConversationId;
 use crate::engine::{
-    AgentChannel, AgentChannelError, ConversationSummary, Delivery, MessageView, Offer,
+    AgentChannel, AgentChannelError, ConversationSummary, Delivery, Notice, Offer,
 };
 
 /// The user part of a conversation's address on every protocol:
@@ -87,40 +87,16 @@ impl AgentChannel for AgentRouter {
         Ok(())
     }
 
-    async fn deliver(
+    async fn notify(
         &self,
         agent: &AgentConfig,
         conversation: &ConversationSummary,
-        message: &MessageView,
+        notice: Notice<'_>,
     ) -> Result<Delivery, AgentChannelError> {
         match self.bridge_for(agent) {
-            Some(bridge) => bridge.deliver(agent, conversation, message).await,
+            Some(bridge) => bridge.notify(agent, conversation, notice).await,
             // Nothing could ever deliver it.
             None => Ok(Delivery::Done),
-        }
-    }
-
-    async fn visitor_typing(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        composing: bool,
-    ) -> Result<(), AgentChannelError> {
-        match self.bridge_for(agent) {
-            Some(bridge) => bridge.visitor_typing(agent, conversation, composing).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn ended(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        by: Party,
-    ) -> Result<(), AgentChannelError> {
-        match self.bridge_for(agent) {
-            Some(bridge) => bridge.ended(agent, conversation, by).await,
-            None => Ok(()),
         }
     }
 }

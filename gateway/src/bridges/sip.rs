@@ -40,7 +40,7 @@ use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, ConversationState, Party};
 use crate::engine::{
     AgentChannel, AgentChannelError, AgentStatus, ConversationSummary, Delivery, Engine,
-    MessageView, Offer,
+    MessageView, Notice, Offer,
 };
 use crate::files::Files;
 use crate::store::DeliveryRow;
@@ -212,49 +212,40 @@ impl AgentChannel for SipAgents {
         Ok(())
     }
 
-    async fn deliver(
+    async fn notify(
         &self,
         agent: &AgentConfig,
         conversation: &ConversationSummary,
-        message: &MessageView,
+        notice: Notice<'_>,
     ) -> Result<Delivery, AgentChannelError> {
-        // Kept in the engine's delivery outbox until the phone answers; a
-        // MESSAGE the proxy or phone refuses re-queues or re-offers the chat
-        // (see `run_events`), whose next offer shows the history again.
-        if agent.sip.is_none() {
-            return Ok(Delivery::Done);
-        }
-        let body = self.render(message);
-        self.send(conversation.id, agent, body, Some(message.seq))
-            .await?;
-        Ok(Delivery::Pending)
-    }
-
-    async fn visitor_typing(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        composing: bool,
-    ) -> Result<(), AgentChannelError> {
         let Some(to) = &agent.sip else {
-            return Ok(());
+            return Ok(Delivery::Done);
         };
-        self.command(SipCommand::Composing {
-            from_user: visitor_user(conversation.id),
-            to: to.clone(),
-            active: composing,
-        })
-        .await
-    }
-
-    async fn ended(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        by: Party,
-    ) -> Result<(), AgentChannelError> {
-        let text = agent_text::ended(by);
-        self.tell(conversation.id, agent, text.to_owned()).await
+        match notice {
+            Notice::Message(message) => {
+                // Kept in the engine's delivery outbox until the phone
+                // answers; a MESSAGE the proxy or phone refuses re-queues or
+                // re-offers the chat (see `run_events`), whose next offer
+                // shows the history again.
+                let body = self.render(message);
+                self.send(conversation.id, agent, body, Some(message.seq))
+                    .await?;
+                return Ok(Delivery::Pending);
+            }
+            Notice::Typing(composing) => {
+                self.command(SipCommand::Composing {
+                    from_user: visitor_user(conversation.id),
+                    to: to.clone(),
+                    active: composing,
+                })
+                .await?
+            }
+            Notice::Ended(by) => {
+                let text = agent_text::ended(by);
+                self.tell(conversation.id, agent, text.to_owned()).await?
+            }
+        }
+        Ok(Delivery::Done)
     }
 }
 

@@ -40,7 +40,7 @@ use crate::config::XmppConfig;
 use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{
     AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Delivery,
-    Engine, EngineError, MessageView, Offer, ReceiptStatus, SlotId, SlotRefusal,
+    Engine, EngineError, MessageView, Notice, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
 use crate::files::{DisplayName, Files, Signature};
 use crate::store::{DeliveryRow, Store};
@@ -353,59 +353,46 @@ impl AgentChannel for XmppAgents {
         Ok(())
     }
 
-    async fn deliver(
+    async fn notify(
         &self,
         agent: &AgentConfig,
         conversation: &ConversationSummary,
-        message: &MessageView,
+        notice: Notice<'_>,
     ) -> Result<Delivery, AgentChannelError> {
         let Some(jid) = &agent.xmpp else {
             return Ok(Delivery::Done);
         };
-        // Kept in the engine's delivery outbox, not ours: cleared when the
-        // server confirms it (`Event::Sent`), re-sent after a restart.
-        let delivery = DeliveryRow {
-            conversation: conversation.id,
-            seq: message.seq,
-            agent_extension: agent.extension.to_string(),
-        };
-        let stanza = self.visitor_message(conversation.id, jid, message);
-        self.dispatch_stored(Unconfirmed::Delivery(delivery), stanza)
-            .await?;
-        Ok(Delivery::Pending)
-    }
-
-    async fn visitor_typing(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        composing: bool,
-    ) -> Result<(), AgentChannelError> {
-        if let Some(jid) = &agent.xmpp {
-            let state = if composing {
-                ChatState::Composing
-            } else {
-                ChatState::Paused
-            };
-            self.chat_state(conversation.id, jid, state).await;
+        match notice {
+            Notice::Message(message) => {
+                // Kept in the engine's delivery outbox, not ours: cleared
+                // when the server confirms it (`Event::Sent`), re-sent after
+                // a restart.
+                let delivery = DeliveryRow {
+                    conversation: conversation.id,
+                    seq: message.seq,
+                    agent_extension: agent.extension.to_string(),
+                };
+                let stanza = self.visitor_message(conversation.id, jid, message);
+                self.dispatch_stored(Unconfirmed::Delivery(delivery), stanza)
+                    .await?;
+                return Ok(Delivery::Pending);
+            }
+            Notice::Typing(composing) => {
+                let state = if composing {
+                    ChatState::Composing
+                } else {
+                    ChatState::Paused
+                };
+                self.chat_state(conversation.id, jid, state).await;
+            }
+            Notice::Ended(by) => {
+                let text = agent_text::ended(by);
+                self.tell(conversation.id, None, jid, text.to_owned())
+                    .await?;
+                self.chat_state(conversation.id, jid, ChatState::Gone).await;
+            }
         }
-        Ok(())
-    }
-
-    async fn ended(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        by: Party,
-    ) -> Result<(), AgentChannelError> {
-        let Some(jid) = &agent.xmpp else {
-            return Ok(());
-        };
-        let text = agent_text::ended(by);
-        self.tell(conversation.id, None, jid, text.to_owned())
-            .await?;
-        self.chat_state(conversation.id, jid, ChatState::Gone).await;
-        Ok(())
+        Ok(Delivery::Done)
     }
 }
 

@@ -23,7 +23,19 @@ pub struct Offer {
 #[error("agent channel: {0}")]
 pub struct AgentChannelError(pub String);
 
-/// What became of a visitor message handed to [`AgentChannel::deliver`].
+/// What the engine tells one agent about a conversation of theirs.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice<'a> {
+    /// A visitor's message (or file) to forward.
+    Message(&'a MessageView),
+    /// The visitor started or stopped typing (ephemeral).
+    Typing(bool),
+    /// The conversation ended (`by` the visitor or the system).
+    Ended(Party),
+}
+
+/// What became of a notice handed to [`AgentChannel::notify`] (anything
+/// but a message is `Done` once sent).
 /// The message stays in the delivery outbox (and is forwarded again after
 /// a restart) until it is `Done`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,29 +62,13 @@ pub trait AgentChannel: Send + Sync + 'static {
         taken_by: Option<&str>,
     ) -> Result<(), AgentChannelError>;
 
-    /// Forwards a visitor's message to the agent in charge (or ringing).
-    /// An error leaves it in the outbox, to be forwarded again at the next
-    /// start.
-    async fn deliver(
+    /// Tells one agent (in charge of, or ringing for, `conversation`)
+    /// what happened. For a message, an error leaves it in the delivery
+    /// outbox, to be forwarded again at the next start.
+    async fn notify(
         &self,
         agent: &AgentConfig,
         conversation: &ConversationSummary,
-        message: &MessageView,
+        notice: Notice<'_>,
     ) -> Result<Delivery, AgentChannelError>;
-
-    /// The visitor started or stopped typing.
-    async fn visitor_typing(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        composing: bool,
-    ) -> Result<(), AgentChannelError>;
-
-    /// The conversation ended (`by` the visitor, the agent or the system).
-    async fn ended(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        by: Party,
-    ) -> Result<(), AgentChannelError>;
 }

@@ -15,7 +15,7 @@ use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::AgentExtension;
 use tracing::{info, warn};
 
-use super::{message_of, ConversationSummary, Delivery, Engine, EngineResult, MessageView};
+use super::{message_of, ConversationSummary, Delivery, Engine, EngineResult, MessageView, Notice};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{ConversationRow, DeliveryRow};
 
@@ -46,7 +46,8 @@ impl Engine {
                 seq: message.seq,
                 agent_extension: agent.extension.to_string(),
             };
-            match self.inner.agents.deliver(agent, summary, message).await {
+            let notice = Notice::Message(message);
+            match self.inner.agents.notify(agent, summary, notice).await {
                 Ok(Delivery::Done) => self.delivered(&delivery).await,
                 Ok(Delivery::Pending) => {}
                 Err(e) => warn!(

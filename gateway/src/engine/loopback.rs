@@ -10,7 +10,7 @@ use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
 
-use super::agent_channel::{AgentChannel, AgentChannelError, Delivery, Offer};
+use super::agent_channel::{AgentChannel, AgentChannelError, Delivery, Notice, Offer};
 use super::view::{ConversationSummary, MessageView};
 use crate::domain::{ConversationId, Party};
 
@@ -77,43 +77,30 @@ impl AgentChannel for LoopbackAgents {
         })
     }
 
-    async fn deliver(
+    async fn notify(
         &self,
         agent: &AgentConfig,
         conversation: &ConversationSummary,
-        message: &MessageView,
+        notice: Notice<'_>,
     ) -> Result<Delivery, AgentChannelError> {
-        self.send(AgentCall::Deliver {
-            agent: agent.extension.clone(),
-            conversation: conversation.id,
-            message: message.clone(),
-        })
-        .map(|()| Delivery::Done)
-    }
-
-    async fn visitor_typing(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        composing: bool,
-    ) -> Result<(), AgentChannelError> {
-        self.send(AgentCall::VisitorTyping {
-            agent: agent.extension.clone(),
-            conversation: conversation.id,
-            composing,
-        })
-    }
-
-    async fn ended(
-        &self,
-        agent: &AgentConfig,
-        conversation: &ConversationSummary,
-        by: Party,
-    ) -> Result<(), AgentChannelError> {
-        self.send(AgentCall::Ended {
-            agent: agent.extension.clone(),
-            conversation: conversation.id,
-            by,
-        })
+        let (agent, conversation) = (agent.extension.clone(), conversation.id);
+        let call = match notice {
+            Notice::Message(message) => AgentCall::Deliver {
+                agent,
+                conversation,
+                message: message.clone(),
+            },
+            Notice::Typing(composing) => AgentCall::VisitorTyping {
+                agent,
+                conversation,
+                composing,
+            },
+            Notice::Ended(by) => AgentCall::Ended {
+                agent,
+                conversation,
+                by,
+            },
+        };
+        self.send(call).map(|()| Delivery::Done)
     }
 }

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-pub use agent_channel::{AgentChannel, AgentChannelError, Delivery, Offer};
+pub use agent_channel::{AgentChannel, AgentChannelError, Delivery, Notice, Offer};
 pub use agent_files::{
     AgentFileOutcome, GrantedSlot, SlotId, SlotRefusal, SlotUnusable, UploadTicket,
 };

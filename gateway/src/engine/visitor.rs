@@ -8,7 +8,7 @@ use tracing::{info, instrument, warn};
 
 use super::{
     event, message_of, AgentView, ConversationView, Engine, EngineError, EngineResult, EventBody,
-    EventView, MessageView, NewVisitor, Signal, VisitorView,
+    EventView, MessageView, NewVisitor, Notice, Signal, VisitorView,
 };
 use crate::domain::{
     ClientMessageId, ConversationId, ConversationState, MessageBody, PageUrl, Party, VisitorToken,
@@ -241,7 +241,7 @@ impl Engine {
             if let Err(e) = self
                 .inner
                 .agents
-                .visitor_typing(&agent, &summary, composing)
+                .notify(&agent, &summary, Notice::Typing(composing))
                 .await
             {
                 warn!(conversation = %id, error = %e, "could not forward typing");
@@ -308,7 +308,8 @@ impl Engine {
         }
         if let Some(agent) = self.assigned_agent(&row) {
             if by != Party::Agent {
-                if let Err(e) = self.inner.agents.ended(&agent, &summary, by).await {
+                let ended = Notice::Ended(by);
+                if let Err(e) = self.inner.agents.notify(&agent, &summary, ended).await {
                     warn!(error = %e, "could not tell the agent the chat ended");
                 }
             }

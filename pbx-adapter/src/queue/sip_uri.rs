@@ -174,13 +174,16 @@ fn split_host_port(hostport: &str, original: &str) -> Result<(String, Option<u16
     Ok((host, port))
 }
 
-/// A DNS name or dotted IPv4 address: labels of letters, digits and inner
-/// hyphens, with an optional trailing dot.
+/// A DNS name or dotted IPv4 address, with an optional trailing dot.
 fn is_hostname(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
+    is_domain(host.strip_suffix('.').unwrap_or(host))
+}
+
+/// A host name: dot-separated labels of letters, digits and inner hyphens.
+pub(crate) fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && label

@@ -232,20 +232,7 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
-/// A host name: dot-separated labels of letters, digits and inner hyphens.
-pub(crate) fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
+pub(crate) use crate::queue::sip_uri::is_domain;
 
 /// Why a [`SipConfig`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
