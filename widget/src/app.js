@@ -150,6 +150,10 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
         return t('tooLong', { n: b.limit || limits().max_message_chars });
       case 'empty_message':
         return t('errEmptyMessage');
+      case 'queue_full':
+        return t('errQueueFull');
+      case 'too_many_waiting':
+        return t('errTooManyWaiting');
       default:
         return t('errServer');
     }

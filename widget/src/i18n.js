@@ -68,6 +68,10 @@ const en = {
   fileType: '“{name}” cannot be sent: this type of file is not allowed.',
   errFile: '“{name}” was not sent. Check your connection, then press Retry.',
   fileSent: '“{name}” sent.',
+  errQueueFull: 'All our advisors are busy and the queue is full. Please try again in a few minutes.',
+  errTooManyWaiting: 'You already have a chat waiting for an advisor. Please continue there.',
+  filesFull: 'This chat cannot take more files. Send the rest by e-mail or in a new chat.',
+  storageFull: '“{name}” cannot be received right now. Please try again later.',
 };
 
 const fr = {
@@ -135,6 +139,10 @@ const fr = {
   fileType: "« {name} » ne peut pas être envoyé : ce type de fichier n'est pas autorisé.",
   errFile: "« {name} » n'a pas été envoyé. Vérifiez votre connexion, puis appuyez sur Réessayer.",
   fileSent: '« {name} » envoyé.',
+  errQueueFull: "Tous nos conseillers sont occupés et la file d'attente est pleine. Réessayez dans quelques minutes.",
+  errTooManyWaiting: 'Vous avez déjà une conversation en attente d’un conseiller. Continuez-la.',
+  filesFull: "Cette conversation ne peut plus recevoir de fichiers. Envoyez les autres par e-mail ou dans une nouvelle conversation.",
+  storageFull: '« {name} » ne peut pas être reçu pour le moment. Réessayez plus tard.',
 };
 
 const dicts = { en, fr };

@@ -99,6 +99,8 @@ export function createTray(ctx) {
     if (e.code === 'file_too_large') return t('fileTooBig', { name, size: formatSize(ctx.lang(), b.limit_bytes || limits.max_file_bytes) });
     if (e.code === 'too_many_files') return t('tooManyFiles', { n: b.limit || limits.max_files_per_batch });
     if (e.code === 'file_type_not_allowed') return t('fileType', { name });
+    if (e.code === 'conversation_files_full') return t('filesFull');
+    if (e.code === 'storage_full') return t('storageFull', { name });
     if (e.code === 'network' || e.code === 'internal' || e.status >= 500) return t('errFile', { name });
     return ctx.errorText(e);
   }
