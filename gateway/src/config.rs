@@ -209,6 +209,12 @@ pub struct ServerConfig {
     /// Seconds one WebSocket write may wait for a client that does not
     /// read before the socket is dropped.
     pub websocket_write_timeout_secs: u64,
+    /// When set, `/metrics` answers only requests with
+    /// `Authorization: Bearer <token>` (401 otherwise).
+    pub metrics_token: Option<String>,
+    /// How long a visitor's token stays valid after their chat started;
+    /// past it, 401 `unauthorized` (the widget then offers a new chat).
+    pub visitor_token_ttl_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -227,6 +233,8 @@ impl Default for ServerConfig {
             max_connections_per_ip: 64,
             websocket_idle_timeout_secs: 60,
             websocket_write_timeout_secs: 10,
+            metrics_token: None,
+            visitor_token_ttl_secs: 30 * 24 * 3600,
         }
     }
 }

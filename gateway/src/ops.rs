@@ -8,15 +8,16 @@
 //! and `frontdesk_xmpp_connected` (1 while the XMPP component is connected).
 //! One recorder per process.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::domain::ConversationState;
 use crate::store::Store;
@@ -49,9 +50,11 @@ pub fn prometheus() -> PrometheusHandle {
 struct OpsState {
     store: Store,
     prometheus: PrometheusHandle,
+    /// The bearer token `/metrics` requires, if any.
+    metrics_token: Option<Arc<str>>,
 }
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, metrics_token: Option<&str>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -59,7 +62,21 @@ pub fn router(store: Store) -> Router {
         .with_state(OpsState {
             store,
             prometheus: prometheus(),
+            metrics_token: metrics_token.filter(|t| !t.is_empty()).map(Arc::from),
         })
+}
+
+/// Whether `headers` carry the metrics token (compared in constant time).
+fn metrics_allowed(state: &OpsState, headers: &HeaderMap) -> bool {
+    let Some(expected) = &state.metrics_token else {
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -83,7 +100,15 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
+async fn metrics_text(State(state): State<OpsState>, headers: HeaderMap) -> Response {
+    if !metrics_allowed(&state, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "metrics need the configured bearer token\n",
+        )
+            .into_response();
+    }
     match state.store.count_by_state().await {
         Ok(counts) => {
             for s in ConversationState::ALL {
@@ -100,4 +125,5 @@ async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),
     )
+        .into_response()
 }

@@ -133,6 +133,9 @@ impl Gateway {
         let limits = crate::engine::EngineLimits {
             max_waiting_per_queue: config.waiting.max_per_queue,
             max_waiting_per_client: config.waiting.max_per_client,
+            visitor_token_ttl_ms: i64::try_from(config.server.visitor_token_ttl_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
         };
         let engine = Engine::new(store.clone(), channels, Arc::new(directory), agents, limits);
         engine
@@ -162,7 +165,10 @@ impl Gateway {
                 config.limits.max_body_bytes,
             ))
             .merge(api::openapi::router())
-            .merge(ops::router(store.clone()))
+            .merge(ops::router(
+                store.clone(),
+                config.server.metrics_token.as_deref(),
+            ))
             .merge(assets::router(
                 config.channels.iter().map(|c| c.key.to_string()).collect(),
             ))

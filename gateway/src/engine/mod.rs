@@ -143,6 +143,9 @@ pub struct EngineLimits {
     pub max_waiting_per_queue: u32,
     /// Most chats one client may have waiting; 0: no limit.
     pub max_waiting_per_client: u32,
+    /// How long a visitor token is valid after its chat started, in
+    /// milliseconds; 0: for ever.
+    pub visitor_token_ttl_ms: i64,
 }
 
 /// What this node keeps in memory only: rebuilt at start-up (offers are

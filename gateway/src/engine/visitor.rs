@@ -84,7 +84,8 @@ impl Engine {
         Ok((self.view(id).await?, token))
     }
 
-    /// Loads a conversation and checks the visitor's token.
+    /// Loads a conversation and checks the visitor's token (and that it
+    /// has not outlived `visitor_token_ttl`).
     pub async fn authenticate(
         &self,
         id: ConversationId,
@@ -96,7 +97,9 @@ impl Engine {
             .conversation(id)
             .await?
             .ok_or(EngineError::UnknownConversation)?;
-        Ok(row.token_hash.matches(token).then_some(row))
+        let ttl = self.inner.limits.visitor_token_ttl_ms;
+        let fresh = ttl == 0 || now_ms() - row.created_at <= ttl;
+        Ok((fresh && row.token_hash.matches(token)).then_some(row))
     }
 
     pub async fn view(&self, id: ConversationId) -> EngineResult<ConversationView> {

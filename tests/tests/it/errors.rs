@@ -334,3 +334,53 @@ async fn floods_get_429_with_retry_after() {
     assert_eq!(history.body["messages"].as_array().unwrap().len(), 3);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_visitor_token_expires_after_its_lifetime() {
+    let gw = TestGateway::spawn_with(|c| c.server.visitor_token_ttl_secs = 1).await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Jane").await.unwrap();
+    assert_eq!(visitor.messages(&session).await.unwrap().status, 200);
+    // Let the lifetime pass (time itself is what is tested here).
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let expired = visitor.messages(&session).await.unwrap();
+    assert_eq!(expired.status, 401, "{}", expired.body);
+    assert_eq!(expired.error(), "unauthorized");
+    let late = visitor.say(&session, "c1", "still there?").await.unwrap();
+    assert_eq!(late.status, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_bearer_token_when_one_is_configured() {
+    let gw =
+        TestGateway::spawn_with(|c| c.server.metrics_token = Some("s3cret-token".into())).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/metrics", gw.url);
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http.get(&url).bearer_auth("guess").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let allowed = http
+        .get(&url)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert!(allowed
+        .text()
+        .await
+        .unwrap()
+        .contains("frontdesk_conversations"));
+    // Health and readiness stay open to probes.
+    assert_eq!(
+        http.get(format!("{}/readyz", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    gw.stop().await;
+}
