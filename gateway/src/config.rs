@@ -52,6 +52,44 @@ pub struct Config {
     pub sip: Option<SipBridgeConfig>,
 }
 
+/// A configured secret (component secret, SIP password, link-signing
+/// key, metrics token): `Debug`, logs and serialization show
+/// `[redacted]`, and its memory is wiped when dropped. Read it with
+/// [`Secret::expose`] where it is used, nowhere else.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(secrecy::SecretString);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(secrecy::SecretString::from(s))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(secrecy::SecretString::from(s))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipBridgeConfig {
@@ -70,7 +108,7 @@ pub struct SipBridgeConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Seconds between OPTIONS probes of each agent (availability).
     #[serde(default = "default_probe_interval")]
     pub probe_interval_secs: u64,
@@ -151,7 +189,7 @@ pub struct XmppConfig {
     /// `host:port` of the XMPP server's component listener.
     pub server: String,
     /// The component secret shared with the XMPP server.
-    pub secret: String,
+    pub secret: Secret,
     /// Seconds between pings that detect a dead stream.
     #[serde(default = "default_ping_interval")]
     pub ping_interval_secs: u64,
@@ -211,7 +249,7 @@ pub struct ServerConfig {
     pub websocket_write_timeout_secs: u64,
     /// When set, `/metrics` answers only requests with
     /// `Authorization: Bearer <token>` (401 otherwise).
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// How long a visitor's token stays valid after their chat started;
     /// past it, 401 `unauthorized` (the widget then offers a new chat).
     pub visitor_token_ttl_secs: u64,
@@ -386,7 +424,7 @@ pub struct FilesConfig {
     /// or more). Empty: one is generated and kept in
     /// `DATA_DIR/file-signing.key` (mode 0600), so links survive restarts.
     /// Gateway nodes that share files must share this key.
-    pub signing_key: Option<String>,
+    pub signing_key: Option<Secret>,
     /// How long an agent's download link stays valid.
     pub link_ttl_secs: u64,
     /// Media types refused at upload, as sniffed from the content.
@@ -649,7 +687,13 @@ impl Config {
         if let Some(sip) = &self.sip {
             sip.validate()?;
         }
-        if let Some(key) = self.files.signing_key.as_deref().filter(|k| !k.is_empty()) {
+        if let Some(key) = self
+            .files
+            .signing_key
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|k| !k.is_empty())
+        {
             if key.len() < 32 {
                 return Err((
                     "files.signing_key".into(),
@@ -828,6 +872,18 @@ pub fn parse_origin(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_or_serialization() {
+        let mut config = Config::default();
+        config.files.signing_key = Some("the-signing-key-that-must-not-leak".into());
+        config.server.metrics_token = Some("metrics-token-that-must-not-leak".into());
+        let shown = format!("{config:?}") + &serde_json::to_string(&config.files).unwrap();
+        assert!(!shown.contains("must-not-leak"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+        let key = config.files.signing_key.as_ref().unwrap();
+        assert_eq!(key.expose(), "the-signing-key-that-must-not-leak");
+    }
 
     #[test]
     fn origins_are_normalised() {

@@ -39,7 +39,7 @@ use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::engine::loopback::LoopbackAgents;
 use crate::engine::{AgentChannel, Channels, Engine};
 use crate::store::Store;
@@ -167,7 +167,7 @@ impl Gateway {
             .merge(api::openapi::router())
             .merge(ops::router(
                 store.clone(),
-                config.server.metrics_token.as_deref(),
+                config.server.metrics_token.as_ref().map(Secret::expose),
             ))
             .merge(assets::router(
                 config.channels.iter().map(|c| c.key.to_string()).collect(),

@@ -91,7 +91,7 @@ pub async fn start(
     if let (Some(username), Some(password)) = (&config.username, &config.password) {
         sip.credentials = Some(SipCredentials {
             username: username.clone(),
-            password: password.clone(),
+            password: password.expose().to_owned(),
         });
     }
     sip.probe_interval = Duration::from_secs(config.probe_interval_secs.max(1));

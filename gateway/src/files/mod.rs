@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::domain::{BatchId, ClientMessageId, FileId};
 pub use name::{DangerousName, DisplayName};
 pub use signing::{LinkError, Signature, UrlSigner};
@@ -82,7 +82,7 @@ impl Files {
     /// links signed with `files.signing_key` or the key kept in
     /// `DATA_DIR/file-signing.key`.
     pub fn from_config(config: &Config) -> Files {
-        let signer = match config.files.signing_key.as_deref() {
+        let signer = match config.files.signing_key.as_ref().map(Secret::expose) {
             Some(key) if !key.is_empty() => UrlSigner::with_key(key.as_bytes()),
             _ => UrlSigner::persisted(config.server.data_dir.join("file-signing.key")),
         };

@@ -41,7 +41,7 @@ impl Fixture {
     async fn spawn_with(adjust: impl FnOnce(&mut frontdesk::config::Config)) -> Fixture {
         let mut store = None;
         let gw = TestGateway::spawn_with(|c| {
-            c.files.signing_key = Some(SIGNING_KEY.to_owned());
+            c.files.signing_key = Some(SIGNING_KEY.into());
             adjust(c);
             store = c.files.directory.clone();
         })

@@ -30,7 +30,7 @@ async fn setup() -> (XmppServer, TestGateway) {
         config.xmpp = Some(XmppConfig {
             domain: COMPONENT_DOMAIN.to_owned(),
             server: component,
-            secret,
+            secret: secret.into(),
             ping_interval_secs: 5,
             offers_when_away: false,
             // Come back quickly after the Prosody restart test.
