@@ -16,7 +16,7 @@ use pbx_adapter::AgentExtension;
 use tracing::{info, warn};
 
 use super::{message_of, ConversationSummary, Delivery, Engine, EngineResult, MessageView, Notice};
-use crate::domain::{ConversationId, ConversationState};
+use crate::domain::ConversationId;
 use crate::store::{ConversationRow, DeliveryRow};
 
 impl Engine {
@@ -106,13 +106,11 @@ impl Engine {
     /// `false` when it is no longer needed.
     async fn replay_one(&self, delivery: &DeliveryRow) -> EngineResult<bool> {
         let row = self.row(delivery.conversation).await?;
+        // Only an active chat has an assigned agent.
         let agent = match self.assigned_agent(&row) {
             Some(agent) if agent.extension.as_str() == delivery.agent_extension => agent,
             _ => return Ok(false),
         };
-        if row.state != ConversationState::Active {
-            return Ok(false);
-        }
         let events = self
             .inner
             .store
