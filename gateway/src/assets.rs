@@ -20,13 +20,15 @@ const DEMO_HTML: &str = include_str!("../../widget/demo.html");
 /// Where `demo.html` names its channel.
 const CHANNEL_PLACEHOLDER: &str = "{{channel}}";
 
-/// `channel_keys`: the configured channels, in configuration order.
-pub fn router(channel_keys: Vec<String>) -> Router {
+/// Tells the demo page which channels exist now (in key order).
+pub type ChannelKeys = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+pub fn router(channel_keys: ChannelKeys) -> Router {
     Router::new()
         .route("/widget.js", get(widget_js))
         .route("/demo", get(demo))
         .route("/", get(|| async { Redirect::temporary("/demo") }))
-        .with_state(Arc::new(channel_keys))
+        .with_state(channel_keys)
 }
 
 async fn widget_js() -> impl IntoResponse {
@@ -46,7 +48,8 @@ struct DemoQuery {
     channel: Option<String>,
 }
 
-async fn demo(State(keys): State<Arc<Vec<String>>>, Query(query): Query<DemoQuery>) -> Response {
+async fn demo(State(keys): State<ChannelKeys>, Query(query): Query<DemoQuery>) -> Response {
+    let keys = keys();
     let key = match &query.channel {
         Some(wanted) => keys.iter().find(|k| *k == wanted),
         None => keys.first(),

@@ -6,20 +6,22 @@
 //! the first visitor. Nothing else in the code reads files or environment
 //! variables for settings.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use pbx_adapter::queue::{AgentConfig, QueueConfig};
-use pbx_adapter::schedule::ScheduleConfig;
 use pbx_adapter::sip::{IdentitySource, SipTransport, TrustedHost, TrustedHostError};
-use pbx_adapter::QueueExtension;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::domain::ChannelKey;
+mod directory;
+
+pub use directory::{
+    embed_snippet, parse_origin, Alternative, AlternativeKind, ChannelConfig, ChannelLimits,
+    ChannelMode, ChatbotOption, ClosedConfig, DirectorySpec, FieldError,
+};
 
 /// Languages the widget and the agent-facing texts exist in.
 pub const SUPPORTED_LANGUAGES: &[&str] = &["en", "fr"];
@@ -253,6 +255,10 @@ pub struct ServerConfig {
     /// How long a visitor's token stays valid after their chat started;
     /// past it, 401 `unauthorized` (the widget then offers a new chat).
     pub visitor_token_ttl_secs: u64,
+    /// How often (milliseconds) this node checks the database for directory
+    /// changes other nodes made (on PostgreSQL, NOTIFY usually tells it
+    /// sooner). Changes made through this node apply at once.
+    pub directory_poll_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -273,6 +279,7 @@ impl Default for ServerConfig {
             websocket_write_timeout_secs: 10,
             metrics_token: None,
             visitor_token_ttl_secs: 30 * 24 * 3600,
+            directory_poll_ms: 2000,
         }
     }
 }
@@ -458,133 +465,6 @@ impl Default for FilesConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    pub key: ChannelKey,
-    /// Company name shown in the widget header.
-    pub name: String,
-    pub mode: ChannelMode,
-    /// The queue a `live` channel routes to.
-    #[serde(default)]
-    pub queue: Option<QueueExtension>,
-    /// The menu of a `chatbot` channel.
-    #[serde(default)]
-    pub options: Vec<ChatbotOption>,
-    /// Website origins allowed to embed the widget (`https://www.example.com`).
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-    /// The widget's default language; the page's `<html lang>` may pick
-    /// another one of `languages`.
-    #[serde(default = "default_language")]
-    pub language: String,
-    #[serde(default = "default_languages")]
-    pub languages: Vec<String>,
-    #[serde(default)]
-    pub schedule: ScheduleConfig,
-    #[serde(default)]
-    pub closed: ClosedConfig,
-    #[serde(default)]
-    pub limits: ChannelLimits,
-    /// Days an ended conversation (with its files) is kept; 0 keeps it
-    /// forever.
-    #[serde(default = "default_retention_days")]
-    pub retention_days: u32,
-}
-
-fn default_retention_days() -> u32 {
-    90
-}
-
-fn default_language() -> String {
-    "en".to_owned()
-}
-
-fn default_languages() -> Vec<String> {
-    SUPPORTED_LANGUAGES
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelMode {
-    /// Straight into one queue.
-    Live,
-    /// A menu of options first, each routing to its own queue.
-    Chatbot,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatbotOption {
-    pub id: String,
-    pub label: String,
-    /// Shown to the visitor right after they pick this option.
-    pub welcome: String,
-    pub queue: QueueExtension,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClosedConfig {
-    /// The out-of-hours text, in the company's own voice. `{next_open}` is
-    /// replaced by the widget with the next opening time in the visitor's
-    /// language and time zone.
-    pub text: String,
-    pub alternatives: Vec<Alternative>,
-}
-
-impl Default for ClosedConfig {
-    fn default() -> Self {
-        Self {
-            text: "You reached us outside our opening hours. Live chat opens again {next_open}."
-                .to_owned(),
-            alternatives: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Alternative {
-    pub kind: AlternativeKind,
-    pub label: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AlternativeKind {
-    Phone,
-    Email,
-    Link,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChannelLimits {
-    pub max_file_bytes: u64,
-    pub max_files_per_batch: u32,
-    pub max_message_chars: usize,
-    /// Most files one conversation may hold, and their total size.
-    pub max_files_per_conversation: u32,
-    pub max_bytes_per_conversation: u64,
-}
-
-impl Default for ChannelLimits {
-    fn default() -> Self {
-        Self {
-            max_file_bytes: 5 * 1024 * 1024,
-            max_files_per_batch: 5,
-            max_message_chars: 4000,
-            max_files_per_conversation: 50,
-            max_bytes_per_conversation: 50 * 1024 * 1024,
-        }
-    }
-}
-
 /// A configuration that could not be used, with the key and file to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -678,12 +558,22 @@ impl Config {
         self.channels.iter().find(|c| c.key.as_str() == key)
     }
 
+    /// The directory this file provisions (its `[[agents]]`, `[[queues]]`
+    /// and `[[channels]]`).
+    pub fn directory_spec(&self) -> DirectorySpec {
+        DirectorySpec {
+            agents: self.agents.clone(),
+            queues: self.queues.clone(),
+            channels: self.channels.clone(),
+        }
+    }
+
     /// Cross-field checks serde cannot express. Errors are `(key, message)`.
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_edge()?;
-        let directory =
-            pbx_adapter::queue::PbxDirectory::new(self.queues.clone(), self.agents.clone())
-                .map_err(|e| ("queues/agents".to_owned(), e.to_string()))?;
+        if let Some(error) = self.directory_spec().validate().into_iter().next() {
+            return Err((error.key, error.message));
+        }
         if let Some(sip) = &self.sip {
             sip.validate()?;
         }
@@ -718,83 +608,6 @@ impl Config {
                 ));
             }
         }
-        let mut keys = HashSet::new();
-        for channel in &self.channels {
-            let at = |field: &str| format!("channels[key={}].{field}", channel.key);
-            if !keys.insert(channel.key.as_str()) {
-                return Err((at("key"), "two channels have this key".into()));
-            }
-            if channel.name.trim().is_empty() {
-                return Err((at("name"), "cannot be empty".into()));
-            }
-            match channel.mode {
-                ChannelMode::Live => {
-                    let queue = channel
-                        .queue
-                        .as_ref()
-                        .ok_or_else(|| (at("queue"), "a live channel needs a queue".into()))?;
-                    if directory.queue(queue).is_none() {
-                        return Err((at("queue"), format!("queue {queue} is not in [[queues]]")));
-                    }
-                }
-                ChannelMode::Chatbot => {
-                    if channel.options.is_empty() {
-                        return Err((at("options"), "a chatbot channel needs options".into()));
-                    }
-                }
-            }
-            let mut option_ids = HashSet::new();
-            for option in &channel.options {
-                if option.id.is_empty() || !option_ids.insert(option.id.as_str()) {
-                    return Err((
-                        at("options.id"),
-                        format!("option ids must be non-empty and unique: {:?}", option.id),
-                    ));
-                }
-                if directory.queue(&option.queue).is_none() {
-                    return Err((
-                        at("options.queue"),
-                        format!("queue {} is not in [[queues]]", option.queue),
-                    ));
-                }
-            }
-            for origin in &channel.allowed_origins {
-                parse_origin(origin).map_err(|m| (at("allowed_origins"), m))?;
-            }
-            if !channel.languages.contains(&channel.language) {
-                return Err((
-                    at("language"),
-                    format!(
-                        "{:?} must be one of the channel's languages",
-                        channel.language
-                    ),
-                ));
-            }
-            for lang in channel.languages.iter().chain([&channel.language]) {
-                if !SUPPORTED_LANGUAGES.contains(&lang.as_str()) {
-                    return Err((
-                        at("languages"),
-                        format!("{lang:?} is not one of {SUPPORTED_LANGUAGES:?}"),
-                    ));
-                }
-            }
-            pbx_adapter::schedule::Schedule::from_config(&channel.schedule)
-                .map_err(|e| (at("schedule"), e.to_string()))?;
-            let limits = &channel.limits;
-            if limits.max_message_chars == 0
-                || limits.max_files_per_batch == 0
-                || limits.max_file_bytes == 0
-                || limits.max_files_per_conversation == 0
-            {
-                return Err((at("limits"), "limits must be greater than zero".into()));
-            }
-            if limits.max_bytes_per_conversation < limits.max_file_bytes {
-                return Err((
-                    at("limits.max_bytes_per_conversation"),
-                    "must be at least max_file_bytes".into(),
-                ));
-            }
-        }
         Ok(())
     }
 }
@@ -814,6 +627,7 @@ impl Config {
                 server.body_idle_timeout_secs,
             ),
             ("server.max_connections", server.max_connections as u64),
+            ("server.directory_poll_ms", server.directory_poll_ms),
             (
                 "server.max_connections_per_ip",
                 server.max_connections_per_ip as u64,
@@ -852,21 +666,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Normalises an origin (`scheme://host[:port]`, no path) for comparison
-/// with a browser's `Origin` header.
-pub fn parse_origin(raw: &str) -> Result<String, String> {
-    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not an origin: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{raw:?} is not an http(s) origin"));
-    }
-    if url.path() != "/" || url.query().is_some() {
-        return Err(format!(
-            "{raw:?} must be an origin only (scheme://host[:port]), without a path"
-        ));
-    }
-    Ok(url.origin().ascii_serialization())
 }
 
 #[cfg(test)]

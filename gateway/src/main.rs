@@ -44,6 +44,26 @@ enum Command {
     /// Read the PBX's own configuration.
     #[command(subcommand)]
     Pbx(PbxCommand),
+    /// Console accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a console account. The password is read from
+    /// FRONTDESK_ADMIN_PASSWORD, else from the first line of stdin.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        /// admin (everything in its tenant), supervisor (live view and
+        /// transcripts, configuration read-only) or superadmin (tenants).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// The tenant (default: "default"); not for a superadmin.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,7 +109,12 @@ async fn main() -> anyhow::Result<()> {
     let (path, source) = config_source(cli.config);
     let config = Config::load(path.as_deref())?;
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, path).await,
+        Command::Admin(AdminCommand::CreateUser {
+            username,
+            role,
+            tenant,
+        }) => create_user(&config, &username, &role, tenant.as_deref()).await,
         Command::Migrate => {
             frontdesk::telemetry::init(config.server.log_format);
             let store = Store::connect(&config.database_url(), 1).await?;
@@ -115,13 +140,9 @@ async fn main() -> anyhow::Result<()> {
             let channel = config
                 .channel(&channel)
                 .with_context(|| format!("no channel with key {channel:?} in {source}"))?;
-            let src = config
-                .public_url()
-                .join("widget.js")
-                .context("public_url cannot be a base URL")?;
             println!(
-                "<script async src=\"{src}\" data-key=\"{}\"></script>",
-                channel.key
+                "{}",
+                frontdesk::config::embed_snippet(&config.public_url(), channel.key.as_str())
             );
             Ok(())
         }
@@ -160,7 +181,34 @@ async fn import(source: &ImportSource) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(mut config: Config) -> anyhow::Result<()> {
+async fn create_user(
+    config: &Config,
+    username: &str,
+    role: &str,
+    tenant: Option<&str>,
+) -> anyhow::Result<()> {
+    use frontdesk::api::admin::{create_user, Role};
+    let role = Role::parse(role)
+        .with_context(|| format!("unknown role {role:?}: admin, supervisor or superadmin"))?;
+    let password = match std::env::var("FRONTDESK_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprintln!("password for {username} (one line on stdin):");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let store = Store::connect(&config.database_url(), 1).await?;
+    store.migrate().await?;
+    create_user(&store, username, &password, role, tenant).await?;
+    println!("user {username} created ({})", role.as_str());
+    Ok(())
+}
+
+async fn serve(mut config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     frontdesk::telemetry::init(config.server.log_format);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -168,9 +216,39 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Listening on port 0: links must name the port actually bound.
     config.server.listen = listener.local_addr()?;
     let gateway = Gateway::start(&config).await?;
+    reprovision_on_sighup(gateway.engine(), path);
     // A machine-readable line for scripts and tests that start on port 0.
     println!("listening on http://{}", listener.local_addr()?);
     gateway.run_until(listener, shutdown_signal()).await
+}
+
+/// On SIGHUP, reads the configuration file again and provisions its
+/// directory (channels, queues, agents); a file that does not validate is
+/// reported and changes nothing. Other sections need a restart.
+fn reprovision_on_sighup(engine: frontdesk::engine::Engine, path: Option<PathBuf>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; the directory reloads on restart only");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let config = match Config::load(path.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: configuration refused; nothing changed");
+                    continue;
+                }
+            };
+            match engine.provision(&config.directory_spec()).await {
+                Ok(directory) => tracing::info!(
+                    version = directory.version(),
+                    "SIGHUP: directory provisioned from the configuration file"
+                ),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: directory refused; nothing changed"),
+            }
+        }
+    });
 }
 
 /// Which file to read: the one named, else the first default path that

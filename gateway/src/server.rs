@@ -41,7 +41,7 @@ use tracing::info;
 use crate::api::{self, ApiState};
 use crate::config::{Config, Secret};
 use crate::engine::loopback::LoopbackAgents;
-use crate::engine::{AgentChannel, Channels, Engine};
+use crate::engine::{AgentChannel, Engine};
 use crate::store::Store;
 use crate::{assets, bridges, ops};
 
@@ -126,10 +126,6 @@ impl Gateway {
         agents: Arc<dyn AgentChannel>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Gateway> {
-        let directory =
-            pbx_adapter::queue::PbxDirectory::new(config.queues.clone(), config.agents.clone())
-                .context("invalid queues or agents")?;
-        let channels = Channels::new(&config.channels).map_err(anyhow::Error::msg)?;
         let limits = crate::engine::EngineLimits {
             max_waiting_per_queue: config.waiting.max_per_queue,
             max_waiting_per_client: config.waiting.max_per_client,
@@ -137,7 +133,12 @@ impl Gateway {
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
         };
-        let engine = Engine::new(store.clone(), channels, Arc::new(directory), agents, limits);
+        let engine = Engine::new(store.clone(), agents, limits);
+        engine
+            .provision(&config.directory_spec())
+            .await
+            .context("cannot provision the directory from the configuration")?;
+        engine.watch_directory(Duration::from_millis(config.server.directory_poll_ms));
         engine
             .recover()
             .await
@@ -165,13 +166,22 @@ impl Gateway {
                 config.limits.max_body_bytes,
             ))
             .merge(api::openapi::router())
+            .merge(api::admin::router(api::admin::AdminState::new(
+                engine.clone(),
+                config.public_url(),
+            )))
             .merge(ops::router(
                 store.clone(),
                 config.server.metrics_token.as_ref().map(Secret::expose),
             ))
-            .merge(assets::router(
-                config.channels.iter().map(|c| c.key.to_string()).collect(),
-            ))
+            .merge(assets::router({
+                let engine = engine.clone();
+                Arc::new(move || {
+                    let directory = engine.directory();
+                    let channels = &directory.spec().channels;
+                    channels.iter().map(|c| c.key.to_string()).collect()
+                })
+            }))
             .layer(axum::middleware::from_fn(api::record_latency))
             .layer(TraceLayer::new_for_http().make_span_with(request_span))
             .layer(axum::middleware::from_fn_with_state(
@@ -191,6 +201,11 @@ impl Gateway {
         })
     }
 
+    /// The engine (to provision the directory again on SIGHUP).
+    pub fn engine(&self) -> Engine {
+        self.engine.clone()
+    }
+
     /// The routes, for callers that serve them themselves.
     pub fn router(&self) -> Router {
         self.app.clone()
@@ -207,9 +222,7 @@ impl Gateway {
         let shutdown = self.shutdown.clone();
         let limiters = self.limiters.clone();
         let (files, store) = (self.files.clone(), self.store.clone());
-        let channels: Vec<crate::config::ChannelConfig> = (self.engine.channels().iter())
-            .map(|c| c.config.clone())
-            .collect();
+        let engine = self.engine.clone();
         let housekeeping = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
@@ -220,7 +233,9 @@ impl Gateway {
                         _ = every.tick() => limiters.shrink(),
                         _ = hourly.tick() => {
                             let now = crate::store::now_ms();
-                            let swept = crate::files::retention::sweep(&files, &store, &channels, now);
+                            let directory = engine.directory();
+                            let channels = &directory.spec().channels;
+                            let swept = crate::files::retention::sweep(&files, &store, channels, now);
                             if let Err(e) = swept.await {
                                 tracing::warn!(error = %e, "retention sweep failed");
                             }

@@ -50,6 +50,8 @@ impl DbEngine {
 pub struct TestDb {
     dir: tempfile::TempDir,
     postgres: Option<String>,
+    /// Another node's view of a database it does not own (never dropped).
+    shared: bool,
 }
 
 impl TestDb {
@@ -73,7 +75,24 @@ impl TestDb {
                 Some(name)
             }
         };
-        Ok(TestDb { dir, postgres })
+        Ok(TestDb {
+            dir,
+            postgres,
+            shared: false,
+        })
+    }
+
+    /// The same PostgreSQL database for a second gateway node, with a data
+    /// directory of its own; dropping it leaves the database to its owner.
+    pub fn sharing(&self) -> anyhow::Result<TestDb> {
+        anyhow::ensure!(self.postgres.is_some(), "nodes share PostgreSQL only");
+        Ok(TestDb {
+            dir: tempfile::Builder::new()
+                .prefix("frontdesk-test-")
+                .tempdir()?,
+            postgres: self.postgres.clone(),
+            shared: true,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -104,6 +123,9 @@ impl TestDb {
 
     /// Drops a PostgreSQL database (the directory goes on drop).
     pub async fn drop_db(self) -> anyhow::Result<()> {
+        if self.shared {
+            return Ok(());
+        }
         if let Some(name) = &self.postgres {
             let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

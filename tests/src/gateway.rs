@@ -81,6 +81,12 @@ impl TestGateway {
         }
     }
 
+    /// A second node on this gateway's (PostgreSQL) database.
+    pub async fn spawn_sharing(&self, adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        let db = self.db.as_ref().expect("running on its database");
+        Self::spawn_on(db.sharing().expect("a shareable database"), adjust).await
+    }
+
     /// The gateway's data directory (uploaded files, signing key).
     pub fn data_dir(&self) -> &Path {
         self.db
@@ -108,12 +114,8 @@ impl TestGateway {
 
     /// Makes every configured agent available.
     pub async fn all_agents_available(&self) {
-        let agents: Vec<_> = self
-            .engine
-            .directory()
-            .agents()
-            .iter()
-            .map(|a| a.extension.clone())
+        let agents: Vec<_> = (self.engine.agents().into_iter())
+            .map(|a| a.extension)
             .collect();
         for agent in agents {
             self.engine.set_agent_available(&agent, true).await;

@@ -74,7 +74,6 @@ const FRAME_OVERHEAD: usize = 1024;
 /// The WebSocket limits, from `[server]` and `[limits]`.
 #[derive(Debug, Clone, Copy)]
 pub struct SocketLimits {
-    pub max_frame_bytes: usize,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub per_conversation: usize,
@@ -82,12 +81,7 @@ pub struct SocketLimits {
 
 impl SocketLimits {
     pub fn from_config(config: &Config) -> SocketLimits {
-        let longest = (config.channels.iter())
-            .map(|c| c.limits.max_message_chars)
-            .max()
-            .unwrap_or(crate::config::ChannelLimits::default().max_message_chars);
         SocketLimits {
-            max_frame_bytes: longest.saturating_mul(4).saturating_add(FRAME_OVERHEAD),
             idle_timeout: Duration::from_secs(config.server.websocket_idle_timeout_secs),
             write_timeout: Duration::from_secs(config.server.websocket_write_timeout_secs),
             per_conversation: config.limits.websockets_per_conversation,
@@ -216,9 +210,15 @@ async fn events(
         (_, Err(Refusal::Close(e, _) | Refusal::Http(e))) => return e.into_response(),
         (Err(rejection), Ok(_)) => return rejection.into_response(),
     };
-    let max = state.sockets.limits.max_frame_bytes;
+    // A frame carries at most one message of the channel's limit (4 bytes
+    // a character at worst) plus its JSON; a refused socket only closes.
+    let chars = match &admitted {
+        Ok((_, chars)) => *chars,
+        Err(_) => 0,
+    };
+    let max = chars.saturating_mul(4).saturating_add(FRAME_OVERHEAD);
     let upgrade = upgrade.max_frame_size(max).max_message_size(max);
-    match admitted {
+    match admitted.map(|(id, _)| id) {
         Ok(id) => upgrade.on_upgrade(move |socket| {
             let session = session(state, id, socket);
             async move {
@@ -241,12 +241,13 @@ enum Refusal {
     Http(ApiError),
 }
 
-/// The conversation if it exists and `origin` may embed its channel.
+/// The conversation if it exists and `origin` may embed its channel, with
+/// the channel's longest message in characters.
 async fn admit(
     state: &ApiState,
     id: &str,
     origin: Option<&str>,
-) -> Result<ConversationId, Refusal> {
+) -> Result<(ConversationId, usize), Refusal> {
     let unknown = || {
         let e = ApiError::from(EngineError::UnknownConversation);
         Refusal::Close(e, close_code::UNKNOWN_CONVERSATION)
@@ -257,16 +258,16 @@ async fn admit(
         Ok(None) => return Err(unknown()),
         Err(e) => return Err(Refusal::Http(EngineError::from(e).into())),
     };
-    let allowed = state
-        .engine
-        .channels()
-        .get(&row.channel_key)
-        .is_some_and(|c| origin.is_none_or(|o| c.allows_origin(o)));
-    if !allowed {
-        let e = ApiError::origin_not_allowed();
-        return Err(Refusal::Close(e, close_code::FORBIDDEN));
+    let channel = state.engine.channels().get(&row.channel_key);
+    match channel {
+        Some(c) if origin.is_none_or(|o| c.allows_origin(o)) => {
+            Ok((id, c.config.limits.max_message_chars))
+        }
+        _ => {
+            let e = ApiError::origin_not_allowed();
+            Err(Refusal::Close(e, close_code::FORBIDDEN))
+        }
     }
-    Ok(id)
 }
 
 async fn session(state: ApiState, id: ConversationId, mut socket: WebSocket) {

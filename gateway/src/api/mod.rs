@@ -3,6 +3,7 @@
 //! rules (allowed origins, the visitor token, body and file size limits,
 //! batch and rate limits) and leaves every conversation rule to the engine.
 
+pub mod admin;
 pub mod client;
 pub mod error;
 pub mod events;
@@ -41,10 +42,12 @@ pub struct ApiState {
 /// channels' allowed origins and the JSON body limit (the upload route has
 /// its own, sized for files).
 pub fn visitor_api(state: ApiState, files: crate::files::Files, max_body_bytes: usize) -> Router {
-    let channels = state.engine.channels().clone();
+    let engine = state.engine.clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin.to_str().is_ok_and(|o| channels.any_allows_origin(o))
+            origin
+                .to_str()
+                .is_ok_and(|o| engine.channels().any_allows_origin(o))
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])

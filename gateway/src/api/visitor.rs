@@ -204,7 +204,7 @@ pub async fn channel_info(
     Path(key): Path<String>,
     MaybeOrigin(origin): MaybeOrigin,
 ) -> ApiResult<Json<ChannelInfo>> {
-    let channel = state.engine.channel(&key)?;
+    let channel = state.engine.enabled_channel(&key)?;
     check_origin(&channel, &origin)?;
     Ok(Json(channel_info_of(&channel)))
 }
@@ -223,7 +223,7 @@ pub async fn start_conversation(
     MaybeOrigin(origin): MaybeOrigin,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> ApiResult<(StatusCode, Json<StartResponse>)> {
-    let channel = state.engine.channel(&key)?;
+    let channel = state.engine.enabled_channel(&key)?;
     check_origin(&channel, &origin)?;
     let visitor = NewVisitor {
         name: VisitorName::parse(&request.name)?,

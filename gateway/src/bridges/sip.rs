@@ -265,18 +265,26 @@ pub fn run_events(runtime: SipRuntime, engine: Engine, xmpp_running: bool) -> Jo
                 mut events,
                 user_agent,
             } = runtime;
-            let uris: Vec<SipUri> = engine
-                .directory()
-                .agents()
-                .iter()
-                .filter(|a| routed_to_sip(a, xmpp_running))
-                .filter_map(|a| a.sip.clone())
-                .collect();
-            if let Err(e) = agents.command(SipCommand::SetAgents(uris)).await {
-                warn!(error = %e, "cannot give the SIP user agent its agents");
-            }
-            while let Some(event) = events.recv().await {
-                handle(&agents, &engine, event).await;
+            let mut changes = engine.directory_changes();
+            changes.mark_changed();
+            loop {
+                tokio::select! {
+                    // First: the agents in force before any of their events.
+                    biased;
+                    Ok(()) = changes.changed() => {
+                        let uris: Vec<SipUri> = (engine.agents().into_iter())
+                            .filter(|a| routed_to_sip(a, xmpp_running))
+                            .filter_map(|a| a.sip)
+                            .collect();
+                        if let Err(e) = agents.command(SipCommand::SetAgents(uris)).await {
+                            warn!(error = %e, "cannot give the SIP user agent its agents");
+                        }
+                    }
+                    event = events.recv() => match event {
+                        Some(event) => handle(&agents, &engine, event).await,
+                        None => break,
+                    },
+                }
             }
             if let Err(e) = user_agent.await {
                 warn!(error = %e, "the SIP user agent task failed");
@@ -313,7 +321,7 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             body,
             respond,
         } => {
-            let Some(agent) = engine.directory().agent_by_sip(&from).cloned() else {
+            let Some(agent) = engine.agent_by_sip(&from) else {
                 respond.refuse(403);
                 return;
             };
@@ -350,10 +358,7 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             to_user,
             active,
         } => {
-            let agent = engine
-                .directory()
-                .agent_by_sip(&from)
-                .map(|a| a.extension.clone());
+            let agent = engine.agent_by_sip(&from).map(|a| a.extension.clone());
             if let (Some(agent), Some(conversation)) = (agent, conversation_of_user(&to_user)) {
                 if let Err(e) = engine.agent_typing(conversation, &agent, active).await {
                     debug!(%conversation, error = %e, "agent typing not forwarded");
@@ -361,7 +366,7 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             }
         }
         SipEvent::AgentReachable { agent, reachable } => {
-            let Some(config) = engine.directory().agent_by_sip(&agent) else {
+            let Some(config) = engine.agent_by_sip(&agent) else {
                 return;
             };
             let status = if reachable {

@@ -18,7 +18,7 @@
 //! with an attachment, which the visitor downloads with their token. Any
 //! other link is ordinary text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -408,11 +408,8 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                 component,
                 offers_when_away,
             } = runtime;
-            let upload_limit = engine.largest_file_limit();
-            let offer_uploads = Command::SetUploadLimit((upload_limit > 0).then_some(upload_limit));
-            if let Err(e) = agents.command(offer_uploads).await {
-                warn!(error = %e, "cannot offer file uploads");
-            }
+            let mut changes = engine.directory_changes();
+            changes.mark_unchanged();
             if let Err(e) = introduce_agents(&agents, &engine).await {
                 warn!(error = %e, "cannot set up agent subscriptions");
             }
@@ -431,12 +428,19 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                 error_ids: AtomicI64::new(-1),
             };
             let mut sweep = tokio::time::interval(UPLOAD_SWEEP_EVERY);
+            let mut known: HashSet<BareJid> =
+                engine.agents().into_iter().filter_map(|a| a.xmpp).collect();
             loop {
                 tokio::select! {
                     event = events.recv() => match event {
                         Some(event) => bridge.handle(event).await,
                         None => break,
                     },
+                    Ok(()) = changes.changed() => {
+                        if let Err(e) = refresh_agents(&agents, &engine, &mut known).await {
+                            warn!(error = %e, "cannot give the component the new agents");
+                        }
+                    }
                     _ = sweep.tick() => {
                         let swept = engine.sweep_upload_slots();
                         if swept > 0 {
@@ -454,13 +458,6 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
 }
 
 async fn introduce_agents(agents: &XmppAgents, engine: &Engine) -> anyhow::Result<()> {
-    let jids: Vec<BareJid> = engine
-        .directory()
-        .agents()
-        .iter()
-        .filter_map(|a| a.xmpp.clone())
-        .collect();
-    agents.command(Command::SetAgents(jids.clone())).await?;
     // Nicks live in the component's memory: give them back after a restart.
     let live = engine
         .store()
@@ -477,8 +474,33 @@ async fn introduce_agents(agents: &XmppAgents, engine: &Engine) -> anyhow::Resul
         };
         agents.command(command).await?;
     }
+    refresh_agents(agents, engine, &mut HashSet::new()).await
+}
+
+/// Gives the component the agents in force and the file size it may
+/// offer, and asks for the presence of agents not in `known` (all of them
+/// at start, the new ones after a directory change); `known` becomes the
+/// agents in force.
+async fn refresh_agents(
+    agents: &XmppAgents,
+    engine: &Engine,
+    known: &mut HashSet<BareJid>,
+) -> anyhow::Result<()> {
+    let upload_limit = engine.largest_file_limit();
+    let offer_uploads = Command::SetUploadLimit((upload_limit > 0).then_some(upload_limit));
+    agents.command(offer_uploads).await?;
+    let jids: Vec<BareJid> = (engine.agents().into_iter())
+        .filter_map(|a| a.xmpp)
+        .collect();
+    agents.command(Command::SetAgents(jids.clone())).await?;
     let subscribed = engine.store().xmpp_subscribed_agents().await?;
-    for jid in jids {
+    let new: Vec<BareJid> = jids
+        .iter()
+        .filter(|j| !known.contains(*j))
+        .cloned()
+        .collect();
+    *known = jids.into_iter().collect();
+    for jid in new {
         let command = if subscribed.contains(&jid.to_string()) {
             Command::Probe { agent: jid }
         } else {
@@ -570,7 +592,7 @@ impl Inbound<'_> {
                 agent,
                 availability,
             } => {
-                let Some(config) = self.engine.directory().agent_by_jid(&agent) else {
+                let Some(config) = self.engine.agent_by_jid(&agent) else {
                     return;
                 };
                 let status = match availability {
@@ -603,7 +625,7 @@ impl Inbound<'_> {
         address: &VisitorAddress,
     ) -> Option<(ConversationId, pbx_adapter::AgentExtension)> {
         let conversation = conversation_of(address)?;
-        let config = self.engine.directory().agent_by_jid(&agent.to_bare())?;
+        let config = self.engine.agent_by_jid(&agent.to_bare())?;
         Some((conversation, config.extension.clone()))
     }
 
@@ -738,7 +760,7 @@ impl Inbound<'_> {
         filename: &str,
         size: u64,
     ) -> Result<(String, String), (UploadRefusal, &'static str)> {
-        let Some(config) = self.engine.directory().agent_by_jid(&from.to_bare()) else {
+        let Some(config) = self.engine.agent_by_jid(&from.to_bare()) else {
             return Err((UploadRefusal::Forbidden, ""));
         };
         let slot = self

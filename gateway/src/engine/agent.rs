@@ -97,8 +97,8 @@ impl Engine {
             return Err(EngineError::NotYourConversation);
         }
         let config = self
-            .inner
-            .directory
+            .directory()
+            .pbx()
             .agent(agent)
             .cloned()
             .ok_or(EngineError::NotYourConversation)?;

@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::{event, ConversationState, Engine, EngineError, EngineResult, EventBody, MessageView};
 use crate::domain::{ConversationId, Party};
+use crate::store::ItemKind;
 use crate::store::{now_ms, ConversationUpdate};
 
 /// A command an agent typed.
@@ -105,8 +106,18 @@ impl Engine {
         {
             return Err(EngineError::NotYourConversation);
         }
+        // Only the conversation's own tenant's queues and agents exist here.
+        let directory = self.directory();
+        let own_tenant = directory.tenant_of_channel(&row.channel_key);
+        let destination = directory.pbx().resolve(target).filter(|d| {
+            let (kind, key) = match d {
+                Destination::Queue(q) => (ItemKind::Queue, q.extension.as_str()),
+                Destination::Agent(a) => (ItemKind::Agent, a.extension.as_str()),
+            };
+            directory.meta(kind, key).map(|m| m.tenant.as_str()) == own_tenant
+        });
         let (queue, direct_to, label): (QueueExtension, Option<AgentExtension>, String) =
-            match self.inner.directory.resolve(target) {
+            match destination {
                 Some(Destination::Queue(queue)) => (
                     queue.extension.clone(),
                     None,
@@ -116,9 +127,8 @@ impl Engine {
                     return Ok("You already have this chat.".to_owned())
                 }
                 Some(Destination::Agent(target_agent)) => {
-                    let queue = self
-                        .inner
-                        .directory
+                    let queue = directory
+                        .pbx()
                         .queues_of(&target_agent.extension)
                         .first()
                         .map(|q| q.extension.clone())
@@ -177,7 +187,8 @@ impl Engine {
     }
 
     async fn describe_queues(&self, agent: &AgentExtension) -> EngineResult<String> {
-        let queues = self.inner.directory.queues_of(agent);
+        let directory = self.directory();
+        let queues = directory.pbx().queues_of(agent);
         if queues.is_empty() {
             return Ok("You are not a member of any queue.".to_owned());
         }

@@ -24,7 +24,7 @@ impl Engine {
     /// allows right now.
     pub(super) async fn dispatch(&self, queue: &QueueExtension) {
         let _one_at_a_time = self.inner.dispatch_lock.lock().await;
-        let Some(config) = self.inner.directory.queue(queue).cloned() else {
+        let Some(config) = self.directory().pbx().queue(queue).cloned() else {
             warn!(queue = %queue, "dispatch for an unknown queue");
             return;
         };

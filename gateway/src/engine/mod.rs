@@ -15,6 +15,7 @@
 pub mod agent_channel;
 pub mod channels;
 pub mod commands;
+pub mod directory;
 pub mod hub;
 pub mod loopback;
 pub mod view;
@@ -33,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use pbx_adapter::queue::{AgentConfig, PbxDirectory};
+use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::{AgentExtension, QueueExtension};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,9 @@ pub use agent_files::{
 };
 pub use channels::{Channel, Channels};
 pub use commands::{describe_visitor, AgentCommand};
+pub use directory::{
+    Actor, Directory, DirectoryError, DirectoryOp, Item, ItemMeta, DEFAULT_TENANT,
+};
 pub use files::AttachOutcome;
 pub use hub::{Hub, Signal};
 pub use view::{
@@ -122,8 +126,10 @@ pub struct Engine {
 struct Inner {
     store: Store,
     hub: Hub,
-    channels: Channels,
-    directory: Arc<PbxDirectory>,
+    /// The directory in force (see `directory.rs`).
+    directory: arc_swap::ArcSwap<Directory>,
+    /// Its version, for those who react to changes.
+    directory_version: tokio::sync::watch::Sender<i64>,
     agents: Arc<dyn AgentChannel>,
     live: Mutex<LiveState>,
     dispatch_lock: tokio::sync::Mutex<()>,
@@ -173,19 +179,15 @@ struct PendingOffer {
 }
 
 impl Engine {
-    pub fn new(
-        store: Store,
-        channels: Channels,
-        directory: Arc<PbxDirectory>,
-        agents: Arc<dyn AgentChannel>,
-        limits: EngineLimits,
-    ) -> Engine {
+    /// An engine with an empty directory: [`provision`](Self::provision)
+    /// or [`reload_directory`](Self::reload_directory) fills it.
+    pub fn new(store: Store, agents: Arc<dyn AgentChannel>, limits: EngineLimits) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 store,
                 hub: Hub::default(),
-                channels,
-                directory,
+                directory: arc_swap::ArcSwap::from_pointee(Directory::empty()),
+                directory_version: tokio::sync::watch::Sender::new(0),
                 agents,
                 live: Mutex::new(LiveState::default()),
                 dispatch_lock: tokio::sync::Mutex::new(()),
@@ -206,12 +208,9 @@ impl Engine {
         &self.inner.hub
     }
 
-    pub fn channels(&self) -> &Channels {
-        &self.inner.channels
-    }
-
-    pub fn directory(&self) -> &PbxDirectory {
-        &self.inner.directory
+    /// The channels in force now.
+    pub fn channels(&self) -> Channels {
+        self.directory().channels().clone()
     }
 
     /// Puts conversations that were waiting when the gateway stopped back
@@ -260,9 +259,17 @@ impl Engine {
 
     /// The channel named `key`.
     pub fn channel(&self, key: &str) -> EngineResult<Arc<Channel>> {
-        self.inner
-            .channels
+        self.directory()
+            .channels()
             .get(key)
+            .ok_or(EngineError::UnknownChannel)
+    }
+
+    /// The channel named `key` if it takes new chats (a disabled channel
+    /// is unknown to new visitors; chats under way go on).
+    pub fn enabled_channel(&self, key: &str) -> EngineResult<Arc<Channel>> {
+        Some(self.channel(key)?)
+            .filter(|c| c.config.enabled)
             .ok_or(EngineError::UnknownChannel)
     }
 
@@ -279,7 +286,7 @@ impl Engine {
             return None;
         }
         let ext: AgentExtension = row.agent_extension.as_deref()?.parse().ok()?;
-        self.inner.directory.agent(&ext).cloned()
+        self.directory().pbx().agent(&ext).cloned()
     }
 
     /// What agents are shown of a conversation first (its visitor card).
@@ -335,9 +342,10 @@ impl Engine {
     }
 
     fn agent_configs(&self, agents: &[AgentExtension]) -> Vec<AgentConfig> {
+        let directory = self.directory();
         agents
             .iter()
-            .filter_map(|a| self.inner.directory.agent(a).cloned())
+            .filter_map(|a| directory.pbx().agent(a).cloned())
             .collect()
     }
 

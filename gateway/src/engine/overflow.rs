@@ -49,7 +49,7 @@ impl Engine {
         }
         let Some(queue) = self
             .queue_of(&row)
-            .and_then(|q| self.inner.directory.queue(&q).cloned())
+            .and_then(|q| self.directory().pbx().queue(&q).cloned())
         else {
             return;
         };

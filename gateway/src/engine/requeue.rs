@@ -161,8 +161,8 @@ impl Engine {
 
     pub(super) async fn dispatch_all(&self) {
         let queues: Vec<QueueExtension> = self
-            .inner
-            .directory
+            .directory()
+            .pbx()
             .queues()
             .iter()
             .map(|q| q.extension.clone())

@@ -24,11 +24,7 @@ impl Engine {
         channel_key: &str,
         visitor: NewVisitor,
     ) -> EngineResult<(ConversationView, VisitorToken)> {
-        let channel = self
-            .inner
-            .channels
-            .get(channel_key)
-            .ok_or(EngineError::UnknownChannel)?;
+        let channel = self.enabled_channel(channel_key)?;
         let now = Utc::now();
         let id = ConversationId::new();
         let token = VisitorToken::generate();

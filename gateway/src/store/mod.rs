@@ -9,8 +9,10 @@
 //! Invariant: whatever this module returns as stored is committed. The API
 //! acknowledges a message only with a value that came back from here.
 
+mod admin;
 mod conversations;
 mod deliveries;
+mod directory;
 mod events;
 mod files;
 mod xmpp;
@@ -22,8 +24,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use admin::{AdminUserRow, ApiTokenRow};
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
 pub use deliveries::DeliveryRow;
+pub use directory::{
+    AuditEntry, AuditRow, DirectoryChange, DirectoryRows, ItemKind, ItemRow, ItemSource,
+    DIRECTORY_CHANNEL,
+};
 pub use events::{NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 
@@ -54,6 +61,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for the connections a pool cannot lend (PostgreSQL LISTEN).
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -104,7 +113,11 @@ impl Store {
         if backend == Backend::Sqlite {
             make_sqlite_private(&url);
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

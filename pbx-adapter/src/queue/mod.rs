@@ -81,6 +81,7 @@ pub use config::{
     AgentConfig, AgentConfigError, MemberConfig, Overflow, QueueConfig, QueueConfigError, Strategy,
 };
 pub use directory::{Destination, DirectoryProblem, InvalidDirectory, PbxDirectory};
+pub use jid::BareJid;
 pub use offer::{
     choose_offer, wrapup_until, BusyReason, MemberStatus, OfferDecision, RoundRobinPosition,
     StrategyMemory,

@@ -1,0 +1,161 @@
+// Frontdesk console: sends its forms to the admin JSON API (the same
+// handlers and validation as any API client) and shows each refused field
+// next to its input. No framework: the pages are server-rendered.
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+
+async function api(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+const lines = (text) => text.split('\n').map((l) => l.trim()).filter(Boolean);
+const META = ['source', 'read_only', 'updated_at', 'updated_by'];
+
+function setPath(target, path, value) {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) node = node[part] ??= {};
+  node[parts.at(-1)] = value;
+}
+
+function getPath(source, path) {
+  return path.split('.').reduce((node, part) => node?.[part], source);
+}
+
+// --- the channel form --------------------------------------------------
+function optionRow(form, option = {}) {
+  const row = form.querySelector('#option-template').content.firstElementChild.cloneNode(true);
+  row.querySelector('[name=opt-id]').value = option.id ?? '';
+  row.querySelector('[name=opt-label]').value = option.label ?? '';
+  row.querySelector('[name=opt-welcome]').value = option.welcome ?? '';
+  if (option.queue) row.querySelector('[name=opt-queue]').value = option.queue;
+  form.querySelector('#options').append(row);
+  return row;
+}
+
+function fill(form, channel) {
+  for (const input of form.elements) {
+    if (!input.name || input.name.startsWith('opt-')) continue;
+    const value = getPath(channel, input.name);
+    if (input.type === 'checkbox' && input.name === 'languages') {
+      input.checked = (value ?? []).includes(input.value);
+    } else if (input.type === 'checkbox') {
+      input.checked = value !== false;
+    } else if (Array.isArray(value)) {
+      input.value = value.join('\n');
+    } else if (value !== undefined && value !== null) {
+      input.value = value;
+    }
+  }
+  for (const option of channel.options ?? []) optionRow(form, option);
+}
+
+function read(form, base) {
+  const channel = structuredClone(base);
+  for (const key of META) delete channel[key];
+  const textLists = ['allowed_origins', 'schedule.open', 'schedule.holidays'];
+  for (const input of form.elements) {
+    if (!input.name || input.name.startsWith('opt-') || input.name === 'languages') continue;
+    let value = input.type === 'checkbox' ? input.checked : input.value;
+    if (textLists.includes(input.name)) value = lines(value);
+    else if (input.type === 'number') value = value === '' ? undefined : Number(value);
+    else if (input.name === 'queue' || input.name === 'schedule.timezone') value = value || null;
+    if (value !== undefined) setPath(channel, input.name, value);
+  }
+  channel.languages = [...form.querySelectorAll('[name=languages]:checked')].map((i) => i.value);
+  channel.options = [...form.querySelectorAll('#options > li')].map((row) => ({
+    id: row.querySelector('[name=opt-id]').value.trim(),
+    label: row.querySelector('[name=opt-label]').value,
+    welcome: row.querySelector('[name=opt-welcome]').value,
+    queue: row.querySelector('[name=opt-queue]').value,
+  }));
+  return channel;
+}
+
+// "channels[key=web].options.queue" → the input for "options.queue".
+function inputFor(form, key) {
+  const field = key.replace(/^channels\[key=[^\]]*\]\./, '');
+  const name = { 'options.id': 'opt-id', 'options.queue': 'opt-queue', options: 'opt-label', body: 'name' }[field] ?? field;
+  return form.querySelector(`[name="${CSS.escape(name)}"]`) ?? form.querySelector(`[name^="${CSS.escape(name)}."]`);
+}
+
+function showErrors(form, fields) {
+  for (const old of form.querySelectorAll('.field-error')) old.remove();
+  for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  let first = null;
+  for (const { key, message } of fields) {
+    const input = inputFor(form, key) ?? form.querySelector('[name=name]');
+    const note = document.createElement('span');
+    note.className = 'field-error';
+    note.id = `error-${Math.random().toString(36).slice(2)}`;
+    note.textContent = message;
+    input.setAttribute('aria-invalid', 'true');
+    input.setAttribute('aria-describedby', note.id);
+    input.after(note);
+    first ??= input;
+  }
+  first?.focus();
+}
+
+async function channelForm(form) {
+  const status = form.querySelector('.status');
+  let base = { languages: ['en', 'fr'], language: 'en', enabled: true, mode: 'live', schedule: {}, closed: {} };
+  if (form.hasAttribute('data-existing')) {
+    const loaded = await api('GET', form.dataset.api + encodeURIComponent(form.dataset.key));
+    if (loaded.status === 200) base = loaded.body;
+  }
+  fill(form, base);
+  if (form.hasAttribute('data-read-only')) {
+    for (const input of form.elements) input.disabled = true;
+    return;
+  }
+  form.addEventListener('click', (event) => {
+    const button = event.target.closest('button');
+    if (!button) return;
+    if (button.hasAttribute('data-add-option')) optionRow(form).querySelector('input').focus();
+    const row = button.closest('li');
+    if (button.hasAttribute('data-remove')) row.remove();
+    if (button.dataset.move === '-1' && row.previousElementSibling) row.previousElementSibling.before(row);
+    if (button.dataset.move === '1' && row.nextElementSibling) row.nextElementSibling.after(row);
+    if (button.dataset.move) button.focus();
+  });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const channel = read(form, base);
+    status.textContent = 'Saving…';
+    const saved = await api('PUT', form.dataset.api + encodeURIComponent(channel.key), channel);
+    if (saved.status === 204) {
+      status.textContent = 'Saved. Visitors see it from their next page view.';
+      showErrors(form, []);
+      if (!form.hasAttribute('data-existing')) location.assign(`/admin/channels/${encodeURIComponent(channel.key)}`);
+      base = channel;
+    } else {
+      status.textContent = saved.body?.message ?? `Not saved (${saved.status}).`;
+      showErrors(form, saved.body?.fields ?? []);
+    }
+  });
+}
+
+// --- copy buttons --------------------------------------------------------
+document.addEventListener('click', async (event) => {
+  const button = event.target.closest('[data-copy]');
+  if (!button) return;
+  const text = document.getElementById(button.dataset.copy).textContent;
+  const said = button.parentElement.querySelector('.copied');
+  try {
+    await navigator.clipboard.writeText(text);
+    if (said) said.textContent = 'Copied.';
+  } catch {
+    getSelection().selectAllChildren(document.getElementById(button.dataset.copy));
+    if (said) said.textContent = 'Selected: press Ctrl+C to copy.';
+  }
+});
+
+const form = document.querySelector('form[data-kind=channel]');
+if (form) channelForm(form);

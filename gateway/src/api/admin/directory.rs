@@ -1,0 +1,274 @@
+//! `/api/v1/admin/{channels,queues,agents}`: the directory, item by item.
+//!
+//! Every write goes through `Engine::change_directory`, so the console,
+//! this API and `frontdesk.toml` share one validation; the answer to a
+//! refused change lists each field at fault (`422 invalid`, `fields`), a
+//! provisioned item answers `409 read_only`, and another tenant's item is
+//! `404` like one that does not exist.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pbx_adapter::queue::{AgentConfig, QueueConfig};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::auth::Principal;
+use super::AdminState;
+use crate::api::error::ApiError;
+use crate::config::{embed_snippet, ChannelConfig, FieldError};
+use crate::engine::{Directory, DirectoryError, DirectoryOp, Item, ItemMeta};
+use crate::store::{ItemKind, ItemSource};
+
+pub fn router() -> Router<AdminState> {
+    Router::new()
+        .route("/api/v1/admin/channels", get(list::<ChannelConfig>))
+        .route(
+            "/api/v1/admin/channels/{key}",
+            get(read::<ChannelConfig>)
+                .put(put::<ChannelConfig>)
+                .delete(remove::<ChannelConfig>),
+        )
+        .route("/api/v1/admin/channels/{key}/embed", get(embed))
+        .route("/api/v1/admin/queues", get(list::<QueueConfig>))
+        .route(
+            "/api/v1/admin/queues/{key}",
+            get(read::<QueueConfig>)
+                .put(put::<QueueConfig>)
+                .delete(remove::<QueueConfig>),
+        )
+        .route("/api/v1/admin/agents", get(list::<AgentConfig>))
+        .route(
+            "/api/v1/admin/agents/{key}",
+            get(read::<AgentConfig>)
+                .put(put::<AgentConfig>)
+                .delete(remove::<AgentConfig>),
+        )
+        .route("/api/v1/admin/audit", get(audit))
+}
+
+/// What the handlers need to know of each kind of item.
+trait Kind: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    const KIND: ItemKind;
+    fn key(&self) -> &str;
+    fn all(directory: &Directory) -> &[Self];
+    fn into_item(self) -> Item;
+}
+
+impl Kind for ChannelConfig {
+    const KIND: ItemKind = ItemKind::Channel;
+    fn key(&self) -> &str {
+        self.key.as_str()
+    }
+    fn all(directory: &Directory) -> &[Self] {
+        &directory.spec().channels
+    }
+    fn into_item(self) -> Item {
+        Item::Channel(Box::new(self))
+    }
+}
+
+impl Kind for QueueConfig {
+    const KIND: ItemKind = ItemKind::Queue;
+    fn key(&self) -> &str {
+        self.extension.as_str()
+    }
+    fn all(directory: &Directory) -> &[Self] {
+        &directory.spec().queues
+    }
+    fn into_item(self) -> Item {
+        Item::Queue(self)
+    }
+}
+
+impl Kind for AgentConfig {
+    const KIND: ItemKind = ItemKind::Agent;
+    fn key(&self) -> &str {
+        self.extension.as_str()
+    }
+    fn all(directory: &Directory) -> &[Self] {
+        &directory.spec().agents
+    }
+    fn into_item(self) -> Item {
+        Item::Agent(self)
+    }
+}
+
+/// An item as the console shows it.
+#[derive(Serialize)]
+pub struct Entry<T> {
+    #[serde(flatten)]
+    pub item: T,
+    /// `file` (read-only: managed in frontdesk.toml) or `console`.
+    pub source: &'static str,
+    pub read_only: bool,
+    pub updated_at: i64,
+    pub updated_by: Option<String>,
+}
+
+fn entry<T>(item: T, meta: &ItemMeta) -> Entry<T> {
+    Entry {
+        item,
+        source: meta.source.as_str(),
+        read_only: meta.source == ItemSource::File,
+        updated_at: meta.updated_at,
+        updated_by: meta.updated_by.clone(),
+    }
+}
+
+/// The items of `T` the caller's tenant owns, with their meta.
+fn visible<'a, T: Kind>(
+    directory: &'a Directory,
+    principal: &'a Principal,
+) -> impl Iterator<Item = (&'a T, &'a ItemMeta)> + 'a {
+    T::all(directory).iter().filter_map(move |item| {
+        let meta = directory.meta(T::KIND, item.key())?;
+        (meta.tenant == principal.tenant).then_some((item, meta))
+    })
+}
+
+fn not_found(kind: ItemKind, key: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("There is no {} {key}.", kind.as_str()),
+    )
+}
+
+/// The API's answer to a refused change.
+pub fn directory_error(e: DirectoryError) -> ApiError {
+    match e {
+        DirectoryError::Invalid(fields) => invalid(fields),
+        DirectoryError::ReadOnly { kind, key, owner } => ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            format!("{kind} {key} is managed in {owner}; change it there."),
+        ),
+        DirectoryError::NotFound { kind, key } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("There is no {kind} {key}."),
+        ),
+        DirectoryError::Store(e) => crate::engine::EngineError::Store(e).into(),
+    }
+}
+
+pub fn invalid(fields: Vec<FieldError>) -> ApiError {
+    let message = fields
+        .first()
+        .map_or_else(|| "Invalid.".to_owned(), ToString::to_string);
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with(
+        "fields",
+        serde_json::to_value(fields).unwrap_or(Value::Null),
+    )
+}
+
+/// Reads a JSON body as `T`, with serde's message as a field error. What
+/// a GET adds to an item (its source, who changed it) is ignored, so a
+/// client can send back what it read.
+fn parse<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, ApiError> {
+    if let Some(object) = body.as_object_mut() {
+        for key in ["source", "read_only", "updated_at", "updated_by"] {
+            object.remove(key);
+        }
+    }
+    serde_json::from_value(body).map_err(|e| invalid(vec![FieldError::new("body", e.to_string())]))
+}
+
+fn key_mismatch(path: &str, body: &str) -> Result<(), ApiError> {
+    if path == body {
+        return Ok(());
+    }
+    Err(invalid(vec![FieldError::new(
+        "key",
+        format!("the body's key {body:?} differs from the URL's {path:?}"),
+    )]))
+}
+
+async fn change(
+    state: &AdminState,
+    principal: &Principal,
+    op: DirectoryOp,
+) -> Result<(), ApiError> {
+    principal.require_admin()?;
+    state
+        .engine
+        .change_directory(&principal.actor(), &[op])
+        .await
+        .map(|_| ())
+        .map_err(directory_error)
+}
+
+async fn list<T: Kind>(State(state): State<AdminState>, principal: Principal) -> Response {
+    let directory = state.engine.directory();
+    let entries: Vec<_> = visible::<T>(&directory, &principal)
+        .map(|(item, meta)| entry(item, meta))
+        .collect();
+    Json(entries).into_response()
+}
+
+async fn read<T: Kind>(
+    State(state): State<AdminState>,
+    principal: Principal,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let directory = state.engine.directory();
+    let (item, meta) = visible::<T>(&directory, &principal)
+        .find(|(item, _)| item.key() == key)
+        .ok_or_else(|| not_found(T::KIND, &key))?;
+    Ok(Json(entry(item, meta)).into_response())
+}
+
+async fn put<T: Kind>(
+    State(state): State<AdminState>,
+    principal: Principal,
+    Path(key): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<StatusCode, ApiError> {
+    let item: T = parse(body)?;
+    key_mismatch(&key, item.key())?;
+    change(&state, &principal, DirectoryOp::Put(item.into_item())).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove<T: Kind>(
+    State(state): State<AdminState>,
+    principal: Principal,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    change(&state, &principal, DirectoryOp::Delete(T::KIND, key)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `<script>` tag to paste before `</head>`.
+async fn embed(
+    State(state): State<AdminState>,
+    principal: Principal,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let directory = state.engine.directory();
+    let mine = directory
+        .tenant_of_channel(&key)
+        .is_some_and(|t| t == principal.tenant);
+    if !mine {
+        return Err(not_found(ItemKind::Channel, &key));
+    }
+    let html = embed_snippet(&state.public_url, &key);
+    Ok(Json(serde_json::json!({ "html": html })).into_response())
+}
+
+/// The tenant's audit log, newest first.
+async fn audit(
+    State(state): State<AdminState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    let rows = state
+        .engine
+        .store()
+        .audit_log(Some(&principal.tenant), 500)
+        .await
+        .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
+    Ok(Json(rows).into_response())
+}

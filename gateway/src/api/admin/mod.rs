@@ -1,0 +1,287 @@
+//! The admin console (`/admin`) and its JSON API (`/api/v1/admin/…`).
+//!
+//! The console is server-rendered HTML (askama templates in
+//! `gateway/templates/admin/`) with one small script that sends its forms
+//! to the JSON API, so the console and API clients share every handler and
+//! every validation. Sessions live in the database (see `sessions.rs`);
+//! who may do what is in `auth.rs`.
+
+pub mod auth;
+mod console;
+mod directory;
+mod sessions;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use url::Url;
+
+use crate::api::client::ClientAddr;
+use crate::api::error::ApiError;
+use crate::engine::Engine;
+
+pub use auth::{create_user, CreateUserError, Role};
+
+/// How long a console session lasts without being used.
+const SESSION_IDLE: time::Duration = time::Duration::hours(8);
+
+/// What the admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub engine: Engine,
+    /// Where the gateway is reached (embed code, console links).
+    pub public_url: Url,
+    /// `public_url`'s origin, which a state-changing request's `Origin`
+    /// must equal.
+    pub origin: String,
+    /// Failed logins per client address and per user name.
+    logins: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+impl AdminState {
+    pub fn new(engine: Engine, public_url: Url) -> AdminState {
+        let origin = public_url.origin().ascii_serialization();
+        // 10 attempts, then one more every 6 s.
+        let quota = Quota::with_period(Duration::from_secs(6))
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::new(10).expect("non-zero"));
+        AdminState {
+            engine,
+            public_url,
+            origin,
+            logins: Arc::new(RateLimiter::keyed(quota)),
+        }
+    }
+
+    /// Refuses a login attempt when this client or this user name tried
+    /// too often.
+    fn login_allowed(&self, client: ClientAddr, username: &str) -> Result<(), ApiError> {
+        for key in [format!("ip:{}", client.key()), format!("user:{username}")] {
+            if self.logins.check_key(&key).is_err() {
+                return Err(ApiError::rate_limited(6));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The console and admin API routes, behind the session layer.
+pub fn router(state: AdminState) -> Router {
+    let secure = !(state.public_url.scheme() == "http"
+        && state.public_url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }));
+    let sessions =
+        SessionManagerLayer::new(sessions::DbSessions::new(state.engine.store().clone()))
+            .with_name("frontdesk_admin")
+            .with_http_only(true)
+            .with_same_site(SameSite::Strict)
+            .with_secure(secure)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(SESSION_IDLE));
+    Router::new()
+        .route("/api/v1/admin/login", post(login_json))
+        .route("/api/v1/admin/logout", post(logout_json))
+        .route("/api/v1/admin/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/admin/tokens/{id}", delete(delete_token))
+        .merge(directory::router())
+        .merge(console::router())
+        .with_state(state)
+        .layer(sessions)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// Logs `credentials` in on `session`: a fresh session id (no fixation), a
+/// new CSRF token. Returns the CSRF token.
+async fn log_in(
+    state: &AdminState,
+    session: &Session,
+    client: ClientAddr,
+    credentials: &Credentials,
+) -> Result<String, ApiError> {
+    state.login_allowed(client, &credentials.username)?;
+    let user = auth::verify_login(
+        state.engine.store(),
+        &credentials.username,
+        &credentials.password,
+    )
+    .await?;
+    let Some(user) = user else {
+        tracing::info!(client = %client.ip, "console login refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "Wrong user name or password.",
+        ));
+    };
+    let fail = |e: tower_sessions::session::Error| {
+        tracing::error!(error = %e, "cannot store the console session");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Cannot log in right now; try again.",
+        )
+    };
+    session.cycle_id().await.map_err(fail)?;
+    let csrf = auth::random_secret();
+    session
+        .insert(auth::USER_ID, &user.id)
+        .await
+        .map_err(fail)?;
+    session.insert(auth::CSRF, &csrf).await.map_err(fail)?;
+    tracing::info!(user = %user.username, "console login");
+    Ok(csrf)
+}
+
+async fn login_json(
+    State(state): State<AdminState>,
+    session: Session,
+    client: ClientAddr,
+    Json(credentials): Json<Credentials>,
+) -> Result<Response, ApiError> {
+    let csrf = log_in(&state, &session, client, &credentials).await?;
+    Ok(Json(serde_json::json!({ "csrf": csrf })).into_response())
+}
+
+async fn logout_json(
+    State(_state): State<AdminState>,
+    session: Session,
+    _principal: auth::Principal,
+) -> StatusCode {
+    if let Err(e) = session.flush().await {
+        tracing::warn!(error = %e, "cannot delete the console session");
+    }
+    StatusCode::NO_CONTENT
+}
+
+fn store_failed(e: crate::store::StoreError) -> ApiError {
+    crate::engine::EngineError::Store(e).into()
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+    role: Role,
+}
+
+/// Creates an API token for the caller's tenant; the secret is in this
+/// answer only.
+async fn create_token(
+    State(state): State<AdminState>,
+    principal: auth::Principal,
+    Json(new): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(directory::invalid(vec![crate::config::FieldError::new(
+            "name",
+            "must be 1 to 64 characters",
+        )]));
+    }
+    if new.role == Role::Superadmin {
+        return Err(directory::invalid(vec![crate::config::FieldError::new(
+            "role",
+            "a token is an admin or a supervisor of one tenant",
+        )]));
+    }
+    let (token, hash) = auth::new_api_token();
+    let row = crate::store::ApiTokenRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant: principal.tenant.clone(),
+        name: name.to_owned(),
+        role: new.role.as_str().to_owned(),
+        created_at: crate::store::now_ms(),
+        created_by: principal.name.clone(),
+    };
+    let store = state.engine.store();
+    store
+        .create_api_token(&row, &hash)
+        .await
+        .map_err(store_failed)?;
+    store
+        .audit(&crate::store::AuditEntry {
+            tenant: principal.tenant.clone(),
+            actor: principal.name.clone(),
+            action: "token.create".into(),
+            target: format!("token {}", row.name),
+            detail: serde_json::json!({ "role": row.role }),
+        })
+        .await
+        .map_err(store_failed)?;
+    let body =
+        serde_json::json!({ "id": row.id, "name": row.name, "role": row.role, "token": token });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_tokens(
+    State(state): State<AdminState>,
+    principal: auth::Principal,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let tokens = state
+        .engine
+        .store()
+        .api_tokens(&principal.tenant)
+        .await
+        .map_err(store_failed)?;
+    let body: Vec<_> = tokens
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id, "name": t.name, "role": t.role,
+                "created_at": t.created_at, "created_by": t.created_by,
+            })
+        })
+        .collect();
+    Ok(Json(body).into_response())
+}
+
+async fn delete_token(
+    State(state): State<AdminState>,
+    principal: auth::Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require_admin()?;
+    let store = state.engine.store();
+    if !store
+        .delete_api_token(&principal.tenant, &id)
+        .await
+        .map_err(store_failed)?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "There is no such token.",
+        ));
+    }
+    store
+        .audit(&crate::store::AuditEntry {
+            tenant: principal.tenant.clone(),
+            actor: principal.name.clone(),
+            action: "token.delete".into(),
+            target: format!("token {id}"),
+            detail: serde_json::json!({}),
+        })
+        .await
+        .map_err(store_failed)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,529 @@
+//! The admin API through its real door (HTTP, session cookie, CSRF token,
+//! API tokens), on SQLite and PostgreSQL: the directory changes without a
+//! restart, with the config file's validation, and nobody crosses a role
+//! or a tenant.
+
+use std::time::Duration;
+
+use frontdesk::api::admin::{create_user, Role};
+use frontdesk_tests::config::ALLOWED_ORIGIN;
+use frontdesk_tests::gateway::TestGateway;
+use frontdesk_tests::visitor::Visitor;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A console user's HTTP client: cookie jar plus the CSRF token.
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+}
+
+impl Admin {
+    async fn log_in(
+        gateway: &TestGateway,
+        username: &str,
+        role: Role,
+        tenant: Option<&str>,
+    ) -> Admin {
+        create_user(gateway.engine.store(), username, PASSWORD, role, tenant)
+            .await
+            .expect("user created");
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let reply = http
+            .post(format!("{}/api/v1/admin/login", gateway.url))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "login of {username}");
+        let body: Value = reply.json().await.unwrap();
+        Admin {
+            http,
+            base: gateway.url.clone(),
+            csrf: body["csrf"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let reply = request.send().await.unwrap();
+        let status = reply.status();
+        let text = reply.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+fn chatbot(key: &str, welcome: &str) -> Value {
+    json!({
+        "key": key,
+        "name": "Acme Web",
+        "mode": "chatbot",
+        "allowed_origins": [ALLOWED_ORIGIN],
+        "options": [
+            { "id": "buy", "label": "Buy", "welcome": welcome, "queue": "600" },
+            { "id": "help", "label": "Get help", "welcome": "Support is on its way.", "queue": "601" },
+        ],
+    })
+}
+
+#[tokio::test]
+async fn a_channel_made_in_the_console_serves_visitors_without_a_restart() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    assert_eq!(
+        visitor.channel("web").await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, body) = admin
+        .put("/api/v1/admin/channels/web", &chatbot("web", "Hello buyer"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let info = visitor.channel("web").await.unwrap();
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    let labels: Vec<&str> = (info.body["options"].as_array().unwrap().iter())
+        .map(|o| o["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Buy", "Get help"]);
+
+    // The welcome text edited: the next visitor to pick it reads the new one.
+    let (status, _) = admin
+        .put("/api/v1/admin/channels/web", &chatbot("web", "New welcome"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let session = visitor.start("web", "Jane").await.unwrap();
+    let chose = visitor.choose(&session, "buy").await.unwrap();
+    assert!(chose.status.is_success(), "{}", chose.body);
+    let messages = visitor.messages(&session).await.unwrap();
+    assert!(
+        messages.body.to_string().contains("New welcome"),
+        "{}",
+        messages.body
+    );
+
+    // The embed code names the gateway's widget and the channel.
+    let (status, embed) = admin.get("/api/v1/admin/channels/web/embed").await;
+    assert_eq!(status, StatusCode::OK);
+    let html = embed["html"].as_str().unwrap();
+    assert!(
+        html.contains("/widget.js") && html.contains("data-key=\"web\""),
+        "{html}"
+    );
+
+    // Disabled: new visitors no longer find it.
+    let mut disabled = chatbot("web", "New welcome");
+    disabled["enabled"] = json!(false);
+    assert_eq!(
+        admin.put("/api/v1/admin/channels/web", &disabled).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        visitor.channel("web").await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+
+    // And every change is in the audit log, by its author.
+    let (_, audit) = admin.get("/api/v1/admin/audit").await;
+    let entries = audit.as_array().unwrap();
+    assert!(entries.len() >= 3, "{audit}");
+    assert!(entries
+        .iter()
+        .all(|e| e["actor"] == "ada" || e["actor"] == "frontdesk.toml"));
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn refused_changes_name_the_field_and_save_nothing() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let version = gateway.engine.directory().version();
+
+    let mut unknown_queue = chatbot("web", "Hi");
+    unknown_queue["options"][1]["queue"] = json!("699");
+    let cases = [
+        (unknown_queue, "channels[key=web].options.queue"),
+        (
+            json!({ "key": "web", "name": "", "mode": "live", "queue": "600" }),
+            "channels[key=web].name",
+        ),
+        (
+            json!({ "key": "web", "name": "X", "mode": "live" }),
+            "channels[key=web].queue",
+        ),
+        (
+            json!({ "key": "web", "name": "X", "mode": "live", "queue": "600", "allowed_origins": ["https://a.example/path"] }),
+            "channels[key=web].allowed_origins",
+        ),
+        (
+            json!({ "key": "web", "name": "X", "mode": "live", "queue": "600", "schedule": { "open": ["25:00-26:00,*,*,*"] } }),
+            "channels[key=web].schedule",
+        ),
+        (
+            json!({ "key": "web", "name": "X", "mode": "live", "queue": "600", "schedule": { "holidays_ics": "/etc/passwd" } }),
+            "channels[key=web].schedule.holidays_ics",
+        ),
+        (
+            json!({ "key": "web", "name": "X", "mode": "telepathy" }),
+            "body",
+        ),
+        (
+            json!({ "key": "other", "name": "X", "mode": "live", "queue": "600" }),
+            "key",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, reply) = admin.put("/api/v1/admin/channels/web", &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {reply}");
+        assert_eq!(reply["error"], "invalid");
+        let fields: Vec<&str> = (reply["fields"].as_array().unwrap().iter())
+            .map(|f| f["key"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&field),
+            "{body}: expected {field}, got {reply}"
+        );
+    }
+    assert_eq!(
+        admin.get("/api/v1/admin/channels/web").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        gateway.engine.directory().version(),
+        version,
+        "nothing was committed"
+    );
+
+    // A queue member that is not an agent: refused by the same rules.
+    let (status, reply) = admin
+        .put(
+            "/api/v1/admin/queues/602",
+            &json!({ "extension": "602", "name": "Billing", "members": [{ "agent": "199" }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("199"),
+        "{reply}"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn provisioned_items_are_read_only_in_the_console() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let (status, live) = admin.get("/api/v1/admin/channels/live").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(live["source"], "file");
+    assert_eq!(live["read_only"], true);
+    let mut changed = live.clone();
+    changed["name"] = json!("Renamed");
+    let (status, reply) = admin.put("/api/v1/admin/channels/live", &changed).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    assert_eq!(reply["error"], "read_only");
+    assert!(reply["message"]
+        .as_str()
+        .unwrap()
+        .contains("frontdesk.toml"));
+    assert_eq!(
+        admin.delete("/api/v1/admin/queues/600").await.0,
+        StatusCode::CONFLICT
+    );
+    let channel = gateway.engine.channel("live").unwrap();
+    assert_eq!(channel.config.name, "Acme Plumbing");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn changes_need_the_csrf_token_the_same_origin_and_the_admin_role() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let url = format!("{}/api/v1/admin/channels/web", gateway.url);
+    let body = chatbot("web", "Hi");
+
+    // The session cookie alone: refused.
+    let reply = admin.http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    let reply = (admin.http.put(&url))
+        .header("x-csrf-token", "0".repeat(64))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    // The right token from another site: refused.
+    let reply = (admin.http.put(&url))
+        .header("x-csrf-token", &admin.csrf)
+        .header("origin", "https://evil.example")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    assert!(gateway.engine.channel("web").is_err(), "nothing was saved");
+
+    // No session at all.
+    let anonymous = reqwest::Client::new();
+    let reply = anonymous
+        .get(format!("{}/api/v1/admin/channels", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+
+    // A supervisor reads the configuration but cannot change it.
+    let supervisor = Admin::log_in(&gateway, "sam", Role::Supervisor, None).await;
+    assert_eq!(
+        supervisor.get("/api/v1/admin/channels").await.0,
+        StatusCode::OK
+    );
+    let (status, reply) = supervisor.put("/api/v1/admin/channels/web", &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert_eq!(reply["error"], "forbidden");
+
+    // An API token works without cookie or CSRF token, in its own role.
+    let (status, token) = admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/admin/tokens",
+            Some(&json!({ "name": "ci", "role": "admin" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let secret = token["token"].as_str().unwrap();
+    let reply = (anonymous.put(&url))
+        .bearer_auth(secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::NO_CONTENT);
+    let reply = (anonymous.get(format!("{}/api/v1/admin/channels", gateway.url)))
+        .bearer_auth("fdt_not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+
+    // A wrong password; and the rate limit after many (last: it also
+    // holds back good logins from this address for a while).
+    let login = format!("{}/api/v1/admin/login", gateway.url);
+    let wrong = json!({ "username": "ada", "password": "not the password" });
+    let reply = anonymous.post(&login).json(&wrong).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    let mut limited = false;
+    for _ in 0..15 {
+        let reply = anonymous.post(&login).json(&wrong).send().await.unwrap();
+        limited |= reply.status() == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "repeated failed logins are rate limited");
+
+    // Logged out: the cookie opens nothing any more.
+    let (status, _) = admin
+        .send(reqwest::Method::POST, "/api/v1/admin/logout", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        admin.get("/api/v1/admin/channels").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn one_tenant_cannot_see_or_touch_another() {
+    let gateway = TestGateway::spawn().await;
+    let store = gateway.engine.store();
+    assert!(store.create_tenant("globex", "Globex").await.unwrap());
+    let ours = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+
+    // Their own agent and queue, and a channel on it.
+    let (status, reply) = theirs
+        .put(
+            "/api/v1/admin/agents/201",
+            &json!({ "extension": "201", "name": "Gus", "xmpp": "gus@globex.example" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{reply}");
+    let queue =
+        json!({ "extension": "700", "name": "Globex sales", "members": [{ "agent": "201" }] });
+    assert_eq!(
+        theirs.put("/api/v1/admin/queues/700", &queue).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let channel = json!({ "key": "globex", "name": "Globex", "mode": "live", "queue": "700" });
+    assert_eq!(
+        theirs
+            .put("/api/v1/admin/channels/globex", &channel)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+
+    // Neither lists nor reads the other's items: 404, never a leak.
+    let (_, listed) = theirs.get("/api/v1/admin/channels").await;
+    let keys: Vec<&str> = (listed.as_array().unwrap().iter())
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["globex"]);
+    assert_eq!(
+        theirs.get("/api/v1/admin/channels/live").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        theirs.get("/api/v1/admin/channels/live/embed").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ours.get("/api/v1/admin/queues/700").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ours.delete("/api/v1/admin/channels/globex").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, audit) = ours.get("/api/v1/admin/audit").await;
+    assert!(!audit.to_string().contains("gus"), "{audit}");
+
+    // Nor refers to them: a channel on another tenant's queue, a queue with
+    // another tenant's agent.
+    let poach = json!({ "key": "poach", "name": "X", "mode": "live", "queue": "600" });
+    assert_eq!(
+        theirs.put("/api/v1/admin/channels/poach", &poach).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let poach = json!({ "extension": "701", "name": "X", "members": [{ "agent": "101" }] });
+    assert_eq!(
+        theirs.put("/api/v1/admin/queues/701", &poach).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Nor overwrites them.
+    let overwrite = json!({ "key": "live", "name": "Mine now", "mode": "live", "queue": "700" });
+    assert!(theirs
+        .put("/api/v1/admin/channels/live", &overwrite)
+        .await
+        .0
+        .is_client_error());
+    assert_eq!(
+        gateway.engine.channel("live").unwrap().config.name,
+        "Acme Plumbing"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_pages_need_a_login_and_show_the_embed_code() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let reply = anonymous
+        .get(format!("{}/admin/channels", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers()["location"], "/admin/login");
+
+    let page = (admin
+        .http
+        .get(format!("{}/admin/channels/live", gateway.url)))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("managed in frontdesk.toml"),
+        "provisioned channels say so"
+    );
+    assert!(
+        html.contains("data-key=&quot;live&quot;") || html.contains("data-key=&#34;live&#34;"),
+        "the embed code is shown, escaped"
+    );
+    assert!(
+        html.contains(&admin.csrf),
+        "the page carries the CSRF token for its script"
+    );
+    gateway.stop().await;
+}
+
+/// Two gateways on one PostgreSQL: a change made through one is in force
+/// on the other without a restart (NOTIFY, or at worst the next poll).
+#[tokio::test]
+async fn a_change_on_one_node_reaches_the_other() {
+    if !matches!(
+        frontdesk_tests::database::DbEngine::from_env(),
+        Ok(frontdesk_tests::database::DbEngine::Postgres)
+    ) {
+        eprintln!("skipped: several nodes share PostgreSQL only (FRONTDESK_TEST_DB=postgres)");
+        return;
+    }
+    let first = TestGateway::spawn().await;
+    let second = first
+        .spawn_sharing(|c| c.server.directory_poll_ms = 60_000)
+        .await;
+    let admin = Admin::log_in(&first, "ada", Role::Admin, None).await;
+    assert_eq!(
+        admin
+            .put("/api/v1/admin/channels/web", &chatbot("web", "Hi"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let visitor = Visitor::new(&second.url).with_origin(ALLOWED_ORIGIN);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if visitor.channel("web").await.unwrap().status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second node never saw the change"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.stop().await;
+    first.stop().await;
+}
