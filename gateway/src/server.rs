@@ -168,7 +168,9 @@ impl Gateway {
             .merge(api::openapi::router())
             .merge(api::admin::router(api::admin::AdminState::new(
                 engine.clone(),
+                files.clone(),
                 config.public_url(),
+                shutdown.clone(),
             )))
             .merge(ops::router(
                 store.clone(),

@@ -157,5 +157,125 @@ document.addEventListener('click', async (event) => {
   }
 });
 
+// --- queue and agent forms ---------------------------------------------
+// Members are typed one per line: "101" or "101 2" (extension, penalty).
+const members = {
+  show: (list) => (list ?? []).map((m) => (m.penalty ? `${m.agent} ${m.penalty}` : m.agent)).join('\n'),
+  read: (text) => lines(text).map((line) => {
+    const [agent, penalty] = line.split(/\s+/);
+    return penalty === undefined ? { agent } : { agent, penalty: Number(penalty) };
+  }),
+};
+
+async function itemForm(form) {
+  const status = form.querySelector('.status');
+  let base = {};
+  if (form.hasAttribute('data-existing')) {
+    const loaded = await api('GET', form.dataset.api + encodeURIComponent(form.dataset.key));
+    if (loaded.status === 200) base = loaded.body;
+  }
+  for (const input of form.elements) {
+    if (!input.name) continue;
+    const value = base[input.name];
+    if (input.dataset.lines === 'members') input.value = members.show(value);
+    else if (value !== undefined && value !== null) input.value = value;
+  }
+  if (form.hasAttribute('data-read-only')) {
+    for (const input of form.elements) input.disabled = true;
+    return;
+  }
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const item = structuredClone(base);
+    for (const key of META) delete item[key];
+    for (const input of form.elements) {
+      if (!input.name) continue;
+      let value = input.value;
+      if (input.dataset.lines === 'members') value = members.read(value);
+      else if (input.type === 'number') value = value === '' ? null : Number(value);
+      else if (value === '' && (input.name === 'xmpp' || input.name === 'sip')) value = null;
+      if (value === null) delete item[input.name];
+      else item[input.name] = value;
+    }
+    const key = item.extension ?? '';
+    status.textContent = 'Saving…';
+    const saved = await api('PUT', form.dataset.api + encodeURIComponent(key), item);
+    if (saved.status === 204) {
+      status.textContent = 'Saved. It applies to the next offer.';
+      showErrors(form, []);
+      if (!form.hasAttribute('data-existing')) location.assign(location.pathname.replace(/new$/, encodeURIComponent(key)));
+      base = item;
+    } else {
+      status.textContent = saved.body?.message ?? `Not saved (${saved.status}).`;
+      showErrors(form, saved.body?.fields ?? []);
+    }
+  });
+}
+
+// --- live view ------------------------------------------------------------
+function cells(row, values) {
+  for (const value of values) {
+    const cell = document.createElement('td');
+    cell.textContent = value;
+    row.append(cell);
+  }
+}
+
+function minutes(since) {
+  const secs = Math.max(0, Math.round((Date.now() - since) / 1000));
+  return `${Math.floor(secs / 60)} min ${String(secs % 60).padStart(2, '0')} s`;
+}
+
+function liveView() {
+  const status = document.getElementById('live-status');
+  const waiting = document.getElementById('waiting');
+  const agents = document.getElementById('agents');
+  let last = null;
+  const render = () => {
+    if (!last) return;
+    waiting.replaceChildren();
+    if (last.waiting.length === 0) cells(waiting.insertRow(), ['Nobody is waiting.']);
+    for (const chat of last.waiting) {
+      const row = document.createElement('tr');
+      row.dataset.conversation = chat.id;
+      cells(row, [chat.visitor_name, chat.channel_key, chat.queue ?? '', chat.position ?? '',
+        minutes(chat.waiting_since), chat.ringing.join(', ') || (chat.state === 'offered' ? 'ringing' : '')]);
+      waiting.append(row);
+    }
+    agents.replaceChildren();
+    for (const agent of last.agents) {
+      const row = document.createElement('tr');
+      row.dataset.agent = agent.extension;
+      cells(row, [agent.name, agent.extension, agent.status,
+        agent.chats.map((c) => c.visitor_name).join(', ') || '—']);
+      agents.append(row);
+    }
+  };
+  const source = new EventSource('/api/v1/admin/live/stream');
+  source.addEventListener('live', (event) => {
+    last = JSON.parse(event.data);
+    status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+    render();
+  });
+  source.onerror = () => { status.textContent = 'Reconnecting…'; };
+  setInterval(render, 1000);
+}
+
+// --- visitor data erase -----------------------------------------------------
+async function eraseForm(form) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!confirm(`Erase every conversation and file of ${form.dataset.email}? This cannot be undone.`)) return;
+    const done = await api('POST', '/api/v1/admin/visitors/erase', { email: form.dataset.email });
+    form.querySelector('.status').textContent = done.status === 200
+      ? `Erased ${done.body.conversations} conversations and ${done.body.files} files.`
+      : (done.body?.message ?? `Not erased (${done.status}).`);
+  });
+}
+
 const form = document.querySelector('form[data-kind=channel]');
 if (form) channelForm(form);
+for (const item of document.querySelectorAll('form[data-kind=queue], form[data-kind=agent]')) itemForm(item);
+if (document.querySelector('[data-live]')) liveView();
+const erase = document.querySelector('form[data-erase]');
+if (erase) eraseForm(erase);

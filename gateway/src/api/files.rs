@@ -431,7 +431,7 @@ pub async fn agent_download(
 }
 
 /// Streams a stored file with headers that keep browsers from rendering it.
-async fn serve(files: &Files, row: &FileRow) -> ApiResult<Response> {
+pub(crate) async fn serve(files: &Files, row: &FileRow) -> ApiResult<Response> {
     let key = crate::files::StorageKey::parse(&row.storage_key).ok_or_else(|| {
         tracing::error!(file = %row.id, "stored file has an invalid storage key");
         ApiError::internal()

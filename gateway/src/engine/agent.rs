@@ -33,6 +33,7 @@ impl Engine {
             return;
         }
         self.inner.status_changed.notify_waiters();
+        self.inner.hub.touch();
         info!(?status, "agent status changed");
         if status == AgentStatus::Offline {
             self.requeue_chats_of(agent).await;

@@ -20,12 +20,34 @@ pub enum Signal {
     AgentTyping(bool),
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     senders: Arc<Mutex<HashMap<ConversationId, broadcast::Sender<Signal>>>>,
+    /// Bumped by every commit and agent status change: the console's live
+    /// view re-reads when it moves.
+    activity: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            senders: Arc::default(),
+            activity: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl Hub {
+    /// Something a live view shows changed on this node.
+    pub fn touch(&self) {
+        self.activity.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Follows [`touch`](Self::touch).
+    pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.activity.subscribe()
+    }
+
     pub fn subscribe(&self, id: ConversationId) -> broadcast::Receiver<Signal> {
         let mut senders = self.senders.lock().expect("hub lock poisoned");
         senders
@@ -35,6 +57,9 @@ impl Hub {
     }
 
     pub fn publish(&self, id: ConversationId, signal: Signal) {
+        if matches!(signal, Signal::Committed(_)) {
+            self.touch();
+        }
         let mut senders = self.senders.lock().expect("hub lock poisoned");
         if let Some(sender) = senders.get(&id) {
             if sender.send(signal).is_err() {

@@ -17,6 +17,7 @@ pub mod channels;
 pub mod commands;
 pub mod directory;
 pub mod hub;
+pub mod live;
 pub mod loopback;
 pub mod view;
 

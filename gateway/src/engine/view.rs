@@ -54,6 +54,22 @@ impl EventBody {
             Self::Closed { .. } => "closed",
         }
     }
+
+    /// One line for a transcript read by people (messages are shown as
+    /// they are; this is for the rest).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Message { message } => message.body.clone(),
+            Self::State { state } => format!("State: {}", state.as_str()),
+            Self::QueuePosition { position } => format!("Position in the queue: {position}"),
+            Self::AgentJoined { agent } => format!("{} joined", agent.name),
+            Self::AgentLeft { agent } => format!("{} left", agent.name),
+            Self::Receipt { status, up_to_seq } => {
+                format!("Receipt: {status:?} up to #{up_to_seq}")
+            }
+            Self::Closed { by, reason } => format!("Closed by the {by:?}: {reason}").to_lowercase(),
+        }
+    }
 }
 
 /// An event as the widget receives it: its `seq` and its body.

@@ -44,24 +44,9 @@ pub async fn sweep(
                 .await?;
             let mut progressed = false;
             for id in &expired {
-                let rows = store.files_of_conversation(*id).await?;
-                let mut all_gone = true;
-                for row in &rows {
-                    let Some(key) = StorageKey::parse(&row.storage_key) else {
-                        tracing::error!(file = %row.id, "stored file has an invalid storage key");
-                        continue;
-                    };
-                    if let Err(e) = files.store().delete(&key).await {
-                        tracing::warn!(file = %row.id, error = %e, "cannot delete an expired file");
-                        all_gone = false;
-                    }
-                }
-                if !all_gone {
-                    continue;
-                }
-                if store.delete_conversation(*id).await? {
+                if let Some(files) = erase(files, store, *id).await? {
                     swept.conversations += 1;
-                    swept.files += rows.len();
+                    swept.files += files;
                     progressed = true;
                 }
             }
@@ -78,4 +63,27 @@ pub async fn sweep(
         );
     }
     Ok(swept)
+}
+
+/// Deletes one conversation: its files' bytes, then its rows (events, file
+/// rows, the conversation). Returns how many files went, or `None` when
+/// some bytes could not be deleted (nothing else was, and a later call
+/// tries again) or the conversation was already gone.
+pub async fn erase(
+    files: &Files,
+    store: &Store,
+    id: crate::domain::ConversationId,
+) -> StoreResult<Option<usize>> {
+    let rows = store.files_of_conversation(id).await?;
+    for row in &rows {
+        let Some(key) = StorageKey::parse(&row.storage_key) else {
+            tracing::error!(file = %row.id, "stored file has an invalid storage key");
+            continue;
+        };
+        if let Err(e) = files.store().delete(&key).await {
+            tracing::warn!(conversation = %id, file = %row.id, error = %e, "cannot delete a file");
+            return Ok(None);
+        }
+    }
+    Ok(store.delete_conversation(id).await?.then_some(rows.len()))
 }

@@ -53,7 +53,7 @@ pub struct NewConversation {
 }
 
 /// A value bound into a dynamically built statement.
-enum Value {
+pub(super) enum Value {
     Text(Option<String>),
     Int(Option<i64>),
 }
@@ -72,11 +72,12 @@ pub struct ConversationUpdate {
     pub read_seq: Option<i64>,
 }
 
-const COLUMNS: &str = "id, channel_key, token_hash, state, visitor_name, visitor_email, \
+pub(super) const COLUMNS: &str =
+    "id, channel_key, token_hash, state, visitor_name, visitor_email, \
      page_url, language, option_id, queue_extension, agent_extension, agent_name, \
      last_seq, delivered_seq, read_seq, created_at, queued_at, ended_at";
 
-fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
+pub(super) fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
     let id: String = row.try_get("id")?;
     Ok(ConversationRow {
         id: conversation_id(&id)?,
@@ -306,13 +307,7 @@ impl Store {
             sql.push_str(&format!(" AND state = ${}", values.len() + 1));
             values.push(Value::Text(Some(state.as_str().to_owned())));
         }
-        let mut query = sqlx::query(&sql);
-        for value in values {
-            query = match value {
-                Value::Text(v) => query.bind(v),
-                Value::Int(v) => query.bind(v),
-            };
-        }
+        let query = bind_all(sqlx::query(&sql), values);
         let mut tx = self.pool.begin().await?;
         let changed = query.execute(&mut *tx).await?.rows_affected();
         if changed == 0 {
@@ -323,4 +318,18 @@ impl Store {
         tx.commit().await?;
         Ok(Some(stored))
     }
+}
+
+/// Binds `values` in order.
+pub(super) fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: Vec<Value>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = match value {
+            Value::Text(v) => query.bind(v),
+            Value::Int(v) => query.bind(v),
+        };
+    }
+    query
 }

@@ -15,6 +15,7 @@ mod deliveries;
 mod directory;
 mod events;
 mod files;
+mod transcripts;
 mod xmpp;
 
 use std::str::FromStr;
@@ -33,6 +34,7 @@ pub use directory::{
 };
 pub use events::{NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
+pub use transcripts::ConversationFilter;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 

@@ -527,3 +527,276 @@ async fn a_change_on_one_node_reaches_the_other() {
     second.stop().await;
     first.stop().await;
 }
+
+fn ext(s: &str) -> pbx_adapter::AgentExtension {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_live_view_shows_who_waits_and_who_chats() {
+    let mut gateway = TestGateway::spawn().await;
+    gateway.all_agents_available().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    let session = visitor.start("live", "Jane Waiting").await.unwrap();
+    let offer = gateway.next_offer().await;
+
+    let (status, live) = admin.get("/api/v1/admin/live").await;
+    assert_eq!(status, StatusCode::OK);
+    let waiting = &live["waiting"][0];
+    assert_eq!(waiting["id"], session.id.as_str());
+    assert_eq!(waiting["visitor_name"], "Jane Waiting");
+    assert_eq!(waiting["queue"], "600");
+    assert_eq!(waiting["position"], 1);
+    assert_eq!(waiting["state"], "offered");
+    assert_eq!(waiting["ringing"], json!(["101", "102"]));
+    let alice = (live["agents"].as_array().unwrap().iter())
+        .find(|a| a["extension"] == "101")
+        .unwrap();
+    assert_eq!(alice["status"], "available");
+
+    // The stream sends a fresh view when Alice takes the chat.
+    let mut stream = admin
+        .http
+        .get(format!("{}/api/v1/admin/live/stream", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("Jane Waiting"));
+    gateway
+        .engine
+        .agent_accept(offer.conversation.id, &ext("101"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    while !seen.contains("\"chats\":[{") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the stream shows the taken chat")
+            .unwrap()
+            .unwrap();
+        seen = String::from_utf8_lossy(&chunk).into_owned();
+    }
+    assert!(seen.contains("\"waiting\":[]"), "{seen}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn transcripts_are_searched_read_exported_and_erased_per_visitor() {
+    let mut gateway = TestGateway::spawn().await;
+    gateway.all_agents_available().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    let session = visitor.start("live", "Jane Doe").await.unwrap();
+    let offer = gateway.next_offer().await;
+    let said = visitor
+        .say(&session, "c-1", "My boiler, again")
+        .await
+        .unwrap();
+    assert_eq!(said.status, StatusCode::CREATED);
+    let upload = visitor
+        .upload(&session, "boiler.txt", b"serial 1234".to_vec())
+        .await
+        .unwrap();
+    assert!(upload.status.is_success(), "{}", upload.body);
+    gateway
+        .engine
+        .agent_message(offer.conversation.id, &ext("101"), "On my way")
+        .await
+        .unwrap();
+    // A second visitor who left before anyone answered: a missed chat.
+    let other = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    let missed = other.start("live", "Max Missed").await.unwrap();
+    assert!(other.close(&missed).await.unwrap().status.is_success());
+
+    let (status, found) = admin.get("/api/v1/admin/conversations?q=DOE").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], session.id.as_str());
+    let (_, none) = admin.get("/api/v1/admin/conversations?q=nobody").await;
+    assert_eq!(none, json!([]));
+    let (status, _) = admin
+        .get("/api/v1/admin/conversations?from=yesterday")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, transcript) = admin
+        .get(&format!("/api/v1/admin/conversations/{}", session.id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = transcript.to_string();
+    assert!(
+        text.contains("My boiler, again") && text.contains("On my way"),
+        "{text}"
+    );
+    let file_id = (transcript["events"].as_array().unwrap().iter())
+        .find_map(|e| e["message"]["attachment"]["id"].as_str())
+        .expect("the file is in the transcript")
+        .to_owned();
+    let file = (admin
+        .http
+        .get(format!("{}/api/v1/admin/files/{file_id}", gateway.url)))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(file.status(), StatusCode::OK);
+    assert!(file.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(file.bytes().await.unwrap().as_ref(), b"serial 1234");
+
+    let csv = (admin.http.get(format!(
+        "{}/api/v1/admin/conversations/export?format=csv&ids={}",
+        gateway.url, session.id
+    )))
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("conversation_id,channel,state"));
+    assert!(
+        csv.contains("My boiler, again") && csv.contains("boiler.txt"),
+        "{csv}"
+    );
+    assert!(
+        !csv.contains("Max Missed"),
+        "only the selection is exported"
+    );
+    let (status, json_export) = admin
+        .get("/api/v1/admin/conversations/export?format=json")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_export.as_array().unwrap().len(), 2);
+
+    let (_, follow_up) = admin.get("/api/v1/admin/follow-up").await;
+    assert_eq!(
+        follow_up["missed"][0]["visitor_name"], "Max Missed",
+        "{follow_up}"
+    );
+
+    // GDPR: everything about jane@example.com, then gone.
+    let (_, held) = admin
+        .get("/api/v1/admin/visitors?email=JANE@example.com")
+        .await;
+    assert_eq!(
+        held["conversations"].as_array().unwrap().len(),
+        2,
+        "both used the address"
+    );
+    let files_before = count_files(gateway.data_dir());
+    assert!(files_before >= 1);
+    let (status, erased) = admin
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/admin/visitors/erase",
+            Some(&json!({ "email": "jane@example.com" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(erased["conversations"], 2);
+    assert_eq!(erased["files"], 1);
+    assert_eq!(
+        count_files(gateway.data_dir()),
+        files_before - 1,
+        "the bytes are gone too"
+    );
+    let (status, _) = admin
+        .get(&format!("/api/v1/admin/conversations/{}", session.id))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, audit) = admin.get("/api/v1/admin/audit").await;
+    let erase = (audit.as_array().unwrap().iter())
+        .find(|e| e["action"] == "visitor.erase")
+        .expect("the erasure is audited");
+    assert!(
+        !erase.to_string().contains("jane@"),
+        "the audit log keeps no address: {erase}"
+    );
+
+    // A supervisor may read transcripts but not erase.
+    let supervisor = Admin::log_in(&gateway, "sam", Role::Supervisor, None).await;
+    let (status, _) = supervisor
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/admin/visitors/erase",
+            Some(&json!({ "email": "max@example.com" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    gateway.stop().await;
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let files = dir.join("files");
+    walk(&files)
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn another_tenants_transcripts_stay_hidden() {
+    let gateway = TestGateway::spawn().await;
+    gateway
+        .engine
+        .store()
+        .create_tenant("globex", "Globex")
+        .await
+        .unwrap();
+    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    let session = visitor.start("live", "Jane Doe").await.unwrap();
+    assert_eq!(theirs.get("/api/v1/admin/conversations").await.1, json!([]));
+    let (status, _) = theirs
+        .get(&format!("/api/v1/admin/conversations/{}", session.id))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, held) = theirs
+        .get("/api/v1/admin/visitors?email=jane@example.com")
+        .await;
+    assert_eq!(held["conversations"], json!([]));
+    let (status, erased) = theirs
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/admin/visitors/erase",
+            Some(&json!({ "email": "jane@example.com" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(erased["conversations"], 0);
+    assert!(gateway
+        .engine
+        .store()
+        .conversation(session.id.parse().unwrap())
+        .await
+        .unwrap()
+        .is_some());
+    let (_, live) = theirs.get("/api/v1/admin/live").await;
+    assert_eq!(live["waiting"], json!([]));
+    assert_eq!(live["agents"], json!([]));
+    gateway.stop().await;
+}

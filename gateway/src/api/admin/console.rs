@@ -24,12 +24,20 @@ const CONSOLE_CSS: &str = include_str!("../../../assets/admin/console.css");
 
 pub fn router() -> Router<AdminState> {
     Router::new()
-        .route("/admin", get(|| async { Redirect::to("/admin/channels") }))
+        .route("/admin", get(|| async { Redirect::to("/admin/live") }))
         .route("/admin/login", get(login_page).post(login_form))
         .route("/admin/logout", axum::routing::post(logout_form))
         .route("/admin/channels", get(channels_page))
         .route("/admin/channels/{key}", get(channel_page))
         .route("/admin/audit", get(audit_page))
+        .route("/admin/live", get(live_page))
+        .route("/admin/transcripts", get(transcripts_page))
+        .route("/admin/transcripts/{id}", get(transcript_page))
+        .route("/admin/follow-up", get(follow_up_page))
+        .route("/admin/visitors", get(visitors_page))
+        .route("/admin/queues", get(queues_page))
+        .route("/admin/queues/{key}", get(queue_page))
+        .route("/admin/agents/{key}", get(agent_page))
         .route(
             "/admin/console.js",
             get(|| asset(CONSOLE_JS, "text/javascript")),
@@ -133,7 +141,7 @@ async fn login_form(
         ))
     };
     match outcome {
-        Ok(_) => Redirect::to("/admin/channels").into_response(),
+        Ok(_) => Redirect::to("/admin/live").into_response(),
         Err(e) => page(
             e.status,
             &LoginPage {
@@ -310,4 +318,512 @@ async fn audit_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> 
             rows,
         },
     )
+}
+
+#[derive(Template)]
+#[template(path = "admin/live.html")]
+struct LivePage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+}
+
+async fn live_page(Viewer(viewer): Viewer) -> Response {
+    page(
+        StatusCode::OK,
+        &LivePage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "live",
+        },
+    )
+}
+
+/// A conversation in a console table.
+struct ListRow {
+    id: String,
+    started: String,
+    visitor: String,
+    email: String,
+    channel: String,
+    queue: String,
+    agent: String,
+    state: &'static str,
+}
+
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+impl From<&crate::store::ConversationRow> for ListRow {
+    fn from(r: &crate::store::ConversationRow) -> ListRow {
+        ListRow {
+            id: r.id.to_string(),
+            started: utc(r.created_at),
+            visitor: r.visitor_name.clone(),
+            email: r.visitor_email.clone(),
+            channel: r.channel_key.clone(),
+            queue: r.queue_extension.clone().unwrap_or_default(),
+            agent: (r.agent_name.clone())
+                .map(|n| format!("{n} ({})", r.agent_extension.clone().unwrap_or_default()))
+                .unwrap_or_default(),
+            state: r.state.as_str(),
+        }
+    }
+}
+
+/// The search form's values, echoed back into it.
+#[derive(Default)]
+struct SearchEcho {
+    q: String,
+    from: String,
+    to: String,
+    channel: String,
+    queue: String,
+    agent: String,
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/transcripts.html")]
+struct TranscriptsPage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+    error: Option<String>,
+    q: SearchEcho,
+    channels: Vec<String>,
+    states: Vec<String>,
+    rows: Vec<ListRow>,
+}
+
+async fn transcripts_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    axum::extract::Query(query): axum::extract::Query<super::transcripts::SearchQuery>,
+) -> Response {
+    let (rows, error) = match super::transcripts::search_rows(&state, &viewer, &query).await {
+        Ok(rows) => (rows.iter().map(ListRow::from).collect(), None),
+        Err(e) => (Vec::new(), Some(e.message)),
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    page(
+        StatusCode::OK,
+        &TranscriptsPage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "transcripts",
+            error,
+            q: SearchEcho {
+                q: text(&query.q),
+                from: text(&query.from),
+                to: text(&query.to),
+                channel: text(&query.channel),
+                queue: text(&query.queue),
+                agent: text(&query.agent),
+                state: text(&query.state),
+            },
+            channels: super::transcripts::tenant_channels(&state, &viewer),
+            states: crate::domain::ConversationState::ALL
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            rows,
+        },
+    )
+}
+
+struct Line {
+    kind: &'static str,
+    at: String,
+    who: String,
+    text: String,
+    file: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/transcript.html")]
+struct TranscriptPage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+    id: String,
+    visitor: String,
+    email: String,
+    channel: String,
+    queue: String,
+    agent: String,
+    state: &'static str,
+    page: String,
+    started: String,
+    ended: String,
+    lines: Vec<Line>,
+}
+
+async fn transcript_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(row) = super::transcripts::own_row(&state, &viewer, &id).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let transcript = match super::transcripts::transcript_of(&state, &row).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let lines = (transcript.events.iter())
+        .map(|e| {
+            let at = utc(e.at);
+            match &e.event.body {
+                crate::engine::EventBody::Message { message } => Line {
+                    kind: "message",
+                    at,
+                    who: message.author.clone(),
+                    text: message.body.clone(),
+                    file: message.attachment.as_ref().map(|a| a.id.to_string()),
+                },
+                other => Line {
+                    kind: "system",
+                    at,
+                    who: String::new(),
+                    text: other.describe(),
+                    file: None,
+                },
+            }
+        })
+        .collect();
+    let list = ListRow::from(&row);
+    page(
+        StatusCode::OK,
+        &TranscriptPage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "transcripts",
+            id: list.id,
+            visitor: list.visitor,
+            email: list.email,
+            channel: list.channel,
+            queue: list.queue,
+            agent: list.agent,
+            state: list.state,
+            page: row.page_url.clone().unwrap_or_default(),
+            started: list.started,
+            ended: row.ended_at.map(utc).unwrap_or_default(),
+            lines,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "admin/follow_up.html")]
+struct FollowUpPage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+    missed: Vec<ListRow>,
+    out_of_hours: Vec<ListRow>,
+}
+
+async fn follow_up_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> Response {
+    let (missed, out_of_hours) = match super::transcripts::follow_up_rows(&state, &viewer).await {
+        Ok(lists) => lists,
+        Err(e) => return e.into_response(),
+    };
+    page(
+        StatusCode::OK,
+        &FollowUpPage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "follow-up",
+            missed: missed.iter().map(ListRow::from).collect(),
+            out_of_hours: out_of_hours.iter().map(ListRow::from).collect(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    email: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/visitors.html")]
+struct VisitorsPage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+    email: String,
+    can_edit: bool,
+    rows: Vec<ListRow>,
+}
+
+async fn visitors_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    axum::extract::Query(form): axum::extract::Query<EmailForm>,
+) -> Response {
+    let email = form.email.unwrap_or_default().trim().to_owned();
+    let rows = if email.is_empty() {
+        Vec::new()
+    } else {
+        let channels = super::transcripts::tenant_channels(&state, &viewer);
+        match state
+            .engine
+            .store()
+            .conversations_of_email(&channels, &email)
+            .await
+        {
+            Ok(rows) => rows.iter().map(ListRow::from).collect(),
+            Err(e) => {
+                return crate::api::error::ApiError::from(crate::engine::EngineError::Store(e))
+                    .into_response()
+            }
+        }
+    };
+    page(
+        StatusCode::OK,
+        &VisitorsPage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "visitors",
+            email,
+            can_edit: can_edit(&viewer),
+            rows,
+        },
+    )
+}
+
+struct QueueRow {
+    extension: String,
+    name: String,
+    strategy: String,
+    members: String,
+    ring: u32,
+    max_chats: u32,
+    wrapup: u32,
+    max_wait: String,
+    read_only: bool,
+}
+
+struct AgentRow {
+    extension: String,
+    name: String,
+    xmpp: String,
+    sip: String,
+    read_only: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/queues.html")]
+struct QueuesPage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+    can_edit: bool,
+    queues: Vec<QueueRow>,
+    agents: Vec<AgentRow>,
+}
+
+async fn queues_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> Response {
+    let directory = state.engine.directory();
+    let mine = |kind, key: &str| {
+        directory
+            .meta(kind, key)
+            .filter(|m| m.tenant == viewer.tenant)
+            .map(|m| m.source == ItemSource::File)
+    };
+    let queues = (directory.spec().queues.iter())
+        .filter_map(|q| {
+            let read_only = mine(ItemKind::Queue, q.extension.as_str())?;
+            let strategy = serde_json::to_value(q.strategy).ok()?;
+            Some(QueueRow {
+                extension: q.extension.to_string(),
+                name: q.name.clone(),
+                strategy: strategy.as_str().unwrap_or_default().to_owned(),
+                members: (q.members.iter())
+                    .map(|m| m.agent.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ring: q.ring_timeout_secs,
+                max_chats: q.max_chats_per_agent,
+                wrapup: q.wrapup_secs,
+                max_wait: q
+                    .max_wait_secs
+                    .map(|s| format!("{s} s"))
+                    .unwrap_or_default(),
+                read_only,
+            })
+        })
+        .collect();
+    let agents = (directory.spec().agents.iter())
+        .filter_map(|a| {
+            Some(AgentRow {
+                read_only: mine(ItemKind::Agent, a.extension.as_str())?,
+                extension: a.extension.to_string(),
+                name: a.name.clone(),
+                xmpp: a.xmpp.as_ref().map(ToString::to_string).unwrap_or_default(),
+                sip: a.sip.as_ref().map(ToString::to_string).unwrap_or_default(),
+            })
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &QueuesPage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "queues",
+            can_edit: can_edit(&viewer),
+            queues,
+            agents,
+        },
+    )
+}
+
+/// One input of a generic item form.
+struct Field {
+    name: &'static str,
+    label: &'static str,
+    /// `text`, `number`, `select`, `lines`.
+    kind: &'static str,
+    options: Vec<&'static str>,
+    /// For `lines`: how the script reads each line (`members`).
+    lines: &'static str,
+}
+
+fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
+    Field {
+        name,
+        label,
+        kind,
+        options: Vec::new(),
+        lines: "",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/item.html")]
+struct ItemPage {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+    title: String,
+    kind: &'static str,
+    api: &'static str,
+    key: String,
+    key_field: &'static str,
+    is_new: bool,
+    read_only: bool,
+    can_edit: bool,
+    fields: Vec<Field>,
+}
+
+async fn item_page(
+    state: &AdminState,
+    viewer: &Principal,
+    kind: ItemKind,
+    key: String,
+) -> Response {
+    let directory = state.engine.directory();
+    let is_new = key == "new";
+    let meta = directory
+        .meta(kind, &key)
+        .filter(|m| m.tenant == viewer.tenant);
+    if !is_new && meta.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let (noun, api, key_field, fields) = match kind {
+        ItemKind::Queue => (
+            "queue",
+            "/api/v1/admin/queues/",
+            "extension",
+            vec![
+                field("extension", "Extension", "text"),
+                field("name", "Name", "text"),
+                Field {
+                    options: vec![
+                        "ringall",
+                        "rrmemory",
+                        "rrordered",
+                        "leastrecent",
+                        "fewestcalls",
+                        "random",
+                        "wrandom",
+                        "linear",
+                    ],
+                    ..field(
+                        "strategy",
+                        "Strategy (as in Asterisk's queues.conf)",
+                        "select",
+                    )
+                },
+                Field {
+                    lines: "members",
+                    ..field(
+                        "members",
+                        "Members, one per line: agent extension, then an optional penalty (101 2)",
+                        "lines",
+                    )
+                },
+                field("ring_timeout_secs", "Ring timeout (seconds)", "number"),
+                field("max_chats_per_agent", "Most chats per agent", "number"),
+                field("wrapup_secs", "Wrap-up time (seconds)", "number"),
+                field(
+                    "max_wait_secs",
+                    "Longest wait before overflow (seconds; empty: for ever)",
+                    "number",
+                ),
+            ],
+        ),
+        _ => (
+            "agent",
+            "/api/v1/admin/agents/",
+            "extension",
+            vec![
+                field("extension", "Extension", "text"),
+                field("name", "Name shown to visitors", "text"),
+                field("xmpp", "XMPP address (alice@pbx.example.com)", "text"),
+                field("sip", "SIP URI (sip:101@pbx.example.com)", "text"),
+            ],
+        ),
+    };
+    page(
+        StatusCode::OK,
+        &ItemPage {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section: "queues",
+            title: if is_new {
+                format!("New {noun}")
+            } else {
+                format!("{noun} {key}")
+            },
+            kind: noun,
+            api,
+            key: if is_new { String::new() } else { key },
+            key_field,
+            is_new,
+            read_only: meta.is_some_and(|m| m.source == ItemSource::File),
+            can_edit: can_edit(viewer),
+            fields,
+        },
+    )
+}
+
+async fn queue_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Path(key): Path<String>,
+) -> Response {
+    item_page(&state, &viewer, ItemKind::Queue, key).await
+}
+
+async fn agent_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Path(key): Path<String>,
+) -> Response {
+    item_page(&state, &viewer, ItemKind::Agent, key).await
 }

@@ -9,7 +9,9 @@
 pub mod auth;
 mod console;
 mod directory;
+mod live;
 mod sessions;
+mod transcripts;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -40,17 +42,26 @@ const SESSION_IDLE: time::Duration = time::Duration::hours(8);
 #[derive(Clone)]
 pub struct AdminState {
     pub engine: Engine,
+    /// The file store (transcripts' downloads, GDPR erasure).
+    pub files: crate::files::Files,
     /// Where the gateway is reached (embed code, console links).
     pub public_url: Url,
     /// `public_url`'s origin, which a state-changing request's `Origin`
     /// must equal.
     pub origin: String,
+    /// Cancelled on shutdown: live streams end.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Failed logins per client address and per user name.
     logins: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
 impl AdminState {
-    pub fn new(engine: Engine, public_url: Url) -> AdminState {
+    pub fn new(
+        engine: Engine,
+        files: crate::files::Files,
+        public_url: Url,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> AdminState {
         let origin = public_url.origin().ascii_serialization();
         // 10 attempts, then one more every 6 s.
         let quota = Quota::with_period(Duration::from_secs(6))
@@ -58,7 +69,9 @@ impl AdminState {
             .allow_burst(NonZeroU32::new(10).expect("non-zero"));
         AdminState {
             engine,
+            files,
             public_url,
+            shutdown,
             origin,
             logins: Arc::new(RateLimiter::keyed(quota)),
         }
@@ -98,6 +111,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/admin/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/admin/tokens/{id}", delete(delete_token))
         .merge(directory::router())
+        .merge(transcripts::router())
+        .merge(live::router())
         .merge(console::router())
         .with_state(state)
         .layer(sessions)
