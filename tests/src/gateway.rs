@@ -163,6 +163,22 @@ pub fn init_test_logging() {
     }
 }
 
+/// The names of the files (not folders) directly in `dir`, sorted; none
+/// when it does not exist.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// The `frontdesk` binary built by `cargo build` in this workspace.
 pub fn frontdesk_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

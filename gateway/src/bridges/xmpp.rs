@@ -646,7 +646,7 @@ impl Inbound<'_> {
                         self.reply_text(&from, conversation, reply).await;
                         Ok(())
                     }
-                    AgentTextOutcome::Refused(why) => Err(why),
+                    AgentTextOutcome::Refused(why, _) => Err(why),
                 },
             };
             match result {

@@ -228,6 +228,20 @@ impl XmppServer {
         Ok(())
     }
 
+    /// The gateway's `[xmpp]` section for this server: its component
+    /// domain and secret, pings every 5 s, reconnects within 2 s (tests
+    /// restart servers).
+    pub fn bridge_config(&self) -> frontdesk::config::XmppConfig {
+        frontdesk::config::XmppConfig {
+            domain: COMPONENT_DOMAIN.to_owned(),
+            server: self.component_addr(),
+            secret: self.secret.clone().into(),
+            ping_interval_secs: 5,
+            offers_when_away: false,
+            reconnect_max_secs: 2,
+        }
+    }
+
     /// `host:port` of the component listener.
     pub fn component_addr(&self) -> String {
         format!("127.0.0.1:{}", self.component_port)

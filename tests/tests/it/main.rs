@@ -5,6 +5,7 @@
 //! test starts its own servers on free ports and in temp dirs, and none
 //! changes process-wide state (environment, current directory).
 
+mod bad_input;
 mod cli;
 mod conversation;
 mod durability;

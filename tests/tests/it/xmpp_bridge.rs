@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use frontdesk::config::XmppConfig;
 use frontdesk_tests::gateway::TestGateway;
 use frontdesk_tests::visitor::{EventStream, Session, Visitor};
 use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN};
@@ -14,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Prosody with agents 101 and 102 (pre-approved subscriptions), and a
 /// gateway whose agents 101/102 are those accounts.
-async fn setup() -> (XmppServer, TestGateway) {
+pub(crate) async fn setup() -> (XmppServer, TestGateway) {
     let prosody = XmppServer::prosody(&[
         Account::new("101").preapproved(),
         Account::new("102").preapproved(),
@@ -22,20 +21,11 @@ async fn setup() -> (XmppServer, TestGateway) {
     ])
     .await
     .unwrap();
-    let component = prosody.component_addr();
-    let secret = prosody.secret.clone();
+    let xmpp = prosody.bridge_config();
     let gw = TestGateway::spawn_bridged(move |config| {
         config.agents[0].xmpp = Some("101@localhost".parse().unwrap());
         config.agents[1].xmpp = Some("102@localhost".parse().unwrap());
-        config.xmpp = Some(XmppConfig {
-            domain: COMPONENT_DOMAIN.to_owned(),
-            server: component,
-            secret: secret.into(),
-            ping_interval_secs: 5,
-            offers_when_away: false,
-            // Come back quickly after the Prosody restart test.
-            reconnect_max_secs: 2,
-        });
+        config.xmpp = Some(xmpp);
     })
     .await;
     (prosody, gw)
