@@ -1,6 +1,7 @@
 //! The XMPP bridge end to end: a visitor on the real HTTP API and
 //! WebSocket, the real gateway with its XEP-0114 component, a throwaway
-//! Prosody, and agents that are real XMPP clients (slixmpp).
+//! Prosody (ejabberd for the component link over TLS), and agents that are
+//! real XMPP clients (slixmpp).
 
 use std::time::Duration;
 
@@ -544,5 +545,39 @@ async fn http_upload_checks_size_type_and_who_asks() {
         "https://files.example.net/abc/photo.png"
     );
     assert!(text["message"]["attachment"].is_null(), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_reaches_ejabberd_over_tls_and_a_chat_flows() {
+    let pki = frontdesk_tests::tls::TestPki::generate("Frontdesk test CA").unwrap();
+    let ejabberd = XmppServer::ejabberd_with_component_tls(
+        &[Account::new("101")],
+        &pki.server_chain_and_key(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ejabberd did not start: {e:#}"));
+    let mut xmpp = ejabberd.bridge_config();
+    // The certificate is checked for the host of `server` (127.0.0.1).
+    xmpp.tls = true;
+    xmpp.tls_ca_file = Some(pki.ca_file());
+    let gw = TestGateway::spawn_bridged(move |config| {
+        config.agents[0].xmpp = Some("101@localhost".parse().unwrap());
+        config.xmpp = Some(xmpp);
+    })
+    .await;
+    // The agent's client approves the gateway's presence subscription.
+    let mut alice = ejabberd.agent("101").await.unwrap();
+    agents_online_one(&gw, "101").await;
+    let (visitor, session, mut events, address) = start_chat(&gw, "Jane").await;
+    body_from(&mut alice, &address, "New chat waiting").await;
+    alice
+        .send(&address, "Hello over TLS", "tls-1")
+        .await
+        .unwrap();
+    let message = events.next_of_type("message").await.unwrap();
+    assert_eq!(message["message"]["body"], "Hello over TLS");
+    visitor.say(&session, "c-1", "Thanks").await.unwrap();
+    body_from(&mut alice, &address, "Thanks").await;
     gw.stop().await;
 }
