@@ -242,7 +242,7 @@ impl Driver {
             Command::ForgetVisitor(address) => self.dir.forget(&address),
             Command::SetUploadLimit(limit) => self.dir.set_upload_limit(limit),
             ephemeral if ephemeral.is_ephemeral() && !connected => {
-                tracing::debug!(command = ?ephemeral, "dropped while disconnected");
+                tracing::debug!(command = ephemeral.name(), "dropped while disconnected");
             }
             Command::SendMessage(m) => {
                 if let Some(nick) = &m.nick {
@@ -338,7 +338,12 @@ impl Driver {
                         // Text is cleaned in `outgoing`, so this should not
                         // happen; retrying it would fail forever. The
                         // stream may hold half a stanza: reconnect.
-                        tracing::error!(?command, %reason, "dropping a command that cannot be encoded");
+                        tracing::error!(
+                            command = command.name(),
+                            outbox_id = ?command.outbox_id(),
+                            %reason,
+                            "dropping a command that cannot be encoded"
+                        );
                         return Stop::Lost(reason);
                     }
                     Err(WriteError::Connection(reason)) => {

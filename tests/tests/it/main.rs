@@ -12,6 +12,7 @@ mod durability;
 mod edge_limits;
 mod errors;
 mod files;
+mod logs;
 mod sip_agent;
 mod sip_bridge;
 mod tidy;
