@@ -1081,6 +1081,9 @@ enum Sip {
     ViaProxy(&'static str, String, SipTo),
     /// A phone that is no agent's (999), through the proxy.
     StrangerViaProxy(String),
+    /// Deliberately malformed bytes over UDP from the proxy's address
+    /// (`{via}` is the sender's address, `{to}` the chat's URI).
+    Raw(&'static str),
     /// Straight to the gateway from `host` with agent 103's From.
     Direct {
         host: &'static str,
@@ -1124,12 +1127,52 @@ fn sip_cases() -> Vec<Case<Sip>> {
         case(SpoofedSender, "a phone that is no agent's, through the proxy", Sip::StrangerViaProxy("let me in".into()), Status(403)),
         case(Unknown, "the agent writes to an unknown conversation", Sip::ViaProxy("text/plain", "hello?".into(), SipTo::UnknownVisitor), Status(404)),
         case(Unknown, "the agent writes to a user of another domain", direct("127.0.0.1", SipTo::OtherDomain, "hello?", None), Status(404)),
+        case(Malformed, "a From header without a URI", Sip::Raw("MESSAGE {to} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{id}\r\nFrom: no uri here;tag=x\r\nTo: <{to}>\r\nCall-ID: {id}@test\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"), Status(400)),
+        case(Malformed, "a body that is not UTF-8", Sip::Raw("MESSAGE {to} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{id}\r\nFrom: <sip:103@pbx.localhost>;tag=x\r\nTo: <{to}>\r\nCall-ID: {id}@test\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n\u{fffd}\u{fffd}"), Status(400)),
+        case(Malformed, "an INVITE", Sip::Raw("INVITE {to} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{id}\r\nFrom: <sip:103@pbx.localhost>;tag=x\r\nTo: <{to}>\r\nCall-ID: {id}@test\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"), Status(405)),
         case(Malformed, "an unsupported content type", Sip::ViaProxy("application/x-frontdesk-test", "<b>hi</b>".into(), SipTo::Chat), Status(415)),
         case(Malformed, "an HTML body", Sip::ViaProxy("text/html", "<b>hi</b>".into(), SipTo::Chat), Status(415)),
         case(Malformed, "a broken is-composing document", Sip::ViaProxy("application/im-iscomposing+xml", "<isComposing><state>".into(), SipTo::Chat), Status(400)),
         case(Oversized, "a message over the chat's length limit", Sip::ViaProxy("text/plain", "z".repeat(4001), SipTo::Chat), Status(400)),
         case(ControlChars, "a body of control and bidi characters only", Sip::ViaProxy("text/plain", "\u{202E}\u{200B}".into(), SipTo::Chat), Status(400)),
     ]
+}
+
+/// Sends a hand-written request from 127.0.0.1 (the proxy's address) over
+/// UDP; the final status it got. `\u{fffd}` in the template stands for a
+/// byte that is not UTF-8.
+async fn raw_sip(gateway: std::net::SocketAddr, template: &str, to: &str) -> anyhow::Result<u16> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let text = template
+        .replace("{to}", to)
+        .replace("{via}", &socket.local_addr()?.to_string())
+        .replace("{id}", &id);
+    let bytes: Vec<u8> = text
+        .split('\u{fffd}')
+        .collect::<Vec<_>>()
+        .join("\u{1}")
+        .bytes()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    // A lost datagram is sent again (same transaction), as a phone would.
+    let mut buf = vec![0u8; 65_535];
+    for _ in 0..5 {
+        socket.send_to(&bytes, gateway).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        {
+            let (len, _) = received?;
+            let status = String::from_utf8_lossy(&buf[..len])
+                .strip_prefix("SIP/2.0 ")
+                .and_then(|r| r.get(..3))
+                .and_then(|s| s.parse::<u16>().ok());
+            if let Some(status) = status.filter(|s| *s >= 200) {
+                return Ok(status);
+            }
+        }
+    }
+    anyhow::bail!("no final response to {text:?}")
 }
 
 #[tokio::test]
@@ -1167,6 +1210,7 @@ async fn every_sip_request_door_refuses_bad_input_with_a_status_and_changes_noth
                 agent.send_message(&to(*target), content_type, body).await
             }
             Sip::StrangerViaProxy(body) => stranger.send_message(&chat, "text/plain", body).await,
+            Sip::Raw(template) => raw_sip(pbx.gateway, template, &chat).await,
             Sip::Direct {
                 host,
                 to: target,
