@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use frontdesk_xmpp::{BareJid, ComponentConfig, ComponentTls};
 use pbx_adapter::queue::{AgentConfig, QueueConfig};
 use pbx_adapter::sip::{IdentitySource, SipTransport, TrustedHost, TrustedHostError};
 use serde::{Deserialize, Serialize};
@@ -203,6 +204,79 @@ pub struct XmppConfig {
     /// doubles from half a second up to this, with jitter).
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_secs: u64,
+    /// Direct TLS on the component connection (ejabberd's `tls: true`
+    /// listener option), with the server's certificate verified.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA (or CAs) the server's certificate must chain to;
+    /// unset trusts the Mozilla roots (webpki-roots).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the server's certificate must be valid for; unset takes
+    /// the host of `server`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+impl XmppConfig {
+    /// The component link's TLS settings, with the CA file read; `None`
+    /// without `tls`. Errors are `(key, message)`.
+    pub fn component_tls(&self) -> Result<Option<ComponentTls>, (String, String)> {
+        if !self.tls {
+            let set = [
+                ("xmpp.tls_ca_file", self.tls_ca_file.is_some()),
+                ("xmpp.tls_server_name", self.tls_server_name.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err((
+                    (*key).to_owned(),
+                    "is used only with xmpp.tls = true".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let server_name = match &self.tls_server_name {
+            Some(name) => name.clone(),
+            None => host_of(&self.server).to_owned(),
+        };
+        let ca_pem = match &self.tls_ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                (
+                    "xmpp.tls_ca_file".to_owned(),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+        };
+        Ok(Some(ComponentTls {
+            server_name,
+            ca_pem,
+        }))
+    }
+
+    /// Checks what the `[xmpp]` section can check alone (the TLS settings:
+    /// the CA file holds certificates, the name is one).
+    fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(tls) = self.component_tls()? {
+            let domain = BareJid::new(&self.domain)
+                .map_err(|e| ("xmpp.domain".to_owned(), e.to_string()))?;
+            let mut component = ComponentConfig::new(domain, &self.server, "");
+            component.tls = Some(tls);
+            component
+                .validate()
+                .map_err(|e| ("xmpp.tls".to_owned(), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The host of `host:port` (`[v6]:port` too), or all of it without a port.
+fn host_of(server: &str) -> &str {
+    let host = match server.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => server,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 fn default_reconnect_max() -> u64 {
@@ -577,6 +651,9 @@ impl Config {
         if let Some(sip) = &self.sip {
             sip.validate()?;
         }
+        if let Some(xmpp) = &self.xmpp {
+            xmpp.validate()?;
+        }
         if let Some(key) = self
             .files
             .signing_key
@@ -682,6 +759,50 @@ mod tests {
         assert!(shown.contains("[redacted]"));
         let key = config.files.signing_key.as_ref().unwrap();
         assert_eq!(key.expose(), "the-signing-key-that-must-not-leak");
+    }
+
+    fn xmpp(tls: bool) -> XmppConfig {
+        XmppConfig {
+            domain: "chat.example.com".into(),
+            server: "xmpp.example.com:5347".into(),
+            secret: "s".into(),
+            ping_interval_secs: 30,
+            offers_when_away: false,
+            reconnect_max_secs: 30,
+            tls,
+            tls_ca_file: None,
+            tls_server_name: None,
+        }
+    }
+
+    #[test]
+    fn xmpp_tls_takes_the_servers_host_and_names_bad_settings() {
+        assert_eq!(xmpp(false).component_tls().unwrap(), None);
+        let tls = xmpp(true).component_tls().unwrap().unwrap();
+        assert_eq!(tls.server_name, "xmpp.example.com");
+        assert_eq!(tls.ca_pem, None);
+        assert_eq!(host_of("[::1]:5347"), "::1");
+        assert_eq!(host_of("127.0.0.1:5347"), "127.0.0.1");
+
+        let mut plain = xmpp(false);
+        plain.tls_ca_file = Some("/etc/ca.pem".into());
+        assert_eq!(plain.component_tls().unwrap_err().0, "xmpp.tls_ca_file");
+        let mut missing = xmpp(true);
+        missing.tls_ca_file = Some("/nonexistent/frontdesk-ca.pem".into());
+        let (key, message) = missing.validate().unwrap_err();
+        assert_eq!(key, "xmpp.tls_ca_file");
+        assert!(
+            message.contains("/nonexistent/frontdesk-ca.pem"),
+            "{message}"
+        );
+        let mut garbage = xmpp(true);
+        let dir = std::env::temp_dir().join(format!("fd-ca-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, "not a certificate").unwrap();
+        garbage.tls_ca_file = Some(dir.clone());
+        let (key, message) = garbage.validate().unwrap_err();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(key, "xmpp.tls");
+        assert!(message.contains("no certificate"), "{message}");
     }
 
     #[test]

@@ -286,15 +286,26 @@ const HTTP1_MAX_BUF: usize = 64 * 1024;
 /// does not answer within the header read timeout is dropped).
 const H2_PING: Duration = Duration::from_secs(25);
 
-/// The default span of `TraceLayer`, with the client address.
+/// The default span of `TraceLayer`, with the client address. The path
+/// only: a query can carry a link's signature, and an upload slot's id in
+/// its path is the capability to write it, so neither is logged.
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let client = (request.extensions().get::<api::client::ClientAddr>()).map(|c| c.ip);
     tracing::debug_span!(
         "request",
         method = %request.method(),
-        uri = %request.uri(),
+        path = %loggable_path(request.uri().path()),
         client = ?client,
     )
+}
+
+/// `path` as logs may show it: upload slots' ids replaced.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/upload/") {
+        "/upload/[slot]"
+    } else {
+        path
+    }
 }
 
 /// The `[server]` limits the accept loop applies.

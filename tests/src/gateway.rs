@@ -165,6 +165,22 @@ pub fn init_test_logging() {
     }
 }
 
+/// The names of the files (not folders) directly in `dir`, sorted; none
+/// when it does not exist.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// The `frontdesk` binary built by `cargo build` in this workspace.
 pub fn frontdesk_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -183,6 +199,8 @@ pub fn frontdesk_binary() -> PathBuf {
 pub struct GatewayProcess {
     pub url: String,
     child: tokio::process::Child,
+    /// What it wrote to stderr, when captured ([`GatewayProcess::spawn_logged`]).
+    logs: Option<(Arc<std::sync::Mutex<String>>, tokio::task::JoinHandle<()>)>,
 }
 
 impl GatewayProcess {
@@ -203,16 +221,54 @@ impl GatewayProcess {
 
     /// Same, with a given `frontdesk` binary (e.g. a release build).
     pub async fn spawn_binary(binary: &Path, config_path: &Path) -> anyhow::Result<GatewayProcess> {
+        Self::start(binary, config_path, &[("RUST_LOG", "warn")], false).await
+    }
+
+    /// Starts `frontdesk serve --config CONFIG` with `env` added, keeping
+    /// what it logs (stderr) for [`GatewayProcess::stop_with_logs`].
+    pub async fn spawn_logged(
+        config_path: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<GatewayProcess> {
+        Self::start(&frontdesk_binary(), config_path, env, true).await
+    }
+
+    async fn start(
+        binary: &Path,
+        config_path: &Path,
+        env: &[(&str, &str)],
+        keep_logs: bool,
+    ) -> anyhow::Result<GatewayProcess> {
         let mut child = tokio::process::Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(config_path)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep_logs {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .context("cannot start frontdesk")?;
+        let logs = match child.stderr.take() {
+            Some(stderr) => {
+                let text = Arc::new(std::sync::Mutex::new(String::new()));
+                let sink = text.clone();
+                let reader = tokio::spawn(async move {
+                    let mut lines = BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let mut text = sink.lock().expect("log buffer");
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                });
+                Some((text, reader))
+            }
+            None => None,
+        };
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let url = tokio::time::timeout(Duration::from_secs(30), async {
@@ -227,7 +283,21 @@ impl GatewayProcess {
         .context("frontdesk did not start within 30 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(GatewayProcess { url, child })
+        Ok(GatewayProcess { url, child, logs })
+    }
+
+    /// SIGKILL, then everything the process logged (for a process started
+    /// with [`GatewayProcess::spawn_logged`]; empty otherwise).
+    pub async fn stop_with_logs(mut self) -> anyhow::Result<String> {
+        self.child.kill().await?;
+        let Some((text, reader)) = self.logs.take() else {
+            return Ok(String::new());
+        };
+        tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .context("stderr still open 10 s after the kill")??;
+        let text = text.lock().expect("log buffer").clone();
+        Ok(text)
     }
 
     /// SIGKILL: no chance to flush or say goodbye.

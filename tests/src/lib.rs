@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod kamailio;
 pub mod net;
 pub mod sip;
+pub mod tls;
 pub mod visitor;
 pub mod wait;
 pub mod xmpp_server;

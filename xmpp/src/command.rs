@@ -182,6 +182,26 @@ pub enum Command {
 
 impl Command {
     /// The outbox row this command acknowledges, if it is outboxed.
+    /// The command's name, for logs: commands carry message bodies, nicks
+    /// and signed links, which never go into a log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::SendMessage(_) => "send_message",
+            Command::ChatState { .. } => "chat_state",
+            Command::Receipt { .. } => "receipt",
+            Command::Displayed { .. } => "displayed",
+            Command::ErrorReply { .. } => "error_reply",
+            Command::Subscribe { .. } => "subscribe",
+            Command::Probe { .. } => "probe",
+            Command::SetAgents(_) => "set_agents",
+            Command::SetNick { .. } => "set_nick",
+            Command::ForgetVisitor(_) => "forget_visitor",
+            Command::SetUploadLimit(_) => "set_upload_limit",
+            Command::UploadSlot { .. } => "upload_slot",
+            Command::UploadRefused { .. } => "upload_refused",
+        }
+    }
+
     pub fn outbox_id(&self) -> Option<OutboxId> {
         match self {
             Command::SendMessage(m) => Some(m.outbox_id),

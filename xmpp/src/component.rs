@@ -44,7 +44,7 @@ use crate::config::{ComponentConfig, ConfigError};
 use crate::event::Event;
 use crate::inbound::{Directory, Outcome};
 use crate::outgoing;
-use crate::stream::{Connection, Incoming};
+use crate::stream::{Connection, Incoming, Tls};
 
 /// Capacity of the event channel; when the gateway lags, the component stops
 /// reading the stream (TCP backpressure) rather than buffering without bound.
@@ -60,6 +60,7 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> Result<(JoinHandle<()>, mpsc::Receiver<Event>), ConfigError> {
     config.validate()?;
+    let tls = config.tls.as_ref().map(Tls::new).transpose()?;
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
     let span = tracing::info_span!("xmpp_component", domain = %config.domain);
     let driver = Driver {
@@ -74,6 +75,7 @@ pub fn spawn(
             dir
         },
         config,
+        tls,
         commands,
         events: events_tx,
         shutdown,
@@ -119,6 +121,7 @@ struct PendingPing {
 
 struct Driver {
     config: ComponentConfig,
+    tls: Option<Tls>,
     dir: Directory,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
@@ -145,8 +148,10 @@ impl Driver {
             let server = self.config.server.clone();
             let domain = self.config.domain.clone();
             let secret = self.config.secret.clone();
+            let tls = self.tls.clone();
             let connect = Connection::connect(
                 &server,
+                tls.as_ref(),
                 &domain,
                 &secret,
                 timeouts,
@@ -237,7 +242,7 @@ impl Driver {
             Command::ForgetVisitor(address) => self.dir.forget(&address),
             Command::SetUploadLimit(limit) => self.dir.set_upload_limit(limit),
             ephemeral if ephemeral.is_ephemeral() && !connected => {
-                tracing::debug!(command = ?ephemeral, "dropped while disconnected");
+                tracing::debug!(command = ephemeral.name(), "dropped while disconnected");
             }
             Command::SendMessage(m) => {
                 if let Some(nick) = &m.nick {
@@ -333,7 +338,12 @@ impl Driver {
                         // Text is cleaned in `outgoing`, so this should not
                         // happen; retrying it would fail forever. The
                         // stream may hold half a stanza: reconnect.
-                        tracing::error!(?command, %reason, "dropping a command that cannot be encoded");
+                        tracing::error!(
+                            command = command.name(),
+                            outbox_id = ?command.outbox_id(),
+                            %reason,
+                            "dropping a command that cannot be encoded"
+                        );
                         return Stop::Lost(reason);
                     }
                     Err(WriteError::Connection(reason)) => {

@@ -18,6 +18,10 @@ pub enum ConfigError {
     /// A duration setting is zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// The TLS settings are unusable (no certificate in the CA PEM, a
+    /// server name that is neither a DNS name nor an IP address).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The backoff cap is below the initial delay.
     #[error("reconnect backoff max ({max:?}) is below its initial delay ({initial:?})")]
     BackoffInverted {
@@ -26,6 +30,19 @@ pub enum ConfigError {
         /// Cap.
         max: Duration,
     },
+}
+
+/// TLS on the component connection: direct TLS from the first byte on the
+/// component port (ejabberd's `tls: true` listener option; XEP-0114 has no
+/// STARTTLS). The server's certificate is always verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentTls {
+    /// The name the server's certificate must be valid for: a DNS name or
+    /// an IP address (also sent as SNI when it is a DNS name).
+    pub server_name: String,
+    /// PEM certificates the server's chain must end in; `None` trusts the
+    /// Mozilla root programme's CAs (webpki-roots) and nothing else.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// How to reach the XMPP server and how to keep the component stream alive.
@@ -39,6 +56,8 @@ pub struct ComponentConfig {
     pub server: String,
     /// Shared secret configured for the component on the server.
     pub secret: String,
+    /// TLS on the connection; `None` (the default) speaks plain TCP.
+    pub tls: Option<ComponentTls>,
     /// After this much silence from the server, a XEP-0199 ping is sent.
     pub ping_interval: Duration,
     /// If the server stays silent this long after a ping, the stream is
@@ -74,6 +93,7 @@ impl ComponentConfig {
             domain,
             server: server.into(),
             secret: secret.into(),
+            tls: None,
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(10),
             ping_target: None,
@@ -99,6 +119,9 @@ impl ComponentConfig {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        if let Some(tls) = &self.tls {
+            crate::stream::Tls::new(tls)?;
         }
         if self.reconnect_max < self.reconnect_initial {
             return Err(ConfigError::BackoffInverted {
@@ -158,6 +181,22 @@ mod tests {
         let mut c = config("chat.example.com");
         c.ping_timeout = Duration::ZERO;
         assert_eq!(c.validate(), Err(ConfigError::Zero("ping_timeout")));
+        let mut c = config("chat.example.com");
+        c.tls = Some(ComponentTls {
+            server_name: "xmpp.example.com".into(),
+            ca_pem: Some(b"not a certificate".to_vec()),
+        });
+        assert!(matches!(c.validate(), Err(ConfigError::Tls(_))), "{c:?}");
+        c.tls = Some(ComponentTls {
+            server_name: "not a name!".into(),
+            ca_pem: None,
+        });
+        assert!(matches!(c.validate(), Err(ConfigError::Tls(_))));
+        c.tls = Some(ComponentTls {
+            server_name: "127.0.0.1".into(),
+            ca_pem: None,
+        });
+        assert!(c.validate().is_ok());
         let mut c = config("chat.example.com");
         c.reconnect_max = Duration::from_millis(1);
         assert!(matches!(

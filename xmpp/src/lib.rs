@@ -23,7 +23,7 @@
 //! and answers with [`Command::UploadSlot`] or [`Command::UploadRefused`].
 //!
 //! Layers, each in its own module:
-//! - `stream`: TCP + XML stream + handshake, reads that
+//! - `stream`: TCP (optionally TLS) + XML stream + handshake, reads that
 //!   tell a bad stanza from a dead connection;
 //! - `inbound`: what an incoming stanza means (pure state machine);
 //! - `outgoing`: typed stanzas built from commands (pure functions);
@@ -35,6 +35,10 @@
 //! secret, e.g. Prosody: `Component "chat.pbx.example.com"` with
 //! `component_secret = "…"`; ejabberd: an `ejabberd_service` listener with
 //! `hosts: {"chat.pbx.example.com": {password: "…"}}`.
+//! With [`ComponentConfig::tls`] the component speaks direct TLS on that
+//! port (ejabberd: `tls: true` on the listener; Prosody's component port
+//! has none), verifying the server's certificate; [`probe`] connects once
+//! and says why it could not.
 //!
 //! # Agent presence subscriptions (A5)
 //! Offers need each agent's presence, which a server only shares with
@@ -82,9 +86,9 @@ pub use address::{AddressError, VisitorAddress};
 pub use backoff::Backoff;
 pub use command::{ChatState, Command, OutboxId, OutgoingMessage, UploadRefusal};
 pub use component::spawn;
-pub use config::{ComponentConfig, ConfigError};
+pub use config::{ComponentConfig, ComponentTls, ConfigError};
 pub use event::{Availability, Event};
-pub use stream::ConnectError;
+pub use stream::{probe, ConnectError};
 /// JID types used in commands and events, re-exported so the gateway needs
 /// no direct dependency on the `jid` crate.
 pub use xmpp_parsers::jid::{BareJid, FullJid, Jid};

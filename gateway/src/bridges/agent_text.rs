@@ -16,8 +16,37 @@ pub enum AgentTextOutcome {
     Delivered,
     /// A command ran: show the agent this reply.
     Replied(String),
-    /// Not delivered: tell the agent why.
-    Refused(String),
+    /// Not delivered: tell the agent why (the text), and their protocol
+    /// what kind of refusal it is.
+    Refused(String, Refusal),
+}
+
+/// Why an agent's text was not delivered, for a protocol-level answer
+/// (a SIP status) next to the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The chat is another agent's.
+    NotYours,
+    /// The chat has ended.
+    Ended,
+    /// No chat has this address.
+    NoChat,
+    /// The text itself is refused (empty once cleaned, too long).
+    Invalid,
+    /// The gateway failed (e.g. its database): worth a retry.
+    Failed,
+}
+
+impl Refusal {
+    pub fn of(e: &EngineError) -> Refusal {
+        match e {
+            EngineError::NotYourConversation => Refusal::NotYours,
+            EngineError::ConversationEnded => Refusal::Ended,
+            EngineError::UnknownConversation => Refusal::NoChat,
+            EngineError::Invalid(_) => Refusal::Invalid,
+            _ => Refusal::Failed,
+        }
+    }
 }
 
 pub async fn handle_agent_text(
@@ -43,7 +72,10 @@ pub async fn handle_agent_text(
                 .map(|_| AgentTextOutcome::Delivered)
         }
     };
-    result.unwrap_or_else(|e| AgentTextOutcome::Refused(refusal(e)))
+    result.unwrap_or_else(|e| {
+        let kind = Refusal::of(&e);
+        AgentTextOutcome::Refused(refusal(e), kind)
+    })
 }
 
 /// The agent-facing reason a message was not delivered.

@@ -8,7 +8,10 @@
 //! a ringing offer counts as declined, and an agent whose active chat
 //! cannot be reached is treated as gone, so the chat goes back to the
 //! queue with its history. Inbound, [`run_events`] answers an agent's
-//! MESSAGE with 200 only once the engine stored it.
+//! MESSAGE with 200 only once the engine stored it, and a refused one with
+//! the status that says why (403 another agent's chat, 404 no such chat,
+//! 410 ended, 400 text refused, 500 the gateway failed: only that one is
+//! worth a retry).
 //!
 //! Who is an agent is the user agent's decision, before anything reaches
 //! this bridge: only requests whose source address is the proxy's (or a
@@ -34,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::agent_text::{self, handle_agent_text, AgentTextOutcome, NO_CHAT};
+use super::agent_text::{self, handle_agent_text, AgentTextOutcome, Refusal, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, ConversationState, Party};
@@ -340,10 +343,10 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
                             warn!(error = %e, "cannot answer an agent command");
                         }
                     }
-                    AgentTextOutcome::Refused(why) => {
+                    AgentTextOutcome::Refused(why, kind) => {
                         // Not stored: the agent's phone shows a failure, and
                         // a message says why.
-                        respond.refuse(403);
+                        respond.refuse(refusal_status(kind));
                         if let Err(e) = agents.tell(conversation, &agent, why).await {
                             warn!(error = %e, "cannot tell an agent why a message failed");
                         }
@@ -378,6 +381,18 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             info!(agent = %extension, reachable, "SIP agent reachability");
             engine.set_agent_status(&extension, status).await;
         }
+    }
+}
+
+/// The SIP status that tells an agent's phone why its MESSAGE was not
+/// delivered: only a failure of the gateway's own is worth a retry.
+fn refusal_status(kind: Refusal) -> u16 {
+    match kind {
+        Refusal::NotYours => 403,
+        Refusal::NoChat => 404,
+        Refusal::Ended => 410,
+        Refusal::Invalid => 400,
+        Refusal::Failed => 500,
     }
 }
 

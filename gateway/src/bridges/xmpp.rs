@@ -134,6 +134,9 @@ pub fn start(
     let domain = BareJid::new(&config.domain)
         .map_err(|e| anyhow::anyhow!("xmpp.domain {:?}: {e}", config.domain))?;
     let mut component = ComponentConfig::new(domain, &config.server, config.secret.expose());
+    component.tls = config
+        .component_tls()
+        .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     component.ping_interval = Duration::from_secs(config.ping_interval_secs.max(1));
     component.reconnect_max =
         Duration::from_secs(config.reconnect_max_secs.max(1)).max(component.reconnect_initial);
@@ -668,7 +671,7 @@ impl Inbound<'_> {
                         self.reply_text(&from, conversation, reply).await;
                         Ok(())
                     }
-                    AgentTextOutcome::Refused(why) => Err(why),
+                    AgentTextOutcome::Refused(why, _) => Err(why),
                 },
             };
             match result {

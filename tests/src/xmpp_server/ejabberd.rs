@@ -29,11 +29,23 @@ pub(super) fn write_config(server: &XmppServer) -> anyhow::Result<Flavor> {
     let dist_port = free_port()?;
     let (c2s_port, component_port, secret) =
         (server.c2s_port, server.component_port, &server.secret);
+    // Direct TLS on the component port, with the given PEM (certificate,
+    // key and chain) named on the listener itself.
+    let (certfiles, component_tls) = match &server.component_tls {
+        Some(pem) => {
+            let path = dir.join("component.pem");
+            std::fs::write(&path, pem)?;
+            let quoted = format!("\"{}\"", path.display());
+            let listener = format!("\n    tls: true\n    certfile: {quoted}");
+            (format!("[{quoted}]"), listener)
+        }
+        None => ("[]".to_owned(), String::new()),
+    };
     let config = format!(
         r#"hosts:
   - {HOST}
 loglevel: info
-certfiles: []
+certfiles: {certfiles}
 listen:
   -
     port: {c2s_port}
@@ -43,7 +55,7 @@ listen:
   -
     port: {component_port}
     ip: "127.0.0.1"
-    module: ejabberd_service
+    module: ejabberd_service{component_tls}
     hosts:
       "{COMPONENT_DOMAIN}":
         password: "{secret}"

@@ -96,6 +96,9 @@ pub struct XmppServer {
     pub component_port: u16,
     pub secret: String,
     pub accounts: Vec<Account>,
+    /// The certificate and key (PEM) the component listener serves with
+    /// direct TLS; plain TCP when `None` (ejabberd only).
+    pub component_tls: Option<Vec<u8>>,
 }
 
 impl XmppServer {
@@ -104,6 +107,22 @@ impl XmppServer {
     /// accounts exist.
     pub async fn start(kind: XmppKind, accounts: &[Account]) -> anyhow::Result<XmppServer> {
         Self::start_on(kind, accounts, free_port()?, free_port()?).await
+    }
+
+    /// An ejabberd whose component listener speaks direct TLS (`tls: true`)
+    /// with `cert_and_key_pem`.
+    pub async fn ejabberd_with_component_tls(
+        accounts: &[Account],
+        cert_and_key_pem: &[u8],
+    ) -> anyhow::Result<XmppServer> {
+        Self::start_with(
+            XmppKind::Ejabberd,
+            accounts,
+            free_port()?,
+            free_port()?,
+            Some(cert_and_key_pem.to_vec()),
+        )
+        .await
     }
 
     /// A Prosody (most tests need no other).
@@ -119,6 +138,19 @@ impl XmppServer {
         c2s_port: u16,
         component_port: u16,
     ) -> anyhow::Result<XmppServer> {
+        Self::start_with(kind, accounts, c2s_port, component_port, None).await
+    }
+
+    async fn start_with(
+        kind: XmppKind,
+        accounts: &[Account],
+        c2s_port: u16,
+        component_port: u16,
+        component_tls: Option<Vec<u8>>,
+    ) -> anyhow::Result<XmppServer> {
+        if component_tls.is_some() && kind != XmppKind::Ejabberd {
+            bail!("component TLS is set up for ejabberd only");
+        }
         let name = match kind {
             XmppKind::Prosody => "prosody",
             XmppKind::Ejabberd => "ejabberd",
@@ -136,6 +168,7 @@ impl XmppServer {
             component_port,
             secret: uuid::Uuid::new_v4().simple().to_string(),
             accounts: accounts.to_vec(),
+            component_tls,
         };
         server.flavor = match kind {
             XmppKind::Prosody => {
@@ -226,6 +259,23 @@ impl XmppServer {
             bail!("kill {signal} failed");
         }
         Ok(())
+    }
+
+    /// The gateway's `[xmpp]` section for this server: its component
+    /// domain and secret, pings every 5 s, reconnects within 2 s (tests
+    /// restart servers).
+    pub fn bridge_config(&self) -> frontdesk::config::XmppConfig {
+        frontdesk::config::XmppConfig {
+            domain: COMPONENT_DOMAIN.to_owned(),
+            server: self.component_addr(),
+            secret: self.secret.clone().into(),
+            ping_interval_secs: 5,
+            offers_when_away: false,
+            reconnect_max_secs: 2,
+            tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
+        }
     }
 
     /// `host:port` of the component listener.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use frontdesk::engine::loopback::AgentCall;
 use frontdesk::files::{DirectoryStore, Files, UrlSigner};
 use frontdesk_tests::config::ALLOWED_ORIGIN;
-use frontdesk_tests::gateway::TestGateway;
+use frontdesk_tests::gateway::{files_in, TestGateway};
 use frontdesk_tests::visitor::{Session, Visitor};
 use pbx_adapter::AgentExtension;
 use reqwest::multipart::{Form, Part};
@@ -63,11 +63,11 @@ impl Fixture {
 
     /// The committed files in the store (not the partial ones).
     fn stored(&self) -> Vec<String> {
-        list(&self.files_dir())
+        files_in(&self.files_dir())
     }
 
     fn partials(&self) -> Vec<String> {
-        list(&self.files_dir().join("tmp"))
+        files_in(&self.files_dir().join("tmp"))
     }
 
     /// The same file handling the gateway uses (same key), for links.
@@ -130,20 +130,6 @@ fn file_form(name: &str, bytes: Vec<u8>) -> Form {
     Form::new()
         .percent_encode_noop()
         .part("file", Part::bytes(bytes).file_name(name.to_owned()))
-}
-
-fn list(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 /// Awaits a condition outside the gateway's events (a file appearing or
@@ -885,7 +871,7 @@ async fn uploads_stop_with_507_below_the_free_space_floor_and_chat_goes_on() {
         .await;
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
     assert_eq!(body["error"], "storage_full");
-    assert_eq!(list(&disk.path()), Vec::<String>::new());
+    assert_eq!(files_in(&disk.path()), Vec::<String>::new());
     let reply = fx.visitor.say(&session, "m1", "still here").await.unwrap();
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
     fx.gw.stop().await;

@@ -6,12 +6,14 @@
 //! changes process-wide state (environment, current directory).
 
 mod admin;
+mod bad_input;
 mod cli;
 mod conversation;
 mod durability;
 mod edge_limits;
 mod errors;
 mod files;
+mod logs;
 mod sip_agent;
 mod sip_bridge;
 mod tidy;

@@ -96,9 +96,10 @@ async fn a_sip_agent_chats_with_a_visitor_through_the_proxy() {
     let closed = events.next_of_type("closed").await.unwrap();
     assert_eq!(closed["by"], "agent");
 
-    // After the end, a message is refused and the agent is told why.
+    // After the end, a message is refused (410 Gone) and the agent is told
+    // why.
     let status = says(&agent, &visitor_uri, "one more thing").await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 410);
     agent
         .wait_for(&["This chat has ended"], WAIT)
         .await

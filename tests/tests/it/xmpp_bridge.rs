@@ -1,10 +1,10 @@
 //! The XMPP bridge end to end: a visitor on the real HTTP API and
 //! WebSocket, the real gateway with its XEP-0114 component, a throwaway
-//! Prosody, and agents that are real XMPP clients (slixmpp).
+//! Prosody (ejabberd for the component link over TLS), and agents that are
+//! real XMPP clients (slixmpp).
 
 use std::time::Duration;
 
-use frontdesk::config::XmppConfig;
 use frontdesk_tests::gateway::TestGateway;
 use frontdesk_tests::visitor::{EventStream, Session, Visitor};
 use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN};
@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Prosody with agents 101 and 102 (pre-approved subscriptions), and a
 /// gateway whose agents 101/102 are those accounts.
-async fn setup() -> (XmppServer, TestGateway) {
+pub(crate) async fn setup() -> (XmppServer, TestGateway) {
     let prosody = XmppServer::prosody(&[
         Account::new("101").preapproved(),
         Account::new("102").preapproved(),
@@ -22,20 +22,11 @@ async fn setup() -> (XmppServer, TestGateway) {
     ])
     .await
     .unwrap();
-    let component = prosody.component_addr();
-    let secret = prosody.secret.clone();
+    let xmpp = prosody.bridge_config();
     let gw = TestGateway::spawn_bridged(move |config| {
         config.agents[0].xmpp = Some("101@localhost".parse().unwrap());
         config.agents[1].xmpp = Some("102@localhost".parse().unwrap());
-        config.xmpp = Some(XmppConfig {
-            domain: COMPONENT_DOMAIN.to_owned(),
-            server: component,
-            secret: secret.into(),
-            ping_interval_secs: 5,
-            offers_when_away: false,
-            // Come back quickly after the Prosody restart test.
-            reconnect_max_secs: 2,
-        });
+        config.xmpp = Some(xmpp);
     })
     .await;
     (prosody, gw)
@@ -554,5 +545,39 @@ async fn http_upload_checks_size_type_and_who_asks() {
         "https://files.example.net/abc/photo.png"
     );
     assert!(text["message"]["attachment"].is_null(), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_reaches_ejabberd_over_tls_and_a_chat_flows() {
+    let pki = frontdesk_tests::tls::TestPki::generate("Frontdesk test CA").unwrap();
+    let ejabberd = XmppServer::ejabberd_with_component_tls(
+        &[Account::new("101")],
+        &pki.server_chain_and_key(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ejabberd did not start: {e:#}"));
+    let mut xmpp = ejabberd.bridge_config();
+    // The certificate is checked for the host of `server` (127.0.0.1).
+    xmpp.tls = true;
+    xmpp.tls_ca_file = Some(pki.ca_file());
+    let gw = TestGateway::spawn_bridged(move |config| {
+        config.agents[0].xmpp = Some("101@localhost".parse().unwrap());
+        config.xmpp = Some(xmpp);
+    })
+    .await;
+    // The agent's client approves the gateway's presence subscription.
+    let mut alice = ejabberd.agent("101").await.unwrap();
+    agents_online_one(&gw, "101").await;
+    let (visitor, session, mut events, address) = start_chat(&gw, "Jane").await;
+    body_from(&mut alice, &address, "New chat waiting").await;
+    alice
+        .send(&address, "Hello over TLS", "tls-1")
+        .await
+        .unwrap();
+    let message = events.next_of_type("message").await.unwrap();
+    assert_eq!(message["message"]["body"], "Hello over TLS");
+    visitor.say(&session, "c-1", "Thanks").await.unwrap();
+    body_from(&mut alice, &address, "Thanks").await;
     gw.stop().await;
 }

@@ -3,15 +3,17 @@
 //! chat states, receipts and markers, the allowlist, presence, disco,
 //! malformed stanzas, and server restarts and hangs without message loss.
 //! The round trip and the restart also run against ejabberd, which routes
-//! components differently (`prosody::…` and `ejabberd::…` tests).
+//! components differently (`prosody::…` and `ejabberd::…` tests), and so
+//! does the component link over TLS (ejabberd's `tls: true` listener).
 
 use std::time::Duration;
 
+use frontdesk_tests::tls::TestPki;
 use frontdesk_tests::wait::{expect_event, stop_task};
 use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppKind, XmppServer, COMPONENT_DOMAIN};
 use frontdesk_xmpp::{
-    Availability, BareJid, ChatState, Command, ComponentConfig, Event, Jid, OutgoingMessage,
-    VisitorAddress,
+    Availability, BareJid, ChatState, Command, ComponentConfig, ComponentTls, ConnectError, Event,
+    Jid, OutgoingMessage, VisitorAddress,
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -797,4 +799,80 @@ async fn wrong_secret_never_connects_and_shutdown_still_works() {
     shutdown.cancel();
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
     drop(commands);
+}
+
+/// ejabberd with `tls: true` on its component listener, serving a
+/// certificate for `localhost` from a CA made for this test.
+#[tokio::test]
+async fn the_component_link_runs_over_tls_and_refuses_a_certificate_it_cannot_verify() {
+    let pki = TestPki::generate("Frontdesk test CA").unwrap();
+    let server = XmppServer::ejabberd_with_component_tls(
+        &[Account::new("101")],
+        &pki.server_chain_and_key(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("ejabberd did not start: {e:#}"));
+    let trusting = |ca_pem: Option<Vec<u8>>, name: &str| ComponentTls {
+        server_name: name.to_owned(),
+        ca_pem,
+    };
+    let mut agent = server.agent("101").await.unwrap();
+    let tls = trusting(Some(pki.ca_pem()), "localhost");
+    let mut bridge =
+        Bridge::start_with(&server, &["101@localhost"], |c| c.tls = Some(tls.clone())).await;
+    let v = visitor("tls1");
+    bridge
+        .command(message(1, &v, "101@localhost", "over TLS"))
+        .await;
+    let got = agent
+        .expect_message_from(&visitor_jid("tls1"))
+        .await
+        .unwrap();
+    assert_eq!(got["body"], "over TLS");
+    bridge.expect(|e| *e == Event::Sent { outbox_id: 1 }).await;
+    agent
+        .send(&visitor_jid("tls1"), "back over TLS", "tls-back")
+        .await
+        .unwrap();
+    let back = bridge
+        .expect(|e| matches!(e, Event::AgentMessage { .. }))
+        .await;
+    assert!(
+        matches!(&back, Event::AgentMessage { body, .. } if body == "back over TLS"),
+        "{back:?}"
+    );
+    bridge.stop().await;
+
+    // Another CA, the Mozilla roots (the default) and another name: each
+    // refused at the handshake, saying why.
+    let other = TestPki::generate("Another CA").unwrap();
+    let refused = [
+        (trusting(Some(other.ca_pem()), "localhost"), "UnknownIssuer"),
+        (trusting(None, "localhost"), "UnknownIssuer"),
+        (
+            trusting(Some(pki.ca_pem()), "xmpp.example.com"),
+            "not valid for name",
+        ),
+    ];
+    let config = |tls: Option<ComponentTls>| {
+        let mut config = ComponentConfig::new(
+            BareJid::new(COMPONENT_DOMAIN).unwrap(),
+            server.component_addr(),
+            &server.secret,
+        );
+        config.tls = tls;
+        config
+    };
+    for (tls, why) in refused {
+        let error = frontdesk_xmpp::probe(&config(Some(tls.clone())))
+            .await
+            .expect_err("an unverifiable certificate was accepted");
+        let text = error.to_string();
+        assert!(matches!(error, ConnectError::Tls { .. }), "{tls:?}: {text}");
+        assert!(text.contains(why), "{tls:?}: {text}");
+        assert!(text.contains(&tls.server_name), "{text}");
+    }
+    // The same settings connect; plain XML to the TLS port does not.
+    frontdesk_xmpp::probe(&config(Some(tls))).await.unwrap();
+    assert!(frontdesk_xmpp::probe(&config(None)).await.is_err());
 }
