@@ -63,6 +63,9 @@ enum AdminCommand {
         /// The tenant (default: "default"); not for a superadmin.
         #[arg(long)]
         tenant: Option<String>,
+        /// If the user exists, set its password instead of failing.
+        #[arg(long)]
+        or_update: bool,
     },
 }
 
@@ -114,7 +117,8 @@ async fn main() -> anyhow::Result<()> {
             username,
             role,
             tenant,
-        }) => create_user(&config, &username, &role, tenant.as_deref()).await,
+            or_update,
+        }) => create_user(&config, &username, &role, tenant.as_deref(), or_update).await,
         Command::Migrate => {
             frontdesk::telemetry::init(config.server.log_format);
             let store = Store::connect(&config.database_url(), 1).await?;
@@ -186,8 +190,9 @@ async fn create_user(
     username: &str,
     role: &str,
     tenant: Option<&str>,
+    or_update: bool,
 ) -> anyhow::Result<()> {
-    use frontdesk::api::admin::{create_user, Role};
+    use frontdesk::api::admin::{create_user, set_password, CreateUserError, Role};
     let role = Role::parse(role)
         .with_context(|| format!("unknown role {role:?}: admin, supervisor or superadmin"))?;
     let password = match std::env::var("FRONTDESK_ADMIN_PASSWORD") {
@@ -203,8 +208,14 @@ async fn create_user(
     };
     let store = Store::connect(&config.database_url(), 1).await?;
     store.migrate().await?;
-    create_user(&store, username, &password, role, tenant).await?;
-    println!("user {username} created ({})", role.as_str());
+    match create_user(&store, username, &password, role, tenant).await {
+        Ok(()) => println!("user {username} created ({})", role.as_str()),
+        Err(CreateUserError::Taken(_)) if or_update => {
+            set_password(&store, username, &password).await?;
+            println!("user {username} exists: password set");
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 

@@ -278,6 +278,24 @@ pub async fn create_user(
     Ok(())
 }
 
+/// Sets an existing account's password (`create-user --or-update`).
+pub async fn set_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+) -> Result<(), CreateUserError> {
+    if password.chars().count() < 12 {
+        return Err(CreateUserError::WeakPassword);
+    }
+    let hash = hash_password(password.to_owned())
+        .await
+        .map_err(CreateUserError::Hash)?;
+    if !store.set_admin_password(username, &hash).await? {
+        return Err(CreateUserError::Taken(username.to_owned()));
+    }
+    Ok(())
+}
+
 /// Hashes a password with argon2id on a blocking thread.
 pub async fn hash_password(password: String) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {

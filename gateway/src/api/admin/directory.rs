@@ -47,6 +47,10 @@ pub fn router() -> Router<AdminState> {
                 .delete(remove::<AgentConfig>),
         )
         .route("/api/v1/admin/audit", get(audit))
+        .route(
+            "/api/v1/admin/schedule/check",
+            axum::routing::post(check_schedule),
+        )
 }
 
 /// What the handlers need to know of each kind of item.
@@ -271,4 +275,44 @@ async fn audit(
         .await
         .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
     Ok(Json(rows).into_response())
+}
+
+/// Checks business hours as typed in the console, with the config file's
+/// rules and messages: open or closed now (or at `at`), why, and the next
+/// opening (what `frontdesk schedule check` prints).
+async fn check_schedule(
+    _principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let at = match body.get("at").and_then(Value::as_str) {
+        Some(raw) => chrono::DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| invalid(vec![FieldError::new("at", e.to_string())]))?,
+        None => chrono::Utc::now(),
+    };
+    let mut config = body.get("schedule").cloned().unwrap_or(Value::Null);
+    if config.is_null() {
+        config = serde_json::json!({});
+    }
+    let config: pbx_adapter::schedule::ScheduleConfig = serde_json::from_value(config)
+        .map_err(|e| invalid(vec![FieldError::new("schedule", e.to_string())]))?;
+    if config.holidays_ics.is_some() {
+        return Err(invalid(vec![FieldError::new(
+            "schedule.holidays_ics",
+            "an iCalendar file on the server can only be named in frontdesk.toml",
+        )]));
+    }
+    let schedule = pbx_adapter::schedule::Schedule::from_config(&config)
+        .map_err(|e| invalid(vec![FieldError::new("schedule", e.to_string())]))?;
+    let decision = schedule.explain(at);
+    let next_open = (!decision.open)
+        .then(|| schedule.next_open(at))
+        .flatten()
+        .map(|t| t.with_timezone(&schedule.timezone()).to_rfc3339());
+    Ok(Json(serde_json::json!({
+        "open": decision.open,
+        "explanation": decision.to_string(),
+        "next_open": next_open,
+    }))
+    .into_response())
 }

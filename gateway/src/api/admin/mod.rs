@@ -33,7 +33,7 @@ use crate::api::client::ClientAddr;
 use crate::api::error::ApiError;
 use crate::engine::Engine;
 
-pub use auth::{create_user, CreateUserError, Role};
+pub use auth::{create_user, set_password, CreateUserError, Role};
 
 /// How long a console session lasts without being used.
 const SESSION_IDLE: time::Duration = time::Duration::hours(8);
