@@ -14,6 +14,22 @@ async function api(method, url, body) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
+const FR = {
+  'Saving…': 'Enregistrement…',
+  'Saved. Visitors see it from their next page view.': 'Enregistré. Les visiteurs le voient dès leur prochaine page.',
+  'Saved. It applies to the next offer.': 'Enregistré. Cela vaut dès la prochaine offre.',
+  'Copied.': 'Copié.',
+  'Selected: press Ctrl+C to copy.': 'Sélectionné : Ctrl+C pour copier.',
+  'Reconnecting…': 'Reconnexion…',
+  'Updated': 'Mis à jour à',
+  'Nobody is waiting.': "Personne n'attend.",
+  'ringing': 'sonne',
+  available: 'disponible',
+  busy: 'occupé',
+  offline: 'hors ligne',
+};
+const tr = (text) => (document.documentElement.lang === 'fr' ? FR[text] ?? text : text);
+
 const lines = (text) => text.split('\n').map((l) => l.trim()).filter(Boolean);
 const META = ['source', 'read_only', 'updated_at', 'updated_by'];
 
@@ -128,10 +144,10 @@ async function channelForm(form) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const channel = read(form, base);
-    status.textContent = 'Saving…';
+    status.textContent = tr('Saving…');
     const saved = await api('PUT', form.dataset.api + encodeURIComponent(channel.key), channel);
     if (saved.status === 204) {
-      status.textContent = 'Saved. Visitors see it from their next page view.';
+      status.textContent = tr('Saved. Visitors see it from their next page view.');
       showErrors(form, []);
       if (!form.hasAttribute('data-existing')) location.assign(`/admin/channels/${encodeURIComponent(channel.key)}`);
       base = channel;
@@ -150,10 +166,10 @@ document.addEventListener('click', async (event) => {
   const said = button.parentElement.querySelector('.copied');
   try {
     await navigator.clipboard.writeText(text);
-    if (said) said.textContent = 'Copied.';
+    if (said) said.textContent = tr('Copied.');
   } catch {
     getSelection().selectAllChildren(document.getElementById(button.dataset.copy));
-    if (said) said.textContent = 'Selected: press Ctrl+C to copy.';
+    if (said) said.textContent = tr('Selected: press Ctrl+C to copy.');
   }
 });
 
@@ -198,10 +214,10 @@ async function itemForm(form) {
       else item[input.name] = value;
     }
     const key = item.extension ?? '';
-    status.textContent = 'Saving…';
+    status.textContent = tr('Saving…');
     const saved = await api('PUT', form.dataset.api + encodeURIComponent(key), item);
     if (saved.status === 204) {
-      status.textContent = 'Saved. It applies to the next offer.';
+      status.textContent = tr('Saved. It applies to the next offer.');
       showErrors(form, []);
       if (!form.hasAttribute('data-existing')) location.assign(location.pathname.replace(/new$/, encodeURIComponent(key)));
       base = item;
@@ -234,19 +250,19 @@ function liveView() {
   const render = () => {
     if (!last) return;
     waiting.replaceChildren();
-    if (last.waiting.length === 0) cells(waiting.insertRow(), ['Nobody is waiting.']);
+    if (last.waiting.length === 0) cells(waiting.insertRow(), [tr('Nobody is waiting.')]);
     for (const chat of last.waiting) {
       const row = document.createElement('tr');
       row.dataset.conversation = chat.id;
       cells(row, [chat.visitor_name, chat.channel_key, chat.queue ?? '', chat.position ?? '',
-        minutes(chat.waiting_since), chat.ringing.join(', ') || (chat.state === 'offered' ? 'ringing' : '')]);
+        minutes(chat.waiting_since), chat.ringing.join(', ') || (chat.state === 'offered' ? tr('ringing') : '')]);
       waiting.append(row);
     }
     agents.replaceChildren();
     for (const agent of last.agents) {
       const row = document.createElement('tr');
       row.dataset.agent = agent.extension;
-      cells(row, [agent.name, agent.extension, agent.status,
+      cells(row, [agent.name, agent.extension, tr(agent.status),
         agent.chats.map((c) => c.visitor_name).join(', ') || '—']);
       agents.append(row);
     }
@@ -254,10 +270,10 @@ function liveView() {
   const source = new EventSource('/api/v1/admin/live/stream');
   source.addEventListener('live', (event) => {
     last = JSON.parse(event.data);
-    status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+    status.textContent = `${tr('Updated')} ${new Date().toLocaleTimeString()}.`;
     render();
   });
-  source.onerror = () => { status.textContent = 'Reconnecting…'; };
+  source.onerror = () => { status.textContent = tr('Reconnecting…'); };
   setInterval(render, 1000);
 }
 

@@ -800,3 +800,53 @@ async fn another_tenants_transcripts_stay_hidden() {
     assert_eq!(live["agents"], json!([]));
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_speaks_french_when_asked_and_remembers_it() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let page = |path: &str, lang: Option<&str>| {
+        let mut request = admin.http.get(format!("{}{path}", gateway.url));
+        if let Some(lang) = lang {
+            request = request.header("accept-language", lang);
+        }
+        request.send()
+    };
+    let english = page("/admin/channels", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(english.contains("<html lang=\"en\"") && english.contains("<h1>Channels</h1>"));
+    let browser = page("/admin/channels", Some("fr-FR,fr;q=0.9"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        browser.contains("<html lang=\"fr\"") && browser.contains("<h1>Canaux</h1>"),
+        "{browser}"
+    );
+
+    // ?lang=fr is remembered (the client's cookie jar keeps it).
+    let chosen = page("/admin/login?lang=fr", None).await.unwrap();
+    assert!(chosen.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("frontdesk_console_lang=fr"));
+    let login = chosen.text().await.unwrap();
+    assert!(login.contains("Connexion à Frontdesk"), "{login}");
+    let live = page("/admin/live", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        live.contains("<h1>En direct</h1>") && live.contains("Visiteurs en attente"),
+        "{live}"
+    );
+    gateway.stop().await;
+}

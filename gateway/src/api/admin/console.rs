@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::auth::{self, Principal, Role};
+use super::i18n::{Lang, Texts};
 use super::{AdminState, Credentials};
 use crate::config::embed_snippet;
 use crate::store::{ItemKind, ItemSource};
@@ -102,17 +103,19 @@ impl axum::extract::FromRequestParts<AdminState> for Viewer {
 #[template(path = "admin/login.html")]
 struct LoginPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     error: Option<String>,
     username: String,
 }
 
-async fn login_page() -> Response {
+async fn login_page(Lang(t): Lang) -> Response {
     page(
         StatusCode::OK,
         &LoginPage {
             user: None,
+            t,
             csrf: None,
             section: "",
             error: None,
@@ -125,6 +128,7 @@ async fn login_form(
     State(state): State<AdminState>,
     session: Session,
     client: crate::api::client::ClientAddr,
+    Lang(t): Lang,
     parts: axum::http::HeaderMap,
     Form(credentials): Form<Credentials>,
 ) -> Response {
@@ -146,6 +150,7 @@ async fn login_form(
             e.status,
             &LoginPage {
                 user: None,
+                t,
                 csrf: None,
                 section: "",
                 error: Some(e.message),
@@ -181,7 +186,7 @@ async fn logout_form(
 struct ChannelRow {
     key: String,
     name: String,
-    mode: &'static str,
+    chatbot: bool,
     enabled: bool,
     read_only: bool,
 }
@@ -190,6 +195,7 @@ struct ChannelRow {
 #[template(path = "admin/channels.html")]
 struct ChannelsPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     can_edit: bool,
@@ -200,7 +206,11 @@ fn can_edit(principal: &Principal) -> bool {
     principal.role != Role::Supervisor
 }
 
-async fn channels_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> Response {
+async fn channels_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+) -> Response {
     let directory = state.engine.directory();
     let rows = (directory.spec().channels.iter())
         .filter_map(|c| {
@@ -208,10 +218,7 @@ async fn channels_page(State(state): State<AdminState>, Viewer(viewer): Viewer) 
             (meta.tenant == viewer.tenant).then(|| ChannelRow {
                 key: c.key.to_string(),
                 name: c.name.clone(),
-                mode: match c.mode {
-                    crate::config::ChannelMode::Live => "Live chat",
-                    crate::config::ChannelMode::Chatbot => "Chatbot",
-                },
+                chatbot: c.mode == crate::config::ChannelMode::Chatbot,
                 enabled: c.enabled,
                 read_only: meta.source == ItemSource::File,
             })
@@ -221,6 +228,7 @@ async fn channels_page(State(state): State<AdminState>, Viewer(viewer): Viewer) 
         StatusCode::OK,
         &ChannelsPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "channels",
             can_edit: can_edit(&viewer),
@@ -233,6 +241,7 @@ async fn channels_page(State(state): State<AdminState>, Viewer(viewer): Viewer) 
 #[template(path = "admin/channel.html")]
 struct ChannelPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     key: String,
@@ -247,6 +256,7 @@ struct ChannelPage {
 async fn channel_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
+    Lang(t): Lang,
     Path(key): Path<String>,
 ) -> Response {
     let directory = state.engine.directory();
@@ -265,6 +275,7 @@ async fn channel_page(
         StatusCode::OK,
         &ChannelPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "channels",
             key: if is_new { String::new() } else { key.clone() },
@@ -281,13 +292,18 @@ async fn channel_page(
 #[template(path = "admin/audit.html")]
 struct AuditPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     /// (when, who, what, on)
     rows: Vec<(String, String, String, String)>,
 }
 
-async fn audit_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> Response {
+async fn audit_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+) -> Response {
     let rows = match state
         .engine
         .store()
@@ -313,6 +329,7 @@ async fn audit_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> 
         StatusCode::OK,
         &AuditPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "audit",
             rows,
@@ -324,15 +341,17 @@ async fn audit_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> 
 #[template(path = "admin/live.html")]
 struct LivePage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
 }
 
-async fn live_page(Viewer(viewer): Viewer) -> Response {
+async fn live_page(Viewer(viewer): Viewer, Lang(t): Lang) -> Response {
     page(
         StatusCode::OK,
         &LivePage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "live",
         },
@@ -390,6 +409,7 @@ struct SearchEcho {
 #[template(path = "admin/transcripts.html")]
 struct TranscriptsPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     error: Option<String>,
@@ -402,6 +422,7 @@ struct TranscriptsPage {
 async fn transcripts_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
+    Lang(t): Lang,
     axum::extract::Query(query): axum::extract::Query<super::transcripts::SearchQuery>,
 ) -> Response {
     let (rows, error) = match super::transcripts::search_rows(&state, &viewer, &query).await {
@@ -413,6 +434,7 @@ async fn transcripts_page(
         StatusCode::OK,
         &TranscriptsPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "transcripts",
             error,
@@ -447,6 +469,7 @@ struct Line {
 #[template(path = "admin/transcript.html")]
 struct TranscriptPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     id: String,
@@ -465,6 +488,7 @@ struct TranscriptPage {
 async fn transcript_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
+    Lang(t): Lang,
     Path(id): Path<String>,
 ) -> Response {
     let Ok(row) = super::transcripts::own_row(&state, &viewer, &id).await else {
@@ -500,6 +524,7 @@ async fn transcript_page(
         StatusCode::OK,
         &TranscriptPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "transcripts",
             id: list.id,
@@ -521,13 +546,18 @@ async fn transcript_page(
 #[template(path = "admin/follow_up.html")]
 struct FollowUpPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     missed: Vec<ListRow>,
     out_of_hours: Vec<ListRow>,
 }
 
-async fn follow_up_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> Response {
+async fn follow_up_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+) -> Response {
     let (missed, out_of_hours) = match super::transcripts::follow_up_rows(&state, &viewer).await {
         Ok(lists) => lists,
         Err(e) => return e.into_response(),
@@ -536,6 +566,7 @@ async fn follow_up_page(State(state): State<AdminState>, Viewer(viewer): Viewer)
         StatusCode::OK,
         &FollowUpPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "follow-up",
             missed: missed.iter().map(ListRow::from).collect(),
@@ -553,6 +584,7 @@ struct EmailForm {
 #[template(path = "admin/visitors.html")]
 struct VisitorsPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     email: String,
@@ -563,6 +595,7 @@ struct VisitorsPage {
 async fn visitors_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
+    Lang(t): Lang,
     axum::extract::Query(form): axum::extract::Query<EmailForm>,
 ) -> Response {
     let email = form.email.unwrap_or_default().trim().to_owned();
@@ -587,6 +620,7 @@ async fn visitors_page(
         StatusCode::OK,
         &VisitorsPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "visitors",
             email,
@@ -620,6 +654,7 @@ struct AgentRow {
 #[template(path = "admin/queues.html")]
 struct QueuesPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     can_edit: bool,
@@ -627,7 +662,11 @@ struct QueuesPage {
     agents: Vec<AgentRow>,
 }
 
-async fn queues_page(State(state): State<AdminState>, Viewer(viewer): Viewer) -> Response {
+async fn queues_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+) -> Response {
     let directory = state.engine.directory();
     let mine = |kind, key: &str| {
         directory
@@ -673,6 +712,7 @@ async fn queues_page(State(state): State<AdminState>, Viewer(viewer): Viewer) ->
         StatusCode::OK,
         &QueuesPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "queues",
             can_edit: can_edit(&viewer),
@@ -707,6 +747,7 @@ fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
 #[template(path = "admin/item.html")]
 struct ItemPage {
     user: Option<String>,
+    t: &'static Texts,
     csrf: Option<String>,
     section: &'static str,
     title: String,
@@ -723,6 +764,7 @@ struct ItemPage {
 async fn item_page(
     state: &AdminState,
     viewer: &Principal,
+    t: &'static Texts,
     kind: ItemKind,
     key: String,
 ) -> Response {
@@ -793,6 +835,7 @@ async fn item_page(
         StatusCode::OK,
         &ItemPage {
             user: Some(viewer.name.clone()),
+            t,
             csrf: viewer.csrf.clone(),
             section: "queues",
             title: if is_new {
@@ -815,15 +858,17 @@ async fn item_page(
 async fn queue_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
+    Lang(t): Lang,
     Path(key): Path<String>,
 ) -> Response {
-    item_page(&state, &viewer, ItemKind::Queue, key).await
+    item_page(&state, &viewer, t, ItemKind::Queue, key).await
 }
 
 async fn agent_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
+    Lang(t): Lang,
     Path(key): Path<String>,
 ) -> Response {
-    item_page(&state, &viewer, ItemKind::Agent, key).await
+    item_page(&state, &viewer, t, ItemKind::Agent, key).await
 }

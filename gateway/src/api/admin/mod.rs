@@ -9,6 +9,7 @@
 pub mod auth;
 mod console;
 mod directory;
+mod i18n;
 mod live;
 mod sessions;
 mod transcripts;
@@ -113,7 +114,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(directory::router())
         .merge(transcripts::router())
         .merge(live::router())
-        .merge(console::router())
+        .merge(console::router().layer(axum::middleware::from_fn(i18n::remember)))
         .with_state(state)
         .layer(sessions)
 }
