@@ -51,6 +51,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Create a tenant (its own channels, queues, agents and admins).
+    CreateTenant {
+        /// 1-64 lowercase letters, digits or '-'.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
     /// Create a console account. The password is read from
     /// FRONTDESK_ADMIN_PASSWORD, else from the first line of stdin.
     CreateUser {
@@ -113,6 +121,16 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(path.as_deref())?;
     match cli.command {
         Command::Serve => serve(config, path).await,
+        Command::Admin(AdminCommand::CreateTenant { id, name }) => {
+            let store = Store::connect(&config.database_url(), 1).await?;
+            store.migrate().await?;
+            anyhow::ensure!(
+                store.create_tenant(&id, &name).await?,
+                "a tenant with id {id:?} already exists"
+            );
+            println!("tenant {id} created");
+            Ok(())
+        }
         Command::Admin(AdminCommand::CreateUser {
             username,
             role,

@@ -27,6 +27,7 @@ const FR = {
   available: 'disponible',
   busy: 'occupé',
   offline: 'hors ligne',
+  'Next opening:': 'Prochaine ouverture :',
 };
 const tr = (text) => (document.documentElement.lang === 'fr' ? FR[text] ?? text : text);
 
@@ -131,6 +132,7 @@ async function channelForm(form) {
     for (const input of form.elements) input.disabled = true;
     return;
   }
+  hoursCheck(form);
   form.addEventListener('click', (event) => {
     const button = event.target.closest('button');
     if (!button) return;
@@ -156,6 +158,35 @@ async function channelForm(form) {
       showErrors(form, saved.body?.fields ?? []);
     }
   });
+}
+
+// --- business hours: open or closed now, why, next opening ---------------
+// Checked as the admin types, by the server, with the config file's rules.
+function hoursCheck(form) {
+  const out = form.querySelector('#hours-now');
+  if (!out) return;
+  const fields = ['schedule.timezone', 'schedule.open', 'schedule.holidays'].map((n) => form.querySelector(`[name="${n}"]`));
+  let timer = null;
+  const check = async () => {
+    const schedule = {
+      timezone: fields[0].value.trim() || null,
+      open: lines(fields[1].value),
+      holidays: lines(fields[2].value),
+    };
+    const answer = await api('POST', '/api/v1/admin/schedule/check', { schedule });
+    for (const field of fields) field.removeAttribute('aria-invalid');
+    if (answer.status === 200) {
+      const next = answer.body.next_open ? ` ${tr('Next opening:')} ${answer.body.next_open}` : '';
+      out.textContent = `${answer.body.explanation}${next}`;
+      out.classList.remove('error');
+    } else {
+      out.textContent = answer.body?.message ?? '';
+      out.classList.add('error');
+      for (const field of fields.slice(1)) field.setAttribute('aria-invalid', 'true');
+    }
+  };
+  for (const field of fields) field.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(check, 300); });
+  check();
 }
 
 // --- copy buttons --------------------------------------------------------

@@ -145,6 +145,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Every tenant: (id, name), by id.
+    pub async fn tenants(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT id, name FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect()
+    }
+
     /// The directory's current version (cheap: nodes poll it).
     pub async fn directory_version(&self) -> StoreResult<i64> {
         let version = sqlx::query_scalar("SELECT version FROM directory_version WHERE id = 1")

@@ -80,6 +80,10 @@ impl Admin {
         self.send(reqwest::Method::PUT, path, Some(body)).await
     }
 
+    async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(&body)).await
+    }
+
     async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::DELETE, path, None).await
     }
@@ -848,5 +852,78 @@ async fn the_console_speaks_french_when_asked_and_remembers_it() {
         live.contains("<h1>En direct</h1>") && live.contains("Visiteurs en attente"),
         "{live}"
     );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_superadmin_makes_tenants_and_their_admins_but_an_admin_cannot() {
+    let gateway = TestGateway::spawn().await;
+    let root = Admin::log_in(&gateway, "root", Role::Superadmin, None).await;
+    let ada = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let tenant = json!({ "id": "globex", "name": "Globex" });
+    assert_eq!(
+        ada.post_json("/api/v1/admin/tenants", tenant.clone())
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        root.post_json("/api/v1/admin/tenants", tenant.clone())
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        root.post_json("/api/v1/admin/tenants", tenant).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (_, tenants) = root.get("/api/v1/admin/tenants").await;
+    assert_eq!(tenants.as_array().unwrap().len(), 2, "{tenants}");
+
+    let gus =
+        json!({ "username": "gus", "password": PASSWORD, "role": "admin", "tenant": "globex" });
+    assert_eq!(
+        ada.post_json("/api/v1/admin/users", gus.clone()).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        root.post_json("/api/v1/admin/users", gus).await.0,
+        StatusCode::CREATED
+    );
+    let (status, reply) = ada
+        .post_json(
+            "/api/v1/admin/users",
+            json!({ "username": "sam", "password": "short", "role": "supervisor" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply["fields"][0]["key"], "password");
+    let sam = json!({ "username": "sam", "password": PASSWORD, "role": "supervisor" });
+    assert_eq!(
+        ada.post_json("/api/v1/admin/users", sam).await.0,
+        StatusCode::CREATED
+    );
+
+    // Gus logs in and works in Globex only.
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{}/api/v1/admin/login", gateway.url))
+        .json(&json!({ "username": "gus", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let channels: Value = http
+        .get(format!("{}/api/v1/admin/channels", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(channels, json!([]));
     gateway.stop().await;
 }

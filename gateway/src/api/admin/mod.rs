@@ -6,6 +6,7 @@
 //! every validation. Sessions live in the database (see `sessions.rs`);
 //! who may do what is in `auth.rs`.
 
+mod accounts;
 pub mod auth;
 mod console;
 mod directory;
@@ -18,11 +19,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
@@ -109,8 +109,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/api/v1/admin/login", post(login_json))
         .route("/api/v1/admin/logout", post(logout_json))
-        .route("/api/v1/admin/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/admin/tokens/{id}", delete(delete_token))
+        .merge(accounts::router())
         .merge(directory::router())
         .merge(transcripts::router())
         .merge(live::router())
@@ -186,118 +185,4 @@ async fn logout_json(
         tracing::warn!(error = %e, "cannot delete the console session");
     }
     StatusCode::NO_CONTENT
-}
-
-fn store_failed(e: crate::store::StoreError) -> ApiError {
-    crate::engine::EngineError::Store(e).into()
-}
-
-#[derive(Deserialize)]
-struct NewToken {
-    name: String,
-    role: Role,
-}
-
-/// Creates an API token for the caller's tenant; the secret is in this
-/// answer only.
-async fn create_token(
-    State(state): State<AdminState>,
-    principal: auth::Principal,
-    Json(new): Json<NewToken>,
-) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
-        return Err(directory::invalid(vec![crate::config::FieldError::new(
-            "name",
-            "must be 1 to 64 characters",
-        )]));
-    }
-    if new.role == Role::Superadmin {
-        return Err(directory::invalid(vec![crate::config::FieldError::new(
-            "role",
-            "a token is an admin or a supervisor of one tenant",
-        )]));
-    }
-    let (token, hash) = auth::new_api_token();
-    let row = crate::store::ApiTokenRow {
-        id: uuid::Uuid::now_v7().to_string(),
-        tenant: principal.tenant.clone(),
-        name: name.to_owned(),
-        role: new.role.as_str().to_owned(),
-        created_at: crate::store::now_ms(),
-        created_by: principal.name.clone(),
-    };
-    let store = state.engine.store();
-    store
-        .create_api_token(&row, &hash)
-        .await
-        .map_err(store_failed)?;
-    store
-        .audit(&crate::store::AuditEntry {
-            tenant: principal.tenant.clone(),
-            actor: principal.name.clone(),
-            action: "token.create".into(),
-            target: format!("token {}", row.name),
-            detail: serde_json::json!({ "role": row.role }),
-        })
-        .await
-        .map_err(store_failed)?;
-    let body =
-        serde_json::json!({ "id": row.id, "name": row.name, "role": row.role, "token": token });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-async fn list_tokens(
-    State(state): State<AdminState>,
-    principal: auth::Principal,
-) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    let tokens = state
-        .engine
-        .store()
-        .api_tokens(&principal.tenant)
-        .await
-        .map_err(store_failed)?;
-    let body: Vec<_> = tokens
-        .into_iter()
-        .map(|t| {
-            serde_json::json!({
-                "id": t.id, "name": t.name, "role": t.role,
-                "created_at": t.created_at, "created_by": t.created_by,
-            })
-        })
-        .collect();
-    Ok(Json(body).into_response())
-}
-
-async fn delete_token(
-    State(state): State<AdminState>,
-    principal: auth::Principal,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    principal.require_admin()?;
-    let store = state.engine.store();
-    if !store
-        .delete_api_token(&principal.tenant, &id)
-        .await
-        .map_err(store_failed)?
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "There is no such token.",
-        ));
-    }
-    store
-        .audit(&crate::store::AuditEntry {
-            tenant: principal.tenant.clone(),
-            actor: principal.name.clone(),
-            action: "token.delete".into(),
-            target: format!("token {id}"),
-            detail: serde_json::json!({}),
-        })
-        .await
-        .map_err(store_failed)?;
-    Ok(StatusCode::NO_CONTENT)
 }
