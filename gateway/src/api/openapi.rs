@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document of the visitor API, generated from the wire
-//! types and handler annotations in `visitor.rs`, so it cannot drift.
+//! types and handler annotations in `visitor.rs`, so it cannot drift; the
+//! admin API's operations are added by `admin/openapi.rs`.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,7 +29,8 @@ use crate::engine::{AgentView, ConversationView, EventBody, EventView, MessageVi
     components(schemas(EventView, EventBody, AgentView, VisitorView, ConversationView, MessageView, AttachmentView)),
     modifiers(&BearerToken),
     tags((name = "visitor", description = "Visitor API v1"),
-        (name = "agent", description = "Signed download links for agents' chat clients"))
+        (name = "agent", description = "Signed download links for agents' chat clients"),
+        (name = "admin", description = "The admin console's API (session or API token)"))
 )]
 pub struct ApiDoc;
 
@@ -47,6 +49,10 @@ impl Modify for BearerToken {
 pub fn router() -> Router {
     Router::new().route(
         "/api/v1/openapi.json",
-        get(|| async { Json(ApiDoc::openapi()) }),
+        get(|| async {
+            let mut doc = ApiDoc::openapi();
+            super::admin::openapi::add_to(&mut doc);
+            Json(doc)
+        }),
     )
 }

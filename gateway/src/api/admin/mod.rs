@@ -12,6 +12,7 @@ mod console;
 mod directory;
 mod i18n;
 mod live;
+pub mod openapi;
 mod sessions;
 mod transcripts;
 
