@@ -927,3 +927,114 @@ async fn a_superadmin_makes_tenants_and_their_admins_but_an_admin_cannot() {
     assert_eq!(channels, json!([]));
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn an_agents_transfer_cannot_reach_another_tenants_queue() {
+    let mut gateway = TestGateway::spawn().await;
+    gateway.all_agents_available().await;
+    gateway
+        .engine
+        .store()
+        .create_tenant("globex", "Globex")
+        .await
+        .unwrap();
+    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let agent = json!({ "extension": "201", "name": "Gus", "xmpp": "gus@globex.example" });
+    assert_eq!(
+        theirs.put("/api/v1/admin/agents/201", &agent).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let queue =
+        json!({ "extension": "700", "name": "Globex sales", "members": [{ "agent": "201" }] });
+    assert_eq!(
+        theirs.put("/api/v1/admin/queues/700", &queue).await.0,
+        StatusCode::NO_CONTENT
+    );
+
+    let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    visitor.start("live", "Jane Doe").await.unwrap();
+    let offer = gateway.next_offer().await;
+    let id = offer.conversation.id;
+    gateway.engine.agent_accept(id, &ext("101")).await.unwrap();
+    let command = frontdesk::engine::AgentCommand::Transfer("700".into());
+    let answer = gateway
+        .engine
+        .run_agent_command(id, &ext("101"), command)
+        .await
+        .unwrap();
+    assert_eq!(answer, "No queue or agent has extension 700.");
+    let command = frontdesk::engine::AgentCommand::Transfer("201".into());
+    let answer = gateway
+        .engine
+        .run_agent_command(id, &ext("101"), command)
+        .await
+        .unwrap();
+    assert_eq!(answer, "No queue or agent has extension 201.");
+    let row = gateway
+        .engine
+        .store()
+        .conversation(id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.agent_extension.as_deref(), Some("101"), "still Alice's");
+    // Within the tenant a transfer still works.
+    let command = frontdesk::engine::AgentCommand::Transfer("601".into());
+    let answer = gateway
+        .engine
+        .run_agent_command(id, &ext("101"), command)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("Transferred to queue 601"), "{answer}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn queue_changes_apply_to_the_next_offer() {
+    let mut gateway = TestGateway::spawn().await;
+    gateway.all_agents_available().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let agent = json!({ "extension": "104", "name": "Dora", "xmpp": "dora@pbx.example.com" });
+    assert_eq!(
+        admin.put("/api/v1/admin/agents/104", &agent).await.0,
+        StatusCode::NO_CONTENT
+    );
+    gateway.engine.set_agent_available(&ext("104"), true).await;
+    let queue = |member: &str| json!({ "extension": "602", "name": "Billing", "members": [{ "agent": member }] });
+    assert_eq!(
+        admin.put("/api/v1/admin/queues/602", &queue("104")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let channel = json!({ "key": "billing", "name": "Acme", "mode": "live", "queue": "602", "allowed_origins": [ALLOWED_ORIGIN] });
+    assert_eq!(
+        admin
+            .put("/api/v1/admin/channels/billing", &channel)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+
+    let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
+    visitor.start("billing", "First").await.unwrap();
+    let offered = |offer: &frontdesk::engine::Offer| -> Vec<String> {
+        offer
+            .agents
+            .iter()
+            .map(|a| a.extension.to_string())
+            .collect()
+    };
+    assert_eq!(offered(&gateway.next_offer().await), ["104"]);
+    assert_eq!(
+        admin.put("/api/v1/admin/queues/602", &queue("103")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    visitor.start("billing", "Second").await.unwrap();
+    let next = gateway.next_offer().await;
+    assert_eq!(next.conversation.visitor_name, "Second");
+    assert_eq!(
+        offered(&next),
+        ["103"],
+        "the new member gets the next offer"
+    );
+    gateway.stop().await;
+}
