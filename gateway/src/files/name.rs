@@ -126,10 +126,27 @@ impl DisplayName {
     /// The client's name (if any), cleaned, with an extension that fits the
     /// `sniffed` content: a dangerous extension is refused, one that does
     /// not fit is replaced by `sniffed`'s, and a name without one gets it.
+    /// Content that only a dangerous name fits (an installer the denylist
+    /// lets through, sniffed as `msi`; an SVG where SVG is allowed) is
+    /// refused too, so the gateway never makes such a name itself.
     pub fn for_content(
         raw: Option<&str>,
         sniffed: Option<&str>,
     ) -> Result<DisplayName, DangerousName> {
+        let name = Self::fitted(raw, sniffed)?;
+        match name.0.rsplit_once('.') {
+            Some((_, ext)) if DANGEROUS_EXTENSIONS.contains(&ext.to_lowercase().as_str()) => {
+                Err(DangerousName {
+                    extension: ext.to_lowercase(),
+                })
+            }
+            _ => Ok(name),
+        }
+    }
+
+    /// [`for_content`](Self::for_content) before the check of the
+    /// extension it gave.
+    fn fitted(raw: Option<&str>, sniffed: Option<&str>) -> Result<DisplayName, DangerousName> {
         let Some(name) = raw.and_then(clean) else {
             return Ok(Self::unnamed(sniffed));
         };
@@ -320,6 +337,34 @@ mod tests {
             Err(DangerousName {
                 extension: "html".to_owned()
             })
+        );
+    }
+
+    #[test]
+    fn content_that_only_a_dangerous_name_fits_is_refused() {
+        // An OLE2 file infer cannot place is sniffed as `msi`; SVG when the
+        // operator allows it: the gateway must not name them so itself.
+        for (raw, sniffed) in [
+            (Some("invoice.pdf"), "msi"),
+            (Some("setup"), "msi"),
+            (None, "msi"),
+            (Some("logo.png"), "svg"),
+            (None, "svg"),
+            (Some(".."), "html"),
+        ] {
+            assert_eq!(
+                DisplayName::for_content(raw, Some(sniffed)),
+                Err(DangerousName {
+                    extension: sniffed.to_owned()
+                }),
+                "{raw:?} holding {sniffed}"
+            );
+        }
+        assert_eq!(
+            DisplayName::for_content(None, Some("doc"))
+                .unwrap()
+                .as_str(),
+            "file.doc"
         );
     }
 
