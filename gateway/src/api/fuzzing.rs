@@ -453,6 +453,8 @@ mod tests {
             Just("report.pdf.exe".to_owned()),
             Just(" .. ".to_owned()),
             "[a-z]{1,200}\\.(txt|pdf|png|svg|js|bat|docx)",
+            // Long enough to be cut, with an extension too long to keep.
+            "[a-z]{1,10}(\\.html|\\.| ){1,3}[a-z. ]{130,150}\\.[a-z0-9]{17,30}",
         ]
     }
 

@@ -250,7 +250,9 @@ fn is_hidden_or_dangerous(c: char) -> bool {
     text::unsafe_in_one_line(c) || matches!(c, '\u{200C}' | '\u{200D}')
 }
 
-/// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension.
+/// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension. The cut
+/// never leaves a trailing dot or space: Windows drops them, so
+/// `x.html.` would open as `x.html`.
 fn shorten(name: &str) -> String {
     if name.chars().count() <= MAX_NAME_CHARS {
         return name.to_owned();
@@ -265,7 +267,10 @@ fn shorten(name: &str) -> String {
             let stem: String = name.chars().take(keep).collect();
             format!("{}.{ext}", stem.trim_end_matches(['.', ' ']))
         }
-        None => name.chars().take(MAX_NAME_CHARS).collect(),
+        None => {
+            let cut: String = name.chars().take(MAX_NAME_CHARS).collect();
+            cut.trim_end_matches(['.', ' ']).to_owned()
+        }
     }
 }
 
@@ -380,6 +385,29 @@ mod tests {
         assert_eq!(cut.chars().count(), MAX_NAME_CHARS);
         assert!(cut.ends_with(".pdf"));
         assert_eq!(clean(&"é".repeat(300)).chars().count(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn a_cut_never_ends_in_a_dot_or_uncovers_a_dangerous_extension() {
+        // The last extension is too long to keep, so the name is cut at
+        // 150 characters (found by the multipart fuzz target): the cut
+        // must not end in a dot, which Windows drops (`x.html.` opens as
+        // `x.html`), and an extension it uncovers is judged like any.
+        let cut_after_the_dot = format!("{}.html.{}", "x".repeat(144), "5".repeat(20));
+        let cut = clean(&cut_after_the_dot);
+        assert_eq!(cut, format!("{}.html", "x".repeat(144)));
+        let cut_before_the_dot = format!("{}.html.{}", "x".repeat(145), "5".repeat(20));
+        for raw in [cut_after_the_dot, cut_before_the_dot] {
+            assert_eq!(
+                DisplayName::for_content(Some(&raw), None),
+                Err(DangerousName {
+                    extension: "html".to_owned()
+                }),
+                "{raw:?}"
+            );
+        }
+        let spaces = format!("{} {}", "a".repeat(149), "b".repeat(20));
+        assert_eq!(clean(&spaces), "a".repeat(149));
     }
 
     #[test]
