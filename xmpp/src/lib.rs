@@ -78,6 +78,8 @@ mod command;
 pub mod component;
 mod config;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod inbound;
 mod outgoing;
 mod stream;

@@ -169,9 +169,10 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+/// A text frame from the widget.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum ClientFrame {
+pub(super) enum ClientFrame {
     Auth {
         token: String,
         #[serde(default)]
@@ -187,9 +188,22 @@ enum ClientFrame {
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-enum TypingState {
+pub(super) enum TypingState {
     Composing,
     Paused,
+}
+
+impl ClientFrame {
+    /// Reads one text frame; an `auth` frame's `since` is at least 0.
+    pub(super) fn parse(text: &str) -> Result<ClientFrame, serde_json::Error> {
+        Ok(match serde_json::from_str(text)? {
+            ClientFrame::Auth { token, since } => ClientFrame::Auth {
+                token,
+                since: since.max(0),
+            },
+            other => other,
+        })
+    }
 }
 
 async fn events(
@@ -304,12 +318,12 @@ async fn authenticate(
         Some(Err(e)) if is_too_big(&e) => return Err(close_code::MESSAGE_TOO_BIG),
         _ => return Err(close_code::UNAUTHORIZED),
     };
-    let Ok(ClientFrame::Auth { token, since }) = serde_json::from_str(&text) else {
+    let Ok(ClientFrame::Auth { token, since }) = ClientFrame::parse(&text) else {
         return Err(close_code::UNAUTHORIZED);
     };
     let token = VisitorToken::from_presented(&token);
     match state.engine.authenticate(id, &token).await {
-        Ok(Some(_)) => Ok(since.max(0)),
+        Ok(Some(_)) => Ok(since),
         _ => Err(close_code::UNAUTHORIZED),
     }
 }
@@ -414,7 +428,7 @@ async fn send(
 }
 
 async fn handle_client_frame(state: &ApiState, id: ConversationId, text: &str) {
-    match serde_json::from_str::<ClientFrame>(text) {
+    match ClientFrame::parse(text) {
         Ok(ClientFrame::Typing { state: typing }) => {
             let composing = typing == TypingState::Composing;
             if let Err(e) = state.engine.visitor_typing(id, composing).await {

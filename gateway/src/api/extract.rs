@@ -26,23 +26,37 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "The request body is too large.",
-                ))
-            }
-            Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("The request body is not valid: {}", e.body_text()),
-            )),
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(value)| ApiJson(value))
+            .map_err(json_rejection)
+    }
+}
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    /// A body already read, parsed as the extractor parses it (the
+    /// fuzz targets and property tests call this).
+    pub fn from_bytes(body: &[u8]) -> Result<T, ApiError> {
+        axum::Json::<T>::from_bytes(body)
+            .map(|axum::Json(value)| value)
+            .map_err(json_rejection)
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large.",
+            )
         }
+        e => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("The request body is not valid: {}", e.body_text()),
+        ),
     }
 }
 

@@ -13,6 +13,8 @@
 //! origin: `Content-Disposition: attachment`, `nosniff` and a sandboxing
 //! CSP, whatever the file holds.
 
+use std::future::Future;
+
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -250,6 +252,84 @@ async fn small_text(field: &mut Field<'_>, limit: u64) -> ApiResult<String> {
     String::from_utf8(bytes).map_err(|_| invalid_upload("form fields must be UTF-8"))
 }
 
+// ---- the form --------------------------------------------------------------
+
+/// An upload's fields besides the file (from the query, then the form).
+#[derive(Debug, Default)]
+pub struct UploadFields {
+    pub batch: Option<BatchId>,
+    pub client_id: Option<ClientMessageId>,
+}
+
+/// How reading an upload form ended.
+pub enum Upload<T> {
+    /// The one file, complete and accepted, not yet in the store.
+    Received(Received),
+    /// `before_file` answered instead.
+    Answered(T),
+}
+
+/// Reads an upload's multipart body: `batch_id` and `client_id` fields
+/// (short, UTF-8) replace those in `fields`, other fields are skipped, and
+/// the one `file` part is streamed through an [`Intake`](crate::files::Intake)
+/// of `limit` bytes. `before_file` runs when the file part starts, before
+/// any of its bytes are read, and may answer instead (an existing message,
+/// a full batch). No file part is an error. The upload handler's whole
+/// reading of the body, and what the `multipart` fuzz target drives.
+pub async fn read_upload<T, F>(
+    multipart: &mut Multipart,
+    files: &Files,
+    limit: u64,
+    fields: &mut UploadFields,
+    mut before_file: impl FnMut(&UploadFields) -> F,
+) -> ApiResult<Upload<T>>
+where
+    F: Future<Output = ApiResult<Option<T>>>,
+{
+    let mut received: Option<Received> = None;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(multipart_error(limit))?
+    {
+        match field.name() {
+            Some("file") => {
+                if received.is_some() {
+                    return Err(invalid_upload("one file per request"));
+                }
+                if let Some(answer) = before_file(fields).await? {
+                    return Ok(Upload::Answered(answer));
+                }
+                let raw_name = field.file_name().map(str::to_owned);
+                let mut intake = files.intake(limit).await.map_err(intake_error)?;
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error(limit))? {
+                    intake.push(&chunk).await.map_err(intake_error)?;
+                }
+                let file = intake.finish(raw_name.as_deref()).await;
+                received = Some(file.map_err(intake_error)?);
+            }
+            Some("batch_id") => {
+                fields.batch = Some(parse_batch(&small_text(&mut field, limit).await?)?)
+            }
+            Some("client_id") => {
+                let text = small_text(&mut field, limit).await?;
+                fields.client_id = Some(ClientMessageId::try_from(text)?)
+            }
+            _ => {
+                while field
+                    .chunk()
+                    .await
+                    .map_err(multipart_error(limit))?
+                    .is_some()
+                {}
+            }
+        }
+    }
+    received
+        .map(Upload::Received)
+        .ok_or_else(|| invalid_upload("no file part"))
+}
+
 // ---- handlers ----------------------------------------------------------------
 
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/files", tag = "visitor",
@@ -278,62 +358,39 @@ pub async fn upload(
     let limits = &channel.config.limits;
     let limit = limits.max_file_bytes;
     let mut multipart = multipart.map_err(|e| invalid_upload(&e.body_text()))?;
-    let mut batch = query.batch_id.as_deref().map(parse_batch).transpose()?;
-    let mut client_id = query.client_id.map(ClientMessageId::try_from).transpose()?;
+    let mut fields = UploadFields {
+        batch: query.batch_id.as_deref().map(parse_batch).transpose()?,
+        client_id: query.client_id.map(ClientMessageId::try_from).transpose()?,
+    };
     state.api.limiters.message(id)?;
 
-    let mut received: Option<Received> = None;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(multipart_error(limit))?
-    {
-        match field.name() {
-            Some("file") => {
-                if received.is_some() {
-                    return Err(invalid_upload("one file per request"));
-                }
-                // Refuse what is known to fail before reading the bytes.
-                if let Some(existing) = existing_message(&state, id, &client_id).await? {
-                    return Ok((StatusCode::OK, Json(existing)).into_response());
-                }
-                let batch = batch
-                    .clone()
-                    .unwrap_or_else(|| BatchId::unbatched(Utc::now()));
-                if let Some(full) = state.api.engine.visitor_file_refusal(&row, &batch).await? {
-                    return Err(attach_refusal(full));
-                }
-                let raw_name = field.file_name().map(str::to_owned);
-                let mut intake = state.files.intake(limit).await.map_err(intake_error)?;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error(limit))? {
-                    intake.push(&chunk).await.map_err(intake_error)?;
-                }
-                received = Some(
-                    intake
-                        .finish(raw_name.as_deref())
-                        .await
-                        .map_err(intake_error)?,
-                );
+    // Refuse what is known to fail before reading the file's bytes.
+    let before_file = |fields: &UploadFields| {
+        let (state, row, client_id) = (state.clone(), row.clone(), fields.client_id.clone());
+        let batch = (fields.batch.clone()).unwrap_or_else(|| BatchId::unbatched(Utc::now()));
+        async move {
+            if let Some(existing) = existing_message(&state, id, &client_id).await? {
+                return Ok(Some((StatusCode::OK, Json(existing)).into_response()));
             }
-            Some("batch_id") => batch = Some(parse_batch(&small_text(&mut field, limit).await?)?),
-            Some("client_id") => {
-                client_id = Some(ClientMessageId::try_from(
-                    small_text(&mut field, limit).await?,
-                )?)
-            }
-            _ => {
-                while field
-                    .chunk()
-                    .await
-                    .map_err(multipart_error(limit))?
-                    .is_some()
-                {}
+            match state.api.engine.visitor_file_refusal(&row, &batch).await? {
+                Some(full) => Err(attach_refusal(full)),
+                None => Ok(None),
             }
         }
-    }
-    let Some(file) = received else {
-        return Err(invalid_upload("no file part"));
     };
+    let file = match read_upload(
+        &mut multipart,
+        &state.files,
+        limit,
+        &mut fields,
+        before_file,
+    )
+    .await?
+    {
+        Upload::Received(file) => file,
+        Upload::Answered(response) => return Ok(response),
+    };
+    let UploadFields { batch, client_id } = fields;
     let name = file.name.clone();
     let size = file.size;
     let content_type = file.sniffed.media_type.clone();

@@ -9,6 +9,8 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod openapi;
 pub mod ratelimit;
 pub mod upload;

@@ -138,6 +138,36 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+// ---- validation ------------------------------------------------------------
+
+impl StartRequest {
+    /// The visitor as the engine takes them: name, e-mail and page parsed
+    /// into domain values (an empty `page_url` is none), `client` for the
+    /// per-client caps.
+    pub fn validate(self, client: Option<ClientKey>) -> ApiResult<NewVisitor> {
+        Ok(NewVisitor {
+            name: VisitorName::parse(&self.name)?,
+            email: Email::parse(&self.email)?,
+            page_url: self
+                .page_url
+                .filter(|u| !u.is_empty())
+                .map(|u| PageUrl::parse(&u))
+                .transpose()?,
+            language: self.language.unwrap_or_default(),
+            client,
+        })
+    }
+}
+
+impl MessageRequest {
+    /// The client id and the text, within the channel's `max_chars`.
+    pub fn validate(self, max_chars: usize) -> ApiResult<(ClientMessageId, MessageBody)> {
+        let client_id = ClientMessageId::try_from(self.client_id)?;
+        let body = MessageBody::parse(&self.body, max_chars)?;
+        Ok((client_id, body))
+    }
+}
+
 // ---- helpers ---------------------------------------------------------------
 
 fn channel_info_of(channel: &Channel) -> ChannelInfo {
@@ -225,17 +255,7 @@ pub async fn start_conversation(
 ) -> ApiResult<(StatusCode, Json<StartResponse>)> {
     let channel = state.engine.enabled_channel(&key)?;
     check_origin(&channel, &origin)?;
-    let visitor = NewVisitor {
-        name: VisitorName::parse(&request.name)?,
-        email: Email::parse(&request.email)?,
-        page_url: request
-            .page_url
-            .filter(|u| !u.is_empty())
-            .map(|u| PageUrl::parse(&u))
-            .transpose()?,
-        language: request.language.unwrap_or_default(),
-        client: Some(ClientKey::of(&client.key().to_string())),
-    };
+    let visitor = request.validate(Some(ClientKey::of(&client.key().to_string())))?;
     state.limiters.new_conversation(client)?;
     match state.engine.start_conversation(&key, visitor).await {
         Ok((conversation, token)) => Ok((
@@ -293,8 +313,7 @@ pub async fn post_message(
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     let channel = state.engine.channel(&row.channel_key)?;
-    let client_id = ClientMessageId::try_from(request.client_id)?;
-    let body = MessageBody::parse(&request.body, channel.config.limits.max_message_chars)?;
+    let (client_id, body) = request.validate(channel.config.limits.max_message_chars)?;
     state.limiters.message(id)?;
     let (message, created) = state
         .engine

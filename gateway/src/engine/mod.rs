@@ -109,6 +109,7 @@ pub enum AgentStatus {
 }
 
 /// What a visitor gives to start a conversation, already validated.
+#[derive(Debug)]
 pub struct NewVisitor {
     pub name: VisitorName,
     pub email: Email,

@@ -323,6 +323,25 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn an_installer_is_not_renamed_to_run() {
+        // The OLE2 header infer reports as an MSI installer, which the
+        // default denylist does not name: sent as `invoice.pdf`, it must
+        // not be offered back as `invoice.msi` (found by the fuzz properties).
+        let dir = temp();
+        let files = files(&dir);
+        let mut intake = files.intake(1000).await.unwrap();
+        intake
+            .push(b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1\0\0\0\0")
+            .await
+            .unwrap();
+        assert!(matches!(
+            intake.finish(Some("invoice.pdf")).await,
+            Err(IntakeError::DangerousName(DangerousName { extension })) if extension == "msi"
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn agent_links_live_under_the_public_url() {
         let files = files(std::path::Path::new("/nonexistent"));

@@ -126,10 +126,27 @@ impl DisplayName {
     /// The client's name (if any), cleaned, with an extension that fits the
     /// `sniffed` content: a dangerous extension is refused, one that does
     /// not fit is replaced by `sniffed`'s, and a name without one gets it.
+    /// Content that only a dangerous name fits (an installer the denylist
+    /// lets through, sniffed as `msi`; an SVG where SVG is allowed) is
+    /// refused too, so the gateway never makes such a name itself.
     pub fn for_content(
         raw: Option<&str>,
         sniffed: Option<&str>,
     ) -> Result<DisplayName, DangerousName> {
+        let name = Self::fitted(raw, sniffed)?;
+        match name.0.rsplit_once('.') {
+            Some((_, ext)) if DANGEROUS_EXTENSIONS.contains(&ext.to_lowercase().as_str()) => {
+                Err(DangerousName {
+                    extension: ext.to_lowercase(),
+                })
+            }
+            _ => Ok(name),
+        }
+    }
+
+    /// [`for_content`](Self::for_content) before the check of the
+    /// extension it gave.
+    fn fitted(raw: Option<&str>, sniffed: Option<&str>) -> Result<DisplayName, DangerousName> {
         let Some(name) = raw.and_then(clean) else {
             return Ok(Self::unnamed(sniffed));
         };
@@ -233,7 +250,9 @@ fn is_hidden_or_dangerous(c: char) -> bool {
     text::unsafe_in_one_line(c) || matches!(c, '\u{200C}' | '\u{200D}')
 }
 
-/// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension.
+/// Cuts a name to [`MAX_NAME_CHARS`], keeping a short extension. The cut
+/// never leaves a trailing dot or space: Windows drops them, so
+/// `x.html.` would open as `x.html`.
 fn shorten(name: &str) -> String {
     if name.chars().count() <= MAX_NAME_CHARS {
         return name.to_owned();
@@ -248,7 +267,10 @@ fn shorten(name: &str) -> String {
             let stem: String = name.chars().take(keep).collect();
             format!("{}.{ext}", stem.trim_end_matches(['.', ' ']))
         }
-        None => name.chars().take(MAX_NAME_CHARS).collect(),
+        None => {
+            let cut: String = name.chars().take(MAX_NAME_CHARS).collect();
+            cut.trim_end_matches(['.', ' ']).to_owned()
+        }
     }
 }
 
@@ -324,6 +346,34 @@ mod tests {
     }
 
     #[test]
+    fn content_that_only_a_dangerous_name_fits_is_refused() {
+        // An OLE2 file infer cannot place is sniffed as `msi`; SVG when the
+        // operator allows it: the gateway must not name them so itself.
+        for (raw, sniffed) in [
+            (Some("invoice.pdf"), "msi"),
+            (Some("setup"), "msi"),
+            (None, "msi"),
+            (Some("logo.png"), "svg"),
+            (None, "svg"),
+            (Some(".."), "html"),
+        ] {
+            assert_eq!(
+                DisplayName::for_content(raw, Some(sniffed)),
+                Err(DangerousName {
+                    extension: sniffed.to_owned()
+                }),
+                "{raw:?} holding {sniffed}"
+            );
+        }
+        assert_eq!(
+            DisplayName::for_content(None, Some("doc"))
+                .unwrap()
+                .as_str(),
+            "file.doc"
+        );
+    }
+
+    #[test]
     fn reserved_characters_are_replaced() {
         assert_eq!(clean("what?<b>\"x\"*.txt"), "what__b__x__.txt");
     }
@@ -335,6 +385,29 @@ mod tests {
         assert_eq!(cut.chars().count(), MAX_NAME_CHARS);
         assert!(cut.ends_with(".pdf"));
         assert_eq!(clean(&"é".repeat(300)).chars().count(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn a_cut_never_ends_in_a_dot_or_uncovers_a_dangerous_extension() {
+        // The last extension is too long to keep, so the name is cut at
+        // 150 characters (found by the multipart fuzz target): the cut
+        // must not end in a dot, which Windows drops (`x.html.` opens as
+        // `x.html`), and an extension it uncovers is judged like any.
+        let cut_after_the_dot = format!("{}.html.{}", "x".repeat(144), "5".repeat(20));
+        let cut = clean(&cut_after_the_dot);
+        assert_eq!(cut, format!("{}.html", "x".repeat(144)));
+        let cut_before_the_dot = format!("{}.html.{}", "x".repeat(145), "5".repeat(20));
+        for raw in [cut_after_the_dot, cut_before_the_dot] {
+            assert_eq!(
+                DisplayName::for_content(Some(&raw), None),
+                Err(DangerousName {
+                    extension: "html".to_owned()
+                }),
+                "{raw:?}"
+            );
+        }
+        let spaces = format!("{} {}", "a".repeat(149), "b".repeat(20));
+        assert_eq!(clean(&spaces), "a".repeat(149));
     }
 
     #[test]

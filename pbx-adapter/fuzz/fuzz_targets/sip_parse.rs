@@ -9,8 +9,9 @@
 //! the trusted 10.0.0.0/8), the transport and the identity header; the
 //! next four are the source's last octets; the rest is the message.
 //!
-//! Run for a bounded time (needs nightly and cargo-fuzz):
-//! `cd pbx-adapter/fuzz && cargo +nightly fuzz run sip_parse -- -max_total_time=60`
+//! Run for a bounded time (stable toolchain, see `scripts/fuzz`):
+//! `scripts/fuzz 60 sip_parse`, or by hand
+//! `cd pbx-adapter/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run sip_parse -- -max_total_time=60`
 
 #![no_main]
 

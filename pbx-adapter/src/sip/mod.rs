@@ -75,8 +75,10 @@
 //! Parsing is rsipstack's; the meaning of a request is decided by the pure
 //! `inbound::parse_and_classify` (bytes and the source they came from),
 //! which a property test feeds random bytes and sources on every
-//! `cargo test`, and which the cargo-fuzz target drives:
-//! `cd pbx-adapter/fuzz && cargo +nightly fuzz run sip_parse -- -max_total_time=60`.
+//! `cargo test`, and which the cargo-fuzz target drives on the stable
+//! toolchain (`RUSTC_BOOTSTRAP=1` lets cargo-fuzz pass its `-Z` flags):
+//! `scripts/fuzz 60 sip_parse`, or by hand
+//! `cd pbx-adapter/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run sip_parse -- -max_total_time=60`.
 
 #![cfg(feature = "sip")]
 
