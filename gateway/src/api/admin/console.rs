@@ -402,7 +402,7 @@ struct TranscriptsPage {
 async fn transcripts_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
-    axum::extract::Query(query): axum::extract::Query<super::transcripts::SearchQuery>,
+    query: super::transcripts::SearchQuery,
 ) -> Response {
     let (rows, error) = match super::transcripts::search_rows(&state, &viewer, &query).await {
         Ok(rows) => (rows.iter().map(ListRow::from).collect(), None),
