@@ -142,10 +142,15 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, name + '.png') });
 }
 
-/** axe-core on the widget only; fails on any serious or critical violation. */
-async function axe(page, screen) {
-  const result = await new AxeBuilder({ page }).include('frontdesk-widget').analyze();
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+/**
+ * axe-core on `include` (default: the widget only, not the host page); fails
+ * on a violation of one of `impacts` (default serious and critical; null: any).
+ */
+async function axe(page, screen, { include = 'frontdesk-widget', impacts = ['serious', 'critical'] } = {}) {
+  const builder = new AxeBuilder({ page });
+  if (include) builder.include(include);
+  const result = await builder.analyze();
+  const bad = result.violations.filter((v) => !impacts || impacts.includes(v.impact));
   assert.deepEqual(
     bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
     [],

@@ -120,6 +120,16 @@ function showErrors(form, fields) {
   first?.focus();
 }
 
+// The API's PUT creates or replaces: a form for a new item first makes sure
+// its key is not one that exists (which it would silently replace).
+async function keyTaken(form, field, key) {
+  if (form.hasAttribute('data-existing') || !key) return false;
+  if ((await api('GET', form.dataset.api + encodeURIComponent(key))).status !== 200) return false;
+  form.querySelector('.status').textContent = 'Not saved.';
+  showErrors(form, [{ key: field, message: `${key} is already in use: choose another one.` }]);
+  return true;
+}
+
 async function channelForm(form) {
   const status = form.querySelector('.status');
   let base = { languages: ['en', 'fr'], language: 'en', enabled: true, mode: 'live', schedule: {}, closed: {} };
@@ -146,6 +156,7 @@ async function channelForm(form) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const channel = read(form, base);
+    if (await keyTaken(form, 'key', channel.key)) return;
     status.textContent = tr('Saving…');
     const saved = await api('PUT', form.dataset.api + encodeURIComponent(channel.key), channel);
     if (saved.status === 204) {
@@ -245,6 +256,7 @@ async function itemForm(form) {
       else item[input.name] = value;
     }
     const key = item.extension ?? '';
+    if (await keyTaken(form, 'extension', key)) return;
     status.textContent = tr('Saving…');
     const saved = await api('PUT', form.dataset.api + encodeURIComponent(key), item);
     if (saved.status === 204) {

@@ -423,7 +423,7 @@ async fn transcripts_page(
     State(state): State<AdminState>,
     Viewer(viewer): Viewer,
     Lang(t): Lang,
-    axum::extract::Query(query): axum::extract::Query<super::transcripts::SearchQuery>,
+    query: super::transcripts::SearchQuery,
 ) -> Response {
     let (rows, error) = match super::transcripts::search_rows(&state, &viewer, &query).await {
         Ok(rows) => (rows.iter().map(ListRow::from).collect(), None),

@@ -7,8 +7,8 @@
 //! deletes file bytes first, then rows (see `files::retention::erase`), and
 //! writes an audit entry that keeps a hash of the address, not the address.
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -56,7 +56,7 @@ pub(super) fn tenant_channels(state: &AdminState, principal: &Principal) -> Vec<
 }
 
 /// The search form / query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct SearchQuery {
     /// Part of the visitor's name or e-mail.
     pub q: Option<String>,
@@ -67,12 +67,49 @@ pub struct SearchQuery {
     pub queue: Option<String>,
     pub agent: Option<String>,
     pub state: Option<String>,
-    /// Comma-separated conversation ids (export of a selection).
+    /// Comma-separated conversation ids (export of a selection); the
+    /// query string may also repeat `ids`, as the console's ticked boxes do.
     pub ids: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
     /// Exports: `json` (default) or `csv`.
     pub format: Option<String>,
+}
+
+/// Read by hand rather than with `Query`: a form's ticked boxes repeat
+/// `ids` (`ids=a&ids=b`), which a derived query struct refuses.
+impl<S: Send + Sync> FromRequestParts<S> for SearchQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or_default().as_bytes();
+        let mut query = SearchQuery::default();
+        let mut ids = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(raw) {
+            let value = value.into_owned();
+            match &*key {
+                "q" => query.q = Some(value),
+                "from" => query.from = Some(value),
+                "to" => query.to = Some(value),
+                "channel" => query.channel = Some(value),
+                "queue" => query.queue = Some(value),
+                "agent" => query.agent = Some(value),
+                "state" => query.state = Some(value),
+                "format" => query.format = Some(value),
+                "ids" => ids.push(value),
+                "limit" => query.limit = Some(whole_number("limit", &value)?),
+                "offset" => query.offset = Some(whole_number("offset", &value)?),
+                _ => {}
+            }
+        }
+        query.ids = (!ids.is_empty()).then(|| ids.join(","));
+        Ok(query)
+    }
+}
+
+fn whole_number(field: &str, raw: &str) -> Result<i64, ApiError> {
+    (raw.trim().parse())
+        .map_err(|_| super::directory::invalid(vec![FieldError::new(field, "a whole number")]))
 }
 
 fn day(raw: &Option<String>, field: &str, next: bool) -> Result<Option<i64>, ApiError> {
@@ -196,7 +233,7 @@ pub(super) async fn search_rows(
 async fn search(
     State(state): State<AdminState>,
     principal: Principal,
-    Query(query): Query<SearchQuery>,
+    query: SearchQuery,
 ) -> Result<Response, ApiError> {
     let rows = search_rows(&state, &principal, &query).await?;
     let list: Vec<Summary> = rows.iter().map(Summary::from).collect();
@@ -339,7 +376,7 @@ fn csv_of(transcripts: &[Transcript]) -> Result<Vec<u8>, ApiError> {
 async fn export(
     State(state): State<AdminState>,
     principal: Principal,
-    Query(mut query): Query<SearchQuery>,
+    mut query: SearchQuery,
 ) -> Result<Response, ApiError> {
     query.limit = Some(query.limit.unwrap_or(MAX_EXPORT).min(MAX_EXPORT));
     let rows = search_rows(&state, &principal, &query).await?;
@@ -492,4 +529,33 @@ async fn erase_visitor(
         StatusCode::SERVICE_UNAVAILABLE
     };
     Ok((status, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn query(uri: &str) -> Result<SearchQuery, ApiError> {
+        let request = axum::http::Request::builder().uri(uri).body(()).unwrap();
+        SearchQuery::from_request_parts(&mut request.into_parts().0, &()).await
+    }
+
+    #[tokio::test]
+    async fn ticked_boxes_repeat_ids_and_each_may_be_a_list() {
+        let q = query("/x?ids=a&format=csv&ids=b%2Cc&q=Jane+Doe&limit=5&ignored=1")
+            .await
+            .unwrap();
+        assert_eq!(q.ids.as_deref(), Some("a,b,c"));
+        assert_eq!(q.format.as_deref(), Some("csv"));
+        assert_eq!(q.q.as_deref(), Some("Jane Doe"));
+        assert_eq!(q.limit, Some(5));
+        assert!(query("/x").await.unwrap().ids.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_limit_that_is_no_number_is_refused_at_its_field() {
+        let e = query("/x?limit=ten").await.expect_err("refused");
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.message.contains("limit"), "{}", e.message);
+    }
 }
