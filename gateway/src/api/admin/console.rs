@@ -81,6 +81,25 @@ fn page(status: StatusCode, template: &impl Template) -> Response {
     }
 }
 
+/// What every page's frame shows: who is logged in, the CSRF token the
+/// script and the logout form send, and the current section of the menu.
+#[derive(Default)]
+struct Chrome {
+    user: Option<String>,
+    csrf: Option<String>,
+    section: &'static str,
+}
+
+impl Chrome {
+    fn of(viewer: &Principal, section: &'static str) -> Chrome {
+        Chrome {
+            user: Some(viewer.name.clone()),
+            csrf: viewer.csrf.clone(),
+            section,
+        }
+    }
+}
+
 /// The logged-in user, or a redirect to the login page.
 struct Viewer(Principal);
 
@@ -102,10 +121,8 @@ impl axum::extract::FromRequestParts<AdminState> for Viewer {
 #[derive(Template)]
 #[template(path = "admin/login.html")]
 struct LoginPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     error: Option<String>,
     username: String,
 }
@@ -114,10 +131,8 @@ async fn login_page(Lang(t): Lang) -> Response {
     page(
         StatusCode::OK,
         &LoginPage {
-            user: None,
+            c: Chrome::default(),
             t,
-            csrf: None,
-            section: "",
             error: None,
             username: String::new(),
         },
@@ -149,10 +164,8 @@ async fn login_form(
         Err(e) => page(
             e.status,
             &LoginPage {
-                user: None,
+                c: Chrome::default(),
                 t,
-                csrf: None,
-                section: "",
                 error: Some(e.message),
                 username: credentials.username,
             },
@@ -194,10 +207,8 @@ struct ChannelRow {
 #[derive(Template)]
 #[template(path = "admin/channels.html")]
 struct ChannelsPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     can_edit: bool,
     rows: Vec<ChannelRow>,
 }
@@ -227,10 +238,8 @@ async fn channels_page(
     page(
         StatusCode::OK,
         &ChannelsPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "channels"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "channels",
             can_edit: can_edit(&viewer),
             rows,
         },
@@ -240,10 +249,8 @@ async fn channels_page(
 #[derive(Template)]
 #[template(path = "admin/channel.html")]
 struct ChannelPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     key: String,
     is_new: bool,
     read_only: bool,
@@ -274,10 +281,8 @@ async fn channel_page(
     page(
         StatusCode::OK,
         &ChannelPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "channels"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "channels",
             key: if is_new { String::new() } else { key.clone() },
             is_new,
             read_only: meta.is_some_and(|m| m.source == ItemSource::File),
@@ -291,10 +296,8 @@ async fn channel_page(
 #[derive(Template)]
 #[template(path = "admin/audit.html")]
 struct AuditPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     /// (when, who, what, on)
     rows: Vec<(String, String, String, String)>,
 }
@@ -328,10 +331,8 @@ async fn audit_page(
     page(
         StatusCode::OK,
         &AuditPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "audit"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "audit",
             rows,
         },
     )
@@ -340,20 +341,16 @@ async fn audit_page(
 #[derive(Template)]
 #[template(path = "admin/live.html")]
 struct LivePage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
 }
 
 async fn live_page(Viewer(viewer): Viewer, Lang(t): Lang) -> Response {
     page(
         StatusCode::OK,
         &LivePage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "live"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "live",
         },
     )
 }
@@ -408,10 +405,8 @@ struct SearchEcho {
 #[derive(Template)]
 #[template(path = "admin/transcripts.html")]
 struct TranscriptsPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     error: Option<String>,
     q: SearchEcho,
     channels: Vec<String>,
@@ -433,10 +428,8 @@ async fn transcripts_page(
     page(
         StatusCode::OK,
         &TranscriptsPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "transcripts"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "transcripts",
             error,
             q: SearchEcho {
                 q: text(&query.q),
@@ -468,10 +461,8 @@ struct Line {
 #[derive(Template)]
 #[template(path = "admin/transcript.html")]
 struct TranscriptPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     id: String,
     visitor: String,
     email: String,
@@ -523,10 +514,8 @@ async fn transcript_page(
     page(
         StatusCode::OK,
         &TranscriptPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "transcripts"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "transcripts",
             id: list.id,
             visitor: list.visitor,
             email: list.email,
@@ -545,10 +534,8 @@ async fn transcript_page(
 #[derive(Template)]
 #[template(path = "admin/follow_up.html")]
 struct FollowUpPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     missed: Vec<ListRow>,
     out_of_hours: Vec<ListRow>,
 }
@@ -565,10 +552,8 @@ async fn follow_up_page(
     page(
         StatusCode::OK,
         &FollowUpPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "follow-up"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "follow-up",
             missed: missed.iter().map(ListRow::from).collect(),
             out_of_hours: out_of_hours.iter().map(ListRow::from).collect(),
         },
@@ -583,10 +568,8 @@ struct EmailForm {
 #[derive(Template)]
 #[template(path = "admin/visitors.html")]
 struct VisitorsPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     email: String,
     can_edit: bool,
     rows: Vec<ListRow>,
@@ -619,10 +602,8 @@ async fn visitors_page(
     page(
         StatusCode::OK,
         &VisitorsPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "visitors"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "visitors",
             email,
             can_edit: can_edit(&viewer),
             rows,
@@ -653,10 +634,8 @@ struct AgentRow {
 #[derive(Template)]
 #[template(path = "admin/queues.html")]
 struct QueuesPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     can_edit: bool,
     queues: Vec<QueueRow>,
     agents: Vec<AgentRow>,
@@ -711,10 +690,8 @@ async fn queues_page(
     page(
         StatusCode::OK,
         &QueuesPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(&viewer, "queues"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "queues",
             can_edit: can_edit(&viewer),
             queues,
             agents,
@@ -746,10 +723,8 @@ fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
 #[derive(Template)]
 #[template(path = "admin/item.html")]
 struct ItemPage {
-    user: Option<String>,
+    c: Chrome,
     t: &'static Texts,
-    csrf: Option<String>,
-    section: &'static str,
     title: String,
     kind: &'static str,
     api: &'static str,
@@ -834,10 +809,8 @@ async fn item_page(
     page(
         StatusCode::OK,
         &ItemPage {
-            user: Some(viewer.name.clone()),
+            c: Chrome::of(viewer, "queues"),
             t,
-            csrf: viewer.csrf.clone(),
-            section: "queues",
             title: if is_new {
                 format!("New {noun}")
             } else {
