@@ -1,7 +1,8 @@
 //! Test harness shared by the integration tests and the benchmarks: starts
 //! the real gateway and the real peers (PostgreSQL databases, Prosody,
-//! ejabberd, Kamailio, sipp) on free loopback ports and in temp dirs, and
-//! speaks the visitor API as a widget would.
+//! ejabberd, Kamailio, sipp) on free loopback ports and in temp dirs,
+//! speaks the visitor API as a widget would, and plays agents' SIP
+//! softphones.
 
 pub mod bench;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod gateway;
 pub mod kamailio;
 pub mod net;
 pub mod sip;
+pub mod softphone;
 pub mod visitor;
 pub mod wait;
 pub mod xmpp_server;

@@ -20,11 +20,16 @@ pub enum AgentTextOutcome {
     Refused(String),
 }
 
+/// Runs or stores what `agent` typed into `conversation`. `request` is
+/// the protocol's identity of the message (the same for every copy of it:
+/// a stanza id, a SIP request's Call-ID, CSeq and From tag), so a copy
+/// re-sent because the first got no answer is stored once.
 pub async fn handle_agent_text(
     engine: &Engine,
     conversation: ConversationId,
     agent: &AgentExtension,
     body: &str,
+    request: Option<&str>,
 ) -> AgentTextOutcome {
     let result = match AgentCommand::parse(body) {
         Some(command) => engine
@@ -38,7 +43,7 @@ pub async fn handle_agent_text(
                 .filter(|t| t.starts_with('/'))
                 .unwrap_or(body);
             engine
-                .agent_message(conversation, agent, text)
+                .agent_message_once(conversation, agent, text, request)
                 .await
                 .map(|_| AgentTextOutcome::Delivered)
         }

@@ -24,7 +24,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
 pub use deliveries::DeliveryRow;
-pub use events::{NewEvent, StoredEvent};
+pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");

@@ -156,6 +156,37 @@ async fn a_graceful_restart_keeps_waiting_and_active_conversations() {
     gw.stop().await;
 }
 
+/// A chat that goes back to the queue drops what no agent got yet from
+/// the delivery outbox: its next offer carries it, as its latest
+/// messages, however long the chat.
+#[tokio::test]
+async fn an_offer_carries_a_long_chats_latest_messages() {
+    const MESSAGES: usize = 1010;
+    let mut gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Long").await.unwrap();
+    let id: frontdesk::domain::ConversationId = session.id.parse().unwrap();
+    for i in 0..MESSAGES {
+        let client_id = format!("c{i}").try_into().unwrap();
+        let body = frontdesk::domain::MessageBody::parse(&format!("m {i}"), 4000).unwrap();
+        gw.engine
+            .post_visitor_message(id, client_id, body)
+            .await
+            .unwrap();
+    }
+    gw.all_agents_available().await;
+    let offer = gw.next_offer().await;
+    let bodies: Vec<&str> = offer.history.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies.len(), 1000);
+    assert_eq!(bodies.first(), Some(&"m 10"));
+    assert_eq!(
+        bodies.last(),
+        Some(&"m 1009"),
+        "the latest messages are missing"
+    );
+    gw.stop().await;
+}
+
 /// Messages the visitor streams to an XMPP agent in this test.
 const STREAMED: usize = 120;
 /// After how many acknowledged messages the gateway is SIGKILLed.
