@@ -92,7 +92,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             frontdesk::telemetry::init(config.server.log_format);
-            let store = Store::connect(&config.database_url(), 1).await?;
+            let acquire = std::time::Duration::from_secs(config.database.acquire_timeout_secs);
+            let store = Store::connect(&config.database_url(), 1, acquire).await?;
             store.migrate().await?;
             println!("migrations applied to {}", redact(&config.database_url()));
             Ok(())

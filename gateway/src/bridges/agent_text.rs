@@ -18,6 +18,9 @@ pub enum AgentTextOutcome {
     Replied(String),
     /// Not delivered: tell the agent why.
     Refused(String),
+    /// Not stored because the database is unavailable for a moment: the
+    /// agent's client may send it again (SIP: 503); tell them so.
+    Unavailable(String),
 }
 
 /// Runs or stores what `agent` typed into `conversation`. `request` is
@@ -48,8 +51,18 @@ pub async fn handle_agent_text(
                 .map(|_| AgentTextOutcome::Delivered)
         }
     };
-    result.unwrap_or_else(|e| AgentTextOutcome::Refused(refusal(e)))
+    result.unwrap_or_else(|e| match e {
+        EngineError::Store(e) if e.is_unavailable() => {
+            warn!(error = %e, "an agent message waits for the database");
+            AgentTextOutcome::Unavailable(UNAVAILABLE.to_owned())
+        }
+        e => AgentTextOutcome::Refused(refusal(e)),
+    })
 }
+
+/// Told to an agent whose message found the database unavailable.
+pub const UNAVAILABLE: &str =
+    "Your message could not be delivered right now. Please send it again in a few seconds.";
 
 /// The agent-facing reason a message was not delivered.
 pub fn refusal(e: EngineError) -> String {

@@ -385,6 +385,13 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
                             warn!(error = %e, "cannot tell an agent why a message failed");
                         }
                     }
+                    AgentTextOutcome::Unavailable(why) => {
+                        // Not stored, for now: a failure the phone may retry.
+                        respond.refuse(503);
+                        if let Err(e) = agents.tell(conversation, &agent, why).await {
+                            warn!(error = %e, "cannot tell an agent why a message failed");
+                        }
+                    }
                 }
             }
             .instrument(span)

@@ -654,7 +654,7 @@ impl Inbound<'_> {
                         self.reply_text(&from, conversation, reply).await;
                         Ok(())
                     }
-                    AgentTextOutcome::Refused(why) => Err(why),
+                    AgentTextOutcome::Refused(why) | AgentTextOutcome::Unavailable(why) => Err(why),
                 },
             };
             match result {
