@@ -10,6 +10,7 @@ mod conversation;
 mod durability;
 mod edge_limits;
 mod errors;
+mod faults;
 mod files;
 mod sip_agent;
 mod sip_bridge;
