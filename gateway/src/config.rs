@@ -424,6 +424,10 @@ pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://…`. Empty: `DATA_DIR/frontdesk.db`.
     pub url: Option<String>,
     pub max_connections: u32,
+    /// How long a request waits for a database connection before it is
+    /// answered 503 `unavailable` (the database is down or restarting, or
+    /// every connection is busy).
+    pub acquire_timeout_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -431,6 +435,7 @@ impl Default for DatabaseConfig {
         Self {
             url: None,
             max_connections: 10,
+            acquire_timeout_secs: 5,
         }
     }
 }
@@ -705,6 +710,10 @@ impl Config {
             ),
             ("server.max_connections", server.max_connections as u64),
             ("server.directory_poll_ms", server.directory_poll_ms),
+            (
+                "database.acquire_timeout_secs",
+                self.database.acquire_timeout_secs,
+            ),
             (
                 "server.max_connections_per_ip",
                 server.max_connections_per_ip as u64,

@@ -122,7 +122,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config, path).await,
         Command::Admin(AdminCommand::CreateTenant { id, name }) => {
-            let store = Store::connect(&config.database_url(), 1).await?;
+            let store = Store::connect(
+                &config.database_url(),
+                1,
+                std::time::Duration::from_secs(config.database.acquire_timeout_secs),
+            )
+            .await?;
             store.migrate().await?;
             anyhow::ensure!(
                 store.create_tenant(&id, &name).await?,
@@ -139,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
         }) => create_user(&config, &username, &role, tenant.as_deref(), or_update).await,
         Command::Migrate => {
             frontdesk::telemetry::init(config.server.log_format);
-            let store = Store::connect(&config.database_url(), 1).await?;
+            let acquire = std::time::Duration::from_secs(config.database.acquire_timeout_secs);
+            let store = Store::connect(&config.database_url(), 1, acquire).await?;
             store.migrate().await?;
             println!("migrations applied to {}", redact(&config.database_url()));
             Ok(())
@@ -224,7 +230,12 @@ async fn create_user(
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let store = Store::connect(&config.database_url(), 1).await?;
+    let store = Store::connect(
+        &config.database_url(),
+        1,
+        std::time::Duration::from_secs(config.database.acquire_timeout_secs),
+    )
+    .await?;
     store.migrate().await?;
     match create_user(&store, username, &password, role, tenant).await {
         Ok(()) => println!("user {username} created ({})", role.as_str()),

@@ -1,7 +1,9 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 //!
 //! `/healthz` says the process serves; `/readyz` that the database answers
-//! and every migration is applied (503 otherwise); `/metrics` is Prometheus
+//! within 2 s and every migration is applied (503 otherwise, within those
+//! 2 s: a load balancer stops sending visitors while the database is away,
+//! and sends them again once it answers, with no restart); `/metrics` is Prometheus
 //! text: `frontdesk_conversations{state}`,
 //! `frontdesk_conversations_started_total`, `frontdesk_messages_total{from}`,
 //! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`,
@@ -83,8 +85,12 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the database: a probe must hear "not
+/// ready" quickly, not after the pool's acquire timeout.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    match state.store.ready().await {
+    match state.store.ready(READY_WITHIN).await {
         Ok(true) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -547,9 +547,14 @@ async fn accept_error(e: std::io::Error) {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database_url(), config.database.max_connections)
-        .await
-        .context("cannot open the database")?;
+    let acquire = Duration::from_secs(config.database.acquire_timeout_secs);
+    let store = Store::connect(
+        &config.database_url(),
+        config.database.max_connections,
+        acquire,
+    )
+    .await
+    .context("cannot open the database")?;
     store.migrate().await.context("cannot apply migrations")?;
     Ok(store)
 }

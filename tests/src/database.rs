@@ -49,7 +49,8 @@ impl DbEngine {
 /// [`TestDb::drop_db`].
 pub struct TestDb {
     dir: tempfile::TempDir,
-    postgres: Option<String>,
+    /// The admin URL of the server and the database's name.
+    postgres: Option<(String, String)>,
     /// Another node's view of a database it does not own (never dropped).
     shared: bool,
 }
@@ -64,20 +65,34 @@ impl TestDb {
         let dir = tempfile::Builder::new()
             .prefix("frontdesk-test-")
             .tempdir()?;
-        let postgres = match engine {
-            DbEngine::Sqlite => None,
-            DbEngine::Postgres => {
-                let name = format!("fd_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await?;
-                Some(name)
-            }
-        };
+        match engine {
+            DbEngine::Sqlite => Ok(TestDb {
+                dir,
+                postgres: None,
+                shared: false,
+            }),
+            DbEngine::Postgres => Self::create_in(dir, &postgres_admin_url()).await,
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server of `admin_url` (a
+    /// [`crate::postgres::PgServer`] of the test's own).
+    pub async fn create_on_server(admin_url: &str) -> anyhow::Result<TestDb> {
+        let dir = tempfile::Builder::new()
+            .prefix("frontdesk-test-")
+            .tempdir()?;
+        Self::create_in(dir, admin_url).await
+    }
+
+    async fn create_in(dir: tempfile::TempDir, admin_url: &str) -> anyhow::Result<TestDb> {
+        let name = format!("fd_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
         Ok(TestDb {
             dir,
-            postgres,
+            postgres: Some((admin_url.to_owned(), name)),
             shared: false,
         })
     }
@@ -101,8 +116,7 @@ impl TestDb {
                 "sqlite://{}?mode=rwc",
                 self.dir.path().join("frontdesk.db").display()
             ),
-            Some(name) => {
-                let admin = postgres_admin_url();
+            Some((admin, name)) => {
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
                 format!("{base}/{name}")
             }
@@ -126,8 +140,8 @@ impl TestDb {
         if self.shared {
             return Ok(());
         }
-        if let Some(name) = &self.postgres {
-            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+        if let Some((admin, name)) = &self.postgres {
+            let mut conn = sqlx::PgConnection::connect(admin).await?;
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await?;

@@ -11,7 +11,8 @@
 //!   static password via `pv_proxy_authenticate`; no `auth_db`).
 //!
 //! Every request is logged as a `frontdesk-trace:` line with its transport,
-//! so tests can check which transport a message used. The server is killed
+//! so tests can check which transport a message used. [`Kamailio::restart`]
+//! kills it and starts it again on the same ports. The server is killed
 //! when the harness is dropped; the directory is kept (and printed) only
 //! when the test panicked.
 //!
@@ -176,45 +177,73 @@ impl Kamailio {
     /// once its TCP port accepts connections.
     pub async fn start(options: KamailioOptions) -> anyhow::Result<Kamailio> {
         let dir = std::env::temp_dir().join(format!("frontdesk-kamailio-{}", uuid::Uuid::new_v4()));
-        let run = dir.join("run");
-        std::fs::create_dir_all(&run)?;
+        std::fs::create_dir_all(dir.join("run"))?;
         let port = free_udp_tcp_port()?;
-        let cfg = dir.join("kamailio.cfg");
-        std::fs::write(&cfg, config(port, &options))?;
-        let log = std::fs::File::create(dir.join("kamailio.log"))?;
+        std::fs::write(dir.join("kamailio.cfg"), config(port, &options))?;
+        let mut kamailio = Kamailio {
+            dir,
+            child: None,
+            port,
+        };
+        kamailio.launch().await?;
+        Ok(kamailio)
+    }
+
+    /// Starts the process on the written config; returns once its TCP port
+    /// accepts connections.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let dir = &self.dir;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("kamailio.log"))?;
         let child = Command::new("kamailio")
             // Its own process group: Kamailio forks workers that outlive a
             // killed main process, so the whole group is killed at the end.
             .process_group(0)
             .arg("-f")
-            .arg(&cfg)
+            .arg(dir.join("kamailio.cfg"))
             .args(["-DD", "-E", "-m", "64", "-M", "8"])
             .arg("-Y")
-            .arg(&run)
+            .arg(dir.join("run"))
             .arg("-P")
             .arg(dir.join("kamailio.pid"))
             .arg("-w")
-            .arg(&dir)
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("cannot start kamailio")?;
-        let mut kamailio = Kamailio {
-            dir,
-            child: Some(child),
-            port,
-        };
+        self.child = Some(child);
+        let port = self.port;
         let ready = tokio::select! {
             ready = wait_for_port(port, Duration::from_secs(15)) => ready,
-            exit = kamailio.exited() => Err(anyhow::anyhow!("kamailio exited: {exit}")),
+            exit = self.exited() => Err(anyhow::anyhow!("kamailio exited: {exit}")),
         };
         if let Err(e) = ready {
-            let log = kamailio.log_text();
-            kamailio.kill();
+            let log = self.log_text();
+            self.kill();
             bail!("kamailio did not listen: {e}\n{log}");
         }
-        Ok(kamailio)
+        Ok(())
+    }
+
+    /// Kills the server (like a crash) and starts it again on the same
+    /// config and ports; registrations, kept in memory, are gone, as after
+    /// a real restart of this configuration.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        // Killed workers may hold the sockets a moment longer.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.launch().await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= 5 => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
     }
 
     /// Resolves when the process has exited (a config error), with its
@@ -257,14 +286,8 @@ impl Kamailio {
 
     /// Kills the server.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // The group id is the main process's id (process_group(0)).
-            let group = format!("-{}", child.id());
-            let killed = Command::new("kill").args(["-KILL", "--", &group]).status();
-            if !killed.is_ok_and(|s| s.success()) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            crate::process::kill_group(child);
         }
     }
 

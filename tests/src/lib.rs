@@ -1,15 +1,20 @@
 //! Test harness shared by the integration tests and the benchmarks: starts
 //! the real gateway and the real peers (PostgreSQL databases, Prosody,
-//! ejabberd, Kamailio, sipp) on free loopback ports and in temp dirs, and
-//! speaks the visitor API as a widget would.
+//! ejabberd, Kamailio, sipp, a throwaway PostgreSQL server) on free
+//! loopback ports and in temp dirs, speaks the visitor API as a widget
+//! would, and plays agents' XMPP clients and SIP softphones.
 
 pub mod bench;
+pub mod chaos;
 pub mod config;
 pub mod database;
 pub mod gateway;
 pub mod kamailio;
 pub mod net;
+pub mod postgres;
+pub mod process;
 pub mod sip;
+pub mod softphone;
 pub mod tls;
 pub mod visitor;
 pub mod wait;

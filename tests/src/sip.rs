@@ -141,11 +141,24 @@ impl UserAgent {
 
     /// A visitor's message to an agent.
     pub async fn send(&self, outbox_id: i64, visitor: &str, to: &str, body: &str) {
+        self.send_as(outbox_id, visitor, to, body, None).await;
+    }
+
+    /// Same, with a stable message id (its Call-ID).
+    pub async fn send_as(
+        &self,
+        outbox_id: i64,
+        visitor: &str,
+        to: &str,
+        body: &str,
+        message_id: Option<&str>,
+    ) {
         self.command(SipCommand::SendMessage {
             outbox_id,
             from_user: visitor.to_owned(),
             to: uri(to),
             body: body.to_owned(),
+            message_id: message_id.map(str::to_owned),
         })
         .await;
     }

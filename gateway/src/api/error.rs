@@ -3,7 +3,8 @@
 //! Every error body is `{"error": "<stable_code>", "message": "<human
 //! text>", …}`. Codes are part of the API: the widget maps them to its
 //! warnings. Internal and database errors are logged with their detail and
-//! reach the client only as `internal`.
+//! reach the client only as `internal` (500), or as `unavailable` (503 with
+//! `Retry-After`) when the database is unreachable or restarting.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,9 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::InvalidInput;
 use crate::engine::EngineError;
+
+/// The `Retry-After` of a 503 `unavailable`, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -59,6 +63,18 @@ impl ApiError {
             "Too many requests. Please wait a moment and try again.",
         )
         .with("retry_after", retry_after_secs)
+    }
+
+    /// The database is unreachable or restarting: nothing was stored by
+    /// this request (or it was, and a retry with the same `client_id` gets
+    /// it back), so the client tries again shortly.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The chat is unavailable for a moment. Please try again in a few seconds.",
+        )
+        .with("retry_after", UNAVAILABLE_RETRY_AFTER_SECS)
     }
 
     pub fn internal() -> Self {
@@ -161,6 +177,10 @@ impl From<EngineError> for ApiError {
             EngineError::Transition(e) => {
                 tracing::error!(error = %e, "invalid transition requested");
                 ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string())
+            }
+            EngineError::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the database is unavailable");
+                ApiError::unavailable()
             }
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "storage error");

@@ -14,7 +14,7 @@
 //! address (HTTP 429, before the upgrade; the widget backs off).
 //!
 //! The first frame must come within 10 s (else close 4408); a bad token
-//! closes 4401. Frames and messages are capped at the largest channel's
+//! closes 4401, a database that cannot check it 1013 (try again later). Frames and messages are capped at the largest channel's
 //! message length (×4 bytes of UTF-8, plus JSON room), checked on the frame
 //! header, so a bigger frame closes 1009 before its payload is read. At
 //! most `limits.websockets_per_conversation` authenticated sockets follow
@@ -57,6 +57,8 @@ use crate::engine::{EngineError, Signal};
 pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The database is unavailable: reconnect later (RFC 6455's registry).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const UNAUTHORIZED: u16 = 4401;
     pub const FORBIDDEN: u16 = 4403;
     pub const UNKNOWN_CONVERSATION: u16 = 4404;
@@ -289,7 +291,12 @@ async fn session(state: ApiState, id: ConversationId, mut socket: WebSocket) {
     let since = match authenticate(&state, id, &mut socket).await {
         Ok(since) => since,
         Err(code) => {
-            close(&mut socket, code, "authentication failed", limits).await;
+            let reason = if code == close_code::TRY_AGAIN_LATER {
+                "database unavailable"
+            } else {
+                "authentication failed"
+            };
+            close(&mut socket, code, reason, limits).await;
             return;
         }
     };
@@ -323,7 +330,9 @@ async fn authenticate(
     };
     let token = VisitorToken::from_presented(&token);
     match state.engine.authenticate(id, &token).await {
-        Ok(Some(_)) => Ok(since),
+        Ok(Some(_)) => Ok(since.max(0)),
+        // Not the token's fault: the widget reconnects (4401 is final).
+        Err(EngineError::Store(e)) if e.is_unavailable() => Err(close_code::TRY_AGAIN_LATER),
         _ => Err(close_code::UNAUTHORIZED),
     }
 }

@@ -19,6 +19,9 @@ pub enum AgentTextOutcome {
     /// Not delivered: tell the agent why (the text), and their protocol
     /// what kind of refusal it is.
     Refused(String, Refusal),
+    /// Not stored because the database is unavailable for a moment: the
+    /// agent's client may send it again (SIP: 503); tell them so.
+    Unavailable(String),
 }
 
 /// Why an agent's text was not delivered, for a protocol-level answer
@@ -49,11 +52,16 @@ impl Refusal {
     }
 }
 
+/// Runs or stores what `agent` typed into `conversation`. `request` is
+/// the protocol's identity of the message (the same for every copy of it:
+/// a stanza id, a SIP request's Call-ID, CSeq and From tag), so a copy
+/// re-sent because the first got no answer is stored once.
 pub async fn handle_agent_text(
     engine: &Engine,
     conversation: ConversationId,
     agent: &AgentExtension,
     body: &str,
+    request: Option<&str>,
 ) -> AgentTextOutcome {
     let result = match AgentCommand::parse(body) {
         Some(command) => engine
@@ -67,16 +75,26 @@ pub async fn handle_agent_text(
                 .filter(|t| t.starts_with('/'))
                 .unwrap_or(body);
             engine
-                .agent_message(conversation, agent, text)
+                .agent_message_once(conversation, agent, text, request)
                 .await
                 .map(|_| AgentTextOutcome::Delivered)
         }
     };
-    result.unwrap_or_else(|e| {
-        let kind = Refusal::of(&e);
-        AgentTextOutcome::Refused(refusal(e), kind)
+    result.unwrap_or_else(|e| match e {
+        EngineError::Store(e) if e.is_unavailable() => {
+            warn!(error = %e, "an agent message waits for the database");
+            AgentTextOutcome::Unavailable(UNAVAILABLE.to_owned())
+        }
+        e => {
+            let kind = Refusal::of(&e);
+            AgentTextOutcome::Refused(refusal(e), kind)
+        }
     })
 }
+
+/// Told to an agent whose message found the database unavailable.
+pub const UNAVAILABLE: &str =
+    "Your message could not be delivered right now. Please send it again in a few seconds.";
 
 /// The agent-facing reason a message was not delivered.
 pub fn refusal(e: EngineError) -> String {

@@ -7,11 +7,16 @@
 //! or the agent's phone refuses (408, 480, 404, 5xx) is not silently lost:
 //! a ringing offer counts as declined, and an agent whose active chat
 //! cannot be reached is treated as gone, so the chat goes back to the
-//! queue with its history. Inbound, [`run_events`] answers an agent's
+//! queue with its history. The user agent sends a chat's messages to an
+//! agent one at a time, in order, and after a failure none until the next
+//! offer to that agent resumes them, so the agent never reads a message
+//! after a gap; each visitor message keeps one Call-ID for that agent
+//! (its forward, a replay after a restart, an offer's history), so the
+//! phone can tell a copy. Inbound, [`run_events`] answers an agent's
 //! MESSAGE with 200 only once the engine stored it, and a refused one with
 //! the status that says why (403 another agent's chat, 404 no such chat,
-//! 410 ended, 400 text refused, 500 the gateway failed: only that one is
-//! worth a retry).
+//! 410 ended, 400 text refused, 500 the gateway failed, 503 the database
+//! is away for a moment: only the last two are worth a retry).
 //!
 //! Who is an agent is the user agent's decision, before anything reaches
 //! this bridge: only requests whose source address is the proxy's (or a
@@ -30,6 +35,7 @@ use async_trait::async_trait;
 use pbx_adapter::queue::{AgentConfig, SipUri};
 use pbx_adapter::sip::{
     Listener, OutboxId, SipCommand, SipConfig, SipCredentials, SipEvent, SipTransport,
+    FAILED_WITH_AN_EARLIER,
 };
 use pbx_adapter::AgentExtension;
 use tokio::sync::mpsc;
@@ -132,16 +138,19 @@ impl SipAgents {
         agent: &AgentConfig,
         body: String,
     ) -> Result<(), AgentChannelError> {
-        self.send(conversation, agent, body, None).await
+        self.send(conversation, agent, body, None, None).await
     }
 
-    /// Sends a text; `seq` names the visitor message it forwards.
+    /// Sends a text; `seq` names the visitor message it forwards from the
+    /// delivery outbox, `message` the visitor message it is (a forward or
+    /// an offer's history), which gives it its stable Call-ID.
     async fn send(
         &self,
         conversation: ConversationId,
         agent: &AgentConfig,
         body: String,
         seq: Option<i64>,
+        message: Option<i64>,
     ) -> Result<(), AgentChannelError> {
         let Some(to) = &agent.sip else {
             return Ok(());
@@ -161,6 +170,7 @@ impl SipAgents {
             from_user: visitor_user(conversation),
             to: to.clone(),
             body,
+            message_id: message.map(|seq| message_id(conversation, seq, &agent.extension)),
         })
         .await
     }
@@ -193,10 +203,21 @@ impl AgentChannel for SipAgents {
     async fn offer(&self, offer: Offer) -> Result<(), AgentChannelError> {
         let summary = &offer.conversation;
         let card = agent_text::offer_card(summary);
-        for agent in offer.agents.iter().filter(|a| a.sip.is_some()) {
+        for agent in offer.agents.iter() {
+            let Some(to) = &agent.sip else { continue };
+            // A failed message to this agent stopped the chat's messages to
+            // them (so none arrived after a gap); this offer repeats the
+            // history, so they may go again.
+            self.command(SipCommand::Resume {
+                from_user: visitor_user(summary.id),
+                to: to.clone(),
+            })
+            .await?;
             self.tell(summary.id, agent, card.clone()).await?;
             for message in offer.history.iter().filter(|m| m.sender == Party::Visitor) {
-                self.tell(summary.id, agent, self.render(message)).await?;
+                let body = self.render(message);
+                self.send(summary.id, agent, body, None, Some(message.seq))
+                    .await?;
             }
         }
         Ok(())
@@ -231,8 +252,8 @@ impl AgentChannel for SipAgents {
                 // re-offers the chat (see `run_events`), whose next offer
                 // shows the history again.
                 let body = self.render(message);
-                self.send(conversation.id, agent, body, Some(message.seq))
-                    .await?;
+                let seq = Some(message.seq);
+                self.send(conversation.id, agent, body, seq, seq).await?;
                 return Ok(Delivery::Pending);
             }
             Notice::Typing(composing) => {
@@ -250,6 +271,17 @@ impl AgentChannel for SipAgents {
         }
         Ok(Delivery::Done)
     }
+}
+
+/// The stable identity of visitor message `seq` of `conversation` for
+/// `agent` (its MESSAGE's Call-ID, see `SipCommand::SendMessage`): the
+/// same when a gateway restart forwards it again and when an offer's
+/// history repeats it, so the phone can tell a copy, as XMPP clients do
+/// by stanza id.
+fn message_id(conversation: ConversationId, seq: i64, agent: &AgentExtension) -> String {
+    // `#`, allowed in extensions, is not a Call-ID character.
+    let agent = agent.as_str().replace('#', "%23");
+    format!("fd-{}-{seq}-{agent}", conversation.short())
 }
 
 /// Whether the router sends this agent's traffic over SIP (an agent with a
@@ -313,7 +345,11 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
                 return;
             };
             let (conversation, agent) = (failed.conversation, &failed.agent);
-            warn!(%conversation, %agent, ?status, %reason, "a SIP agent could not be reached");
+            if reason == FAILED_WITH_AN_EARLIER {
+                debug!(%conversation, %agent, "a SIP message failed with an earlier one");
+            } else {
+                warn!(%conversation, %agent, ?status, %reason, "a SIP agent could not be reached");
+            }
             unreachable_agent(engine, conversation, agent).await;
             // Given up for good: the chat's next offer carries the history.
             delivered(engine, &failed).await;
@@ -322,6 +358,7 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             from,
             to_user,
             body,
+            request,
             respond,
         } => {
             let Some(agent) = engine.agent_by_sip(&from) else {
@@ -335,7 +372,15 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             };
             let span = info_span!("agent_message", %conversation, agent = %agent.extension);
             async {
-                match handle_agent_text(engine, conversation, &agent.extension, &body).await {
+                let request = request.map(|r| format!("sip {r}"));
+                let text = handle_agent_text(
+                    engine,
+                    conversation,
+                    &agent.extension,
+                    &body,
+                    request.as_deref(),
+                );
+                match text.await {
                     AgentTextOutcome::Delivered => respond.accept(),
                     AgentTextOutcome::Replied(reply) => {
                         respond.accept();
@@ -347,6 +392,13 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
                         // Not stored: the agent's phone shows a failure, and
                         // a message says why.
                         respond.refuse(refusal_status(kind));
+                        if let Err(e) = agents.tell(conversation, &agent, why).await {
+                            warn!(error = %e, "cannot tell an agent why a message failed");
+                        }
+                    }
+                    AgentTextOutcome::Unavailable(why) => {
+                        // Not stored, for now: a failure the phone may retry.
+                        respond.refuse(503);
                         if let Err(e) = agents.tell(conversation, &agent, why).await {
                             warn!(error = %e, "cannot tell an agent why a message failed");
                         }
@@ -425,6 +477,7 @@ async fn tell_agent_directly(agents: &SipAgents, agent: &AgentConfig, from_user:
         from_user: from_user.to_owned(),
         to: to.clone(),
         body: text.to_owned(),
+        message_id: None,
     };
     if let Err(e) = agents.command(command).await {
         warn!(error = %e, "cannot answer an agent");

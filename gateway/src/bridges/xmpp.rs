@@ -665,13 +665,23 @@ impl Inbound<'_> {
             };
             let result = match file {
                 Some(result) => result,
-                None => match handle_agent_text(self.engine, conversation, &agent, &body).await {
+                None => match handle_agent_text(
+                    self.engine,
+                    conversation,
+                    &agent,
+                    &body,
+                    id.as_ref().map(|id| format!("xmpp {id}")).as_deref(),
+                )
+                .await
+                {
                     AgentTextOutcome::Delivered => Ok(()),
                     AgentTextOutcome::Replied(reply) => {
                         self.reply_text(&from, conversation, reply).await;
                         Ok(())
                     }
-                    AgentTextOutcome::Refused(why, _) => Err(why),
+                    AgentTextOutcome::Refused(why, _) | AgentTextOutcome::Unavailable(why) => {
+                        Err(why)
+                    }
                 },
             };
             match result {

@@ -11,7 +11,15 @@ use super::{
     EngineError, EngineResult, EventBody, MessageView, ReceiptStatus, Signal,
 };
 use crate::domain::{ConversationId, ConversationState, MessageBody, Party};
-use crate::store::{ConversationRow, ConversationUpdate};
+use crate::store::{is_unique_violation, ConversationRow, ConversationUpdate};
+
+/// Where an agent message's protocol identity is kept (`client_id`):
+/// `agent EXT HASH`, a SHA-256 of the identity, so any length fits.
+fn agent_request_key(agent: &AgentExtension, request: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(request.as_bytes());
+    format!("agent {agent} {}", hex::encode(&digest[..16]))
+}
 
 impl Engine {
     /// An agent's presence changed. `Offline` re-queues their chats;
@@ -145,27 +153,63 @@ impl Engine {
 
     /// An agent's message to the visitor. A first reply to an offer takes
     /// the conversation.
-    #[instrument(skip(self, body), fields(conversation = %id))]
     pub async fn agent_message(
         &self,
         id: ConversationId,
         agent: &AgentExtension,
         body: &str,
     ) -> EngineResult<MessageView> {
+        self.agent_message_once(id, agent, body, None).await
+    }
+
+    /// An agent's message to the visitor, stored once per `request` (the
+    /// protocol's identity of the message, which every copy of it shares):
+    /// a copy the agent's client sent again because the first got no
+    /// answer gets the first one back, even from a gateway restarted in
+    /// between. The key is kept in the event's `client_id` column, never
+    /// in what the visitor reads, and has a space, which visitors'
+    /// `client_id`s cannot. A copy with another text (a client reusing
+    /// ids) is stored as a message of its own.
+    #[instrument(skip(self, body, request), fields(conversation = %id))]
+    pub async fn agent_message_once(
+        &self,
+        id: ConversationId,
+        agent: &AgentExtension,
+        body: &str,
+        request: Option<&str>,
+    ) -> EngineResult<MessageView> {
         let row = self.row(id).await?;
         let channel = self.channel_of(&row)?;
         let body = MessageBody::parse(body, channel.config.limits.max_message_chars)?;
+        let mut key = request.map(|r| agent_request_key(agent, r));
+        if let Some(k) = &key {
+            if let Some(first) = self.inner.store.event_by_client_id(id, k).await? {
+                match message_of(&first) {
+                    Ok(message) if message.body == body.as_str() => {
+                        info!(agent = %agent, "a copy of an agent message; stored once");
+                        return Ok(message);
+                    }
+                    _ => key = None,
+                }
+            }
+        }
         let row = self.claim_for_agent(row, agent).await?;
         let message = agent_message_view(&row, body.into_string());
-        let stored = self
-            .commit(
-                id,
-                None,
-                &ConversationUpdate::default(),
-                &[event(EventBody::Message { message })],
-            )
-            .await?
-            .ok_or(EngineError::UnknownConversation)?;
+        let mut new = event(EventBody::Message { message });
+        new.client_id = key.clone();
+        let stored = match self
+            .commit(id, None, &ConversationUpdate::default(), &[new])
+            .await
+        {
+            Ok(stored) => stored.ok_or(EngineError::UnknownConversation)?,
+            // A concurrent copy was stored first.
+            Err(EngineError::Store(e)) if key.is_some() && is_unique_violation(&e) => {
+                let key = key.as_deref().unwrap_or_default();
+                let first = self.inner.store.event_by_client_id(id, key).await?;
+                return message_of(&first.ok_or(EngineError::Store(e))?);
+            }
+            Err(e) => return Err(e),
+        };
         metrics::counter!("frontdesk_messages_total", "from" => "agent").increment(1);
         message_of(&stored[0])
     }

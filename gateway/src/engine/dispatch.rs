@@ -19,6 +19,11 @@ use super::{event, Engine, EventBody, Offer, PendingOffer};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{ConversationRow, ConversationUpdate};
 
+/// How many of a conversation's latest messages an offer carries (the
+/// agent who takes a chat reads what was said; a chat that went back to
+/// the queue gets its undelivered messages to the next agent this way).
+const OFFER_HISTORY: i64 = 1000;
+
 impl Engine {
     /// Updates queue positions and makes the offers the queue's strategy
     /// allows right now.
@@ -166,6 +171,7 @@ impl Engine {
             OfferDecision::Offer(agents) if !agents.is_empty() => agents,
             _ => return false,
         };
+        let _in_order = self.outbound(row.id).await;
         let update = ConversationUpdate {
             state: Some(ConversationState::Offered),
             ..Default::default()
@@ -207,6 +213,20 @@ impl Engine {
         true
     }
 
+    /// The latest messages of a conversation, in order.
+    async fn latest_messages(
+        &self,
+        id: ConversationId,
+        limit: i64,
+    ) -> super::EngineResult<Vec<super::MessageView>> {
+        let events = self
+            .inner
+            .store
+            .last_events_of_kind(id, "message", limit)
+            .await?;
+        events.iter().map(super::message_of).collect()
+    }
+
     async fn build_offer(
         &self,
         row: &ConversationRow,
@@ -215,7 +235,7 @@ impl Engine {
         Ok(Offer {
             conversation: self.summary(row)?,
             agents: self.agent_configs(agents),
-            history: self.messages(row.id, 0, 1000).await?,
+            history: self.latest_messages(row.id, OFFER_HISTORY).await?,
         })
     }
 

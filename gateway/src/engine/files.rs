@@ -115,6 +115,7 @@ impl Engine {
             sender: "visitor".to_owned(),
             created_at: 0,
         };
+        let _in_order = self.outbound(id).await;
         let recipients = self.recipients(&row);
         let mut new = event(EventBody::Message { message });
         new.client_id = client_id;

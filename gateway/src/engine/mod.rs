@@ -135,6 +135,8 @@ struct Inner {
     agents: Arc<dyn AgentChannel>,
     live: Mutex<LiveState>,
     dispatch_lock: tokio::sync::Mutex<()>,
+    /// See [`Engine::outbound`].
+    outbound: [tokio::sync::Mutex<()>; OUTBOUND_STRIPES],
     /// Woken whenever an agent's status changes.
     status_changed: tokio::sync::Notify,
     tasks: TaskTracker,
@@ -175,6 +177,10 @@ struct LiveState {
     strategy_memory: pbx_adapter::queue::StrategyMemory,
 }
 
+/// Locks behind [`Engine::outbound`]: conversations share one by hash, so
+/// the set stays small and needs no cleaning.
+const OUTBOUND_STRIPES: usize = 64;
+
 struct PendingOffer {
     agents: Vec<AgentExtension>,
     timer: tokio::task::AbortHandle,
@@ -193,6 +199,7 @@ impl Engine {
                 agents,
                 live: Mutex::new(LiveState::default()),
                 dispatch_lock: tokio::sync::Mutex::new(()),
+                outbound: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 status_changed: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -245,6 +252,17 @@ impl Engine {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+
+    /// Held while a conversation's agents are told something in order: an
+    /// offer (from the `offered` commit until its card and history are
+    /// handed to the bridges) and a visitor message (from choosing its
+    /// recipients until it is handed over). So a message stored during an
+    /// offer reaches the agent after the offer's history, never before a
+    /// message it follows. Never held across another conversation's.
+    async fn outbound(&self, id: ConversationId) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = (id.as_uuid().as_u128() % OUTBOUND_STRIPES as u128) as usize;
+        self.inner.outbound[stripe].lock().await
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, LiveState> {

@@ -186,6 +186,7 @@ impl Engine {
         let message =
             MessageView::new(Party::Visitor, row.visitor_name.clone(), body.into_string())
                 .with_client_id(Some(client_id.as_str().to_owned()));
+        let _in_order = self.outbound(id).await;
         let recipients = self.recipients(&row);
         let mut new = event(EventBody::Message { message });
         new.client_id = Some(client_id.as_str().to_owned());

@@ -127,6 +127,30 @@ impl Store {
         rows.iter().map(|r| from_row(id, r)).collect()
     }
 
+    /// The last `limit` events of one kind, in order.
+    pub async fn last_events_of_kind(
+        &self,
+        id: ConversationId,
+        kind: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, payload, client_id, created_at FROM events \
+             WHERE conversation_id = $1 AND kind = $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(id.to_string())
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events: Vec<StoredEvent> = rows
+            .iter()
+            .map(|r| from_row(id, r))
+            .collect::<StoreResult<_>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// Events of one kind (e.g. messages, for history), in order.
     pub async fn events_of_kind(
         &self,
@@ -208,6 +232,6 @@ impl Store {
 
 /// Whether an insert failed because a row with the same key exists (a
 /// concurrent retry stored the same client id first).
-pub(super) fn is_unique_violation(e: &StoreError) -> bool {
+pub fn is_unique_violation(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
 }

@@ -32,7 +32,7 @@ pub use directory::{
     AuditEntry, AuditRow, DirectoryChange, DirectoryRows, ItemKind, ItemRow, ItemSource,
     DIRECTORY_CHANNEL,
 };
-pub use events::{NewEvent, StoredEvent};
+pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 pub use transcripts::ConversationFilter;
 
@@ -57,6 +57,44 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or is restarting (no
+    /// connection within the acquire timeout, a connection refused or lost,
+    /// a server shutting down or not accepting sessions yet, SQLite busy):
+    /// the operation did not happen, or did and is found by a retry with
+    /// the same client id, so trying again shortly is the answer.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => database_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code.len() == 5 {
+                // PostgreSQL SQLSTATE: connection exceptions (08…), admin,
+                // crash or pending shutdown, starting up (57P01–57P03),
+                // too many connections.
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            } else {
+                // SQLite result codes: BUSY (5) and LOCKED (6), extended.
+                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            }
+        }
+        _ => false,
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Clone)]
@@ -68,10 +106,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens a pool. SQLite files (and their folder) are created if missing
-    /// and run in WAL mode with foreign keys on and a busy timeout, so
-    /// concurrent writers wait instead of failing.
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Store> {
+    /// Opens a pool whose callers wait at most `acquire_timeout` for a
+    /// connection (then [`StoreError::is_unavailable`]). SQLite files (and
+    /// their folder) are created if missing and run in WAL mode with
+    /// foreign keys on and a busy timeout, so concurrent writers wait
+    /// instead of failing.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -94,7 +138,7 @@ impl Store {
             .log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(500));
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -132,13 +176,15 @@ impl Store {
         Ok(())
     }
 
-    /// True when the database answers and every known migration is applied.
-    pub async fn ready(&self) -> StoreResult<bool> {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = $1")
-                .bind(true)
-                .fetch_one(&self.pool)
-                .await?;
+    /// True when the database answers within `within` and every known
+    /// migration is applied.
+    pub async fn ready(&self, within: Duration) -> StoreResult<bool> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = $1")
+            .bind(true)
+            .fetch_one(&self.pool);
+        let applied: i64 = tokio::time::timeout(within, count)
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))??;
         Ok(applied as usize >= MIGRATOR.iter().count())
     }
 

@@ -3,6 +3,9 @@
 //! [`SipCommand::SendMessage`] carries the gateway's outbox id and is
 //! answered by exactly one [`crate::sip::SipEvent::Sent`] or
 //! [`crate::sip::SipEvent::SendFailed`]; the others are fire-and-forget.
+//! Messages from one visitor address to one agent go out in the order
+//! they were commanded, one at a time, and none after one that failed
+//! until [`SipCommand::Resume`] (see `ua`).
 
 use crate::queue::SipUri;
 
@@ -26,6 +29,13 @@ pub enum SipCommand {
         to: SipUri,
         /// Message text.
         body: String,
+        /// A stable identity for this message, e.g. the gateway's
+        /// delivery (conversation, seq, agent): sent as the Call-ID
+        /// (`ID@DOMAIN`; part n ≥ 2 of a split body as `ID.n@DOMAIN`), the
+        /// same on every forward of the message, so a phone seeing it
+        /// again (re-sent after a gateway restart) can tell it is a copy.
+        /// `None`: a fresh Call-ID.
+        message_id: Option<String>,
     },
     /// Send an RFC 3994 is-composing indication. Not reported back; a
     /// failure is only logged (a lost typing hint is harmless).
@@ -35,6 +45,13 @@ pub enum SipCommand {
         /// `true`: typing (`active`); `false`: stopped (`idle`).
         active: bool,
     },
+    /// The gateway dealt with a failed message from `from_user` to `to`
+    /// (the chat went back to the queue, and its next offer repeats the
+    /// history): messages between them may go again. After a failure and
+    /// until this, every message of theirs fails at once
+    /// ([`crate::sip::FAILED_WITH_AN_EARLIER`]), so none arrives after a
+    /// gap.
+    Resume { from_user: String, to: SipUri },
     /// Probe an agent now with OPTIONS through the proxy; always answered
     /// with [`crate::sip::SipEvent::AgentReachable`].
     Probe { agent: SipUri },

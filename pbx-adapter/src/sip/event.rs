@@ -73,6 +73,12 @@ pub enum SipEvent {
         to_user: String,
         /// Message text (UTF-8; agent commands are the gateway's business).
         body: String,
+        /// What every copy of this request shares — Call-ID, CSeq and
+        /// From tag — when it has them: a phone re-sending a message it
+        /// got no answer for sends the same, so the gateway can store it
+        /// once even when the first copy reached a gateway that died
+        /// before answering.
+        request: Option<String>,
         respond: MessageReply,
     },
     /// An allowlisted agent started (`active`) or stopped typing.
@@ -83,7 +89,8 @@ pub enum SipEvent {
     },
     /// An agent's reachability, from an OPTIONS probe: reported for every
     /// [`crate::sip::SipCommand::Probe`], and for interval probes when it
-    /// changed (the first probe after `SetAgents` always reports).
+    /// changed (the first probe after `SetAgents`, and the first after a
+    /// message to the agent failed, always report).
     AgentReachable { agent: SipUri, reachable: bool },
 }
 

@@ -96,4 +96,4 @@ pub use config::{Listener, SipConfig, SipConfigError, SipCredentials, SipTranspo
 pub use event::{MessageReply, SipEvent, Verdict};
 pub use inbound::{IdentitySource, IpNet, TrustedHost, TrustedHostError};
 pub use split::split_body;
-pub use ua::{spawn, SipError, TEXT_PLAIN};
+pub use ua::{spawn, SipError, FAILED_WITH_AN_EARLIER, TEXT_PLAIN};

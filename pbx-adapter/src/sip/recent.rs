@@ -11,10 +11,14 @@
 //! branch. RFC 3261 §8.2.2.2 calls that a merged request and suggests 482
 //! while the first is pending; for a MESSAGE the useful answer is the first
 //! one's — the text is stored once, and the phone shows it delivered (or
-//! refused for the same reason). [`Recent`] remembers, per [`RequestId`],
-//! the first request's final status (pending until the gateway decides)
-//! for the same 32 s, and at most [`CAPACITY`] requests, so a
-//! flood cannot grow it without bound (the oldest are forgotten first).
+//! refused for the same reason, while the first is pending). [`Recent`]
+//! remembers, per [`RequestId`], the first request's final status (pending
+//! until the gateway decides) for the same 32 s, and at most [`CAPACITY`]
+//! requests, so a flood cannot grow it without bound (the oldest are
+//! forgotten first). A copy arriving after a *refusal* is decided again
+//! (the user agent checks): a phone re-sends a request because it failed,
+//! and what refused it may have passed; the gateway stores a message once
+//! per request whatever the number of copies.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -43,6 +47,13 @@ impl RequestId {
             cseq: request.cseq_header().ok()?.seq().ok()?,
             from_tag: request.from_header().ok()?.tag().ok()??.value().to_owned(),
         })
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    /// `CALL-ID CSEQ FROM-TAG` (none of them holds a space).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.call_id, self.cseq, self.from_tag)
     }
 }
 

@@ -10,19 +10,28 @@
 //! from, which rsipstack records on the transaction's connection — never a
 //! header. Copies of an agent MESSAGE that rsipstack does not absorb (same
 //! Call-ID, CSeq and From tag, another branch) are answered with the first
-//! copy's status through [`crate::sip::recent`], so the gateway hears of
-//! each message once.
+//! copy's status through [`crate::sip::recent`] while it is pending or once
+//! it was accepted, so the gateway hears of each message once; a copy of a
+//! refused one is decided again.
+//!
+//! Visitor messages to one agent go out in order, one transaction at a
+//! time per visitor address and agent (a lane); when one fails, the ones
+//! waiting behind it and every later one fail with it until the gateway
+//! resumes the lane, and the agent's next probe is reported whatever it
+//! finds. A request whose TCP/TLS connection closes before an
+//! answer goes out once more on a new connection.
 //!
 //! Every transaction runs in a task of one `JoinSet` owned by this task, so
 //! cancelling the shutdown token stops the stack, the listeners and every
 //! transaction; nothing is left detached.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::dialog::authenticate::{handle_client_authenticate, Credential};
+use rsipstack::sip::headers::CallId;
 use rsipstack::sip::{
     typed, Header, HostWithPort, Method, Param, SipMessage, StatusCode, Transport, Uri,
 };
@@ -270,6 +279,11 @@ enum Outcome {
     Final { status: u16, reason: String },
     /// No final response: timeout, transport or stack error.
     NoResponse(String),
+    /// The TCP/TLS connection the request went out on closed before an
+    /// answer (the proxy restarted). rsipstack does not tell a transaction
+    /// that its connection died (RFC 3261 §17.1.4 would), so the task
+    /// watches the connection itself instead of waiting out the timeout.
+    ConnectionLost,
 }
 
 impl Outcome {
@@ -338,6 +352,8 @@ async fn serve(
     tokio::pin!(serve);
     let mut tasks = JoinSet::new();
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeResult>();
+    let (lane_tx, mut lane_rx) = mpsc::unbounded_channel::<(Lane, bool)>();
+    let mut lanes = Lanes::default();
     let mut agents = Allowlist::default();
     let mut recent = Recent::new(REMEMBER, CAPACITY);
     let mut reachable: HashMap<SipUri, bool> = HashMap::new();
@@ -370,10 +386,38 @@ async fn serve(
                 Some(SipCommand::Probe { agent }) => {
                     tasks.spawn(probe(ua.clone(), agent, true, probe_tx.clone()));
                 }
+                Some(command @ SipCommand::SendMessage { .. }) => match lanes.push(command) {
+                    Push::Send(lane, first) => {
+                        tasks.spawn(send_in_lane(ua.clone(), first, lane, lane_tx.clone()));
+                    }
+                    Push::Queued => {}
+                    Push::Fail(command) => {
+                        tasks.spawn(report_dropped(ua.clone(), vec![command]));
+                    }
+                },
+                Some(SipCommand::Resume { from_user, to }) => lanes.resume(&(from_user, to)),
                 Some(command) => {
-                    tasks.spawn(send(ua.clone(), command));
+                    let ua = ua.clone();
+                    tasks.spawn(async move {
+                        send(ua, command).await;
+                    });
                 }
             },
+            Some((lane, delivered)) = lane_rx.recv() => {
+                if !delivered {
+                    // The gateway takes a failed message for an agent gone:
+                    // the next probe reports, whatever it finds, so an agent
+                    // whose phone answers probes comes back.
+                    reachable.remove(&lane.1);
+                }
+                let (next, dropped) = lanes.done(&lane, delivered, std::time::Instant::now());
+                if !dropped.is_empty() {
+                    tasks.spawn(report_dropped(ua.clone(), dropped));
+                }
+                if let Some(next) = next {
+                    tasks.spawn(send_in_lane(ua.clone(), next, lane, lane_tx.clone()));
+                }
+            }
             Some(tx) = incoming.recv() => {
                 answer(&ua, &agents, &mut recent, tx, &mut tasks).await;
             }
@@ -394,6 +438,7 @@ async fn serve(
                 }
             }
             _ = ticker.tick() => {
+                lanes.expire(std::time::Instant::now());
                 for agent in agents.iter() {
                     if probing.insert(agent.clone()) {
                         tasks.spawn(probe(ua.clone(), agent.clone(), false, probe_tx.clone()));
@@ -435,20 +480,28 @@ async fn answer(
         } => {
             let id = RequestId::of(&tx.original);
             let now = std::time::Instant::now();
-            if let Some(first) = id.as_ref().and_then(|id| recent.get(id, now)) {
+            // A copy of a refused request is decided again: the phone
+            // re-sends because the first failed, and the refusal may not
+            // hold any more (a chat offered again, a database back).
+            let copy_of = id
+                .as_ref()
+                .and_then(|id| recent.get(id, now))
+                .filter(|first| !matches!(*first.borrow(), Some(status) if status >= 300));
+            if let Some(first) = copy_of {
                 info!(%from, "a copy of an agent message (same Call-ID, CSeq and From tag); answering as the first");
                 tasks.spawn(reply_as_first(tx, first, ua.config.reply_timeout));
                 return;
             }
             let (first_tx, first) = watch::channel(None);
-            if let Some(id) = id {
-                recent.insert(id, first, now);
+            if let Some(id) = &id {
+                recent.insert(id.clone(), first, now);
             }
             let (tell, verdict) = oneshot::channel();
             let event = SipEvent::AgentMessage {
                 from,
                 to_user,
                 body,
+                request: id.as_ref().map(ToString::to_string),
                 respond: MessageReply(tell),
             };
             // If the gateway is gone the handle is dropped: 500 below.
@@ -541,16 +594,140 @@ async fn reply_when_told(
     reply(&mut tx, status).await;
 }
 
-/// Runs a MESSAGE-sending command to its end.
-async fn send(ua: Arc<Ua>, command: SipCommand) {
+/// Messages from one visitor address to one agent.
+type Lane = (String, SipUri);
+
+/// How long a lane stays failed when the gateway never resumes it (the
+/// chat ended, or went to someone else): only to bound memory.
+const FAILED_LANE_MEMORY: Duration = Duration::from_secs(600);
+
+/// The messages waiting behind the one in flight, per lane. RFC 3428 gives
+/// no order across MESSAGE transactions (UDP, retransmissions and a proxy's
+/// parallel workers reorder them), so a lane sends one message at a time,
+/// the next once the previous got its final answer. When one fails, the
+/// lane fails: its waiting messages fail with it, and so does every later
+/// one until the gateway resumes the lane ([`SipCommand::Resume`], once it
+/// has dealt with the failure: the chat went back to the queue, whose next
+/// offer repeats the history), so none arrives after a gap.
+#[derive(Default)]
+struct Lanes {
+    busy: HashMap<Lane, VecDeque<SipCommand>>,
+    failed: HashMap<Lane, std::time::Instant>,
+}
+
+/// What to do with a message just commanded.
+enum Push {
+    /// Its lane was idle: send it now.
+    Send(Lane, SipCommand),
+    /// Queued behind the lane's message in flight.
+    Queued,
+    /// Its lane failed and was not resumed: it fails too.
+    Fail(SipCommand),
+}
+
+impl Lanes {
+    fn push(&mut self, command: SipCommand) -> Push {
+        let SipCommand::SendMessage { from_user, to, .. } = &command else {
+            return Push::Fail(command);
+        };
+        let lane = (from_user.clone(), to.clone());
+        if self.failed.contains_key(&lane) {
+            return Push::Fail(command);
+        }
+        match self.busy.get_mut(&lane) {
+            Some(waiting) => {
+                waiting.push_back(command);
+                Push::Queued
+            }
+            None => {
+                self.busy.insert(lane.clone(), VecDeque::new());
+                Push::Send(lane, command)
+            }
+        }
+    }
+
+    /// The lane's message in flight ended: the next one to send, and
+    /// (when it failed) the waiting ones that fail with it.
+    fn done(
+        &mut self,
+        lane: &Lane,
+        delivered: bool,
+        now: std::time::Instant,
+    ) -> (Option<SipCommand>, Vec<SipCommand>) {
+        let Some(waiting) = self.busy.get_mut(lane) else {
+            return (None, Vec::new());
+        };
+        let dropped = if delivered {
+            Vec::new()
+        } else {
+            self.failed.insert(lane.clone(), now);
+            waiting.drain(..).collect()
+        };
+        let next = waiting.pop_front();
+        if next.is_none() {
+            self.busy.remove(lane);
+        }
+        (next, dropped)
+    }
+
+    /// The gateway dealt with the lane's failure: it may send again.
+    fn resume(&mut self, lane: &Lane) {
+        self.failed.remove(lane);
+    }
+
+    fn expire(&mut self, now: std::time::Instant) {
+        self.failed
+            .retain(|_, at| now.saturating_duration_since(*at) < FAILED_LANE_MEMORY);
+    }
+}
+
+/// Sends one message of `lane`, then tells the main loop.
+async fn send_in_lane(
+    ua: Arc<Ua>,
+    command: SipCommand,
+    lane: Lane,
+    done: mpsc::UnboundedSender<(Lane, bool)>,
+) {
+    let delivered = send(ua, command).await;
+    let _ = done.send((lane, delivered));
+}
+
+/// The `reason` of a [`SipEvent::SendFailed`] for a message that was not
+/// sent because one before it to the same agent failed.
+pub const FAILED_WITH_AN_EARLIER: &str = "an earlier message to this agent was not delivered";
+
+/// Reports messages that failed with an earlier one of their lane.
+async fn report_dropped(ua: Arc<Ua>, dropped: Vec<SipCommand>) {
+    info!(
+        messages = dropped.len(),
+        "SIP messages not sent: {FAILED_WITH_AN_EARLIER}"
+    );
+    for command in dropped {
+        if let SipCommand::SendMessage { outbox_id, .. } = command {
+            let event = SipEvent::SendFailed {
+                outbox_id,
+                status: None,
+                reason: FAILED_WITH_AN_EARLIER.to_owned(),
+            };
+            let _ = ua.events.send(event).await;
+        }
+    }
+}
+
+/// Runs a command to its end; `true` when it was a message and every part
+/// was answered 2xx.
+async fn send(ua: Arc<Ua>, command: SipCommand) -> bool {
     match command {
         SipCommand::SendMessage {
             outbox_id,
             from_user,
             to,
             body,
+            message_id,
         } => {
-            let event = match send_text(&ua, &from_user, &to, &body).await {
+            let sent = send_text(&ua, &from_user, &to, &body, message_id.as_deref()).await;
+            let delivered = sent.is_ok();
+            let event = match sent {
                 Ok(()) => SipEvent::Sent { outbox_id },
                 Err((status, reason)) => {
                     info!(outbox_id, %to, ?status, %reason, "a SIP message was not delivered");
@@ -562,6 +739,7 @@ async fn send(ua: Arc<Ua>, command: SipCommand) {
                 }
             };
             let _ = ua.events.send(event).await;
+            delivered
         }
         SipCommand::Composing {
             from_user,
@@ -577,13 +755,23 @@ async fn send(ua: Arc<Ua>, command: SipCommand) {
                 &to,
                 Some((iscomposing::CONTENT_TYPE, body)),
                 transport,
+                None,
             )
             .await;
             if !outcome.is_success() {
                 debug!(%to, ?outcome, "typing indication not delivered");
             }
+            false
         }
-        SipCommand::Probe { .. } | SipCommand::SetAgents(_) => {}
+        SipCommand::Probe { .. } | SipCommand::SetAgents(_) | SipCommand::Resume { .. } => false,
+    }
+}
+
+/// The Call-ID of part `part` (from 0) of message `message_id`.
+fn message_call_id(message_id: &str, part: usize, domain: &str) -> String {
+    match part {
+        0 => format!("{message_id}@{domain}"),
+        n => format!("{message_id}.{}@{domain}", n + 1),
     }
 }
 
@@ -593,6 +781,7 @@ async fn send_text(
     from_user: &str,
     to: &SipUri,
     body: &str,
+    message_id: Option<&str>,
 ) -> Result<(), (Option<u16>, String)> {
     let (transport, must_split) = ua.config.transport_for(body.len());
     let parts = if must_split {
@@ -600,12 +789,25 @@ async fn send_text(
     } else {
         vec![body]
     };
-    for part in parts {
+    for (n, part) in parts.into_iter().enumerate() {
         let content = Some((TEXT_PLAIN, part.as_bytes().to_vec()));
-        match request(ua, Method::Message, from_user, to, content, transport).await {
+        let call_id = message_id.map(|id| message_call_id(id, n, &ua.config.domain));
+        let sent = request(
+            ua,
+            Method::Message,
+            from_user,
+            to,
+            content,
+            transport,
+            call_id,
+        );
+        match sent.await {
             outcome if outcome.is_success() => {}
             Outcome::Final { status, reason } => return Err((Some(status), reason)),
             Outcome::NoResponse(reason) => return Err((None, reason)),
+            Outcome::ConnectionLost => {
+                return Err((None, "the connection to the proxy was lost".to_owned()))
+            }
         }
     }
     Ok(())
@@ -619,18 +821,35 @@ async fn probe(
     results: mpsc::UnboundedSender<ProbeResult>,
 ) {
     let transport = ua.config.listeners[0].transport;
-    let outcome = request(&ua, Method::Options, PROBE_USER, &agent, None, transport).await;
+    let outcome = request(
+        &ua,
+        Method::Options,
+        PROBE_USER,
+        &agent,
+        None,
+        transport,
+        None,
+    )
+    .await;
     let status = match &outcome {
         Outcome::Final { status, .. } => Some(*status),
-        Outcome::NoResponse(_) => None,
+        Outcome::NoResponse(_) | Outcome::ConnectionLost => None,
     };
     let ok = probe_says_reachable(status);
     debug!(%agent, ?outcome, reachable = ok, "probed an agent");
     let _ = results.send((agent, ok, asked));
 }
 
+/// How long a request whose connection was lost waits before it goes out
+/// once more, on a new connection (a restarting proxy listens again).
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
 /// One non-INVITE client transaction through the proxy, answering up to
-/// [`MAX_AUTH_ROUNDS`] digest challenges, bounded by the request timeout.
+/// [`MAX_AUTH_ROUNDS`] digest challenges; under `call_id`, or a fresh one.
+/// When its TCP/TLS connection closes before an answer, it is sent once
+/// more, on a new connection, after [`RECONNECT_AFTER`] (a proxy that
+/// relayed it before dying makes that a copy under the same Call-ID). All
+/// of it is bounded by the request timeout.
 async fn request(
     ua: &Ua,
     method: Method,
@@ -638,12 +857,51 @@ async fn request(
     to: &SipUri,
     content: Option<(&str, Vec<u8>)>,
     transport: SipTransport,
+    call_id: Option<String>,
 ) -> Outcome {
-    let run = request_unbounded(ua, method, from_user, to, content, transport);
+    let run = async {
+        let mut lost_once = false;
+        loop {
+            let attempt = request_unbounded(
+                ua,
+                method,
+                from_user,
+                to,
+                content.clone(),
+                transport,
+                call_id.clone(),
+            );
+            match attempt.await {
+                Ok(Outcome::ConnectionLost) if !lost_once => {
+                    lost_once = true;
+                    info!(%to, "the connection to the proxy closed before an answer; sending again");
+                    tokio::time::sleep(RECONNECT_AFTER).await;
+                }
+                Ok(outcome) => return outcome,
+                Err(e) => return Outcome::NoResponse(e.to_string()),
+            }
+        }
+    };
     match tokio::time::timeout(ua.config.request_timeout, run).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Outcome::NoResponse(e.to_string()),
+        Ok(outcome) => outcome,
         Err(_) => Outcome::NoResponse("no final response in time".to_owned()),
+    }
+}
+
+/// The token rsipstack cancels when the stream connection `tx` went out
+/// on closes (none for UDP).
+fn stream_closed(tx: &Transaction) -> Option<CancellationToken> {
+    tx.connection
+        .as_ref()
+        .filter(|c| c.is_reliable())
+        .and_then(|c| c.cancel_token())
+}
+
+/// Resolves once `token` is cancelled; never without one.
+async fn cancelled(token: Option<CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -654,6 +912,7 @@ async fn request_unbounded(
     to: &SipUri,
     content: Option<(&str, Vec<u8>)>,
     transport: SipTransport,
+    call_id: Option<String>,
 ) -> Result<Outcome, rsipstack::Error> {
     let bad = |what: String| rsipstack::Error::Error(what);
     let from_aor: SipUri = format!("sip:{from_user}@{}", ua.config.domain)
@@ -677,9 +936,10 @@ async fn request_unbounded(
         uri: to_uri.clone(),
         params: vec![],
     };
+    let call_id = call_id.map(CallId::new);
     let mut req = ua
         .endpoint
-        .make_request(method, to_uri, via, from, to_header, 1, None);
+        .make_request(method, to_uri, via, from, to_header, 1, call_id);
     if let Some((content_type, body)) = content {
         req.headers.push(Header::ContentType(content_type.into()));
         req.body = body;
@@ -693,7 +953,13 @@ async fn request_unbounded(
     tx.send().await?;
     let mut seq = 1;
     let mut auth_rounds = 0;
-    while let Some(message) = tx.receive().await {
+    loop {
+        let closed = stream_closed(&tx);
+        let message = tokio::select! {
+            message = tx.receive() => message,
+            () = cancelled(closed) => return Ok(Outcome::ConnectionLost),
+        };
+        let Some(message) = message else { break };
         let SipMessage::Response(resp) = message else {
             continue;
         };
@@ -723,6 +989,79 @@ async fn request_unbounded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(outbox_id: i64, from_user: &str, to: &str) -> SipCommand {
+        SipCommand::SendMessage {
+            outbox_id,
+            from_user: from_user.to_owned(),
+            to: to.parse().unwrap(),
+            body: String::new(),
+            message_id: None,
+        }
+    }
+
+    fn id(command: &SipCommand) -> i64 {
+        match command {
+            SipCommand::SendMessage { outbox_id, .. } => *outbox_id,
+            _ => unreachable!(),
+        }
+    }
+
+    fn sent(push: Push) -> Option<(Lane, i64)> {
+        match push {
+            Push::Send(lane, command) => Some((lane, id(&command))),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_lane_sends_one_at_a_time_and_fails_until_resumed() {
+        let now = std::time::Instant::now();
+        let mut lanes = Lanes::default();
+        let (lane, first) = sent(lanes.push(message(1, "visitor-a", "sip:101@pbx"))).unwrap();
+        assert_eq!(first, 1);
+        assert!(matches!(
+            lanes.push(message(2, "visitor-a", "sip:101@pbx")),
+            Push::Queued
+        ));
+        assert!(matches!(
+            lanes.push(message(3, "visitor-a", "sip:101@pbx")),
+            Push::Queued
+        ));
+        // Another visitor, or another agent, is another lane.
+        assert!(sent(lanes.push(message(4, "visitor-b", "sip:101@pbx"))).is_some());
+        assert!(sent(lanes.push(message(5, "visitor-a", "sip:102@pbx"))).is_some());
+        let (next, dropped) = lanes.done(&lane, true, now);
+        assert_eq!(next.as_ref().map(id), Some(2));
+        assert!(dropped.is_empty());
+        let (next, dropped) = lanes.done(&lane, false, now);
+        assert!(next.is_none());
+        assert_eq!(dropped.iter().map(id).collect::<Vec<_>>(), [3]);
+        // Failed: later messages fail too, until the gateway resumes it.
+        assert!(matches!(
+            lanes.push(message(6, "visitor-a", "sip:101@pbx")),
+            Push::Fail(_)
+        ));
+        lanes.resume(&lane);
+        assert_eq!(
+            sent(lanes.push(message(7, "visitor-a", "sip:101@pbx"))).map(|(_, n)| n),
+            Some(7)
+        );
+        // A failed lane never resumed is forgotten after a while.
+        let (next, _) = lanes.done(&lane, false, now);
+        assert!(next.is_none());
+        lanes.expire(now + FAILED_LANE_MEMORY);
+        assert!(sent(lanes.push(message(8, "visitor-a", "sip:101@pbx"))).is_some());
+    }
+
+    #[test]
+    fn split_parts_keep_the_message_id_in_their_call_ids() {
+        assert_eq!(message_call_id("fd-x-7-101", 0, "chat"), "fd-x-7-101@chat");
+        assert_eq!(
+            message_call_id("fd-x-7-101", 1, "chat"),
+            "fd-x-7-101.2@chat"
+        );
+    }
 
     #[test]
     fn probe_outcomes() {

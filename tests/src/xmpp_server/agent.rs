@@ -112,6 +112,16 @@ impl XmppAgent {
         }
     }
 
+    /// The next event, whatever it is; `None` when none came within
+    /// `within`.
+    pub async fn next_event(&mut self, within: Duration) -> anyhow::Result<Option<Value>> {
+        match tokio::time::timeout(within, self.events.recv()).await {
+            Ok(Some(event)) => Ok(Some(event)),
+            Ok(None) => bail!("agent {} exited", self.jid),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Waits for a message event from `from` (bare JID prefix match) with
     /// a body.
     pub async fn expect_message_from(&mut self, from: &str) -> anyhow::Result<Value> {

@@ -3,11 +3,13 @@
 //! `frontdesk serve` process with SIGKILL mid-stream.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use frontdesk_tests::config::test_config_toml;
+use frontdesk_tests::chaos::{
+    check_exactly_once, number_of, spawn_bridged, visitor_sends, wait_for_xmpp_connected,
+    wait_until_active, GatewayUrl, Progress,
+};
 use frontdesk_tests::database::TestDb;
 use frontdesk_tests::gateway::{GatewayProcess, TestGateway};
 use frontdesk_tests::visitor::Visitor;
@@ -156,27 +158,41 @@ async fn a_graceful_restart_keeps_waiting_and_active_conversations() {
     gw.stop().await;
 }
 
+/// A chat that goes back to the queue drops what no agent got yet from
+/// the delivery outbox: its next offer carries it, as its latest
+/// messages, however long the chat.
+#[tokio::test]
+async fn an_offer_carries_a_long_chats_latest_messages() {
+    const MESSAGES: usize = 1010;
+    let mut gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let session = visitor.start("live", "Long").await.unwrap();
+    let id: frontdesk::domain::ConversationId = session.id.parse().unwrap();
+    for i in 0..MESSAGES {
+        let client_id = format!("c{i}").try_into().unwrap();
+        let body = frontdesk::domain::MessageBody::parse(&format!("m {i}"), 4000).unwrap();
+        gw.engine
+            .post_visitor_message(id, client_id, body)
+            .await
+            .unwrap();
+    }
+    gw.all_agents_available().await;
+    let offer = gw.next_offer().await;
+    let bodies: Vec<&str> = offer.history.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies.len(), 1000);
+    assert_eq!(bodies.first(), Some(&"m 10"));
+    assert_eq!(
+        bodies.last(),
+        Some(&"m 1009"),
+        "the latest messages are missing"
+    );
+    gw.stop().await;
+}
+
 /// Messages the visitor streams to an XMPP agent in this test.
 const STREAMED: usize = 120;
 /// After how many acknowledged messages the gateway is SIGKILLed.
 const KILL_AT: [usize; 3] = [25, 55, 95];
-
-/// A `frontdesk serve` process whose agents 101 and 102 are XMPP accounts
-/// of `server`, on `db`'s database and data directory.
-async fn xmpp_gateway(db: &TestDb, server: &XmppServer) -> GatewayProcess {
-    let config = test_config_toml(&db.url(), db.data_dir())
-        .replace("alice@pbx.example.com", "101@localhost")
-        .replace("bob@pbx.example.com", "102@localhost");
-    let xmpp = format!(
-        "\n[xmpp]\ndomain = \"{COMPONENT_DOMAIN}\"\nserver = \"{}\"\nsecret = \"{}\"\n\
-         ping_interval_secs = 2\nreconnect_max_secs = 1\n",
-        server.component_addr(),
-        server.secret
-    );
-    let path = db.file("frontdesk-xmpp.toml");
-    std::fs::write(&path, config + &xmpp).unwrap();
-    GatewayProcess::spawn(&path).await.unwrap()
-}
 
 /// The issue's fault scenario, bounded: a visitor streams messages to a
 /// real XMPP agent (slixmpp on Prosody) while the gateway is SIGKILLed
@@ -191,8 +207,9 @@ async fn an_xmpp_agent_gets_every_acknowledged_message_across_gateway_kills() {
         .unwrap();
     let mut agent = prosody.agent("101").await.unwrap();
     let db = TestDb::create().await.unwrap();
-    let mut gateway = xmpp_gateway(&db, &prosody).await;
-    let visitor = Visitor::new(&gateway.url);
+    let mut gateway = spawn_bridged(&db, Some(&prosody), None).await.unwrap();
+    let url = GatewayUrl::new(&gateway.url);
+    let visitor = url.visitor();
     let session = visitor.start("live", "Jane").await.unwrap();
     let address = format!("{}@{COMPONENT_DOMAIN}", session.agent_localpart());
 
@@ -207,137 +224,62 @@ async fn an_xmpp_agent_gets_every_acknowledged_message_across_gateway_kills() {
     agent.send(&address, "Hello Jane", "a-1").await.unwrap();
     wait_until_active(&visitor, &session).await;
 
-    let url = Arc::new(Mutex::new(gateway.url.clone()));
-    let acked = Arc::new(Mutex::new(0usize));
-    // While held, the visitor waits before its next message.
-    let hold = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn({
-        let (url, acked, session) = (url.clone(), acked.clone(), session.clone());
-        let hold = hold.clone();
-        async move {
-            for i in 0..STREAMED {
-                while hold.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                // The widget retries until the gateway acknowledges.
-                loop {
-                    let current = url.lock().unwrap().clone();
-                    let reply = Visitor::new(&current)
-                        .say(&session, &format!("m{i}"), &format!("message {i}"))
-                        .await;
-                    if matches!(&reply, Ok(r) if r.status == 201 || r.status == 200) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                *acked.lock().unwrap() = i + 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    });
+    // The widget retries every message until the gateway acknowledges it.
+    let progress = Progress::default();
+    let sender = visitor_sends(
+        url.clone(),
+        session.clone(),
+        "message",
+        STREAMED,
+        progress.clone(),
+    );
     for (round, at) in KILL_AT.into_iter().enumerate() {
-        wait_for_acks(&acked, at).await;
+        progress.wait_for(at, "before a kill").await;
         let frozen = round == 1;
         if frozen {
             // Once the component gave the frozen server up, the next
             // messages are stored but cannot be forwarded: only the outbox
             // knows them when the gateway dies.
-            hold.store(true, Ordering::SeqCst);
+            progress.hold(true);
             prosody.pause().unwrap();
-            wait_for_xmpp_down(&gateway.url).await;
-            let now = *acked.lock().unwrap();
-            hold.store(false, Ordering::SeqCst);
-            wait_for_acks(&acked, now + 10).await;
+            wait_for_xmpp_connected(&gateway.url, false).await;
+            let now = progress.acked();
+            progress.hold(false);
+            progress.wait_for(now + 10, "while Prosody is frozen").await;
         }
         gateway.kill().await.unwrap();
         if frozen {
             prosody.resume().unwrap();
         }
-        gateway = xmpp_gateway(&db, &prosody).await;
-        *url.lock().unwrap() = gateway.url.clone();
+        gateway = spawn_bridged(&db, Some(&prosody), None).await.unwrap();
+        url.set(&gateway.url);
     }
     sender.await.unwrap();
 
     // Everything acknowledged reaches the agent: collect until all arrived.
-    let mut first_seen: Vec<usize> = Vec::new();
-    let mut ids: HashMap<usize, String> = HashMap::new();
+    let mut received = Vec::new();
+    let mut arrived = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while first_seen.len() < STREAMED {
-        let from = address.clone();
-        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = agent
-            .expect(within, move |e| {
-                e["event"] == "message"
-                    && e["from"].as_str().is_some_and(|f| f.starts_with(&from))
-                    && e["body"]
-                        .as_str()
-                        .is_some_and(|b| b.starts_with("message "))
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}; got {} of {STREAMED}", first_seen.len()));
-        let n: usize = event["body"].as_str().unwrap()["message ".len()..]
-            .parse()
-            .unwrap();
-        let id = event["id"].as_str().unwrap_or_default().to_owned();
-        match ids.get(&n) {
-            Some(earlier) => assert_eq!(earlier, &id, "message {n} sent twice as two stanzas"),
-            None => {
-                ids.insert(n, id);
-                first_seen.push(n);
+    while arrived.len() < STREAMED && tokio::time::Instant::now() < deadline {
+        let Some(event) = agent.next_event(Duration::from_millis(100)).await.unwrap() else {
+            continue;
+        };
+        let from_visitor = event["from"]
+            .as_str()
+            .is_some_and(|f| f.starts_with(&address));
+        if let (true, "message", Some(body)) = (
+            from_visitor,
+            event["event"].as_str().unwrap_or_default(),
+            event["body"].as_str(),
+        ) {
+            if let Some(n) = number_of("message", body) {
+                arrived.insert(n);
             }
+            let id = event["id"].as_str().unwrap_or_default().to_owned();
+            received.push((id, body.to_owned()));
         }
     }
-    let in_order: Vec<usize> = (0..STREAMED).collect();
-    assert_eq!(first_seen, in_order, "the agent got them in order");
+    check_exactly_once("visitor → XMPP agent", "message", STREAMED, &received, true);
     gateway.kill().await.unwrap();
     db.drop_db().await.unwrap();
-}
-
-/// Polls `/metrics` until the gateway says its XMPP component is down
-/// (after a ping to the frozen server went unanswered).
-async fn wait_for_xmpp_down(url: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let metrics = reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.lines().any(|l| l == "frontdesk_xmpp_connected 0") {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the component never noticed the frozen server: {:?}",
-            metrics
-                .lines()
-                .filter(|l| l.contains("xmpp"))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for_acks(acked: &Mutex<usize>, at_least: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while *acked.lock().unwrap() < at_least {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the visitor got no ack for message {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn wait_until_active(visitor: &Visitor, session: &frontdesk_tests::visitor::Session) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let view = visitor.conversation(session).await.unwrap();
-        if view.body["state"] == "active" {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{}", view.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

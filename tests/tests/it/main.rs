@@ -12,6 +12,7 @@ mod conversation;
 mod durability;
 mod edge_limits;
 mod errors;
+mod faults;
 mod files;
 mod logs;
 mod sip_agent;

@@ -2,8 +2,8 @@
 //! and registrar of the PBX domain) and agents played by sipp: MESSAGE both
 //! ways over UDP and TCP, long messages, unregistered and dead agents,
 //! reachability probes, digest challenges, strangers (by From and by
-//! source address), copies of a request, typing indications and malformed
-//! input.
+//! source address), copies of a request, typing indications, malformed
+//! input, and the order and Call-IDs of a burst to one agent.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use frontdesk_tests::kamailio::{SippAgent, GATEWAY_AUTH_USER, GATEWAY_DOMAIN};
 use frontdesk_tests::net::free_udp_tcp_addr;
 use frontdesk_tests::sip::{uri, visitor_uri, SipPbx, UserAgent, WAIT};
+use frontdesk_tests::softphone::Softphone;
 use pbx_adapter::sip::{SipCommand, SipConfig, SipCredentials, SipEvent, SipTransport};
 
 async fn pbx() -> SipPbx {
@@ -97,6 +98,7 @@ async fn round_trip(tcp: bool) {
         from,
         to_user,
         body,
+        request,
         respond,
     } = ua.expect(is_agent_message).await
     else {
@@ -104,6 +106,9 @@ async fn round_trip(tcp: bool) {
     };
     assert_eq!(from, uri("sip:101@pbx.localhost"));
     assert_eq!(to_user, "visitor-a1");
+    // Call-ID, CSeq and From tag: what a re-sent copy shares.
+    let request = request.expect("the request's identity");
+    assert_eq!(request.split(' ').nth(1), Some("1"), "{request}");
     assert_eq!(body.trim_end(), "Hi, agent here");
     assert!(
         !sending.is_finished(),
@@ -481,6 +486,7 @@ async fn tls_transport_carries_messages() {
         to_user,
         body,
         respond,
+        ..
     } = b.expect(is_agent_message).await
     else {
         unreachable!()
@@ -548,6 +554,105 @@ async fn a_steady_stream_is_delivered_completely() {
             1,
             "message {n} not received exactly once"
         );
+    }
+    ua.stop().await;
+}
+
+/// A burst of messages from one visitor to one agent, all commanded at
+/// once, arrives in the order commanded (one transaction at a time: UDP,
+/// retransmissions and Kamailio's parallel workers would reorder
+/// concurrent ones), each under the Call-ID its message id gives; the
+/// same message id sent again (a forward repeated after a gateway
+/// restart) keeps its Call-ID, so the phone can tell the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_one_agent_arrives_in_order_under_stable_call_ids() {
+    const COUNT: i64 = 100;
+    let pbx = pbx().await;
+    let phone = Softphone::start(&pbx.kamailio, "101").await.unwrap();
+    let mut ua = UserAgent::start(&pbx, &[SipTransport::Udp], &[&phone.aor()], |_| {}).await;
+    for n in 1..=COUNT {
+        let id = format!("fd-burst-{n}");
+        ua.send_as(
+            n,
+            "visitor-burst",
+            &phone.aor(),
+            &format!("burst {n}"),
+            Some(&id),
+        )
+        .await;
+    }
+    let mut confirmed = Vec::new();
+    while confirmed.len() < COUNT as usize {
+        match ua
+            .expect(|e| matches!(e, SipEvent::Sent { .. } | SipEvent::SendFailed { .. }))
+            .await
+        {
+            SipEvent::Sent { outbox_id } => confirmed.push(outbox_id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(confirmed, (1..=COUNT).collect::<Vec<_>>());
+    // First arrivals (UDP retransmissions arrive again under one Call-ID).
+    let mut seen = std::collections::HashSet::new();
+    let arrived: Vec<(String, String)> = phone
+        .received()
+        .into_iter()
+        .filter(|m| seen.insert(m.call_id.clone()))
+        .map(|m| (m.call_id, m.body))
+        .collect();
+    let expected: Vec<(String, String)> = (1..=COUNT)
+        .map(|n| {
+            (
+                format!("fd-burst-{n}@{GATEWAY_DOMAIN}"),
+                format!("burst {n}"),
+            )
+        })
+        .collect();
+    assert_eq!(arrived, expected);
+
+    ua.send_as(
+        COUNT + 1,
+        "visitor-burst",
+        &phone.aor(),
+        "burst 1",
+        Some("fd-burst-1"),
+    )
+    .await;
+    ua.expect(is_sent(COUNT + 1)).await;
+    let copies = phone
+        .received()
+        .into_iter()
+        .filter(|m| m.call_id == format!("fd-burst-1@{GATEWAY_DOMAIN}"))
+        .count();
+    assert!(copies >= 2, "the copy came under another Call-ID");
+    ua.stop().await;
+}
+
+/// When a message to an agent fails, the ones waiting behind it fail with
+/// it at once, rather than arrive after a gap or each wait for its own
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_behind_a_failed_one_fail_with_it() {
+    let pbx = pbx().await;
+    // Registered, but nobody answers: the proxy gives up with 408.
+    let dead = SippAgent::register_only(&pbx.kamailio, "101", false)
+        .await
+        .unwrap();
+    let mut ua = UserAgent::start(&pbx, &[SipTransport::Udp], &[&dead.aor()], |_| {}).await;
+    for n in 1..=3 {
+        ua.send(n, "visitor-gap", &dead.aor(), &format!("gap {n}"))
+            .await;
+    }
+    let SipEvent::SendFailed { status, .. } = ua.expect(is_failed(1)).await else {
+        unreachable!()
+    };
+    assert_eq!(status, Some(408));
+    for n in 2..=3 {
+        let SipEvent::SendFailed { status, reason, .. } = ua.expect(is_failed(n)).await else {
+            unreachable!()
+        };
+        assert_eq!(status, None);
+        assert!(reason.contains("earlier message"), "{reason}");
     }
     ua.stop().await;
 }
@@ -694,10 +799,28 @@ async fn copies_of_a_message_are_answered_like_the_first_and_reported_once() {
     answers.sort();
     let expected = [(200, "z9hG4bK-c"), (480, "z9hG4bK-a"), (480, "z9hG4bK-b")];
     assert_eq!(answers, expected.map(|(s, b)| (s, b.to_owned())));
-    // After the answer: each copy again gets the same final response.
+    // After the answer: retransmissions (a branch answered already) get
+    // the same final response.
     for branch in ["z9hG4bK-a", "z9hG4bK-b"] {
         proxy.send(branch, "copied-1", &agent.aor(), "once").await;
         assert_eq!(proxy.final_response().await, (480, branch.to_owned()));
     }
+    // A copy of the accepted message under a new branch is answered 200
+    // and not reported again; a copy of the refused one is decided again
+    // (a phone re-sends because the first failed, and the refusal may not
+    // hold any more).
+    proxy
+        .send("z9hG4bK-d", "other-1", &agent.aor(), "next")
+        .await;
+    assert_eq!(proxy.final_response().await, (200, "z9hG4bK-d".to_owned()));
+    proxy
+        .send("z9hG4bK-e", "copied-1", &agent.aor(), "once")
+        .await;
+    let SipEvent::AgentMessage { body, respond, .. } = ua.expect(is_message).await else {
+        unreachable!()
+    };
+    assert_eq!(body, "once", "a copy of an accepted message was reported");
+    respond.accept();
+    assert_eq!(proxy.final_response().await, (200, "z9hG4bK-e".to_owned()));
     ua.stop().await;
 }
