@@ -293,10 +293,6 @@ fn tenant_problems(
     errors
 }
 
-fn kind_name(kind: ItemKind) -> &'static str {
-    kind.as_str()
-}
-
 fn owner_name(source: ItemSource) -> &'static str {
     match source {
         ItemSource::File => "frontdesk.toml",
@@ -378,7 +374,7 @@ impl Engine {
                     let at = (*kind, key.clone());
                     let Some((_, meta)) = items.get(&at) else {
                         return Err(DirectoryError::NotFound {
-                            kind: kind_name(*kind),
+                            kind: kind.as_str(),
                             key: key.clone(),
                         });
                     };
@@ -572,13 +568,13 @@ fn check_owner(
     if meta.tenant != actor.tenant {
         // Another tenant's item does not exist, as far as this actor knows.
         return Err(DirectoryError::NotFound {
-            kind: kind_name(kind),
+            kind: kind.as_str(),
             key: key.to_owned(),
         });
     }
     if meta.source != actor.source {
         return Err(DirectoryError::ReadOnly {
-            kind: kind_name(kind),
+            kind: kind.as_str(),
             key: key.to_owned(),
             owner: owner_name(meta.source),
         });
