@@ -3,16 +3,25 @@
 // next to its input. No framework: the pages are server-rendered.
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
 
-async function api(method, url, body) {
+async function api(method, url, body, extra = {}) {
   const response = await fetch(url, {
     method,
     credentials: 'same-origin',
-    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf, ...extra },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
+
+// A new item is POSTed (the server refuses a key in use); an edit is a PUT
+// of the revision that was read, which the server refuses if someone
+// changed it since.
+function save(form, key, item, revision) {
+  if (!form.hasAttribute('data-existing')) return api('POST', form.dataset.api.replace(/\/$/, ''), item);
+  return api('PUT', form.dataset.api + encodeURIComponent(key), item, { 'if-match': `"${revision}"` });
+}
+const saved = (reply) => reply.status === 201 || reply.status === 204;
 
 const FR = {
   'Saving…': 'Enregistrement…',
@@ -120,16 +129,6 @@ function showErrors(form, fields) {
   first?.focus();
 }
 
-// The API's PUT creates or replaces: a form for a new item first makes sure
-// its key is not one that exists (which it would silently replace).
-async function keyTaken(form, field, key) {
-  if (form.hasAttribute('data-existing') || !key) return false;
-  if ((await api('GET', form.dataset.api + encodeURIComponent(key))).status !== 200) return false;
-  form.querySelector('.status').textContent = 'Not saved.';
-  showErrors(form, [{ key: field, message: `${key} is already in use: choose another one.` }]);
-  return true;
-}
-
 async function channelForm(form) {
   const status = form.querySelector('.status');
   let base = { languages: ['en', 'fr'], language: 'en', enabled: true, mode: 'live', schedule: {}, closed: {} };
@@ -156,17 +155,16 @@ async function channelForm(form) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const channel = read(form, base);
-    if (await keyTaken(form, 'key', channel.key)) return;
     status.textContent = tr('Saving…');
-    const saved = await api('PUT', form.dataset.api + encodeURIComponent(channel.key), channel);
-    if (saved.status === 204) {
+    const reply = await save(form, channel.key, channel, base.updated_at);
+    if (saved(reply)) {
       status.textContent = tr('Saved. Visitors see it from their next page view.');
       showErrors(form, []);
       if (!form.hasAttribute('data-existing')) location.assign(`/admin/channels/${encodeURIComponent(channel.key)}`);
-      base = channel;
+      base = (await api('GET', form.dataset.api + encodeURIComponent(channel.key))).body ?? channel;
     } else {
-      status.textContent = saved.body?.message ?? `Not saved (${saved.status}).`;
-      showErrors(form, saved.body?.fields ?? []);
+      status.textContent = reply.body?.message ?? `Not saved (${reply.status}).`;
+      showErrors(form, reply.body?.fields ?? []);
     }
   });
 }
@@ -256,17 +254,16 @@ async function itemForm(form) {
       else item[input.name] = value;
     }
     const key = item.extension ?? '';
-    if (await keyTaken(form, 'extension', key)) return;
     status.textContent = tr('Saving…');
-    const saved = await api('PUT', form.dataset.api + encodeURIComponent(key), item);
-    if (saved.status === 204) {
+    const reply = await save(form, key, item, base.updated_at);
+    if (saved(reply)) {
       status.textContent = tr('Saved. It applies to the next offer.');
       showErrors(form, []);
       if (!form.hasAttribute('data-existing')) location.assign(location.pathname.replace(/new$/, encodeURIComponent(key)));
-      base = item;
+      base = (await api('GET', form.dataset.api + encodeURIComponent(key))).body ?? item;
     } else {
-      status.textContent = saved.body?.message ?? `Not saved (${saved.status}).`;
-      showErrors(form, saved.body?.fields ?? []);
+      status.textContent = reply.body?.message ?? `Not saved (${reply.status}).`;
+      showErrors(form, reply.body?.fields ?? []);
     }
   });
 }

@@ -87,8 +87,14 @@ impl Item {
 /// One step of a change.
 #[derive(Debug, Clone)]
 pub enum DirectoryOp {
-    /// Create the item, or replace the one with its key.
+    /// Create the item, or replace the one with its key (provisioning).
     Put(Item),
+    /// Create the item; refused if its key is in use.
+    Create(Item),
+    /// Replace the item last changed at `revision` (its `updated_at`);
+    /// refused if someone changed it since, so two admins cannot silently
+    /// overwrite each other.
+    Replace { item: Item, revision: i64 },
     Delete(ItemKind, String),
 }
 
@@ -128,6 +134,12 @@ pub enum DirectoryError {
     },
     #[error("no {kind} {key}")]
     NotFound { kind: &'static str, key: String },
+    /// A create found the key taken (in any tenant: keys are global).
+    #[error("{kind} {key} already exists")]
+    KeyInUse { kind: &'static str, key: String },
+    /// A replace found the item changed since the revision it was read at.
+    #[error("{kind} {key} was changed meanwhile")]
+    ChangedMeanwhile { kind: &'static str, key: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -135,6 +147,30 @@ pub enum DirectoryError {
 fn join(errors: &[FieldError]) -> String {
     let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
     all.join("; ")
+}
+
+/// Refuses a create whose key is taken, and a replace of an item that is
+/// gone or changed since it was read.
+/// Another tenant's item is, to a replace, one that does not exist.
+fn expect(
+    op: &DirectoryOp,
+    actor: &Actor,
+    kind: ItemKind,
+    key: &str,
+    existing: Option<&ItemMeta>,
+) -> Result<(), DirectoryError> {
+    let (kind, key) = (kind.as_str(), key.to_owned());
+    match (op, existing) {
+        (DirectoryOp::Create(_), Some(_)) => Err(DirectoryError::KeyInUse { kind, key }),
+        (DirectoryOp::Replace { .. }, None) => Err(DirectoryError::NotFound { kind, key }),
+        (DirectoryOp::Replace { .. }, Some(meta)) if meta.tenant != actor.tenant => {
+            Err(DirectoryError::NotFound { kind, key })
+        }
+        (DirectoryOp::Replace { revision, .. }, Some(meta)) if meta.updated_at != *revision => {
+            Err(DirectoryError::ChangedMeanwhile { kind, key })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A validated directory at one version. Cheap to share (`Arc`).
@@ -342,8 +378,13 @@ impl Engine {
         let mut touched = Vec::new();
         for op in ops {
             match op {
-                DirectoryOp::Put(item) => {
+                DirectoryOp::Put(item)
+                | DirectoryOp::Create(item)
+                | DirectoryOp::Replace { item, .. } => {
                     let key = (item.kind(), item.key());
+                    let existing = items.get(&key).map(|(_, meta)| meta);
+                    expect(op, actor, key.0, &key.1, existing)?;
+                    let existing = existing.map(|meta| meta.updated_at);
                     if let (Item::Channel(c), ItemSource::Console) = (item, actor.source) {
                         if c.schedule.holidays_ics.is_some() {
                             return Err(DirectoryError::Invalid(vec![FieldError::new(
@@ -364,7 +405,8 @@ impl Engine {
                     let meta = ItemMeta {
                         tenant: actor.tenant.clone(),
                         source: actor.source,
-                        updated_at: now,
+                        // Strictly increasing per item: it is the revision.
+                        updated_at: existing.map_or(now, |at| now.max(at + 1)),
                         updated_by: Some(actor.name.clone()),
                     };
                     touched.push((key.clone(), "put"));

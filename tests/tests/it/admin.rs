@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use frontdesk::api::admin::{create_user, Role};
+use frontdesk::engine::loopback::AgentCall;
 use frontdesk_tests::config::ALLOWED_ORIGIN;
 use frontdesk_tests::gateway::TestGateway;
 use frontdesk_tests::visitor::Visitor;
@@ -100,6 +101,76 @@ fn chatbot(key: &str, welcome: &str) -> Value {
             { "id": "help", "label": "Get help", "welcome": "Support is on its way.", "queue": "601" },
         ],
     })
+}
+
+/// Two admins cannot silently overwrite each other: a create refuses a key
+/// in use, and an edit is of the revision it read.
+#[tokio::test]
+async fn creates_refuse_a_key_in_use_and_edits_refuse_a_stale_revision() {
+    let gateway = TestGateway::spawn().await;
+    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let (status, body) = admin
+        .post_json("/api/v1/admin/channels", chatbot("web", "First"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin
+        .post_json("/api/v1/admin/channels", chatbot("web", "Second"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "key_in_use");
+    assert_eq!(body["fields"][0]["key"], "key", "{body}");
+    let create_only = |welcome: &str| {
+        (admin.http.put(format!("{}/api/v1/admin/channels/web", admin.base)))
+            .header("x-csrf-token", &admin.csrf)
+            .header("if-none-match", "*")
+            .json(&chatbot("web", welcome))
+    };
+    let reply = create_only("Third").send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::CONFLICT);
+    let (_, stored) = admin.get("/api/v1/admin/channels/web").await;
+    assert_eq!(stored["options"][0]["welcome"], "First", "nothing replaced");
+
+    // Two admins open the same channel; the first to save wins, the
+    // second is told, and nothing of theirs is written.
+    let url = format!("{}/api/v1/admin/channels/web", admin.base);
+    let read = admin.http.get(&url).send().await.unwrap();
+    let etag = read.headers()["etag"].to_str().unwrap().to_owned();
+    let edit = |welcome: &str, tag: &str| {
+        (admin.http.put(&url))
+            .header("x-csrf-token", &admin.csrf)
+            .header("if-match", tag)
+            .json(&chatbot("web", welcome))
+    };
+    let first = edit("From Ada", &etag).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    let newer = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(newer, etag);
+    let second = edit("From Grace", &etag).send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::PRECONDITION_FAILED);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"], "changed_meanwhile");
+    let (_, stored) = admin.get("/api/v1/admin/channels/web").await;
+    assert_eq!(stored["options"][0]["welcome"], "From Ada");
+    assert_eq!(
+        edit("Again", &newer).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let reply = edit("Nonsense", "tomorrow").send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+
+    // Another tenant's item is, to an edit, one that does not exist.
+    assert!(gateway.engine.store().create_tenant("globex", "Globex").await.unwrap());
+    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let reply = (theirs.http.put(format!("{}/api/v1/admin/channels/web", theirs.base)))
+        .header("x-csrf-token", &theirs.csrf)
+        .header("if-match", &newer)
+        .json(&chatbot("web", "Poached"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+    let (_, stored) = admin.get("/api/v1/admin/channels/web").await;
+    assert_eq!(stored["options"][0]["welcome"], "Again");
 }
 
 #[tokio::test]
@@ -709,6 +780,14 @@ async fn transcripts_are_searched_read_exported_and_erased_per_visitor() {
     assert_eq!(status, StatusCode::OK, "{erased}");
     assert_eq!(erased["conversations"], 2);
     assert_eq!(erased["files"], 1);
+    // Jane's chat was still going: it was ended first, and its agent told.
+    loop {
+        if let AgentCall::Ended { conversation, agent, .. } = gateway.next_agent_call().await {
+            assert_eq!(conversation, offer.conversation.id);
+            assert_eq!(agent.as_str(), "101");
+            break;
+        }
+    }
     assert_eq!(
         count_files(gateway.data_dir()),
         files_before - 1,

@@ -4,10 +4,13 @@
 //! this API and `frontdesk.toml` share one validation; the answer to a
 //! refused change lists each field at fault (`422 invalid`, `fields`), a
 //! provisioned item answers `409 read_only`, and another tenant's item is
-//! `404` like one that does not exist.
+//! `404` like one that does not exist. `POST` on a collection only
+//! creates (`409 key_in_use`); a `PUT` with the `If-Match` of its read only
+//! replaces what was read (`412 changed_meanwhile`), so two admins never
+//! silently overwrite each other.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,7 +27,7 @@ use crate::store::{ItemKind, ItemSource};
 
 pub fn router() -> Router<AdminState> {
     Router::new()
-        .route("/api/v1/admin/channels", get(list::<ChannelConfig>))
+        .route("/api/v1/admin/channels", get(list::<ChannelConfig>).post(create::<ChannelConfig>))
         .route(
             "/api/v1/admin/channels/{key}",
             get(read::<ChannelConfig>)
@@ -32,14 +35,14 @@ pub fn router() -> Router<AdminState> {
                 .delete(remove::<ChannelConfig>),
         )
         .route("/api/v1/admin/channels/{key}/embed", get(embed))
-        .route("/api/v1/admin/queues", get(list::<QueueConfig>))
+        .route("/api/v1/admin/queues", get(list::<QueueConfig>).post(create::<QueueConfig>))
         .route(
             "/api/v1/admin/queues/{key}",
             get(read::<QueueConfig>)
                 .put(put::<QueueConfig>)
                 .delete(remove::<QueueConfig>),
         )
-        .route("/api/v1/admin/agents", get(list::<AgentConfig>))
+        .route("/api/v1/admin/agents", get(list::<AgentConfig>).post(create::<AgentConfig>))
         .route(
             "/api/v1/admin/agents/{key}",
             get(read::<AgentConfig>)
@@ -155,6 +158,19 @@ pub fn directory_error(e: DirectoryError) -> ApiError {
             "not_found",
             format!("There is no {kind} {key}."),
         ),
+        DirectoryError::KeyInUse { kind, key } => {
+            let field = if kind == "channel" { "key" } else { "extension" };
+            let message = format!("{key} is already in use: choose another one.");
+            ApiError::new(StatusCode::CONFLICT, "key_in_use", message.clone()).with(
+                "fields",
+                serde_json::json!([{ "key": field, "message": message }]),
+            )
+        }
+        DirectoryError::ChangedMeanwhile { kind, key } => ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "changed_meanwhile",
+            format!("Someone else changed {kind} {key} since you opened it: reload it, then change it again."),
+        ),
         DirectoryError::Store(e) => crate::engine::EngineError::Store(e).into(),
     }
 }
@@ -195,13 +211,12 @@ async fn change(
     state: &AdminState,
     principal: &Principal,
     op: DirectoryOp,
-) -> Result<(), ApiError> {
+) -> Result<std::sync::Arc<Directory>, ApiError> {
     principal.require_admin()?;
     state
         .engine
         .change_directory(&principal.actor(), &[op])
         .await
-        .map(|_| ())
         .map_err(directory_error)
 }
 
@@ -222,19 +237,73 @@ async fn read<T: Kind>(
     let (item, meta) = visible::<T>(&directory, &principal)
         .find(|(item, _)| item.key() == key)
         .ok_or_else(|| not_found(T::KIND, &key))?;
-    Ok(Json(entry(item, meta)).into_response())
+    let mut response = Json(entry(item, meta)).into_response();
+    set_etag::<T>(&mut response, &directory, &key);
+    Ok(response)
 }
 
+/// Creates an item; `409 key_in_use` if its key exists.
+async fn create<T: Kind>(
+    State(state): State<AdminState>,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let item: T = parse(body)?;
+    let key = item.key().to_owned();
+    let directory = change(&state, &principal, DirectoryOp::Create(item.into_item())).await?;
+    let location = format!("/api/v1/admin/{}s/{key}", T::KIND.as_str());
+    let mut response = (StatusCode::CREATED, [(header::LOCATION, location)]).into_response();
+    set_etag::<T>(&mut response, &directory, &key);
+    Ok(response)
+}
+
+/// Creates or replaces an item. `If-Match: "<revision>"` (the `ETag` of a
+/// read) replaces only the item as it was read (`412 changed_meanwhile`
+/// otherwise); `If-None-Match: *` only creates (`409 key_in_use`).
 async fn put<T: Kind>(
     State(state): State<AdminState>,
     principal: Principal,
     Path(key): Path<String>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let item: T = parse(body)?;
     key_mismatch(&key, item.key())?;
-    change(&state, &principal, DirectoryOp::Put(item.into_item())).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let item = item.into_item();
+    let op = if let Some(tag) = headers.get(header::IF_MATCH) {
+        let revision = tag
+            .to_str()
+            .ok()
+            .and_then(|t| t.trim().trim_start_matches("W/").trim_matches('"').parse().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "If-Match must be an ETag this API gave: a quoted revision.",
+                )
+            })?;
+        DirectoryOp::Replace { item, revision }
+    } else if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|t| t.as_bytes() == b"*")
+    {
+        DirectoryOp::Create(item)
+    } else {
+        DirectoryOp::Put(item)
+    };
+    let directory = change(&state, &principal, op).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set_etag::<T>(&mut response, &directory, &key);
+    Ok(response)
+}
+
+/// The item's revision as an `ETag`, for the next `If-Match`.
+fn set_etag<T: Kind>(response: &mut Response, directory: &Directory, key: &str) {
+    if let Some(meta) = directory.meta(T::KIND, key) {
+        if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", meta.updated_at)) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+    }
 }
 
 async fn remove<T: Kind>(

@@ -31,6 +31,13 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "admin, supervisor",
     ),
     (
+        "post",
+        "/api/v1/admin/channels",
+        "Create a channel (the config file's ChannelConfig); 409 key_in_use if the key exists",
+        "201",
+        "admin",
+    ),
+    (
         "get",
         "/api/v1/admin/channels/{key}",
         "One channel",
@@ -40,7 +47,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "put",
         "/api/v1/admin/channels/{key}",
-        "Create or replace a channel (the config file's ChannelConfig)",
+        "Create or replace a channel; If-Match: the ETag of a read replaces only that revision (412 changed_meanwhile), If-None-Match: * only creates",
         "204",
         "admin",
     ),
@@ -66,6 +73,13 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "admin, supervisor",
     ),
     (
+        "post",
+        "/api/v1/admin/queues",
+        "Create a queue (QueueConfig); 409 key_in_use if the key exists",
+        "201",
+        "admin",
+    ),
+    (
         "get",
         "/api/v1/admin/queues/{key}",
         "One queue",
@@ -75,7 +89,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "put",
         "/api/v1/admin/queues/{key}",
-        "Create or replace a queue (QueueConfig)",
+        "Create or replace a queue (If-Match / If-None-Match as for channels)",
         "204",
         "admin",
     ),
@@ -94,6 +108,13 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "admin, supervisor",
     ),
     (
+        "post",
+        "/api/v1/admin/agents",
+        "Create a agent (AgentConfig); 409 key_in_use if the key exists",
+        "201",
+        "admin",
+    ),
+    (
         "get",
         "/api/v1/admin/agents/{key}",
         "One agent",
@@ -103,7 +124,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "put",
         "/api/v1/admin/agents/{key}",
-        "Create or replace an agent (AgentConfig)",
+        "Create or replace an agent (If-Match / If-None-Match as for channels)",
         "204",
         "admin",
     ),

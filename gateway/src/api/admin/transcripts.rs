@@ -20,7 +20,7 @@ use super::auth::Principal;
 use super::AdminState;
 use crate::api::error::ApiError;
 use crate::config::FieldError;
-use crate::domain::{ConversationId, ConversationState, FileId};
+use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{EngineError, EventBody, EventView};
 use crate::store::{AuditEntry, ConversationFilter, ConversationRow, ItemKind, StoreError};
 
@@ -502,6 +502,15 @@ async fn erase_visitor(
         .map_err(store_failed)?;
     let (mut conversations, mut files, mut left) = (0, 0, 0);
     for row in &rows {
+        // A chat still going is ended first, so its agent is told and no
+        // offer or timer outlives the rows.
+        if !row.state.is_final() {
+            if let Err(e) = state.engine.close(row.id, Party::System).await {
+                tracing::warn!(conversation = %row.id, error = %e, "cannot end a chat before erasing it");
+                left += 1;
+                continue;
+            }
+        }
         match crate::files::retention::erase(&state.files, store, row.id).await {
             Ok(Some(n)) => {
                 conversations += 1;
