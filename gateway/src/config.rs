@@ -333,6 +333,11 @@ pub struct ServerConfig {
     /// changes other nodes made (on PostgreSQL, NOTIFY usually tells it
     /// sooner). Changes made through this node apply at once.
     pub directory_poll_ms: u64,
+    /// How often (milliseconds) this node looks for due timers (offers
+    /// ringing out, max waits, wrap-ups) that another node set and could
+    /// not fire (it died): the most such a timer fires late. Timers this
+    /// node sets fire on time.
+    pub timer_poll_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -354,6 +359,7 @@ impl Default for ServerConfig {
             metrics_token: None,
             visitor_token_ttl_secs: 30 * 24 * 3600,
             directory_poll_ms: 2000,
+            timer_poll_ms: 1000,
         }
     }
 }
@@ -710,6 +716,7 @@ impl Config {
             ),
             ("server.max_connections", server.max_connections as u64),
             ("server.directory_poll_ms", server.directory_poll_ms),
+            ("server.timer_poll_ms", server.timer_poll_ms),
             (
                 "database.acquire_timeout_secs",
                 self.database.acquire_timeout_secs,

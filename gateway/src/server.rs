@@ -143,6 +143,7 @@ impl Gateway {
             .recover()
             .await
             .context("cannot recover conversations")?;
+        engine.run_timers(Duration::from_millis(config.server.timer_poll_ms));
         engine.watch_abandoned(std::time::Duration::from_secs(
             config.waiting.abandoned_after_secs,
         ));

@@ -4,14 +4,19 @@
 
 use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::AgentExtension;
-use tracing::{info, instrument};
+use std::collections::HashMap;
+
+use tracing::{info, instrument, warn};
 
 use super::{
     agent_message_view, event, message_of, AgentStatus, AgentView, ConversationView, Engine,
     EngineError, EngineResult, EventBody, MessageView, ReceiptStatus, Signal,
 };
 use crate::domain::{ConversationId, ConversationState, MessageBody, Party};
-use crate::store::{is_unique_violation, ConversationRow, ConversationUpdate};
+use crate::store::{is_unique_violation, now_ms, ConversationRow, ConversationUpdate};
+
+/// The presence source of [`Engine::set_agent_status`] (one per agent).
+const DEFAULT_SOURCE: &str = "bridge";
 
 /// Where an agent message's protocol identity is kept (`client_id`):
 /// `agent EXT HASH`, a SHA-256 of the identity, so any length fits.
@@ -27,29 +32,63 @@ impl Engine {
     /// offers as declined; `Available` triggers offers.
     #[instrument(skip(self))]
     pub async fn set_agent_status(&self, agent: &AgentExtension, status: AgentStatus) {
-        let previous = {
-            let mut live = self.live();
-            let previous = live
-                .status
-                .get(agent)
-                .copied()
-                .unwrap_or(AgentStatus::Offline);
-            live.status.insert(agent.clone(), status);
-            previous
-        };
-        if previous == status {
+        self.set_agent_presence(agent, DEFAULT_SOURCE, status).await;
+    }
+
+    /// What one `source` (a bridge, a node's component connection) says
+    /// of an agent; the agent is as available as their most available
+    /// source says, in the store every node reads.
+    #[instrument(skip(self))]
+    pub async fn set_agent_presence(
+        &self,
+        agent: &AgentExtension,
+        source: &str,
+        status: AgentStatus,
+    ) {
+        let store = &self.inner.store;
+        let before = self.status_of(agent).await;
+        if let Err(e) = store
+            .set_presence(agent.as_str(), source, status.as_str(), now_ms())
+            .await
+        {
+            warn!(error = %e, "cannot record an agent's presence");
+            return;
+        }
+        let after = self.status_of(agent).await;
+        self.live().status.insert(agent.clone(), after);
+        if before == after {
             return;
         }
         self.inner.status_changed.notify_waiters();
         self.inner.hub.touch();
-        info!(?status, "agent status changed");
-        if status == AgentStatus::Offline {
+        info!(status = ?after, "agent status changed");
+        if after == AgentStatus::Offline {
             self.requeue_chats_of(agent).await;
         }
-        if status != AgentStatus::Available {
+        if after != AgentStatus::Available {
             self.decline_offers_of(agent).await;
         }
         self.dispatch_all().await;
+    }
+
+    /// Every agent's status, from the store (missing: offline).
+    pub(super) async fn statuses(&self) -> EngineResult<HashMap<AgentExtension, AgentStatus>> {
+        let mut statuses: HashMap<AgentExtension, AgentStatus> = HashMap::new();
+        for (agent, _source, status) in self.inner.store.presence_all().await? {
+            let (Ok(agent), Some(status)) = (agent.parse(), AgentStatus::parse(&status)) else {
+                continue;
+            };
+            let best = statuses.entry(agent).or_insert(AgentStatus::Offline);
+            *best = (*best).max(status);
+        }
+        Ok(statuses)
+    }
+
+    async fn status_of(&self, agent: &AgentExtension) -> AgentStatus {
+        match self.statuses().await {
+            Ok(statuses) => statuses.get(agent).copied().unwrap_or(AgentStatus::Offline),
+            Err(_) => AgentStatus::Offline,
+        }
     }
 
     /// Shorthand: available, or offline.
@@ -97,11 +136,7 @@ impl Engine {
         {
             return self.view(id).await;
         }
-        let offered_to_them = self
-            .live()
-            .offers
-            .get(&id)
-            .is_some_and(|o| o.agents.contains(agent));
+        let offered_to_them = self.rings_for(id, agent).await;
         if state != ConversationState::Offered || !offered_to_them {
             return Err(EngineError::NotYourConversation);
         }
@@ -134,7 +169,7 @@ impl Engine {
         }
         info!(agent = %agent, "agent took the conversation");
         let summary = self.summary(&row)?;
-        if let Some(offer) = self.take_offer(id) {
+        if let Some(offer) = self.take_offer(id).await {
             let others: Vec<AgentConfig> = self
                 .agent_configs(&offer)
                 .into_iter()
@@ -142,9 +177,11 @@ impl Engine {
                 .collect();
             self.withdraw(&summary, &others, Some(&config.name)).await;
         }
-        self.forget(id);
+        self.forget(id).await;
         self.drop_deliveries(id, Some(agent)).await;
-        *self.live().chats_taken.entry(agent.clone()).or_insert(0) += 1;
+        if let Err(e) = self.inner.store.record_chat_taken(agent.as_str()).await {
+            warn!(error = %e, "cannot count a chat taken");
+        }
         if let Some(queue) = self.queue_of(&row) {
             self.dispatch(&queue).await;
         }
@@ -249,7 +286,7 @@ impl Engine {
         composing: bool,
     ) -> EngineResult<()> {
         let row = self.row(id).await?;
-        if !self.concerns(&row, agent) {
+        if !self.concerns(&row, agent).await {
             return Err(EngineError::NotYourConversation);
         }
         self.inner.hub.publish(id, Signal::AgentTyping(composing));
@@ -268,7 +305,7 @@ impl Engine {
         up_to_seq: i64,
     ) -> EngineResult<()> {
         let row = self.row(id).await?;
-        if !self.concerns(&row, agent) {
+        if !self.concerns(&row, agent).await {
             return Err(EngineError::NotYourConversation);
         }
         let up_to_seq = up_to_seq.min(row.last_seq);
@@ -312,19 +349,14 @@ impl Engine {
     /// One agent declined, could not be reached, or went away during an
     /// offer: the others keep ringing; when none is left, it moves on.
     pub async fn offer_declined(&self, id: ConversationId, agent: &AgentExtension) {
-        let remaining = {
-            let mut live = self.live();
-            live.declined.entry(id).or_default().insert(agent.clone());
-            match live.offers.get_mut(&id) {
-                Some(offer) => {
-                    offer.agents.retain(|a| a != agent);
-                    offer.agents.len()
-                }
-                None => return,
-            }
-        };
-        if remaining == 0 {
-            self.offer_expired(id, false).await;
+        let store = &self.inner.store;
+        if let Err(e) = store.add_declines(id, &[agent.to_string()]).await {
+            warn!(conversation = %id, error = %e, "cannot record a declined offer");
+        }
+        match store.offer_without(id, agent.as_str()).await {
+            Ok(Some(remaining)) if remaining.is_empty() => self.offer_expired(id).await,
+            Ok(_) => {}
+            Err(e) => warn!(conversation = %id, error = %e, "cannot withdraw a declined offer"),
         }
     }
 }

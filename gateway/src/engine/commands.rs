@@ -2,7 +2,6 @@
 //! `/info`, `/queue`, `/help`). Parsed and run here, once, for every
 //! protocol bridge; the bridge only sends the reply text back.
 
-use chrono::Utc;
 use pbx_adapter::queue::Destination;
 use pbx_adapter::{AgentExtension, QueueExtension};
 use tracing::info;
@@ -68,7 +67,7 @@ impl Engine {
             // Only the agent in charge (or one it rings for) may act on or
             // look at a chat; after the end, its last agent still may.
             let row = self.row(id).await?;
-            let theirs = self.concerns(&row, agent)
+            let theirs = self.concerns(&row, agent).await
                 || (row.state.is_final() && self.is_assigned_to(&row, agent));
             if !theirs {
                 return Err(EngineError::NotYourConversation);
@@ -172,15 +171,12 @@ impl Engine {
         {
             return Err(EngineError::NotYourConversation);
         }
-        {
-            let mut live = self.live();
-            live.declined.entry(id).or_default().insert(agent.clone());
-            match &direct_to {
-                Some(target) => live.directed.insert(id, target.clone()),
-                None => live.directed.remove(&id),
-            };
-            live.last_chat_ended.insert(agent.clone(), Utc::now());
-        }
+        let store = &self.inner.store;
+        store.add_declines(id, &[agent.to_string()]).await?;
+        store
+            .set_directed(id, direct_to.as_ref().map(AgentExtension::as_str))
+            .await?;
+        self.chat_ended_for(agent).await;
         info!(conversation = %id, to = %label, "chat transferred");
         self.dispatch(&queue).await;
         Ok(format!("Transferred to {label}."))

@@ -22,14 +22,19 @@ use crate::store::{ConversationRow, DeliveryRow};
 impl Engine {
     /// Who must get a new visitor message of `row`: the agent in charge,
     /// else every agent the offer rings for.
-    pub(super) fn recipients(&self, row: &ConversationRow) -> Vec<AgentConfig> {
-        match self.assigned_agent(row) {
-            Some(agent) => vec![agent],
-            None => {
-                let ringing = self.live().offers.get(&row.id).map(|o| o.agents.clone());
-                self.agent_configs(&ringing.unwrap_or_default())
-            }
+    pub(super) async fn recipients(&self, row: &ConversationRow) -> Vec<AgentConfig> {
+        if let Some(agent) = self.assigned_agent(row) {
+            return vec![agent];
         }
+        let ringing = match self.inner.store.offer_agents(row.id).await {
+            Ok(ringing) => ringing.unwrap_or_default(),
+            Err(e) => {
+                warn!(conversation = %row.id, error = %e, "cannot read who an offer rings for");
+                Vec::new()
+            }
+        };
+        let ringing: Vec<AgentExtension> = ringing.iter().filter_map(|a| a.parse().ok()).collect();
+        self.agent_configs(&ringing)
     }
 
     /// Hands a stored message to the bridges for `agents`; rows the bridge

@@ -94,7 +94,10 @@ pub enum DirectoryOp {
     /// Replace the item last changed at `revision` (its `updated_at`);
     /// refused if someone changed it since, so two admins cannot silently
     /// overwrite each other.
-    Replace { item: Item, revision: i64 },
+    Replace {
+        item: Item,
+        revision: i64,
+    },
     Delete(ItemKind, String),
 }
 

@@ -1,28 +1,51 @@
 //! Queue dispatch: who waits where, and who gets offered what.
 //!
 //! Run whenever something changes a queue (a visitor joins or leaves it, an
-//! agent comes or goes, an offer is taken or expires). One dispatch at a
-//! time per node; transitions are guarded by the expected state in the
-//! store, so two nodes cannot both move one conversation.
+//! agent comes or goes, an offer is taken or expires). Everything it
+//! decides with is in the store (presence, what rings, declines, what each
+//! agent did last, the strategies' memory), and one dispatch runs at a
+//! time in the whole cluster (a lease on PostgreSQL), so the strategies
+//! behave as one queue however many nodes serve it; transitions are still
+//! guarded by the expected state, so a lease that lapsed cannot move one
+//! conversation twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::Utc;
 use pbx_adapter::queue::{
-    choose_offer, MemberConfig, MemberStatus, OfferDecision, QueueConfig, Strategy,
+    choose_offer, MemberConfig, MemberStatus, OfferDecision, QueueConfig, Strategy, StrategyMemory,
 };
 use pbx_adapter::{AgentExtension, QueueExtension};
 use tracing::{info, warn};
 
-use super::{event, Engine, EventBody, Offer, PendingOffer};
+use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
-use crate::store::{ConversationRow, ConversationUpdate};
+use crate::store::{now_ms, AgentActivity, Backend, ConversationRow, ConversationUpdate};
 
 /// How many of a conversation's latest messages an offer carries (the
 /// agent who takes a chat reads what was said; a chat that went back to
 /// the queue gets its undelivered messages to the next agent this way).
 const OFFER_HISTORY: i64 = 1000;
+
+/// How long the dispatch lease holds if its node dies while dispatching.
+const DISPATCH_LEASE_MS: i64 = 10_000;
+/// The dispatch lease's name: one dispatch at a time in the whole cluster,
+/// so an agent in two queues never rings for two chats at once.
+const DISPATCH_LEASE: &str = "dispatch";
+/// Where the strategies' memory is kept (`dispatch_memory`).
+const STRATEGY_MEMORY: &str = "strategy";
+
+/// What one dispatch decides with, read from the store once.
+struct Facts {
+    statuses: HashMap<AgentExtension, AgentStatus>,
+    activity: HashMap<String, AgentActivity>,
+    /// Agents some offer rings for now (in any queue).
+    ringing: HashSet<String>,
+    memory: StrategyMemory,
+    memory_changed: bool,
+    active_chats: HashMap<AgentExtension, u32>,
+}
 
 impl Engine {
     /// Updates queue positions and makes the offers the queue's strategy
@@ -33,7 +56,17 @@ impl Engine {
             warn!(queue = %queue, "dispatch for an unknown queue");
             return;
         };
-        let rows = match self
+        if !self.take_dispatch_lease().await {
+            return;
+        }
+        if let Err(e) = self.dispatch_locked(&config).await {
+            warn!(queue = %queue, error = %e, "dispatch failed");
+        }
+        self.release_dispatch_lease().await;
+    }
+
+    async fn dispatch_locked(&self, config: &QueueConfig) -> super::EngineResult<()> {
+        let rows = self
             .inner
             .store
             .conversations_in_states(&[
@@ -41,57 +74,118 @@ impl Engine {
                 ConversationState::Offered,
                 ConversationState::Active,
             ])
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                warn!(queue = %queue, error = %e, "cannot read the queue");
-                return;
-            }
-        };
-        let active_chats = count_active_chats(&rows);
+            .await?;
         let waiting: Vec<&ConversationRow> = rows
             .iter()
-            .filter(|r| r.queue_extension.as_deref() == Some(queue.as_str()))
+            .filter(|r| r.queue_extension.as_deref() == Some(config.extension.as_str()))
             .filter(|r| r.state.is_waiting())
             .collect();
-        self.publish_positions(&waiting).await;
-        for row in &waiting {
-            self.arm_max_wait(&config, row);
+        self.publish_positions(&waiting).await?;
+        self.arm_max_wait(config, &waiting).await?;
+        if !waiting.iter().any(|r| r.state == ConversationState::Queued) {
+            return Ok(());
         }
+        let store = &self.inner.store;
+        let mut facts = Facts {
+            statuses: self.statuses().await?,
+            activity: store.activity_all().await?,
+            ringing: store.offers_all().await?.into_values().flatten().collect(),
+            memory: match store.memory(STRATEGY_MEMORY).await? {
+                Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+                None => StrategyMemory::default(),
+            },
+            memory_changed: false,
+            active_chats: count_active_chats(&rows),
+        };
         for row in waiting
             .iter()
             .filter(|r| r.state == ConversationState::Queued)
         {
-            if !self.offer_one(&config, row, &active_chats).await {
+            if !self.offer_one(config, row, &mut facts).await? {
                 break;
             }
+        }
+        if facts.memory_changed {
+            let json = serde_json::to_string(&facts.memory).unwrap_or_default();
+            store.set_memory(STRATEGY_MEMORY, &json).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the cluster's dispatch lease (on PostgreSQL: on SQLite
+    /// there is one node, and the local lock is the lease). False if the
+    /// database cannot be reached.
+    async fn take_dispatch_lease(&self) -> bool {
+        if self.inner.store.backend() == Backend::Sqlite {
+            return true;
+        }
+        let mut pause = Duration::from_millis(2);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(DISPATCH_LEASE_MS as u64);
+        loop {
+            let now = now_ms();
+            match (self.inner.store)
+                .try_lease(
+                    DISPATCH_LEASE,
+                    &self.inner.node,
+                    now + DISPATCH_LEASE_MS,
+                    now,
+                )
+                .await
+            {
+                Ok(true) => return true,
+                Ok(false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Ok(false) => {
+                    warn!("the dispatch lease stayed taken: dispatching later");
+                    return false;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot take the dispatch lease");
+                    return false;
+                }
+            }
+        }
+    }
+
+    async fn release_dispatch_lease(&self) {
+        if self.inner.store.backend() == Backend::Sqlite {
+            return;
+        }
+        if let Err(e) = (self.inner.store)
+            .release_lease(DISPATCH_LEASE, &self.inner.node)
+            .await
+        {
+            warn!(error = %e, "cannot release the dispatch lease");
         }
     }
 
     /// Emits a `queue_position` event to each waiting visitor whose
     /// position changed.
-    async fn publish_positions(&self, waiting: &[&ConversationRow]) {
+    async fn publish_positions(&self, waiting: &[&ConversationRow]) -> super::EngineResult<()> {
+        let told = self.inner.store.positions().await?;
         for (index, row) in waiting.iter().enumerate() {
             let position = index as u32 + 1;
-            let changed = {
-                let mut live = self.live();
-                live.positions.insert(row.id, position) != Some(position)
-            };
-            if changed {
-                let result = self
-                    .commit(
-                        row.id,
-                        None,
-                        &ConversationUpdate::default(),
-                        &[event(EventBody::QueuePosition { position })],
-                    )
-                    .await;
-                if let Err(e) = result {
-                    warn!(conversation = %row.id, error = %e, "cannot publish a queue position");
-                }
+            if told.get(&row.id) == Some(&position)
+                || !self.inner.store.set_position(row.id, position).await?
+            {
+                continue;
+            }
+            let result = self
+                .commit(
+                    row.id,
+                    None,
+                    &ConversationUpdate::default(),
+                    &[event(EventBody::QueuePosition { position })],
+                )
+                .await;
+            if let Err(e) = result {
+                warn!(conversation = %row.id, error = %e, "cannot publish a queue position");
             }
         }
+        Ok(())
     }
 
     /// Offers one queued conversation. Returns false when no agent at all
@@ -100,78 +194,77 @@ impl Engine {
         &self,
         queue: &QueueConfig,
         row: &ConversationRow,
-        active_chats: &HashMap<AgentExtension, u32>,
-    ) -> bool {
+        facts: &mut Facts,
+    ) -> super::EngineResult<bool> {
         let now = Utc::now();
+        let store = &self.inner.store;
+        let directed = store.directed(row.id).await?;
+        // A chat transferred to one agent rings that agent only.
         let directed_queue;
-        let decision = {
-            let mut live = self.live();
-            // A chat transferred to one agent rings that agent only.
-            let queue = match live.directed.get(&row.id) {
-                Some(agent) => {
-                    directed_queue = QueueConfig {
-                        strategy: Strategy::Ringall,
-                        members: vec![MemberConfig {
-                            agent: agent.clone(),
-                            penalty: 0,
-                        }],
-                        ..queue.clone()
-                    };
-                    &directed_queue
-                }
-                None => queue,
-            };
-            let ringing: Vec<AgentExtension> = live
-                .offers
-                .values()
-                .flat_map(|o| o.agents.iter().cloned())
-                .collect();
-            let statuses: Vec<MemberStatus> = queue
-                .members
-                .iter()
-                .map(|m| MemberStatus {
+        let queue = match directed.as_deref().and_then(|a| a.parse().ok()) {
+            Some(agent) => {
+                directed_queue = QueueConfig {
+                    strategy: Strategy::Ringall,
+                    members: vec![MemberConfig { agent, penalty: 0 }],
+                    ..queue.clone()
+                };
+                &directed_queue
+            }
+            None => queue,
+        };
+        let statuses: Vec<MemberStatus> = queue
+            .members
+            .iter()
+            .map(|m| {
+                let activity = facts.activity.get(m.agent.as_str());
+                MemberStatus {
                     agent: m.agent.clone(),
-                    available: live.status.get(&m.agent) == Some(&super::AgentStatus::Available)
-                        && !ringing.contains(&m.agent),
-                    active_chats: active_chats.get(&m.agent).copied().unwrap_or(0),
-                    last_chat_ended_at: live.last_chat_ended.get(&m.agent).copied(),
+                    available: facts.statuses.get(&m.agent) == Some(&AgentStatus::Available)
+                        && !facts.ringing.contains(m.agent.as_str()),
+                    active_chats: facts.active_chats.get(&m.agent).copied().unwrap_or(0),
+                    last_chat_ended_at: activity
+                        .and_then(|a| a.last_chat_ended_at)
+                        .and_then(chrono::DateTime::from_timestamp_millis),
                     wrapup_until: None,
-                    chats_taken_total: live.chats_taken.get(&m.agent).copied().unwrap_or(0),
-                })
-                .collect();
-            let declined: Vec<AgentExtension> = live
-                .declined
-                .get(&row.id)
-                .map(|d| d.iter().cloned().collect())
-                .unwrap_or_default();
-            let mut decision = choose_offer(
+                    chats_taken_total: activity.map_or(0, |a| a.chats_taken.max(0) as u64),
+                }
+            })
+            .collect();
+        let declined: Vec<AgentExtension> = (store.declines(row.id).await?.iter())
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let before = facts.memory.clone();
+        let mut decision = choose_offer(
+            queue,
+            &statuses,
+            &declined,
+            &mut facts.memory,
+            now,
+            &mut rand::rng(),
+        );
+        if decision == OfferDecision::EveryoneTried {
+            // Every free agent let it ring out: start a new round, as
+            // a PBX queue rings its members again.
+            store.clear_declines(row.id).await?;
+            decision = choose_offer(
                 queue,
                 &statuses,
-                &declined,
-                &mut live.strategy_memory,
+                &[],
+                &mut facts.memory,
                 now,
                 &mut rand::rng(),
             );
-            if decision == OfferDecision::EveryoneTried {
-                // Every free agent let it ring out: start a new round, as
-                // a PBX queue rings its members again.
-                live.declined.remove(&row.id);
-                decision = choose_offer(
-                    queue,
-                    &statuses,
-                    &[],
-                    &mut live.strategy_memory,
-                    now,
-                    &mut rand::rng(),
-                );
-            }
-            decision
-        };
+        }
+        facts.memory_changed |= facts.memory != before;
         let agents = match decision {
             OfferDecision::Offer(agents) if !agents.is_empty() => agents,
-            _ => return false,
+            _ => return Ok(false),
         };
         let _in_order = self.outbound(row.id).await;
+        let names: Vec<String> = agents.iter().map(ToString::to_string).collect();
+        // The offer row first: an agent who answers the instant the
+        // conversation reads `offered` finds it.
+        store.put_offer(row.id, &names, now_ms()).await?;
         let update = ConversationUpdate {
             state: Some(ConversationState::Offered),
             ..Default::default()
@@ -184,33 +277,32 @@ impl Engine {
             .await
         {
             Ok(Some(_)) => {}
-            Ok(None) => return true,
+            Ok(None) => {
+                store.take_offer(row.id).await?;
+                return Ok(true);
+            }
             Err(e) => {
                 warn!(conversation = %row.id, error = %e, "cannot mark a conversation offered");
-                return true;
+                store.take_offer(row.id).await?;
+                return Ok(true);
             }
         }
-        let timer =
-            self.start_offer_timer(row.id, Duration::from_secs(queue.ring_timeout_secs.into()));
-        self.live().offers.insert(
-            row.id,
-            PendingOffer {
-                agents: agents.clone(),
-                timer,
-            },
-        );
+        facts.ringing.extend(names);
+        let ring = Duration::from_secs(queue.ring_timeout_secs.into());
+        self.set_timer(timers::OFFER, &row.id.to_string(), ring, None)
+            .await;
         info!(conversation = %row.id, agents = ?agents, "offering the conversation");
         let offer = match self.build_offer(row, &agents).await {
             Ok(offer) => offer,
             Err(e) => {
                 warn!(conversation = %row.id, error = %e, "cannot build an offer");
-                return true;
+                return Ok(true);
             }
         };
         if let Err(e) = self.inner.agents.offer(offer).await {
             warn!(conversation = %row.id, error = %e, "offer could not be sent");
         }
-        true
+        Ok(true)
     }
 
     /// The latest messages of a conversation, in order.
@@ -237,20 +329,6 @@ impl Engine {
             agents: self.agent_configs(agents),
             history: self.latest_messages(row.id, OFFER_HISTORY).await?,
         })
-    }
-
-    fn start_offer_timer(&self, id: ConversationId, after: Duration) -> tokio::task::AbortHandle {
-        let engine = self.clone();
-        let shutdown = self.inner.shutdown.clone();
-        self.inner
-            .tasks
-            .spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(after) => engine.offer_expired(id, true).await,
-                    _ = shutdown.cancelled() => {}
-                }
-            })
-            .abort_handle()
     }
 }
 

@@ -116,7 +116,7 @@ impl Engine {
             created_at: 0,
         };
         let _in_order = self.outbound(id).await;
-        let recipients = self.recipients(&row);
+        let recipients = self.recipients(&row).await;
         let mut new = event(EventBody::Message { message });
         new.client_id = client_id;
         new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();

@@ -67,17 +67,19 @@ impl Engine {
             ])
             .await?;
         let directory = self.directory();
-        let live = self.live();
+        let statuses = self.statuses().await?;
+        let positions = self.inner.store.positions().await?;
+        let offers = self.inner.store.offers_all().await?;
         let mut waiting = Vec::new();
         let mut agents: Vec<AgentLive> = (directory.pbx().agents().iter())
             .map(|a| AgentLive {
                 extension: a.extension.to_string(),
                 name: a.name.clone(),
-                status: match live.status.get(&a.extension) {
-                    Some(AgentStatus::Available) => "available",
-                    Some(AgentStatus::Busy) => "busy",
-                    Some(AgentStatus::Offline) | None => "offline",
-                },
+                status: statuses
+                    .get(&a.extension)
+                    .copied()
+                    .unwrap_or(AgentStatus::Offline)
+                    .as_str(),
                 chats: Vec::new(),
             })
             .collect();
@@ -102,12 +104,10 @@ impl Engine {
                 channel_key: row.channel_key,
                 queue: row.queue_extension,
                 state: row.state.as_str(),
-                position: live.positions.get(&row.id).copied(),
+                position: positions.get(&row.id).copied(),
                 visitor_name: row.visitor_name,
                 waiting_since: row.queued_at.unwrap_or(row.created_at),
-                ringing: (live.offers.get(&row.id))
-                    .map(|o| o.agents.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
+                ringing: offers.get(&row.id).cloned().unwrap_or_default(),
             });
         }
         Ok(LiveView { waiting, agents })

@@ -8,7 +8,7 @@
 //! `dispatch.rs` makes offers, `requeue.rs` puts chats back when offers expire
 //! or agents leave, `overflow.rs` runs max-wait timers.
 //!
-//! This file holds the `Engine` itself, what it keeps in memory, and the
+//! This file holds the `Engine` itself, its small cache of presence, and the
 //! small helpers every operation shares (reading a row, committing a
 //! transition and signalling it).
 
@@ -29,9 +29,10 @@ mod dispatch;
 mod files;
 mod overflow;
 mod requeue;
+mod timers;
 mod visitor;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -97,15 +98,36 @@ pub enum EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
-/// What an agent's presence means for chats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an agent's presence means for chats, least available first (an
+/// agent is as available as their most available source says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AgentStatus {
-    /// Takes new offers.
-    Available,
-    /// Keeps their chats, takes no new offers (away, do not disturb).
-    Busy,
     /// Gone: their chats go back to the queue.
     Offline,
+    /// Keeps their chats, takes no new offers (away, do not disturb).
+    Busy,
+    /// Takes new offers.
+    Available,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Available => "available",
+            AgentStatus::Busy => "busy",
+            AgentStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<AgentStatus> {
+        [
+            AgentStatus::Available,
+            AgentStatus::Busy,
+            AgentStatus::Offline,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == stored)
+    }
 }
 
 /// What a visitor gives to start a conversation, already validated.
@@ -135,6 +157,10 @@ struct Inner {
     agents: Arc<dyn AgentChannel>,
     live: Mutex<LiveState>,
     dispatch_lock: tokio::sync::Mutex<()>,
+    /// This process, as lease holder and timer claimer (unique per start).
+    node: String,
+    /// Woken when this node sets a timer, so the timer loop sleeps anew.
+    timers_changed: tokio::sync::Notify,
     /// See [`Engine::outbound`].
     outbound: [tokio::sync::Mutex<()>; OUTBOUND_STRIPES],
     /// Woken whenever an agent's status changes.
@@ -158,33 +184,17 @@ pub struct EngineLimits {
     pub visitor_token_ttl_ms: i64,
 }
 
-/// What this node keeps in memory only: rebuilt at start-up (offers are
-/// re-made from the `queued` state after a restart).
+/// What this node keeps in memory: a cache of the agents' statuses it
+/// has seen (for [`Engine::until_available`]). Everything dispatch decides
+/// with is in the store (`store/dispatch.rs`), shared by every node.
 #[derive(Default)]
 struct LiveState {
     status: HashMap<AgentExtension, AgentStatus>,
-    offers: HashMap<ConversationId, PendingOffer>,
-    declined: HashMap<ConversationId, HashSet<AgentExtension>>,
-    positions: HashMap<ConversationId, u32>,
-    /// Max-wait timers of waiting conversations.
-    wait_timers: HashMap<ConversationId, tokio::task::AbortHandle>,
-    /// Chats transferred to one agent: offered to them only, once.
-    directed: HashMap<ConversationId, AgentExtension>,
-    /// When each agent's last chat ended (for wrap-up and leastrecent).
-    last_chat_ended: HashMap<AgentExtension, DateTime<Utc>>,
-    /// Chats each agent took since start-up (for fewestcalls).
-    chats_taken: HashMap<AgentExtension, u64>,
-    strategy_memory: pbx_adapter::queue::StrategyMemory,
 }
 
 /// Locks behind [`Engine::outbound`]: conversations share one by hash, so
 /// the set stays small and needs no cleaning.
 const OUTBOUND_STRIPES: usize = 64;
-
-struct PendingOffer {
-    agents: Vec<AgentExtension>,
-    timer: tokio::task::AbortHandle,
-}
 
 impl Engine {
     /// An engine with an empty directory: [`provision`](Self::provision)
@@ -199,6 +209,8 @@ impl Engine {
                 agents,
                 live: Mutex::new(LiveState::default()),
                 dispatch_lock: tokio::sync::Mutex::new(()),
+                node: uuid::Uuid::new_v4().simple().to_string(),
+                timers_changed: tokio::sync::Notify::new(),
                 outbound: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 status_changed: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
@@ -222,26 +234,38 @@ impl Engine {
         self.directory().channels().clone()
     }
 
-    /// Puts conversations that were waiting when the gateway stopped back
-    /// in their queues, forwards to agents in charge what they never got,
-    /// then offers the waiting ones again. Active chats stay active.
+    /// On SQLite (one node), forgets the presence its bridges reported
+    /// before it stopped (they report anew once connected) and puts
+    /// conversations that were ringing back in their queues, to be offered
+    /// again at once; on PostgreSQL, where other nodes may be serving the
+    /// same agents and ringing the same chats, presence stays and the
+    /// offers' timers (rows) bring those chats back. Then forwards to agents in charge
+    /// what they never got, and offers what waits. Active chats stay
+    /// active.
     pub async fn recover(&self) -> EngineResult<()> {
-        let offered = self
-            .inner
-            .store
-            .conversations_in_states(&[ConversationState::Offered])
-            .await?;
-        for row in &offered {
-            let update = ConversationUpdate {
-                state: Some(ConversationState::Queued),
-                ..Default::default()
-            };
-            self.inner
+        let mut requeued = 0;
+        if self.inner.store.backend() == crate::store::Backend::Sqlite {
+            self.inner.store.clear_presence().await?;
+            let offered = self
+                .inner
                 .store
-                .transition(row.id, Some(ConversationState::Offered), &update, &[])
+                .conversations_in_states(&[ConversationState::Offered])
                 .await?;
+            for row in &offered {
+                self.inner.store.take_offer(row.id).await?;
+                self.cancel_timer(timers::OFFER, &row.id.to_string()).await;
+                let update = ConversationUpdate {
+                    state: Some(ConversationState::Queued),
+                    ..Default::default()
+                };
+                self.inner
+                    .store
+                    .transition(row.id, Some(ConversationState::Offered), &update, &[])
+                    .await?;
+            }
+            requeued = offered.len();
         }
-        info!(requeued = offered.len(), "recovered waiting conversations");
+        info!(requeued, "recovered waiting conversations");
         self.replay_deliveries().await?;
         self.dispatch_all().await;
         Ok(())
@@ -345,20 +369,27 @@ impl Engine {
 
     /// Whether `agent` may look at this conversation: it is theirs, or it
     /// is ringing for them right now.
-    fn concerns(&self, row: &ConversationRow, agent: &AgentExtension) -> bool {
+    async fn concerns(&self, row: &ConversationRow, agent: &AgentExtension) -> bool {
         match row.state {
             ConversationState::Active => self.is_assigned_to(row, agent),
-            ConversationState::Offered => self
-                .live()
-                .offers
-                .get(&row.id)
-                .is_some_and(|o| o.agents.contains(agent)),
+            ConversationState::Offered => self.rings_for(row.id, agent).await,
             _ => false,
         }
     }
 
-    fn position_of(&self, id: ConversationId) -> Option<u32> {
-        self.live().positions.get(&id).copied()
+    /// Whether the offer of `id` rings for `agent` now.
+    async fn rings_for(&self, id: ConversationId, agent: &AgentExtension) -> bool {
+        match self.inner.store.offer_agents(id).await {
+            Ok(agents) => agents.is_some_and(|a| a.iter().any(|a| a == agent.as_str())),
+            Err(e) => {
+                tracing::warn!(conversation = %id, error = %e, "cannot read an offer");
+                false
+            }
+        }
+    }
+
+    async fn position_of(&self, id: ConversationId) -> Option<u32> {
+        self.inner.store.position(id).await.ok().flatten()
     }
 
     fn agent_configs(&self, agents: &[AgentExtension]) -> Vec<AgentConfig> {

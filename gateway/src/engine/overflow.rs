@@ -2,46 +2,58 @@
 //! overflows, as a PBX call would, to another queue or to the channel's
 //! contact alternatives (the same ones shown out of hours).
 
-use std::time::Duration;
+use std::collections::HashSet;
 
 use pbx_adapter::queue::{Overflow, QueueConfig};
 use tracing::{info, warn};
 
-use super::{event, ConversationState, Engine, EventBody, MessageView};
+use super::{event, timers, ConversationState, Engine, EventBody, MessageView};
 use crate::domain::{ConversationId, Party};
-use crate::store::{now_ms, ConversationRow, ConversationUpdate};
+use crate::store::{now_ms, ConversationRow, ConversationUpdate, TimerRow};
 
 impl Engine {
-    /// Starts the max-wait timer of a waiting conversation if its queue has
-    /// one and it is not running yet. The deadline counts from `queued_at`,
-    /// so it survives restarts.
-    pub(super) fn arm_max_wait(&self, queue: &QueueConfig, row: &ConversationRow) {
+    /// Sets the max-wait timer of each waiting conversation of `queue`
+    /// that has none. The deadline counts from `queued_at`, and the timer
+    /// is a row (see `timers.rs`), so it survives restarts and node deaths.
+    pub(super) async fn arm_max_wait(
+        &self,
+        queue: &QueueConfig,
+        waiting: &[&ConversationRow],
+    ) -> super::EngineResult<()> {
         let Some((max_wait, _)) = queue.overflow_after() else {
-            return;
+            return Ok(());
         };
-        if self.live().wait_timers.contains_key(&row.id) {
-            return;
+        if waiting.is_empty() {
+            return Ok(());
         }
-        let waited = now_ms() - row.queued_at.unwrap_or(row.created_at);
-        let remaining = max_wait.saturating_sub(Duration::from_millis(waited.max(0) as u64));
-        let (engine, shutdown, id) = (self.clone(), self.inner.shutdown.clone(), row.id);
-        let queue_ext = queue.extension.to_string();
-        let timer = self
-            .inner
-            .tasks
-            .spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(remaining) => engine.overflow(id, &queue_ext).await,
-                    _ = shutdown.cancelled() => {}
-                }
-            })
-            .abort_handle();
-        self.live().wait_timers.insert(row.id, timer);
+        let armed: HashSet<String> = (self.inner.store.timer_subjects(timers::MAX_WAIT).await?)
+            .into_iter()
+            .collect();
+        let max_wait = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut set_any = false;
+        for row in waiting {
+            let subject = row.id.to_string();
+            if armed.contains(&subject) {
+                continue;
+            }
+            let timer = TimerRow {
+                kind: timers::MAX_WAIT.to_owned(),
+                subject,
+                due_at: row.queued_at.unwrap_or(row.created_at) + max_wait,
+                arg: Some(queue.extension.to_string()),
+            };
+            self.inner.store.set_timer_once(&timer).await?;
+            set_any = true;
+        }
+        if set_any {
+            self.inner.timers_changed.notify_waiters();
+        }
+        Ok(())
     }
 
-    /// Moves a conversation that waited too long to its queue's overflow.
-    async fn overflow(&self, id: ConversationId, from_queue: &str) {
-        self.live().wait_timers.remove(&id);
+    /// Moves a conversation that waited too long in `from_queue` to that
+    /// queue's overflow (its max-wait timer fired).
+    pub(super) async fn overflow(&self, id: ConversationId, from_queue: &str) {
         let Ok(row) = self.row(id).await else { return };
         let state = row.state;
         if !state.is_waiting() || row.queue_extension.as_deref() != Some(from_queue) {
@@ -56,7 +68,7 @@ impl Engine {
         let Some((_, target)) = queue.overflow_after() else {
             return;
         };
-        if let Some(agents) = self.take_offer(id) {
+        if let Some(agents) = self.take_offer(id).await {
             if let Ok(summary) = self.summary(&row) {
                 let configs = self.agent_configs(&agents);
                 self.withdraw(&summary, &configs, None).await;
@@ -92,7 +104,7 @@ impl Engine {
             .await?
             .is_some()
         {
-            self.live().declined.remove(&row.id);
+            self.forget(row.id).await;
             info!(conversation = %row.id, to = %next, "waited too long: moved to the overflow queue");
             self.dispatch(next).await;
         }
@@ -130,7 +142,7 @@ impl Engine {
             .await?
             .is_some()
         {
-            self.forget(row.id);
+            self.forget(row.id).await;
             info!(conversation = %row.id, "waited too long: offered the contact alternatives");
         }
         Ok(())

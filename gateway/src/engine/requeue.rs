@@ -1,6 +1,6 @@
 //! Putting chats back in their queue: an offer that rang out or was
 //! declined by everyone, an agent who went offline (their active chats),
-//! and the bookkeeping of what this node remembers about a waiting chat.
+//! and the bookkeeping of what is kept of a waiting chat (in the store).
 //! Nothing is lost on the way: the history is in the store and is shown to
 //! the next agent with the new offer.
 
@@ -8,27 +8,55 @@ use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::{AgentExtension, QueueExtension};
 use tracing::{info, warn};
 
-use super::{event, AgentView, ConversationSummary, Engine, EngineResult, EventBody};
+use super::{event, timers, AgentView, ConversationSummary, Engine, EngineResult, EventBody};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{now_ms, ConversationRow, ConversationUpdate};
 
 impl Engine {
-    /// Removes a pending offer and stops its timer.
-    pub(super) fn take_offer(&self, id: ConversationId) -> Option<Vec<AgentExtension>> {
-        let offer = self.live().offers.remove(&id)?;
-        offer.timer.abort();
-        Some(offer.agents)
+    /// Removes the pending offer and its timer; only one caller, on any
+    /// node, gets the agents it rang for.
+    pub(super) async fn take_offer(&self, id: ConversationId) -> Option<Vec<AgentExtension>> {
+        let agents = match self.inner.store.take_offer(id).await {
+            Ok(agents) => agents?,
+            Err(e) => {
+                warn!(conversation = %id, error = %e, "cannot take an offer");
+                return None;
+            }
+        };
+        self.cancel_timer(timers::OFFER, &id.to_string()).await;
+        Some(agents.iter().filter_map(|a| a.parse().ok()).collect())
     }
 
-    /// Drops what this node remembers of a conversation that no longer
-    /// waits (taken or ended).
-    pub(super) fn forget(&self, id: ConversationId) {
-        let mut live = self.live();
-        live.positions.remove(&id);
-        live.declined.remove(&id);
-        live.directed.remove(&id);
-        if let Some(timer) = live.wait_timers.remove(&id) {
-            timer.abort();
+    /// Drops what was kept of a conversation while it waited (it was
+    /// taken, ended, or moved to another queue): its position, declines,
+    /// transfer target and max-wait timer.
+    pub(super) async fn forget(&self, id: ConversationId) {
+        if let Err(e) = self.inner.store.forget_waiting(id).await {
+            warn!(conversation = %id, error = %e, "cannot forget a waiting conversation");
+        }
+        self.cancel_timer(timers::MAX_WAIT, &id.to_string()).await;
+    }
+
+    /// An agent's chat ended (or was handed on): stamped for wrap-up and
+    /// leastrecent, with a timer that dispatches again when the longest
+    /// wrap-up of their queues is over.
+    pub(super) async fn chat_ended_for(&self, agent: &AgentExtension) {
+        if let Err(e) = self
+            .inner
+            .store
+            .record_chat_ended(agent.as_str(), now_ms())
+            .await
+        {
+            warn!(error = %e, "cannot record when an agent's chat ended");
+        }
+        let wrapup = (self.directory().pbx().queues_of(agent).iter())
+            .map(|q| q.wrapup_secs)
+            .max()
+            .unwrap_or(0);
+        if wrapup > 0 {
+            let after = std::time::Duration::from_secs(wrapup.into());
+            self.set_timer(timers::WRAPUP, agent.as_str(), after, None)
+                .await;
         }
     }
 
@@ -73,16 +101,17 @@ impl Engine {
 
     /// The agent's ringing offers count as declined.
     pub(super) async fn decline_offers_of(&self, agent: &AgentExtension) {
-        let declined: Vec<ConversationId> = {
-            let live = self.live();
-            live.offers
-                .iter()
-                .filter(|(_, o)| o.agents.contains(agent))
-                .map(|(id, _)| *id)
-                .collect()
+        let offers = match self.inner.store.offers_all().await {
+            Ok(offers) => offers,
+            Err(e) => {
+                warn!(error = %e, "cannot list the offers of a departed agent");
+                return;
+            }
         };
-        for id in declined {
-            self.offer_declined(id, agent).await;
+        for (id, agents) in offers {
+            if agents.iter().any(|a| a == agent.as_str()) {
+                self.offer_declined(id, agent).await;
+            }
         }
     }
 
@@ -109,26 +138,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Nobody took the offer in time (called by its own timer, which
-    /// must not be aborted under its feet, or when the last ringing agent
-    /// declined): back to the queue, next agents.
-    pub(super) async fn offer_expired(&self, id: ConversationId, from_timer: bool) {
-        let offer = self.live().offers.remove(&id);
-        let Some(offer) = offer else {
+    /// Nobody took the offer in time (its timer fired, on any node), or
+    /// the last ringing agent declined: back to the queue, next agents.
+    pub(super) async fn offer_expired(&self, id: ConversationId) {
+        let Some(agents) = self.take_offer(id).await else {
             return;
         };
-        if !from_timer {
-            offer.timer.abort();
-        }
-        let agents = offer.agents;
-        {
-            let mut live = self.live();
-            live.declined
-                .entry(id)
-                .or_default()
-                .extend(agents.iter().cloned());
-            // A transfer to one agent who did not answer falls back to the queue.
-            live.directed.remove(&id);
+        let names: Vec<String> = agents.iter().map(ToString::to_string).collect();
+        let store = &self.inner.store;
+        // A transfer to one agent who did not answer falls back to the queue.
+        let kept = match store.add_declines(id, &names).await {
+            Ok(()) => store.set_directed(id, None).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
+            warn!(conversation = %id, error = %e, "cannot record who let an offer ring out");
         }
         let update = ConversationUpdate {
             state: Some(ConversationState::Queued),

@@ -100,7 +100,7 @@ impl Engine {
 
     pub async fn view(&self, id: ConversationId) -> EngineResult<ConversationView> {
         let row = self.row(id).await?;
-        let position = self.position_of(id);
+        let position = self.position_of(id).await;
         Ok(ConversationView {
             id,
             channel: row.channel_key.clone(),
@@ -187,7 +187,7 @@ impl Engine {
             MessageView::new(Party::Visitor, row.visitor_name.clone(), body.into_string())
                 .with_client_id(Some(client_id.as_str().to_owned()));
         let _in_order = self.outbound(id).await;
-        let recipients = self.recipients(&row);
+        let recipients = self.recipients(&row).await;
         let mut new = event(EventBody::Message { message });
         new.client_id = Some(client_id.as_str().to_owned());
         new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();
@@ -302,7 +302,7 @@ impl Engine {
         }
         info!(by = ?by, "conversation ended");
         let summary = self.summary(&row)?;
-        if let Some(offer) = self.take_offer(id) {
+        if let Some(offer) = self.take_offer(id).await {
             let agents = self.agent_configs(&offer);
             self.withdraw(&summary, &agents, None).await;
         }
@@ -314,10 +314,10 @@ impl Engine {
                 }
             }
         }
-        self.forget(id);
+        self.forget(id).await;
         self.drop_deliveries(id, None).await;
         if let Some(agent) = row.agent_extension.as_deref().and_then(|a| a.parse().ok()) {
-            self.live().last_chat_ended.insert(agent, Utc::now());
+            self.chat_ended_for(&agent).await;
         }
         if let Some(queue) = self.queue_of(&row) {
             self.dispatch(&queue).await;

@@ -13,6 +13,7 @@ mod admin;
 mod conversations;
 mod deliveries;
 mod directory;
+mod dispatch;
 mod events;
 mod files;
 mod transcripts;
@@ -32,6 +33,7 @@ pub use directory::{
     AuditEntry, AuditRow, DirectoryChange, DirectoryRows, ItemKind, ItemRow, ItemSource,
     DIRECTORY_CHANNEL,
 };
+pub use dispatch::{AgentActivity, TimerRow};
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 pub use transcripts::ConversationFilter;

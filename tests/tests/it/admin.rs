@@ -120,10 +120,12 @@ async fn creates_refuse_a_key_in_use_and_edits_refuse_a_stale_revision() {
     assert_eq!(body["error"], "key_in_use");
     assert_eq!(body["fields"][0]["key"], "key", "{body}");
     let create_only = |welcome: &str| {
-        (admin.http.put(format!("{}/api/v1/admin/channels/web", admin.base)))
-            .header("x-csrf-token", &admin.csrf)
-            .header("if-none-match", "*")
-            .json(&chatbot("web", welcome))
+        (admin
+            .http
+            .put(format!("{}/api/v1/admin/channels/web", admin.base)))
+        .header("x-csrf-token", &admin.csrf)
+        .header("if-none-match", "*")
+        .json(&chatbot("web", welcome))
     };
     let reply = create_only("Third").send().await.unwrap();
     assert_eq!(reply.status(), StatusCode::CONFLICT);
@@ -159,15 +161,22 @@ async fn creates_refuse_a_key_in_use_and_edits_refuse_a_stale_revision() {
     assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
 
     // Another tenant's item is, to an edit, one that does not exist.
-    assert!(gateway.engine.store().create_tenant("globex", "Globex").await.unwrap());
-    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
-    let reply = (theirs.http.put(format!("{}/api/v1/admin/channels/web", theirs.base)))
-        .header("x-csrf-token", &theirs.csrf)
-        .header("if-match", &newer)
-        .json(&chatbot("web", "Poached"))
-        .send()
+    assert!(gateway
+        .engine
+        .store()
+        .create_tenant("globex", "Globex")
         .await
-        .unwrap();
+        .unwrap());
+    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let reply = (theirs
+        .http
+        .put(format!("{}/api/v1/admin/channels/web", theirs.base)))
+    .header("x-csrf-token", &theirs.csrf)
+    .header("if-match", &newer)
+    .json(&chatbot("web", "Poached"))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
     let (_, stored) = admin.get("/api/v1/admin/channels/web").await;
     assert_eq!(stored["options"][0]["welcome"], "Again");
@@ -782,7 +791,12 @@ async fn transcripts_are_searched_read_exported_and_erased_per_visitor() {
     assert_eq!(erased["files"], 1);
     // Jane's chat was still going: it was ended first, and its agent told.
     loop {
-        if let AgentCall::Ended { conversation, agent, .. } = gateway.next_agent_call().await {
+        if let AgentCall::Ended {
+            conversation,
+            agent,
+            ..
+        } = gateway.next_agent_call().await
+        {
             assert_eq!(conversation, offer.conversation.id);
             assert_eq!(agent.as_str(), "101");
             break;

@@ -121,7 +121,14 @@ async fn sigkill_mid_stream_loses_no_acknowledged_message() {
 
 #[tokio::test]
 async fn a_graceful_restart_keeps_waiting_and_active_conversations() {
-    let mut gw = TestGateway::spawn().await;
+    // On PostgreSQL an offer ringing at the stop rings on (other nodes may
+    // serve its agents) until its timer: keep that short.
+    let ring = |c: &mut frontdesk::config::Config| {
+        for queue in &mut c.queues {
+            queue.ring_timeout_secs = 2;
+        }
+    };
+    let mut gw = TestGateway::spawn_with(ring).await;
     gw.all_agents_available().await;
     let visitor = Visitor::new(&gw.url);
     let waiting = visitor.start("live", "Waiting").await.unwrap();
@@ -141,15 +148,23 @@ async fn a_graceful_restart_keeps_waiting_and_active_conversations() {
     visitor.say(&third, "c1", "anyone?").await.unwrap();
 
     let db = gw.stop_keep_db().await;
-    let mut gw = TestGateway::spawn_on(db, |_| {}).await;
+    let mut gw = TestGateway::spawn_on(db, ring).await;
     let visitor = Visitor::new(&gw.url);
 
     for session in [&waiting, &active] {
         let view = visitor.conversation(session).await.unwrap();
         assert_eq!(view.body["state"], "active", "{}", view.body);
     }
+    // Still waiting. On SQLite (one node) the agents' presence is forgotten
+    // until their bridges report it anew, so it stays queued; on PostgreSQL
+    // presence is shared by every node and survives one node's restart, so
+    // it may already ring again.
     let view = visitor.conversation(&third).await.unwrap();
-    assert_eq!(view.body["state"], "queued");
+    assert!(
+        ["queued", "offered"].contains(&view.body["state"].as_str().unwrap()),
+        "{}",
+        view.body
+    );
     // Agents come back: the waiting chat is offered again, history intact.
     gw.all_agents_available().await;
     let offer = gw.next_offer().await;

@@ -27,7 +27,10 @@ use crate::store::{ItemKind, ItemSource};
 
 pub fn router() -> Router<AdminState> {
     Router::new()
-        .route("/api/v1/admin/channels", get(list::<ChannelConfig>).post(create::<ChannelConfig>))
+        .route(
+            "/api/v1/admin/channels",
+            get(list::<ChannelConfig>).post(create::<ChannelConfig>),
+        )
         .route(
             "/api/v1/admin/channels/{key}",
             get(read::<ChannelConfig>)
@@ -35,14 +38,20 @@ pub fn router() -> Router<AdminState> {
                 .delete(remove::<ChannelConfig>),
         )
         .route("/api/v1/admin/channels/{key}/embed", get(embed))
-        .route("/api/v1/admin/queues", get(list::<QueueConfig>).post(create::<QueueConfig>))
+        .route(
+            "/api/v1/admin/queues",
+            get(list::<QueueConfig>).post(create::<QueueConfig>),
+        )
         .route(
             "/api/v1/admin/queues/{key}",
             get(read::<QueueConfig>)
                 .put(put::<QueueConfig>)
                 .delete(remove::<QueueConfig>),
         )
-        .route("/api/v1/admin/agents", get(list::<AgentConfig>).post(create::<AgentConfig>))
+        .route(
+            "/api/v1/admin/agents",
+            get(list::<AgentConfig>).post(create::<AgentConfig>),
+        )
         .route(
             "/api/v1/admin/agents/{key}",
             get(read::<AgentConfig>)
@@ -274,7 +283,13 @@ async fn put<T: Kind>(
         let revision = tag
             .to_str()
             .ok()
-            .and_then(|t| t.trim().trim_start_matches("W/").trim_matches('"').parse().ok())
+            .and_then(|t| {
+                t.trim()
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+            })
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
