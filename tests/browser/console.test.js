@@ -2,10 +2,11 @@
 // The admin console (issue 13) in a real browser, against the real gateway
 // and a real XMPP agent: log in with the keyboard; create a chatbot channel,
 // reorder its options, copy its embed code and load a page with exactly
-// that snippet; edit a welcome text; a refused field; the live view while a
-// visitor waits and the agent takes the chat; transcripts and their
-// exports; GDPR erase with its audit entry; axe and keyboard use on every
-// screen; French once the console speaks it.
+// that snippet; edit a welcome text; the widget preview of the editor's
+// draft (without saving, without a visitor API call); a refused field; the
+// live view while a visitor waits and the agent takes the chat; transcripts
+// and their exports; GDPR erase with its audit entry; axe and keyboard use
+// on every screen; French once the console speaks it.
 //
 // The tests run in order and build on each other (the channel the first one
 // creates, the chat the live view watches); each names what it needs.
@@ -129,32 +130,49 @@ async function tabTo(page, target, { max = 80 } = {}) {
  * What has focus, and whether it shows a visible focus indicator: on
  * screen, an outline at least 2 px wide whose colour has a contrast of 3:1
  * or more (WCAG 1.4.11) with what lies just outside it, on three sides of
- * four at least.
+ * four at least. Focus inside a same-origin iframe (the widget preview) and
+ * its shadow roots is followed to the element that has it.
  */
 function focused(page) {
   return page.evaluate(() => {
-    const el = document.activeElement;
+    let el = document.activeElement;
     if (!el || el === document.body) return { what: 'body', visible: false, body: true };
+    let root = document;
+    let inside = '';
+    for (;;) {
+      const doc = el.tagName === 'IFRAME' ? el.contentDocument : null;
+      if (doc && doc.activeElement && doc.activeElement !== doc.body) {
+        inside = `in iframe "${el.title}": `;
+        [root, el] = [doc, doc.activeElement];
+      } else if (el.shadowRoot && el.shadowRoot.activeElement) {
+        [root, el] = [el.shadowRoot, el.shadowRoot.activeElement];
+      } else break;
+    }
+    const view = el.ownerDocument.defaultView;
     const name = el.getAttribute('aria-label') || el.textContent.trim().slice(0, 30) || el.name || el.id;
-    const what = `${el.tagName.toLowerCase()} "${name}"`;
-    const s = getComputedStyle(el);
+    const what = `${inside}${el.tagName.toLowerCase()} "${name}"`;
+    const s = view.getComputedStyle(el);
     const box = el.getBoundingClientRect();
-    const onScreen = box.width > 0 && box.height > 0 && box.bottom > 0 && box.top < innerHeight && box.right > 0 && box.left < innerWidth;
+    const onScreen = box.width > 0 && box.height > 0 && box.bottom > 0 && box.top < view.innerHeight && box.right > 0 && box.left < view.innerWidth;
     const width = parseFloat(s.outlineWidth);
     if (s.outlineStyle === 'none' || width < 2 || !onScreen) return { what, visible: false, body: false };
     const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
     const luminance = ([r, g, b]) =>
       [r, g, b].map((v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)).reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
     // What is painted where the ring is, at the middle of each side: the
-    // first opaque background under a point just outside the ring. A side
-    // may touch a neighbour (buttons in a row); three of four must contrast.
+    // element's own shadow when it spreads past the ring (a ring drawn
+    // between the element and its shadow), else the first opaque background
+    // under a point just outside the ring. A side may touch a neighbour
+    // (buttons in a row); three of four must contrast.
     const out = parseFloat(s.outlineOffset) + width + 1;
+    const shadow = /^(rgba?\([^)]*\)) 0px 0px 0px ([\d.]+)px$/.exec(s.boxShadow);
+    const halo = shadow && parseFloat(shadow[2]) >= out ? shadow[1] : null;
     const [cx, cy] = [box.left + box.width / 2, box.top + box.height / 2];
     const sides = [[box.left - out, cy], [box.right + out, cy], [cx, box.top - out], [cx, box.bottom + out]];
     const ring = luminance(rgb(s.outlineColor));
     const seen = sides.map(([x, y]) => {
-      const under = document.elementsFromPoint(x, y).filter((e) => e !== el && !el.contains(e));
-      const behind = under.map((e) => getComputedStyle(e).backgroundColor).find((c) => rgb(c)[3] !== 0) || 'rgb(255, 255, 255)';
+      const under = root.elementsFromPoint(x, y).filter((e) => e !== el && !el.contains(e));
+      const behind = halo || under.map((e) => view.getComputedStyle(e).backgroundColor).find((c) => rgb(c)[3] !== 0) || 'rgb(255, 255, 255)';
       const [a, b] = [ring, luminance(rgb(behind))].sort((p, q) => q - p);
       return { behind, contrast: (a + 0.05) / (b + 0.05) };
     });
@@ -363,6 +381,104 @@ test('edit a welcome text: the next visitor who picks that option reads the new 
   await w.host.locator('li.msg.system', { hasText: welcome }).waitFor();
   await endConversation(visitor, KEY);
   await context.close();
+});
+
+test('the preview beside the editor shows the draft in the real widget as it is typed, and never calls the visitor API', async () => {
+  assert.ok(state.snippet, 'needs the channel the first test created');
+  const saved = await apiChannel(KEY);
+  // A page of its own, to hear every request its frames make.
+  const page = await watchedPage(admin.context, admin.errors);
+  const visitorCalls = [];
+  page.on('request', (r) => {
+    const { pathname } = new URL(r.url());
+    if (/^\/api\/v1\/(channels|conversations)(\/|$)/.test(pathname)) visitorCalls.push(`${r.method()} ${pathname}`);
+  });
+  page.on('websocket', (ws) => visitorCalls.push(`WebSocket ${ws.url()}`));
+  await go(`/admin/channels/${KEY}`, page);
+  await editorLoaded(page, 2);
+  const frame = page.frameLocator('iframe[title="Widget preview"]');
+  const widget = frame.locator('frontdesk-widget');
+  const inFrame = (role, name) => frame.getByRole(role, { name, exact: true });
+  const title = widget.locator('h2.title');
+
+  // The launcher and the login screen, as a visitor of the site sees them.
+  await title.filter({ hasText: /^Boiler Shop$/ }).waitFor();
+  await inFrame('button', 'Close chat').waitFor();
+  await inFrame('textbox', 'Name').waitFor();
+  await page.getByLabel('Company name shown in the widget').fill('Boiler Shop & Sons');
+  await title.filter({ hasText: /^Boiler Shop & Sons$/ }).waitFor();
+
+  // The preview chat starts in the widget itself: the chatbot's options, then
+  // a new one as soon as it has a label, without saving.
+  await inFrame('textbox', 'Name').fill('Pat Preview');
+  await inFrame('textbox', 'Email').fill('pat@example.com');
+  await inFrame('button', 'Start chat').click();
+  const options = widget.locator('.options button');
+  await options.nth(1).waitFor();
+  assert.deepEqual((await options.allInnerTexts()).map((l) => l.trim()), [REPAIR.label, SALES.label]);
+  await btn(page, 'Add an option').click();
+  const row = page.locator('#options > li').last();
+  await row.getByLabel('Id').fill('service');
+  await row.getByLabel('Label').fill('Book a service');
+  await options.filter({ hasText: 'Book a service' }).waitFor();
+  assert.equal(await options.count(), 3);
+
+  // Its welcome text as it is typed: picking the option shows it, and the
+  // shown message follows the next edit.
+  await row.getByLabel('Welcome message').fill('We book you a visit.');
+  await options.filter({ hasText: 'Book a service' }).click();
+  const welcome = widget.locator('li.msg.system');
+  await welcome.filter({ hasText: 'We book you a visit.' }).waitFor();
+  assert.match(await welcome.locator('.meta').innerText(), /^Boiler Shop & Sons/, 'from the company, as the draft names it');
+  await row.getByLabel('Welcome message').fill('We book you a visit this week.');
+  await welcome.filter({ hasText: 'We book you a visit this week.' }).waitFor();
+  assert.equal(await welcome.count(), 1, 'the edited text replaces the shown one');
+  await widget.locator('p.status[role=status]').filter({ hasText: /next in the queue/ }).waitFor();
+
+  // What would send is inert: the text stays, the red band says why.
+  const composer = inFrame('textbox', 'Message');
+  await composer.fill('Is anyone there?');
+  await composer.press('Enter');
+  await widget.locator('.band').filter({ hasText: 'This is a preview: nothing is sent.' }).waitFor();
+  assert.equal(await composer.inputValue(), 'Is anyone there?');
+  await shot(page, 'console-06b-channel-preview');
+  await consoleAxe(page, 'channel editor with its preview chat');
+
+  // Out of hours, as the draft's hours say (a holiday today and tomorrow):
+  // the out-of-hours screen, with the draft's text and the next opening.
+  const day = (n) => new Date(Date.now() + n * 86400000).toISOString().slice(0, 10);
+  await page.getByLabel('Out-of-hours text', { exact: false }).fill('We are away. Live chat is back {next_open}.');
+  await page.getByLabel('Holidays', { exact: false }).fill(`${day(0)}..${day(1)} Maintenance`);
+  await page.locator('#hours-now').filter({ hasText: /Next opening/ }).waitFor();
+  const closedTitle = widget.getByRole('heading', { name: 'We are closed right now', exact: true });
+  await closedTitle.waitFor();
+  const reopens = await frame.locator('html').evaluate(
+    (el, iso) => new Intl.DateTimeFormat('en', { weekday: 'long' }).format(new Date(iso)),
+    `${day(2)}T00:00:00Z`,
+  );
+  const closedText = await widget.locator('p', { hasText: 'We are away.' }).innerText();
+  assert.match(closedText, new RegExp(`^We are away\\. Live chat is back ${reopens}.*\\.$`), 'next_open filled in');
+  await shot(page, 'console-06c-channel-preview-closed');
+  await consoleAxe(page, 'channel editor with its out-of-hours preview');
+
+  // The admin's choice beats the hours: open; and in French, a French page's visitor's.
+  await page.getByRole('radio', { name: 'Open', exact: true }).check();
+  await inFrame('button', 'Start chat').waitFor();
+  await page.getByLabel("Language of the visitor's page").selectOption('fr');
+  await inFrame('button', 'Démarrer le chat').waitFor();
+  await page.getByRole('radio', { name: 'Closed', exact: true }).check();
+  await widget.getByRole('heading', { name: 'Nous sommes fermés pour le moment', exact: true }).waitFor();
+  await page.getByRole('radio', { name: 'As the business hours say now', exact: true }).check();
+  await page.getByLabel('Holidays', { exact: false }).fill('');
+  await inFrame('button', 'Démarrer le chat').waitFor();
+
+  // Nothing was saved, and nothing reached the visitor API.
+  await page.reload();
+  await editorLoaded(page, 2);
+  assert.deepEqual(await apiChannel(KEY), saved, 'the draft stays a draft');
+  assert.deepEqual(visitorCalls, [], 'the preview made no visitor API request and opened no WebSocket');
+  await page.close();
+  assert.deepEqual(admin.errors, []);
 });
 
 test('a refused field shows its error next to it and nothing is saved', async () => {

@@ -3,7 +3,9 @@
 // stream, sending, the chatbot choice, ending, starting again). What an event
 // does to the conversation is state.js (pure); each screen is its own module:
 // login.js, closed.js, chat.js with tray.js. Plain DOM, no framework: the
-// whole widget must stay far below the 30 KB gzip budget.
+// whole widget must stay far below the 30 KB gzip budget. In preview mode
+// (the console's channel editor) preview.js stands in for the network: the
+// controller renders the draft channel it is handed, and sends nothing.
 
 import { createApi } from './api.js';
 import { createStore } from './store.js';
@@ -16,15 +18,17 @@ import { loginScreen } from './login.js';
 import { closedScreen } from './closed.js';
 import { createChat } from './chat.js';
 import { createTray } from './tray.js';
+import { createPreview } from './preview.js';
 
 const ICON_CHAT = 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2z';
 const ICON_X = 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z';
 const ICON_MIN = 'M5 11h14v2H5z';
 
-export function mountWidget({ key, base, lang: explicitLang, css }) {
-  const api = createApi(base);
-  const store = createStore(key);
-  const pageLang = document.documentElement.lang;
+export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
+  const demo = preview ? createPreview() : null;
+  const api = demo ? demo.api : createApi(base);
+  const store = createStore(key, !!demo);
+  let pageLang = document.documentElement.lang;
   let lang = pickLanguage(explicitLang, pageLang, null);
   let t = translator(lang);
 
@@ -270,7 +274,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     dropConn();
     if (cs.conv && ENDED.includes(cs.conv.state)) return;
     cs = { ...cs, seq: Math.max(cs.seq, since) };
-    conn = connectEvents({
+    conn = (demo ? demo.connect : connectEvents)({
       url: api.eventsUrl(convId),
       token,
       since,
@@ -421,6 +425,7 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     const composer = chat.composer;
     const text = composer.value;
     if (!convId) return;
+    if (demo) return setError('send', t('previewNote'));
     tray.sendAll();
     if (!text.trim()) return;
     const max = limits().max_message_chars;
@@ -539,6 +544,36 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     focusInside();
   }
 
+  // ---------------------------------------------------------------- preview
+  /**
+   * A new draft (preview mode): the same screen again, drawn from it. The
+   * preview chat is rebuilt from the draft (a changed welcome text shows),
+   * or forgotten when the draft no longer fits it (closed, another mode).
+   */
+  function showDraft(draft, visitorPageLang) {
+    if (visitorPageLang !== undefined) pageLang = visitorPageLang;
+    const before = channel;
+    demo.set(draft);
+    if (!before) return; // the first: loadChannel takes it
+    channel = draft;
+    channelAt = Date.now();
+    lang = pickLanguage(explicitLang, pageLang, channel);
+    t = translator(lang);
+    relabel();
+    if (convId && (channel.open === false || channel.mode !== before.mode)) {
+      dropConn();
+      forget();
+    }
+    setError('send', null);
+    if (convId) {
+      const { conv, events } = demo.chat();
+      chat.clear();
+      cs = initialState(conv);
+      for (const ev of events) onEvent(ev, true);
+    }
+    show(convId ? 'chat' : channel.open === false ? 'closed' : 'login');
+  }
+
   // ------------------------------------------------------------------ start
   relabel();
   (document.body || document.documentElement).append(host);
@@ -547,6 +582,6 @@ export function mountWidget({ key, base, lang: explicitLang, css }) {
     if (view === 'chat') show('chat');
     else if (isOpen) open(false);
   });
-  if (store.get('open')) open(false);
-  return { open: () => ready.then(() => open()), close, host };
+  if (store.get('open') || demo) open(false);
+  return { open: () => ready.then(() => open()), close, host, preview: demo ? showDraft : null };
 }

@@ -50,6 +50,7 @@ export function createChat(ctx, tray) {
   const endedBox = h('div', { class: 'ended' }, endedText, endedInfo, restartBtn);
   const view = h('div', { class: 'chat' }, log, status, typingLine, options, tray.list, composerBox, endedBox);
   let typingOff = 0;
+  let optionsShown = '';
 
   const scrollDown = () => (log.scrollTop = log.scrollHeight);
   const agentLabel = () => agentName(ctx.state()) || ctx.t()('agent');
@@ -149,7 +150,11 @@ export function createChat(ctx, tray) {
     if (outOfHours && !endedInfo.firstChild) put(endedInfo, closedScreen(channel, ctx.lang(), t));
     if (!outOfHours) endedInfo.replaceChildren();
     endedText.hidden = !!outOfHours;
-    if (optionsList.childElementCount !== s.options.length || !s.menu) {
+    // Drawn again only when the options change (ids, labels, order), so
+    // focus stays on a button while nothing changed.
+    const shown = JSON.stringify(s.options.map((o) => [o.id, o.label]));
+    if (shown !== optionsShown || !s.menu) {
+      optionsShown = shown;
       put(optionsList, s.options.map((o) => h('button', { class: 'btn2', type: 'button', text: o.label, onclick: () => ctx.choose(o.id) })));
     }
     options.hidden = !s.options.length;

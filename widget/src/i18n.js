@@ -72,6 +72,7 @@ const en = {
   errTooManyWaiting: 'You already have a chat waiting for an advisor. Please continue there.',
   filesFull: 'This chat cannot take more files. Send the rest by e-mail or in a new chat.',
   storageFull: '“{name}” cannot be received right now. Please try again later.',
+  previewNote: 'This is a preview: nothing is sent.',
 };
 
 const fr = {
@@ -143,6 +144,7 @@ const fr = {
   errTooManyWaiting: 'Vous avez déjà une conversation en attente d’un conseiller. Continuez-la.',
   filesFull: "Cette conversation ne peut plus recevoir de fichiers. Envoyez les autres par e-mail ou dans une nouvelle conversation.",
   storageFull: '« {name} » ne peut pas être reçu pour le moment. Réessayez plus tard.',
+  previewNote: "Ceci est un aperçu : rien n'est envoyé.",
 };
 
 const dicts = { en, fr };

@@ -3,21 +3,22 @@
 // reload), unsent messages and the draft. Everything lives under one
 // localStorage entry named after the channel key, so two channels on one
 // site never mix. Storage can be unavailable (privacy modes): then the
-// widget still works, it only forgets on reload.
+// widget still works, it only forgets on reload. A `memory` store (preview
+// mode) never touches localStorage.
 
 const MAX_EVENTS = 400;
 
-export function createStore(channelKey) {
+export function createStore(channelKey, memory = false) {
   const name = 'frontdesk:v1:' + channelKey;
   let data = {};
   try {
-    data = JSON.parse(localStorage.getItem(name) || '{}') || {};
+    data = (!memory && JSON.parse(localStorage.getItem(name) || '{}')) || {};
   } catch (e) {
     data = {};
   }
   // Another tab of the same site wrote: follow it rather than overwrite it.
   addEventListener('storage', (e) => {
-    if (e.key !== name) return;
+    if (memory || e.key !== name) return;
     try {
       data = JSON.parse(e.newValue || '{}') || {};
     } catch (err) {
@@ -25,6 +26,7 @@ export function createStore(channelKey) {
     }
   });
   function save() {
+    if (memory) return;
     try {
       localStorage.setItem(name, JSON.stringify(data));
     } catch (e) {

@@ -1,6 +1,8 @@
 // Frontdesk console: sends its forms to the admin JSON API (the same
 // handlers and validation as any API client) and shows each refused field
-// next to its input. No framework: the pages are server-rendered.
+// next to its input; shows the channel editor's draft in the widget preview
+// (both ends: the editor, and the page in its iframe). No framework: the
+// pages are server-rendered.
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
 
 async function api(method, url, body, extra = {}) {
@@ -137,11 +139,15 @@ async function channelForm(form) {
     if (loaded.status === 200) base = loaded.body;
   }
   fill(form, base);
+  const preview = channelPreview(form, () => read(form, base));
+  // A holidays file (frontdesk.toml only) is not in the form: the check
+  // could not say what the file's holidays do.
+  if (base.schedule?.holidays_ics) preview.hours(null);
+  else hoursCheck(form, preview.hours);
   if (form.hasAttribute('data-read-only')) {
     for (const input of form.elements) input.disabled = true;
     return;
   }
-  hoursCheck(form);
   form.addEventListener('click', (event) => {
     const button = event.target.closest('button');
     if (!button) return;
@@ -170,8 +176,9 @@ async function channelForm(form) {
 }
 
 // --- business hours: open or closed now, why, next opening ---------------
-// Checked as the admin types, by the server, with the config file's rules.
-function hoursCheck(form) {
+// Checked as the admin types, by the server, with the config file's rules;
+// each answer ({ open, next_open }, or null when refused) goes to `answered`.
+function hoursCheck(form, answered) {
   const out = form.querySelector('#hours-now');
   if (!out) return;
   const fields = ['schedule.timezone', 'schedule.open', 'schedule.holidays'].map((n) => form.querySelector(`[name="${n}"]`));
@@ -182,7 +189,8 @@ function hoursCheck(form) {
       open: lines(fields[1].value),
       holidays: lines(fields[2].value),
     };
-    const answer = await api('POST', '/api/v1/admin/schedule/check', { schedule });
+    const answer = await api('POST', '/api/v1/admin/schedule/check', { schedule }).catch(() => ({ status: 0 }));
+    answered(answer.status === 200 ? answer.body : null);
     for (const field of fields) field.removeAttribute('aria-invalid');
     if (answer.status === 200) {
       const next = answer.body.next_open ? ` ${tr('Next opening:')} ${answer.body.next_open}` : '';
@@ -196,6 +204,85 @@ function hoursCheck(form) {
   };
   for (const field of fields) field.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(check, 300); });
   check();
+}
+
+// --- the widget preview ----------------------------------------------------
+// The editor frames /admin/channels/KEY/preview (same origin; only the
+// console may frame it, and it may open no connection), where the real
+// widget runs in preview mode. The draft goes there by postMessage to this
+// origin only, and each end reads only the other's messages. The draft is
+// the channel as the visitor API's GET /api/v1/channels/{key} would give it
+// once saved, each option with its welcome text too; open or closed comes
+// from the hours check, or the admin's choice of what to preview.
+function widgetChannel(channel, open, nextOpen) {
+  return {
+    key: channel.key,
+    name: channel.name,
+    mode: channel.mode,
+    open,
+    next_open: open ? null : nextOpen,
+    timezone: channel.schedule?.timezone ?? 'UTC',
+    language: channel.language,
+    languages: channel.languages,
+    closed: { text: channel.closed?.text ?? '', alternatives: channel.closed?.alternatives ?? [] },
+    // An option still without a label is not one a visitor could pick.
+    options: channel.options.filter((o) => o.label.trim()).map(({ id, label, welcome }) => ({ id, label, welcome })),
+    limits: channel.limits ?? {},
+  };
+}
+
+function channelPreview(form, draft) {
+  const frame = document.getElementById('preview-frame');
+  if (!frame) return { hours() {} };
+  const section = frame.closest('section');
+  const language = section.querySelector('#preview-lang');
+  let hours; // the last hours check's answer: undefined until the first, null when refused
+  let sent = '';
+  const send = (again = false) => {
+    if (hours === undefined) return; // not knowing yet whether it is open: the first answer sends
+    const choice = section.querySelector('[name=preview-hours]:checked').value;
+    const open = choice === 'schedule' ? hours?.open ?? true : choice === 'open';
+    const message = {
+      type: 'frontdesk:preview',
+      channel: widgetChannel(draft(), open, hours?.next_open ?? null),
+      lang: language.value,
+    };
+    const text = JSON.stringify(message);
+    if (text === sent && !again) return;
+    sent = text;
+    frame.contentWindow?.postMessage(message, location.origin);
+  };
+  addEventListener('message', (event) => {
+    if (event.origin !== location.origin || event.source !== frame.contentWindow) return;
+    if (event.data?.type === 'frontdesk:preview-ready') send(true);
+  });
+  for (const type of ['input', 'change']) {
+    form.addEventListener(type, () => send());
+    section.addEventListener(type, () => send());
+  }
+  // Options added, removed or moved change no field's value.
+  new MutationObserver(() => send()).observe(form.querySelector('#options'), { childList: true });
+  return {
+    hours(answer) {
+      hours = answer;
+      send();
+    },
+  };
+}
+
+// Inside the iframe: the widget (loaded with data-preview) shows each
+// draft the editor framing this page sends.
+function previewPage() {
+  if (window.parent === window) {
+    document.querySelector('.preview-alone').hidden = false;
+    return;
+  }
+  addEventListener('message', (event) => {
+    if (event.origin !== location.origin || event.source !== window.parent) return;
+    const { type, channel, lang } = event.data ?? {};
+    if (type === 'frontdesk:preview' && channel) window.Frontdesk?.preview?.(channel, lang);
+  });
+  window.parent.postMessage({ type: 'frontdesk:preview-ready' }, location.origin);
 }
 
 // --- copy buttons --------------------------------------------------------
@@ -331,6 +418,7 @@ async function eraseForm(form) {
 
 const form = document.querySelector('form[data-kind=channel]');
 if (form) channelForm(form);
+if (document.body.hasAttribute('data-preview-page')) previewPage();
 for (const item of document.querySelectorAll('form[data-kind=queue], form[data-kind=agent]')) itemForm(item);
 if (document.querySelector('[data-live]')) liveView();
 const erase = document.querySelector('form[data-erase]');

@@ -447,13 +447,19 @@ async fn changes_need_the_csrf_token_the_same_origin_and_the_admin_role() {
     gateway.stop().await;
 }
 
+/// Two tenants' admins: ada of the default tenant, gus of a new `globex`.
+async fn ours_and_theirs(gateway: &TestGateway) -> (Admin, Admin) {
+    let store = gateway.engine.store();
+    assert!(store.create_tenant("globex", "Globex").await.unwrap());
+    let ours = Admin::log_in(gateway, "ada", Role::Admin, None).await;
+    let theirs = Admin::log_in(gateway, "gus", Role::Admin, Some("globex")).await;
+    (ours, theirs)
+}
+
 #[tokio::test]
 async fn one_tenant_cannot_see_or_touch_another() {
     let gateway = TestGateway::spawn().await;
-    let store = gateway.engine.store();
-    assert!(store.create_tenant("globex", "Globex").await.unwrap());
-    let ours = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
-    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let (ours, theirs) = ours_and_theirs(&gateway).await;
 
     // Their own agent and queue, and a channel on it.
     let (status, reply) = theirs
@@ -569,6 +575,77 @@ async fn the_console_pages_need_a_login_and_show_the_embed_code() {
     assert!(
         html.contains(&admin.csrf),
         "the page carries the CSRF token for its script"
+    );
+    gateway.stop().await;
+}
+
+/// The channel editor's widget preview: a console page like the others
+/// (login, tenant), which only the console itself may frame and which may
+/// open no connection, so the widget in it cannot reach the visitor API.
+#[tokio::test]
+async fn the_widget_preview_is_framed_by_the_console_only_and_connects_nowhere() {
+    let gateway = TestGateway::spawn().await;
+    let (ours, theirs) = ours_and_theirs(&gateway).await;
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |key: &str| format!("{}/admin/channels/{key}/preview", gateway.url);
+
+    let reply = anonymous.get(url("live")).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers()["location"], "/admin/login");
+    for key in ["live", "new"] {
+        let page = ours.http.get(url(key)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{key}");
+        let header = |name: &str| page.headers()[name].to_str().unwrap().to_owned();
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
+        assert!(csp.contains("connect-src 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(header("x-frame-options"), "SAMEORIGIN");
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains(&format!(
+                r#"src="/widget.js" data-key="{key}" data-preview"#
+            )),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"), "no inline script");
+    }
+    assert_eq!(
+        theirs.http.get(url("live")).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "another tenant's channel"
+    );
+    assert_eq!(
+        ours.http.get(url("nowhere")).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The editor frames it; the editor itself may still be framed by nothing.
+    let editor = (ours.http)
+        .get(format!("{}/admin/channels/live", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(editor.headers()["x-frame-options"], "DENY");
+    assert!(editor.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    let html = editor.text().await.unwrap();
+    assert!(
+        html.contains(r#"<iframe id="preview-frame" src="/admin/channels/live/preview" title="Widget preview""#),
+        "{html}"
+    );
+    let reply = ours
+        .http
+        .get(format!("{}/admin/channels/new?lang=fr", gateway.url));
+    let french = reply.send().await.unwrap().text().await.unwrap();
+    assert!(
+        french.contains(r#"src="/admin/channels/new/preview" title="Aperçu du widget""#),
+        "{french}"
     );
     gateway.stop().await;
 }

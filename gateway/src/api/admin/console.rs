@@ -4,6 +4,12 @@
 //! A page asked for without a session redirects to the login page. The
 //! login and logout forms are plain HTML forms (no script needed to get
 //! in or out); logout carries the CSRF token as a form field.
+//!
+//! No page may be framed (`frame-ancestors 'none'`) but the widget preview
+//! (`/admin/channels/{key}/preview`), which only the console's own pages
+//! may frame and which may open no connection at all (`connect-src
+//! 'none'`): the widget in it, in preview mode, renders the draft the
+//! channel editor sends it by `postMessage` and never calls the visitor API.
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
@@ -30,6 +36,7 @@ pub fn router() -> Router<AdminState> {
         .route("/admin/logout", axum::routing::post(logout_form))
         .route("/admin/channels", get(channels_page))
         .route("/admin/channels/{key}", get(channel_page))
+        .route("/admin/channels/{key}/preview", get(preview_page))
         .route("/admin/audit", get(audit_page))
         .route("/admin/live", get(live_page))
         .route("/admin/transcripts", get(transcripts_page))
@@ -60,16 +67,27 @@ async fn asset(body: &'static str, kind: &'static str) -> Response {
 
 /// Renders a page, with the headers every console page carries.
 fn page(status: StatusCode, template: &impl Template) -> Response {
+    render(
+        status,
+        template,
+        "DENY",
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    )
+}
+
+fn render(
+    status: StatusCode,
+    template: &impl Template,
+    frame_options: &'static str,
+    csp: &'static str,
+) -> Response {
     match template.render() {
         Ok(html) => (
             status,
             [
                 (header::CACHE_CONTROL, "no-store"),
-                (header::X_FRAME_OPTIONS, "DENY"),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
-                ),
+                (header::X_FRAME_OPTIONS, frame_options),
+                (header::CONTENT_SECURITY_POLICY, csp),
             ],
             Html(html),
         )
@@ -258,6 +276,25 @@ struct ChannelPage {
     /// The tenant's queues: (extension, name).
     queues: Vec<(String, String)>,
     embed: String,
+    /// The key in the preview's path: the channel's, or `new`.
+    preview_key: String,
+}
+
+/// The source of the viewer's tenant's channel `key` (`None` for `new`),
+/// or 404 for any other key.
+fn own_channel(
+    state: &AdminState,
+    viewer: &Principal,
+    key: &str,
+) -> Result<Option<ItemSource>, StatusCode> {
+    if key == "new" {
+        return Ok(None);
+    }
+    (state.engine.directory())
+        .meta(ItemKind::Channel, key)
+        .filter(|m| m.tenant == viewer.tenant)
+        .map(|m| Some(m.source))
+        .ok_or(StatusCode::NOT_FOUND)
 }
 
 async fn channel_page(
@@ -266,14 +303,12 @@ async fn channel_page(
     Lang(t): Lang,
     Path(key): Path<String>,
 ) -> Response {
+    let source = match own_channel(&state, &viewer, &key) {
+        Ok(source) => source,
+        Err(status) => return status.into_response(),
+    };
+    let is_new = source.is_none();
     let directory = state.engine.directory();
-    let is_new = key == "new";
-    let meta = directory
-        .meta(ItemKind::Channel, &key)
-        .filter(|m| m.tenant == viewer.tenant);
-    if !is_new && meta.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
     let queues = (directory.spec().queues.iter())
         .filter(|q| directory.tenant_of_queue(q.extension.as_str()) == Some(viewer.tenant.as_str()))
         .map(|q| (q.extension.to_string(), q.name.clone()))
@@ -285,11 +320,38 @@ async fn channel_page(
             t,
             key: if is_new { String::new() } else { key.clone() },
             is_new,
-            read_only: meta.is_some_and(|m| m.source == ItemSource::File),
+            read_only: source == Some(ItemSource::File),
             can_edit: can_edit(&viewer),
             queues,
             embed: embed_snippet(&state.public_url, &key),
+            preview_key: key,
         },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "admin/preview.html")]
+struct PreviewPage {
+    t: &'static Texts,
+    key: String,
+}
+
+/// The page the channel editor frames: the widget in preview mode, for a
+/// channel of the viewer's tenant (or `new`), drawn from the editor's draft.
+async fn preview_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+    Path(key): Path<String>,
+) -> Response {
+    if let Err(status) = own_channel(&state, &viewer, &key) {
+        return status.into_response();
+    }
+    render(
+        StatusCode::OK,
+        &PreviewPage { t, key },
+        "SAMEORIGIN",
+        "default-src 'self'; connect-src 'none'; frame-ancestors 'self'; form-action 'none'",
     )
 }
 
