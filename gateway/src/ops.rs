@@ -1,10 +1,12 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 //!
-//! `/healthz` says the process serves; `/readyz` that the database answers
-//! within 2 s and every migration is applied (503 otherwise, within those
-//! 2 s: a load balancer stops sending visitors while the database is away,
-//! and sends them again once it answers, with no restart); `/metrics` is Prometheus
-//! text: `frontdesk_conversations{state}`,
+//! `/healthz` says the process serves, with a `node_id` (random, made when
+//! the gateway starts) naming which node of several answered, and telling
+//! a restarted process from the one before; `/readyz` that the database
+//! answers within 2 s and every migration is applied (503 otherwise,
+//! within those 2 s: a load balancer stops sending visitors while the
+//! database is away, and sends them again once it answers, with no
+//! restart); `/metrics` is Prometheus text: `frontdesk_conversations{state}`,
 //! `frontdesk_conversations_started_total`, `frontdesk_messages_total{from}`,
 //! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`,
 //! and `frontdesk_xmpp_connected` (1 while the XMPP component is connected).
@@ -54,6 +56,8 @@ struct OpsState {
     prometheus: PrometheusHandle,
     /// The bearer token `/metrics` requires, if any.
     metrics_token: Option<Arc<str>>,
+    /// This gateway's id in `/healthz`.
+    node_id: Arc<str>,
 }
 
 pub fn router(store: Store, metrics_token: Option<&str>) -> Router {
@@ -65,6 +69,7 @@ pub fn router(store: Store, metrics_token: Option<&str>) -> Router {
             store,
             prometheus: prometheus(),
             metrics_token: metrics_token.filter(|t| !t.is_empty()).map(Arc::from),
+            node_id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
         })
 }
 
@@ -81,8 +86,8 @@ fn metrics_allowed(state: &OpsState, headers: &HeaderMap) -> bool {
     bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
+    Json(json!({ "status": "ok", "node_id": &*state.node_id }))
 }
 
 /// How long `/readyz` waits for the database: a probe must hear "not

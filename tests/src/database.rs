@@ -44,6 +44,17 @@ impl DbEngine {
     }
 }
 
+/// Whether a test of several gateway nodes runs in this run: nodes share
+/// PostgreSQL only, so only when `FRONTDESK_TEST_DB=postgres` (the suite's
+/// PostgreSQL run); otherwise it says it is skipped and the test returns.
+pub fn several_nodes_run() -> bool {
+    let postgres = matches!(DbEngine::from_env(), Ok(DbEngine::Postgres));
+    if !postgres {
+        eprintln!("skipped: several nodes share PostgreSQL only (FRONTDESK_TEST_DB=postgres)");
+    }
+    postgres
+}
+
 /// A test database and the gateway's data directory; the directory (with
 /// a SQLite database in it) is removed on drop, a PostgreSQL database by
 /// [`TestDb::drop_db`].

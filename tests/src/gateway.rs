@@ -306,6 +306,25 @@ impl GatewayProcess {
         Ok(())
     }
 
+    /// SIGTERM, then waits for the process to exit (a graceful stop: it
+    /// stops accepting, closes WebSockets with 1001 and finishes what is
+    /// in flight); SIGKILLs it and fails when it still runs after `within`.
+    pub async fn terminate(mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("the process has already exited")?;
+        let signalled = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(signalled.success(), "cannot send SIGTERM to {pid}");
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                self.child.kill().await?;
+                anyhow::bail!("frontdesk {pid} still ran {within:?} after SIGTERM")
+            }
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }

@@ -219,7 +219,7 @@ impl Kamailio {
         let port = self.port;
         let ready = tokio::select! {
             ready = wait_for_port(port, Duration::from_secs(15)) => ready,
-            exit = self.exited() => Err(anyhow::anyhow!("kamailio exited: {exit}")),
+            exit = crate::process::exited(&mut self.child) => Err(anyhow::anyhow!("kamailio exited: {exit}")),
         };
         if let Err(e) = ready {
             let log = self.log_text();
@@ -242,19 +242,6 @@ impl Kamailio {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt >= 5 => return Err(e),
                 Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-            }
-        }
-    }
-
-    /// Resolves when the process has exited (a config error), with its
-    /// status; never resolves while it runs.
-    async fn exited(&mut self) -> String {
-        loop {
-            match self.child.as_mut().map(Child::try_wait) {
-                Some(Ok(Some(status))) => return status.to_string(),
-                Some(Err(e)) => return e.to_string(),
-                None => return "not started".to_owned(),
-                Some(Ok(None)) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }

@@ -2,6 +2,11 @@
 //! component and its secret, run through `ejabberdctl` as the `ejabberd`
 //! user with this instance's own config, spool, cookie home, node name and
 //! Erlang distribution port; accounts are registered once it runs.
+//!
+//! Several gateway nodes may connect for the one component domain with
+//! this config as it is (no option needed): ejabberd accepts each
+//! connection and spreads the stanzas for the domain over them, the
+//! answers to a node's own requests (its pings) included.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use frontdesk::api::admin::{create_user, Role};
 use frontdesk::engine::loopback::AgentCall;
+use frontdesk_tests::admin::{chatbot_channel as chatbot, Admin};
 use frontdesk_tests::config::ALLOWED_ORIGIN;
 use frontdesk_tests::gateway::TestGateway;
 use frontdesk_tests::visitor::Visitor;
@@ -15,92 +16,14 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A console user's HTTP client: cookie jar plus the CSRF token.
-struct Admin {
-    http: reqwest::Client,
-    base: String,
-    csrf: String,
-}
-
-impl Admin {
-    async fn log_in(
-        gateway: &TestGateway,
-        username: &str,
-        role: Role,
-        tenant: Option<&str>,
-    ) -> Admin {
-        create_user(gateway.engine.store(), username, PASSWORD, role, tenant)
-            .await
-            .expect("user created");
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .unwrap();
-        let reply = http
-            .post(format!("{}/api/v1/admin/login", gateway.url))
-            .json(&json!({ "username": username, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status(), StatusCode::OK, "login of {username}");
-        let body: Value = reply.json().await.unwrap();
-        Admin {
-            http,
-            base: gateway.url.clone(),
-            csrf: body["csrf"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-csrf-token", &self.csrf);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let reply = request.send().await.unwrap();
-        let status = reply.status();
-        let text = reply.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, Some(&body)).await
-    }
-
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(reqwest::Method::DELETE, path, None).await
-    }
-}
-
-fn chatbot(key: &str, welcome: &str) -> Value {
-    json!({
-        "key": key,
-        "name": "Acme Web",
-        "mode": "chatbot",
-        "allowed_origins": [ALLOWED_ORIGIN],
-        "options": [
-            { "id": "buy", "label": "Buy", "welcome": welcome, "queue": "600" },
-            { "id": "help", "label": "Get help", "welcome": "Support is on its way.", "queue": "601" },
-        ],
-    })
+/// Makes a console account on `gateway` and logs it in.
+async fn log_in(gateway: &TestGateway, username: &str, role: Role, tenant: Option<&str>) -> Admin {
+    create_user(gateway.engine.store(), username, PASSWORD, role, tenant)
+        .await
+        .expect("user created");
+    Admin::log_in(&gateway.url, username, PASSWORD)
+        .await
+        .expect("logged in")
 }
 
 /// Two admins cannot silently overwrite each other: a create refuses a key
@@ -108,7 +31,7 @@ fn chatbot(key: &str, welcome: &str) -> Value {
 #[tokio::test]
 async fn creates_refuse_a_key_in_use_and_edits_refuse_a_stale_revision() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let (status, body) = admin
         .post_json("/api/v1/admin/channels", chatbot("web", "First"))
         .await;
@@ -167,7 +90,7 @@ async fn creates_refuse_a_key_in_use_and_edits_refuse_a_stale_revision() {
         .create_tenant("globex", "Globex")
         .await
         .unwrap());
-    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let theirs = log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
     let reply = (theirs
         .http
         .put(format!("{}/api/v1/admin/channels/web", theirs.base)))
@@ -185,7 +108,7 @@ async fn creates_refuse_a_key_in_use_and_edits_refuse_a_stale_revision() {
 #[tokio::test]
 async fn a_channel_made_in_the_console_serves_visitors_without_a_restart() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
     assert_eq!(
         visitor.channel("web").await.unwrap().status,
@@ -252,7 +175,7 @@ async fn a_channel_made_in_the_console_serves_visitors_without_a_restart() {
 #[tokio::test]
 async fn refused_changes_name_the_field_and_save_nothing() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let version = gateway.engine.directory().version();
 
     let mut unknown_queue = chatbot("web", "Hi");
@@ -328,7 +251,7 @@ async fn refused_changes_name_the_field_and_save_nothing() {
 #[tokio::test]
 async fn provisioned_items_are_read_only_in_the_console() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let (status, live) = admin.get("/api/v1/admin/channels/live").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(live["source"], "file");
@@ -354,7 +277,7 @@ async fn provisioned_items_are_read_only_in_the_console() {
 #[tokio::test]
 async fn changes_need_the_csrf_token_the_same_origin_and_the_admin_role() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let url = format!("{}/api/v1/admin/channels/web", gateway.url);
     let body = chatbot("web", "Hi");
 
@@ -389,7 +312,7 @@ async fn changes_need_the_csrf_token_the_same_origin_and_the_admin_role() {
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
 
     // A supervisor reads the configuration but cannot change it.
-    let supervisor = Admin::log_in(&gateway, "sam", Role::Supervisor, None).await;
+    let supervisor = log_in(&gateway, "sam", Role::Supervisor, None).await;
     assert_eq!(
         supervisor.get("/api/v1/admin/channels").await.0,
         StatusCode::OK
@@ -451,8 +374,8 @@ async fn changes_need_the_csrf_token_the_same_origin_and_the_admin_role() {
 async fn ours_and_theirs(gateway: &TestGateway) -> (Admin, Admin) {
     let store = gateway.engine.store();
     assert!(store.create_tenant("globex", "Globex").await.unwrap());
-    let ours = Admin::log_in(gateway, "ada", Role::Admin, None).await;
-    let theirs = Admin::log_in(gateway, "gus", Role::Admin, Some("globex")).await;
+    let ours = log_in(gateway, "ada", Role::Admin, None).await;
+    let theirs = log_in(gateway, "gus", Role::Admin, Some("globex")).await;
     (ours, theirs)
 }
 
@@ -538,7 +461,7 @@ async fn one_tenant_cannot_see_or_touch_another() {
 #[tokio::test]
 async fn the_console_pages_need_a_login_and_show_the_embed_code() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let anonymous = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -654,18 +577,14 @@ async fn the_widget_preview_is_framed_by_the_console_only_and_connects_nowhere()
 /// on the other without a restart (NOTIFY, or at worst the next poll).
 #[tokio::test]
 async fn a_change_on_one_node_reaches_the_other() {
-    if !matches!(
-        frontdesk_tests::database::DbEngine::from_env(),
-        Ok(frontdesk_tests::database::DbEngine::Postgres)
-    ) {
-        eprintln!("skipped: several nodes share PostgreSQL only (FRONTDESK_TEST_DB=postgres)");
+    if !frontdesk_tests::database::several_nodes_run() {
         return;
     }
     let first = TestGateway::spawn().await;
     let second = first
         .spawn_sharing(|c| c.server.directory_poll_ms = 60_000)
         .await;
-    let admin = Admin::log_in(&first, "ada", Role::Admin, None).await;
+    let admin = log_in(&first, "ada", Role::Admin, None).await;
     assert_eq!(
         admin
             .put("/api/v1/admin/channels/web", &chatbot("web", "Hi"))
@@ -697,7 +616,7 @@ fn ext(s: &str) -> pbx_adapter::AgentExtension {
 async fn the_live_view_shows_who_waits_and_who_chats() {
     let mut gateway = TestGateway::spawn().await;
     gateway.all_agents_available().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
     let session = visitor.start("live", "Jane Waiting").await.unwrap();
     let offer = gateway.next_offer().await;
@@ -749,7 +668,7 @@ async fn the_live_view_shows_who_waits_and_who_chats() {
 async fn transcripts_are_searched_read_exported_and_erased_per_visitor() {
     let mut gateway = TestGateway::spawn().await;
     gateway.all_agents_available().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
     let session = visitor.start("live", "Jane Doe").await.unwrap();
     let offer = gateway.next_offer().await;
@@ -898,7 +817,7 @@ async fn transcripts_are_searched_read_exported_and_erased_per_visitor() {
     );
 
     // A supervisor may read transcripts but not erase.
-    let supervisor = Admin::log_in(&gateway, "sam", Role::Supervisor, None).await;
+    let supervisor = log_in(&gateway, "sam", Role::Supervisor, None).await;
     let (status, _) = supervisor
         .send(
             reqwest::Method::POST,
@@ -941,7 +860,7 @@ async fn another_tenants_transcripts_stay_hidden() {
         .create_tenant("globex", "Globex")
         .await
         .unwrap();
-    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let theirs = log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
     let visitor = Visitor::new(&gateway.url).with_origin(ALLOWED_ORIGIN);
     let session = visitor.start("live", "Jane Doe").await.unwrap();
     assert_eq!(theirs.get("/api/v1/admin/conversations").await.1, json!([]));
@@ -978,7 +897,7 @@ async fn another_tenants_transcripts_stay_hidden() {
 #[tokio::test]
 async fn the_console_speaks_french_when_asked_and_remembers_it() {
     let gateway = TestGateway::spawn().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let page = |path: &str, lang: Option<&str>| {
         let mut request = admin.http.get(format!("{}{path}", gateway.url));
         if let Some(lang) = lang {
@@ -1028,8 +947,8 @@ async fn the_console_speaks_french_when_asked_and_remembers_it() {
 #[tokio::test]
 async fn a_superadmin_makes_tenants_and_their_admins_but_an_admin_cannot() {
     let gateway = TestGateway::spawn().await;
-    let root = Admin::log_in(&gateway, "root", Role::Superadmin, None).await;
-    let ada = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let root = log_in(&gateway, "root", Role::Superadmin, None).await;
+    let ada = log_in(&gateway, "ada", Role::Admin, None).await;
     let tenant = json!({ "id": "globex", "name": "Globex" });
     assert_eq!(
         ada.post_json("/api/v1/admin/tenants", tenant.clone())
@@ -1108,7 +1027,7 @@ async fn an_agents_transfer_cannot_reach_another_tenants_queue() {
         .create_tenant("globex", "Globex")
         .await
         .unwrap();
-    let theirs = Admin::log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let theirs = log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
     let agent = json!({ "extension": "201", "name": "Gus", "xmpp": "gus@globex.example" });
     assert_eq!(
         theirs.put("/api/v1/admin/agents/201", &agent).await.0,
@@ -1163,7 +1082,7 @@ async fn an_agents_transfer_cannot_reach_another_tenants_queue() {
 async fn queue_changes_apply_to_the_next_offer() {
     let mut gateway = TestGateway::spawn().await;
     gateway.all_agents_available().await;
-    let admin = Admin::log_in(&gateway, "ada", Role::Admin, None).await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
     let agent = json!({ "extension": "104", "name": "Dora", "xmpp": "dora@pbx.example.com" });
     assert_eq!(
         admin.put("/api/v1/admin/agents/104", &agent).await.0,

@@ -8,6 +8,7 @@
 mod admin;
 mod bad_input;
 mod cli;
+mod cluster;
 mod conversation;
 mod durability;
 mod edge_limits;
