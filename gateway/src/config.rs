@@ -35,6 +35,8 @@ pub struct Config {
     #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
     pub limits: RateLimits,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
@@ -446,6 +448,16 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// Several gateway nodes on one PostgreSQL database (`[cluster]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Other nodes share this node's database (and files directory):
+    /// dispatch takes a cluster-wide lease, and agents' presence and
+    /// ringing offers outlive this node's restart. PostgreSQL only.
+    pub enabled: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimits {
@@ -656,6 +668,14 @@ impl Config {
     /// Cross-field checks serde cannot express. Errors are `(key, message)`.
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_edge()?;
+        if self.cluster.enabled && self.database_url().starts_with("sqlite:") {
+            return Err((
+                "cluster.enabled".into(),
+                "several nodes need one PostgreSQL database they all reach; SQLite is one \
+                 node's database: set database.url = \"postgres://…\" or turn the cluster off"
+                    .into(),
+            ));
+        }
         if let Some(error) = self.directory_spec().validate().into_iter().next() {
             return Err((error.key, error.message));
         }

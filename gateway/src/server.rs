@@ -126,7 +126,8 @@ impl Gateway {
         agents: Arc<dyn AgentChannel>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Gateway> {
-        let limits = crate::engine::EngineLimits {
+        let limits = crate::engine::EngineSettings {
+            clustered: config.cluster.enabled,
             max_waiting_per_queue: config.waiting.max_per_queue,
             max_waiting_per_client: config.waiting.max_per_client,
             visitor_token_ttl_ms: i64::try_from(config.server.visitor_token_ttl_secs)

@@ -4,7 +4,7 @@
 //! agent comes or goes, an offer is taken or expires). Everything it
 //! decides with is in the store (presence, what rings, declines, what each
 //! agent did last, the strategies' memory), and one dispatch runs at a
-//! time in the whole cluster (a lease on PostgreSQL), so the strategies
+//! time in the whole cluster (a lease when `[cluster]` is on), so the strategies
 //! behave as one queue however many nodes serve it; transitions are still
 //! guarded by the expected state, so a lease that lapsed cannot move one
 //! conversation twice.
@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
-use crate::store::{now_ms, AgentActivity, Backend, ConversationRow, ConversationUpdate};
+use crate::store::{now_ms, AgentActivity, ConversationRow, ConversationUpdate};
 
 /// How many of a conversation's latest messages an offer carries (the
 /// agent who takes a chat reads what was said; a chat that went back to
@@ -112,11 +112,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Waits for the cluster's dispatch lease (on PostgreSQL: on SQLite
-    /// there is one node, and the local lock is the lease). False if the
-    /// database cannot be reached.
+    /// Waits for the cluster's dispatch lease (alone on its store, the
+    /// local lock is the lease). False if the database cannot be reached.
     async fn take_dispatch_lease(&self) -> bool {
-        if self.inner.store.backend() == Backend::Sqlite {
+        if !self.inner.limits.clustered {
             return true;
         }
         let mut pause = Duration::from_millis(2);
@@ -151,7 +150,7 @@ impl Engine {
     }
 
     async fn release_dispatch_lease(&self) {
-        if self.inner.store.backend() == Backend::Sqlite {
+        if !self.inner.limits.clustered {
             return;
         }
         if let Err(e) = (self.inner.store)

@@ -169,12 +169,16 @@ struct Inner {
     shutdown: CancellationToken,
     /// Agents' HTTP File Upload slots (see `agent_files`).
     uploads: agent_files::UploadSlots,
-    limits: EngineLimits,
+    limits: EngineSettings,
 }
 
-/// Bounds the engine enforces (from `[waiting]`).
+/// Bounds the engine enforces (from `[waiting]`), and whether other nodes
+/// share its store (`[cluster]`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct EngineLimits {
+pub struct EngineSettings {
+    /// Other gateway nodes share this store: presence and ringing offers
+    /// outlive this node's restart, and dispatch takes the cluster lease.
+    pub clustered: bool,
     /// Most chats waiting in one queue; 0: no limit.
     pub max_waiting_per_queue: u32,
     /// Most chats one client may have waiting; 0: no limit.
@@ -199,7 +203,7 @@ const OUTBOUND_STRIPES: usize = 64;
 impl Engine {
     /// An engine with an empty directory: [`provision`](Self::provision)
     /// or [`reload_directory`](Self::reload_directory) fills it.
-    pub fn new(store: Store, agents: Arc<dyn AgentChannel>, limits: EngineLimits) -> Engine {
+    pub fn new(store: Store, agents: Arc<dyn AgentChannel>, limits: EngineSettings) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -234,17 +238,17 @@ impl Engine {
         self.directory().channels().clone()
     }
 
-    /// On SQLite (one node), forgets the presence its bridges reported
+    /// Alone on its store, forgets the presence its bridges reported
     /// before it stopped (they report anew once connected) and puts
     /// conversations that were ringing back in their queues, to be offered
-    /// again at once; on PostgreSQL, where other nodes may be serving the
+    /// again at once; in a cluster, where other nodes may be serving the
     /// same agents and ringing the same chats, presence stays and the
     /// offers' timers (rows) bring those chats back. Then forwards to agents in charge
     /// what they never got, and offers what waits. Active chats stay
     /// active.
     pub async fn recover(&self) -> EngineResult<()> {
         let mut requeued = 0;
-        if self.inner.store.backend() == crate::store::Backend::Sqlite {
+        if !self.inner.limits.clustered {
             self.inner.store.clear_presence().await?;
             let offered = self
                 .inner
