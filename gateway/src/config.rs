@@ -20,8 +20,9 @@ use url::Url;
 mod directory;
 
 pub use directory::{
-    embed_snippet, parse_origin, Alternative, AlternativeKind, ChannelConfig, ChannelLimits,
-    ChannelMode, ChatbotOption, ClosedConfig, DirectorySpec, FieldError,
+    embed_snippet, parse_origin, schedule_error, Alternative, AlternativeKind, ChannelConfig,
+    ChannelLimits, ChannelMode, ChatbotOption, ClosedConfig, DirectorySpec, FieldCode, FieldError,
+    MAX_ADDRESS_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, MAX_OPTION_ID_CHARS, MAX_TEXT_CHARS,
 };
 
 /// Languages the widget and the agent-facing texts exist in.

@@ -157,6 +157,9 @@ impl BatchId {
     }
 }
 
+/// The longest channel key, in characters.
+pub const MAX_CHANNEL_KEY_CHARS: usize = 64;
+
 /// A channel's widget key, as pasted in the embed snippet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -172,7 +175,7 @@ impl TryFrom<String> for ChannelKey {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         let ok = !s.is_empty()
-            && s.len() <= 64
+            && s.len() <= MAX_CHANNEL_KEY_CHARS
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {

@@ -8,6 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest extension, in characters.
+pub const MAX_EXTENSION_CHARS: usize = 32;
+
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseIdError {
@@ -23,7 +26,7 @@ fn validate_extension(s: &str) -> Result<(), ParseIdError> {
     if s.is_empty() {
         return Err(ParseIdError::Empty);
     }
-    if s.len() > 32 {
+    if s.len() > MAX_EXTENSION_CHARS {
         return Err(ParseIdError::TooLong(s.len()));
     }
     if !s

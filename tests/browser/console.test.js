@@ -3,17 +3,22 @@
 // and a real XMPP agent: log in with the keyboard; create a chatbot channel,
 // reorder its options, copy its embed code and load a page with exactly
 // that snippet; edit a welcome text; the widget preview of the editor's
-// draft (without saving, without a visitor API call); a refused field; the
-// live view while a visitor waits and the agent takes the chat; transcripts
-// and their exports; GDPR erase with its audit entry; axe and keyboard use
-// on every screen; French once the console speaks it.
+// draft (without saving, without a visitor API call); a refused field; the live view while a
+// visitor waits and the agent takes the chat; transcripts and their
+// exports; GDPR erase with its audit entry; API tokens (the secret shown
+// once, then revoked); a user who logs in, changes role and password, and
+// is deleted; tenants as a super-admin; axe and keyboard use on every
+// screen; French once the console speaks it (forms, refused fields, the
+// business-hours check).
 //
 // The tests run in order and build on each other (the channel the first one
 // creates, the chat the live view watches); each names what it needs.
 //
 // Environment (besides harness.js's): FRONTDESK_CONSOLE_USER and
 // FRONTDESK_CONSOLE_PASSWORD, an admin account (`scripts/browser-tests`
-// creates it with `frontdesk admin create-user`); FRONTDESK_DATA_DIR, the
+// creates it with `frontdesk admin create-user`); FRONTDESK_CONSOLE_ROOT_USER
+// and FRONTDESK_CONSOLE_ROOT_PASSWORD, a super-admin (optional: the tenants
+// test is skipped without one); FRONTDESK_DATA_DIR, the
 // gateway's data directory, if the erase test is to look at the file store
 // itself (optional).
 
@@ -28,6 +33,8 @@ const USER = process.env.FRONTDESK_CONSOLE_USER;
 const PASSWORD = process.env.FRONTDESK_CONSOLE_PASSWORD;
 if (!USER || !PASSWORD) throw new Error('FRONTDESK_CONSOLE_USER and FRONTDESK_CONSOLE_PASSWORD must name a console admin');
 const DATA_DIR = process.env.FRONTDESK_DATA_DIR;
+const ROOT_USER = process.env.FRONTDESK_CONSOLE_ROOT_USER;
+const ROOT_PASSWORD = process.env.FRONTDESK_CONSOLE_ROOT_PASSWORD;
 
 // This run's mark, in the channel key and the visitors' e-mail addresses: a
 // gateway used for an earlier run (by hand) has chats of the same names.
@@ -78,11 +85,36 @@ async function watchedPage(context, errors) {
   return page;
 }
 
-async function logIn(page, lang) {
+async function logIn(page, lang, user = USER, password = PASSWORD) {
   await page.goto(`${BASE}/admin/login${lang ? '?lang=' + lang : ''}`);
-  await page.locator('#username').fill(USER);
-  await page.locator('#password').fill(PASSWORD);
+  await page.locator('#username').fill(user);
+  await page.locator('#password').fill(password);
   await Promise.all([page.waitForURL(`${BASE}/admin/live**`), page.locator('#password').press('Enter')]);
+}
+
+/** A login of `user` that is refused: the page says so. */
+async function loginRefused(page, user, password) {
+  await page.goto(`${BASE}/admin/login`);
+  await page.locator('#username').fill(user);
+  await page.locator('#password').fill(password);
+  await page.locator('#password').press('Enter');
+  await page.getByRole('alert').filter({ hasText: 'Wrong user name or password.' }).waitFor();
+}
+
+/** The text of the error note a field points to (aria-describedby). */
+function noteOf(input) {
+  return input.evaluate((el) => document.getElementById(el.getAttribute('aria-describedby'))?.textContent);
+}
+
+/** Clicks `button`, accepting the confirmation it asks for; returns its question. */
+async function confirmed(page, button) {
+  let asked = null;
+  page.once('dialog', (dialog) => {
+    asked = dialog.message();
+    dialog.accept();
+  });
+  await button.click();
+  return () => asked;
 }
 
 /** Navigates the logged-in console to `p` and waits for its h1. */
@@ -191,7 +223,7 @@ async function tabToEnd(page, { max = 150 } = {}) {
   for (let i = 0; i < max; i++) {
     await page.keyboard.press('Tab');
     const focus = await focused(page);
-    if (focus.body || focus.what.startsWith('a "Skip to content"')) return i;
+    if (focus.body || /^a "(Skip to content|Aller au contenu)"/.test(focus.what)) return i;
     assert.ok(focus.visible, `focus ring visible on ${focus.what}`);
   }
   throw new Error(`more than ${max} Tab stops`);
@@ -717,6 +749,171 @@ test('GDPR: find a visitor by e-mail, erase (confirmed) their conversations and 
   assert.deepEqual(admin.errors, []);
 });
 
+test('API tokens: create one, see its secret once with a Copy button and a warning, listed without it, then revoke it', async () => {
+  const page = await go('/admin/tokens');
+  const name = `crm-${RUN}`;
+  await tabTo(page, page.getByLabel('Name (what uses it, e.g. CRM sync)'));
+  await page.keyboard.type(name);
+  await page.getByLabel('Role', { exact: true }).selectOption('supervisor');
+  await tabTo(page, btn(page, 'Create token'));
+  await page.keyboard.press('Enter');
+  const box = page.locator('#token-secret-box');
+  await box.waitFor();
+  const secret = await page.locator('#token-secret').textContent();
+  assert.match(secret, /^fdt_[0-9a-f]{64}$/);
+  assert.match(await box.innerText(), /shown only this once and cannot be shown again/, 'a warning says it is shown once');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'token-secret-title', 'focus moves to the new secret');
+  await page.getByRole('status').filter({ hasText: `Token ${name} created.` }).waitFor();
+  await admin.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE }).catch(() => {});
+  await box.getByRole('button', { name: 'Copy', exact: true }).click();
+  const said = box.locator('.copied');
+  await said.filter({ hasText: /Copied\.|Selected: press Ctrl\+C to copy\./ }).waitFor();
+  const copied =
+    (await said.innerText()) === 'Copied.'
+      ? await page.evaluate(() => navigator.clipboard.readText())
+      : await page.evaluate(() => getSelection().toString());
+  assert.equal(copied, secret, 'Copy gives the secret shown');
+  const bearer = (token) => fetch(`${BASE}/api/v1/admin/channels`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal((await bearer(secret)).status, 200, 'the token works');
+  const row = page.locator('#tokens tbody tr', { hasText: name });
+  assert.match(await row.innerText(), new RegExp(`Supervisor[\\s\\S]*${escape(USER)}`));
+  await shot(page, 'console-40-token-created');
+  await consoleAxe(page, 'token created');
+
+  // Shown once: the page again lists it, without its secret.
+  await page.reload();
+  await row.waitFor();
+  assert.ok(!(await page.content()).includes(secret.slice(4)), 'the secret is on no page any more');
+  assert.equal(await box.isVisible(), false);
+  const asked = await confirmed(page, row.getByRole('button', { name: `Revoke ${name}`, exact: true }));
+  await page.getByRole('status').filter({ hasText: `Token ${name} revoked.` }).waitFor();
+  assert.match(asked(), new RegExp(`^Revoke the token ${escape(name)}\\? Programs using it lose access at once\\.$`));
+  await row.waitFor({ state: 'detached' });
+  assert.equal((await bearer(secret)).status, 401, 'a revoked token opens nothing');
+  assert.deepEqual(admin.errors, []);
+});
+
+test('users: a new supervisor logs in and can change nothing, is made an admin, changes their password (ending their other session), and is deleted', async () => {
+  const page = await go('/admin/users');
+  const name = `sup-${RUN}`;
+  const first = `first pass phrase ${RUN}`;
+  await tabTo(page, page.getByLabel('User name', { exact: true }));
+  await page.keyboard.type(name);
+  const password = page.getByLabel('Password (at least 12 characters)');
+  await password.fill('too short');
+  await page.getByLabel('Role', { exact: true }).selectOption('supervisor');
+  await btn(page, 'Create user').click();
+  await password.and(page.locator('[aria-invalid=true]')).waitFor();
+  assert.equal(await noteOf(password), 'password must be at least 12 characters');
+  await password.fill(first);
+  await btn(page, 'Create user').click();
+  await page.locator('#users-status').filter({ hasText: `User ${name} created: they can log in now.` }).waitFor();
+  const row = page.locator('#users tbody tr', { hasText: name });
+  assert.match(await row.locator('td').nth(1).innerText(), /^Supervisor/);
+  await shot(page, 'console-41-users');
+
+  // They log in: nothing to change for a supervisor.
+  const them = await consoleContext();
+  await logIn(them.page, null, name, first);
+  await go('/admin/users', them.page);
+  await them.page.getByRole('note').filter({ hasText: 'Only admins add, change or delete users.' }).waitFor();
+  assert.equal(await them.page.locator('#new-user, [data-delete-user], [data-change-role]').count(), 0, 'no form, no buttons');
+  assert.equal(await link(them.page, 'API tokens').count(), 0);
+  await go('/admin/queues/new', them.page);
+  assert.equal(await btn(them.page, 'Save').count(), 0, 'no Save on a queue form');
+  await consoleAxe(them.page, 'queue form of a supervisor');
+
+  // Made an admin, their next page has the forms.
+  await row.getByLabel(`Role of ${name}`).selectOption('admin');
+  await row.getByRole('button', { name: `Change role ${name}`, exact: true }).click();
+  await page.locator('#users-status').filter({ hasText: `The role of ${name} is now: Admin.` }).waitFor();
+  await go('/admin/users', them.page);
+  await them.page.locator('#new-user').waitFor();
+
+  // A second session of theirs, then a password change in the first one.
+  const other = await consoleContext();
+  await logIn(other.page, null, name, first);
+  const second = `second pass phrase ${RUN}`;
+  const change = async (current, fresh, again) => {
+    await go('/admin/password', them.page);
+    await them.page.getByLabel('Current password').fill(current);
+    await them.page.getByLabel('New password (at least 12 characters)').fill(fresh);
+    await them.page.getByLabel('New password again').fill(again);
+    await tabTo(them.page, btn(them.page, 'Change password'));
+    await Promise.all([them.page.waitForURL(`${BASE}/admin/password`), them.page.keyboard.press('Enter')]);
+  };
+  await change('not my password at all', second, second);
+  await them.page.getByRole('alert').filter({ hasText: 'Your password is not changed.' }).waitFor();
+  const current = them.page.getByLabel('Current password');
+  assert.equal(await current.getAttribute('aria-invalid'), 'true');
+  assert.equal(await noteOf(current), 'this is not your current password');
+  assert.equal(await current.evaluate((el) => el === document.activeElement), true, 'focus is on the field at fault');
+  await consoleAxe(them.page, 'password refused');
+  await change(first, second, `${second}!`);
+  assert.equal(await noteOf(them.page.getByLabel('New password again')), 'the two new passwords differ');
+  await change(first, second, second);
+  await them.page.getByRole('status').filter({ hasText: 'Your password is changed. Your other sessions are logged out.' }).waitFor();
+  await shot(them.page, 'console-42-password-changed');
+  await go('/admin/users', them.page);
+  await other.page.goto(`${BASE}/admin/users`);
+  await other.page.waitForURL(`${BASE}/admin/login`);
+  await loginRefused(other.page, name, first);
+  await logIn(other.page, null, name, second);
+
+  // Deleted: every session of theirs ends.
+  await page.reload();
+  const asked = await confirmed(page, row.getByRole('button', { name: `Delete ${name}`, exact: true }));
+  await page.locator('#users-status').filter({ hasText: `Account ${name} deleted.` }).waitFor();
+  assert.match(asked(), new RegExp(`^Delete the account ${escape(name)}\\?`));
+  await row.waitFor({ state: 'detached' });
+  for (const session of [them, other]) {
+    await session.page.goto(`${BASE}/admin/live`);
+    await session.page.waitForURL(`${BASE}/admin/login`);
+    assert.deepEqual(session.errors, []);
+    await session.context.close();
+  }
+  assert.deepEqual(admin.errors, []);
+});
+
+test('tenants: a super-admin lists and creates them and adds their admin; an admin has no such screen', async (t) => {
+  if (!ROOT_USER) {
+    t.skip('no super-admin (FRONTDESK_CONSOLE_ROOT_USER)');
+    return;
+  }
+  assert.equal((await admin.context.request.get(`${BASE}/admin/tenants`)).status(), 403);
+  assert.equal(await link(await go('/admin/live'), 'Tenants').count(), 0, 'no Tenants link for an admin');
+  const root = await consoleContext();
+  await logIn(root.page, null, ROOT_USER, ROOT_PASSWORD);
+  const page = await go('/admin/tenants', root.page);
+  await page.locator('tbody tr', { hasText: 'default' }).waitFor();
+  const id = `t-${RUN}`;
+  const idField = page.getByLabel('Id (lowercase letters, digits and -)');
+  await tabTo(page, idField);
+  await page.keyboard.type('Not Valid');
+  await page.getByLabel('Name', { exact: true }).fill(`Tenant ${RUN}`);
+  await btn(page, 'Create tenant').click();
+  await idField.and(page.locator('[aria-invalid=true]')).waitFor();
+  assert.equal(await noteOf(idField), "1 to 64 lowercase letters, digits or '-'");
+  await idField.fill(id);
+  await btn(page, 'Create tenant').click();
+  await page.locator('#tenants-status').filter({ hasText: `Tenant ${id} created.` }).waitFor();
+  const row = page.locator('tbody tr', { hasText: id });
+  await row.waitFor();
+  await shot(page, 'console-43-tenants');
+
+  // Its users: none yet; the super-admin adds its admin.
+  await Promise.all([page.waitForURL(`${BASE}/admin/users?tenant=${id}`), row.getByRole('link').click()]);
+  await page.getByRole('cell', { name: 'No user yet.' }).waitFor();
+  assert.equal(await page.getByLabel('Tenant', { exact: true }).inputValue(), id);
+  await page.getByLabel('User name', { exact: true }).fill(`adm-${RUN}`);
+  await page.getByLabel('Password (at least 12 characters)').fill(`admin pass phrase ${RUN}`);
+  await btn(page, 'Create user').click();
+  await page.locator('#users tbody tr', { hasText: `adm-${RUN}` }).waitFor();
+  await screenCheck(root.context, root.errors, { path: '/admin/tenants', name: 'tenants', action: (p) => btn(p, 'Create tenant') }, 'console-44-tenants-keyboard');
+  assert.deepEqual(root.errors, []);
+  await root.context.close();
+});
+
 /** Every file under the gateway's file store, when FRONTDESK_DATA_DIR names its data directory. */
 function storedFiles() {
   if (!DATA_DIR) return null;
@@ -730,6 +927,33 @@ function storedFiles() {
   };
   walk(DATA_DIR);
   return out;
+}
+
+/**
+ * One screen, in a page of its own, as someone arriving at it: axe finds
+ * nothing; Tab first reaches the skip link, which leads into the main
+ * content; the keyboard reaches the main action; every Tab stop shows a
+ * focus ring.
+ */
+async function screenCheck(context, errors, screen, shotName) {
+  const page = await watchedPage(context, errors);
+  await go(screen.path, page);
+  if (screen.ready) await screen.ready(page);
+  await consoleAxe(page, screen.name);
+  await page.keyboard.press('Tab');
+  const first = await focused(page);
+  assert.ok(/^a "(Skip to content|Aller au contenu)"/.test(first.what), `${screen.name}: Tab first reaches the skip link, not ${first.what}`);
+  assert.ok(first.visible, `${screen.name}: the skip link shows when focused`);
+  if (screen.action) {
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Tab');
+    assert.ok(await page.evaluate(() => !!document.activeElement.closest('main')), `${screen.name}: after the skip link, Tab is in the main content`);
+    const action = screen.action(page);
+    if (!(await action.evaluate((el) => el === document.activeElement))) await tabTo(page, action);
+  }
+  await tabToEnd(page);
+  await shot(page, shotName);
+  await page.close();
 }
 
 test('every console screen: axe finds nothing, keyboard reaches its main action with a visible focus', async () => {
@@ -755,6 +979,9 @@ test('every console screen: axe finds nothing, keyboard reaches its main action 
     { path: '/admin/follow-up', name: 'follow-up' },
     { path: `/admin/visitors?email=${encodeURIComponent(state.chat.email)}`, name: 'visitors', action: (p) => btn(p, 'Erase all of it') },
     { path: '/admin/audit', name: 'audit' },
+    { path: '/admin/users', name: 'users', action: (p) => btn(p, 'Create user') },
+    { path: '/admin/tokens', name: 'tokens', action: (p) => btn(p, 'Create token') },
+    { path: '/admin/password', name: 'password', action: (p) => btn(p, 'Change password') },
   ];
   const { context, page, errors } = await consoleContext();
   await page.goto(BASE + '/admin/login');
@@ -764,26 +991,7 @@ test('every console screen: axe finds nothing, keyboard reaches its main action 
   await logIn(page);
   await page.close();
   for (const [i, screen] of screens.entries()) {
-    // Each screen in a page of its own, as someone arriving at it.
-    const page = await watchedPage(context, errors);
-    await go(screen.path, page);
-    if (screen.ready) await screen.ready(page);
-    await consoleAxe(page, screen.name);
-    // First stop: the skip link, visible once focused; it leads into the main content.
-    await page.keyboard.press('Tab');
-    const first = await focused(page);
-    assert.ok(first.what.startsWith('a "Skip to content"'), `${screen.name}: Tab first reaches "Skip to content", not ${first.what}`);
-    assert.ok(first.visible, `${screen.name}: the skip link shows when focused`);
-    if (screen.action) {
-      await page.keyboard.press('Enter');
-      await page.keyboard.press('Tab');
-      assert.ok(await page.evaluate(() => !!document.activeElement.closest('main')), `${screen.name}: after the skip link, Tab is in the main content`);
-      const action = screen.action(page);
-      if (!(await action.evaluate((el) => el === document.activeElement))) await tabTo(page, action);
-    }
-    await tabToEnd(page);
-    await shot(page, `console-${String(i + 13).padStart(2, '0')}-${screen.name}`);
-    await page.close();
+    await screenCheck(context, errors, screen, `console-${String(i + 13).padStart(2, '0')}-${screen.name}`);
   }
   assert.deepEqual(errors, []);
   await context.close();
@@ -805,6 +1013,61 @@ test('French: the console in French', async (t) => {
   assert.equal(await page.locator('html').getAttribute('lang'), 'fr');
   await consoleAxe(page, 'French channels');
   await shot(page, 'console-30-french-channels');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('French: the queue form, its refused fields, the business-hours check and the account screens', async () => {
+  assert.ok(state.snippet, 'needs the channel the first test created');
+  const { context, page, errors } = await consoleContext({ locale: 'fr-FR' });
+  await logIn(page, 'fr');
+  await go('/admin/queues/new', page);
+  await page.getByRole('heading', { level: 1, name: 'Nouvelle file' }).waitFor();
+  const labels = ['Poste', 'Nom', "Stratégie (comme dans queues.conf d'Asterisk)", "Membres, un par ligne : poste de l'agent, puis une pénalité facultative (101 2)",
+    'Durée de sonnerie (secondes)', 'Chats simultanés par agent, au plus', 'Temps de clôture (secondes)', 'Attente maximale avant débordement (secondes ; vide : sans limite)'];
+  for (const label of labels) await page.getByLabel(label, { exact: true }).waitFor();
+  assert.match(await page.getByLabel("Stratégie (comme dans queues.conf d'Asterisk)").locator('option').first().innerText(), /^ringall : tous les agents libres/);
+  const extension = `q-${RUN}`;
+  await page.getByLabel('Poste', { exact: true }).fill(extension);
+  await page.getByLabel('Nom', { exact: true }).fill('File de test');
+  const ring = page.getByLabel('Durée de sonnerie (secondes)');
+  await ring.fill('0');
+  await btn(page, 'Enregistrer').click();
+  await ring.and(page.locator('[aria-invalid=true]')).waitFor();
+  assert.equal(await noteOf(ring), `file ${extension} : la durée de sonnerie est d'au moins 1 seconde`, 'the rule, in French, next to its field');
+  assert.equal(await page.locator('form .status').innerText(), 'Non enregistré.');
+  await ring.fill('15');
+  const members = page.getByLabel("Membres, un par ligne : poste de l'agent, puis une pénalité facultative (101 2)");
+  await members.fill('199');
+  await btn(page, 'Enregistrer').click();
+  await members.and(page.locator('[aria-invalid=true]')).waitFor();
+  assert.equal(await noteOf(members), `file ${extension} : le membre 199 n'est pas un agent défini`);
+  await shot(page, 'console-45-french-queue-refused');
+  await consoleAxe(page, 'French queue form with a refused field');
+
+  // The business hours, explained in French as they are typed.
+  await go(`/admin/channels/${KEY}`, page);
+  await editorLoaded(page, 2);
+  await page.getByLabel('Fuseau horaire (IANA, p. ex. Europe/Paris)').fill('Europe/Paris');
+  const open = page.getByLabel('Ouvert quand', { exact: false });
+  await open.fill('09:00-18:00,mon-fri,*,*');
+  const hours = page.locator('#hours-now');
+  await hours.filter({ hasText: /\(Europe\/Paris\) : / }).waitFor();
+  assert.match(await hours.innerText(), /^(Ouvert le .* la règle d'ouverture n° 1 « 09:00-18:00,mon-fri,\*,\* » s'applique|Fermé le .* en dehors des 1 règle\(s\) d'ouverture Prochaine ouverture : .*)$/);
+  await open.fill('25:00-26:00,*,*,*');
+  await hours.filter({ hasText: /n'est pas une condition horaire Asterisk/ }).waitFor();
+  assert.match(await hours.innerText(), /^la règle d'ouverture « 25:00-26:00,\*,\*,\* » n'est pas une condition horaire Asterisk/);
+  await shot(page, 'console-46-french-hours');
+
+  // The account screens.
+  for (const [p, heading] of [['/admin/users', 'Utilisateurs'], ['/admin/tokens', "Jetons d'API"], ['/admin/password', 'Changer de mot de passe']]) {
+    await go(p, page);
+    await page.getByRole('heading', { level: 1, name: heading }).waitFor();
+    await consoleAxe(page, `French ${heading}`);
+  }
+  await page.getByLabel('Mot de passe actuel').waitFor();
+  await page.getByLabel('Nouveau mot de passe (12 caractères au moins)').waitFor();
+  await shot(page, 'console-47-french-password');
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -23,21 +23,29 @@ pub struct Admin {
 impl Admin {
     /// Logs `username` in at `base` (`POST /api/v1/admin/login`).
     pub async fn log_in(base: &str, username: &str, password: &str) -> anyhow::Result<Admin> {
-        let http = reqwest::Client::builder().cookie_store(true).build()?;
+        Admin::session(base, username, password)
+            .await
+            .map_err(|status| anyhow::anyhow!("login of {username} at {base}: {status}"))
+    }
+
+    /// A new session of `username`, or the status the login was refused
+    /// with.
+    pub async fn session(base: &str, username: &str, password: &str) -> Result<Admin, StatusCode> {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("an HTTP client");
         let reply = http
             .post(format!("{base}/api/v1/admin/login"))
             .json(&json!({ "username": username, "password": password }))
             .send()
-            .await?;
-        anyhow::ensure!(
-            reply.status() == StatusCode::OK,
-            "login of {username} at {base}: {}",
-            reply.status()
-        );
-        let body: Value = reply.json().await?;
-        let csrf = body["csrf"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("no csrf in the login answer"))?;
+            .await
+            .expect("the login request was sent");
+        if reply.status() != StatusCode::OK {
+            return Err(reply.status());
+        }
+        let body: Value = reply.json().await.expect("the login answer is JSON");
+        let csrf = body["csrf"].as_str().expect("a csrf in the login answer");
         Ok(Admin {
             http,
             base: base.to_owned(),
@@ -103,6 +111,32 @@ impl Admin {
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(&body)).await
+    }
+
+    /// A console page's status and HTML.
+    pub async fn page(&self, path: &str) -> (StatusCode, String) {
+        let reply = (self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .expect("the page request was sent");
+        let status = reply.status();
+        (status, reply.text().await.expect("the page was read"))
+    }
+
+    /// The id of the user `username` in the caller's users list.
+    pub async fn user_id(&self, username: &str) -> String {
+        let (status, users) = self.get("/api/v1/admin/users").await;
+        assert_eq!(status, StatusCode::OK, "{users}");
+        (users.as_array().unwrap().iter())
+            .find(|u| u["username"] == username)
+            .unwrap_or_else(|| panic!("{username} in {users}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }
 

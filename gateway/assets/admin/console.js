@@ -38,9 +38,19 @@ const FR = {
   available: 'disponible',
   busy: 'occupé',
   offline: 'hors ligne',
-  'Next opening:': 'Prochaine ouverture :',
 };
 const tr = (text) => (document.documentElement.lang === 'fr' ? FR[text] ?? text : text);
+
+// What the page's catalog (i18n.rs) gives the script: `fields`, each
+// rule's wording by code (none: show the API's English message), and
+// `say`, its own lines; `{name}` is filled from params.
+const texts = JSON.parse(document.getElementById('console-texts')?.textContent ?? '{}');
+const fillIn = (text, params = {}) => text.replace(/\{(\w+)\}/g, (all, name) => params[name] ?? all);
+const say = (key, params) => fillIn(texts.say?.[key] ?? key, params);
+const fieldText = (f) => (texts.fields?.[f.code] ? fillIn(texts.fields[f.code], f.params) : f.message);
+// A refused save: the form's status line, and the first problem alone.
+const refused = (answer) => (answer.body?.fields?.length ? say('not_saved') : answer.body?.message ?? say('not_saved'));
+const problem = (answer) => (answer.body?.fields?.length ? fieldText(answer.body.fields[0]) : refused(answer));
 
 const lines = (text) => text.split('\n').map((l) => l.trim()).filter(Boolean);
 const META = ['source', 'read_only', 'updated_at', 'updated_by'];
@@ -106,10 +116,17 @@ function read(form, base) {
   return channel;
 }
 
+// Queue and agent rules that name no field of their own ("queues/agents").
+const FIELD_OF_CODE = {
+  ring_timeout_zero: 'ring_timeout_secs', max_chats_zero: 'max_chats_per_agent', max_wait_zero: 'max_wait_secs',
+  member_twice: 'members', member_unknown: 'members', agent_unreachable: 'xmpp', jid_twice: 'xmpp', sip_uri_twice: 'sip',
+  queue_twice: 'extension', agent_twice: 'extension', extension_clash: 'extension',
+};
+
 // "channels[key=web].options.queue" → the input for "options.queue".
-function inputFor(form, key) {
-  const field = key.replace(/^channels\[key=[^\]]*\]\./, '');
-  const name = { 'options.id': 'opt-id', 'options.queue': 'opt-queue', options: 'opt-label', body: 'name' }[field] ?? field;
+function inputFor(form, { key, code }) {
+  const field = FIELD_OF_CODE[code] ?? key.replace(/^(channels|queues|agents)\[[^\]]*\]\./, '');
+  const name = { 'options.id': 'opt-id', 'options.queue': 'opt-queue', 'options.welcome': 'opt-welcome', options: 'opt-label', body: 'name' }[field] ?? field;
   return form.querySelector(`[name="${CSS.escape(name)}"]`) ?? form.querySelector(`[name^="${CSS.escape(name)}."]`);
 }
 
@@ -117,12 +134,16 @@ function showErrors(form, fields) {
   for (const old of form.querySelectorAll('.field-error')) old.remove();
   for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
   let first = null;
-  for (const { key, message } of fields) {
-    const input = inputFor(form, key) ?? form.querySelector('[name=name]');
+  const shown = new Set(); // one rule seen twice (pbx-adapter's and the tenant check) is said once
+  for (const field of fields) {
+    const input = inputFor(form, field) ?? form.querySelector('[name=name]') ?? form.querySelector('[name]');
+    const text = fieldText(field);
+    if (shown.has(`${input.name}\n${text}`)) continue;
+    shown.add(`${input.name}\n${text}`);
     const note = document.createElement('span');
     note.className = 'field-error';
     note.id = `error-${Math.random().toString(36).slice(2)}`;
-    note.textContent = message;
+    note.textContent = text;
     input.setAttribute('aria-invalid', 'true');
     input.setAttribute('aria-describedby', note.id);
     input.after(note);
@@ -169,7 +190,7 @@ async function channelForm(form) {
       if (!form.hasAttribute('data-existing')) location.assign(`/admin/channels/${encodeURIComponent(channel.key)}`);
       base = (await api('GET', form.dataset.api + encodeURIComponent(channel.key))).body ?? channel;
     } else {
-      status.textContent = reply.body?.message ?? `Not saved (${reply.status}).`;
+      status.textContent = refused(reply);
       showErrors(form, reply.body?.fields ?? []);
     }
   });
@@ -193,11 +214,10 @@ function hoursCheck(form, answered) {
     answered(answer.status === 200 ? answer.body : null);
     for (const field of fields) field.removeAttribute('aria-invalid');
     if (answer.status === 200) {
-      const next = answer.body.next_open ? ` ${tr('Next opening:')} ${answer.body.next_open}` : '';
-      out.textContent = `${answer.body.explanation}${next}`;
+      out.textContent = explain(answer.body);
       out.classList.remove('error');
     } else {
-      out.textContent = answer.body?.message ?? '';
+      out.textContent = problem(answer);
       out.classList.add('error');
       for (const field of fields.slice(1)) field.setAttribute('aria-invalid', 'true');
     }
@@ -285,6 +305,16 @@ function previewPage() {
   window.parent.postMessage({ type: 'frontdesk:preview-ready' }, location.origin);
 }
 
+// The server's verdict in the page's language: "Closed at Sat … (Europe/Paris): …".
+function explain({ open, local_time: at, timezone, reason, next_open: next }) {
+  const when = new Intl.DateTimeFormat(document.documentElement.lang, {
+    timeZone: timezone, weekday: 'short', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
+  });
+  const why = say(`hours_${reason.kind}`, { n: reason.rule, spec: reason.spec, label: reason.holiday, rules: reason.rules });
+  const text = say('hours', { state: say(open ? 'hours_open' : 'hours_closed'), time: when.format(new Date(at)), zone: timezone, reason: why });
+  return next ? `${text} ${say('hours_next')} ${when.format(new Date(next))}` : text;
+}
+
 // --- copy buttons --------------------------------------------------------
 document.addEventListener('click', async (event) => {
   const button = event.target.closest('[data-copy]');
@@ -349,7 +379,7 @@ async function itemForm(form) {
       if (!form.hasAttribute('data-existing')) location.assign(location.pathname.replace(/new$/, encodeURIComponent(key)));
       base = (await api('GET', form.dataset.api + encodeURIComponent(key))).body ?? item;
     } else {
-      status.textContent = reply.body?.message ?? `Not saved (${reply.status}).`;
+      status.textContent = refused(reply);
       showErrors(form, reply.body?.fields ?? []);
     }
   });
@@ -408,12 +438,101 @@ function liveView() {
 async function eraseForm(form) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (!confirm(`Erase every conversation and file of ${form.dataset.email}? This cannot be undone.`)) return;
+    if (!confirm(say('erase_confirm', { email: form.dataset.email }))) return;
     const done = await api('POST', '/api/v1/admin/visitors/erase', { email: form.dataset.email });
-    form.querySelector('.status').textContent = done.status === 200
-      ? `Erased ${done.body.conversations} conversations and ${done.body.files} files.`
-      : (done.body?.message ?? `Not erased (${done.status}).`);
+    form.querySelector('.status').textContent = done.status === 200 ? say('erased', done.body) : problem(done);
   });
+}
+
+// --- accounts: API tokens, users, tenants -----------------------------------
+// A change that reloads the page says what it did there once reloaded.
+function reloadSaying(id, text) {
+  sessionStorage.setItem('console-flash', JSON.stringify({ id, text }));
+  location.reload();
+}
+const flash = JSON.parse(sessionStorage.getItem('console-flash') ?? 'null');
+sessionStorage.removeItem('console-flash');
+if (flash && document.getElementById(flash.id)) document.getElementById(flash.id).textContent = flash.text;
+
+const utc = (ms) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+
+// Sends a form's fields (`names`) as JSON; `done` gets the answer's body.
+function jsonForm(form, method, url, names, done) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = Object.fromEntries(names.map((n) => [n, form.elements.namedItem(n).value]));
+    const status = form.querySelector('.status');
+    status.textContent = say('saving');
+    const answer = await api(method, url, { ...form.dataset, ...body });
+    showErrors(form, answer.status < 300 ? [] : answer.body?.fields ?? []);
+    status.textContent = answer.status < 300 ? '' : refused(answer);
+    if (answer.status < 300) done(answer.body, body);
+  });
+}
+
+function tokenForm(form) {
+  const box = document.getElementById('token-secret-box');
+  const rows = document.querySelector('#tokens tbody');
+  jsonForm(form, 'POST', '/api/v1/admin/tokens', ['name', 'role'], (token) => {
+    // The secret, this once: it is not kept anywhere the page can find again.
+    document.getElementById('token-secret').textContent = token.token;
+    box.dataset.token = token.id;
+    box.querySelector('.copied').textContent = '';
+    box.hidden = false;
+    form.querySelector('.status').textContent = say('token_created', token);
+    const row = document.getElementById('token-row').content.firstElementChild.cloneNode(true);
+    Object.assign(row.dataset, { token: token.id, name: token.name });
+    const values = [token.name, form.elements.role.selectedOptions[0].text, utc(token.created_at), token.created_by];
+    values.forEach((value, i) => { row.cells[i].textContent = value; });
+    row.querySelector('.visually-hidden').textContent = ` ${token.name}`;
+    rows.querySelector('[data-empty]')?.remove();
+    rows.prepend(row);
+    form.reset();
+    document.getElementById('token-secret-title').focus();
+  });
+}
+
+// The buttons of a row (a token, a user); each says what it did in `status`.
+const ROW_ACTIONS = {
+  revoke: { status: 'tokens-status', ask: 'token_revoke_confirm', done: 'token_revoked', method: 'DELETE', url: (r) => `/api/v1/admin/tokens/${r.dataset.token}` },
+  deleteUser: { status: 'users-status', ask: 'user_delete_confirm', done: 'user_deleted', method: 'DELETE', url: (r) => `/api/v1/admin/users/${r.dataset.user}` },
+  changeRole: { status: 'users-status', done: 'role_changed', method: 'PATCH', url: (r) => `/api/v1/admin/users/${r.dataset.user}` },
+};
+document.addEventListener('click', async (event) => {
+  const button = event.target.closest('[data-revoke], [data-delete-user], [data-change-role]');
+  if (!button) return;
+  const kind = Object.keys(button.dataset).find((k) => k in ROW_ACTIONS);
+  const action = ROW_ACTIONS[kind];
+  const row = button.closest('tr');
+  const { name } = row.dataset;
+  if (action.ask && !confirm(say(action.ask, { name }))) return;
+  const select = row.querySelector('[data-role]');
+  const answer = await api(action.method, action.url(row), action.method === 'PATCH' ? { role: select.value } : undefined);
+  const status = document.getElementById(action.status);
+  if (answer.status >= 300) {
+    status.textContent = problem(answer);
+    return;
+  }
+  const role = select?.selectedOptions[0].text;
+  status.textContent = say(action.done, { name, role });
+  if (action.method === 'PATCH') {
+    row.querySelector('[data-role-label]').textContent = role;
+    return;
+  }
+  const box = document.getElementById('token-secret-box');
+  if (box && box.dataset.token === row.dataset.token) box.hidden = true; // a secret shown for a revoked token
+  row.remove();
+  status.focus();
+});
+
+function userForm(form) {
+  jsonForm(form, 'POST', '/api/v1/admin/users', ['username', 'password', 'role'], (_, { username }) =>
+    reloadSaying('users-status', say('user_created', { name: username })));
+}
+
+function tenantForm(form) {
+  jsonForm(form, 'POST', '/api/v1/admin/tenants', ['id', 'name'], (_, { id }) =>
+    reloadSaying('tenants-status', say('tenant_created', { id })));
 }
 
 const form = document.querySelector('form[data-kind=channel]');
@@ -423,3 +542,7 @@ for (const item of document.querySelectorAll('form[data-kind=queue], form[data-k
 if (document.querySelector('[data-live]')) liveView();
 const erase = document.querySelector('form[data-erase]');
 if (erase) eraseForm(erase);
+for (const [id, setup] of [['new-token', tokenForm], ['new-user', userForm], ['new-tenant', tenantForm]]) {
+  const accountForm = document.getElementById(id);
+  if (accountForm) setup(accountForm);
+}

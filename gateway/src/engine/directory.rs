@@ -26,7 +26,7 @@ use pbx_adapter::queue::{AgentConfig, PbxDirectory, QueueConfig};
 use tracing::{info, warn};
 
 use super::{Channels, Engine};
-use crate::config::{ChannelConfig, DirectorySpec, FieldError};
+use crate::config::{ChannelConfig, DirectorySpec, FieldCode, FieldError};
 use crate::store::{AuditEntry, DirectoryRows, ItemKind, ItemRow, ItemSource, StoreError};
 
 /// The tenant every provisioned item, and every item of a single-tenant
@@ -311,10 +311,14 @@ fn tenant_problems(
             .chain(channel.options.iter().map(|o| &o.queue));
         for queue in queues {
             if tenant(ItemKind::Queue, queue.as_str()) != own {
-                errors.push(FieldError::new(
-                    format!("channels[key={}].queue", channel.key),
-                    format!("queue {queue} is not in [[queues]]"),
-                ));
+                errors.push(
+                    FieldError::coded(
+                        format!("channels[key={}].queue", channel.key),
+                        FieldCode::QueueUnknown,
+                        format!("queue {queue} is not in [[queues]]"),
+                    )
+                    .with("queue", queue),
+                );
             }
         }
     }
@@ -322,10 +326,15 @@ fn tenant_problems(
         let own = tenant(ItemKind::Queue, queue.extension.as_str());
         for member in &queue.members {
             if tenant(ItemKind::Agent, member.agent.as_str()) != own {
-                errors.push(FieldError::new(
-                    format!("queues[extension={}].members", queue.extension),
-                    format!("member {} is not a defined agent", member.agent),
-                ));
+                errors.push(
+                    FieldError::coded(
+                        format!("queues[extension={}].members", queue.extension),
+                        FieldCode::MemberUnknown,
+                        format!("member {} is not a defined agent", member.agent),
+                    )
+                    .with("queue", &queue.extension)
+                    .with("agent", &member.agent),
+                );
             }
         }
     }
@@ -390,18 +399,21 @@ impl Engine {
                     let existing = existing.map(|meta| meta.updated_at);
                     if let (Item::Channel(c), ItemSource::Console) = (item, actor.source) {
                         if c.schedule.holidays_ics.is_some() {
-                            return Err(DirectoryError::Invalid(vec![FieldError::new(
+                            return Err(DirectoryError::Invalid(vec![FieldError::coded(
                                 format!("channels[key={}].schedule.holidays_ics", c.key),
+                                FieldCode::HolidaysFileConsole,
                                 "an iCalendar file on the server can only be named in frontdesk.toml",
                             )]));
                         }
                     }
                     if let Some((_, meta)) = items.get(&key) {
                         if meta.tenant != actor.tenant {
-                            return Err(DirectoryError::Invalid(vec![FieldError::new(
+                            return Err(DirectoryError::Invalid(vec![FieldError::coded(
                                 format!("{}.key", key.0.as_str()),
+                                FieldCode::KeyInUse,
                                 format!("{} is already in use", key.1),
-                            )]));
+                            )
+                            .with("key", &key.1)]));
                         }
                         check_owner(actor, key.0, &key.1, meta)?;
                     }

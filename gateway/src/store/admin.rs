@@ -3,11 +3,15 @@
 //!
 //! Only what is safe to keep is stored: password hashes (argon2id, made by
 //! the caller), and a SHA-256 of each API token. Session ids are random
-//! 128-bit values the session layer makes.
+//! 128-bit values the session layer makes. A user's `session_epoch` goes
+//! up with every password change: sessions made before no longer count.
 
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreResult};
+
+const USER_COLUMNS: &str =
+    "SELECT id, tenant_id, username, password_hash, role, created_at, session_epoch FROM admin_users";
 
 /// A console account.
 #[derive(Debug, Clone)]
@@ -19,6 +23,8 @@ pub struct AdminUserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: i64,
+    /// The sessions that count are those logged in at this epoch.
+    pub session_epoch: i64,
 }
 
 /// An API token (never the token itself).
@@ -50,36 +56,71 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces an account's password hash; `false` when there is no such user.
-    pub async fn set_admin_password(&self, username: &str, hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE admin_users SET password_hash = $1 WHERE username = $2")
-            .bind(hash.to_owned())
+    /// Replaces an account's password hash and ends its sessions (a new
+    /// epoch); the new epoch, or `None` when there is no such user.
+    pub async fn set_admin_password(&self, username: &str, hash: &str) -> StoreResult<Option<i64>> {
+        let done = sqlx::query(
+            "UPDATE admin_users SET password_hash = $1, session_epoch = session_epoch + 1 \
+             WHERE username = $2",
+        )
+        .bind(hash.to_owned())
+        .bind(username.to_owned())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Ok(self
+            .admin_user_by_name(username)
+            .await?
+            .map(|u| u.session_epoch))
+    }
+
+    pub async fn admin_user_by_name(&self, username: &str) -> StoreResult<Option<AdminUserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS} WHERE username = $1"))
             .bind(username.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| user_of(&r)).transpose()
+    }
+
+    pub async fn admin_user(&self, id: &str) -> StoreResult<Option<AdminUserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS} WHERE id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| user_of(&r)).transpose()
+    }
+
+    /// A tenant's accounts (super-admins belong to none), by user name.
+    pub async fn admin_users(&self, tenant: &str) -> StoreResult<Vec<AdminUserRow>> {
+        let rows = sqlx::query(&format!(
+            "{USER_COLUMNS} WHERE tenant_id = $1 ORDER BY username"
+        ))
+        .bind(tenant.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_of).collect()
+    }
+
+    /// Gives an account another role; `false` when there is no such user.
+    pub async fn set_admin_role(&self, id: &str, role: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE admin_users SET role = $1 WHERE id = $2")
+            .bind(role.to_owned())
+            .bind(id.to_owned())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn admin_user_by_name(&self, username: &str) -> StoreResult<Option<AdminUserRow>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, username, password_hash, role, created_at \
-             FROM admin_users WHERE username = $1",
-        )
-        .bind(username.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| user_of(&r)).transpose()
-    }
-
-    pub async fn admin_user(&self, id: &str) -> StoreResult<Option<AdminUserRow>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, username, password_hash, role, created_at \
-             FROM admin_users WHERE id = $1",
-        )
-        .bind(id.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| user_of(&r)).transpose()
+    /// Deletes an account (its sessions no longer find it); `false` when
+    /// there is no such user.
+    pub async fn delete_admin_user(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM admin_users WHERE id = $1")
+            .bind(id.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A session's data and expiry (milliseconds), if it has not expired.
@@ -212,6 +253,7 @@ fn user_of(r: &sqlx::any::AnyRow) -> StoreResult<AdminUserRow> {
         password_hash: r.try_get("password_hash")?,
         role: r.try_get("role")?,
         created_at: r.try_get("created_at")?,
+        session_epoch: r.try_get("session_epoch")?,
     })
 }
 

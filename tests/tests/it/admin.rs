@@ -1127,3 +1127,509 @@ async fn queue_changes_apply_to_the_next_offer() {
     );
     gateway.stop().await;
 }
+
+/// The first refused field of a 422: (key, code).
+fn first_field(reply: &Value) -> (&str, &str) {
+    let field = &reply["fields"][0];
+    (
+        field["key"].as_str().unwrap_or_default(),
+        field["code"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn admins_list_re_role_and_delete_their_tenants_users_only() {
+    let gateway = TestGateway::spawn().await;
+    let store = gateway.engine.store();
+    assert!(store.create_tenant("globex", "Globex").await.unwrap());
+    let ada = log_in(&gateway, "ada", Role::Admin, None).await;
+    let gus = log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let root = log_in(&gateway, "root", Role::Superadmin, None).await;
+
+    let sam = json!({ "username": "sam", "password": PASSWORD, "role": "supervisor" });
+    assert_eq!(
+        ada.post_json("/api/v1/admin/users", sam).await.0,
+        StatusCode::CREATED
+    );
+    let (status, users) = ada.get("/api/v1/admin/users").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = (users.as_array().unwrap().iter())
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ada", "sam"],
+        "the tenant's users by name, no one else's"
+    );
+    assert!(
+        !users.to_string().contains("argon2"),
+        "never a hash: {users}"
+    );
+    let sam_id = ada.user_id("sam").await;
+
+    // A supervisor reads the list and changes nothing.
+    let sam = Admin::session(&gateway.url, "sam", PASSWORD).await.unwrap();
+    assert_eq!(sam.get("/api/v1/admin/users").await.0, StatusCode::OK);
+    let ada_id = sam.user_id("ada").await;
+    let eve = json!({ "username": "eve", "password": PASSWORD, "role": "admin" });
+    for (status, _) in [
+        sam.post_json("/api/v1/admin/users", eve).await,
+        sam.patch(
+            &format!("/api/v1/admin/users/{ada_id}"),
+            json!({ "role": "supervisor" }),
+        )
+        .await,
+        sam.delete(&format!("/api/v1/admin/users/{ada_id}")).await,
+        sam.get("/api/v1/admin/tokens").await,
+    ] {
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    // Made an admin, the same session can at once.
+    let (status, reply) = ada
+        .patch(
+            &format!("/api/v1/admin/users/{sam_id}"),
+            json!({ "role": "admin" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{reply}");
+    assert_eq!(sam.get("/api/v1/admin/tokens").await.0, StatusCode::OK);
+
+    // Nobody locks themselves out, or makes a super-admin here.
+    let (status, reply) = ada
+        .patch(
+            &format!("/api/v1/admin/users/{ada_id}"),
+            json!({ "role": "supervisor" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first_field(&reply), ("role", "user_self"));
+    let (status, reply) = ada.delete(&format!("/api/v1/admin/users/{ada_id}")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first_field(&reply), ("id", "user_self"));
+    let (_, reply) = ada
+        .patch(
+            &format!("/api/v1/admin/users/{sam_id}"),
+            json!({ "role": "superadmin" }),
+        )
+        .await;
+    assert_eq!(first_field(&reply), ("role", "role_not_allowed"));
+
+    // Another tenant's admin: sees only their own, and ours are 404.
+    assert_eq!(gus.user_id("gus").await.len(), ada_id.len());
+    let (_, theirs) = gus.get("/api/v1/admin/users").await;
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "{theirs}");
+    let (status, reply) = gus.get("/api/v1/admin/users?tenant=default").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first_field(&reply), ("tenant", "tenant_not_yours"));
+    for (status, reply) in [
+        gus.patch(
+            &format!("/api/v1/admin/users/{sam_id}"),
+            json!({ "role": "supervisor" }),
+        )
+        .await,
+        gus.delete(&format!("/api/v1/admin/users/{sam_id}")).await,
+        gus.delete("/api/v1/admin/users/no-such-user").await,
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+        assert_eq!(reply["error"], "not_found");
+    }
+
+    // A super-admin manages any tenant's users; a deleted user's session ends at once.
+    let (status, globex) = root.get("/api/v1/admin/users?tenant=globex").await;
+    assert_eq!(status, StatusCode::OK);
+    let gus_id = globex[0]["id"].as_str().unwrap();
+    assert_eq!(
+        root.delete(&format!("/api/v1/admin/users/{gus_id}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        gus.get("/api/v1/admin/channels").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        ada.delete(&format!("/api/v1/admin/users/{sam_id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        sam.get("/api/v1/admin/users").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        Admin::session(&gateway.url, "sam", PASSWORD).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let (_, audit) = ada.get("/api/v1/admin/audit").await;
+    let actions: Vec<&str> = (audit.as_array().unwrap().iter())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in ["user.create", "user.update", "user.delete"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_one_and_ends_the_other_sessions() {
+    let gateway = TestGateway::spawn().await;
+    let here = log_in(&gateway, "ada", Role::Admin, None).await;
+    let elsewhere = Admin::session(&gateway.url, "ada", PASSWORD).await.unwrap();
+    let new = "a much longer pass phrase";
+    let change = |current: &str, new: &str, again: Option<&str>| {
+        let mut body = json!({ "current_password": current, "new_password": new });
+        if let Some(again) = again {
+            body["confirm_password"] = json!(again);
+        }
+        body
+    };
+    let refusals = [
+        (
+            change("not it at all!", new, None),
+            ("current_password", "password_wrong"),
+        ),
+        (
+            change(PASSWORD, "short", None),
+            ("new_password", "password_short"),
+        ),
+        (
+            change(PASSWORD, new, Some("another one, mistyped")),
+            ("confirm_password", "passwords_differ"),
+        ),
+    ];
+    // (Logins and password changes share one rate limit: this test stays
+    // within its burst of 10.)
+    for (body, expected) in refusals {
+        let (status, reply) = here.post_json("/api/v1/admin/password", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+        assert_eq!(first_field(&reply), expected, "{reply}");
+        if expected.1 == "password_short" {
+            assert_eq!(reply["fields"][0]["params"]["min"], "12", "{reply}");
+        }
+    }
+    assert_eq!(
+        elsewhere.get("/api/v1/admin/channels").await.0,
+        StatusCode::OK,
+        "nothing changed yet"
+    );
+
+    // Without the CSRF token: refused; an API token has no password.
+    let url = format!("{}/api/v1/admin/password", gateway.url);
+    let reply = (here.http.post(&url))
+        .json(&change(PASSWORD, new, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    let (_, token) = here
+        .post_json(
+            "/api/v1/admin/tokens",
+            json!({ "name": "ci", "role": "admin" }),
+        )
+        .await;
+    let reply = (reqwest::Client::new().post(&url))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .json(&change(PASSWORD, new, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+
+    let (status, reply) = here
+        .post_json("/api/v1/admin/password", change(PASSWORD, new, Some(new)))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{reply}");
+    assert_eq!(
+        here.get("/api/v1/admin/channels").await.0,
+        StatusCode::OK,
+        "this session goes on"
+    );
+    assert_eq!(
+        elsewhere.get("/api/v1/admin/channels").await.0,
+        StatusCode::UNAUTHORIZED,
+        "the other one ended"
+    );
+    assert_eq!(
+        Admin::session(&gateway.url, "ada", PASSWORD).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let again = Admin::session(&gateway.url, "ada", new).await.unwrap();
+    let user = (gateway.engine.store().admin_user_by_name("ada").await)
+        .unwrap()
+        .unwrap();
+    assert!(
+        user.password_hash.starts_with("$argon2id$"),
+        "argon2id as before"
+    );
+    let (_, audit) = again.get("/api/v1/admin/audit").await;
+    assert!(audit.to_string().contains("user.password"), "{audit}");
+    assert!(
+        !audit.to_string().contains(new),
+        "no password in the audit log"
+    );
+
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_password_form_says_in_french_what_is_wrong_next_to_the_field() {
+    let gateway = TestGateway::spawn().await;
+    let again = log_in(&gateway, "ada", Role::Admin, None).await;
+    let new = "a much longer pass phrase";
+    let form = |current: &str, new: &str, confirm: &str| {
+        let fields = [
+            ("_csrf", again.csrf.as_str()),
+            ("current_password", current),
+            ("new_password", new),
+            ("confirm_password", confirm),
+        ];
+        (again
+            .http
+            .post(format!("{}/admin/password?lang=fr", gateway.url)))
+        .form(&fields)
+    };
+    let reply = form("wrong password!", new, new).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = reply.text().await.unwrap();
+    assert!(
+        html.contains("ce n&#39;est pas votre mot de passe actuel")
+            || html.contains("ce n&#x27;est pas votre mot de passe actuel"),
+        "{html}"
+    );
+    assert!(
+        html.contains("aria-invalid=\"true\" aria-describedby=\"current-error\""),
+        "{html}"
+    );
+    let newest = "the newest pass phrase of all";
+    let reply = form(PASSWORD, newest, newest).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert!(reply
+        .text()
+        .await
+        .unwrap()
+        .contains("Votre mot de passe est changé"));
+    let forged = (again.http.post(format!("{}/admin/password", gateway.url)))
+        .form(&[
+            ("_csrf", "0"),
+            ("current_password", newest),
+            ("new_password", new),
+            ("confirm_password", new),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(Admin::session(&gateway.url, "ada", newest).await.is_ok());
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_secret_is_shown_once_and_another_tenant_cannot_revoke_it() {
+    let gateway = TestGateway::spawn().await;
+    assert!(gateway
+        .engine
+        .store()
+        .create_tenant("globex", "Globex")
+        .await
+        .unwrap());
+    let ada = log_in(&gateway, "ada", Role::Admin, None).await;
+    let gus = log_in(&gateway, "gus", Role::Admin, Some("globex")).await;
+    let (status, created) = ada
+        .post_json(
+            "/api/v1/admin/tokens",
+            json!({ "name": "crm", "role": "supervisor" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["token"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["tenant"], "default");
+
+    let (_, listed) = ada.get("/api/v1/admin/tokens").await;
+    assert_eq!(listed[0]["name"], "crm");
+    assert_eq!(listed[0]["created_by"], "ada");
+    assert!(listed[0].get("token").is_none() && !listed.to_string().contains(&secret[4..]));
+    let (_, page) = ada.page("/admin/tokens").await;
+    assert!(
+        page.contains("crm") && !page.contains(&secret[4..]),
+        "{page}"
+    );
+    let (_, audit) = ada.get("/api/v1/admin/audit").await;
+    assert!(!audit.to_string().contains(&secret[4..]));
+
+    // Its role holds: a supervisor token reads, changes nothing.
+    let anonymous = reqwest::Client::new();
+    let with_token = |path: &str| {
+        let request = (anonymous.get(format!("{}{path}", gateway.url))).bearer_auth(secret);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(with_token("/api/v1/admin/channels").await, StatusCode::OK);
+    assert_eq!(with_token("/api/v1/admin/users").await, StatusCode::OK);
+    assert_eq!(
+        with_token("/api/v1/admin/tokens").await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Refused names say why, with a code.
+    let (_, reply) = ada
+        .post_json(
+            "/api/v1/admin/tokens",
+            json!({ "name": "x".repeat(65), "role": "admin" }),
+        )
+        .await;
+    assert_eq!(first_field(&reply), ("name", "too_long"));
+    assert_eq!(reply["fields"][0]["params"]["max"], "64");
+    let (_, reply) = ada
+        .post_json(
+            "/api/v1/admin/tokens",
+            json!({ "name": "root", "role": "superadmin" }),
+        )
+        .await;
+    assert_eq!(first_field(&reply), ("role", "token_role"));
+
+    // Another tenant neither lists nor revokes it.
+    let (_, theirs) = gus.get("/api/v1/admin/tokens").await;
+    assert_eq!(theirs, json!([]));
+    assert_eq!(
+        gus.delete(&format!("/api/v1/admin/tokens/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(with_token("/api/v1/admin/channels").await, StatusCode::OK);
+    assert_eq!(
+        ada.delete(&format!("/api/v1/admin/tokens/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        with_token("/api/v1/admin/channels").await,
+        StatusCode::UNAUTHORIZED
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn account_pages_follow_the_role_and_speak_french() {
+    let gateway = TestGateway::spawn().await;
+    let ada = log_in(&gateway, "ada", Role::Admin, None).await;
+    let sam = log_in(&gateway, "sam", Role::Supervisor, None).await;
+    let root = log_in(&gateway, "root", Role::Superadmin, None).await;
+
+    let (status, users) = ada.page("/admin/users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(users.contains("id=\"new-user\"") && users.contains("data-delete-user"));
+    assert!(users.contains("maxlength=\"64\"") && users.contains("minlength=\"12\""));
+    assert!(users.contains("href=\"/admin/tokens\"") && !users.contains("href=\"/admin/tenants\""));
+    let (_, read_only) = sam.page("/admin/users").await;
+    assert!(
+        read_only.contains("ada") && read_only.contains("Only admins add, change or delete users.")
+    );
+    for editable in [
+        "id=\"new-user\"",
+        "data-delete-user",
+        "data-change-role",
+        "href=\"/admin/tokens\"",
+    ] {
+        assert!(
+            !read_only.contains(editable),
+            "a supervisor sees no {editable}"
+        );
+    }
+    let (status, tokens) = sam.page("/admin/tokens").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(tokens.contains("Only admins manage API tokens.") && !tokens.contains("new-token"));
+    assert_eq!(ada.page("/admin/tenants").await.0, StatusCode::FORBIDDEN);
+    let (status, tenants) = root.page("/admin/tenants?lang=fr").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(tenants.contains("<h1>Organisations</h1>") && tenants.contains("<code>default</code>"));
+    assert!(
+        tenants.contains("Créer l&#39;organisation")
+            || tenants.contains("Créer l&#x27;organisation"),
+        "{tenants}"
+    );
+
+    // The queue form in French, with the server's limits on its inputs.
+    let (_, queue) = ada.page("/admin/queues/new?lang=fr").await;
+    for said in [
+        "<h1>Nouvelle file</h1>",
+        "Durée de sonnerie (secondes)",
+        "Chats simultanés par agent, au plus",
+        "ringall : tous les agents libres à la fois",
+        "\"la file {queue} n",
+    ] {
+        assert!(queue.contains(said), "{said} in {queue}");
+    }
+    assert!(
+        queue.contains("name=\"extension\" type=\"text\" required maxlength=\"32\""),
+        "{queue}"
+    );
+    assert!(
+        queue.contains("name=\"ring_timeout_secs\" type=\"number\" min=\"1\" max=\"4294967295\""),
+        "{queue}"
+    );
+    let (_, agent) = ada.page("/admin/agents/new?lang=fr").await;
+    assert!(agent.contains("Nom affiché aux visiteurs") && agent.contains("maxlength=\"2047\""));
+    let (_, channel) = ada.page("/admin/channels/new").await;
+    assert!(
+        channel.contains("name=\"name\" required maxlength=\"120\""),
+        "{channel}"
+    );
+    assert!(channel.contains("max=\"20000\"") && channel.contains("id=\"console-texts\""));
+    let (_, password) = ada.page("/admin/password?lang=fr").await;
+    assert!(
+        password.contains("Mot de passe actuel")
+            && password.contains("Nouveau mot de passe, à nouveau")
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn refused_fields_carry_a_stable_code_and_the_hours_check_its_reason() {
+    let gateway = TestGateway::spawn().await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
+    let (status, reply) = admin
+        .put(
+            "/api/v1/admin/queues/602",
+            &json!({ "extension": "602", "name": "Billing", "ring_timeout_secs": 0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first_field(&reply), ("queues/agents", "ring_timeout_zero"));
+    assert_eq!(reply["fields"][0]["params"]["queue"], "602");
+    assert_eq!(
+        reply["fields"][0]["message"], "queue 602: ring_timeout_secs must be at least 1",
+        "the API keeps its English"
+    );
+    let (_, reply) = admin
+        .put(
+            "/api/v1/admin/channels/web",
+            &json!({ "key": "web", "name": "X", "mode": "live", "queue": "699" }),
+        )
+        .await;
+    assert_eq!(
+        first_field(&reply),
+        ("channels[key=web].queue", "queue_unknown")
+    );
+    assert_eq!(reply["fields"][0]["params"]["queue"], "699");
+
+    let (status, hours) = admin
+        .post_json(
+            "/api/v1/admin/schedule/check",
+            json!({ "schedule": { "timezone": "Europe/Paris", "open": ["09:00-18:00,mon-fri,*,*"],
+                                  "holidays": ["2026-12-25 Christmas"] },
+                    "at": "2026-12-25T10:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hours}");
+    assert_eq!(hours["open"], false);
+    assert_eq!(hours["timezone"], "Europe/Paris");
+    assert_eq!(hours["local_time"], "2026-12-25T11:00:00+01:00");
+    assert_eq!(
+        hours["reason"],
+        json!({ "kind": "holiday", "holiday": "Christmas (2026-12-25)" })
+    );
+    assert!(hours["explanation"]
+        .as_str()
+        .unwrap()
+        .starts_with("closed at Fri 2026-12-25 11:00"));
+    gateway.stop().await;
+}

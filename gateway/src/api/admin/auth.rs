@@ -9,7 +9,10 @@
 //! a cookie alone never authorises a change.
 //!
 //! Passwords are argon2id (OWASP's recommended parameters, the crate's
-//! defaults), hashed off the async threads.
+//! defaults), hashed off the async threads, at least
+//! [`MIN_PASSWORD_CHARS`] long. A session counts while its user's
+//! `session_epoch` is the one it logged in at: a password change bumps it,
+//! which ends the user's other sessions.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -27,6 +30,13 @@ use crate::store::{AdminUserRow, Store, StoreError};
 /// Session keys.
 pub(super) const USER_ID: &str = "user_id";
 pub(super) const CSRF: &str = "csrf";
+pub(super) const EPOCH: &str = "epoch";
+
+/// The shortest password an account may have, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// A user name: 1 to this many letters, digits, `.`, `_`, `-` or `@`.
+pub const MAX_USERNAME_CHARS: usize = 64;
 
 /// The prefix of every API token, so a leaked one is easy to recognise.
 const TOKEN_PREFIX: &str = "fdt_";
@@ -67,6 +77,8 @@ impl Role {
 pub struct Principal {
     /// For the audit log: the user name, or `token:NAME`.
     pub name: String,
+    /// The console account (none for API tokens).
+    pub user_id: Option<String>,
     pub tenant: String,
     pub role: Role,
     /// The session's CSRF token (none for API tokens).
@@ -138,7 +150,7 @@ impl FromRequestParts<AdminState> for Principal {
                 .get("x-csrf-token")
                 .and_then(|v| v.to_str().ok());
             let expected = principal.csrf.as_deref();
-            if !(sent.is_some() && sent == expected && same_origin(parts, state)) {
+            if !(sent.is_some() && sent == expected && same_origin(&parts.headers, state)) {
                 return Err(csrf_refused());
             }
         }
@@ -147,8 +159,8 @@ impl FromRequestParts<AdminState> for Principal {
 }
 
 /// Whether the browser's `Origin` (if it sent one) is the gateway's own.
-pub(super) fn same_origin(parts: &Parts, state: &AdminState) -> bool {
-    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+pub(super) fn same_origin(headers: &axum::http::HeaderMap, state: &AdminState) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
     origin.to_str().is_ok_and(|o| o == state.origin)
@@ -171,6 +183,7 @@ async fn token_principal(store: &Store, token: &str) -> Result<Principal, ApiErr
     let role = Role::parse(&row.role).ok_or_else(|| internal("stored token role"))?;
     Ok(Principal {
         name: format!("token:{}", row.name),
+        user_id: None,
         tenant: row.tenant,
         role,
         csrf: None,
@@ -189,6 +202,11 @@ pub(super) async fn session_principal(
         .await
         .map_err(internal)?
         .ok_or_else(not_logged_in)?;
+    let epoch: Option<i64> = session.get(EPOCH).await.map_err(internal)?;
+    if epoch.unwrap_or(0) != user.session_epoch {
+        // Logged in before the password last changed.
+        return Err(not_logged_in());
+    }
     let csrf: Option<String> = session.get(CSRF).await.map_err(internal)?;
     principal_of(&user, csrf)
 }
@@ -197,6 +215,7 @@ fn principal_of(user: &AdminUserRow, csrf: Option<String>) -> Result<Principal, 
     let role = Role::parse(&user.role).ok_or_else(|| internal("stored user role"))?;
     Ok(Principal {
         name: user.username.clone(),
+        user_id: Some(user.id.clone()),
         tenant: user
             .tenant
             .clone()
@@ -225,9 +244,9 @@ fn token_hash(token: &str) -> String {
 /// Why an account could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
-    #[error("user name must be 1 to 64 letters, digits, '.', '_', '-' or '@'")]
+    #[error("user name must be 1 to {MAX_USERNAME_CHARS} letters, digits, '.', '_', '-' or '@'")]
     BadName,
-    #[error("password must be at least 12 characters")]
+    #[error("password must be at least {MIN_PASSWORD_CHARS} characters")]
     WeakPassword,
     #[error("a user named {0:?} already exists")]
     Taken(String),
@@ -245,19 +264,14 @@ pub async fn create_user(
     role: Role,
     tenant: Option<&str>,
 ) -> Result<(), CreateUserError> {
-    let valid_name = (1..=64).contains(&username.len())
+    let valid_name = (1..=MAX_USERNAME_CHARS).contains(&username.len())
         && username
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     if !valid_name {
         return Err(CreateUserError::BadName);
     }
-    if password.chars().count() < 12 {
-        return Err(CreateUserError::WeakPassword);
-    }
-    let hash = hash_password(password.to_owned())
-        .await
-        .map_err(CreateUserError::Hash)?;
+    let hash = strong_hash(password).await?;
     let tenant = match role {
         Role::Superadmin => None,
         _ => Some(tenant.unwrap_or(DEFAULT_TENANT).to_owned()),
@@ -270,6 +284,7 @@ pub async fn create_user(
             password_hash: hash,
             role: role.as_str().to_owned(),
             created_at: crate::store::now_ms(),
+            session_epoch: 0,
         })
         .await?;
     if !created {
@@ -278,22 +293,29 @@ pub async fn create_user(
     Ok(())
 }
 
-/// Sets an existing account's password (`create-user --or-update`).
+/// Sets an existing account's password (`create-user --or-update`, or its
+/// user in the console) and ends its sessions; returns the new session
+/// epoch.
 pub async fn set_password(
     store: &Store,
     username: &str,
     password: &str,
-) -> Result<(), CreateUserError> {
-    if password.chars().count() < 12 {
+) -> Result<i64, CreateUserError> {
+    let hash = strong_hash(password).await?;
+    store
+        .set_admin_password(username, &hash)
+        .await?
+        .ok_or_else(|| CreateUserError::Taken(username.to_owned()))
+}
+
+/// The hash of `password` if it follows the rules.
+async fn strong_hash(password: &str) -> Result<String, CreateUserError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(CreateUserError::WeakPassword);
     }
-    let hash = hash_password(password.to_owned())
+    hash_password(password.to_owned())
         .await
-        .map_err(CreateUserError::Hash)?;
-    if !store.set_admin_password(username, &hash).await? {
-        return Err(CreateUserError::Taken(username.to_owned()));
-    }
-    Ok(())
+        .map_err(CreateUserError::Hash)
 }
 
 /// Hashes a password with argon2id on a blocking thread.
@@ -324,8 +346,15 @@ pub(super) async fn verify_login(
     let hash = user
         .as_ref()
         .map_or_else(|| DECOY.to_owned(), |u| u.password_hash.clone());
+    let matches = password_matches(hash, password).await?;
+    Ok(user.filter(|_| matches))
+}
+
+/// Whether `password` is the one `hash` (a PHC string) was made from,
+/// checked on a blocking thread.
+pub(super) async fn password_matches(hash: String, password: &str) -> Result<bool, ApiError> {
     let password = password.to_owned();
-    let matches = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
@@ -333,8 +362,7 @@ pub(super) async fn verify_login(
         })
     })
     .await
-    .map_err(internal)?;
-    Ok(user.filter(|_| matches))
+    .map_err(internal)
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //! goes through the JSON API (`console.js`).
 //!
 //! A page asked for without a session redirects to the login page. The
-//! login and logout forms are plain HTML forms (no script needed to get
-//! in or out); logout carries the CSRF token as a form field.
+//! login, logout and password forms are plain HTML forms (no script needed
+//! to get in or out, or to change one's password; the latter two carry
+//! the CSRF token as a form field). Every input carries the limits the
+//! server enforces (`maxlength`, `min`, `max`, `required`), from the same
+//! constants; the server stays the judge.
 //!
 //! No page may be framed (`frame-ancestors 'none'`) but the widget preview
 //! (`/admin/channels/{key}/preview`), which only the console's own pages
@@ -46,6 +49,10 @@ pub fn router() -> Router<AdminState> {
         .route("/admin/queues", get(queues_page))
         .route("/admin/queues/{key}", get(queue_page))
         .route("/admin/agents/{key}", get(agent_page))
+        .route("/admin/users", get(users_page))
+        .route("/admin/tokens", get(tokens_page))
+        .route("/admin/tenants", get(tenants_page))
+        .route("/admin/password", get(password_page).post(password_form))
         .route(
             "/admin/console.js",
             get(|| asset(CONSOLE_JS, "text/javascript")),
@@ -99,13 +106,18 @@ fn render(
     }
 }
 
-/// What every page's frame shows: who is logged in, the CSRF token the
-/// script and the logout form send, and the current section of the menu.
+/// What every page's frame shows: who is logged in (and so which menu
+/// entries), the CSRF token the script and the logout form send, and the
+/// current section of the menu.
 #[derive(Default)]
 struct Chrome {
     user: Option<String>,
     csrf: Option<String>,
     section: &'static str,
+    /// Admins and super-admins: API tokens.
+    admin: bool,
+    /// Tenants.
+    superadmin: bool,
 }
 
 impl Chrome {
@@ -114,6 +126,8 @@ impl Chrome {
             user: Some(viewer.name.clone()),
             csrf: viewer.csrf.clone(),
             section,
+            admin: can_edit(viewer),
+            superadmin: viewer.role == Role::Superadmin,
         }
     }
 }
@@ -165,10 +179,7 @@ async fn login_form(
     parts: axum::http::HeaderMap,
     Form(credentials): Form<Credentials>,
 ) -> Response {
-    let origin_ok = parts
-        .get(header::ORIGIN)
-        .is_none_or(|o| o.to_str().is_ok_and(|o| o == state.origin));
-    let outcome = if origin_ok {
+    let outcome = if auth::same_origin(&parts, &state) {
         super::log_in(&state, &session, client, &credentials).await
     } else {
         Err(crate::api::error::ApiError::new(
@@ -184,10 +195,20 @@ async fn login_form(
             &LoginPage {
                 c: Chrome::default(),
                 t,
-                error: Some(e.message),
+                error: Some(said(t, &e)),
                 username: credentials.username,
             },
         ),
+    }
+}
+
+/// An API error as the console says it in its language.
+fn said(t: &'static Texts, e: &crate::api::error::ApiError) -> String {
+    match e.code {
+        "bad_credentials" => t.bad_credentials.to_owned(),
+        "rate_limited" => t.too_many_attempts.to_owned(),
+        "csrf" => t.not_from_console.to_owned(),
+        _ => e.message.clone(),
     }
 }
 
@@ -761,15 +782,22 @@ async fn queues_page(
     )
 }
 
-/// One input of a generic item form.
+/// One input of a generic item form, with the server's limits.
+#[derive(Default)]
 struct Field {
     name: &'static str,
     label: &'static str,
     /// `text`, `number`, `select`, `lines`.
     kind: &'static str,
-    options: Vec<&'static str>,
+    /// For `select`: (value, label).
+    options: Vec<(&'static str, &'static str)>,
     /// For `lines`: how the script reads each line (`members`).
     lines: &'static str,
+    required: bool,
+    maxlength: Option<usize>,
+    pattern: Option<&'static str>,
+    min: Option<u32>,
+    max: Option<u32>,
 }
 
 fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
@@ -777,8 +805,44 @@ fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
         name,
         label,
         kind,
-        options: Vec::new(),
-        lines: "",
+        ..Field::default()
+    }
+}
+
+/// A text input of at most `max` characters.
+fn text(name: &'static str, label: &'static str, max: usize) -> Field {
+    Field {
+        maxlength: Some(max),
+        ..field(name, label, "text")
+    }
+}
+
+/// A whole number from `min` (to the largest the server reads).
+fn number(name: &'static str, label: &'static str, min: u32) -> Field {
+    Field {
+        min: Some(min),
+        max: Some(u32::MAX),
+        ..field(name, label, "number")
+    }
+}
+
+/// An extension: required, as pbx-adapter reads them.
+fn extension(t: &'static Texts) -> Field {
+    Field {
+        required: true,
+        pattern: Some("[A-Za-z0-9*#_\\-]+"),
+        ..text(
+            "extension",
+            t.extension,
+            pbx_adapter::model::MAX_EXTENSION_CHARS,
+        )
+    }
+}
+
+fn required(field: Field) -> Field {
+    Field {
+        required: true,
+        ..field
     }
 }
 
@@ -805,6 +869,7 @@ async fn item_page(
     kind: ItemKind,
     key: String,
 ) -> Response {
+    use crate::config::{MAX_ADDRESS_CHARS, MAX_NAME_CHARS};
     let directory = state.engine.directory();
     let is_new = key == "new";
     let meta = directory
@@ -813,58 +878,41 @@ async fn item_page(
     if !is_new && meta.is_none() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let (noun, api, key_field, fields) = match kind {
+    let (kind, noun, new_title, api, fields) = match kind {
         ItemKind::Queue => (
             "queue",
+            t.queue,
+            t.new_queue_title,
             "/api/v1/admin/queues/",
-            "extension",
             vec![
-                field("extension", "Extension", "text"),
-                field("name", "Name", "text"),
+                extension(t),
+                required(text("name", t.name, MAX_NAME_CHARS)),
                 Field {
-                    options: vec![
-                        "ringall",
-                        "rrmemory",
-                        "rrordered",
-                        "leastrecent",
-                        "fewestcalls",
-                        "random",
-                        "wrandom",
-                        "linear",
-                    ],
-                    ..field(
-                        "strategy",
-                        "Strategy (as in Asterisk's queues.conf)",
-                        "select",
-                    )
+                    options: (pbx_adapter::queue::Strategy::ALL.iter())
+                        .map(|s| (s.as_str(), (t.strategy_name)(*s)))
+                        .collect(),
+                    ..field("strategy", t.strategy_label, "select")
                 },
                 Field {
                     lines: "members",
-                    ..field(
-                        "members",
-                        "Members, one per line: agent extension, then an optional penalty (101 2)",
-                        "lines",
-                    )
+                    ..field("members", t.members_label, "lines")
                 },
-                field("ring_timeout_secs", "Ring timeout (seconds)", "number"),
-                field("max_chats_per_agent", "Most chats per agent", "number"),
-                field("wrapup_secs", "Wrap-up time (seconds)", "number"),
-                field(
-                    "max_wait_secs",
-                    "Longest wait before overflow (seconds; empty: for ever)",
-                    "number",
-                ),
+                number("ring_timeout_secs", t.ring_timeout_label, 1),
+                number("max_chats_per_agent", t.max_chats_label, 1),
+                number("wrapup_secs", t.wrapup_label, 0),
+                number("max_wait_secs", t.max_wait_label, 1),
             ],
         ),
         _ => (
             "agent",
+            t.agent,
+            t.new_agent_title,
             "/api/v1/admin/agents/",
-            "extension",
             vec![
-                field("extension", "Extension", "text"),
-                field("name", "Name shown to visitors", "text"),
-                field("xmpp", "XMPP address (alice@pbx.example.com)", "text"),
-                field("sip", "SIP URI (sip:101@pbx.example.com)", "text"),
+                extension(t),
+                required(text("name", t.agent_name_label, MAX_NAME_CHARS)),
+                text("xmpp", t.xmpp_label, MAX_ADDRESS_CHARS),
+                text("sip", t.sip_label, MAX_ADDRESS_CHARS),
             ],
         ),
     };
@@ -874,14 +922,14 @@ async fn item_page(
             c: Chrome::of(viewer, "queues"),
             t,
             title: if is_new {
-                format!("New {noun}")
+                new_title.to_owned()
             } else {
                 format!("{noun} {key}")
             },
-            kind: noun,
+            kind,
             api,
             key: if is_new { String::new() } else { key },
-            key_field,
+            key_field: "extension",
             is_new,
             read_only: meta.is_some_and(|m| m.source == ItemSource::File),
             can_edit: can_edit(viewer),
@@ -906,4 +954,272 @@ async fn agent_page(
     Path(key): Path<String>,
 ) -> Response {
     item_page(&state, &viewer, t, ItemKind::Agent, key).await
+}
+
+/// A console user in the users table.
+struct UserRow {
+    id: String,
+    username: String,
+    /// `admin`, `supervisor`.
+    role: String,
+    created: String,
+    is_self: bool,
+}
+
+fn role_label(t: &'static Texts, role: &str) -> &'static str {
+    match Role::parse(role) {
+        Some(Role::Admin) => t.role_admin,
+        Some(Role::Supervisor) => t.role_supervisor,
+        Some(Role::Superadmin) => t.role_superadmin,
+        None => "",
+    }
+}
+
+/// The roles the console gives: (value, label).
+fn roles(t: &'static Texts) -> Vec<(&'static str, &'static str)> {
+    vec![("admin", t.role_admin), ("supervisor", t.role_supervisor)]
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct UsersPage {
+    c: Chrome,
+    t: &'static Texts,
+    can_edit: bool,
+    tenant: String,
+    /// Super-admins pick the tenant: (id, name).
+    tenants: Vec<(String, String)>,
+    roles: Vec<(&'static str, &'static str)>,
+    rows: Vec<UserRow>,
+    password_label: String,
+    username_max: usize,
+    password_min: usize,
+}
+
+impl UsersPage {
+    fn role_label(&self, role: &str) -> &'static str {
+        role_label(self.t, role)
+    }
+}
+
+async fn users_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+    axum::extract::Query(query): axum::extract::Query<super::accounts::TenantQuery>,
+) -> Response {
+    let (tenant, users) =
+        match super::accounts::tenant_users(&state, &viewer, query.tenant.as_deref()).await {
+            Ok(found) => found,
+            Err(e) if e.status.is_client_error() => return StatusCode::NOT_FOUND.into_response(),
+            Err(e) => return e.into_response(),
+        };
+    let tenants = if viewer.role == Role::Superadmin {
+        match super::accounts::tenants(&state, &viewer).await {
+            Ok(tenants) => tenants,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Vec::new()
+    };
+    let rows = (users.iter())
+        .map(|u| UserRow {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            role: u.role.clone(),
+            created: utc(u.created_at),
+            is_self: viewer.user_id.as_deref() == Some(u.id.as_str()),
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &UsersPage {
+            c: Chrome::of(&viewer, "users"),
+            t,
+            can_edit: can_edit(&viewer),
+            tenant,
+            tenants,
+            roles: roles(t),
+            rows,
+            password_label: t.with_limit(t.password_rule_label, "min", auth::MIN_PASSWORD_CHARS),
+            username_max: auth::MAX_USERNAME_CHARS,
+            password_min: auth::MIN_PASSWORD_CHARS,
+        },
+    )
+}
+
+/// An API token in the tokens table.
+struct TokenRow {
+    id: String,
+    name: String,
+    role: &'static str,
+    created: String,
+    created_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/tokens.html")]
+struct TokensPage {
+    c: Chrome,
+    t: &'static Texts,
+    can_edit: bool,
+    tenant: String,
+    roles: Vec<(&'static str, &'static str)>,
+    rows: Vec<TokenRow>,
+    name_max: usize,
+}
+
+async fn tokens_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+) -> Response {
+    let rows = if can_edit(&viewer) {
+        match super::accounts::tenant_tokens(&state, &viewer).await {
+            Ok(tokens) => (tokens.iter())
+                .map(|r| TokenRow {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    role: role_label(t, &r.role),
+                    created: utc(r.created_at),
+                    created_by: r.created_by.clone(),
+                })
+                .collect(),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Vec::new()
+    };
+    page(
+        StatusCode::OK,
+        &TokensPage {
+            c: Chrome::of(&viewer, "tokens"),
+            t,
+            can_edit: can_edit(&viewer),
+            tenant: viewer.tenant.clone(),
+            roles: roles(t),
+            rows,
+            name_max: super::accounts::MAX_TOKEN_NAME_CHARS,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "admin/tenants.html")]
+struct TenantsPage {
+    c: Chrome,
+    t: &'static Texts,
+    /// (id, name)
+    rows: Vec<(String, String)>,
+    id_max: usize,
+    name_max: usize,
+}
+
+/// Super-admins only; anyone else is told it is not theirs (403).
+async fn tenants_page(
+    State(state): State<AdminState>,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+) -> Response {
+    let rows = match super::accounts::tenants(&state, &viewer).await {
+        Ok(rows) => rows,
+        Err(e) => return e.status.into_response(),
+    };
+    page(
+        StatusCode::OK,
+        &TenantsPage {
+            c: Chrome::of(&viewer, "tenants"),
+            t,
+            rows,
+            id_max: super::accounts::MAX_TENANT_ID_CHARS,
+            name_max: super::accounts::MAX_TENANT_NAME_CHARS,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "admin/password.html")]
+struct PasswordPage {
+    c: Chrome,
+    t: &'static Texts,
+    /// The outcome: (changed, what to say).
+    outcome: Option<(bool, String)>,
+    current_error: Option<String>,
+    new_error: Option<String>,
+    confirm_error: Option<String>,
+    new_label: String,
+    min: usize,
+}
+
+impl PasswordPage {
+    fn new(viewer: &Principal, t: &'static Texts) -> PasswordPage {
+        PasswordPage {
+            c: Chrome::of(viewer, "password"),
+            t,
+            outcome: None,
+            current_error: None,
+            new_error: None,
+            confirm_error: None,
+            new_label: t.with_limit(t.new_password_label, "min", auth::MIN_PASSWORD_CHARS),
+            min: auth::MIN_PASSWORD_CHARS,
+        }
+    }
+}
+
+async fn password_page(Viewer(viewer): Viewer, Lang(t): Lang) -> Response {
+    page(StatusCode::OK, &PasswordPage::new(&viewer, t))
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+async fn password_form(
+    State(state): State<AdminState>,
+    session: Session,
+    client: crate::api::client::ClientAddr,
+    Viewer(viewer): Viewer,
+    Lang(t): Lang,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    if !auth::same_origin(&headers, &state) || viewer.csrf.as_deref() != Some(form.csrf.as_str()) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let mut shown = PasswordPage::new(&viewer, t);
+    let change = super::accounts::PasswordChange {
+        current_password: form.current_password,
+        new_password: form.new_password,
+        confirm_password: Some(form.confirm_password),
+    };
+    let outcome =
+        super::accounts::change_password(&state, &session, &viewer, client, &change).await;
+    let status = match outcome {
+        Ok(()) => {
+            shown.outcome = Some((true, t.password_changed.to_owned()));
+            StatusCode::OK
+        }
+        Err(super::accounts::Refused::Fields(fields)) => {
+            for error in &fields {
+                let text = Some(t.field_error(error));
+                match error.key.as_str() {
+                    "current_password" => shown.current_error = text,
+                    "new_password" => shown.new_error = text,
+                    _ => shown.confirm_error = text,
+                }
+            }
+            shown.outcome = Some((false, t.password_not_changed.to_owned()));
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Err(super::accounts::Refused::Other(e)) => {
+            shown.outcome = Some((false, said(t, &e)));
+            e.status
+        }
+    };
+    page(status, &shown)
 }

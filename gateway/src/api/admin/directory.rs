@@ -387,7 +387,7 @@ async fn check_schedule(
         )]));
     }
     let schedule = pbx_adapter::schedule::Schedule::from_config(&config)
-        .map_err(|e| invalid(vec![FieldError::new("schedule", e.to_string())]))?;
+        .map_err(|e| invalid(vec![crate::config::schedule_error("schedule", &e)]))?;
     let decision = schedule.explain(at);
     let next_open = (!decision.open)
         .then(|| schedule.next_open(at))
@@ -396,7 +396,25 @@ async fn check_schedule(
     Ok(Json(serde_json::json!({
         "open": decision.open,
         "explanation": decision.to_string(),
+        "local_time": decision.local_time.to_rfc3339(),
+        "timezone": decision.local_time.timezone().name(),
+        "reason": reason_json(&decision.reason),
         "next_open": next_open,
     }))
     .into_response())
+}
+
+/// Why open or closed, for a client that words it itself.
+fn reason_json(reason: &pbx_adapter::schedule::Reason) -> Value {
+    use pbx_adapter::schedule::Reason;
+    match reason {
+        Reason::AlwaysOpen => serde_json::json!({ "kind": "always_open" }),
+        Reason::Rule { index, spec } => {
+            serde_json::json!({ "kind": "rule", "rule": index + 1, "spec": spec })
+        }
+        Reason::Holiday { label } => serde_json::json!({ "kind": "holiday", "holiday": label }),
+        Reason::OutsideRules { rules } => {
+            serde_json::json!({ "kind": "outside_rules", "rules": rules })
+        }
+    }
 }

@@ -4,14 +4,20 @@
 //! compile error rather than a key shown on screen. The language is the
 //! `?lang=` of the request (remembered in a cookie), else that cookie, else
 //! the browser's `Accept-Language`, else English. Data (channel names,
-//! visitor text, error messages from the shared validation) is shown as
-//! it is.
+//! visitor text) is shown as it is. Refused fields are worded from their
+//! [`FieldCode`] and params (French) or shown as the API's English
+//! `message`; the script gets what it words itself (field errors, its
+//! status lines, the business-hours explanation) as a JSON block in the
+//! page ([`Texts::script_json`]).
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use pbx_adapter::queue::Strategy;
+
+use crate::config::{FieldCode, FieldError};
 
 /// The cookie that remembers the console's language.
 const COOKIE: &str = "frontdesk_console_lang";
@@ -159,6 +165,75 @@ pub struct Texts {
     pub what: &'static str,
     pub on: &'static str,
     pub nothing_yet: &'static str,
+    // Queue and agent forms
+    pub new_queue_title: &'static str,
+    pub new_agent_title: &'static str,
+    pub strategy_label: &'static str,
+    pub members_label: &'static str,
+    pub ring_timeout_label: &'static str,
+    pub max_chats_label: &'static str,
+    pub wrapup_label: &'static str,
+    pub max_wait_label: &'static str,
+    pub agent_name_label: &'static str,
+    pub xmpp_label: &'static str,
+    pub sip_label: &'static str,
+    /// A queue strategy, named as in Asterisk and explained.
+    pub strategy_name: fn(Strategy) -> &'static str,
+    // Accounts
+    pub users: &'static str,
+    pub api_tokens: &'static str,
+    pub tenants: &'static str,
+    pub change_password: &'static str,
+    pub role: &'static str,
+    pub role_admin: &'static str,
+    pub role_supervisor: &'static str,
+    pub role_superadmin: &'static str,
+    pub tenant: &'static str,
+    pub created_utc: &'static str,
+    pub created_by: &'static str,
+    pub actions: &'static str,
+    pub users_caption: &'static str,
+    pub no_user: &'static str,
+    pub you: &'static str,
+    pub new_user: &'static str,
+    /// `{min}`: the shortest password.
+    pub password_rule_label: &'static str,
+    /// `{min}`: the shortest password.
+    pub new_password_label: &'static str,
+    pub create_user: &'static str,
+    pub role_of: &'static str,
+    pub change_role: &'static str,
+    pub delete: &'static str,
+    pub users_read_only: &'static str,
+    pub show_tenant: &'static str,
+    pub tokens_intro: &'static str,
+    pub tokens_caption: &'static str,
+    pub no_token: &'static str,
+    pub new_token: &'static str,
+    pub token_name: &'static str,
+    pub create_token: &'static str,
+    pub token_secret_heading: &'static str,
+    pub token_warning: &'static str,
+    pub revoke: &'static str,
+    pub tokens_admin_only: &'static str,
+    pub tenants_caption: &'static str,
+    pub new_tenant: &'static str,
+    pub tenant_id_label: &'static str,
+    pub create_tenant: &'static str,
+    pub current_password: &'static str,
+    pub confirm_password: &'static str,
+    pub password_note: &'static str,
+    pub password_changed: &'static str,
+    pub password_not_changed: &'static str,
+    // Errors the console words itself
+    pub bad_credentials: &'static str,
+    pub too_many_attempts: &'static str,
+    pub not_from_console: &'static str,
+    /// A refused field's rule in this language (`{name}`: its params);
+    /// `None`: show the API's English message.
+    pub field: fn(FieldCode) -> Option<&'static str>,
+    /// What the script says itself, by key (`{name}`: a value it fills in).
+    pub script: &'static [(&'static str, &'static str)],
 }
 
 pub static EN: Texts = Texts {
@@ -294,6 +369,87 @@ pub static EN: Texts = Texts {
     what: "What",
     on: "On",
     nothing_yet: "Nothing yet.",
+    new_queue_title: "New queue",
+    new_agent_title: "New agent",
+    strategy_label: "Strategy (as in Asterisk's queues.conf)",
+    members_label: "Members, one per line: agent extension, then an optional penalty (101 2)",
+    ring_timeout_label: "Ring timeout (seconds)",
+    max_chats_label: "Most chats per agent",
+    wrapup_label: "Wrap-up time (seconds)",
+    max_wait_label: "Longest wait before overflow (seconds; empty: for ever)",
+    agent_name_label: "Name shown to visitors",
+    xmpp_label: "XMPP address (alice@pbx.example.com)",
+    sip_label: "SIP URI (sip:101@pbx.example.com)",
+    strategy_name: en_strategy,
+    users: "Users",
+    api_tokens: "API tokens",
+    tenants: "Tenants",
+    change_password: "Change password",
+    role: "Role",
+    role_admin: "Admin",
+    role_supervisor: "Supervisor (reads, changes nothing)",
+    role_superadmin: "Super-admin",
+    tenant: "Tenant",
+    created_utc: "Created (UTC)",
+    created_by: "Created by",
+    actions: "Actions",
+    users_caption: "Who can log in to this tenant's console",
+    no_user: "No user yet.",
+    you: "(you)",
+    new_user: "New user",
+    password_rule_label: "Password (at least {min} characters)",
+    new_password_label: "New password (at least {min} characters)",
+    create_user: "Create user",
+    role_of: "Role of",
+    change_role: "Change role",
+    delete: "Delete",
+    users_read_only: "Only admins add, change or delete users.",
+    show_tenant: "Show",
+    tokens_intro: "API tokens let programs use the admin API (Authorization: Bearer …) as an admin or a supervisor of this tenant.",
+    tokens_caption: "This tenant's API tokens (their secrets are never shown again)",
+    no_token: "No token yet.",
+    new_token: "New token",
+    token_name: "Name (what uses it, e.g. CRM sync)",
+    create_token: "Create token",
+    token_secret_heading: "The new token",
+    token_warning: "Copy it now and keep it safe: it is shown only this once and cannot be shown again.",
+    revoke: "Revoke",
+    tokens_admin_only: "Only admins manage API tokens.",
+    tenants_caption: "Every tenant of this gateway",
+    new_tenant: "New tenant",
+    tenant_id_label: "Id (lowercase letters, digits and -)",
+    create_tenant: "Create tenant",
+    current_password: "Current password",
+    confirm_password: "New password again",
+    password_note: "Changing your password logs you out everywhere else.",
+    password_changed: "Your password is changed. Your other sessions are logged out.",
+    password_not_changed: "Your password is not changed.",
+    bad_credentials: "Wrong user name or password.",
+    too_many_attempts: "Too many attempts. Wait a moment and try again.",
+    not_from_console: "This form did not come from the console.",
+    field: |_| None,
+    script: &[
+        ("saving", "Saving…"),
+        ("not_saved", "Not saved."),
+        ("token_created", "Token {name} created."),
+        ("token_revoke_confirm", "Revoke the token {name}? Programs using it lose access at once."),
+        ("token_revoked", "Token {name} revoked."),
+        ("user_created", "User {name} created: they can log in now."),
+        ("user_delete_confirm", "Delete the account {name}? They are logged out at once."),
+        ("user_deleted", "Account {name} deleted."),
+        ("role_changed", "The role of {name} is now: {role}."),
+        ("tenant_created", "Tenant {id} created."),
+        ("hours", "{state} at {time} ({zone}): {reason}"),
+        ("hours_open", "Open"),
+        ("hours_closed", "Closed"),
+        ("hours_always_open", "no open rules, so always open"),
+        ("hours_rule", "open rule #{n} `{spec}` holds"),
+        ("hours_holiday", "holiday {label}"),
+        ("hours_outside_rules", "outside all {rules} open rule(s)"),
+        ("hours_next", "Next opening:"),
+        ("erase_confirm", "Erase every conversation and file of {email}? This cannot be undone."),
+        ("erased", "Erased {conversations} conversations and {files} files."),
+    ],
 };
 
 pub static FR: Texts = Texts {
@@ -429,7 +585,220 @@ pub static FR: Texts = Texts {
     what: "Quoi",
     on: "Sur",
     nothing_yet: "Rien pour l'instant.",
+    new_queue_title: "Nouvelle file",
+    new_agent_title: "Nouvel agent",
+    strategy_label: "Stratégie (comme dans queues.conf d'Asterisk)",
+    members_label: "Membres, un par ligne : poste de l'agent, puis une pénalité facultative (101 2)",
+    ring_timeout_label: "Durée de sonnerie (secondes)",
+    max_chats_label: "Chats simultanés par agent, au plus",
+    wrapup_label: "Temps de clôture (secondes)",
+    max_wait_label: "Attente maximale avant débordement (secondes ; vide : sans limite)",
+    agent_name_label: "Nom affiché aux visiteurs",
+    xmpp_label: "Adresse XMPP (alice@pbx.example.com)",
+    sip_label: "URI SIP (sip:101@pbx.example.com)",
+    strategy_name: fr_strategy,
+    users: "Utilisateurs",
+    api_tokens: "Jetons d'API",
+    tenants: "Organisations",
+    change_password: "Changer de mot de passe",
+    role: "Rôle",
+    role_admin: "Administrateur",
+    role_supervisor: "Superviseur (consulte, ne change rien)",
+    role_superadmin: "Super-administrateur",
+    tenant: "Organisation",
+    created_utc: "Créé (UTC)",
+    created_by: "Créé par",
+    actions: "Actions",
+    users_caption: "Qui peut se connecter à la console de cette organisation",
+    no_user: "Aucun utilisateur pour l'instant.",
+    you: "(vous)",
+    new_user: "Nouvel utilisateur",
+    password_rule_label: "Mot de passe ({min} caractères au moins)",
+    new_password_label: "Nouveau mot de passe ({min} caractères au moins)",
+    create_user: "Créer l'utilisateur",
+    role_of: "Rôle de",
+    change_role: "Changer le rôle",
+    delete: "Supprimer",
+    users_read_only: "Seuls les administrateurs ajoutent, modifient ou suppriment des utilisateurs.",
+    show_tenant: "Afficher",
+    tokens_intro: "Les jetons d'API permettent à des programmes d'utiliser l'API d'administration (Authorization: Bearer …) comme administrateur ou superviseur de cette organisation.",
+    tokens_caption: "Les jetons d'API de cette organisation (leur secret n'est plus jamais affiché)",
+    no_token: "Aucun jeton pour l'instant.",
+    new_token: "Nouveau jeton",
+    token_name: "Nom (ce qui l'utilise, p. ex. synchro CRM)",
+    create_token: "Créer le jeton",
+    token_secret_heading: "Le nouveau jeton",
+    token_warning: "Copiez-le maintenant et gardez-le en lieu sûr : il n'est affiché que cette fois et ne pourra plus l'être.",
+    revoke: "Révoquer",
+    tokens_admin_only: "Seuls les administrateurs gèrent les jetons d'API.",
+    tenants_caption: "Toutes les organisations de cette passerelle",
+    new_tenant: "Nouvelle organisation",
+    tenant_id_label: "Identifiant (lettres minuscules, chiffres et -)",
+    create_tenant: "Créer l'organisation",
+    current_password: "Mot de passe actuel",
+    confirm_password: "Nouveau mot de passe, à nouveau",
+    password_note: "Changer de mot de passe vous déconnecte partout ailleurs.",
+    password_changed: "Votre mot de passe est changé. Vos autres sessions sont déconnectées.",
+    password_not_changed: "Votre mot de passe n'est pas changé.",
+    bad_credentials: "Nom d'utilisateur ou mot de passe incorrect.",
+    too_many_attempts: "Trop de tentatives. Patientez un instant puis réessayez.",
+    not_from_console: "Ce formulaire ne vient pas de la console.",
+    field: fr_field,
+    script: &[
+        ("saving", "Enregistrement…"),
+        ("not_saved", "Non enregistré."),
+        ("token_created", "Jeton {name} créé."),
+        ("token_revoke_confirm", "Révoquer le jeton {name} ? Les programmes qui l'utilisent perdent l'accès aussitôt."),
+        ("token_revoked", "Jeton {name} révoqué."),
+        ("user_created", "Utilisateur {name} créé : il peut se connecter dès maintenant."),
+        ("user_delete_confirm", "Supprimer le compte {name} ? Il est déconnecté aussitôt."),
+        ("user_deleted", "Compte {name} supprimé."),
+        ("role_changed", "Le rôle de {name} est maintenant : {role}."),
+        ("tenant_created", "Organisation {id} créée."),
+        ("hours", "{state} le {time} ({zone}) : {reason}"),
+        ("hours_open", "Ouvert"),
+        ("hours_closed", "Fermé"),
+        ("hours_always_open", "aucune règle d'ouverture, donc toujours ouvert"),
+        ("hours_rule", "la règle d'ouverture n° {n} « {spec} » s'applique"),
+        ("hours_holiday", "jour férié : {label}"),
+        ("hours_outside_rules", "en dehors des {rules} règle(s) d'ouverture"),
+        ("hours_next", "Prochaine ouverture :"),
+        ("erase_confirm", "Effacer toutes les conversations et tous les fichiers de {email} ? C'est irréversible."),
+        ("erased", "{conversations} conversations et {files} fichiers effacés."),
+    ],
 };
+
+fn en_strategy(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::Ringall => "ringall: every free agent at once",
+        Strategy::Leastrecent => "leastrecent: the agent whose last chat ended longest ago",
+        Strategy::Fewestcalls => "fewestcalls: the agent who took the fewest chats",
+        Strategy::Random => "random: a random agent",
+        Strategy::Rrmemory => "rrmemory: round robin, after the last one offered",
+        Strategy::Rrordered => "rrordered: round robin in member order",
+        Strategy::Linear => "linear: the first free agent in member order",
+        Strategy::Wrandom => "wrandom: a random agent, weighted by penalty",
+    }
+}
+
+fn fr_strategy(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::Ringall => "ringall : tous les agents libres à la fois",
+        Strategy::Leastrecent => {
+            "leastrecent : l'agent dont le dernier chat a fini il y a le plus longtemps"
+        }
+        Strategy::Fewestcalls => "fewestcalls : l'agent qui a pris le moins de chats",
+        Strategy::Random => "random : un agent au hasard",
+        Strategy::Rrmemory => "rrmemory : chacun son tour, après le dernier sollicité",
+        Strategy::Rrordered => "rrordered : chacun son tour, dans l'ordre des membres",
+        Strategy::Linear => "linear : le premier agent libre dans l'ordre des membres",
+        Strategy::Wrandom => "wrandom : un agent au hasard, pondéré par la pénalité",
+    }
+}
+
+/// The French wording of every rule (`{name}`: a param of the error).
+fn fr_field(code: FieldCode) -> Option<&'static str> {
+    use FieldCode as C;
+    Some(match code {
+        C::Invalid => return None,
+        C::Empty => "ne peut pas être vide",
+        C::TooLong => "{max} caractères au plus",
+        C::ChannelKeyTwice => "deux canaux ont cette clé",
+        C::LiveNeedsQueue => "un canal de chat en direct a besoin d'une file",
+        C::QueueUnknown => "la file {queue} n'est pas définie",
+        C::ChatbotNeedsOptions => "un canal chatbot a besoin d'options",
+        C::OptionIds => "les identifiants d'option doivent être non vides et uniques : « {id} »",
+        C::OriginInvalid => "« {origin} » n'est pas une origine (https://www.example.com)",
+        C::OriginNotHttp => "« {origin} » n'est pas une origine http(s)",
+        C::OriginHasPath => "« {origin} » doit être une origine seule (schéma://hôte[:port]), sans chemin",
+        C::LanguageNotOffered => "« {language} » doit être l'une des langues du canal",
+        C::LanguageUnsupported => "« {language} » n'est pas l'une des langues {supported}",
+        C::TimezoneUnknown => "fuseau horaire inconnu « {timezone} » (un nom IANA comme Europe/Paris)",
+        C::OpenRuleInvalid => "la règle d'ouverture « {rule} » n'est pas une condition horaire Asterisk (heures,jours,jours du mois,mois[,fuseau], p. ex. 09:00-18:00,mon-fri,*,*)",
+        C::HolidayInvalid => "le jour férié « {holiday} » n'est ni une date AAAA-MM-JJ ni une période AAAA-MM-JJ..AAAA-MM-JJ",
+        C::HolidaysFile => "le fichier de jours fériés {file} est illisible",
+        C::HolidaysFileConsole => "un fichier iCalendar du serveur ne se nomme que dans frontdesk.toml",
+        C::LimitsZero => "les limites doivent être supérieures à zéro",
+        C::MaxMessageChars => "{max} au plus",
+        C::ConversationBytes => "doit valoir au moins max_file_bytes",
+        C::QueueNameEmpty => "file {queue} : le nom ne peut pas être vide",
+        C::RingTimeoutZero => "file {queue} : la durée de sonnerie est d'au moins 1 seconde",
+        C::MaxChatsZero => "file {queue} : au moins 1 chat par agent",
+        C::MaxWaitZero => "file {queue} : l'attente maximale est d'au moins 1 seconde (vide : sans limite)",
+        C::MemberTwice => "file {queue} : l'agent {agent} figure deux fois parmi les membres",
+        C::OverflowToItself => "file {queue} : le débordement ne peut pas mener à la file elle-même",
+        C::AgentNameEmpty => "agent {agent} : le nom ne peut pas être vide",
+        C::AgentUnreachable => "agent {agent} : il faut une adresse XMPP ou une URI SIP (ou les deux) pour recevoir des chats",
+        C::QueueTwice => "la file {queue} est définie plusieurs fois",
+        C::AgentTwice => "l'agent {agent} est défini plusieurs fois",
+        C::ExtensionClash => "le poste {extension} est à la fois une file et un agent : un transfert vers lui serait ambigu",
+        C::JidTwice => "les agents {first} et {second} ont la même adresse XMPP {jid}",
+        C::SipUriTwice => "les agents {first} et {second} ont la même URI SIP {uri}",
+        C::MemberUnknown => "file {queue} : le membre {agent} n'est pas un agent défini",
+        C::OverflowUnknown => "file {queue} : le débordement mène à la file {target}, qui n'est pas définie",
+        C::OverflowLoop => "les files {queues} débordent l'une dans l'autre en boucle",
+        C::KeyInUse => "{key} est déjà pris : choisissez-en un autre",
+        C::UsernameInvalid => "le nom d'utilisateur compte 1 à 64 lettres, chiffres, « . », « _ », « - » ou « @ »",
+        C::UsernameTaken => "un utilisateur nommé « {username} » existe déjà",
+        C::PasswordShort => "le mot de passe compte au moins {min} caractères",
+        C::PasswordWrong => "ce n'est pas votre mot de passe actuel",
+        C::PasswordsDiffer => "les deux nouveaux mots de passe diffèrent",
+        C::TenantNotYours => "vous ne gérez que votre propre organisation",
+        C::TenantUnknown => "cette organisation n'existe pas",
+        C::TenantIdInvalid => "1 à 64 lettres minuscules, chiffres ou « - »",
+        C::TenantTaken => "une organisation a déjà cet identifiant",
+        C::RoleNotAllowed => "ce rôle ne se donne pas ici (un super-administrateur se crée avec frontdesk admin create-user)",
+        C::TokenRole => "un jeton est administrateur ou superviseur d'une organisation",
+        C::UserSelf => "vous ne pouvez ni supprimer votre propre compte ni changer son rôle",
+    })
+}
+
+/// `template` with each `{name}` replaced by `params[name]`.
+fn fill<'a>(template: &str, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    params
+        .into_iter()
+        .fold(template.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{name}}}"), value)
+        })
+}
+
+impl Texts {
+    /// A refused field in this language.
+    pub fn field_error(&self, error: &FieldError) -> String {
+        match (self.field)(error.code) {
+            Some(template) => fill(
+                template,
+                (error.params.iter()).map(|(k, v)| (*k, v.as_str())),
+            ),
+            None => error.message.clone(),
+        }
+    }
+
+    /// A label with the limit it names (`{min}`, `{max}`) filled in.
+    pub fn with_limit(&self, template: &'static str, name: &str, limit: usize) -> String {
+        fill(template, [(name, limit.to_string().as_str())])
+    }
+
+    /// What the console's script words itself, as JSON for a
+    /// `<script type="application/json">` block: `fields` (code →
+    /// wording; absent: show the message) and `say` (key → text). `<` is
+    /// escaped so the block cannot end early.
+    pub fn script_json(&self) -> String {
+        let fields: serde_json::Map<String, serde_json::Value> = FieldCode::ALL
+            .iter()
+            .filter_map(|code| {
+                let name = serde_json::to_value(code).ok()?.as_str()?.to_owned();
+                Some((name, (self.field)(*code)?.into()))
+            })
+            .collect();
+        let say: serde_json::Map<String, serde_json::Value> = (self.script.iter())
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+            .collect();
+        serde_json::json!({ "fields": fields, "say": say })
+            .to_string()
+            .replace('<', "\\u003c")
+    }
+}
 
 /// The language of a console request.
 #[derive(Clone, Copy)]
@@ -513,6 +882,70 @@ mod tests {
             request = request.header(*k, *v);
         }
         request.body(()).unwrap().into_parts().0
+    }
+
+    /// The `{name}`s of a text.
+    fn placeholders(text: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = (text.split('{').skip(1))
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn every_rule_and_script_line_is_in_both_languages_with_the_same_blanks() {
+        for code in FieldCode::ALL {
+            assert_eq!(
+                (FR.field)(*code).is_none(),
+                *code == FieldCode::Invalid,
+                "{code:?} has a French wording (only `invalid` shows the message)"
+            );
+        }
+        let keys = |t: &Texts| t.script.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        assert_eq!(keys(&EN), keys(&FR));
+        for ((key, en), (_, fr)) in EN.script.iter().zip(FR.script) {
+            assert_eq!(placeholders(en), placeholders(fr), "{key}");
+        }
+        for strategy in Strategy::ALL {
+            assert!((FR.strategy_name)(strategy).starts_with(strategy.as_str()));
+            assert!((EN.strategy_name)(strategy).starts_with(strategy.as_str()));
+        }
+    }
+
+    #[test]
+    fn a_refused_field_is_worded_in_french_from_its_params() {
+        let error = FieldError::coded(
+            "channels[key=web].queue",
+            FieldCode::QueueUnknown,
+            "queue 699 is not in [[queues]]",
+        )
+        .with("queue", "699");
+        assert_eq!(EN.field_error(&error), "queue 699 is not in [[queues]]");
+        assert_eq!(FR.field_error(&error), "la file 699 n'est pas définie");
+        let plain = FieldError::new("body", "unknown variant `telepathy`");
+        assert_eq!(FR.field_error(&plain), "unknown variant `telepathy`");
+    }
+
+    #[test]
+    fn the_script_texts_are_json_that_cannot_end_their_block() {
+        for t in [&EN, &FR] {
+            let json = t.script_json();
+            assert!(!json.contains('<'), "{json}");
+            let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(parsed["say"]["saving"], t.script[0].1);
+            let fields = parsed["fields"].as_object().unwrap();
+            assert_eq!(
+                fields.is_empty(),
+                t.lang == "en",
+                "English shows the messages"
+            );
+        }
+        let fr: serde_json::Value = serde_json::from_str(&FR.script_json()).unwrap();
+        assert_eq!(
+            fr["fields"]["password_short"],
+            "le mot de passe compte au moins {min} caractères"
+        );
     }
 
     #[test]

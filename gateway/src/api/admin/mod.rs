@@ -163,6 +163,10 @@ async fn log_in(
         .await
         .map_err(fail)?;
     session.insert(auth::CSRF, &csrf).await.map_err(fail)?;
+    session
+        .insert(auth::EPOCH, user.session_epoch)
+        .await
+        .map_err(fail)?;
     tracing::info!(user = %user.username, "console login");
     Ok(csrf)
 }

@@ -138,7 +138,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "post",
         "/api/v1/admin/schedule/check",
-        "Check business hours {schedule, at?}: {open, explanation, next_open}",
+        "Check business hours {schedule, at?}: {open, explanation (English), local_time, timezone, reason: {kind: always_open|rule|holiday|outside_rules, rule?, spec?, holiday?, rules?}, next_open}",
         "200",
         "admin, supervisor",
     ),
@@ -215,7 +215,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "get",
         "/api/v1/admin/tokens",
-        "The tenant's API tokens (never their secret)",
+        "The tenant's API tokens (never their secret): [{id, name, role, tenant, created_at, created_by}]",
         "200",
         "admin",
     ),
@@ -234,11 +234,39 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "admin",
     ),
     (
+        "get",
+        "/api/v1/admin/users",
+        "The tenant's console users (?tenant= for a superadmin), by name: [{id, username, role, tenant, created_at}]",
+        "200",
+        "admin, supervisor (own tenant), superadmin",
+    ),
+    (
         "post",
         "/api/v1/admin/users",
         "Create a console user {username, password, role, tenant?}",
         "201",
         "admin (own tenant), superadmin",
+    ),
+    (
+        "patch",
+        "/api/v1/admin/users/{id}",
+        "Change a user's role {role: admin|supervisor} (not one's own)",
+        "204",
+        "admin (own tenant), superadmin",
+    ),
+    (
+        "delete",
+        "/api/v1/admin/users/{id}",
+        "Delete a user (not oneself); their sessions end at once",
+        "204",
+        "admin (own tenant), superadmin",
+    ),
+    (
+        "post",
+        "/api/v1/admin/password",
+        "Change one's own password {current_password, new_password, confirm_password?} (at least 12 characters); ends one's other sessions",
+        "204",
+        "session (any role)",
     ),
     (
         "get",
@@ -259,12 +287,14 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
 const ERRORS: &str = "Errors: {error, message}. 401 not_logged_in; 403 forbidden (role) or csrf \
     (a session request that changes something needs X-CSRF-Token and the gateway's own Origin); \
     404 not_found (also for another tenant's items); 409 read_only (managed in frontdesk.toml); \
-    422 invalid, with fields: [{key, message}]; 429 rate_limited.";
+    422 invalid, with fields: [{key, code, params, message}] (code: a stable name of the rule, \
+    params: the values the English message names); 429 rate_limited.";
 
 fn method(name: &str) -> HttpMethod {
     match name {
         "post" => HttpMethod::Post,
         "put" => HttpMethod::Put,
+        "patch" => HttpMethod::Patch,
         "delete" => HttpMethod::Delete,
         _ => HttpMethod::Get,
     }
