@@ -398,6 +398,7 @@ fn node_config(
         config.server.public_url = Some(public_url);
         config.server.trusted_proxies = vec![proxy];
         config.files.directory = Some(files.to_owned());
+        config.cluster.enabled = true;
         if let Some(adjust) = &options.adjust {
             adjust(i, config);
         }

@@ -81,10 +81,16 @@ impl TestGateway {
         }
     }
 
-    /// A second node on this gateway's (PostgreSQL) database.
+    /// A second node on this gateway's (PostgreSQL) database, with
+    /// `[cluster]` on (start the first one with it on too, for the dispatch
+    /// lease and shared presence to hold between them).
     pub async fn spawn_sharing(&self, adjust: impl FnOnce(&mut Config)) -> TestGateway {
         let db = self.db.as_ref().expect("running on its database");
-        Self::spawn_on(db.sharing().expect("a shareable database"), adjust).await
+        Self::spawn_on(db.sharing().expect("a shareable database"), |config| {
+            config.cluster.enabled = true;
+            adjust(config);
+        })
+        .await
     }
 
     /// The gateway's data directory (uploaded files, signing key).
