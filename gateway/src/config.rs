@@ -450,13 +450,28 @@ impl Default for DatabaseConfig {
 }
 
 /// Several gateway nodes on one PostgreSQL database (`[cluster]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Other nodes share this node's database (and files directory):
     /// dispatch takes a cluster-wide lease, and agents' presence and
     /// ringing offers outlive this node's restart. PostgreSQL only.
     pub enabled: bool,
+    /// On SIGTERM, how long (milliseconds) the node keeps serving while
+    /// `/readyz` answers 503 `draining`, so the load balancer's health
+    /// checks move new requests to other nodes before this one stops
+    /// accepting. Set it above the balancer's check interval times its
+    /// fall count.
+    pub drain_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            drain_ms: 3000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

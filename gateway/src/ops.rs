@@ -6,7 +6,8 @@
 //! answers within 2 s and every migration is applied (503 otherwise,
 //! within those 2 s: a load balancer stops sending visitors while the
 //! database is away, and sends them again once it answers, with no
-//! restart); `/metrics` is Prometheus text: `frontdesk_conversations{state}`,
+//! restart), or `draining` once a cluster node got SIGTERM (it still
+//! serves while the balancer moves requests away); `/metrics` is Prometheus text: `frontdesk_conversations{state}`,
 //! `frontdesk_conversations_started_total`, `frontdesk_messages_total{from}`,
 //! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`,
 //! and `frontdesk_xmpp_connected` (1 while the XMPP component is connected).
@@ -58,9 +59,31 @@ struct OpsState {
     metrics_token: Option<Arc<str>>,
     /// This gateway's id in `/healthz`.
     node_id: Arc<str>,
+    draining: Draining,
 }
 
-pub fn router(store: Store, metrics_token: Option<&str>) -> Router {
+/// Set when the node starts draining (SIGTERM in a cluster): `/readyz`
+/// answers 503 `draining` from then on, so the load balancer sends new
+/// requests elsewhere while this node still finishes what it has.
+#[derive(Clone, Default)]
+pub struct Draining(Arc<std::sync::atomic::AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub fn router(
+    store: Store,
+    metrics_token: Option<&str>,
+    node_id: &str,
+    draining: Draining,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -69,7 +92,8 @@ pub fn router(store: Store, metrics_token: Option<&str>) -> Router {
             store,
             prometheus: prometheus(),
             metrics_token: metrics_token.filter(|t| !t.is_empty()).map(Arc::from),
-            node_id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            node_id: Arc::from(node_id),
+            draining,
         })
 }
 
@@ -95,6 +119,12 @@ async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    if state.draining.is_on() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        );
+    }
     match state.store.ready(READY_WITHIN).await {
         Ok(true) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(false) => (

@@ -53,6 +53,9 @@ pub struct Gateway {
     app: Router,
     shutdown: CancellationToken,
     grace: Duration,
+    /// How long `/readyz` says "draining" before the node stops accepting.
+    drain: Duration,
+    draining: ops::Draining,
     limiters: api::ratelimit::Limiters,
     edge: EdgeLimits,
     /// Bridge tasks, stopped by `shutdown` and awaited on the way out.
@@ -161,6 +164,7 @@ impl Gateway {
             sockets: api::events::Sockets::new(api::events::SocketLimits::from_config(config)),
         };
         let proxies = api::client::Proxies::from_config(&config.server);
+        let draining = ops::Draining::default();
         let app = Router::new()
             .merge(api::visitor_api(
                 state,
@@ -177,6 +181,8 @@ impl Gateway {
             .merge(ops::router(
                 store.clone(),
                 config.server.metrics_token.as_ref().map(Secret::expose),
+                engine.node_id(),
+                draining.clone(),
             ))
             .merge(assets::router({
                 let engine = engine.clone();
@@ -199,6 +205,12 @@ impl Gateway {
             app,
             shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            drain: if config.cluster.enabled {
+                Duration::from_millis(config.cluster.drain_ms)
+            } else {
+                Duration::ZERO
+            },
+            draining,
             limiters,
             edge: EdgeLimits::new(&config.server, proxies),
             bridges: Vec::new(),
@@ -251,8 +263,19 @@ impl Gateway {
         });
         let serve = serve(listener, self.app.clone(), self.edge.clone(), {
             let shutdown = shutdown.clone();
+            let (draining, drain) = (self.draining.clone(), self.drain);
             async move {
                 signal.await;
+                if !drain.is_zero() {
+                    // Still serving, but not ready: the load balancer's next
+                    // checks send new visitors and sockets to other nodes.
+                    info!(
+                        drain_ms = drain.as_millis() as u64,
+                        "draining: not ready any more"
+                    );
+                    draining.start();
+                    tokio::time::sleep(drain).await;
+                }
                 info!("shutting down: closing WebSockets, finishing requests");
                 shutdown.cancel();
             }

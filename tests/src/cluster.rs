@@ -399,6 +399,8 @@ fn node_config(
         config.server.trusted_proxies = vec![proxy];
         config.files.directory = Some(files.to_owned());
         config.cluster.enabled = true;
+        // HAProxy checks every 250 ms and takes a node out after 2 fails.
+        config.cluster.drain_ms = 1000;
         if let Some(adjust) = &options.adjust {
             adjust(i, config);
         }

@@ -225,6 +225,12 @@ impl Engine {
         }
     }
 
+    /// This process's id among the nodes (lease holder, timer claimer,
+    /// `/healthz`): new at every start.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

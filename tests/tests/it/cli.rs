@@ -82,6 +82,15 @@ fn config_errors_name_the_key_and_the_file() {
         "{err}"
     );
 
+    // Several nodes on SQLite, one node's database.
+    let path = write_config(dir.path(), &format!("{base}\n[cluster]\nenabled = true\n"));
+    let (ok, _, err) = frontdesk(&["--config", &path, "check-config"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("cluster.enabled") && err.contains("PostgreSQL") && err.contains(&path),
+        "{err}"
+    );
+
     // An invalid business-hours rule, as Asterisk would silently skip it.
     let path = write_config(
         dir.path(),

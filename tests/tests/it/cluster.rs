@@ -251,6 +251,54 @@ async fn a_node_stopped_with_sigterm_leaves_the_rotation_and_comes_back() {
     cluster.stop().await.unwrap();
 }
 
+/// A node stopped with SIGTERM while visitors' requests keep coming
+/// through HAProxy first drains (not ready, still serving), so no request
+/// fails: the rolling restart's promise, one node at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_fails_no_request_on_its_way_out() {
+    if !several_nodes_run() {
+        return;
+    }
+    let mut cluster = Cluster::start(ClusterOptions::new(2)).await.unwrap();
+    let url = format!("{}/api/v1/channels/live", cluster.url());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let http = reqwest::Client::new();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.is_cancelled() {
+                let reply = http.get(&url).header("origin", ALLOWED_ORIGIN).send().await;
+                match reply.map(|r| r.status()) {
+                    Ok(StatusCode::OK) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for node in [0, 1] {
+        let status = cluster.terminate(node).await.unwrap();
+        assert!(status.success(), "node {node} exited with {status}");
+        cluster.restart(node).await.unwrap();
+        cluster
+            .wait_until_routed(node, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    stop.cancel();
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 20, "requests kept flowing: {ok}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    cluster.stop().await.unwrap();
+}
+
 /// With PostgreSQL stopped, every node's `/readyz` says so (and HAProxy
 /// takes them all out); once it is back, every node is ready again and
 /// serves visitors, with no restart.
