@@ -7,7 +7,8 @@
 //!
 //! With `--spawn sqlite|postgres` it starts a `frontdesk serve` process on
 //! a fresh database first (the binary next to this one), so a benchmark is
-//! one command. Figures go in docs/benchmarks.md.
+//! one command; `--spawn postgres --nodes N` starts N nodes on one database
+//! behind HAProxy instead. Figures go in docs/benchmarks.md.
 //!
 //! With `--xmpp-agents K` (and `--spawn`) the conversations are answered by
 //! K real XMPP clients in echo mode on a throwaway Prosody, through the
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use frontdesk_tests::bench::{histogram, percentiles, post_paced, BenchGateway};
+use frontdesk_tests::cluster::{Cluster, ClusterOptions};
 use frontdesk_tests::config::test_config_toml;
 use frontdesk_tests::database::DbEngine;
 use frontdesk_tests::visitor::Visitor;
@@ -36,6 +38,11 @@ struct Args {
     /// Start a gateway process on a fresh database of this engine.
     #[arg(long, value_enum)]
     spawn: Option<DbEngine>,
+    /// With `--spawn postgres`: start this many gateway nodes on the one
+    /// database, behind HAProxy, and load them through it (visitors'
+    /// requests and WebSockets land on any node).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Channel key to open conversations on.
     #[arg(long, default_value = "live")]
     channel: String,
@@ -89,17 +96,30 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// What `--spawn` started: one gateway, or several behind HAProxy.
+enum Spawned {
+    One(BenchGateway),
+    Cluster(Box<Cluster>),
+}
+
 async fn run_plain(args: &Args) -> anyhow::Result<()> {
-    let spawned = match args.spawn {
-        Some(engine) => Some(
+    let spawned = match (args.spawn, args.nodes) {
+        (Some(DbEngine::Postgres), nodes) if nodes > 1 => {
+            let cluster = Cluster::start(ClusterOptions::new(nodes)).await?;
+            Some(Spawned::Cluster(Box::new(cluster)))
+        }
+        (_, nodes) if nodes > 1 => anyhow::bail!("--nodes needs --spawn postgres"),
+        (Some(engine), _) => Some(Spawned::One(
             BenchGateway::start(engine, |db| Ok(test_config_toml(&db.url(), db.data_dir())))
                 .await?,
-        ),
-        None => None,
+        )),
+        (None, _) => None,
     };
-    let url = spawned
-        .as_ref()
-        .map_or(args.url.clone(), |g| g.url().to_owned());
+    let url = match &spawned {
+        Some(Spawned::One(gateway)) => gateway.url().to_owned(),
+        Some(Spawned::Cluster(cluster)) => cluster.url(),
+        None => args.url.clone(),
+    };
     println!(
         "frontdesk-load: {} conversations x {} messages at {}/s each against {url}",
         args.conversations(),
@@ -145,8 +165,10 @@ async fn run_plain(args: &Args) -> anyhow::Result<()> {
         println!("{name:>5} latency ms: {}", percentiles(h));
     }
     println!("errors: {}", figures.errors);
-    if let Some(gateway) = spawned {
-        gateway.stop().await?;
+    match spawned {
+        Some(Spawned::One(gateway)) => gateway.stop().await?,
+        Some(Spawned::Cluster(cluster)) => cluster.stop().await?,
+        None => {}
     }
     anyhow::ensure!(figures.errors == 0, "{} visitors failed", figures.errors);
     Ok(())
