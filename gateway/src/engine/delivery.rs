@@ -7,9 +7,15 @@
 //! the other side has it ([`Delivery::Done`] at once, or later through
 //! [`Engine::delivered`]). A gateway that crashes in between forwards what
 //! is left at its next start ([`Engine::replay_deliveries`]), in order and
-//! under the same stanza ids, before it makes any new offer. What an agent
+//! under the same stanza ids, before it makes any new offer. In a cluster,
+//! where other nodes' deliveries are in flight, a node replays at start
+//! only what is older than [`STALE_DELIVERY`], and one node at a time (a
+//! durable timer, see `timers.rs`) sweeps what a dead node left the same
+//! way every [`SWEEP_EVERY`]. What an agent
 //! no longer needs (the chat was taken by someone else, ended or went back
 //! to the queue, whose next offer shows the history) is dropped.
+
+use std::time::Duration;
 
 use pbx_adapter::queue::AgentConfig;
 use pbx_adapter::AgentExtension;
@@ -17,7 +23,14 @@ use tracing::{info, warn};
 
 use super::{message_of, ConversationSummary, Delivery, Engine, EngineResult, MessageView, Notice};
 use crate::domain::ConversationId;
-use crate::store::{ConversationRow, DeliveryRow};
+use crate::store::{now_ms, ConversationRow, DeliveryRow};
+
+/// How old an unconfirmed delivery must be before a cluster node takes it
+/// for one a dead node left (a live node's bridge confirms in seconds, or
+/// re-sends itself while its server is away).
+pub(super) const STALE_DELIVERY: Duration = Duration::from_secs(60);
+/// How often one cluster node sweeps stale deliveries.
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(20);
 
 impl Engine {
     /// Who must get a new visitor message of `row`: the agent in charge,
@@ -84,10 +97,16 @@ impl Engine {
         }
     }
 
-    /// Forwards, in order, what a previous run stored but never saw
-    /// delivered, to agents still in charge of their chat; drops the rest.
+    /// Forwards, in order, what a previous run (or, in a cluster, a node
+    /// that died) stored but never saw delivered, to agents still in
+    /// charge of their chat; drops the rest.
     pub(super) async fn replay_deliveries(&self) -> EngineResult<()> {
-        let pending = self.inner.store.deliveries_pending().await?;
+        let before = if self.inner.limits.clustered {
+            now_ms() - i64::try_from(STALE_DELIVERY.as_millis()).unwrap_or(i64::MAX)
+        } else {
+            i64::MAX
+        };
+        let pending = self.inner.store.deliveries_pending(before).await?;
         let mut replayed = 0;
         for delivery in &pending {
             match self.replay_one(delivery).await {

@@ -26,6 +26,10 @@ pub(super) const MAX_WAIT: &str = "max_wait";
 /// agent).
 pub(super) const WRAPUP: &str = "wrapup";
 
+/// In a cluster: sweep the deliveries a dead node left (subject
+/// `cluster`); it sets itself again each time it fires.
+pub(super) const DELIVERY_SWEEP: &str = "delivery_sweep";
+
 /// How long a claim holds before another node may fire the timer.
 const CLAIM_MS: i64 = 10_000;
 /// Most timers one round fires.
@@ -37,6 +41,18 @@ impl Engine {
     pub fn run_timers(&self, poll: Duration) {
         let (engine, shutdown) = (self.clone(), self.inner.shutdown.clone());
         self.inner.tasks.spawn(async move {
+            if engine.inner.limits.clustered {
+                // Whichever node comes first starts the cluster's sweep.
+                let sweep = TimerRow {
+                    kind: DELIVERY_SWEEP.to_owned(),
+                    subject: "cluster".to_owned(),
+                    due_at: now_ms() + super::delivery::SWEEP_EVERY.as_millis() as i64,
+                    arg: None,
+                };
+                if let Err(e) = engine.inner.store.set_timer_once(&sweep).await {
+                    warn!(error = %e, "cannot start the delivery sweep");
+                }
+            }
             loop {
                 let changed = engine.inner.timers_changed.notified();
                 let wait = engine.fire_due_timers().await.min(poll);
@@ -96,6 +112,13 @@ impl Engine {
                 }
             }
             WRAPUP => self.dispatch_all().await,
+            DELIVERY_SWEEP => {
+                if let Err(e) = self.replay_deliveries().await {
+                    warn!(error = %e, "cannot sweep stale deliveries");
+                }
+                self.set_timer(DELIVERY_SWEEP, "cluster", super::delivery::SWEEP_EVERY, None)
+                    .await;
+            }
             other => warn!(kind = other, "unknown timer kind"),
         }
     }

@@ -53,12 +53,14 @@ impl Store {
         Ok(())
     }
 
-    /// Every unconfirmed delivery, in the order the messages were stored.
-    pub async fn deliveries_pending(&self) -> StoreResult<Vec<DeliveryRow>> {
+    /// Every unconfirmed delivery stored before `before` (ms), in the
+    /// order the messages were stored.
+    pub async fn deliveries_pending(&self, before: i64) -> StoreResult<Vec<DeliveryRow>> {
         let rows = sqlx::query(
             "SELECT conversation_id, seq, agent_extension FROM agent_deliveries \
-             ORDER BY created_at, conversation_id, seq",
+             WHERE created_at < $1 ORDER BY created_at, conversation_id, seq",
         )
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
