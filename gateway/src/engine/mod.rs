@@ -29,6 +29,7 @@ mod dispatch;
 mod files;
 mod overflow;
 mod requeue;
+mod signals;
 mod visitor;
 
 use std::collections::{HashMap, HashSet};
@@ -141,8 +142,6 @@ struct Inner {
     status_changed: tokio::sync::Notify,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    /// Agents' HTTP File Upload slots (see `agent_files`).
-    uploads: agent_files::UploadSlots,
     limits: EngineLimits,
 }
 
@@ -203,7 +202,6 @@ impl Engine {
                 status_changed: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
-                uploads: agent_files::UploadSlots::default(),
                 limits,
             }),
         }

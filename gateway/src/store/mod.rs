@@ -15,7 +15,9 @@ mod deliveries;
 mod directory;
 mod events;
 mod files;
+mod signals;
 mod transcripts;
+mod uploads;
 mod xmpp;
 
 use std::str::FromStr;
@@ -34,7 +36,9 @@ pub use directory::{
 };
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
+pub use signals::{Notice, SignalListener, LISTENER_NAME, SIGNALS_CHANNEL};
 pub use transcripts::ConversationFilter;
+pub use uploads::{NewUploadSlot, SlotStart, UploadedFile};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
@@ -103,6 +107,8 @@ pub struct Store {
     backend: Backend,
     /// Kept for the connections a pool cannot lend (PostgreSQL LISTEN).
     url: std::sync::Arc<str>,
+    /// This node's random id, in its cross-node signals (`signals.rs`).
+    node: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -163,6 +169,7 @@ impl Store {
             pool,
             backend,
             url: url.into(),
+            node: signals::new_node_id().into(),
         })
     }
 

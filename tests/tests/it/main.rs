@@ -15,6 +15,7 @@ mod errors;
 mod faults;
 mod files;
 mod logs;
+mod nodes;
 mod sip_agent;
 mod sip_bridge;
 mod tidy;
