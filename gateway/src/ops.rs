@@ -10,7 +10,9 @@
 //! serves while the balancer moves requests away); `/metrics` is Prometheus text: `frontdesk_conversations{state}`,
 //! `frontdesk_conversations_started_total`, `frontdesk_messages_total{from}`,
 //! `frontdesk_websocket_sessions`, `frontdesk_http_request_duration_seconds`,
-//! and `frontdesk_xmpp_connected` (1 while the XMPP component is connected).
+//! `frontdesk_xmpp_connected` (1 while the XMPP component is connected)
+//! and, on PostgreSQL, `frontdesk_signals_listening` (1 while this node
+//! hears the other nodes' signals).
 //! One recorder per process.
 
 use std::sync::{Arc, OnceLock};

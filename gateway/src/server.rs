@@ -143,6 +143,7 @@ impl Gateway {
             .await
             .context("cannot provision the directory from the configuration")?;
         engine.watch_directory(Duration::from_millis(config.server.directory_poll_ms));
+        engine.relay_signals();
         engine
             .recover()
             .await

@@ -3,9 +3,9 @@
 //! The Origin is checked at the handshake; the token comes in the first
 //! frame (browsers cannot set headers on a WebSocket, and URLs end up in
 //! logs). The session then replays every durable event after the client's
-//! `since` and follows live signals from the hub, reading events from the
-//! store each time, so the stream has no gap and no duplicate whatever the
-//! timing of reconnects.
+//! `since` and follows live signals from the hub (which hears every node's
+//! commits), reading events from the store each time, so the stream has no
+//! gap and no duplicate whatever the timing of reconnects.
 //!
 //! A browser cannot read the status of a refused handshake, so a refused
 //! origin or an unknown conversation is upgraded and then closed with 4403
@@ -385,13 +385,13 @@ async fn follow(
                     send_events_after(state, id, socket, &mut last).await?;
                 }
                 Ok(Signal::Committed(_)) => {}
+                Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
+                    send_events_after(state, id, socket, &mut last).await?;
+                }
                 Ok(Signal::AgentTyping(composing)) => {
                     let state = if composing { "composing" } else { "paused" };
                     let frame = json!({ "type": "typing", "state": state }).to_string();
                     send(socket, Message::Text(frame.into()), limits).await?;
-                }
-                Err(RecvError::Lagged(_)) => {
-                    send_events_after(state, id, socket, &mut last).await?;
                 }
                 Err(RecvError::Closed) => return Ok(End::Close(close_code::GOING_AWAY, "server going away")),
             },

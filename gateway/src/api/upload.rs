@@ -8,7 +8,9 @@
 //! chunk by chunk, refused the moment it passes the announced size, type
 //! sniffed from the bytes and checked against the denylist, with the same
 //! JSON errors (`413 file_too_large`, `415 file_type_not_allowed`). The file
-//! then waits, uncommitted, for the agent's message that sends it. The
+//! then waits for the agent's message that sends it. Slots are rows, so the
+//! PUT may reach any node (`404 unknown_slot`, `409 slot_used` on every
+//! node alike), and a database away answers 503 `unavailable`. The
 //! `{filename}` segment is only there because clients show it; the name
 //! comes from the slot request.
 
@@ -19,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::Router;
 use futures::StreamExt;
+use tracing::warn;
 
 use super::error::{ApiError, ApiResult};
 use super::visitor::ErrorBody;
@@ -86,25 +89,19 @@ fn slot_error(e: SlotUnusable) -> ApiError {
     }
 }
 
-/// A PUT in progress: if it does not finish (error, client gone, request
-/// cancelled), its slot is spent.
+/// A PUT in progress: if its request is dropped before it finished or
+/// failed (client gone, request cancelled), its slot is released by an
+/// engine task.
 struct InFlight {
     engine: Engine,
+    files: Files,
     ticket: Option<UploadTicket>,
-}
-
-impl InFlight {
-    fn finish(mut self, file: Received) {
-        if let Some(ticket) = self.ticket.take() {
-            self.engine.finish_upload(ticket, file);
-        }
-    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.engine.abort_upload(ticket);
+            self.engine.abort_upload_later(ticket, self.files.clone());
         }
     }
 }
@@ -119,7 +116,8 @@ impl Drop for InFlight {
         (status = 413, description = "`file_too_large`: over the announced size, with `limit_bytes`", body = ErrorBody),
         (status = 415, description = "`file_type_not_allowed`, with the sniffed `content_type`", body = ErrorBody),
         (status = 422, description = "`empty_file`, `size_mismatch` (shorter than announced)", body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "`unavailable`: the database is away; try again", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<UploadState>,
     Path((slot, _filename)): Path<(String, String)>,
@@ -127,12 +125,43 @@ pub async fn upload(
     body: Body,
 ) -> ApiResult<Response> {
     let slot = SlotId::parse(&slot).ok_or_else(|| slot_error(SlotUnusable::Unknown))?;
-    let ticket = state.api.engine.begin_upload(&slot).map_err(slot_error)?;
-    let (announced, ticket_name) = (ticket.size, ticket.filename.clone());
-    let in_flight = InFlight {
-        engine: state.api.engine.clone(),
+    let engine = &state.api.engine;
+    let ticket = engine.begin_upload(&slot).await?.map_err(slot_error)?;
+    let mut in_flight = InFlight {
+        engine: engine.clone(),
+        files: state.files.clone(),
         ticket: Some(ticket),
     };
+    let ticket = in_flight.ticket.as_mut().expect("just set");
+    let received = receive(&state, ticket, &headers, body).await;
+    let store = state.files.store();
+    match received {
+        Ok(file) => {
+            let finished = engine.finish_upload(ticket, file, store).await?;
+            // Finished or swept: nothing is left to release.
+            in_flight.ticket = None;
+            finished.map_err(slot_error)?;
+            Ok(StatusCode::CREATED.into_response())
+        }
+        Err(refused) => {
+            if let Some(ticket) = in_flight.ticket.take() {
+                if let Err(e) = engine.abort_upload(&ticket, store).await {
+                    warn!(error = %e, "cannot release the slot of a refused upload");
+                }
+            }
+            Err(refused)
+        }
+    }
+}
+
+/// Streams the body through the intake, held to the slot's size.
+async fn receive(
+    state: &UploadState,
+    ticket: &mut UploadTicket,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Received> {
+    let announced = ticket.size;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -151,9 +180,10 @@ pub async fn upload(
             )
         })?;
         intake.push(&chunk).await.map_err(intake_error)?;
+        state.api.engine.keep_upload(ticket).await;
     }
     let file = intake
-        .finish(Some(&ticket_name))
+        .finish(Some(&ticket.filename))
         .await
         .map_err(intake_error)?;
     if file.size != announced {
@@ -165,6 +195,5 @@ pub async fn upload(
         .with("expected_bytes", announced)
         .with("received_bytes", file.size));
     }
-    in_flight.finish(file);
-    Ok(StatusCode::CREATED.into_response())
+    Ok(file)
 }

@@ -445,9 +445,10 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                         }
                     }
                     _ = sweep.tick() => {
-                        let swept = engine.sweep_upload_slots();
-                        if swept > 0 {
-                            debug!(slots = swept, "expired upload slots cleared");
+                        match engine.sweep_upload_slots(agents.files.store()).await {
+                            Ok(0) => {}
+                            Ok(swept) => debug!(slots = swept, "expired upload slots cleared"),
+                            Err(e) => warn!(error = %e, "cannot sweep expired upload slots"),
                         }
                     }
                 }
@@ -745,7 +746,7 @@ impl Inbound<'_> {
 
     /// Grants or refuses an agent's upload slot request.
     async fn slot_request(&self, from: Jid, iq_id: String, filename: &str, size: u64) {
-        let command = match self.grant_slot(&from, filename, size) {
+        let command = match self.grant_slot(&from, filename, size).await {
             Ok((put_url, get_url)) => Command::UploadSlot {
                 to: from,
                 iq_id,
@@ -767,7 +768,7 @@ impl Inbound<'_> {
         }
     }
 
-    fn grant_slot(
+    async fn grant_slot(
         &self,
         from: &Jid,
         filename: &str,
@@ -776,9 +777,18 @@ impl Inbound<'_> {
         let Some(config) = self.engine.agent_by_jid(&from.to_bare()) else {
             return Err((UploadRefusal::Forbidden, ""));
         };
+        let unavailable = (
+            UploadRefusal::Unavailable,
+            "Uploads are unavailable right now.",
+        );
         let slot = self
             .engine
             .open_upload_slot(&config.extension, filename, size)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "cannot grant an upload slot");
+                unavailable
+            })?
             .map_err(|refusal| match refusal {
                 SlotRefusal::TooLarge { limit } => (
                     UploadRefusal::FileTooLarge {
@@ -796,10 +806,6 @@ impl Inbound<'_> {
                     "Files with this extension cannot be sent (it runs code when opened).",
                 ),
             })?;
-        let unavailable = (
-            UploadRefusal::Unavailable,
-            "Uploads are unavailable right now.",
-        );
         let get_url = self.agents.files.agent_link(&slot.file_id).map_err(|e| {
             warn!(error = %e, "cannot sign an upload's link");
             unavailable

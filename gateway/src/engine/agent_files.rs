@@ -3,26 +3,32 @@
 //! An agent's ordinary XMPP client asks the component for a slot, PUTs the
 //! bytes to the gateway, then sends the download link as a message in the
 //! chat. The slot is requested on the component domain, not in a chat, so
-//! the file cannot belong to a conversation until that message arrives: in
-//! between it waits here, in memory, as a complete but *uncommitted* upload
-//! ([`Received`]). Nothing is in the file store until the message claims it
-//! for a chat that is the agent's; an upload never claimed is dropped when
-//! its slot expires, which deletes its bytes, and a restart leaves only a
-//! partial file that the store's sweep removes. So no orphan file outlives
-//! [`CLAIM_WINDOW`] plus the partial-file sweep.
+//! the file cannot belong to a conversation until that message arrives.
 //!
-//! Slots are capabilities: a random id in the PUT URL, usable once, within
-//! [`SLOT_TTL`], bound to the agent who asked (only their message can claim
-//! the file). They live in this node's memory, so the PUT must reach the
-//! node whose component answered the request (with Prosody one node holds
-//! the component at a time).
+//! With several nodes, the one whose component got the request, the one
+//! HAProxy sends the PUT to and the one the agent's message reaches may
+//! all differ, so slots are rows (`upload_slots`, see the store's
+//! `uploads.rs`), and the file store is one all nodes share. A slot is a
+//! capability: a random id in the PUT URL (the row keeps only its
+//! SHA-256), usable once (the PUT takes it with a compare-and-set, so of
+//! two racing PUTs on two nodes one wins), within [`SLOT_TTL`], bound to
+//! the agent who asked (only their message can claim the file).
+//!
+//! The PUT names the storage key in the row before a byte is written and
+//! commits the bytes under it once they are complete and accepted; the
+//! file then waits for the message that claims it, for [`CLAIM_WINDOW`].
+//! Until then the row is the file's only reference, and any node's sweep
+//! deletes expired rows and the bytes they name: an upload never sent, a
+//! slot never used, and the slot of a PUT whose node died (a live PUT
+//! renews its slot every [`PUT_RENEW_EVERY`]; one silent for [`PUT_LEASE`]
+//! counts as dead). So no file outlives its slot unclaimed, whatever node
+//! crashes where.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pbx_adapter::AgentExtension;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
 use super::view::AttachmentView;
@@ -31,19 +37,23 @@ use super::{
     MessageView, Signal,
 };
 use crate::domain::{ConversationId, FileId};
-use crate::files::{DangerousName, DisplayName, FileStore, Received};
-use crate::store::{FileInsert, FileQuota, FileRow, StoreError};
+use crate::files::{DangerousName, DisplayName, FileStore, Files, Received, StorageKey};
+use crate::store::{now_ms, FileInsert, FileQuota, FileRow, NewUploadSlot, SlotStart, StoreError};
 
 /// How long a granted slot waits for its PUT to start.
 pub const SLOT_TTL: Duration = Duration::from_secs(300);
 
-/// How long an uploaded file waits for the message that sends it. Kept
-/// well under the store's partial-file idle time (an hour), so the sweep
-/// never removes a file still waiting here.
+/// How long an uploaded file waits for the message that sends it.
 pub const CLAIM_WINDOW: Duration = Duration::from_secs(1800);
 
+/// How long a PUT holds its slot without renewing it.
+pub const PUT_LEASE: Duration = Duration::from_secs(300);
+
+/// How often a PUT renews its slot while the bytes stream.
+pub const PUT_RENEW_EVERY: Duration = Duration::from_secs(60);
+
 /// Most slots one agent may hold at once (granted or uploaded, not yet
-/// sent): bounds memory and open files whatever a client does.
+/// sent): bounds the files waiting whatever a client does.
 pub const MAX_OPEN_SLOTS_PER_AGENT: usize = 10;
 
 /// An upload slot's id: 128 random bits, hex; the capability in the PUT URL.
@@ -65,6 +75,11 @@ impl SlotId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What the database keeps of it.
+    fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -113,68 +128,6 @@ pub enum AgentFileOutcome {
     TooLarge { limit: u64 },
 }
 
-enum SlotState {
-    /// Granted; no PUT yet.
-    Open,
-    /// A PUT is streaming.
-    Uploading,
-    /// Complete, not yet sent in a chat.
-    Uploaded {
-        file: Received,
-        name: DisplayName,
-        claim_by: Instant,
-    },
-}
-
-struct Slot {
-    agent: AgentExtension,
-    file_id: FileId,
-    filename: String,
-    size: u64,
-    expires: Instant,
-    state: SlotState,
-}
-
-impl Slot {
-    fn expired(&self, now: Instant) -> bool {
-        match &self.state {
-            SlotState::Open => self.expires <= now,
-            // A PUT in progress finishes or fails on its own.
-            SlotState::Uploading => false,
-            SlotState::Uploaded { claim_by, .. } => *claim_by <= now,
-        }
-    }
-}
-
-/// This node's upload slots. Dropping a slot drops an unsent file, which
-/// deletes its bytes.
-#[derive(Default)]
-pub struct UploadSlots {
-    slots: Mutex<HashMap<SlotId, Slot>>,
-}
-
-impl UploadSlots {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SlotId, Slot>> {
-        self.slots.lock().expect("upload slots lock poisoned")
-    }
-
-    /// Forgets expired slots and the files that waited in them; returns how
-    /// many went.
-    fn sweep(&self, now: Instant) -> usize {
-        let expired: Vec<Slot> = {
-            let mut slots = self.lock();
-            let ids: Vec<SlotId> = slots
-                .iter()
-                .filter(|(_, s)| s.expired(now))
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.iter().filter_map(|id| slots.remove(id)).collect()
-        };
-        // Dropped outside the lock: dropping an unsent file unlinks it.
-        expired.len()
-    }
-}
-
 /// What a PUT may write: the slot's announced size.
 #[derive(Debug, Clone)]
 pub struct UploadTicket {
@@ -182,6 +135,14 @@ pub struct UploadTicket {
     pub size: u64,
     /// The file name the agent's client asked the slot for.
     pub filename: String,
+    /// Where its bytes go once complete (named in the slot's row first).
+    key: StorageKey,
+    renewed: Instant,
+}
+
+/// An instant `after` from now, in the store's milliseconds.
+fn ms_after(now: i64, after: Duration) -> i64 {
+    now.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Engine {
@@ -196,91 +157,173 @@ impl Engine {
     }
 
     /// Grants `agent` a slot for a file of `size` bytes named `filename`
-    /// (the client's name, sanitised when the file is sent).
-    pub fn open_upload_slot(
+    /// (the client's name, sanitised when the file is sent). The outer
+    /// error: the database could not be asked.
+    pub async fn open_upload_slot(
         &self,
         agent: &AgentExtension,
         filename: &str,
         size: u64,
-    ) -> Result<GrantedSlot, SlotRefusal> {
+    ) -> EngineResult<Result<GrantedSlot, SlotRefusal>> {
         let limit = self.largest_file_limit();
         if size > limit {
-            return Err(SlotRefusal::TooLarge { limit });
+            return Ok(Err(SlotRefusal::TooLarge { limit }));
         }
         if size == 0 {
-            return Err(SlotRefusal::Empty);
+            return Ok(Err(SlotRefusal::Empty));
         }
         // Refused now rather than after the bytes (the content is not known
         // yet, so only the name can be judged here).
-        DisplayName::for_content(Some(filename), None)?;
-        let now = Instant::now();
-        self.inner.uploads.sweep(now);
-        let mut slots = self.inner.uploads.lock();
-        if slots.values().filter(|s| &s.agent == agent).count() >= MAX_OPEN_SLOTS_PER_AGENT {
-            return Err(SlotRefusal::TooManyOpen);
+        if let Err(e) = DisplayName::for_content(Some(filename), None) {
+            return Ok(Err(e.into()));
         }
         let granted = GrantedSlot {
             id: SlotId::generate(),
             file_id: FileId::new(),
             size,
         };
-        slots.insert(
-            granted.id.clone(),
-            Slot {
-                agent: agent.clone(),
-                file_id: granted.file_id,
-                filename: filename.to_owned(),
-                size,
-                expires: now + SLOT_TTL,
-                state: SlotState::Open,
-            },
-        );
-        Ok(granted)
-    }
-
-    /// A PUT starts on `slot`: it may be used once, before it expires.
-    pub fn begin_upload(&self, slot: &SlotId) -> Result<UploadTicket, SlotUnusable> {
-        let now = Instant::now();
-        self.inner.uploads.sweep(now);
-        let mut slots = self.inner.uploads.lock();
-        let entry = slots.get_mut(slot).ok_or(SlotUnusable::Unknown)?;
-        if !matches!(entry.state, SlotState::Open) {
-            return Err(SlotUnusable::Used);
-        }
-        entry.state = SlotState::Uploading;
-        Ok(UploadTicket {
-            slot: slot.clone(),
-            size: entry.size,
-            filename: entry.filename.clone(),
+        let now = now_ms();
+        let row = NewUploadSlot {
+            id_hash: granted.id.hash(),
+            agent: agent.as_str().to_owned(),
+            file_id: granted.file_id,
+            filename: filename.to_owned(),
+            size,
+            expires_at: ms_after(now, SLOT_TTL),
+        };
+        let inserted = (self.inner.store)
+            .insert_upload_slot(&row, MAX_OPEN_SLOTS_PER_AGENT, now)
+            .await?;
+        Ok(if inserted {
+            Ok(granted)
+        } else {
+            Err(SlotRefusal::TooManyOpen)
         })
     }
 
-    /// The PUT on `ticket`'s slot completed: the file waits for the message
-    /// that sends it, under the name it was received with (the slot's file
-    /// name, made to fit the content).
-    pub fn finish_upload(&self, ticket: UploadTicket, file: Received) {
-        let mut slots = self.inner.uploads.lock();
-        if let Some(slot) = slots.get_mut(&ticket.slot) {
-            let name = file.name.clone();
-            slot.state = SlotState::Uploaded {
-                file,
-                name,
-                claim_by: Instant::now() + CLAIM_WINDOW,
-            };
+    /// A PUT starts on `slot`: it may be used once, before it expires, by
+    /// one PUT on any node.
+    pub async fn begin_upload(
+        &self,
+        slot: &SlotId,
+    ) -> EngineResult<Result<UploadTicket, SlotUnusable>> {
+        let key = StorageKey::generate();
+        let now = now_ms();
+        let started = (self.inner.store)
+            .start_upload(&slot.hash(), key.as_str(), ms_after(now, PUT_LEASE), now)
+            .await?;
+        Ok(match started {
+            SlotStart::Started { size, filename } => Ok(UploadTicket {
+                slot: slot.clone(),
+                size,
+                filename,
+                key,
+                renewed: Instant::now(),
+            }),
+            SlotStart::Unknown => Err(SlotUnusable::Unknown),
+            SlotStart::Used => Err(SlotUnusable::Used),
+        })
+    }
+
+    /// Called as the PUT's bytes come: every [`PUT_RENEW_EVERY`], its slot
+    /// is renewed, so no node's sweep takes a PUT still streaming for a
+    /// dead one. A failure only logs (the lease has minutes left).
+    pub async fn keep_upload(&self, ticket: &mut UploadTicket) {
+        if ticket.renewed.elapsed() < PUT_RENEW_EVERY {
+            return;
+        }
+        ticket.renewed = Instant::now();
+        let until = ms_after(now_ms(), PUT_LEASE);
+        if let Err(e) = self
+            .inner
+            .store
+            .renew_upload(&ticket.slot.hash(), until)
+            .await
+        {
+            warn!(error = %e, "cannot renew an upload slot");
         }
     }
 
-    /// The PUT on `ticket`'s slot failed: the slot is spent (the client
-    /// asks for a new one).
-    pub fn abort_upload(&self, ticket: UploadTicket) {
-        let removed = self.inner.uploads.lock().remove(&ticket.slot);
-        drop(removed);
+    /// The PUT on `ticket`'s slot completed: the bytes go to the file store
+    /// (`bytes`) under the key the slot names, and wait there for the
+    /// message that sends them, under the name they were received with
+    /// (the slot's file name, made to fit the content). `Unknown` when the
+    /// slot was swept meanwhile (its bytes are deleted again).
+    pub async fn finish_upload(
+        &self,
+        ticket: &UploadTicket,
+        file: Received,
+        bytes: &dyn FileStore,
+    ) -> EngineResult<Result<(), SlotUnusable>> {
+        let (name, content_type, size) = (
+            file.name.clone(),
+            file.sniffed.media_type.clone(),
+            file.size,
+        );
+        file.commit_under(&ticket.key)
+            .await
+            .map_err(EngineError::FileStore)?;
+        let until = ms_after(now_ms(), CLAIM_WINDOW);
+        let completed = (self.inner.store)
+            .complete_upload(
+                &ticket.slot.hash(),
+                name.as_str(),
+                &content_type,
+                size,
+                until,
+            )
+            .await?;
+        if completed {
+            return Ok(Ok(()));
+        }
+        bytes
+            .delete(&ticket.key)
+            .await
+            .map_err(EngineError::FileStore)?;
+        Ok(Err(SlotUnusable::Unknown))
     }
 
-    /// Forgets expired slots and deletes files uploaded but never sent;
-    /// returns how many slots went. The XMPP bridge calls it regularly.
-    pub fn sweep_upload_slots(&self) -> usize {
-        self.inner.uploads.sweep(Instant::now())
+    /// The PUT on `ticket`'s slot failed: the slot is spent (the client
+    /// asks for a new one), and whatever of its bytes was committed goes.
+    pub async fn abort_upload(
+        &self,
+        ticket: &UploadTicket,
+        bytes: &dyn FileStore,
+    ) -> EngineResult<()> {
+        if let Some(key) = self.inner.store.drop_upload(&ticket.slot.hash()).await? {
+            if let Some(key) = StorageKey::parse(&key) {
+                bytes.delete(&key).await.map_err(EngineError::FileStore)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`abort_upload`](Self::abort_upload) for a PUT that was cancelled
+    /// where nothing can wait (dropped with its request), as an engine task.
+    pub fn abort_upload_later(&self, ticket: UploadTicket, files: Files) {
+        let engine = self.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = engine.abort_upload(&ticket, files.store()).await {
+                warn!(error = %e, "cannot release the slot of a cancelled upload");
+            }
+        });
+    }
+
+    /// Deletes expired slots (on every node's behalf: racing sweeps each
+    /// take their own rows) and the bytes of uploads never sent; returns
+    /// how many slots went. The XMPP bridge calls it regularly.
+    pub async fn sweep_upload_slots(&self, bytes: &dyn FileStore) -> EngineResult<usize> {
+        let keys = self
+            .inner
+            .store
+            .remove_expired_upload_slots(now_ms())
+            .await?;
+        for key in keys.iter().flatten().filter_map(|k| StorageKey::parse(k)) {
+            if let Err(e) = bytes.delete(&key).await {
+                warn!(error = %e, "cannot delete an upload that was never sent");
+            }
+        }
+        Ok(keys.len())
     }
 
     /// `agent` sent the link of their upload `file_id` in conversation
@@ -288,8 +331,7 @@ impl Engine {
     /// visitor as the agent's message (a first reply to an offer takes the
     /// chat, as for text). The upload stays available for another try when
     /// the chat is not theirs or has ended. `bytes` is the file store the
-    /// file is committed to (and removed from, should its row not be
-    /// stored).
+    /// file is in (and removed from, should its row not be stored).
     #[instrument(skip(self, bytes), fields(conversation = %id, file = %file_id))]
     pub async fn attach_agent_file(
         &self,
@@ -298,16 +340,11 @@ impl Engine {
         file_id: FileId,
         bytes: &dyn FileStore,
     ) -> EngineResult<AgentFileOutcome> {
-        let waiting = {
-            let slots = self.inner.uploads.lock();
-            slots.iter().find_map(|(slot_id, s)| match &s.state {
-                SlotState::Uploaded { file, .. } if s.file_id == file_id && &s.agent == agent => {
-                    Some((slot_id.clone(), file.size))
-                }
-                _ => None,
-            })
-        };
-        let Some((slot_id, size)) = waiting else {
+        let store = &self.inner.store;
+        let Some(size) = store
+            .uploaded_size(agent.as_str(), &file_id, now_ms())
+            .await?
+        else {
             return Ok(AgentFileOutcome::NotAnUpload);
         };
         let row = self.row(id).await?;
@@ -316,32 +353,33 @@ impl Engine {
             return Ok(AgentFileOutcome::TooLarge { limit });
         }
         let row = self.claim_for_agent(row, agent).await?;
-        // Take the file out; a concurrent claim of the same upload finds
-        // nothing and the message is plain text.
-        let Some(Slot {
-            state: SlotState::Uploaded { file, name, .. },
-            ..
-        }) = self.inner.uploads.lock().remove(&slot_id)
+        // Take the file out; a concurrent claim of the same upload (on any
+        // node) finds nothing and the message is plain text.
+        let Some(file) = store
+            .take_upload(agent.as_str(), &file_id, now_ms())
+            .await?
         else {
             return Ok(AgentFileOutcome::NotAnUpload);
         };
-        let content_type = file.sniffed.media_type.clone();
-        let key = file.commit().await.map_err(EngineError::FileStore)?;
-        let message =
-            agent_message_view(&row, name.as_str().to_owned()).with_attachment(AttachmentView {
-                id: file_id,
-                name: name.as_str().to_owned(),
-                size,
-                content_type: content_type.clone(),
-            });
+        let Some(key) = StorageKey::parse(&file.storage_key) else {
+            return Err(EngineError::Store(StoreError::Corrupt(
+                "an upload slot without a storage key".into(),
+            )));
+        };
+        let message = agent_message_view(&row, file.name.clone()).with_attachment(AttachmentView {
+            id: file_id,
+            name: file.name.clone(),
+            size,
+            content_type: file.content_type.clone(),
+        });
         let file_row = FileRow {
             id: file_id,
             conversation_id: id,
             batch_id: format!("agent-{file_id}"),
             storage_key: key.as_str().to_owned(),
-            name: name.into_string(),
+            name: file.name,
             size: i64::try_from(size).unwrap_or(i64::MAX),
-            content_type,
+            content_type: file.content_type,
             sender: "agent".to_owned(),
             created_at: 0,
         };
@@ -352,7 +390,7 @@ impl Engine {
             files: u32::MAX,
             bytes: u64::MAX,
         };
-        let stored = match self.inner.store.insert_file(&file_row, &new, &quota).await {
+        let stored = match store.insert_file(&file_row, &new, &quota).await {
             Ok(FileInsert::Stored(stored)) => stored,
             other => {
                 // Not stored: its bytes must not stay behind.
@@ -378,32 +416,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::files::{Denylist, DirectoryStore, Files, UrlSigner};
-
-    fn files(dir: &std::path::Path) -> Files {
-        Files::new(
-            Arc::new(DirectoryStore::new(dir)),
-            UrlSigner::with_key(&[7u8; 32]),
-            Denylist::new(&[]),
-            url::Url::parse("https://chat.example.com/").unwrap(),
-            60,
-            0,
-        )
-    }
-
-    fn slot(state: SlotState, expires: Instant) -> Slot {
-        Slot {
-            agent: "101".parse().unwrap(),
-            file_id: FileId::new(),
-            filename: "a.txt".into(),
-            size: 5,
-            expires,
-            state,
-        }
-    }
 
     #[test]
     fn slot_ids_are_random_and_strictly_parsed() {
@@ -415,47 +428,19 @@ mod tests {
         assert_eq!(SlotId::parse(&"a".repeat(31)), None);
     }
 
-    #[tokio::test]
-    async fn expired_slots_go_and_unsent_files_with_them() {
-        let dir = std::env::temp_dir().join(format!("frontdesk-slots-{}", FileId::new()));
-        let files = files(&dir);
-        let mut intake = files.intake(5).await.unwrap();
-        intake.push(b"hello").await.unwrap();
-        let received = intake.finish(Some("a.txt")).await.unwrap();
-        let now = Instant::now();
-        let slots = UploadSlots::default();
-        let uploaded = SlotState::Uploaded {
-            file: received,
-            name: DisplayName::sanitize("a.txt"),
-            claim_by: now + CLAIM_WINDOW,
-        };
-        for (id, state) in [
-            ("open", SlotState::Open),
-            ("uploading", SlotState::Uploading),
-            ("uploaded", uploaded),
-        ] {
-            slots
-                .lock()
-                .insert(SlotId(id.into()), slot(state, now + SLOT_TTL));
-        }
-        let partials = || std::fs::read_dir(dir.join("tmp")).unwrap().count();
-        assert_eq!(partials(), 1, "the unsent file waits uncommitted");
+    #[test]
+    fn the_database_keeps_a_hash_of_the_slot_id_only() {
+        let id = SlotId::generate();
+        let hash = id.hash();
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(id.as_str()));
+        assert_eq!(hash, id.clone().hash());
+    }
 
-        assert_eq!(slots.sweep(now), 0);
-        assert_eq!(slots.sweep(now + SLOT_TTL), 1, "the unused slot expires");
-        assert_eq!(slots.lock().len(), 2);
-        assert_eq!(
-            slots.sweep(now + CLAIM_WINDOW),
-            1,
-            "the unsent file expires"
-        );
-        assert_eq!(partials(), 0, "and its bytes are gone");
-        let left: Vec<SlotId> = slots.lock().keys().cloned().collect();
-        assert_eq!(
-            left,
-            [SlotId("uploading".into())],
-            "a PUT in progress stays"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
+    #[test]
+    fn a_put_renews_its_slot_well_within_its_lease() {
+        assert!(PUT_RENEW_EVERY * 2 < PUT_LEASE);
+        assert_eq!(ms_after(1_000, Duration::from_secs(2)), 3_000);
+        assert_eq!(ms_after(i64::MAX, SLOT_TTL), i64::MAX);
     }
 }

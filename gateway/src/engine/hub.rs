@@ -1,16 +1,29 @@
-//! Live fan-out of conversation activity to connected widgets.
+//! Live fan-out of conversation activity to connected widgets, on every
+//! node.
 //!
-//! The hub carries only *signals*: "seq N is committed" and ephemeral
-//! typing. A subscriber that hears of seq N reads the events it has not
-//! seen from the store, so a lagging or reconnecting subscriber can never
-//! see a gap or a duplicate: the database is the only source of events.
+//! The hub carries only *signals*: "seq N is committed", ephemeral typing,
+//! and "re-read now". A subscriber that hears of seq N reads the events it
+//! has not seen from the store, so a lagging or reconnecting subscriber can
+//! never see a gap or a duplicate: the database is the only source of
+//! events.
+//!
+//! A widget's socket may be on one node while the commit happens on
+//! another, so signals cross nodes (PostgreSQL; `signals.rs` runs the
+//! relay): commits announce themselves from the store's transaction, and
+//! what [`publish`](Hub::publish) and [`touch`](Hub::touch) hear that is
+//! not a commit (typing, activity) is queued for the relay to NOTIFY.
+//! What the relay hears from other nodes comes in through
+//! [`deliver`](Hub::deliver), which never goes back out. When the relay's
+//! connection was lost, it sends every subscriber [`Signal::Resync`]. On
+//! SQLite (one node) no relay is set and none of this costs anything.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::domain::ConversationId;
+use crate::store::Notice;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
@@ -18,34 +31,76 @@ pub enum Signal {
     Committed(i64),
     /// The agent is (or stopped) typing. Not stored, never replayed.
     AgentTyping(bool),
+    /// Signals may have been missed (this node's listener for the other
+    /// nodes reconnected): read what is new now.
+    Resync,
+}
+
+/// Whether this node hears the other nodes' signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Listening {
+    /// The listener's connection is up.
+    pub connected: bool,
+    /// How many times it connected since start-up.
+    pub connections: u64,
 }
 
 #[derive(Clone)]
 pub struct Hub {
     senders: Arc<Mutex<HashMap<ConversationId, broadcast::Sender<Signal>>>>,
-    /// Bumped by every commit and agent status change: the console's live
-    /// view re-reads when it moves.
-    activity: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped by every commit and agent status change, here or on another
+    /// node: the console's live view re-reads when it moves.
+    activity: Arc<watch::Sender<u64>>,
+    /// Signals for the other nodes, to the relay (set once it runs).
+    relay: Arc<OnceLock<mpsc::Sender<Notice>>>,
+    listening: Arc<watch::Sender<Listening>>,
 }
+
+/// Signals waiting for the relay; beyond this, typing is dropped (it is
+/// ephemeral, and the next one says the same).
+pub(super) const RELAY_QUEUE: usize = 256;
 
 impl Default for Hub {
     fn default() -> Self {
         Hub {
             senders: Arc::default(),
-            activity: Arc::new(tokio::sync::watch::Sender::new(0)),
+            activity: Arc::new(watch::Sender::new(0)),
+            relay: Arc::default(),
+            listening: Arc::new(watch::Sender::new(Listening::default())),
         }
     }
 }
 
 impl Hub {
-    /// Something a live view shows changed on this node.
+    /// Something a live view shows changed on this node (the other nodes
+    /// hear of it too).
     pub fn touch(&self) {
+        self.bump();
+        self.relay(Notice::Activity);
+    }
+
+    pub(super) fn bump(&self) {
         self.activity.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Follows [`touch`](Self::touch).
-    pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn activity(&self) -> watch::Receiver<u64> {
         self.activity.subscribe()
+    }
+
+    /// Follows this node's listener for the other nodes' signals (never
+    /// connected on SQLite).
+    pub fn listening(&self) -> watch::Receiver<Listening> {
+        self.listening.subscribe()
+    }
+
+    pub(super) fn set_listening(&self, connected: bool) {
+        self.listening.send_modify(|l| {
+            if connected && !l.connected {
+                l.connections += 1;
+            }
+            l.connected = connected;
+        });
     }
 
     pub fn subscribe(&self, id: ConversationId) -> broadcast::Receiver<Signal> {
@@ -56,15 +111,48 @@ impl Hub {
             .subscribe()
     }
 
+    /// A signal from this node: to its subscribers and, for typing, to the
+    /// other nodes (a commit was announced by its transaction).
     pub fn publish(&self, id: ConversationId, signal: Signal) {
+        if let Signal::AgentTyping(composing) = signal {
+            self.relay(Notice::Typing {
+                conversation: id,
+                composing,
+            });
+        }
+        self.deliver(id, signal);
+    }
+
+    /// A signal for this node's subscribers only (the relay's way in).
+    pub(super) fn deliver(&self, id: ConversationId, signal: Signal) {
         if matches!(signal, Signal::Committed(_)) {
-            self.touch();
+            self.bump();
         }
         let mut senders = self.senders.lock().expect("hub lock poisoned");
         if let Some(sender) = senders.get(&id) {
             if sender.send(signal).is_err() {
                 // Nobody listens any more: forget the conversation.
                 senders.remove(&id);
+            }
+        }
+    }
+
+    /// Tells every subscriber to re-read, and the live view to refresh.
+    pub(super) fn resync_all(&self) {
+        self.bump();
+        let mut senders = self.senders.lock().expect("hub lock poisoned");
+        senders.retain(|_, sender| sender.send(Signal::Resync).is_ok());
+    }
+
+    /// Hands the relay what the other nodes must hear, once it runs.
+    pub(super) fn relay_to(&self, relay: mpsc::Sender<Notice>) {
+        let _ = self.relay.set(relay);
+    }
+
+    fn relay(&self, notice: Notice) {
+        if let Some(relay) = self.relay.get() {
+            if relay.try_send(notice).is_err() {
+                tracing::debug!("signal relay busy: a typing or activity signal dropped");
             }
         }
     }
@@ -107,5 +195,53 @@ mod tests {
         drop(hub.subscribe(a));
         hub.publish(a, Signal::Committed(1));
         assert_eq!(hub.watched(), 0);
+    }
+
+    #[tokio::test]
+    async fn only_what_no_transaction_announces_goes_to_the_relay() {
+        let hub = Hub::default();
+        let (relay, mut relayed) = mpsc::channel(RELAY_QUEUE);
+        hub.relay_to(relay);
+        let a = ConversationId::new();
+        let mut rx = hub.subscribe(a);
+        hub.publish(a, Signal::Committed(1));
+        hub.publish(a, Signal::AgentTyping(true));
+        hub.touch();
+        hub.deliver(a, Signal::AgentTyping(false));
+        assert_eq!(
+            relayed.recv().await,
+            Some(Notice::Typing {
+                conversation: a,
+                composing: true
+            })
+        );
+        assert_eq!(relayed.recv().await, Some(Notice::Activity));
+        assert!(relayed.try_recv().is_err(), "what came in is not sent out");
+        for expected in [
+            Signal::Committed(1),
+            Signal::AgentTyping(true),
+            Signal::AgentTyping(false),
+        ] {
+            assert_eq!(rx.recv().await.unwrap(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resync_reaches_every_subscriber_and_the_live_view() {
+        let hub = Hub::default();
+        let (a, b) = (ConversationId::new(), ConversationId::new());
+        let (mut rx_a, mut rx_b) = (hub.subscribe(a), hub.subscribe(b));
+        drop(hub.subscribe(ConversationId::new()));
+        let mut activity = hub.activity();
+        activity.mark_unchanged();
+        hub.resync_all();
+        assert_eq!(rx_a.recv().await.unwrap(), Signal::Resync);
+        assert_eq!(rx_b.recv().await.unwrap(), Signal::Resync);
+        assert!(activity.has_changed().unwrap());
+        assert_eq!(
+            hub.watched(),
+            2,
+            "a conversation nobody follows is forgotten"
+        );
     }
 }

@@ -29,6 +29,7 @@ mod dispatch;
 mod files;
 mod overflow;
 mod requeue;
+mod signals;
 mod timers;
 mod visitor;
 
@@ -167,8 +168,6 @@ struct Inner {
     status_changed: tokio::sync::Notify,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    /// Agents' HTTP File Upload slots (see `agent_files`).
-    uploads: agent_files::UploadSlots,
     limits: EngineSettings,
 }
 
@@ -204,6 +203,7 @@ impl Engine {
     /// An engine with an empty directory: [`provision`](Self::provision)
     /// or [`reload_directory`](Self::reload_directory) fills it.
     pub fn new(store: Store, agents: Arc<dyn AgentChannel>, limits: EngineSettings) -> Engine {
+        let node = store.node_id().to_owned();
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -213,13 +213,12 @@ impl Engine {
                 agents,
                 live: Mutex::new(LiveState::default()),
                 dispatch_lock: tokio::sync::Mutex::new(()),
-                node: uuid::Uuid::new_v4().simple().to_string(),
+                node,
                 timers_changed: tokio::sync::Notify::new(),
                 outbound: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 status_changed: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
-                uploads: agent_files::UploadSlots::default(),
                 limits,
             }),
         }

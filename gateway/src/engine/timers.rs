@@ -116,8 +116,13 @@ impl Engine {
                 if let Err(e) = self.replay_deliveries().await {
                     warn!(error = %e, "cannot sweep stale deliveries");
                 }
-                self.set_timer(DELIVERY_SWEEP, "cluster", super::delivery::SWEEP_EVERY, None)
-                    .await;
+                self.set_timer(
+                    DELIVERY_SWEEP,
+                    "cluster",
+                    super::delivery::SWEEP_EVERY,
+                    None,
+                )
+                .await;
             }
             other => warn!(kind = other, "unknown timer kind"),
         }

@@ -134,7 +134,7 @@ impl Store {
         .bind(new.client_key.as_deref())
         .execute(&mut *tx)
         .await?;
-        let stored = insert_events(&mut tx, new.id, events, now).await?;
+        let stored = insert_events(&mut tx, self, new.id, events, now).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -314,7 +314,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let stored = insert_events(&mut tx, id, events, now).await?;
+        let stored = insert_events(&mut tx, self, id, events, now).await?;
         tx.commit().await?;
         Ok(Some(stored))
     }

@@ -54,9 +54,12 @@ fn from_row(conversation_id: ConversationId, row: &AnyRow) -> StoreResult<Stored
 
 /// Appends events inside `tx`, taking each `seq` from the conversation's
 /// counter. The counter update row-locks the conversation on PostgreSQL
-/// (SQLite has one writer), so seqs are gapless even across nodes.
+/// (SQLite has one writer), so seqs are gapless even across nodes. On
+/// PostgreSQL the last seq is announced to every node in the same
+/// transaction (see `signals.rs`).
 pub(super) async fn insert_events(
     tx: &mut Transaction<'_, Any>,
+    store: &Store,
     id: ConversationId,
     events: &[NewEvent],
     now: i64,
@@ -103,6 +106,9 @@ pub(super) async fn insert_events(
             client_id: event.client_id.clone(),
             created_at: now,
         });
+    }
+    if let Some(last) = stored.last() {
+        super::signals::notify_committed(tx, store, id, last.seq).await?;
     }
     Ok(stored)
 }
@@ -216,7 +222,7 @@ impl Store {
             return Ok((existing, false));
         }
         let mut tx = self.pool.begin().await?;
-        match insert_events(&mut tx, id, std::slice::from_ref(event), now_ms()).await {
+        match insert_events(&mut tx, self, id, std::slice::from_ref(event), now_ms()).await {
             Ok(mut stored) => {
                 tx.commit().await?;
                 Ok((stored.remove(0), true))

@@ -158,7 +158,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        match insert_events(&mut tx, id, std::slice::from_ref(event), now).await {
+        match insert_events(&mut tx, self, id, std::slice::from_ref(event), now).await {
             Ok(mut stored) => {
                 tx.commit().await?;
                 Ok(FileInsert::Stored(stored.remove(0)))

@@ -16,7 +16,9 @@ mod directory;
 mod dispatch;
 mod events;
 mod files;
+mod signals;
 mod transcripts;
+mod uploads;
 mod xmpp;
 
 use std::str::FromStr;
@@ -36,7 +38,9 @@ pub use directory::{
 pub use dispatch::{AgentActivity, TimerRow};
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
+pub use signals::{Notice, SignalListener, LISTENER_NAME, SIGNALS_CHANNEL};
 pub use transcripts::ConversationFilter;
+pub use uploads::{NewUploadSlot, SlotStart, UploadedFile};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
@@ -105,6 +109,8 @@ pub struct Store {
     backend: Backend,
     /// Kept for the connections a pool cannot lend (PostgreSQL LISTEN).
     url: std::sync::Arc<str>,
+    /// This node's random id, in its cross-node signals (`signals.rs`).
+    node: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -165,6 +171,7 @@ impl Store {
             pool,
             backend,
             url: url.into(),
+            node: signals::new_node_id().into(),
         })
     }
 

@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// What `--spawn` started: one gateway, or several behind HAProxy.
 enum Spawned {
-    One(BenchGateway),
+    One(Box<BenchGateway>),
     Cluster(Box<Cluster>),
 }
 
@@ -109,10 +109,10 @@ async fn run_plain(args: &Args) -> anyhow::Result<()> {
             Some(Spawned::Cluster(Box::new(cluster)))
         }
         (_, nodes) if nodes > 1 => anyhow::bail!("--nodes needs --spawn postgres"),
-        (Some(engine), _) => Some(Spawned::One(
+        (Some(engine), _) => Some(Spawned::One(Box::new(
             BenchGateway::start(engine, |db| Ok(test_config_toml(&db.url(), db.data_dir())))
                 .await?,
-        )),
+        ))),
         (None, _) => None,
     };
     let url = match &spawned {

@@ -136,7 +136,7 @@ impl Snapshot {
         }
         Snapshot {
             conversations,
-            deliveries: store.deliveries_pending().await.unwrap().len(),
+            deliveries: store.deliveries_pending(i64::MAX).await.unwrap().len(),
             stored_files: files_in(&data_dir.join("files")),
             partial_files: files_in(&data_dir.join("files/tmp")),
         }

@@ -16,6 +16,7 @@ mod errors;
 mod faults;
 mod files;
 mod logs;
+mod nodes;
 mod shared_dispatch;
 mod sip_agent;
 mod sip_bridge;
