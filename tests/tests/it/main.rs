@@ -18,6 +18,7 @@ mod files;
 mod logs;
 mod sip_agent;
 mod sip_bridge;
+mod sip_cluster;
 mod tidy;
 mod xmpp_bridge;
 mod xmpp_component;
