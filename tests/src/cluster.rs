@@ -7,7 +7,10 @@
 //! component to one throwaway ejabberd), one shared files directory and
 //! signing key, the load
 //! balancer's address as their public URL, and 127.0.0.1 as a trusted
-//! proxy (HAProxy adds `X-Forwarded-For`). HAProxy ([`Haproxy`]) checks
+//! proxy (HAProxy adds `X-Forwarded-For`); with [`ClusterOptions::sip`],
+//! agent 103 is the SIP agent `sip:103@pbx.localhost` behind the `sip`
+//! channel and node `i`'s user agent listens on the address the test
+//! Kamailio's dispatcher has for node `i`. HAProxy ([`Haproxy`]) checks
 //! each node's `/readyz` and balances round-robin; server `i` is node `i`.
 //!
 //! A test kills ([`Cluster::kill`], SIGKILL), stops ([`Cluster::terminate`],
@@ -36,6 +39,7 @@ use crate::database::{postgres_admin_url, TestDb};
 use crate::gateway::{frontdesk_binary, GatewayProcess};
 use crate::haproxy::{Haproxy, HaproxyOptions, ServerState};
 use crate::postgres::PgServer;
+use crate::sip::SipPbx;
 use crate::xmpp_server::XmppServer;
 
 /// How long a node may take to stop after SIGTERM (the test
@@ -52,6 +56,7 @@ pub struct ClusterOptions<'a> {
     nodes: usize,
     xmpp: Option<&'a XmppServer>,
     xmpp_ping_interval: Option<Duration>,
+    sip: Option<&'a SipPbx>,
     postgres: Option<String>,
     haproxy: HaproxyOptions,
     adjust: Option<Adjust<'a>>,
@@ -65,6 +70,7 @@ impl<'a> ClusterOptions<'a> {
             nodes,
             xmpp: None,
             xmpp_ping_interval: None,
+            sip: None,
             postgres: None,
             haproxy: HaproxyOptions::default(),
             adjust: None,
@@ -77,6 +83,15 @@ impl<'a> ClusterOptions<'a> {
     /// [`Cluster::start`] returns once every node is connected.
     pub fn xmpp(mut self, server: &'a XmppServer) -> Self {
         self.xmpp = Some(server);
+        self
+    }
+
+    /// Every node runs its SIP user agent behind `pbx`, which dispatches
+    /// to one address per node ([`SipPbx::start_nodes`] with as many nodes),
+    /// with agent 103 at `sip:103@pbx.localhost` in the `sip` channel's
+    /// queue 601.
+    pub fn sip(mut self, pbx: &'a SipPbx) -> Self {
+        self.sip = Some(pbx);
         self
     }
 
@@ -394,7 +409,10 @@ fn node_config(
 ) -> anyhow::Result<String> {
     let public_url: url::Url = public_url.parse()?;
     let proxy: frontdesk::config::Cidr = "127.0.0.1".parse().map_err(anyhow::Error::msg)?;
-    let text = bridged_config_with(db, options.xmpp, None, |config| {
+    let text = bridged_config_with(db, options.xmpp, options.sip, |config| {
+        if let Some(pbx) = options.sip {
+            config.sip = Some(pbx.node_bridge_config(i));
+        }
         config.server.public_url = Some(public_url);
         config.server.trusted_proxies = vec![proxy];
         config.files.directory = Some(files.to_owned());

@@ -1,7 +1,8 @@
 //! The SIP side of a test, set up once for the user agent's tests, the
 //! bridge's tests and the SIP benchmark: [`SipPbx`] is a throwaway Kamailio
 //! (the PBX's proxy and registrar) routing the gateway's domain to an
-//! address kept free for the gateway's user agent, with agents' softphones
+//! address kept free for the gateway's user agent (or, for several nodes,
+//! spreading it over one address per node with its dispatcher), with agents' softphones
 //! played by sipp ([`SippAgent`]); [`UserAgent`] drives
 //! `pbx_adapter::sip` directly, as the gateway's bridge does, for tests of
 //! the user agent alone.
@@ -27,8 +28,11 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// gateway domain to.
 pub struct SipPbx {
     pub kamailio: Kamailio,
-    /// Where the gateway's user agent listens.
+    /// Where the gateway's user agent listens (node 0's, with several).
     pub gateway: SocketAddr,
+    /// Where each node's user agent listens, with several nodes (else
+    /// `[gateway]`).
+    pub nodes: Vec<SocketAddr>,
 }
 
 impl SipPbx {
@@ -43,7 +47,26 @@ impl SipPbx {
         let mut options = KamailioOptions::new(gateway);
         adjust(&mut options);
         let kamailio = Kamailio::start(options).await?;
-        Ok(SipPbx { kamailio, gateway })
+        Ok(SipPbx {
+            kamailio,
+            gateway,
+            nodes: vec![gateway],
+        })
+    }
+
+    /// Kamailio spreading the gateway domain over `count` nodes' user
+    /// agents with its dispatcher (an address kept free for each).
+    pub async fn start_nodes(count: usize) -> anyhow::Result<SipPbx> {
+        crate::gateway::init_test_logging();
+        let nodes = (0..count)
+            .map(|_| free_udp_tcp_addr())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let kamailio = Kamailio::start(KamailioOptions::dispatching(nodes.clone())).await?;
+        Ok(SipPbx {
+            kamailio,
+            gateway: nodes[0],
+            nodes,
+        })
     }
 
     /// Agent `user`'s softphone, registered over UDP (or TCP) and
@@ -63,9 +86,14 @@ impl SipPbx {
 
     /// The gateway's `[sip]` section for this proxy (UDP and TCP).
     pub fn bridge_config(&self) -> SipBridgeConfig {
+        self.node_bridge_config(0)
+    }
+
+    /// Node `i`'s `[sip]` section (its own address, UDP and TCP).
+    pub fn node_bridge_config(&self, i: usize) -> SipBridgeConfig {
         let mut sip = SipBridgeConfig::new(GATEWAY_DOMAIN, self.kamailio.addr());
-        sip.listen_udp = Some(self.gateway);
-        sip.listen_tcp = Some(self.gateway);
+        sip.listen_udp = Some(self.nodes[i]);
+        sip.listen_tcp = Some(self.nodes[i]);
         sip.probe_interval_secs = 1;
         sip
     }

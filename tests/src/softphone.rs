@@ -1,6 +1,7 @@
 //! A SIP softphone the fault tests drive directly: one UDP socket,
 //! registered at the test Kamailio as an agent of the PBX domain, that
-//! answers every MESSAGE and OPTIONS with 200 and records what arrived,
+//! answers every MESSAGE and OPTIONS with 200 and records what arrived
+//! (OPTIONS probes with the gateway node that sent them),
 //! and sends MESSAGEs through the proxy as one client transaction per
 //! attempt (retransmitted on RFC 3261's timer E, ended by the first final
 //! response). sipp starts a process per MESSAGE, too slow for thousands;
@@ -61,9 +62,20 @@ impl OutgoingId {
     }
 }
 
+/// One OPTIONS probe the phone received.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Who sent it: the `sent-by` of its last `Via` (the request's
+    /// originator; the proxy's own `Via` is on top), e.g. a gateway
+    /// node's `127.0.0.1:PORT`.
+    pub sent_by: String,
+    pub at: std::time::Instant,
+}
+
 #[derive(Default)]
 struct State {
     received: Vec<Received>,
+    probes: Vec<Probe>,
     /// Client transactions waiting for a final response, by Via branch.
     pending: HashMap<String, oneshot::Sender<u16>>,
 }
@@ -148,7 +160,22 @@ impl Softphone {
         id: &OutgoingId,
         within: Duration,
     ) -> Option<u16> {
-        let client = self.registrar_client();
+        self.send_via(self.proxy, to_uri, body, id, within).await
+    }
+
+    /// [`Softphone::send`], but straight to `next_hop` (e.g. one gateway
+    /// node's user agent, as the proxy would relay it: the phone's socket
+    /// is on the proxy's 127.0.0.1).
+    pub async fn send_via(
+        &self,
+        next_hop: SocketAddr,
+        to_uri: &str,
+        body: &str,
+        id: &OutgoingId,
+        within: Duration,
+    ) -> Option<u16> {
+        let mut client = self.registrar_client();
+        client.proxy = next_hop;
         let local = client.local();
         let aor = self.aor();
         client
@@ -168,6 +195,36 @@ impl Softphone {
                 )
             })
             .await
+    }
+
+    /// Every OPTIONS received so far, in arrival order.
+    pub fn probes(&self) -> Vec<Probe> {
+        self.state.lock().expect("phone lock").probes.clone()
+    }
+
+    /// Waits until `count` OPTIONS arrived after the first `after`; returns
+    /// those `count`.
+    pub async fn wait_for_probes(
+        &self,
+        after: usize,
+        count: usize,
+        within: Duration,
+    ) -> anyhow::Result<Vec<Probe>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.arrived.notified();
+            let probes = self.probes();
+            if probes.len() >= after + count {
+                return Ok(probes[after..after + count].to_vec());
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                bail!(
+                    "softphone {}: {} OPTIONS after the first {after}, not {count}, within {within:?}",
+                    self.user,
+                    probes.len().saturating_sub(after)
+                );
+            }
+        }
     }
 
     /// Every MESSAGE received so far, in arrival order.
@@ -333,6 +390,20 @@ impl Parsed<'_> {
             .map(|(_, v, _)| *v)
     }
 
+    /// The last Via's `sent-by` (`host:port`).
+    fn origin(&self) -> Option<&str> {
+        let via = self
+            .headers
+            .iter()
+            .rev()
+            .find(|(n, _, _)| n == "via")
+            .map(|(_, v, _)| *v)?;
+        let last = via.rsplit(',').next()?.trim();
+        // `SIP/2.0/UDP host:port;params`
+        let (_, rest) = last.split_once(char::is_whitespace)?;
+        rest.trim().split(';').next()
+    }
+
     /// The top Via's branch.
     fn branch(&self) -> Option<&str> {
         let via = self.header("via")?;
@@ -387,6 +458,14 @@ async fn serve(socket: Arc<UdpSocket>, state: Arc<Mutex<State>>, arrived: Arc<No
                 body: parsed.body.to_owned(),
             };
             state.lock().expect("phone lock").received.push(received);
+            arrived.notify_waiters();
+        }
+        if method == "OPTIONS" {
+            let probe = Probe {
+                sent_by: parsed.origin().unwrap_or_default().to_owned(),
+                at: std::time::Instant::now(),
+            };
+            state.lock().expect("phone lock").probes.push(probe);
             arrived.notify_waiters();
         }
         let _ = socket.send_to(ok_response(&parsed).as_bytes(), peer).await;

@@ -18,6 +18,26 @@
 //! 410 ended, 400 text refused, 500 the gateway failed, 503 the database
 //! is away for a moment: only the last two are worth a retry).
 //!
+//! Several nodes on one database each run this bridge and their user
+//! agent behind the proxy's dispatcher, and any of them may get any agent
+//! MESSAGE; what one node keeps in memory never decides for another:
+//! - an agent message is stored once per request identity (Call-ID, CSeq,
+//!   From tag) by the engine, in the database, so a copy the dispatcher
+//!   sent to another node (the first one died, or timed out) gets the
+//!   first one's answer there too; the user agent's own memory of recent
+//!   requests only spares the database a copy that came back to it;
+//! - a MESSAGE this node sent is answered to this node (responses follow
+//!   `Via`), so `in_flight`, which turns that answer into the delivery
+//!   outbox's confirmation, is this node's own business;
+//! - agents' reachability is presence of the one source `sip` in the
+//!   store, which the elected prober (`prober`) and a failed message on
+//!   any node set, and every probe's result is compared with what is
+//!   stored, not with what this node last heard;
+//! - a failed message stops the chat's messages to that agent on the
+//!   node that sent it; that node lets them go again once the chat is no
+//!   longer the agent's (re-queued or declined), since the next offer,
+//!   which repeats the history, may be made by another node.
+//!
 //! Who is an agent is the user agent's decision, before anything reaches
 //! this bridge: only requests whose source address is the proxy's (or a
 //! `[sip] trusted_hosts` entry) are read, and the agent is named by `From`
@@ -43,6 +63,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+mod prober;
+
 use super::agent_text::{self, handle_agent_text, AgentTextOutcome, Refusal, NO_CHAT};
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
@@ -67,6 +89,8 @@ pub struct SipAgents {
 struct InFlight {
     conversation: ConversationId,
     agent: AgentExtension,
+    /// The agent's address it went to.
+    to: SipUri,
     /// The visitor message it forwards (kept in the engine's delivery
     /// outbox until the phone answers), if it is one.
     seq: Option<i64>,
@@ -76,6 +100,8 @@ pub struct SipRuntime {
     pub agents: Arc<SipAgents>,
     events: mpsc::Receiver<SipEvent>,
     user_agent: JoinHandle<()>,
+    /// The gateway's: stops the user agent, and the probe election.
+    shutdown: CancellationToken,
 }
 
 /// Starts the user agent on the configured sockets.
@@ -110,7 +136,7 @@ pub async fn start(
     sip.identity = config.identity;
     sip.agent_transports = config.agent_transports.clone();
     let (commands, commands_rx) = mpsc::channel(1024);
-    let (user_agent, events) = pbx_adapter::sip::spawn(sip, commands_rx, shutdown).await?;
+    let (user_agent, events) = pbx_adapter::sip::spawn(sip, commands_rx, shutdown.clone()).await?;
     Ok(SipRuntime {
         agents: Arc::new(SipAgents {
             commands,
@@ -120,6 +146,7 @@ pub async fn start(
         }),
         events,
         user_agent,
+        shutdown,
     })
 }
 
@@ -159,6 +186,7 @@ impl SipAgents {
         let in_flight = InFlight {
             conversation,
             agent: agent.extension.clone(),
+            to: to.clone(),
             seq,
         };
         self.in_flight
@@ -299,34 +327,60 @@ pub fn run_events(runtime: SipRuntime, engine: Engine, xmpp_running: bool) -> Jo
                 agents,
                 mut events,
                 user_agent,
+                shutdown,
             } = runtime;
-            let mut changes = engine.directory_changes();
-            changes.mark_changed();
-            loop {
-                tokio::select! {
-                    // First: the agents in force before any of their events.
-                    biased;
-                    Ok(()) = changes.changed() => {
-                        let uris: Vec<SipUri> = (engine.agents().into_iter())
-                            .filter(|a| routed_to_sip(a, xmpp_running))
-                            .filter_map(|a| a.sip)
-                            .collect();
-                        if let Err(e) = agents.command(SipCommand::SetAgents(uris)).await {
-                            warn!(error = %e, "cannot give the SIP user agent its agents");
-                        }
-                    }
-                    event = events.recv() => match event {
-                        Some(event) => handle(&agents, &engine, event).await,
-                        None => break,
-                    },
+            let shared = prober::shared(&engine);
+            if shared {
+                // Before the agents: none is probed until this node is
+                // elected.
+                if let Err(e) = agents.command(SipCommand::SetProbing(false)).await {
+                    warn!(error = %e, "cannot tell the SIP user agent to wait for the probe lease");
                 }
             }
+            let election = async {
+                if shared {
+                    prober::elect(&engine, &agents.commands, &shutdown).await;
+                }
+            };
+            let bridge = serve_events(&agents, &engine, &mut events, xmpp_running);
+            tokio::join!(election, bridge);
             if let Err(e) = user_agent.await {
                 warn!(error = %e, "the SIP user agent task failed");
             }
         }
         .instrument(info_span!("sip_bridge")),
     )
+}
+
+/// Gives the user agent the agents in force (again after each directory
+/// change) and handles its events, until it stops.
+async fn serve_events(
+    agents: &SipAgents,
+    engine: &Engine,
+    events: &mut mpsc::Receiver<SipEvent>,
+    xmpp_running: bool,
+) {
+    let mut changes = engine.directory_changes();
+    changes.mark_changed();
+    loop {
+        tokio::select! {
+            // First: the agents in force before any of their events.
+            biased;
+            Ok(()) = changes.changed() => {
+                let uris: Vec<SipUri> = (engine.agents().into_iter())
+                    .filter(|a| routed_to_sip(a, xmpp_running))
+                    .filter_map(|a| a.sip)
+                    .collect();
+                if let Err(e) = agents.command(SipCommand::SetAgents(uris)).await {
+                    warn!(error = %e, "cannot give the SIP user agent its agents");
+                }
+            }
+            event = events.recv() => match event {
+                Some(event) => handle(agents, engine, event).await,
+                None => break,
+            },
+        }
+    }
 }
 
 async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
@@ -353,6 +407,18 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
             unreachable_agent(engine, conversation, agent).await;
             // Given up for good: the chat's next offer carries the history.
             delivered(engine, &failed).await;
+            // That offer may come from another node, which cannot resume
+            // this node's lane: once the chat is no longer the agent's,
+            // whatever they get of it next starts with the history.
+            if !still_theirs(engine, conversation, agent).await {
+                let resume = SipCommand::Resume {
+                    from_user: visitor_user(conversation),
+                    to: failed.to.clone(),
+                };
+                if let Err(e) = agents.command(resume).await {
+                    warn!(error = %e, "cannot resume an agent's messages");
+                }
+            }
         }
         SipEvent::AgentMessage {
             from,
@@ -430,8 +496,22 @@ async fn handle(agents: &SipAgents, engine: &Engine, event: SipEvent) {
                 AgentStatus::Offline
             };
             let extension = config.extension.clone();
+            // Every probe is reported: only a change is written, against
+            // what is stored (a failed message on any node changes it).
+            let stored = engine
+                .store()
+                .presence(extension.as_str(), prober::SIP_SOURCE)
+                .await;
+            if let Ok(stored) = stored {
+                let stored = stored.as_deref().and_then(AgentStatus::parse);
+                if stored.unwrap_or(AgentStatus::Offline) == status {
+                    return;
+                }
+            }
             info!(agent = %extension, reachable, "SIP agent reachability");
-            engine.set_agent_status(&extension, status).await;
+            engine
+                .set_agent_presence(&extension, prober::SIP_SOURCE, status)
+                .await;
         }
     }
 }
@@ -462,9 +542,38 @@ async fn unreachable_agent(engine: &Engine, conversation: ConversationId, agent:
     match row.state {
         ConversationState::Offered => engine.offer_declined(conversation, agent).await,
         ConversationState::Active if row.agent_extension.as_deref() == Some(agent.as_str()) => {
-            engine.set_agent_status(agent, AgentStatus::Offline).await;
+            engine
+                .set_agent_presence(agent, prober::SIP_SOURCE, AgentStatus::Offline)
+                .await;
         }
         _ => {}
+    }
+}
+
+/// Whether the chat is still the agent's (theirs, or ringing for them):
+/// then a failure was not dealt with (the database was away), and the
+/// agent's lane stays stopped. In doubt, yes.
+async fn still_theirs(
+    engine: &Engine,
+    conversation: ConversationId,
+    agent: &AgentExtension,
+) -> bool {
+    let store = engine.store();
+    let row = match store.conversation(conversation).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return false,
+        Err(_) => return true,
+    };
+    match row.state {
+        ConversationState::Active => row.agent_extension.as_deref() == Some(agent.as_str()),
+        ConversationState::Offered => match store.offer_agents(conversation).await {
+            Ok(ringing) => ringing
+                .unwrap_or_default()
+                .iter()
+                .any(|a| a == agent.as_str()),
+            Err(_) => true,
+        },
+        _ => false,
     }
 }
 

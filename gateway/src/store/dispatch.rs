@@ -73,6 +73,20 @@ impl Store {
         Ok(())
     }
 
+    /// What `source` says of an agent (`None`: nothing, which is offline).
+    pub async fn presence(&self, agent: &str, source: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT status FROM agent_presence WHERE agent_extension = $1 AND source = $2",
+        )
+        .bind(agent.to_owned())
+        .bind(source.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get("status"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
     /// Every stored presence: (agent, source, status).
     pub async fn presence_all(&self) -> StoreResult<Vec<(String, String, String)>> {
         let rows = sqlx::query("SELECT agent_extension, source, status FROM agent_presence")

@@ -57,6 +57,11 @@ pub enum SipCommand {
     Probe { agent: SipUri },
     /// Replace the allowlist. Only these agents may write to visitor
     /// addresses (others get 403); they are probed on the configured
-    /// interval, and a changed reachability is reported.
+    /// interval (while probing is on), and every result is reported.
     SetAgents(Vec<SipUri>),
+    /// Whether this user agent probes the allowlisted agents on the
+    /// interval (on at start). Gateways sharing one database and one set
+    /// of agents elect one prober; the others answer and send as usual but
+    /// leave probing to it. Turned on, it probes at once.
+    SetProbing(bool),
 }

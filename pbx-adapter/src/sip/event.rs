@@ -88,9 +88,9 @@ pub enum SipEvent {
         active: bool,
     },
     /// An agent's reachability, from an OPTIONS probe: reported for every
-    /// [`crate::sip::SipCommand::Probe`], and for interval probes when it
-    /// changed (the first probe after `SetAgents`, and the first after a
-    /// message to the agent failed, always report).
+    /// [`crate::sip::SipCommand::Probe`] and every interval probe of an
+    /// allowlisted agent, changed or not (the gateway keeps what it last
+    /// stored, and another gateway may have changed that meanwhile).
     AgentReachable { agent: SipUri, reachable: bool },
 }
 

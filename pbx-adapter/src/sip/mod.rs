@@ -61,7 +61,8 @@
 //!
 //! # Availability: OPTIONS probes rather than reg-event
 //! Each allowlisted agent is probed with OPTIONS through the proxy every
-//! [`SipConfig::probe_interval`]: an answer from the UA means reachable;
+//! [`SipConfig::probe_interval`] (by one user agent of several sharing the
+//! agents: [`SipCommand::SetProbing`]): an answer from the UA means reachable;
 //! 404/480 (not registered), 408 or no answer (registered but dead) mean
 //! unreachable. We chose probing over subscribing to the registration
 //! event package (RFC 3680) because every proxy and softphone handles

@@ -1,7 +1,11 @@
 //! The task that owns the SIP stack: it binds the listeners, serves
 //! rsipstack's endpoint, turns commands into client transactions (MESSAGE,
 //! OPTIONS) through the outbound proxy, answers incoming requests as
-//! [`crate::sip::inbound`] decides, and probes agents on an interval.
+//! [`crate::sip::inbound`] decides, and probes agents on an interval —
+//! unless told not to ([`SipCommand::SetProbing`]: with several gateways
+//! one of them probes for all). It keeps no reachability of its own: each
+//! probe's result is reported, and the gateway compares it with what it
+//! stored, which another gateway may have changed.
 //!
 //! It resolves the trusted sources once, at start (the outbound proxy's
 //! addresses and the `trusted_hosts` names: a name whose address changes
@@ -17,8 +21,7 @@
 //! Visitor messages to one agent go out in order, one transaction at a
 //! time per visitor address and agent (a lane); when one fails, the ones
 //! waiting behind it and every later one fail with it until the gateway
-//! resumes the lane, and the agent's next probe is reported whatever it
-//! finds. A request whose TCP/TLS connection closes before an
+//! resumes the lane. A request whose TCP/TLS connection closes before an
 //! answer goes out once more on a new connection.
 //!
 //! Every transaction runs in a task of one `JoinSet` owned by this task, so
@@ -356,8 +359,10 @@ async fn serve(
     let mut lanes = Lanes::default();
     let mut agents = Allowlist::default();
     let mut recent = Recent::new(REMEMBER, CAPACITY);
-    let mut reachable: HashMap<SipUri, bool> = HashMap::new();
+    // Interval probes in flight, so a slow one is not doubled.
     let mut probing: HashSet<SipUri> = HashSet::new();
+    // Whether this user agent is the one that probes (see `SetProbing`).
+    let mut prober = true;
     let mut ticker = tokio::time::interval(ua.config.probe_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let trusted: Vec<String> = ua.trust.sources.iter().map(ToString::to_string).collect();
@@ -380,8 +385,13 @@ async fn serve(
                 None => break,
                 Some(SipCommand::SetAgents(list)) => {
                     agents = Allowlist::new(list);
-                    reachable.retain(|a, _| agents.find(a).is_some());
                     ticker.reset_immediately();
+                }
+                Some(SipCommand::SetProbing(on)) => {
+                    if on && !prober {
+                        ticker.reset_immediately();
+                    }
+                    prober = on;
                 }
                 Some(SipCommand::Probe { agent }) => {
                     tasks.spawn(probe(ua.clone(), agent, true, probe_tx.clone()));
@@ -404,12 +414,6 @@ async fn serve(
                 }
             },
             Some((lane, delivered)) = lane_rx.recv() => {
-                if !delivered {
-                    // The gateway takes a failed message for an agent gone:
-                    // the next probe reports, whatever it finds, so an agent
-                    // whose phone answers probes comes back.
-                    reachable.remove(&lane.1);
-                }
                 let (next, dropped) = lanes.done(&lane, delivered, std::time::Instant::now());
                 if !dropped.is_empty() {
                     tasks.spawn(report_dropped(ua.clone(), dropped));
@@ -425,12 +429,10 @@ async fn serve(
                 if !asked {
                     probing.remove(&agent);
                 }
-                let tracked = agents.find(&agent).is_some();
-                let changed = reachable.get(&agent) != Some(&ok);
-                if tracked {
-                    reachable.insert(agent.clone(), ok);
-                }
-                if asked || (tracked && changed) {
+                // Every result is reported, changed or not: the gateway
+                // compares it with what it stored, which another node's
+                // failed message may have changed meanwhile.
+                if asked || agents.find(&agent).is_some() {
                     let event = SipEvent::AgentReachable { agent, reachable: ok };
                     if ua.events.send(event).await.is_err() {
                         break;
@@ -439,7 +441,7 @@ async fn serve(
             }
             _ = ticker.tick() => {
                 lanes.expire(std::time::Instant::now());
-                for agent in agents.iter() {
+                for agent in agents.iter().filter(|_| prober) {
                     if probing.insert(agent.clone()) {
                         tasks.spawn(probe(ua.clone(), agent.clone(), false, probe_tx.clone()));
                     }
@@ -763,7 +765,10 @@ async fn send(ua: Arc<Ua>, command: SipCommand) -> bool {
             }
             false
         }
-        SipCommand::Probe { .. } | SipCommand::SetAgents(_) | SipCommand::Resume { .. } => false,
+        SipCommand::Probe { .. }
+        | SipCommand::SetAgents(_)
+        | SipCommand::SetProbing(_)
+        | SipCommand::Resume { .. } => false,
     }
 }
 

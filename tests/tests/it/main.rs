@@ -20,6 +20,7 @@ mod nodes;
 mod shared_dispatch;
 mod sip_agent;
 mod sip_bridge;
+mod sip_cluster;
 mod tidy;
 mod xmpp_bridge;
 mod xmpp_component;
