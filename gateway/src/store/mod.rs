@@ -37,6 +37,7 @@ pub use dispatch::{AgentActivity, TimerRow};
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 pub use transcripts::ConversationFilter;
+pub use xmpp::NODE_LEASE_PREFIX;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
