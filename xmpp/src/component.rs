@@ -354,11 +354,8 @@ impl Driver {
         format!("{PING_PREFIX}{}-{}", self.config.node_tag, self.next_ping)
     }
 
-    /// Whether `id` is one of this component's ping ids (answered or not).
     fn is_own_ping(&self, id: &str) -> bool {
-        id.strip_prefix(PING_PREFIX)
-            .and_then(|rest| rest.strip_prefix(self.config.node_tag.as_str()))
-            .is_some_and(|rest| rest.starts_with('-'))
+        is_ping_of(id, &self.config.node_tag)
     }
 
     async fn send_ping(
@@ -581,11 +578,38 @@ impl Driver {
     }
 }
 
+/// Whether `id` is a ping id of the component tagged `tag` (answered or
+/// not): `fd-ping-TAG-N`.
+fn is_ping_of(id: &str, tag: &str) -> bool {
+    id.strip_prefix(PING_PREFIX)
+        .and_then(|rest| rest.strip_prefix(tag))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Closes the stream politely, without waiting long for a hung server.
 async fn close(conn: Connection) {
     match tokio::time::timeout(Duration::from_secs(2), conn.close()).await {
         Ok(Ok(())) => tracing::info!("component stream closed"),
         Ok(Err(error)) => tracing::debug!(%error, "closing the component stream failed"),
         Err(_) => tracing::debug!("closing the component stream timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_ids_tell_this_node_from_the_others() {
+        assert!(is_ping_of("fd-ping-abc-12", "abc"));
+        assert!(
+            !is_ping_of("fd-ping-abcd-12", "abc"),
+            "a longer tag is another node"
+        );
+        assert!(!is_ping_of("fd-ping-ab-12", "abc"));
+        assert!(!is_ping_of("fd-ping-abc-", "abc"));
+        assert!(!is_ping_of("fd-ping-abc-1x", "abc"));
+        assert!(!is_ping_of("q1", "abc"));
     }
 }

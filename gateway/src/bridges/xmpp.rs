@@ -88,7 +88,7 @@ fn put_url(get_url: &url::Url, slot: &SlotId, name: &DisplayName) -> Option<url:
 }
 
 /// A message as persisted in the outbox until the server confirms it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredMessage {
     from: String,
     nick: Option<String>,
@@ -175,6 +175,9 @@ pub struct XmppAgents {
     /// with `every_node`, the lease holder with `one_node`); else they go
     /// through the outbox to the node that holds the connection.
     sending: AtomicBool,
+    /// Held while rows are claimed and handed to the component, so rows
+    /// claimed together, or written just after, reach it in order.
+    order: tokio::sync::Mutex<()>,
 }
 
 /// Where a sent stanza is kept until the server confirms it: its outbox
@@ -228,6 +231,7 @@ pub fn start(
             node,
             mode: config.connection,
             sending: AtomicBool::new(!elected),
+            order: tokio::sync::Mutex::new(()),
         }),
         events,
         component: handle,
@@ -271,23 +275,31 @@ impl XmppAgents {
     /// that holds the connection).
     async fn send(&self, message: StoredMessage) -> Result<(), AgentChannelError> {
         let row = uuid::Uuid::now_v7().to_string();
-        let payload = Self::encode(&Outboxed::Message(message))?;
+        let payload = Self::encode(&Outboxed::Message(message.clone()))?;
         self.store
             .xmpp_outbox_put(&row, &payload, self.claimer())
             .await
             .map_err(|e| AgentChannelError(format!("cannot persist a message: {e}")))?;
-        let Outboxed::Message(message) = serde_json::from_str(&payload)
-            .map_err(|_| AgentChannelError("a stored message does not read back".into()))?
-        else {
-            return Err(AgentChannelError(
-                "a stored message reads back as something else".into(),
-            ));
-        };
         if !self.sending() {
             self.wake_holder().await;
             return Ok(());
         }
+        let _order = self.order.lock().await;
+        self.older_first().await;
         self.dispatch_stored(row, message).await
+    }
+
+    /// With one connection for all nodes, what other nodes left for it
+    /// goes before what this node sends now (a visitor's message written
+    /// through another node just before must not be overtaken).
+    async fn older_first(&self) {
+        if self.mode == XmppConnection::OneNode
+            && self.store.backend() == crate::store::Backend::Postgres
+        {
+            if let Err(e) = self.take_over_in_order().await {
+                debug!(error = %e, "cannot take the outbox over first");
+            }
+        }
     }
 
     /// Keeps a visitor message for `delivery` in the outbox (once, under
@@ -300,7 +312,7 @@ impl XmppAgents {
     ) -> Result<(), AgentChannelError> {
         let row = delivery_row_id(delivery);
         message.delivery = Some(StoredDelivery::of(delivery));
-        let payload = Self::encode(&Outboxed::Message(message))?;
+        let payload = Self::encode(&Outboxed::Message(message.clone()))?;
         let persist = |e: crate::store::StoreError| {
             AgentChannelError(format!("cannot persist a message: {e}"))
         };
@@ -330,11 +342,8 @@ impl XmppAgents {
                 return Ok(());
             }
         }
-        let Ok(Outboxed::Message(message)) = serde_json::from_str(&payload) else {
-            return Err(AgentChannelError(
-                "a stored message does not read back".into(),
-            ));
-        };
+        let _order = self.order.lock().await;
+        self.older_first().await;
         self.dispatch_stored(row, message).await
     }
 
@@ -376,7 +385,14 @@ impl XmppAgents {
     /// connection left, a dead node's unconfirmed ones, a previous run's.
     /// Typing notices are sent (if fresh) and cleared at once.
     async fn take_over(&self) -> anyhow::Result<usize> {
-        let claimed = self.store.xmpp_outbox_claim(&self.node).await?;
+        let _order = self.order.lock().await;
+        self.take_over_in_order().await
+    }
+
+    /// [`take_over`](Self::take_over), with `order` held.
+    async fn take_over_in_order(&self) -> anyhow::Result<usize> {
+        let sole = self.mode == XmppConnection::OneNode;
+        let claimed = self.store.xmpp_outbox_claim(&self.node, sole).await?;
         let count = claimed.len();
         for (row, payload) in claimed {
             if self.in_hand(&row) {
@@ -762,6 +778,7 @@ impl Inbound<'_> {
         match event {
             Event::Connected => {
                 metrics::gauge!("frontdesk_xmpp_connected").set(1.0);
+                metrics::counter!("frontdesk_xmpp_connections_total").increment(1);
                 info!("XMPP component connected");
             }
             Event::Disconnected { reason } => {

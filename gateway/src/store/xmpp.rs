@@ -91,25 +91,43 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims for `node` every row nobody alive has, oldest first:
-    /// `(id, payload)`.
-    pub async fn xmpp_outbox_claim(&self, node: &str) -> StoreResult<Vec<(String, String)>> {
-        let rows = sqlx::query(&format!(
-            "UPDATE xmpp_outbox SET node = $1 \
-             WHERE node IS NULL OR (node <> $1 AND NOT {NODE_ALIVE}) \
-             RETURNING id, payload"
-        ))
-        .bind(node.to_owned())
-        .bind(now_ms())
-        .fetch_all(&self.pool)
-        .await?;
+    /// Claims for `node` every row nobody alive has (with `sole`, every
+    /// row not its own: `node` is the one sender, and whoever claimed
+    /// them before lost the connection), oldest first: `(id, payload)`.
+    pub async fn xmpp_outbox_claim(
+        &self,
+        node: &str,
+        sole: bool,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let query = if sole {
+            "UPDATE xmpp_outbox SET node = $1 WHERE node IS NULL OR node <> $1 \
+             RETURNING id, payload, created_at"
+                .to_owned()
+        } else {
+            format!(
+                "UPDATE xmpp_outbox SET node = $1 \
+                 WHERE node IS NULL OR (node <> $1 AND NOT {NODE_ALIVE}) \
+                 RETURNING id, payload, created_at"
+            )
+        };
+        let mut query = sqlx::query(&query).bind(node.to_owned());
+        if !sole {
+            query = query.bind(now_ms());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let mut claimed = rows
             .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("payload")?)))
-            .collect::<StoreResult<Vec<(String, String)>>>()?;
-        // Row ids are UUIDv7 (time first): their order is the writing order.
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("created_at")?,
+                    r.try_get("id")?,
+                    r.try_get("payload")?,
+                ))
+            })
+            .collect::<StoreResult<Vec<(i64, String, String)>>>()?;
+        // In the order they were written (ids break ties: most are UUIDv7).
         claimed.sort();
-        Ok(claimed)
+        Ok(claimed.into_iter().map(|(_, id, p)| (id, p)).collect())
     }
 
     /// Gives back what `node` claimed (it no longer holds the connection).
@@ -131,7 +149,7 @@ impl Store {
 
     /// Every stored stanza, oldest first: `(id, payload, node)`.
     pub async fn xmpp_outbox_pending(&self) -> StoreResult<Vec<(String, String, Option<String>)>> {
-        let rows = sqlx::query("SELECT id, payload, node FROM xmpp_outbox ORDER BY id")
+        let rows = sqlx::query("SELECT id, payload, node FROM xmpp_outbox ORDER BY created_at, id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -175,7 +193,7 @@ impl Store {
              AND substr(source, 1, $2) = $3 AND updated_at < $4",
         )
         .bind(agent.to_owned())
-        .bind(i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX))
+        .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
         .bind(prefix.to_owned())
         .bind(before)
         .fetch_all(&self.pool)

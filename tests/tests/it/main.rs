@@ -21,3 +21,4 @@ mod sip_bridge;
 mod tidy;
 mod xmpp_bridge;
 mod xmpp_component;
+mod xmpp_nodes;

@@ -19,7 +19,10 @@
 //! Outbox rows are claimed by the node that sends them; a row whose node's
 //! lease lapsed is claimed and sent again by a node that sends (so a row is
 //! sent by one node, and re-sent by another when its node died before the
-//! server confirmed it; at-least-once, under the same stanza id). The node
+//! server confirmed it; at-least-once, under the same stanza id). With
+//! `one_node` the holder claims every row not its own (whoever had them
+//! lost the connection), oldest first, before sending anything new, so a
+//! new holder keeps each chat's order. The node
 //! that clears a lapsed lease (one `DELETE … RETURNING`, so one node) also
 //! probes every agent again (`every_node`: the dead node's share of their
 //! presences was lost with it). After every probe round, a client whose
@@ -155,6 +158,8 @@ impl Nodes {
     /// Renews the leases, takes over after dead nodes, sends what waits,
     /// forgets stale clients when due.
     pub(super) async fn tick(&mut self, agents: &XmppAgents, engine: &Engine) {
+        // Also before the first connection, and on standby (0).
+        metrics::gauge!("frontdesk_xmpp_connected").set(f64::from(u8::from(self.connected)));
         let store = engine.store();
         let now = now_ms();
         let me = agents.node.as_str();
