@@ -219,6 +219,36 @@ pub struct XmppConfig {
     /// the host of `server`.
     #[serde(default)]
     pub tls_server_name: Option<String>,
+    /// How several gateway nodes on one database connect as the component:
+    /// one at a time (`one_node`, the default: what Prosody allows) or all
+    /// at once (`every_node`: ejabberd). See [`XmppConnection`].
+    #[serde(default)]
+    pub connection: XmppConnection,
+}
+
+/// Which gateway nodes hold a component connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XmppConnection {
+    /// One node at a time, elected with a lease in the database; the others
+    /// hand it their stanzas through the outbox and take over within
+    /// seconds when it dies. Safe with every server (Prosody refuses a
+    /// second connection for a component domain), and what one node does.
+    #[default]
+    OneNode,
+    /// Every node connects, and the server spreads the agents' stanzas over
+    /// the connections (ejabberd, several connections for one domain).
+    /// PostgreSQL only.
+    EveryNode,
+}
+
+impl XmppConnection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XmppConnection::OneNode => "one_node",
+            XmppConnection::EveryNode => "every_node",
+        }
+    }
 }
 
 impl XmppConfig {
@@ -700,6 +730,16 @@ impl Config {
         }
         if let Some(xmpp) = &self.xmpp {
             xmpp.validate()?;
+            if xmpp.connection == XmppConnection::EveryNode
+                && !self.database_url().starts_with("postgres")
+            {
+                return Err((
+                    "xmpp.connection".into(),
+                    "\"every_node\" is for several gateway nodes on one PostgreSQL database; \
+                     with SQLite (one node) leave it at \"one_node\""
+                        .into(),
+                ));
+            }
         }
         if let Some(key) = self
             .files
@@ -824,6 +864,7 @@ mod tests {
             tls,
             tls_ca_file: None,
             tls_server_name: None,
+            connection: Default::default(),
         }
     }
 

@@ -156,6 +156,24 @@ async fn main() -> anyhow::Result<()> {
             println!("  database:  {}", redact(&config.database_url()));
             println!("  agents:    {}", config.agents.len());
             println!("  queues:    {}", config.queues.len());
+            if let Some(xmpp) = &config.xmpp {
+                let how = match xmpp.connection {
+                    frontdesk::config::XmppConnection::OneNode => {
+                        "one node at a time holds the component connection (a lease \
+                         elects it; the others hand it their stanzas)"
+                    }
+                    frontdesk::config::XmppConnection::EveryNode => {
+                        "every node connects as the component (ejabberd spreads \
+                         stanzas over the connections)"
+                    }
+                };
+                println!(
+                    "  xmpp:      {} via {}; connection = {:?}: {how}",
+                    xmpp.domain,
+                    xmpp.server,
+                    xmpp.connection.as_str()
+                );
+            }
             for channel in &config.channels {
                 println!(
                     "  channel {} ({:?}): origins {:?}",

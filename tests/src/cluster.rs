@@ -31,7 +31,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use frontdesk::config::Config;
+use frontdesk::config::{Config, XmppConnection};
 use serde_json::Value;
 
 use crate::chaos::{bridged_config_with, wait_for_xmpp_connected};
@@ -57,6 +57,7 @@ pub struct ClusterOptions<'a> {
     xmpp: Option<&'a XmppServer>,
     xmpp_ping_interval: Option<Duration>,
     sip: Option<&'a SipPbx>,
+    xmpp_connection: XmppConnection,
     postgres: Option<String>,
     haproxy: HaproxyOptions,
     adjust: Option<Adjust<'a>>,
@@ -71,6 +72,7 @@ impl<'a> ClusterOptions<'a> {
             xmpp: None,
             xmpp_ping_interval: None,
             sip: None,
+            xmpp_connection: XmppConnection::EveryNode,
             postgres: None,
             haproxy: HaproxyOptions::default(),
             adjust: None,
@@ -80,7 +82,9 @@ impl<'a> ClusterOptions<'a> {
     /// Every node connects as the XMPP component to `server` (an ejabberd,
     /// which takes several connections for one component domain), with
     /// agents 101 and 102 at `101@localhost` and `102@localhost`;
-    /// [`Cluster::start`] returns once every node is connected.
+    /// [`Cluster::start`] returns once every node is connected. With
+    /// [`xmpp_connection`](Self::xmpp_connection) `one_node`, once the
+    /// node holding the connection is.
     pub fn xmpp(mut self, server: &'a XmppServer) -> Self {
         self.xmpp = Some(server);
         self
@@ -95,10 +99,16 @@ impl<'a> ClusterOptions<'a> {
         self
     }
 
+    /// The nodes' `[xmpp] connection` (`every_node` unless set).
+    pub fn xmpp_connection(mut self, connection: XmppConnection) -> Self {
+        self.xmpp_connection = connection;
+        self
+    }
+
     /// How often each node pings the XMPP server (2 s unless set). With
     /// ejabberd, a node's ping is answered on whichever component
-    /// connection ejabberd picks, often another node's, and the node
-    /// reconnects after 10 s without an answer on its own.
+    /// connection ejabberd picks, often another node's, which hands the
+    /// answer back through the database.
     pub fn xmpp_ping_interval(mut self, every: Duration) -> Self {
         self.xmpp_ping_interval = Some(every);
         self
@@ -141,7 +151,7 @@ pub struct Cluster {
     nodes: Vec<Node>,
     haproxy: Haproxy,
     db: Option<TestDb>,
-    xmpp: bool,
+    xmpp: Option<XmppConnection>,
     http: reqwest::Client,
 }
 
@@ -178,7 +188,7 @@ impl Cluster {
             nodes,
             haproxy,
             db: Some(db),
-            xmpp: options.xmpp.is_some(),
+            xmpp: options.xmpp.map(|_| options.xmpp_connection),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -212,10 +222,65 @@ impl Cluster {
         node.process = Some(process);
         self.haproxy.set_server(i, addr).await?;
         self.wait_until_routed(i, ROUTED_WITHIN).await?;
-        if self.xmpp {
-            wait_for_xmpp_connected(&self.nodes[i].url, true).await;
+        match self.xmpp {
+            Some(XmppConnection::EveryNode) => {
+                wait_for_xmpp_connected(&self.nodes[i].url, true).await;
+            }
+            Some(XmppConnection::OneNode) => {
+                // The node's bridge runs (it reports its connection, 0 on
+                // standby), and some node holds the connection.
+                let deadline = tokio::time::Instant::now() + ROUTED_WITHIN;
+                while self.xmpp_connected(i).await.is_none() {
+                    if tokio::time::Instant::now() > deadline {
+                        bail!("node {i}'s XMPP bridge never reported");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                self.xmpp_holder_within(ROUTED_WITHIN * 2).await?;
+            }
+            None => {}
         }
         Ok(())
+    }
+
+    /// The running node whose component is connected (`one_node`: the
+    /// holder), once there is one, within `within`.
+    pub async fn xmpp_holder_within(&self, within: Duration) -> anyhow::Result<usize> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            for i in 0..self.nodes.len() {
+                if self.is_running(i) && self.xmpp_connected(i).await == Some(true) {
+                    return Ok(i);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no node connected to the XMPP server within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Node `i`'s `frontdesk_xmpp_connected` (`None`: no answer).
+    pub async fn xmpp_connected(&self, i: usize) -> Option<bool> {
+        self.metric(i, "frontdesk_xmpp_connected")
+            .await
+            .map(|v| v == 1.0)
+    }
+
+    /// A metric of node `i`'s `/metrics` (the line `NAME VALUE`, exactly).
+    pub async fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.nodes[i].url))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// How many nodes (running or not).
@@ -441,6 +506,12 @@ fn node_config(
             let secs = i64::try_from(every.as_secs().max(1))?;
             xmpp.insert("ping_interval_secs".to_owned(), toml::Value::Integer(secs));
         }
+    }
+    if let Some(xmpp) = table.get_mut("xmpp").and_then(toml::Value::as_table_mut) {
+        xmpp.insert(
+            "connection".to_owned(),
+            toml::Value::String(options.xmpp_connection.as_str().to_owned()),
+        );
     }
     Ok(toml::to_string(&table)?)
 }

@@ -166,6 +166,19 @@ pub enum Command {
         /// then sends in its message.
         get_url: String,
     },
+    /// Another gateway node received the answer to this component's ping
+    /// `id` ([`crate::Event::StrayPong`] there): it counts as answered here.
+    /// Ids that are not this component's pings are ignored.
+    PingAnswered {
+        /// The ping's id.
+        id: String,
+    },
+    /// Whether the component holds a connection (`true`, the default, see
+    /// [`crate::ComponentConfig::start_online`]). `false` closes the
+    /// stream politely and stays away until `true`, and forgets every
+    /// outboxed command queued or unacknowledged: the gateway's outbox
+    /// hands them to whichever node holds the connection now.
+    SetOnline(bool),
     /// Refuse an upload slot request with an IQ error. Dropped while
     /// disconnected, like [`Command::UploadSlot`].
     UploadRefused {
@@ -181,7 +194,6 @@ pub enum Command {
 }
 
 impl Command {
-    /// The outbox row this command acknowledges, if it is outboxed.
     /// The command's name, for logs: commands carry message bodies, nicks
     /// and signed links, which never go into a log.
     pub fn name(&self) -> &'static str {
@@ -199,9 +211,12 @@ impl Command {
             Command::SetUploadLimit(_) => "set_upload_limit",
             Command::UploadSlot { .. } => "upload_slot",
             Command::UploadRefused { .. } => "upload_refused",
+            Command::PingAnswered { .. } => "ping_answered",
+            Command::SetOnline(_) => "set_online",
         }
     }
 
+    /// The outbox row this command acknowledges, if it is outboxed.
     pub fn outbox_id(&self) -> Option<OutboxId> {
         match self {
             Command::SendMessage(m) => Some(m.outbox_id),

@@ -8,8 +8,20 @@
 //!
 //! # Liveness
 //! A TCP connection to a hung server can stay "open" for a long time. After
-//! `ping_interval` of silence the task sends a XEP-0199 ping; if any ping
-//! stays unanswered for `ping_timeout`, the stream is declared dead.
+//! `ping_interval` of silence the task sends a XEP-0199 ping; if a ping
+//! stays unanswered for `ping_timeout` *and nothing else arrived on the
+//! stream since it was sent*, the stream is declared dead. A server that
+//! speaks is alive even when the answer itself went astray: ejabberd routes
+//! what it sends to the component domain (IQ answers to our own pings
+//! included: its router, not the stream, answers them) to any of the
+//! connections for that domain, at random unless `domain_balancing` says
+//! otherwise, so with several gateway nodes a ping is mostly answered on
+//! another node's connection. Ping ids name the node
+//! ([`ComponentConfig::node_tag`](crate::ComponentConfig)); an answer to
+//! another node's ping becomes [`Event::StrayPong`], which the gateway hands
+//! to that node ([`Command::PingAnswered`]), so acknowledgements stay
+//! prompt. When an answer is neither seen nor handed back, its ping is
+//! simply sent again.
 //!
 //! # Delivery
 //! Outboxed commands (messages, error replies) are acknowledged with
@@ -20,6 +32,14 @@
 //! first and in their original order, after the reconnect (at-least-once;
 //! the stanza id stays the same). Commands that arrive while disconnected
 //! wait in order, except chat states, which would be stale.
+//!
+//! # Standby
+//! A server that takes one connection per component domain (Prosody) is
+//! served by one gateway node at a time: the others start with
+//! [`ComponentConfig::start_online`](crate::ComponentConfig) `false` and
+//! hold no connection until [`Command::SetOnline`] `(true)`; `(false)`
+//! hands the connection back (closed politely, outboxed commands
+//! forgotten: the gateway's outbox re-submits them to the new holder).
 //!
 //! # Shutdown
 //! The task ends when the shutdown token is cancelled, when the command
@@ -63,7 +83,7 @@ pub fn spawn(
     let tls = config.tls.as_ref().map(Tls::new).transpose()?;
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
     let span = tracing::info_span!("xmpp_component", domain = %config.domain);
-    let driver = Driver {
+    let mut driver = Driver {
         dir: {
             let mut dir = Directory::new(
                 config.domain.clone(),
@@ -83,7 +103,9 @@ pub fn spawn(
         in_flight: VecDeque::new(),
         next_seq: 0,
         next_ping: 0,
+        online: false,
     };
+    driver.online = driver.config.start_online;
     Ok((tokio::spawn(driver.run().instrument(span)), events_rx))
 }
 
@@ -109,6 +131,8 @@ enum Stop {
     Shutdown,
     /// The stream died: reconnect.
     Lost(String),
+    /// [`Command::SetOnline`] `(false)`: close, and wait to be asked back.
+    Standby,
 }
 
 /// An unanswered ping: `covers` is the highest outboxed sequence number
@@ -133,7 +157,12 @@ struct Driver {
     in_flight: VecDeque<(u64, Command)>,
     next_seq: u64,
     next_ping: u64,
+    /// Whether to hold a connection (see [`Command::SetOnline`]).
+    online: bool,
 }
+
+/// Every ping id starts so; then comes the node tag.
+const PING_PREFIX: &str = "fd-ping-";
 
 impl Driver {
     async fn run(mut self) {
@@ -145,6 +174,9 @@ impl Driver {
             response_timeout: self.config.ping_timeout * 2,
         };
         loop {
+            if !self.online && self.wait_online().await.is_none() {
+                return;
+            }
             let server = self.config.server.clone();
             let domain = self.config.domain.clone();
             let secret = self.config.secret.clone();
@@ -175,6 +207,10 @@ impl Driver {
                     continue;
                 }
             };
+            if !self.online {
+                close(conn).await;
+                continue;
+            }
             let connected_at = Instant::now();
             tracing::info!(server = %self.config.server, "component connected");
             if !self.emit(Event::Connected).await {
@@ -185,6 +221,14 @@ impl Driver {
                 Stop::Shutdown => {
                     close(conn).await;
                     return;
+                }
+                Stop::Standby => {
+                    close(conn).await;
+                    self.requeue_in_flight();
+                    let reason = "handed over to another node".to_owned();
+                    if !self.emit(Event::Disconnected { reason }).await {
+                        return;
+                    }
                 }
                 Stop::Lost(reason) => {
                     tracing::warn!(%reason, "component stream lost");
@@ -209,6 +253,19 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Accepts commands until asked to go online; `None` on shutdown.
+    async fn wait_online(&mut self) -> Option<()> {
+        tracing::info!("component on standby");
+        while !self.online {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return None,
+                cmd = self.commands.recv() => self.accept(cmd?, false),
+            }
+        }
+        Some(())
     }
 
     /// Drives `fut` while accepting commands; `None` on shutdown.
@@ -241,6 +298,15 @@ impl Driver {
             Command::SetNick { address, nick } => self.dir.set_nick(address, nick),
             Command::ForgetVisitor(address) => self.dir.forget(&address),
             Command::SetUploadLimit(limit) => self.dir.set_upload_limit(limit),
+            Command::SetOnline(online) => {
+                self.online = online;
+                if !online {
+                    self.in_flight.clear();
+                    self.queue.retain(|c| c.outbox_id().is_none());
+                }
+            }
+            // Answers only matter to a live session (see `session`).
+            Command::PingAnswered { .. } => {}
             ephemeral if ephemeral.is_ephemeral() && !connected => {
                 tracing::debug!(command = ephemeral.name(), "dropped while disconnected");
             }
@@ -285,7 +351,11 @@ impl Driver {
 
     fn ping_id(&mut self) -> String {
         self.next_ping += 1;
-        format!("fd-ping-{}", self.next_ping)
+        format!("{PING_PREFIX}{}-{}", self.config.node_tag, self.next_ping)
+    }
+
+    fn is_own_ping(&self, id: &str) -> bool {
+        is_ping_of(id, &self.config.node_tag)
     }
 
     async fn send_ping(
@@ -309,7 +379,6 @@ impl Driver {
         let mut pings: VecDeque<PendingPing> = VecDeque::new();
         let mut covered: Option<u64> = None;
         let mut last_rx = Instant::now();
-        self.dir.reset_presence();
         let probes: Vec<Stanza> = self
             .dir
             .agents()
@@ -382,15 +451,34 @@ impl Driver {
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => self.accept(cmd, true),
+                    Some(Command::PingAnswered { id }) => {
+                        if pings.iter().any(|p| p.id == id) && !self.ping_answered(&mut pings, &id).await {
+                            return Stop::Shutdown;
+                        }
+                    }
+                    Some(cmd) => {
+                        self.accept(cmd, true);
+                        if !self.online {
+                            return Stop::Standby;
+                        }
+                    }
                     None => return Stop::Shutdown,
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     if let Some(ping) = pings.front() {
-                        return Stop::Lost(format!(
-                            "no answer to ping {} within {:?}",
-                            ping.id, self.config.ping_timeout
-                        ));
+                        if last_rx <= ping.sent_at {
+                            return Stop::Lost(format!(
+                                "no answer to ping {} within {:?}",
+                                ping.id, self.config.ping_timeout
+                            ));
+                        }
+                        // The server spoke since, so the stream lives; the
+                        // answer went astray (another node's connection,
+                        // not handed back). Ping again for what it covered.
+                        tracing::debug!(ping = %ping.id, "ping answer astray; the stream is alive");
+                        pings.clear();
+                        covered = None;
+                        continue;
                     }
                     if let Err(reason) = self.send_ping(conn, &mut pings, None).await {
                         return Stop::Lost(reason);
@@ -412,6 +500,14 @@ impl Driver {
                     if pings.iter().any(|p| &p.id == id) {
                         let id = id.clone();
                         if !self.ping_answered(pings, &id).await {
+                            return Err(Stop::Shutdown);
+                        }
+                        return Ok(());
+                    }
+                    if id.starts_with(PING_PREFIX) {
+                        if !self.is_own_ping(id)
+                            && !self.emit(Event::StrayPong { id: id.clone() }).await
+                        {
                             return Err(Stop::Shutdown);
                         }
                         return Ok(());
@@ -482,11 +578,38 @@ impl Driver {
     }
 }
 
+/// Whether `id` is a ping id of the component tagged `tag` (answered or
+/// not): `fd-ping-TAG-N`.
+fn is_ping_of(id: &str, tag: &str) -> bool {
+    id.strip_prefix(PING_PREFIX)
+        .and_then(|rest| rest.strip_prefix(tag))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Closes the stream politely, without waiting long for a hung server.
 async fn close(conn: Connection) {
     match tokio::time::timeout(Duration::from_secs(2), conn.close()).await {
         Ok(Ok(())) => tracing::info!("component stream closed"),
         Ok(Err(error)) => tracing::debug!(%error, "closing the component stream failed"),
         Err(_) => tracing::debug!("closing the component stream timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_ids_tell_this_node_from_the_others() {
+        assert!(is_ping_of("fd-ping-abc-12", "abc"));
+        assert!(
+            !is_ping_of("fd-ping-abcd-12", "abc"),
+            "a longer tag is another node"
+        );
+        assert!(!is_ping_of("fd-ping-ab-12", "abc"));
+        assert!(!is_ping_of("fd-ping-abc-", "abc"));
+        assert!(!is_ping_of("fd-ping-abc-1x", "abc"));
+        assert!(!is_ping_of("q1", "abc"));
     }
 }

@@ -22,6 +22,10 @@ pub enum ConfigError {
     /// server name that is neither a DNS name nor an IP address).
     #[error("tls: {0}")]
     Tls(String),
+    /// The node tag is empty or has a character other than letters, digits
+    /// and `_`.
+    #[error("node tag {0:?} must be letters, digits or '_'")]
+    NodeTag(String),
     /// The backoff cap is below the initial delay.
     #[error("reconnect backoff max ({max:?}) is below its initial delay ({initial:?})")]
     BackoffInverted {
@@ -82,6 +86,16 @@ pub struct ComponentConfig {
     /// advertised as `max-file-size`; `None` (the default) does not offer
     /// uploads. See also [`crate::Command::SetUploadLimit`].
     pub upload_max_bytes: Option<u64>,
+    /// Names this component among the gateway nodes connected for the same
+    /// domain, in its ping ids (`fd-ping-TAG-N`), so that an answer ejabberd
+    /// routed to another node's connection is recognised there
+    /// ([`crate::Event::StrayPong`]) and can be handed back. Letters,
+    /// digits and `_` only; default: random.
+    pub node_tag: String,
+    /// Whether to connect at once (`true`, the default) or wait for
+    /// [`crate::Command::SetOnline`] `(true)`: a node that does not hold
+    /// the one connection a server allows.
+    pub start_online: bool,
 }
 
 impl ComponentConfig {
@@ -103,6 +117,8 @@ impl ComponentConfig {
             software_name: "Frontdesk".to_owned(),
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
             upload_max_bytes: None,
+            node_tag: format!("{:016x}", rand::random::<u64>()),
+            start_online: true,
         }
     }
 
@@ -122,6 +138,14 @@ impl ComponentConfig {
         }
         if let Some(tls) = &self.tls {
             crate::stream::Tls::new(tls)?;
+        }
+        if self.node_tag.is_empty()
+            || !self
+                .node_tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ConfigError::NodeTag(self.node_tag.clone()));
         }
         if self.reconnect_max < self.reconnect_initial {
             return Err(ConfigError::BackoffInverted {
@@ -197,6 +221,9 @@ mod tests {
             ca_pem: None,
         });
         assert!(c.validate().is_ok());
+        let mut c = config("chat.example.com");
+        c.node_tag = "a-b".into();
+        assert!(matches!(c.validate(), Err(ConfigError::NodeTag(_))));
         let mut c = config("chat.example.com");
         c.reconnect_max = Duration::from_millis(1);
         assert!(matches!(

@@ -8,8 +8,8 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use crate::address::VisitorAddress;
 use crate::command::{ChatState, OutboxId};
 
-/// An agent's availability, aggregated over all their connected clients
-/// (the most available resource wins).
+/// The availability of one of an agent's clients (the gateway takes the
+/// most available of an agent's clients as the agent's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Availability {
     /// No connected client, or the server says the agent is offline.
@@ -37,9 +37,10 @@ impl Availability {
 pub enum Event {
     /// The component stream is up (first connection or reconnection).
     Connected,
-    /// The component stream is down; commands are held until `Connected`.
-    /// Agents' presence is unknown from here until the probes sent after
-    /// the next `Connected` are answered (they are all reported again).
+    /// The component stream is down (or handed over, after
+    /// [`crate::Command::SetOnline`] `(false)`); commands are held until
+    /// `Connected`. The probes sent after the next `Connected` report
+    /// every agent's clients again.
     Disconnected {
         /// Why, for logs and the live view.
         reason: String,
@@ -106,13 +107,29 @@ pub enum Event {
         /// The stanza error condition, e.g. `service-unavailable`.
         condition: String,
     },
-    /// An agent's aggregated availability changed (or is reported anew after
-    /// a reconnect).
+    /// What one of an agent's clients says of its availability, each time
+    /// a presence arrives (a probe's answer repeats a known state: the
+    /// client is still there). Not aggregated over clients: with several
+    /// component connections (ejabberd), an agent's clients' presences
+    /// reach different ones.
     AgentPresence {
         /// The agent.
         agent: BareJid,
-        /// Their availability.
+        /// The client (resource); `None` with [`Availability::Unavailable`]:
+        /// every client of the agent is gone (unavailable from the bare JID,
+        /// a presence error, a cancelled subscription).
+        resource: Option<String>,
+        /// Its availability.
         availability: Availability,
+    },
+    /// The answer to another gateway node's ping reached this connection:
+    /// ejabberd spreads what it routes to the component domain, IQ answers
+    /// included, over every connection. The gateway hands it to the node
+    /// whose ping it is, which gives it back with
+    /// [`crate::Command::PingAnswered`].
+    StrayPong {
+        /// The ping's id (it names the node's [`crate::ComponentConfig::node_tag`]).
+        id: String,
     },
     /// An allowlisted agent asks for an HTTP File Upload (XEP-0363) slot on
     /// the component domain. Answer with [`crate::Command::UploadSlot`] or

@@ -198,7 +198,10 @@ fn event_agent(event: &Event) -> Option<BareJid> {
         Event::AgentPresence { agent, .. } | Event::SubscriptionChanged { agent, .. } => {
             Some(agent.clone())
         }
-        Event::Connected | Event::Disconnected { .. } | Event::Sent { .. } => None,
+        Event::Connected
+        | Event::Disconnected { .. }
+        | Event::Sent { .. }
+        | Event::StrayPong { .. } => None,
     }
 }
 

@@ -1,7 +1,15 @@
 //! Decides what each incoming stanza means: an event for the gateway, an
 //! answer the component gives itself, or both. Pure state machine, no I/O,
-//! so every rule (allowlist, disco, presence aggregation, size limit) is
-//! unit-tested without a server.
+//! so every rule (allowlist, disco, presence, size limit) is unit-tested
+//! without a server.
+//!
+//! Presence is reported per client (full JID), every time it arrives, and
+//! never aggregated here: with several gateway nodes on one ejabberd, one
+//! agent's presence stanzas land on different nodes' connections, so only
+//! the shared store can tell the agent's availability over all clients
+//! (the gateway records each client as a source). A probe answer repeats
+//! a state already known; it is reported again, which tells the gateway
+//! the client is still there.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -55,29 +63,12 @@ pub(crate) enum Outcome {
     Reply(Box<Stanza>),
 }
 
-#[derive(Debug, Default)]
-struct AgentPresence {
-    resources: HashMap<String, Availability>,
-    reported: Option<Availability>,
-}
-
-impl AgentPresence {
-    fn aggregate(&self) -> Availability {
-        self.resources
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(Availability::Unavailable)
-    }
-}
-
 /// Everything the component knows between stanzas.
 #[derive(Debug)]
 pub(crate) struct Directory {
     domain: BareJid,
     agents: HashSet<BareJid>,
     nicks: HashMap<VisitorAddress, String>,
-    presence: HashMap<BareJid, AgentPresence>,
     software_name: String,
     software_version: String,
     max_stanza_bytes: usize,
@@ -96,7 +87,6 @@ impl Directory {
             domain,
             agents: HashSet::new(),
             nicks: HashMap::new(),
-            presence: HashMap::new(),
             software_name,
             software_version,
             max_stanza_bytes,
@@ -117,7 +107,6 @@ impl Directory {
     pub(crate) fn set_agents(&mut self, agents: Vec<BareJid>) -> Vec<BareJid> {
         let new: HashSet<BareJid> = agents.into_iter().collect();
         let added = new.difference(&self.agents).cloned().collect();
-        self.presence.retain(|agent, _| new.contains(agent));
         self.agents = new;
         added
     }
@@ -133,12 +122,6 @@ impl Directory {
 
     pub(crate) fn forget(&mut self, address: &VisitorAddress) {
         self.nicks.remove(address);
-    }
-
-    /// After a reconnect nothing is known about presence until probes come
-    /// back, and every answer is reported again.
-    pub(crate) fn reset_presence(&mut self) {
-        self.presence.clear();
     }
 
     fn is_agent(&self, jid: &Jid) -> bool {
@@ -424,19 +407,12 @@ impl Directory {
                         Some(Show::Dnd) => Availability::DoNotDisturb,
                     }
                 };
-                let resource = from
-                    .resource()
-                    .map(|r| r.as_str().to_owned())
-                    .unwrap_or_default();
-                let entry = self.presence.entry(agent.clone()).or_default();
-                if resource.is_empty() && availability == Availability::Unavailable {
-                    entry.resources.clear();
-                } else if availability == Availability::Unavailable {
-                    entry.resources.remove(&resource);
-                } else {
-                    entry.resources.insert(resource, availability);
-                }
-                self.report(&agent)
+                let resource = from.resource().map(|r| r.as_str().to_owned());
+                vec![Outcome::Emit(Event::AgentPresence {
+                    agent,
+                    resource,
+                    availability,
+                })]
             }
             PresenceType::Error if is_agent => {
                 tracing::info!(%from, "presence error from agent; treating as unavailable");
@@ -449,25 +425,12 @@ impl Directory {
         }
     }
 
+    /// Every client of `agent` is to be taken as gone.
     fn clear_presence(&mut self, agent: &BareJid) -> Vec<Outcome> {
-        self.presence
-            .entry(agent.clone())
-            .or_default()
-            .resources
-            .clear();
-        self.report(agent)
-    }
-
-    fn report(&mut self, agent: &BareJid) -> Vec<Outcome> {
-        let entry = self.presence.entry(agent.clone()).or_default();
-        let availability = entry.aggregate();
-        if entry.reported == Some(availability) {
-            return Vec::new();
-        }
-        entry.reported = Some(availability);
         vec![Outcome::Emit(Event::AgentPresence {
             agent: agent.clone(),
-            availability,
+            resource: None,
+            availability: Availability::Unavailable,
         })]
     }
 
@@ -860,55 +823,72 @@ mod tests {
     }
 
     #[test]
-    fn presence_is_aggregated_over_resources_and_reported_on_change() {
+    fn presence_is_reported_per_client_every_time() {
         let mut d = dir();
         let p = |res: &str, extra: &str, type_: &str| {
             format!("<presence {NS} from='{AGENT}/{res}' to='chat.pbx.example' {type_}>{extra}</presence>")
         };
-        let avail = |e: Vec<Outcome>| -> Vec<Availability> {
+        let reports = |e: Vec<Outcome>| -> Vec<(Option<String>, Availability)> {
             events(e)
                 .into_iter()
                 .map(|e| match e {
-                    Event::AgentPresence { availability, .. } => availability,
+                    Event::AgentPresence {
+                        agent,
+                        resource,
+                        availability,
+                    } => {
+                        assert_eq!(agent.as_str(), AGENT);
+                        (resource, availability)
+                    }
                     other => panic!("{other:?}"),
                 })
                 .collect()
         };
+        let phone = || Some("phone".to_owned());
         assert_eq!(
-            avail(handle(&mut d, &p("phone", "<show>away</show>", ""))),
-            [Availability::Away]
+            reports(handle(&mut d, &p("phone", "<show>away</show>", ""))),
+            [(phone(), Availability::Away)]
         );
         assert_eq!(
-            avail(handle(&mut d, &p("desk", "", ""))),
-            [Availability::Available]
+            reports(handle(&mut d, &p("desk", "", ""))),
+            [(Some("desk".to_owned()), Availability::Available)]
+        );
+        // The same state again (a probe's answer) is reported again: it
+        // says the client is still there.
+        assert_eq!(
+            reports(handle(&mut d, &p("phone", "<show>away</show>", ""))),
+            [(phone(), Availability::Away)]
         );
         assert_eq!(
-            avail(handle(&mut d, &p("phone", "<show>xa</show>", ""))),
-            []
+            reports(handle(&mut d, &p("phone", "<show>xa</show>", ""))),
+            [(phone(), Availability::ExtendedAway)]
         );
         assert_eq!(
-            avail(handle(&mut d, &p("desk", "", "type='unavailable'"))),
-            [Availability::ExtendedAway]
+            reports(handle(&mut d, &p("phone", "<show>dnd</show>", ""))),
+            [(phone(), Availability::DoNotDisturb)]
         );
         assert_eq!(
-            avail(handle(&mut d, &p("phone", "<show>dnd</show>", ""))),
-            [Availability::DoNotDisturb]
+            reports(handle(&mut d, &p("phone", "", "type='unavailable'"))),
+            [(phone(), Availability::Unavailable)]
         );
+        // Unavailable from the bare JID, an error or a cancelled
+        // subscription: every client is gone.
+        let bare =
+            format!("<presence {NS} from='{AGENT}' to='chat.pbx.example' type='unavailable'/>");
         assert_eq!(
-            avail(handle(&mut d, &p("phone", "", "type='unavailable'"))),
-            [Availability::Unavailable]
+            reports(handle(&mut d, &bare)),
+            [(None, Availability::Unavailable)]
+        );
+        let error =
+            format!("<presence {NS} from='{AGENT}/desk' to='chat.pbx.example' type='error'/>");
+        assert_eq!(
+            reports(handle(&mut d, &error)),
+            [(None, Availability::Unavailable)]
         );
         // Directed presence to a visitor address says nothing about offers.
         let directed =
             format!("<presence {NS} from='{AGENT}/desk' to='visitor-1@chat.pbx.example'/>");
         assert!(handle(&mut d, &directed).is_empty());
-        // After a reconnect the state is reported again.
-        handle(&mut d, &p("desk", "", ""));
-        d.reset_presence();
-        assert_eq!(
-            avail(handle(&mut d, &p("desk", "", ""))),
-            [Availability::Available]
-        );
         // Strangers' presence is ignored.
         let stranger = format!("<presence {NS} from='eve@evil.example/x' to='chat.pbx.example'/>");
         assert!(handle(&mut d, &stranger).is_empty());

@@ -63,14 +63,16 @@
 //! # Several gateway nodes
 //! Prosody accepts one connection per component domain (a second one is
 //! refused with `conflict`, which this crate treats as a failed attempt and
-//! retries with backoff), so with Prosody exactly one node holds the
-//! component at a time and the others wait: a natural active/standby.
-//! ejabberd accepts several connections and spreads incoming stanzas among
-//! them at random (IQ answers included), so with ejabberd every node would
-//! see a random share of agent traffic, and this crate's pings could be
-//! answered to another node's connection, making a healthy stream look
-//! dead: run one component connection per domain, or give each node its
-//! own component domain.
+//! retries with backoff): the gateway elects one node, and the others run
+//! their component on standby ([`ComponentConfig::start_online`],
+//! [`Command::SetOnline`]). ejabberd accepts several connections and
+//! spreads incoming stanzas among them at random, IQ answers to this
+//! crate's own pings included; so presence is reported per client, never
+//! aggregated ([`Event::AgentPresence`]), a ping id names its node
+//! ([`ComponentConfig::node_tag`]), another node's answer becomes
+//! [`Event::StrayPong`] for the gateway to hand over
+//! ([`Command::PingAnswered`]), and a stream that speaks counts as alive
+//! whatever became of one answer (see [`component`]).
 
 mod address;
 mod backoff;

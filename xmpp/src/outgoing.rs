@@ -294,7 +294,9 @@ pub(crate) fn command_stanza(domain: &BareJid, command: &Command) -> Option<Stan
         Command::SetAgents(_)
         | Command::SetNick { .. }
         | Command::ForgetVisitor(_)
-        | Command::SetUploadLimit(_) => return None,
+        | Command::SetUploadLimit(_)
+        | Command::PingAnswered { .. }
+        | Command::SetOnline(_) => return None,
     })
 }
 

@@ -19,7 +19,7 @@
 //! other link is ordinary text.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::agent_text::{self, handle_agent_text, refusal, AgentTextOutcome, NO_CHAT};
-use crate::config::XmppConfig;
+use crate::config::{XmppConfig, XmppConnection};
 use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{
     AgentChannel, AgentChannelError, AgentFileOutcome, AgentStatus, ConversationSummary, Delivery,
@@ -44,6 +44,8 @@ use crate::engine::{
 };
 use crate::files::{DisplayName, Files, Signature};
 use crate::store::{DeliveryRow, Store};
+
+mod nodes;
 
 /// The visitor address of a conversation: `visitor-<uuid hex>`.
 pub fn visitor_address(id: ConversationId) -> VisitorAddress {
@@ -86,7 +88,7 @@ fn put_url(get_url: &url::Url, slot: &SlotId, name: &DisplayName) -> Option<url:
 }
 
 /// A message as persisted in the outbox until the server confirms it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredMessage {
     from: String,
     nick: Option<String>,
@@ -95,6 +97,66 @@ struct StoredMessage {
     id: String,
     oob_url: Option<String>,
     request_receipt: bool,
+    /// The visitor message's delivery it makes, cleared once confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery: Option<StoredDelivery>,
+}
+
+/// A [`DeliveryRow`] in an outbox payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredDelivery {
+    conversation: String,
+    seq: i64,
+    agent: String,
+}
+
+impl StoredDelivery {
+    fn of(row: &DeliveryRow) -> Self {
+        Self {
+            conversation: row.conversation.to_string(),
+            seq: row.seq,
+            agent: row.agent_extension.clone(),
+        }
+    }
+
+    fn row(&self) -> Option<DeliveryRow> {
+        Some(DeliveryRow {
+            conversation: self.conversation.parse().ok()?,
+            seq: self.seq,
+            agent_extension: self.agent.clone(),
+        })
+    }
+}
+
+/// A typing notice a node without the connection leaves for the holder
+/// (sent if still fresh, never kept once sent).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredChatState {
+    from: String,
+    to: String,
+    composing: bool,
+    gone: bool,
+    at: i64,
+}
+
+/// One outbox row's payload (a row of an earlier version is a message).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Outboxed {
+    Message(StoredMessage),
+    ChatState(StoredChatState),
+}
+
+/// A typing notice older than this is not worth sending any more.
+const CHAT_STATE_FRESH_MS: i64 = 10_000;
+
+/// The outbox row of a visitor message's delivery: the same on every node
+/// and at every replay, so it is kept (and sent) once.
+fn delivery_row_id(delivery: &DeliveryRow) -> String {
+    format!(
+        "d-{}-{}-{}",
+        delivery.conversation, delivery.seq, delivery.agent_extension
+    )
 }
 
 /// The engine's agent channel for XMPP agents.
@@ -106,14 +168,23 @@ pub struct XmppAgents {
     next_outbox: AtomicI64,
     /// Outbox ids sent but not yet confirmed → what to clear once they are.
     unconfirmed: Mutex<HashMap<OutboxId, Unconfirmed>>,
+    /// This node, as outbox claimer and lease holder (new at every start).
+    node: String,
+    mode: XmppConnection,
+    /// Whether this node hands stanzas to its own component (every node
+    /// with `every_node`, the lease holder with `one_node`); else they go
+    /// through the outbox to the node that holds the connection.
+    sending: AtomicBool,
+    /// Held while rows are claimed and handed to the component, so rows
+    /// claimed together, or written just after, reach it in order.
+    order: tokio::sync::Mutex<()>,
 }
 
-/// Where a sent stanza is kept until the server confirms it.
-enum Unconfirmed {
-    /// A row of the bridge's own outbox (offer cards, notices).
-    Outbox(String),
-    /// A visitor message in the engine's delivery outbox.
-    Delivery(DeliveryRow),
+/// Where a sent stanza is kept until the server confirms it: its outbox
+/// row, and the visitor message's delivery it makes, if it does.
+struct Unconfirmed {
+    row: String,
+    delivery: Option<DeliveryRow>,
 }
 
 /// Everything [`run_events`] needs, returned by [`start`].
@@ -122,6 +193,7 @@ pub struct XmppRuntime {
     events: mpsc::Receiver<Event>,
     component: JoinHandle<()>,
     offers_when_away: bool,
+    shutdown: CancellationToken,
 }
 
 /// Starts the component (it connects and reconnects on its own).
@@ -140,8 +212,15 @@ pub fn start(
     component.ping_interval = Duration::from_secs(config.ping_interval_secs.max(1));
     component.reconnect_max =
         Duration::from_secs(config.reconnect_max_secs.max(1)).max(component.reconnect_initial);
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    component.node_tag = node.clone();
+    // One node on SQLite: it always holds the connection. On PostgreSQL
+    // with `one_node`, the lease decides (see `nodes`).
+    let elected = config.connection == XmppConnection::OneNode
+        && store.backend() == crate::store::Backend::Postgres;
+    component.start_online = !elected;
     let (commands, commands_rx) = mpsc::channel(1024);
-    let (handle, events) = frontdesk_xmpp::spawn(component, commands_rx, shutdown)?;
+    let (handle, events) = frontdesk_xmpp::spawn(component, commands_rx, shutdown.clone())?;
     Ok(XmppRuntime {
         agents: Arc::new(XmppAgents {
             commands,
@@ -149,10 +228,15 @@ pub fn start(
             files,
             next_outbox: AtomicI64::new(1),
             unconfirmed: Mutex::default(),
+            node,
+            mode: config.connection,
+            sending: AtomicBool::new(!elected),
+            order: tokio::sync::Mutex::new(()),
         }),
         events,
         component: handle,
         offers_when_away: config.offers_when_away,
+        shutdown,
     })
 }
 
@@ -164,26 +248,122 @@ impl XmppAgents {
             .map_err(|_| AgentChannelError("the XMPP component has stopped".into()))
     }
 
-    /// Persists, then hands a message to the component.
+    /// Whether this node hands stanzas to its own component now.
+    fn sending(&self) -> bool {
+        self.sending.load(Ordering::SeqCst)
+    }
+
+    /// The node that keeps this row, if this one sends.
+    fn claimer(&self) -> Option<&str> {
+        self.sending().then_some(self.node.as_str())
+    }
+
+    /// Tells the node holding the connection that the outbox has rows for
+    /// it (nothing to do when this node sends itself).
+    async fn wake_holder(&self) {
+        if let Err(e) = self.store.xmpp_notify(nodes::WAKE).await {
+            debug!(error = %e, "cannot wake the connection holder; it finds the rows on its next round");
+        }
+    }
+
+    fn encode(what: &Outboxed) -> Result<String, AgentChannelError> {
+        serde_json::to_string(what)
+            .map_err(|e| AgentChannelError(format!("cannot encode a message: {e}")))
+    }
+
+    /// Persists, then hands a message to the component (or to the node
+    /// that holds the connection).
     async fn send(&self, message: StoredMessage) -> Result<(), AgentChannelError> {
         let row = uuid::Uuid::now_v7().to_string();
-        let payload = serde_json::to_string(&message)
-            .map_err(|e| AgentChannelError(format!("cannot encode a message: {e}")))?;
+        let payload = Self::encode(&Outboxed::Message(message.clone()))?;
         self.store
-            .xmpp_outbox_put(&row, &payload)
+            .xmpp_outbox_put(&row, &payload, self.claimer())
             .await
             .map_err(|e| AgentChannelError(format!("cannot persist a message: {e}")))?;
-        self.dispatch_stored(Unconfirmed::Outbox(row), message)
+        if !self.sending() {
+            self.wake_holder().await;
+            return Ok(());
+        }
+        let _order = self.order.lock().await;
+        self.older_first().await;
+        self.dispatch_stored(row, message).await
+    }
+
+    /// With one connection for all nodes, what other nodes left for it
+    /// goes before what this node sends now (a visitor's message written
+    /// through another node just before must not be overtaken).
+    async fn older_first(&self) {
+        if self.mode == XmppConnection::OneNode
+            && self.store.backend() == crate::store::Backend::Postgres
+        {
+            if let Err(e) = self.take_over_in_order().await {
+                debug!(error = %e, "cannot take the outbox over first");
+            }
+        }
+    }
+
+    /// Keeps a visitor message for `delivery` in the outbox (once, under
+    /// the delivery's own row id) and sends it if this node sends and
+    /// nobody alive has it already.
+    async fn send_delivery(
+        &self,
+        delivery: &DeliveryRow,
+        mut message: StoredMessage,
+    ) -> Result<(), AgentChannelError> {
+        let row = delivery_row_id(delivery);
+        message.delivery = Some(StoredDelivery::of(delivery));
+        let payload = Self::encode(&Outboxed::Message(message.clone()))?;
+        let persist = |e: crate::store::StoreError| {
+            AgentChannelError(format!("cannot persist a message: {e}"))
+        };
+        let stored = self
+            .store
+            .xmpp_outbox_put_delivery(&row, &payload, self.claimer(), delivery)
             .await
+            .map_err(persist)?;
+        if !self.sending() {
+            if stored {
+                self.wake_holder().await;
+            }
+            return Ok(());
+        }
+        if !stored {
+            if self.in_hand(&row) {
+                return Ok(());
+            }
+            // Kept already: by a node that died (take it over), by a live
+            // one (it sends it), or delivered meanwhile (gone).
+            if !self
+                .store
+                .xmpp_outbox_claim_one(&row, &self.node)
+                .await
+                .map_err(persist)?
+            {
+                return Ok(());
+            }
+        }
+        let _order = self.order.lock().await;
+        self.older_first().await;
+        self.dispatch_stored(row, message).await
+    }
+
+    /// Whether outbox row `row` is with this node's component already.
+    fn in_hand(&self, row: &str) -> bool {
+        self.unconfirmed
+            .lock()
+            .expect("outbox lock poisoned")
+            .values()
+            .any(|u| u.row == row)
     }
 
     async fn dispatch_stored(
         &self,
-        row: Unconfirmed,
+        row: String,
         message: StoredMessage,
     ) -> Result<(), AgentChannelError> {
         let bad = |what: &str| AgentChannelError(format!("stored message has a bad {what}"));
         let outbox_id = self.next_outbox.fetch_add(1, Ordering::Relaxed);
+        let delivery = message.delivery.as_ref().and_then(StoredDelivery::row);
         let outgoing = OutgoingMessage {
             outbox_id,
             from: VisitorAddress::new(message.from).map_err(|_| bad("sender"))?,
@@ -197,19 +377,43 @@ impl XmppAgents {
         self.unconfirmed
             .lock()
             .expect("outbox lock poisoned")
-            .insert(outbox_id, row);
+            .insert(outbox_id, Unconfirmed { row, delivery });
         self.command(Command::SendMessage(outgoing)).await
     }
 
-    /// Re-sends what a previous run stored but never saw confirmed.
-    async fn replay_outbox(&self) -> anyhow::Result<usize> {
-        let pending = self.store.xmpp_outbox_pending().await?;
-        let count = pending.len();
-        for (row, payload) in pending {
-            match serde_json::from_str::<StoredMessage>(&payload) {
-                Ok(message) => {
-                    self.dispatch_stored(Unconfirmed::Outbox(row), message)
-                        .await?
+    /// Claims and sends what nobody alive has: rows a node without the
+    /// connection left, a dead node's unconfirmed ones, a previous run's.
+    /// Typing notices are sent (if fresh) and cleared at once.
+    async fn take_over(&self) -> anyhow::Result<usize> {
+        let _order = self.order.lock().await;
+        self.take_over_in_order().await
+    }
+
+    /// [`take_over`](Self::take_over), with `order` held.
+    async fn take_over_in_order(&self) -> anyhow::Result<usize> {
+        let sole = self.mode == XmppConnection::OneNode;
+        let claimed = self.store.xmpp_outbox_claim(&self.node, sole).await?;
+        let count = claimed.len();
+        for (row, payload) in claimed {
+            if self.in_hand(&row) {
+                continue;
+            }
+            match serde_json::from_str::<Outboxed>(&payload) {
+                Ok(Outboxed::Message(message)) => self.dispatch_stored(row, message).await?,
+                Ok(Outboxed::ChatState(notice)) => {
+                    self.store.xmpp_outbox_done(&row).await?;
+                    if crate::store::now_ms() - notice.at < CHAT_STATE_FRESH_MS {
+                        if let (Ok(from), Ok(to)) =
+                            (VisitorAddress::new(notice.from), Jid::new(&notice.to))
+                        {
+                            let state = match (notice.gone, notice.composing) {
+                                (true, _) => ChatState::Gone,
+                                (false, true) => ChatState::Composing,
+                                (false, false) => ChatState::Paused,
+                            };
+                            self.command(Command::ChatState { from, to, state }).await?;
+                        }
+                    }
                 }
                 Err(e) => {
                     warn!(row, error = %e, "dropping an unreadable outbox entry");
@@ -220,23 +424,33 @@ impl XmppAgents {
         Ok(count)
     }
 
-    /// The server confirmed a stanza: clears it from where it was kept, and
-    /// returns the visitor message it delivered, if it was one.
-    async fn confirmed(&self, outbox_id: OutboxId) -> Option<DeliveryRow> {
-        let kept = self
-            .unconfirmed
+    /// This node stops sending: what its component had unconfirmed goes
+    /// back to the outbox for the node that sends now.
+    async fn step_down(&self) {
+        self.sending.store(false, Ordering::SeqCst);
+        let _ = self.command(Command::SetOnline(false)).await;
+        self.unconfirmed
             .lock()
             .expect("outbox lock poisoned")
-            .remove(&outbox_id);
-        match kept? {
-            Unconfirmed::Outbox(row) => {
-                if let Err(e) = self.store.xmpp_outbox_done(&row).await {
-                    warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
-                }
-                None
+            .clear();
+        match self.store.xmpp_outbox_release(&self.node).await {
+            Ok(0) => {}
+            Ok(released) => {
+                info!(released, "unconfirmed stanzas handed back to the outbox");
+                self.wake_holder().await;
             }
-            Unconfirmed::Delivery(delivery) => Some(delivery),
+            Err(e) => {
+                warn!(error = %e, "cannot hand stanzas back; they are taken over once this node's lease lapses")
+            }
         }
+    }
+
+    /// The server confirmed a stanza: what was kept for it.
+    fn confirmed(&self, outbox_id: OutboxId) -> Option<Unconfirmed> {
+        self.unconfirmed
+            .lock()
+            .expect("outbox lock poisoned")
+            .remove(&outbox_id)
     }
 
     /// The file behind `link` if it is one of our signed file links (exact
@@ -291,6 +505,7 @@ impl XmppAgents {
             id: stanza_id(message.seq),
             oob_url,
             request_receipt: true,
+            delivery: None,
         }
     }
 
@@ -310,11 +525,36 @@ impl XmppAgents {
             id: format!("n-{}", uuid::Uuid::now_v7().simple()),
             oob_url: None,
             request_receipt: false,
+            delivery: None,
         })
         .await
     }
 
     async fn chat_state(&self, conversation: ConversationId, to: &BareJid, state: ChatState) {
+        if !self.sending() {
+            let notice = Outboxed::ChatState(StoredChatState {
+                from: visitor_address(conversation).as_str().to_owned(),
+                to: to.to_string(),
+                composing: state == ChatState::Composing,
+                gone: state == ChatState::Gone,
+                at: crate::store::now_ms(),
+            });
+            let row = uuid::Uuid::now_v7().to_string();
+            let stored = match Self::encode(&notice) {
+                Ok(payload) => self
+                    .store
+                    .xmpp_outbox_put(&row, &payload, None)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if stored {
+                self.wake_holder().await;
+            } else {
+                debug!("chat state not handed to the connection holder");
+            }
+            return;
+        }
         let command = Command::ChatState {
             from: visitor_address(conversation),
             to: Jid::from(to.clone()),
@@ -376,8 +616,7 @@ impl AgentChannel for XmppAgents {
                     agent_extension: agent.extension.to_string(),
                 };
                 let stanza = self.visitor_message(conversation.id, jid, message);
-                self.dispatch_stored(Unconfirmed::Delivery(delivery), stanza)
-                    .await?;
+                self.send_delivery(&delivery, stanza).await?;
                 return Ok(Delivery::Pending);
             }
             Notice::Typing(composing) => {
@@ -410,20 +649,18 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                 mut events,
                 component,
                 offers_when_away,
+                shutdown,
             } = runtime;
             let mut changes = engine.directory_changes();
             changes.mark_unchanged();
             if let Err(e) = introduce_agents(&agents, &engine).await {
                 warn!(error = %e, "cannot set up agent subscriptions");
             }
-            match agents.replay_outbox().await {
-                Ok(0) => {}
-                Ok(n) => info!(
-                    messages = n,
-                    "re-sending messages not confirmed before restart"
-                ),
-                Err(e) => warn!(error = %e, "cannot replay the outbox"),
-            }
+            let mut nodes = nodes::Nodes::new(&agents, engine.store().backend());
+            nodes.start(&agents, &engine).await;
+            let (listener, mut signals) = nodes::listen(engine.store().clone(), shutdown.clone());
+            let mut tick = tokio::time::interval(nodes::TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let bridge = Inbound {
                 agents: &agents,
                 engine: &engine,
@@ -436,9 +673,19 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
             loop {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Some(event) => bridge.handle(event).await,
+                        Some(event) => {
+                            match &event {
+                                Event::Connected => nodes.connected(&agents).await,
+                                Event::Disconnected { .. } => nodes.disconnected(),
+                                Event::StrayPong { id } => nodes.stray_pong(&agents, id).await,
+                                _ => {}
+                            }
+                            bridge.handle(event).await
+                        }
                         None => break,
                     },
+                    _ = tick.tick() => nodes.tick(&agents, &engine).await,
+                    Some(signal) = signals.recv() => nodes.signal(signal, &agents, &engine).await,
                     Ok(()) = changes.changed() => {
                         if let Err(e) = refresh_agents(&agents, &engine, &mut known).await {
                             warn!(error = %e, "cannot give the component the new agents");
@@ -455,6 +702,10 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
             }
             if let Err(e) = component.await {
                 warn!(error = %e, "the XMPP component task failed");
+            }
+            nodes.stop(&agents).await;
+            if let Err(e) = listener.await {
+                warn!(error = %e, "the XMPP listener task failed");
             }
         }
         .instrument(info_span!("xmpp_bridge")),
@@ -528,6 +779,7 @@ impl Inbound<'_> {
         match event {
             Event::Connected => {
                 metrics::gauge!("frontdesk_xmpp_connected").set(1.0);
+                metrics::counter!("frontdesk_xmpp_connections_total").increment(1);
                 info!("XMPP component connected");
             }
             Event::Disconnected { reason } => {
@@ -535,10 +787,18 @@ impl Inbound<'_> {
                 warn!(%reason, "XMPP component disconnected; reconnecting");
             }
             Event::Sent { outbox_id } => {
-                if let Some(delivery) = self.agents.confirmed(outbox_id).await {
-                    self.engine.delivered(&delivery).await;
+                if let Some(kept) = self.agents.confirmed(outbox_id) {
+                    // The delivery first: a replay finding neither adds none.
+                    if let Some(delivery) = &kept.delivery {
+                        self.engine.delivered(delivery).await;
+                    }
+                    if let Err(e) = self.engine.store().xmpp_outbox_done(&kept.row).await {
+                        warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
+                    }
                 }
             }
+            // Handled in `run_events`, with the other nodes.
+            Event::StrayPong { .. } => {}
             Event::AgentMessage {
                 from,
                 to,
@@ -594,20 +854,9 @@ impl Inbound<'_> {
             }
             Event::AgentPresence {
                 agent,
+                resource,
                 availability,
-            } => {
-                let Some(config) = self.engine.agent_by_jid(&agent) else {
-                    return;
-                };
-                let status = match availability {
-                    Availability::Available => AgentStatus::Available,
-                    Availability::Away if self.offers_when_away => AgentStatus::Available,
-                    Availability::Unavailable => AgentStatus::Offline,
-                    _ => AgentStatus::Busy,
-                };
-                let extension = config.extension.clone();
-                self.engine.set_agent_status(&extension, status).await;
-            }
+            } => self.presence(&agent, resource, availability).await,
             Event::SubscriptionChanged { agent, subscribed } => {
                 info!(%agent, subscribed, "agent presence subscription changed");
                 if let Err(e) = self
@@ -617,6 +866,64 @@ impl Inbound<'_> {
                     .await
                 {
                     warn!(error = %e, "cannot record a subscription");
+                }
+            }
+        }
+    }
+
+    /// One client of an agent reported its presence (whichever node's
+    /// connection it reached): recorded as the source
+    /// `xmpp:<bare JID>/<resource>`; the agent is as available as their
+    /// most available source. No resource: every client of theirs is gone.
+    async fn presence(
+        &self,
+        agent: &BareJid,
+        resource: Option<String>,
+        availability: Availability,
+    ) {
+        let Some(config) = self.engine.agent_by_jid(agent) else {
+            return;
+        };
+        let extension = config.extension.clone();
+        let status = match availability {
+            Availability::Available => AgentStatus::Available,
+            Availability::Away if self.offers_when_away => AgentStatus::Available,
+            Availability::Unavailable => AgentStatus::Offline,
+            _ => AgentStatus::Busy,
+        };
+        let bare = format!("{}{agent}", nodes::PRESENCE_SOURCE);
+        match resource {
+            Some(resource) => {
+                let source = format!("{bare}/{resource}");
+                self.engine
+                    .set_agent_presence(&extension, &source, status)
+                    .await;
+            }
+            None if status != AgentStatus::Offline => {
+                self.engine
+                    .set_agent_presence(&extension, &bare, status)
+                    .await;
+            }
+            None => {
+                let sources = self
+                    .engine
+                    .store()
+                    .xmpp_presence_sources(extension.as_str(), &bare, i64::MAX)
+                    .await;
+                let sources = match sources {
+                    Ok(sources) => sources,
+                    Err(e) => {
+                        warn!(error = %e, "cannot read an agent's clients");
+                        return;
+                    }
+                };
+                let theirs = sources
+                    .into_iter()
+                    .filter(|s| s.len() == bare.len() || s[bare.len()..].starts_with('/'));
+                for source in theirs {
+                    self.engine
+                        .set_agent_presence(&extension, &source, AgentStatus::Offline)
+                        .await;
                 }
             }
         }

@@ -41,6 +41,7 @@ pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
 pub use signals::{Notice, SignalListener, LISTENER_NAME, SIGNALS_CHANNEL};
 pub use transcripts::ConversationFilter;
 pub use uploads::{NewUploadSlot, SlotStart, UploadedFile};
+pub use xmpp::NODE_LEASE_PREFIX;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 

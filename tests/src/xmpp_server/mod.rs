@@ -275,6 +275,7 @@ impl XmppServer {
             tls: false,
             tls_ca_file: None,
             tls_server_name: None,
+            connection: Default::default(),
         }
     }
 

@@ -24,3 +24,4 @@ mod sip_cluster;
 mod tidy;
 mod xmpp_bridge;
 mod xmpp_component;
+mod xmpp_nodes;
