@@ -66,15 +66,7 @@ impl Engine {
     }
 
     async fn dispatch_locked(&self, config: &QueueConfig) -> super::EngineResult<()> {
-        let rows = self
-            .inner
-            .store
-            .conversations_in_states(&[
-                ConversationState::Queued,
-                ConversationState::Offered,
-                ConversationState::Active,
-            ])
-            .await?;
+        let rows = self.open_conversations().await?;
         let waiting: Vec<&ConversationRow> = rows
             .iter()
             .filter(|r| r.queue_extension.as_deref() == Some(config.extension.as_str()))

@@ -57,15 +57,7 @@ pub struct LiveView {
 impl Engine {
     /// The live view of the whole gateway (the API keeps a tenant's part).
     pub async fn live_view(&self) -> EngineResult<LiveView> {
-        let rows = self
-            .inner
-            .store
-            .conversations_in_states(&[
-                ConversationState::Queued,
-                ConversationState::Offered,
-                ConversationState::Active,
-            ])
-            .await?;
+        let rows = self.open_conversations().await?;
         let directory = self.directory();
         let statuses = self.statuses().await?;
         let positions = self.inner.store.positions().await?;

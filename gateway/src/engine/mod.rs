@@ -302,6 +302,19 @@ impl Engine {
         self.inner.live.lock().expect("engine state lock poisoned")
     }
 
+    /// Every conversation waiting or under way (queued, offered, active).
+    async fn open_conversations(&self) -> EngineResult<Vec<ConversationRow>> {
+        Ok(self
+            .inner
+            .store
+            .conversations_in_states(&[
+                ConversationState::Queued,
+                ConversationState::Offered,
+                ConversationState::Active,
+            ])
+            .await?)
+    }
+
     async fn row(&self, id: ConversationId) -> EngineResult<ConversationRow> {
         self.inner
             .store
