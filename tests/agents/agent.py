@@ -16,9 +16,19 @@ stdin, one command per line:
   {"cmd": "subscribe", "to": J}
   {"cmd": "iq", "tag": S, "to": J, "type": "get", "ns": S, "name": "query"?}
   {"cmd": "raw", "xml": S}                      anything, even invalid
-  {"cmd": "echo", "enabled": B, "prefix": S?}   answer every chat message
+  {"cmd": "echo", "enabled": B, "prefix": S?, "reliable": B?}
+                                                answer every chat message
+                                                from a conversation address
                                                 with prefix + its body (load
-                                                tests: a tireless agent)
+                                                tests: a tireless agent);
+                                                reliable: ask for a receipt
+                                                and send the same stanza
+                                                again every 3 s until the
+                                                gateway's receipt says it is
+                                                stored (what an agent does
+                                                with an unconfirmed message;
+                                                fault tests); in echo mode
+                                                receipt requests are answered
   {"cmd": "upload", "tag": S, "service": J, "to": J?, "filename": S,
    "data_b64" | "data_hex": S?, "size": N?, "content_type": S?,
    "id": S?}
@@ -109,6 +119,10 @@ class Agent(slixmpp.ClientXMPP):
         self.address = address
         self.quitting = False
         self.echo_prefix = None
+        self.echo_reliable = False
+        # (conversation address, stanza id) -> body of reliable echoes not
+        # confirmed yet (ids are per conversation: m-<seq>).
+        self.unconfirmed = {}
         self.done = asyncio.get_event_loop().create_future()
         self.auto_authorize = auto_authorize
         self.auto_subscribe = False
@@ -186,10 +200,38 @@ class Agent(slixmpp.ClientXMPP):
         event["error_condition"] = condition
         event["error_text"] = text
         emit(event)
-        if self.echo_prefix is not None and event["type"] == "chat" and event["body"] is not None:
-            reply = self.make_message(msg["from"], self.echo_prefix + event["body"], mtype="chat")
-            reply["id"] = "echo-%s" % (event["id"] or time.time())
-            reply.send()
+        if event["received"] is not None:
+            self.unconfirmed.pop((msg["from"].bare, event["received"]), None)
+        # Only conversation addresses (a localpart): the component domain's
+        # own notices are not chats, and answering them could loop.
+        if (self.echo_prefix is not None and event["type"] == "chat"
+                and event["body"] is not None and msg["from"].user):
+            if event["receipt_request"] and event["id"]:
+                # As Conversations and Gajim do for a contact they share
+                # presence with.
+                receipt = self.make_message(msg["from"], mtype="chat")
+                ET.SubElement(receipt.xml, "{%s}received" % RECEIPTS, {"id": event["id"]})
+                receipt.send()
+            reply_id = "echo-%s" % (event["id"] or time.time())
+            self.send_echo(msg["from"].bare, self.echo_prefix + event["body"], reply_id)
+
+    def send_echo(self, to, body, reply_id, attempt=1):
+        reply = self.make_message(to, body, mtype="chat")
+        reply["id"] = reply_id
+        if self.echo_reliable:
+            ET.SubElement(reply.xml, "{%s}request" % RECEIPTS)
+            self.unconfirmed[(to, reply_id)] = body
+            # Two minutes of tries, then the agent gives up (and the test
+            # that waits for the echo says so).
+            if attempt < 40:
+                asyncio.get_event_loop().call_later(3, self.resend_echo, to, reply_id, attempt + 1)
+        reply.send()
+
+    def resend_echo(self, to, reply_id, attempt):
+        body = self.unconfirmed.get((to, reply_id))
+        if body is not None and not self.quitting:
+            emit({"event": "resent", "to": to, "id": reply_id, "attempt": attempt})
+            self.send_echo(to, body, reply_id, attempt)
 
     def on_presence(self, pres):
         xml = pres.xml
@@ -242,6 +284,7 @@ class Agent(slixmpp.ClientXMPP):
             await self.run_iq(cmd)
         elif kind == "echo":
             self.echo_prefix = cmd.get("prefix", "") if cmd.get("enabled", True) else None
+            self.echo_reliable = bool(cmd.get("reliable", False))
         elif kind == "upload":
             await self.run_upload(cmd)
         elif kind == "raw":

@@ -226,8 +226,12 @@ impl GatewayProcess {
     }
 
     /// Same, with a given `frontdesk` binary (e.g. a release build).
+    /// It logs warnings and errors to the test's stderr, or what
+    /// `FRONTDESK_TEST_GATEWAY_LOG` says (a `RUST_LOG` filter, to look into
+    /// a failing test).
     pub async fn spawn_binary(binary: &Path, config_path: &Path) -> anyhow::Result<GatewayProcess> {
-        Self::start(binary, config_path, &[("RUST_LOG", "warn")], false).await
+        let filter = std::env::var("FRONTDESK_TEST_GATEWAY_LOG").unwrap_or_else(|_| "warn".into());
+        Self::start(binary, config_path, &[("RUST_LOG", &filter)], false).await
     }
 
     /// Starts `frontdesk serve --config CONFIG` with `env` added, keeping

@@ -14,6 +14,8 @@
 //!   have read;
 //! - keeps an upgraded WebSocket open for [`HaproxyOptions::tunnel_timeout`]
 //!   (an hour) of silence;
+//! - answers the gateway's own 503 `unavailable` JSON (with `Retry-After`)
+//!   when no node is in service, instead of its HTML page;
 //! - names the node that answered in the `X-Served-By` response header
 //!   (`node0`, `node1`, …: see [`Haproxy::served_by`]) and adds
 //!   `X-Forwarded-For`.
@@ -44,6 +46,18 @@ use crate::net::{free_port, wait_for_port};
 pub const BACKEND: &str = "nodes";
 /// The response header naming the server that answered.
 pub const SERVED_BY: &str = "x-served-by";
+
+/// What HAProxy answers when no node is ready (all down, or the database
+/// away): the gateway's own 503 `unavailable`, code and retry hint, so a
+/// client has one rule for both.
+fn unavailable_body() -> String {
+    serde_json::json!({
+        "error": "unavailable",
+        "message": "The chat is unavailable for a moment. Please try again in a few seconds.",
+        "retry_after": 2,
+    })
+    .to_string()
+}
 
 /// How HAProxy checks and keeps connections.
 #[derive(Debug, Clone)]
@@ -163,6 +177,9 @@ frontend visitors
     bind 127.0.0.1:{port}
     option forwardfor
     default_backend {BACKEND}
+    # No node ready (all down, or the database away): the gateway's own
+    # retryable error, which the widget and API clients understand.
+    http-error status 503 content-type application/json string "{UNAVAILABLE}" hdr Retry-After 2
 
 backend {BACKEND}
     balance roundrobin
@@ -173,6 +190,7 @@ backend {BACKEND}
     default-server check inter {inter}ms fastinter {inter}ms downinter {inter}ms rise {rise} fall {fall}
 {lines}"#,
         socket = socket.display(),
+        UNAVAILABLE = unavailable_body().replace('"', "\\\""),
         tunnel = ms(o.tunnel_timeout),
         check_timeout = ms(o.check_timeout),
         inter = ms(o.check_interval),

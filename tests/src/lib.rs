@@ -20,6 +20,7 @@ pub mod process;
 pub mod sip;
 pub mod softphone;
 pub mod tls;
+pub mod traffic;
 pub mod visitor;
 pub mod wait;
 pub mod xmpp_server;

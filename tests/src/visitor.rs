@@ -37,6 +37,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session in a start's `201` body.
+    pub fn from_start(body: &Value) -> anyhow::Result<Session> {
+        Ok(Session {
+            id: body["conversation_id"]
+                .as_str()
+                .context("no conversation_id")?
+                .to_owned(),
+            token: body["token"].as_str().context("no token")?.to_owned(),
+        })
+    }
+
     /// The localpart agents see the visitor write from on every protocol:
     /// `visitor-<id without hyphens>`.
     pub fn agent_localpart(&self) -> String {
@@ -148,13 +159,7 @@ impl Visitor {
         if reply.status != StatusCode::CREATED {
             bail!("start: {} {}", reply.status, reply.body);
         }
-        Ok(Session {
-            id: reply.body["conversation_id"]
-                .as_str()
-                .context("no conversation_id")?
-                .to_owned(),
-            token: reply.body["token"].as_str().context("no token")?.to_owned(),
-        })
+        Session::from_start(&reply.body)
     }
 
     /// Starts a live chat on channel `key` and follows its events from

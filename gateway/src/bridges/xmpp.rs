@@ -4,8 +4,10 @@
 //! with a JID: it turns offers, messages and endings into component
 //! commands, each conversation speaking from its own visitor address.
 //! Messages go through a persisted outbox (deleted once the XMPP server
-//! confirmed them), so neither an XMPP server restart nor a gateway crash
-//! loses what the engine asked to send. Inbound, [`run_events`] turns the
+//! confirmed them, or the agent's client sent its XEP-0184 receipt), so
+//! neither an XMPP server restart nor a gateway crash loses what the
+//! engine asked to send, and a message the agent's client acknowledged is
+//! never sent again by a node taking over a dead one's outbox. Inbound, [`run_events`] turns the
 //! component's events into engine calls: replies, typing, receipts,
 //! presence, and agent commands.
 //!
@@ -178,6 +180,9 @@ pub struct XmppAgents {
     /// Held while rows are claimed and handed to the component, so rows
     /// claimed together, or written just after, reach it in order.
     order: tokio::sync::Mutex<()>,
+    /// Whether this node may take another node's lapsed lease for death
+    /// and send its stanzas again. Kept by `nodes`.
+    peers: nodes::Judgement,
 }
 
 /// Where a sent stanza is kept until the server confirms it: its outbox
@@ -219,6 +224,7 @@ pub fn start(
     let elected = config.connection == XmppConnection::OneNode
         && store.backend() == crate::store::Backend::Postgres;
     component.start_online = !elected;
+    let alone = store.backend() == crate::store::Backend::Sqlite;
     let (commands, commands_rx) = mpsc::channel(1024);
     let (handle, events) = frontdesk_xmpp::spawn(component, commands_rx, shutdown.clone())?;
     Ok(XmppRuntime {
@@ -232,6 +238,8 @@ pub fn start(
             mode: config.connection,
             sending: AtomicBool::new(!elected),
             order: tokio::sync::Mutex::new(()),
+            // One node on SQLite: no peer to wait for.
+            peers: nodes::Judgement::new(alone),
         }),
         events,
         component: handle,
@@ -246,6 +254,11 @@ impl XmppAgents {
             .send(command)
             .await
             .map_err(|_| AgentChannelError("the XMPP component has stopped".into()))
+    }
+
+    /// See [`nodes::Judgement`].
+    fn may_judge_peers(&self) -> bool {
+        self.peers.may_judge()
     }
 
     /// Whether this node hands stanzas to its own component now.
@@ -333,11 +346,12 @@ impl XmppAgents {
             }
             // Kept already: by a node that died (take it over), by a live
             // one (it sends it), or delivered meanwhile (gone).
-            if !self
-                .store
-                .xmpp_outbox_claim_one(&row, &self.node)
-                .await
-                .map_err(persist)?
+            if !self.may_judge_peers()
+                || !self
+                    .store
+                    .xmpp_outbox_claim_one(&row, &self.node)
+                    .await
+                    .map_err(persist)?
             {
                 return Ok(());
             }
@@ -391,6 +405,9 @@ impl XmppAgents {
 
     /// [`take_over`](Self::take_over), with `order` held.
     async fn take_over_in_order(&self) -> anyhow::Result<usize> {
+        if !self.may_judge_peers() {
+            return Ok(0);
+        }
         let sole = self.mode == XmppConnection::OneNode;
         let claimed = self.store.xmpp_outbox_claim(&self.node, sole).await?;
         let count = claimed.len();
@@ -1132,7 +1149,27 @@ impl Inbound<'_> {
             .agent_receipt(conversation, &agent, status, seq)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => {
+                // The agent's client has that message: nothing is left to
+                // send it again for, whichever node's server confirmation
+                // is still on its way (or died with it). Only that one
+                // message: receipts are per message, and an earlier one
+                // may still be on its way through another node.
+                let delivery = DeliveryRow {
+                    conversation,
+                    seq,
+                    agent_extension: agent.to_string(),
+                };
+                self.engine.delivered(&delivery).await;
+                if let Err(e) = self
+                    .engine
+                    .store()
+                    .xmpp_outbox_done(&delivery_row_id(&delivery))
+                    .await
+                {
+                    debug!(%conversation, error = %e, "cannot clear a received message's outbox entry");
+                }
+            }
             Err(EngineError::NotYourConversation) => {
                 debug!(%conversation, "receipt from an agent not in charge ignored");
             }

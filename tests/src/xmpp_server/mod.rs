@@ -130,6 +130,18 @@ impl XmppServer {
         Self::start(XmppKind::Prosody, accounts).await
     }
 
+    /// An ejabberd with agents 101 and 102, as the cluster tests use it
+    /// (a component connection from every node); panics if it cannot
+    /// start.
+    pub async fn ejabberd_for_agents() -> XmppServer {
+        Self::start(
+            XmppKind::Ejabberd,
+            &[Account::new("101"), Account::new("102")],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("ejabberd did not start: {e:#}"))
+    }
+
     /// Same, on given ports (the demo uses the standard client port 5222
     /// so desktop clients need no port setting).
     pub async fn start_on(

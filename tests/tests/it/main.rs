@@ -9,6 +9,7 @@ mod admin;
 mod bad_input;
 mod cli;
 mod cluster;
+mod cluster_traffic;
 mod conversation;
 mod durability;
 mod edge_limits;

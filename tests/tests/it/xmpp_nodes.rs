@@ -13,7 +13,7 @@ use frontdesk_tests::cluster::{Cluster, ClusterOptions};
 use frontdesk_tests::config::ALLOWED_ORIGIN;
 use frontdesk_tests::database::several_nodes_run;
 use frontdesk_tests::visitor::{Session, Visitor};
-use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppKind, XmppServer, COMPONENT_DOMAIN};
+use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -208,15 +208,6 @@ async fn agent_messages_per_node(cluster: &Cluster) -> Vec<f64> {
     counts
 }
 
-async fn ejabberd() -> XmppServer {
-    XmppServer::start(
-        XmppKind::Ejabberd,
-        &[Account::new("101"), Account::new("102")],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("ejabberd did not start: {e:#}"))
-}
-
 /// ejabberd, three nodes, each with its own component connection: pings
 /// every 2 s answered mostly on other nodes' connections cause no
 /// reconnect; a conversation started through HAProxy is answered by an
@@ -228,7 +219,7 @@ async fn every_node_on_ejabberd_stays_connected_and_any_node_handles_agents() {
     if !several_nodes_run() {
         return;
     }
-    let ejabberd = ejabberd().await;
+    let ejabberd = XmppServer::ejabberd_for_agents().await;
     let started = Instant::now();
     let cluster = Cluster::start(ClusterOptions::new(3).xmpp(&ejabberd))
         .await
@@ -352,7 +343,7 @@ async fn a_killed_ejabberd_connected_node_loses_and_doubles_nothing() {
     if !several_nodes_run() {
         return;
     }
-    let ejabberd = ejabberd().await;
+    let ejabberd = XmppServer::ejabberd_for_agents().await;
     let mut cluster = Cluster::start(ClusterOptions::new(3).xmpp(&ejabberd))
         .await
         .unwrap();

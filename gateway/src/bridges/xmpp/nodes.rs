@@ -15,7 +15,10 @@
 //!   takes the lease and the connection; on SIGTERM it hands both back at
 //!   once.
 //!
-//! In both, every node keeps an `xmpp-node:<node>` lease while it lives.
+//! In both, every node keeps an `xmpp-node:<node>` lease while it lives,
+//! renewed by a task of its own ([`keep_node_lease`]): a bridge busy with
+//! a burst of events is alive, and must not look dead to the others (they
+//! would send its stanzas a second time).
 //! Outbox rows are claimed by the node that sends them; a row whose node's
 //! lease lapsed is claimed and sent again by a node that sends (so a row is
 //! sent by one node, and re-sent by another when its node died before the
@@ -29,6 +32,7 @@
 //! presence was not refreshed within [`PRESENCE_SETTLE`] is forgotten, so
 //! presence never stays stuck on a client that left while nobody listened.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use frontdesk_xmpp::Command;
@@ -51,7 +55,9 @@ const NODE_LEASE_MS: i64 = 4_000;
 pub(super) const CONNECTION_LEASE_MS: i64 = 3_000;
 const CONNECTION_LEASE: &str = "xmpp-connection";
 /// How long probe answers may take; clients not heard of by then are gone.
-const PRESENCE_SETTLE: Duration = Duration::from_secs(5);
+/// Generous: forgetting a client that is there re-queues all its chats,
+/// and under load the answers queue behind every node's other events.
+const PRESENCE_SETTLE: Duration = Duration::from_secs(15);
 /// Slack for the clocks of nodes that write presence rows.
 const CLOCK_MARGIN_MS: i64 = 2_000;
 
@@ -118,8 +124,80 @@ pub(super) fn listen(
     (task, rx)
 }
 
+/// Whether this node may take another node's lapsed lease for death (and
+/// send its stanzas again): only while its own lease renewals succeed,
+/// and once they have for longer than a lease lasts, so every live node
+/// renewed theirs meanwhile. Not right after the database was away, when
+/// every lease lapsed at once, nor while a renewal hangs on a database
+/// that went away. On SQLite there is no other node.
+pub(super) struct Judgement {
+    alone: bool,
+    /// Since when renewals succeed, and when the last one did.
+    renewals: std::sync::Mutex<Option<(Instant, Instant)>>,
+}
+
+impl Judgement {
+    pub(super) fn new(alone: bool) -> Self {
+        Self {
+            alone,
+            renewals: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub(super) fn may_judge(&self) -> bool {
+        if self.alone {
+            return true;
+        }
+        let trust_after = Duration::from_millis(NODE_LEASE_MS as u64) + TICK;
+        match *self.renewals.lock().expect("lease renewals lock") {
+            Some((since, last)) => last.elapsed() < TICK * 2 && since.elapsed() >= trust_after,
+            None => false,
+        }
+    }
+
+    fn renewed(&self, ok: bool) {
+        let mut renewals = self.renewals.lock().expect("lease renewals lock");
+        // A renewal that took long (it waited for a database that went
+        // away) starts a new stretch: other nodes waited as long.
+        *renewals = match (ok, *renewals) {
+            (true, Some((since, last))) if last.elapsed() <= TICK * 2 => {
+                Some((since, Instant::now()))
+            }
+            (true, _) => Some((Instant::now(), Instant::now())),
+            (false, _) => None,
+        };
+    }
+}
+
+/// Renews this node's `xmpp-node:` lease every [`TICK`] until `stop`,
+/// apart from the bridge's loop (see the module docs), and keeps its
+/// [`Judgement`].
+fn keep_node_lease(agents: Arc<XmppAgents>, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let store = agents.store.clone();
+        let me = agents.node.clone();
+        let lease = format!("{NODE_LEASE_PREFIX}{me}");
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = now_ms();
+            let renewed = store.try_lease(&lease, &me, now + NODE_LEASE_MS, now).await;
+            if let Err(e) = &renewed {
+                warn!(error = %e, "cannot renew this node's lease");
+            }
+            agents.peers.renewed(renewed.is_ok());
+        }
+    })
+}
+
 /// This node's part in the cluster, driven by the bridge's loop.
 pub(super) struct Nodes {
+    /// The task renewing this node's lease, and its stop.
+    lease: Option<(JoinHandle<()>, CancellationToken)>,
     /// Whether the `one_node` lease decides who connects.
     elected: bool,
     connected: bool,
@@ -133,6 +211,7 @@ pub(super) struct Nodes {
 impl Nodes {
     pub(super) fn new(agents: &XmppAgents, backend: Backend) -> Self {
         Self {
+            lease: None,
             elected: agents.mode == XmppConnection::OneNode && backend == Backend::Postgres,
             connected: false,
             held_at: None,
@@ -143,34 +222,36 @@ impl Nodes {
     /// At start: on SQLite one node runs, so every earlier run's node is
     /// dead (its lease may not have lapsed yet); then what they left is
     /// sent.
-    pub(super) async fn start(&mut self, agents: &XmppAgents, engine: &Engine) {
+    pub(super) async fn start(&mut self, agents: &Arc<XmppAgents>, engine: &Engine) {
         if engine.store().backend() == Backend::Sqlite {
             if let Err(e) = engine.store().xmpp_lapse_node_leases().await {
                 warn!(error = %e, "cannot forget earlier runs' leases");
             }
         }
+        let stop = CancellationToken::new();
+        self.lease = Some((keep_node_lease(agents.clone(), stop.clone()), stop));
         self.tick(agents, engine).await;
         if agents.sending() {
             take_over(agents).await;
         }
     }
 
-    /// Renews the leases, takes over after dead nodes, sends what waits,
+    /// Renews the connection lease, takes over after dead nodes, sends what waits,
     /// forgets stale clients when due.
     pub(super) async fn tick(&mut self, agents: &XmppAgents, engine: &Engine) {
         // Also before the first connection, and on standby (0).
         metrics::gauge!("frontdesk_xmpp_connected").set(f64::from(u8::from(self.connected)));
         let store = engine.store();
         let now = now_ms();
-        let me = agents.node.as_str();
-        let lease = format!("{NODE_LEASE_PREFIX}{me}");
-        if let Err(e) = store.try_lease(&lease, me, now + NODE_LEASE_MS, now).await {
-            warn!(error = %e, "cannot renew this node's lease");
-        }
         if self.elected {
             self.hold_connection(agents, now).await;
         }
-        match store.xmpp_lapsed_nodes().await {
+        let lapsed = if agents.may_judge_peers() {
+            store.xmpp_lapsed_nodes().await
+        } else {
+            Ok(Vec::new())
+        };
+        match lapsed {
             Ok(dead) if !dead.is_empty() => {
                 info!(
                     nodes = dead.len(),
@@ -282,6 +363,10 @@ impl Nodes {
 
     /// Shutting down: hands back what this node has, and its leases.
     pub(super) async fn stop(&mut self, agents: &XmppAgents) {
+        if let Some((task, stop)) = self.lease.take() {
+            stop.cancel();
+            let _ = task.await;
+        }
         agents
             .sending
             .store(false, std::sync::atomic::Ordering::SeqCst);
