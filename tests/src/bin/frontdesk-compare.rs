@@ -38,8 +38,9 @@
 //! duration), `idle` (N sessions opened, then held idle: memory per
 //! session, and how fast they opened), `starts` (N sessions opened as fast
 //! as `--concurrency` allows; for the gateway every one joins the same
-//! waiting queue, so the last starts happen under a long queue), `all`
-//! (relay, then idle). Each server is started fresh for each mode and is
+//! waiting queue, so the last starts happen under a long queue), `soak`
+//! (`relay` printing the server's RSS and CPU every `--sample-secs`, for a
+//! long `--secs`), `all` (relay, then idle). Each server is started fresh for each mode and is
 //! gone when its run ends. Benchmarks print figures; nothing here asserts a
 //! timing.
 
@@ -88,6 +89,9 @@ enum Mode {
     Relay,
     Idle,
     Starts,
+    /// `relay` with the server's RSS and CPU printed every
+    /// `--sample-secs` (give it a long `--secs`).
+    Soak,
     All,
 }
 
@@ -141,6 +145,10 @@ struct Args {
     /// In `idle`, how long the sessions sit idle before memory is read.
     #[arg(long, default_value_t = 5.0)]
     settle_secs: f64,
+    /// In `relay` and `soak`, print the server's RSS and CPU every this
+    /// many seconds (0: never; `soak` defaults to 10).
+    #[arg(long)]
+    sample_secs: Option<f64>,
 }
 
 // ---------------------------------------------------------------- clock
@@ -567,6 +575,7 @@ struct RelayFigures {
     latency: Histogram<u64>,
     server_cpu_us: u64,
     backends_cpu_us: Option<u64>,
+    rss_start_kib: u64,
     rss_end_kib: u64,
     send_errors: usize,
     /// This process (the load generator and the receiving clients), over
@@ -703,6 +712,13 @@ async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> 
     tokio::time::sleep_until(start.into()).await;
     let cpu_before = server.cpu().await?;
     let client_before = proc_cpu_micros(std::process::id())?;
+    let rss_start_kib = server.rss_kib()?;
+    let sample_secs = args
+        .sample_secs
+        .unwrap_or(if args.mode == Mode::Soak { 10.0 } else { 0.0 });
+    if sample_secs > 0.0 {
+        background.push(sampler(server.pid()?, recorder.clone(), start, sample_secs));
+    }
     // Wait for the senders' schedules to end (they then hold their
     // sessions), plus a margin for those that fell behind.
     let schedule_end = start + Duration::from_secs_f64(args.secs);
@@ -740,9 +756,34 @@ async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> 
             }
         )
         .then_some(backends_cpu_us),
+        rss_start_kib,
         rss_end_kib,
         send_errors: errors.load(Ordering::Relaxed),
         client_cpu_us,
+    })
+}
+
+/// Prints, every `every` seconds, the messages delivered so far and the
+/// server's RSS and CPU over the last interval (the soak's trace).
+fn sampler(pid: u32, recorder: Arc<Recorder>, start: Instant, every: f64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = Duration::from_secs_f64(every);
+        let mut ticks = tokio::time::interval_at((start + period).into(), period);
+        let mut last_cpu = proc_cpu_micros(pid).unwrap_or(0);
+        loop {
+            ticks.tick().await;
+            let (Ok(cpu), Ok(rss)) = (proc_cpu_micros(pid), proc_status_kib(pid, "VmRSS")) else {
+                return;
+            };
+            println!(
+                "   t {:>6.0} s  delivered {:>8}  server RSS {:>7.1} MiB  CPU {:>5.1} % of one core",
+                start.elapsed().as_secs_f64(),
+                recorder.delivered(),
+                rss as f64 / 1024.0,
+                cpu.saturating_sub(last_cpu) as f64 / period.as_micros() as f64 * 100.0,
+            );
+            last_cpu = cpu;
+        }
     })
 }
 
@@ -1003,8 +1044,14 @@ fn relay_rows(args: &Args, figures: &[anyhow::Result<RelayFigures>]) -> Vec<(Str
             }),
         ),
         (
-            "server RSS at end MiB".to_owned(),
-            cell(&|f| format!("{:.1}", f.rss_end_kib as f64 / 1024.0)),
+            "server RSS start → end MiB".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{:.1} → {:.1}",
+                    f.rss_start_kib as f64 / 1024.0,
+                    f.rss_end_kib as f64 / 1024.0
+                )
+            }),
         ),
     ]
 }
@@ -1153,11 +1200,16 @@ async fn main() -> anyhow::Result<()> {
         frontdesk_tests::bench::clock_ticks_per_second()
     );
     let mut failed = false;
-    if matches!(args.mode, Mode::Relay | Mode::All) {
+    if matches!(args.mode, Mode::Relay | Mode::Soak | Mode::All) {
         let mut figures = Vec::new();
         for &kind in &args.servers {
             println!(
-                "\n== relay, {}: {} visitors, {} msg/s total, {} s",
+                "\n== {}, {}: {} visitors, {} msg/s total, {} s",
+                if args.mode == Mode::Soak {
+                    "soak"
+                } else {
+                    "relay"
+                },
                 kind.label(),
                 args.visitors,
                 args.rate,
@@ -1190,8 +1242,15 @@ async fn main() -> anyhow::Result<()> {
         }
         print_table(
             &format!(
-                "Relay: {} visitors → one agent, {} msg/s offered for {} s",
-                args.visitors, args.rate, args.secs
+                "{}: {} visitors → one agent, {} msg/s offered for {} s",
+                if args.mode == Mode::Soak {
+                    "Soak"
+                } else {
+                    "Relay"
+                },
+                args.visitors,
+                args.rate,
+                args.secs
             ),
             &args.servers,
             &relay_rows(&args, &figures),
