@@ -47,6 +47,11 @@ impl BenchGateway {
         &self.process.url
     }
 
+    /// The database and data directory it runs on.
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
     /// Kills the gateway and drops its database.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.process.kill().await?;
@@ -103,4 +108,52 @@ pub async fn post_paced(
         acks.push(start.elapsed());
     }
     Ok(acks)
+}
+
+/// A process's `field` (e.g. `VmRSS`) from `/proc/PID/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
+}
+
+/// CPU time a process (all its threads) has used, user plus system:
+/// `utime + stime` of `/proc/PID/stat`, in microseconds.
+pub fn proc_cpu_micros(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces;
+    // fields 3… follow the last `)`: utime and stime are fields 14 and 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow::anyhow!("unreadable /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/{pid}/stat"))?
+            .parse()?)
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(total * 1_000_000 / clock_ticks_per_second())
+}
+
+/// The unit of `/proc/PID/stat` times, from `getconf CLK_TCK` (the
+/// workspace forbids the `unsafe` a direct `sysconf` call needs); 100, the
+/// Linux value in practice, if that cannot run.
+pub fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|&t: &u64| t > 0)
+            .unwrap_or(100)
+    })
 }

@@ -74,6 +74,27 @@ impl Account {
     }
 }
 
+/// Settings a Prosody can be started with beyond the harness's own
+/// ([`XmppServer::prosody_with`]); the default is the harness as every test
+/// uses it.
+#[derive(Debug, Clone, Default)]
+pub struct ProsodyOptions {
+    /// `network_settings = { nagle = false }`: `TCP_NODELAY` on Prosody's
+    /// sockets instead of its default, Nagle on.
+    pub no_nagle: bool,
+    /// A `VirtualHost` of this name with `authentication = "anonymous"`,
+    /// served over XMPP-over-WebSocket (RFC 7395, Prosody's
+    /// `mod_websocket`) on a free loopback HTTP port: the do-it-yourself
+    /// visitor host of a stock Prosody ([`XmppServer::websocket_url`]).
+    pub anonymous_websocket_host: Option<String>,
+    /// Loads `mod_limits` with the c2s rate raised far above any load (as
+    /// a stock install has it loaded, with a rate meant for humans).
+    pub raised_c2s_limits: bool,
+    /// Prosody's minimum log level, `debug` when `None` (benchmarks use
+    /// `warn`, so logging is not what they measure).
+    pub log_level: Option<String>,
+}
+
 /// The server-specific half.
 enum Flavor {
     Prosody,
@@ -99,6 +120,10 @@ pub struct XmppServer {
     /// The certificate and key (PEM) the component listener serves with
     /// direct TLS; plain TCP when `None` (ejabberd only).
     pub component_tls: Option<Vec<u8>>,
+    /// The HTTP port of the WebSocket listener, with
+    /// [`ProsodyOptions::anonymous_websocket_host`].
+    pub http_port: Option<u16>,
+    prosody_options: ProsodyOptions,
 }
 
 impl XmppServer {
@@ -142,6 +167,27 @@ impl XmppServer {
         .unwrap_or_else(|e| panic!("ejabberd did not start: {e:#}"))
     }
 
+    /// A Prosody with `options` on top of the harness's settings.
+    pub async fn prosody_with(
+        accounts: &[Account],
+        options: ProsodyOptions,
+    ) -> anyhow::Result<XmppServer> {
+        let http_port = match options.anonymous_websocket_host {
+            Some(_) => Some(free_port()?),
+            None => None,
+        };
+        Self::start_full(
+            XmppKind::Prosody,
+            accounts,
+            free_port()?,
+            free_port()?,
+            None,
+            http_port,
+            options,
+        )
+        .await
+    }
+
     /// Same, on given ports (the demo uses the standard client port 5222
     /// so desktop clients need no port setting).
     pub async fn start_on(
@@ -160,6 +206,30 @@ impl XmppServer {
         component_port: u16,
         component_tls: Option<Vec<u8>>,
     ) -> anyhow::Result<XmppServer> {
+        Self::start_full(
+            kind,
+            accounts,
+            c2s_port,
+            component_port,
+            component_tls,
+            None,
+            ProsodyOptions::default(),
+        )
+        .await
+    }
+
+    async fn start_full(
+        kind: XmppKind,
+        accounts: &[Account],
+        c2s_port: u16,
+        component_port: u16,
+        component_tls: Option<Vec<u8>>,
+        http_port: Option<u16>,
+        prosody_options: ProsodyOptions,
+    ) -> anyhow::Result<XmppServer> {
+        if kind != XmppKind::Prosody && http_port.is_some() {
+            bail!("the WebSocket listener is set up for Prosody only");
+        }
         if component_tls.is_some() && kind != XmppKind::Ejabberd {
             bail!("component TLS is set up for ejabberd only");
         }
@@ -181,6 +251,8 @@ impl XmppServer {
             secret: uuid::Uuid::new_v4().simple().to_string(),
             accounts: accounts.to_vec(),
             component_tls,
+            http_port,
+            prosody_options,
         };
         server.flavor = match kind {
             XmppKind::Prosody => {
@@ -215,7 +287,10 @@ impl XmppServer {
             .spawn()
             .with_context(|| format!("cannot start {:?}", self.kind()))?;
         self.child = Some(child);
-        for port in [self.c2s_port, self.component_port] {
+        let ports = [self.c2s_port, self.component_port]
+            .into_iter()
+            .chain(self.http_port);
+        for port in ports {
             wait_for_port(port, within).await.with_context(|| {
                 format!(
                     "{:?} did not listen; see {}",
@@ -228,6 +303,19 @@ impl XmppServer {
             ejabberd::register_accounts(self).await?;
         }
         Ok(())
+    }
+
+    /// The server's main process id (its process group's too), while it
+    /// runs: for reading its CPU time and memory from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The XMPP-over-WebSocket (RFC 7395) endpoint of the anonymous
+    /// visitor host ([`ProsodyOptions::anonymous_websocket_host`]).
+    pub fn websocket_url(&self) -> Option<String> {
+        self.http_port
+            .map(|port| format!("ws://127.0.0.1:{port}/xmpp-websocket"))
     }
 
     /// Kills the whole server process group (like a crash: no stream

@@ -1,0 +1,1310 @@
+//! `frontdesk-compare`: the do-it-yourself alternative, a stock Prosody,
+//! next to the gateway on SQLite and PostgreSQL, under the same load shape,
+//! printed as one side-by-side table (issue 15).
+//!
+//! - Prosody: a throwaway server (its own directory and free loopback
+//!   ports) with an anonymous visitor host served over XMPP-over-WebSocket
+//!   (RFC 7395, `mod_websocket`), Nagle off, `mod_limits` loaded with the
+//!   c2s rate raised, logging at `warn`, and one agent account. Visitors
+//!   are RFC 7395 clients (subprotocol `xmpp`, `<open/>`, SASL ANONYMOUS,
+//!   resource binding) sending `<message type="chat">` to the agent's bare
+//!   JID; the agent is a c2s client (tokio-xmpp) that receives them.
+//! - Gateway: a release `frontdesk serve` on a fresh database (the
+//!   benchmark configuration of `frontdesk-load`, no bridge, no bound on
+//!   the waiting queue). Visitors are
+//!   the widget's API: they start a conversation, open its event
+//!   WebSocket and POST their messages, which are committed and echoed on
+//!   that WebSocket.
+//!
+//! Every message body carries its scheduled send time (microseconds on
+//! this process's monotonic clock); latency is receive time minus that, at
+//! the receiving client: the Prosody agent, or the visitor's own event
+//! WebSocket for the gateway. Stamping the *scheduled* time means a sender
+//! that falls behind its schedule shows it in the latency, not only in the
+//! achieved rate.
+//!
+//! Server CPU is `utime + stime` of the server process from
+//! `/proc/PID/stat` (all threads), read before and after the measured
+//! window; for PostgreSQL the database's client backends are read too and
+//! shown on their own line. Memory is `VmRSS` from `/proc/PID/status`
+//! before the sessions and after N idle ones; per session is the growth
+//! divided by N (PostgreSQL backends' memory is not in it). The load
+//! generator runs on the same machine, so what it costs is in the
+//! machine's load but never in the server figures (its own CPU is printed
+//! next to them). `FRONTDESK_COMPARE_PROSODY_LOG=debug` raises Prosody's
+//! log level from `warn` when a Prosody run needs explaining.
+//!
+//! Modes: `relay` (K visitors sending to one agent at a total rate for a
+//! duration), `idle` (N sessions opened, then held idle: memory per
+//! session, and how fast they opened), `starts` (N sessions opened as fast
+//! as `--concurrency` allows; for the gateway every one joins the same
+//! waiting queue, so the last starts happen under a long queue), `soak`
+//! (`relay` printing the server's RSS and CPU every `--sample-secs`, for a
+//! long `--secs`), `all` (relay, then idle). Each server is started fresh for each mode and is
+//! gone when its run ends. Benchmarks print figures; nothing here asserts a
+//! timing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use minidom::Element;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use xmpp_parsers::bind::{BindQuery, BindResponse};
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::sasl::{Auth, Mechanism};
+use xmpp_parsers::websocket::Open;
+
+use frontdesk_tests::bench::{histogram, proc_cpu_micros, proc_status_kib, BenchGateway};
+use frontdesk_tests::config::test_config_toml;
+use frontdesk_tests::database::{postgres_admin_url, DbEngine};
+use frontdesk_tests::visitor::{EventStream, Session, Visitor};
+use frontdesk_tests::xmpp_server::{Account, ProsodyOptions, XmppServer, HOST};
+
+/// The anonymous visitor host of the Prosody run.
+const VISITOR_HOST: &str = "visitors.localhost";
+/// The one agent account visitors write to on Prosody.
+const AGENT: &str = "agent";
+/// Every timed body starts with this, then the scheduled send time.
+const MARK: &str = "cmp t=";
+/// How long any one protocol step (a login step, an event) may take.
+const STEP_WAIT: Duration = Duration::from_secs(30);
+/// After the senders are done, how long without a new delivery ends the
+/// drain (and at most how long the drain lasts).
+const DRAIN_QUIET: Duration = Duration::from_secs(3);
+const DRAIN_MAX: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Relay,
+    Idle,
+    Starts,
+    /// `relay` with the server's RSS and CPU printed every
+    /// `--sample-secs` (give it a long `--secs`).
+    Soak,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServerKind {
+    Prosody,
+    Sqlite,
+    Postgres,
+}
+
+impl ServerKind {
+    fn label(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "Prosody",
+            ServerKind::Sqlite => "Frontdesk SQLite",
+            ServerKind::Postgres => "Frontdesk PostgreSQL",
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "A stock Prosody next to the Frontdesk gateway, same load, one table")]
+struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "relay")]
+    mode: Mode,
+    /// Servers to run, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "prosody,sqlite,postgres"
+    )]
+    servers: Vec<ServerKind>,
+    /// Visitors sending in `relay`.
+    #[arg(short = 'k', long, default_value_t = 100)]
+    visitors: usize,
+    /// Total messages per second offered in `relay` (spread evenly over
+    /// the visitors).
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Length of the `relay` send window, in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    secs: f64,
+    /// Sessions opened in `idle` and `starts`.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Session starts in flight at once in `idle` and `starts`.
+    #[arg(long, default_value_t = 20)]
+    concurrency: usize,
+    /// In `idle`, how long the sessions sit idle before memory is read.
+    #[arg(long, default_value_t = 5.0)]
+    settle_secs: f64,
+    /// In `relay` and `soak`, print the server's RSS and CPU every this
+    /// many seconds (0: never; `soak` defaults to 10).
+    #[arg(long)]
+    sample_secs: Option<f64>,
+}
+
+// ---------------------------------------------------------------- clock
+
+/// The monotonic origin every body timestamp counts from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn micros_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_micros() as u64
+}
+
+/// A timed body: the scheduled send time first, then some chat-like text
+/// (the same bytes on every server).
+fn timed_body(scheduled: Instant, visitor: usize, i: usize) -> String {
+    format!(
+        "{MARK}{} v={visitor} i={i} Hello, I have a question about my order",
+        micros_since_epoch(scheduled)
+    )
+}
+
+fn scheduled_at(body: &str) -> Option<u64> {
+    body.strip_prefix(MARK)?.split(' ').next()?.parse().ok()
+}
+
+/// Deliveries seen by the receiving clients of one run.
+struct Recorder {
+    latency: Mutex<Histogram<u64>>,
+    delivered: AtomicUsize,
+    /// Microseconds since the epoch of the last delivery.
+    last: AtomicU64,
+}
+
+impl Recorder {
+    fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            latency: Mutex::new(histogram()),
+            delivered: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn note(&self, body: &str) {
+        let Some(scheduled) = scheduled_at(body) else {
+            return;
+        };
+        let now = micros_since_epoch(Instant::now());
+        let _ = self
+            .latency
+            .lock()
+            .expect("latency lock")
+            .record(now.saturating_sub(scheduled).max(1));
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn delivered(&self) -> usize {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `expected` messages arrived, or nothing arrived for
+    /// [`DRAIN_QUIET`], or [`DRAIN_MAX`] passed.
+    async fn drain(&self, expected: usize) {
+        let started = Instant::now();
+        let mut seen = self.delivered();
+        let mut quiet_since = Instant::now();
+        while seen < expected && started.elapsed() < DRAIN_MAX {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.delivered();
+            if now != seen {
+                seen = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() > DRAIN_QUIET {
+                break;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- servers
+
+/// CPU used so far by a server: its process, and for PostgreSQL the
+/// database's client backends by pid.
+struct CpuSample {
+    server_us: u64,
+    backends_us: HashMap<u32, u64>,
+}
+
+impl CpuSample {
+    /// (server process, PostgreSQL backends) microseconds from `earlier`
+    /// to `self`; a backend that appeared in between counts whole.
+    fn since(&self, earlier: &CpuSample) -> (u64, u64) {
+        let backends = self
+            .backends_us
+            .iter()
+            .map(|(pid, us)| us.saturating_sub(*earlier.backends_us.get(pid).unwrap_or(&0)))
+            .sum();
+        (self.server_us.saturating_sub(earlier.server_us), backends)
+    }
+}
+
+enum Server {
+    Prosody(Box<XmppServer>),
+    Gateway {
+        gateway: Box<BenchGateway>,
+        /// The PostgreSQL database name, for its backends.
+        pg_database: Option<String>,
+    },
+}
+
+impl Server {
+    async fn start(kind: ServerKind) -> anyhow::Result<Server> {
+        Ok(match kind {
+            ServerKind::Prosody => {
+                let options = ProsodyOptions {
+                    no_nagle: true,
+                    anonymous_websocket_host: Some(VISITOR_HOST.to_owned()),
+                    raised_c2s_limits: true,
+                    log_level: Some(
+                        std::env::var("FRONTDESK_COMPARE_PROSODY_LOG")
+                            .unwrap_or_else(|_| "warn".to_owned()),
+                    ),
+                };
+                let server = XmppServer::prosody_with(&[Account::new(AGENT)], options).await?;
+                Server::Prosody(Box::new(server))
+            }
+            ServerKind::Sqlite | ServerKind::Postgres => {
+                let engine = if kind == ServerKind::Sqlite {
+                    DbEngine::Sqlite
+                } else {
+                    DbEngine::Postgres
+                };
+                // Every session waits in queue 600 (no agent takes it), so
+                // the queue's own bound (500 by default) is lifted.
+                let gateway = BenchGateway::start(engine, |db| {
+                    let config = test_config_toml(&db.url(), db.data_dir());
+                    anyhow::ensure!(config.contains("max_per_client = 0\n"));
+                    Ok(config.replacen(
+                        "max_per_client = 0\n",
+                        "max_per_client = 0\nmax_per_queue = 0\n",
+                        1,
+                    ))
+                })
+                .await?;
+                let pg_database = (engine == DbEngine::Postgres).then(|| {
+                    let url = gateway.db().url();
+                    url.rsplit('/').next().unwrap_or_default().to_owned()
+                });
+                Server::Gateway {
+                    gateway: Box::new(gateway),
+                    pg_database,
+                }
+            }
+        })
+    }
+
+    fn pid(&self) -> anyhow::Result<u32> {
+        match self {
+            Server::Prosody(server) => server.pid(),
+            Server::Gateway { gateway, .. } => gateway.process.pid(),
+        }
+        .context("the server process is gone")
+    }
+
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        proc_status_kib(self.pid()?, "VmRSS")
+    }
+
+    async fn cpu(&self) -> anyhow::Result<CpuSample> {
+        let server_us = proc_cpu_micros(self.pid()?)?;
+        let mut backends_us = HashMap::new();
+        if let Server::Gateway {
+            pg_database: Some(name),
+            ..
+        } = self
+        {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+            )
+            .bind(name)
+            .fetch_all(&mut conn)
+            .await?;
+            conn.close().await?;
+            for pid in pids {
+                let pid = pid as u32;
+                // A backend may exit between the query and the read.
+                if let Ok(us) = proc_cpu_micros(pid) {
+                    backends_us.insert(pid, us);
+                }
+            }
+        }
+        Ok(CpuSample {
+            server_us,
+            backends_us,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Server::Prosody(server) => drop(server),
+            Server::Gateway { gateway, .. } => gateway.stop().await?,
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------- XMPP over WebSocket (visitor)
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The client stanza namespace. Stanzas are built as plain elements: the
+/// workspace builds xmpp-parsers with its `component` feature (for the
+/// bridge), which puts its stanza types in `jabber:component:accept`.
+const NS_CLIENT: &str = "jabber:client";
+
+fn ncname(name: &str) -> minidom::rxml::NcName {
+    minidom::rxml::NcName::try_from(name).expect("a valid XML name")
+}
+
+/// `<message type="chat" to=…><body>…</body></message>`.
+fn chat_message(to: &str, body: String) -> Element {
+    Element::builder("message", NS_CLIENT)
+        .attr(ncname("to"), to)
+        .attr(ncname("type"), "chat")
+        .append(Element::builder("body", NS_CLIENT).append(body).build())
+        .build()
+}
+
+/// Resource binding, the server choosing the resource.
+fn bind_request() -> Element {
+    Element::builder("iq", NS_CLIENT)
+        .attr(ncname("type"), "set")
+        .attr(ncname("id"), "bind")
+        .append(Element::from(BindQuery::new(None)))
+        .build()
+}
+
+/// The full JID of a resource binding result.
+fn bound_jid(reply: &Element) -> anyhow::Result<String> {
+    let bind = (reply.name() == "iq" && reply.attr("type") == Some("result"))
+        .then(|| reply.get_child("bind", xmpp_parsers::ns::BIND))
+        .flatten()
+        .with_context(|| format!("resource binding failed: {}", String::from(reply)))?;
+    Ok(BindResponse::try_from(bind.clone())?.jid.to_string())
+}
+
+async fn ws_send(ws: &mut Ws, element: Element) -> anyhow::Result<()> {
+    ws.send(WsMessage::Text(String::from(&element).into()))
+        .await?;
+    Ok(())
+}
+
+/// The next top-level element (RFC 7395: one per text frame).
+async fn ws_next(ws: &mut Ws) -> anyhow::Result<Element> {
+    tokio::time::timeout(STEP_WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => {
+                    return text
+                        .parse::<Element>()
+                        .with_context(|| format!("not an XML element: {text}"));
+                }
+                Some(Ok(WsMessage::Close(frame))) => bail!("WebSocket closed: {frame:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => bail!("WebSocket closed"),
+            }
+        }
+    })
+    .await
+    .context("no XMPP element in time")?
+}
+
+/// Sends `<open/>` and reads the server's `<open/>` and stream features.
+async fn ws_open_stream(ws: &mut Ws, host: &BareJid) -> anyhow::Result<Element> {
+    ws_send(ws, Open::new(host.clone()).into()).await?;
+    let open = ws_next(ws).await?;
+    Open::try_from(open.clone()).with_context(|| format!("expected <open/>: {open:?}"))?;
+    let features = ws_next(ws).await?;
+    anyhow::ensure!(
+        features.name() == "features",
+        "expected stream features: {}",
+        String::from(&features)
+    );
+    Ok(features)
+}
+
+/// An anonymous visitor session on Prosody over RFC 7395: stream, SASL
+/// ANONYMOUS, stream restart, resource binding. Returns the socket and
+/// the bound JID.
+async fn xmpp_ws_login(url: &str, host: &BareJid) -> anyhow::Result<(Ws, String)> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("xmpp"));
+    // Browsers set TCP_NODELAY on WebSockets; so does this client.
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+    anyhow::ensure!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .is_some_and(|p| p == "xmpp"),
+        "the server did not accept the xmpp subprotocol"
+    );
+    let features = ws_open_stream(&mut ws, host).await?;
+    anyhow::ensure!(
+        String::from(&features).contains("ANONYMOUS"),
+        "no SASL ANONYMOUS offered: {}",
+        String::from(&features)
+    );
+    let auth = Auth {
+        mechanism: Mechanism::Anonymous,
+        data: Vec::new(),
+    };
+    ws_send(&mut ws, auth.into()).await?;
+    let outcome = ws_next(&mut ws).await?;
+    anyhow::ensure!(
+        outcome.name() == "success",
+        "SASL ANONYMOUS failed: {}",
+        String::from(&outcome)
+    );
+    ws_open_stream(&mut ws, host).await?;
+    ws_send(&mut ws, bind_request()).await?;
+    let jid = bound_jid(&ws_next(&mut ws).await?)?;
+    Ok((ws, jid))
+}
+
+/// Reads (and drops) whatever a socket receives, so pings get their pongs,
+/// until it closes or the task is aborted.
+fn drain_ws(mut stream: impl futures::Stream + Unpin + Send + 'static) -> JoinHandle<()> {
+    tokio::spawn(async move { while stream.next().await.is_some() {} })
+}
+
+/// The agent, a c2s client on Prosody's plain loopback TCP port (an XML
+/// stream by tokio-xmpp's `xmlstream`, SASL PLAIN, resource binding,
+/// initial presence so messages to its bare JID reach it); every timed body
+/// it receives is noted in `recorder`.
+async fn xmpp_agent(
+    server: &XmppServer,
+    recorder: Arc<Recorder>,
+) -> anyhow::Result<JoinHandle<()>> {
+    use std::borrow::Cow;
+    use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
+    type AgentStream = XmlStream<tokio::io::BufStream<TcpStream>, Element>;
+
+    async fn next(stream: &mut AgentStream) -> anyhow::Result<Element> {
+        loop {
+            match stream.next().await {
+                Some(Ok(element)) => return Ok(element),
+                Some(Err(ReadError::SoftTimeout)) => continue,
+                Some(Err(e)) => bail!("agent stream: {e}"),
+                None => bail!("agent stream closed"),
+            }
+        }
+    }
+    let header = || StreamHeader {
+        to: Some(Cow::Borrowed(HOST)),
+        from: None,
+        id: None,
+    };
+    let account = &server.accounts[0];
+    let login = async {
+        let tcp = TcpStream::connect(("127.0.0.1", server.c2s_port)).await?;
+        tcp.set_nodelay(true)?;
+        let pending = initiate_stream(
+            tokio::io::BufStream::new(tcp),
+            NS_CLIENT,
+            header(),
+            Timeouts::default(),
+        )
+        .await?;
+        let (_, mut stream) = pending.recv_features::<Element>().await?;
+        let auth = Auth {
+            mechanism: Mechanism::Plain,
+            data: format!("\0{}\0{}", account.user, account.password).into_bytes(),
+        };
+        stream.send(&Element::from(auth)).await?;
+        let outcome = next(&mut stream).await?;
+        anyhow::ensure!(
+            outcome.name() == "success",
+            "agent SASL PLAIN failed: {}",
+            String::from(&outcome)
+        );
+        let pending = stream.initiate_reset().send_header(header()).await?;
+        let (_, mut stream) = pending.recv_features::<Element>().await?;
+        stream.send(&bind_request()).await?;
+        bound_jid(&next(&mut stream).await?)?;
+        stream
+            .send(&Element::builder("presence", NS_CLIENT).build())
+            .await?;
+        Ok::<_, anyhow::Error>(stream)
+    };
+    let mut stream = tokio::time::timeout(STEP_WAIT, login)
+        .await
+        .context("the agent did not log in in time")?
+        .with_context(|| {
+            let log = std::fs::read_to_string(server.log()).unwrap_or_default();
+            format!("agent login; Prosody's log:\n{log}")
+        })?;
+    Ok(tokio::spawn(async move {
+        while let Ok(element) = next(&mut stream).await {
+            if element.name() == "message" {
+                if let Some(body) = element.get_child("body", NS_CLIENT) {
+                    recorder.note(&body.text());
+                }
+            }
+        }
+    }))
+}
+
+// --------------------------------------------------------------- relay
+
+struct RelayFigures {
+    offered_rate: f64,
+    sent: usize,
+    delivered: usize,
+    /// Send window start to last delivery.
+    window: Duration,
+    latency: Histogram<u64>,
+    server_cpu_us: u64,
+    backends_cpu_us: Option<u64>,
+    rss_start_kib: u64,
+    rss_end_kib: u64,
+    send_errors: usize,
+    /// This process (the load generator and the receiving clients), over
+    /// the same window: it shares the machine's cores with the server.
+    client_cpu_us: u64,
+}
+
+impl RelayFigures {
+    fn achieved(&self) -> f64 {
+        self.delivered as f64 / self.window.as_secs_f64()
+    }
+    fn cpu_per_message(&self, us: u64) -> f64 {
+        us as f64 / self.delivered.max(1) as f64
+    }
+}
+
+/// The schedule of visitor `n` of `k`: its ticks, evenly interleaved with
+/// the others' so the total rate is steady.
+fn visitor_ticks(start: Instant, n: usize, k: usize, rate: f64) -> tokio::time::Interval {
+    let period = Duration::from_secs_f64(k as f64 / rate);
+    let offset = period.mul_f64(n as f64 / k as f64);
+    tokio::time::interval_at((start + offset).into(), period)
+}
+
+async fn relay(kind: ServerKind, args: &Args) -> anyhow::Result<RelayFigures> {
+    let server = Server::start(kind).await?;
+    let result = relay_on(&server, args).await;
+    server.stop().await?;
+    result
+}
+
+async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> {
+    let k = args.visitors.max(1);
+    let per_visitor = ((args.rate * args.secs) / k as f64).round().max(1.0) as usize;
+    let recorder = Recorder::new();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut background = Vec::new();
+    // Set up the K visitors (and the agent), then start every sender on
+    // one schedule.
+    let mut senders = Vec::new();
+    let start = match server {
+        Server::Prosody(xmpp) => {
+            background.push(xmpp_agent(xmpp, recorder.clone()).await?);
+            let url = xmpp.websocket_url().context("no WebSocket listener")?;
+            let host = BareJid::new(VISITOR_HOST)?;
+            let agent = format!("{AGENT}@{HOST}");
+            let sockets: Vec<(Ws, String)> = futures::stream::iter(0..k)
+                .map(|_| xmpp_ws_login(&url, &host))
+                .buffered(20)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
+            let start = Instant::now() + Duration::from_millis(500);
+            for (n, (ws, _jid)) in sockets.into_iter().enumerate() {
+                let (mut sink, stream) = ws.split();
+                background.push(drain_ws(stream));
+                let (agent, sent, errors) = (agent.clone(), sent.clone(), errors.clone());
+                let rate = args.rate;
+                senders.push(tokio::spawn(async move {
+                    let mut ticks = visitor_ticks(start, n, k, rate);
+                    for i in 0..per_visitor {
+                        let scheduled = ticks.tick().await.into_std();
+                        let message = chat_message(&agent, timed_body(scheduled, n, i));
+                        let frame = String::from(&message);
+                        if sink.send(WsMessage::Text(frame.into())).await.is_err() {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Keep the session until the run ends.
+                    std::future::pending::<()>().await;
+                }));
+            }
+            start
+        }
+        Server::Gateway { gateway, .. } => {
+            let url = gateway.url().to_owned();
+            let opened: Vec<(Visitor, Session, EventStream)> = futures::stream::iter(0..k)
+                .map(|n| {
+                    let url = url.clone();
+                    async move {
+                        let visitor = Visitor::new(&url);
+                        let session = visitor.start("live", &format!("Visitor {n}")).await?;
+                        let events = visitor.events(&session, 0).await?;
+                        Ok::<_, anyhow::Error>((visitor, session, events))
+                    }
+                })
+                .buffered(20)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
+            let start = Instant::now() + Duration::from_millis(500);
+            for (n, (visitor, session, mut events)) in opened.into_iter().enumerate() {
+                let recorder = recorder.clone();
+                background.push(tokio::spawn(async move {
+                    while let Ok(event) = events
+                        .next_matching(Duration::from_secs(3600), |e| e["type"] == "message")
+                        .await
+                    {
+                        recorder.note(event["message"]["body"].as_str().unwrap_or_default());
+                    }
+                }));
+                let (sent, errors) = (sent.clone(), errors.clone());
+                let rate = args.rate;
+                senders.push(tokio::spawn(async move {
+                    let mut ticks = visitor_ticks(start, n, k, rate);
+                    for i in 0..per_visitor {
+                        let scheduled = ticks.tick().await.into_std();
+                        let body = timed_body(scheduled, n, i);
+                        match visitor.say(&session, &format!("c-{n}-{i}"), &body).await {
+                            Ok(reply) if reply.status == 201 => {
+                                sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(reply) => {
+                                eprintln!("visitor {n}: {} {}", reply.status, reply.body);
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                eprintln!("visitor {n}: {e:#}");
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    std::future::pending::<()>().await;
+                }));
+            }
+            start
+        }
+    };
+    tokio::time::sleep_until(start.into()).await;
+    let cpu_before = server.cpu().await?;
+    let client_before = proc_cpu_micros(std::process::id())?;
+    let rss_start_kib = server.rss_kib()?;
+    let sample_secs = args
+        .sample_secs
+        .unwrap_or(if args.mode == Mode::Soak { 10.0 } else { 0.0 });
+    if sample_secs > 0.0 {
+        background.push(sampler(server.pid()?, recorder.clone(), start, sample_secs));
+    }
+    // Wait for the senders' schedules to end (they then hold their
+    // sessions), plus a margin for those that fell behind.
+    let schedule_end = start + Duration::from_secs_f64(args.secs);
+    let expected = per_visitor * k;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done = sent.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) >= expected;
+        if done || Instant::now() > schedule_end + DRAIN_MAX {
+            break;
+        }
+    }
+    recorder.drain(sent.load(Ordering::Relaxed)).await;
+    let cpu_after = server.cpu().await?;
+    let client_cpu_us = proc_cpu_micros(std::process::id())?.saturating_sub(client_before);
+    let rss_end_kib = server.rss_kib()?;
+    for task in senders.into_iter().chain(background) {
+        task.abort();
+    }
+    let (server_cpu_us, backends_cpu_us) = cpu_after.since(&cpu_before);
+    let last = Duration::from_micros(recorder.last.load(Ordering::Relaxed));
+    let window = (epoch() + last).saturating_duration_since(start);
+    let latency = recorder.latency.lock().expect("latency lock").clone();
+    Ok(RelayFigures {
+        offered_rate: args.rate,
+        sent: sent.load(Ordering::Relaxed),
+        delivered: recorder.delivered(),
+        window: window.max(Duration::from_millis(1)),
+        latency,
+        server_cpu_us,
+        backends_cpu_us: matches!(
+            server,
+            Server::Gateway {
+                pg_database: Some(_),
+                ..
+            }
+        )
+        .then_some(backends_cpu_us),
+        rss_start_kib,
+        rss_end_kib,
+        send_errors: errors.load(Ordering::Relaxed),
+        client_cpu_us,
+    })
+}
+
+/// Prints, every `every` seconds, the messages delivered so far and the
+/// server's RSS and CPU over the last interval (the soak's trace).
+fn sampler(pid: u32, recorder: Arc<Recorder>, start: Instant, every: f64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = Duration::from_secs_f64(every);
+        let mut ticks = tokio::time::interval_at((start + period).into(), period);
+        let mut last_cpu = proc_cpu_micros(pid).unwrap_or(0);
+        loop {
+            ticks.tick().await;
+            let (Ok(cpu), Ok(rss)) = (proc_cpu_micros(pid), proc_status_kib(pid, "VmRSS")) else {
+                return;
+            };
+            println!(
+                "   t {:>6.0} s  delivered {:>8}  server RSS {:>7.1} MiB  CPU {:>5.1} % of one core",
+                start.elapsed().as_secs_f64(),
+                recorder.delivered(),
+                rss as f64 / 1024.0,
+                cpu.saturating_sub(last_cpu) as f64 / period.as_micros() as f64 * 100.0,
+            );
+            last_cpu = cpu;
+        }
+    })
+}
+
+// ------------------------------------------------------------ sessions
+
+struct SessionFigures {
+    opened: usize,
+    open_time: Duration,
+    /// Starts per second early (5–15 % of the completions) and late (85–95
+    /// %) in the run: the gateway's late starts join a queue already
+    /// almost N long.
+    early_rate: f64,
+    late_rate: f64,
+    start_latency: Histogram<u64>,
+    start_cpu_us: u64,
+    start_backends_cpu_us: Option<u64>,
+    rss_before_kib: u64,
+    /// After the settle time (idle mode only).
+    rss_idle_kib: Option<u64>,
+    /// Server CPU over the settle time, microseconds.
+    idle_cpu_us: Option<u64>,
+    settle: Duration,
+}
+
+impl SessionFigures {
+    fn starts_per_second(&self) -> f64 {
+        self.opened as f64 / self.open_time.as_secs_f64()
+    }
+    fn kib_per_session(&self) -> Option<f64> {
+        self.rss_idle_kib
+            .map(|after| (after as f64 - self.rss_before_kib as f64) / self.opened.max(1) as f64)
+    }
+}
+
+/// One held session: a task draining its socket (aborting it closes it).
+async fn open_session(
+    server: &Server,
+    shared_visitor: &Visitor,
+    host: &BareJid,
+    n: usize,
+) -> anyhow::Result<JoinHandle<()>> {
+    match server {
+        Server::Prosody(xmpp) => {
+            let url = xmpp.websocket_url().context("no WebSocket listener")?;
+            let (ws, _jid) = xmpp_ws_login(&url, host).await?;
+            Ok(drain_ws(ws))
+        }
+        Server::Gateway { .. } => {
+            let session = shared_visitor
+                .start("live", &format!("Visitor {n}"))
+                .await?;
+            let mut events = shared_visitor.events(&session, 0).await?;
+            // The first durable event (the conversation's state) means the
+            // socket is authenticated and live.
+            events.next_event().await?;
+            Ok(tokio::spawn(async move {
+                while events
+                    .next_item(Duration::from_secs(3600))
+                    .await
+                    .is_ok_and(|item| {
+                        matches!(item, frontdesk_tests::visitor::StreamItem::Event(_))
+                    })
+                {}
+            }))
+        }
+    }
+}
+
+async fn sessions(kind: ServerKind, args: &Args, idle: bool) -> anyhow::Result<SessionFigures> {
+    let server = Server::start(kind).await?;
+    let result = sessions_on(&server, args, idle).await;
+    server.stop().await?;
+    result
+}
+
+async fn sessions_on(server: &Server, args: &Args, idle: bool) -> anyhow::Result<SessionFigures> {
+    // One HTTP client for every gateway visitor: its pool holds about
+    // `--concurrency` keep-alive connections, so the gateway's memory is
+    // that of the conversations and their WebSockets, not of a thousand
+    // idle HTTP connections.
+    let shared_visitor = match server {
+        Server::Gateway { gateway, .. } => Visitor::new(gateway.url()),
+        Server::Prosody(_) => Visitor::new("http://127.0.0.1:1"),
+    };
+    let host = BareJid::new(VISITOR_HOST)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before_kib = server.rss_kib()?;
+    let cpu_before = server.cpu().await?;
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(Instant, Instant, JoinHandle<()>)>> =
+        futures::stream::iter(0..args.sessions)
+            .map(|n| {
+                let (shared_visitor, host) = (&shared_visitor, &host);
+                async move {
+                    let at = Instant::now();
+                    let held = open_session(server, shared_visitor, host, n)
+                        .await
+                        .with_context(|| format!("session {n}"))?;
+                    Ok((at, Instant::now(), held))
+                }
+            })
+            .buffer_unordered(args.concurrency.max(1))
+            .collect()
+            .await;
+    let open_time = started.elapsed();
+    let cpu_opened = server.cpu().await?;
+    let mut held = Vec::with_capacity(results.len());
+    let mut start_latency = histogram();
+    let mut failures = 0usize;
+    let mut done_at = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok((at, done, task)) => {
+                start_latency.record(((done - at).as_micros() as u64).max(1))?;
+                done_at.push(done);
+                held.push(task);
+            }
+            Err(e) => {
+                if failures < 5 {
+                    eprintln!("{e:#}");
+                }
+                failures += 1;
+            }
+        }
+    }
+    let settle = Duration::from_secs_f64(args.settle_secs);
+    let (rss_idle_kib, idle_cpu_us) = if idle {
+        tokio::time::sleep(settle).await;
+        let cpu_idle = server.cpu().await?;
+        (Some(server.rss_kib()?), Some(cpu_idle.since(&cpu_opened).0))
+    } else {
+        (None, None)
+    };
+    for task in held.iter() {
+        task.abort();
+    }
+    anyhow::ensure!(failures == 0, "{failures} sessions failed to start");
+    let (start_cpu_us, backends) = cpu_opened.since(&cpu_before);
+    // The rate between the 5th and 15th, and the 85th and 95th percent of
+    // completions: early and late in the run, leaving out the ramp-up and
+    // the final drain of the starts in flight.
+    done_at.sort();
+    let len = done_at.len();
+    let rate_between = |from: usize, to: usize| {
+        (to - from) as f64 / (done_at[to] - done_at[from]).as_secs_f64().max(1e-6)
+    };
+    let (early_rate, late_rate) = if len >= 20 {
+        (
+            rate_between(len * 5 / 100, len * 15 / 100),
+            rate_between(len * 85 / 100, len * 95 / 100),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    Ok(SessionFigures {
+        opened: held.len(),
+        open_time,
+        early_rate,
+        late_rate,
+        start_latency,
+        start_cpu_us,
+        start_backends_cpu_us: matches!(
+            server,
+            Server::Gateway {
+                pg_database: Some(_),
+                ..
+            }
+        )
+        .then_some(backends),
+        rss_before_kib,
+        rss_idle_kib,
+        idle_cpu_us,
+        settle,
+    })
+}
+
+// --------------------------------------------------------------- report
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn print_table(title: &str, servers: &[ServerKind], rows: &[(String, Vec<String>)]) {
+    println!("\n{title}\n");
+    let header: Vec<&str> = servers.iter().map(|s| s.label()).collect();
+    println!("| figure | {} |", header.join(" | "));
+    println!("|---|{}", "---|".repeat(servers.len()));
+    for (name, cells) in rows {
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+}
+
+fn relay_rows(args: &Args, figures: &[anyhow::Result<RelayFigures>]) -> Vec<(String, Vec<String>)> {
+    let cell = |f: &dyn Fn(&RelayFigures) -> String| -> Vec<String> {
+        figures
+            .iter()
+            .map(|r| match r {
+                Ok(fig) => f(fig),
+                Err(_) => "failed".to_owned(),
+            })
+            .collect()
+    };
+    vec![
+        (
+            "offered msg/s (K visitors)".to_owned(),
+            cell(&|f| format!("{:.0} ({})", f.offered_rate, args.visitors)),
+        ),
+        (
+            "sent / delivered (errors)".to_owned(),
+            cell(&|f| format!("{} / {} ({})", f.sent, f.delivered, f.send_errors)),
+        ),
+        (
+            "achieved msg/s".to_owned(),
+            cell(&|f| format!("{:.1}", f.achieved())),
+        ),
+        (
+            "latency p50 / p99 / max ms".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{} / {} / {}",
+                    ms(f.latency.value_at_quantile(0.5)),
+                    ms(f.latency.value_at_quantile(0.99)),
+                    ms(f.latency.max())
+                )
+            }),
+        ),
+        (
+            "server CPU µs/message".to_owned(),
+            cell(&|f| format!("{:.0}", f.cpu_per_message(f.server_cpu_us))),
+        ),
+        (
+            "+ PostgreSQL backends µs/message".to_owned(),
+            cell(&|f| match f.backends_cpu_us {
+                Some(us) => format!(
+                    "{:.0} (total {:.0})",
+                    f.cpu_per_message(us),
+                    f.cpu_per_message(us + f.server_cpu_us)
+                ),
+                None => "–".to_owned(),
+            }),
+        ),
+        (
+            "server CPU, % of one core".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{:.0}",
+                    f.server_cpu_us as f64 / f.window.as_micros() as f64 * 100.0
+                )
+            }),
+        ),
+        (
+            "load generator CPU, % of one core".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{:.0}",
+                    f.client_cpu_us as f64 / f.window.as_micros() as f64 * 100.0
+                )
+            }),
+        ),
+        (
+            "server RSS start → end MiB".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{:.1} → {:.1}",
+                    f.rss_start_kib as f64 / 1024.0,
+                    f.rss_end_kib as f64 / 1024.0
+                )
+            }),
+        ),
+    ]
+}
+
+fn session_rows(figures: &[anyhow::Result<SessionFigures>]) -> Vec<(String, Vec<String>)> {
+    let cell = |f: &dyn Fn(&SessionFigures) -> String| -> Vec<String> {
+        figures
+            .iter()
+            .map(|r| match r {
+                Ok(fig) => f(fig),
+                Err(_) => "failed".to_owned(),
+            })
+            .collect()
+    };
+    let mut rows = vec![
+        (
+            "sessions opened".to_owned(),
+            cell(&|f| f.opened.to_string()),
+        ),
+        (
+            "starts/s".to_owned(),
+            cell(&|f| format!("{:.1}", f.starts_per_second())),
+        ),
+        (
+            "starts/s early / late (5–15 % / 85–95 % done)".to_owned(),
+            cell(&|f| format!("{:.1} / {:.1}", f.early_rate, f.late_rate)),
+        ),
+        (
+            "start latency p50 / p99 ms".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{} / {}",
+                    ms(f.start_latency.value_at_quantile(0.5)),
+                    ms(f.start_latency.value_at_quantile(0.99))
+                )
+            }),
+        ),
+        (
+            "server CPU ms per start".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{:.2}",
+                    f.start_cpu_us as f64 / 1000.0 / f.opened.max(1) as f64
+                )
+            }),
+        ),
+        (
+            "+ PostgreSQL backends ms per start".to_owned(),
+            cell(&|f| match f.start_backends_cpu_us {
+                Some(us) => format!("{:.2}", us as f64 / 1000.0 / f.opened.max(1) as f64),
+                None => "–".to_owned(),
+            }),
+        ),
+    ];
+    let idle = figures
+        .iter()
+        .any(|r| r.as_ref().is_ok_and(|f| f.rss_idle_kib.is_some()));
+    if idle {
+        rows.extend([
+            (
+                "RSS before → idle MiB".to_owned(),
+                cell(&|f| match f.rss_idle_kib {
+                    Some(after) => format!(
+                        "{:.1} → {:.1}",
+                        f.rss_before_kib as f64 / 1024.0,
+                        after as f64 / 1024.0
+                    ),
+                    None => "–".to_owned(),
+                }),
+            ),
+            (
+                "memory per idle session KiB".to_owned(),
+                cell(&|f| match f.kib_per_session() {
+                    Some(kib) => format!("{kib:.1}"),
+                    None => "–".to_owned(),
+                }),
+            ),
+            (
+                "idle CPU, % of one core".to_owned(),
+                cell(&|f| match f.idle_cpu_us {
+                    Some(us) => format!("{:.1}", us as f64 / f.settle.as_micros() as f64 * 100.0),
+                    None => "–".to_owned(),
+                }),
+            ),
+        ]);
+    }
+    rows
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = proc_meminfo_gib().map_or("?".to_owned(), |g| format!("{g:.0}"));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let prosody = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "prosody"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_else(|| "?".to_owned());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {memory} GiB RAM, Linux {kernel}, Prosody {prosody}, load average {load}"
+    )
+}
+
+fn proc_meminfo_gib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0 / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    epoch();
+    anyhow::ensure!(!args.servers.is_empty(), "no servers to run");
+    anyhow::ensure!(
+        args.rate > 0.0 && args.secs > 0.0,
+        "--rate and --secs must be positive"
+    );
+    let command: Vec<String> = std::env::args().collect();
+    println!("frontdesk-compare: {}", command.join(" "));
+    println!("machine: {}", machine());
+    println!(
+        "CPU: utime+stime of the server process (/proc/PID/stat, {} ticks/s); memory: VmRSS (/proc/PID/status)",
+        frontdesk_tests::bench::clock_ticks_per_second()
+    );
+    let mut failed = false;
+    if matches!(args.mode, Mode::Relay | Mode::Soak | Mode::All) {
+        let mut figures = Vec::new();
+        for &kind in &args.servers {
+            println!(
+                "\n== {}, {}: {} visitors, {} msg/s total, {} s",
+                if args.mode == Mode::Soak {
+                    "soak"
+                } else {
+                    "relay"
+                },
+                kind.label(),
+                args.visitors,
+                args.rate,
+                args.secs
+            );
+            let result = relay(kind, &args).await;
+            match &result {
+                Ok(f) => println!(
+                    "   sent {} delivered {} in {:.2} s ({:.1} msg/s), latency ms p50 {} p95 {} p99 {} max {}, server CPU {:.2} s ({:.0} µs/message){}",
+                    f.sent,
+                    f.delivered,
+                    f.window.as_secs_f64(),
+                    f.achieved(),
+                    ms(f.latency.value_at_quantile(0.5)),
+                    ms(f.latency.value_at_quantile(0.95)),
+                    ms(f.latency.value_at_quantile(0.99)),
+                    ms(f.latency.max()),
+                    f.server_cpu_us as f64 / 1e6,
+                    f.cpu_per_message(f.server_cpu_us),
+                    f.backends_cpu_us
+                        .map(|us| format!(", PostgreSQL backends {:.2} s", us as f64 / 1e6))
+                        .unwrap_or_default(),
+                ),
+                Err(e) => {
+                    failed = true;
+                    println!("   failed: {e:#}");
+                }
+            }
+            figures.push(result);
+        }
+        print_table(
+            &format!(
+                "{}: {} visitors → one agent, {} msg/s offered for {} s",
+                if args.mode == Mode::Soak {
+                    "Soak"
+                } else {
+                    "Relay"
+                },
+                args.visitors,
+                args.rate,
+                args.secs
+            ),
+            &args.servers,
+            &relay_rows(&args, &figures),
+        );
+    }
+    if matches!(args.mode, Mode::Idle | Mode::Starts | Mode::All) {
+        let idle = args.mode != Mode::Starts;
+        let mut figures = Vec::new();
+        for &kind in &args.servers {
+            println!(
+                "\n== {}, {}: {} sessions, {} starts in flight",
+                if idle { "idle" } else { "starts" },
+                kind.label(),
+                args.sessions,
+                args.concurrency
+            );
+            let result = sessions(kind, &args, idle).await;
+            match &result {
+                Ok(f) => println!(
+                    "   opened {} in {:.2} s ({:.1}/s), start latency ms p50 {} p99 {} max {}, server CPU {:.2} s for the starts, RSS {} KiB before{}",
+                    f.opened,
+                    f.open_time.as_secs_f64(),
+                    f.starts_per_second(),
+                    ms(f.start_latency.value_at_quantile(0.5)),
+                    ms(f.start_latency.value_at_quantile(0.99)),
+                    ms(f.start_latency.max()),
+                    f.start_cpu_us as f64 / 1e6,
+                    f.rss_before_kib,
+                    f.rss_idle_kib
+                        .map(|kib| format!(", {kib} KiB after {:.0} s idle", f.settle.as_secs_f64()))
+                        .unwrap_or_default(),
+                ),
+                Err(e) => {
+                    failed = true;
+                    println!("   failed: {e:#}");
+                }
+            }
+            figures.push(result);
+        }
+        print_table(
+            &format!(
+                "Sessions: {} {}, {} starts in flight",
+                args.sessions,
+                if idle {
+                    "opened then held idle"
+                } else {
+                    "opened"
+                },
+                args.concurrency
+            ),
+            &args.servers,
+            &session_rows(&figures),
+        );
+    }
+    anyhow::ensure!(!failed, "some runs failed");
+    Ok(())
+}
