@@ -72,6 +72,11 @@ const HEARTBEAT: Duration = Duration::from_secs(25);
 const PAGE: i64 = 500;
 /// Room for a client frame's JSON around its text.
 const FRAME_OVERHEAD: usize = 1024;
+/// Each socket's read buffer. tungstenite allocates 128 KiB by default for
+/// every socket, most of what an idle visitor costs (issue 15); a
+/// visitor's frames are small (typing, read marks), and the buffer grows
+/// for a larger one up to the frame limit.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// The WebSocket limits, from `[server]` and `[limits]`.
 #[derive(Debug, Clone, Copy)]
@@ -233,7 +238,13 @@ async fn events(
         Err(_) => 0,
     };
     let max = chars.saturating_mul(4).saturating_add(FRAME_OVERHEAD);
-    let upgrade = upgrade.max_frame_size(max).max_message_size(max);
+    // Every event is flushed as it is sent, so the write buffer never
+    // batches: 0 writes each frame at once instead of keeping room for it.
+    let upgrade = upgrade
+        .max_frame_size(max)
+        .max_message_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
     match admitted.map(|(id, _)| id) {
         Ok(id) => upgrade.on_upgrade(move |socket| {
             let session = session(state, id, socket);
