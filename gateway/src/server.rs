@@ -71,8 +71,14 @@ impl Gateway {
         let files = crate::files::Files::from_config(config);
         let xmpp = match &config.xmpp {
             Some(xmpp) => Some(
-                bridges::xmpp::start(xmpp, store.clone(), files.clone(), shutdown.clone())
-                    .context("invalid [xmpp] configuration")?,
+                bridges::xmpp::start(
+                    xmpp,
+                    store.clone(),
+                    files.clone(),
+                    config.cluster.enabled,
+                    shutdown.clone(),
+                )
+                .context("invalid [xmpp] configuration")?,
             ),
             None => None,
         };

@@ -202,10 +202,13 @@ pub struct XmppRuntime {
 }
 
 /// Starts the component (it connects and reconnects on its own).
+/// `clustered`: other nodes share the database (`[cluster] enabled`);
+/// else every other node id in it is an earlier run of this one.
 pub fn start(
     config: &XmppConfig,
     store: Store,
     files: Files,
+    clustered: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<XmppRuntime> {
     let domain = BareJid::new(&config.domain)
@@ -224,7 +227,7 @@ pub fn start(
     let elected = config.connection == XmppConnection::OneNode
         && store.backend() == crate::store::Backend::Postgres;
     component.start_online = !elected;
-    let alone = store.backend() == crate::store::Backend::Sqlite;
+    let alone = !clustered || store.backend() == crate::store::Backend::Sqlite;
     let (commands, commands_rx) = mpsc::channel(1024);
     let (handle, events) = frontdesk_xmpp::spawn(component, commands_rx, shutdown.clone())?;
     Ok(XmppRuntime {
@@ -238,7 +241,7 @@ pub fn start(
             mode: config.connection,
             sending: AtomicBool::new(!elected),
             order: tokio::sync::Mutex::new(()),
-            // One node on SQLite: no peer to wait for.
+            // One node (SQLite, or no cluster): no peer to wait for.
             peers: nodes::Judgement::new(alone),
         }),
         events,

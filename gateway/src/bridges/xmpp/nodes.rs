@@ -129,7 +129,8 @@ pub(super) fn listen(
 /// and once they have for longer than a lease lasts, so every live node
 /// renewed theirs meanwhile. Not right after the database was away, when
 /// every lease lapsed at once, nor while a renewal hangs on a database
-/// that went away. On SQLite there is no other node.
+/// that went away. On SQLite, or without `[cluster]`, there is no other
+/// node.
 pub(super) struct Judgement {
     alone: bool,
     /// Since when renewals succeed, and when the last one did.
@@ -219,11 +220,11 @@ impl Nodes {
         }
     }
 
-    /// At start: on SQLite one node runs, so every earlier run's node is
-    /// dead (its lease may not have lapsed yet); then what they left is
-    /// sent.
+    /// At start: on SQLite, or without `[cluster]`, one node runs, so
+    /// every earlier run's node is dead (its lease may not have lapsed
+    /// yet); then what they left is sent.
     pub(super) async fn start(&mut self, agents: &Arc<XmppAgents>, engine: &Engine) {
-        if engine.store().backend() == Backend::Sqlite {
+        if agents.peers.alone {
             if let Err(e) = engine.store().xmpp_lapse_node_leases().await {
                 warn!(error = %e, "cannot forget earlier runs' leases");
             }
