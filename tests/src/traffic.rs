@@ -347,8 +347,8 @@ impl Report {
                     say(format!("{body:?} stored {once} times"));
                 }
                 // A copy under the same stanza id from the same chat is one
-                // message to the agent's client (Conversations and Gajim
-                // drop it as a duplicate): the at-least-once re-send of a
+                // message to the agent's client (Conversations drops it as
+                // a duplicate): the at-least-once re-send of a
                 // stanza a dead node had not seen confirmed. Copies are
                 // counted in `resent_copies`.
                 let copies = self.at_agents.get(body).map_or(&[][..], Vec::as_slice);
