@@ -392,10 +392,14 @@ async fn follow(
     loop {
         tokio::select! {
             signal = signals.recv() => match signal {
-                Ok(Signal::Committed(seq)) if seq > last => {
+                Ok(Signal::Stored { seq, frame }) if seq == last + 1 => {
+                    send(socket, Message::Text(frame.as_ref().into()), limits).await?;
+                    last = seq;
+                }
+                Ok(Signal::Committed(seq) | Signal::Stored { seq, .. }) if seq > last => {
                     send_events_after(state, id, socket, &mut last).await?;
                 }
-                Ok(Signal::Committed(_)) => {}
+                Ok(Signal::Committed(_) | Signal::Stored { .. }) => {}
                 Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
                     send_events_after(state, id, socket, &mut last).await?;
                 }

@@ -317,7 +317,7 @@ pub async fn post_message(
     state.limiters.message(id)?;
     let (message, created) = state
         .engine
-        .post_visitor_message(id, client_id, body)
+        .post_visitor_message_on(&row, client_id, body)
         .await?;
     let status = if created {
         StatusCode::CREATED

@@ -34,7 +34,7 @@ use tracing::{info, instrument, warn};
 use super::view::AttachmentView;
 use super::{
     agent_message_view, event, message_of, Engine, EngineError, EngineResult, EventBody,
-    MessageView, Signal,
+    MessageView,
 };
 use crate::domain::{ConversationId, FileId};
 use crate::files::{DangerousName, DisplayName, FileStore, Files, Received, StorageKey};
@@ -407,7 +407,7 @@ impl Engine {
             }
         };
         let message = message_of(&stored)?;
-        self.inner.hub.publish(id, Signal::Committed(stored.seq));
+        self.announce(id, std::slice::from_ref(&stored));
         metrics::counter!("frontdesk_files_total", "from" => "agent").increment(1);
         info!(size, content_type = %file_row.content_type, "agent sent a file");
         Ok(AgentFileOutcome::Attached(message))

@@ -39,6 +39,12 @@ impl Engine {
         if let Some(agent) = self.assigned_agent(row) {
             return vec![agent];
         }
+        if !row.state.is_waiting() {
+            // Not with an agent and not in a queue (a chatbot menu, or
+            // over): nothing can ring for it. A queued one is read too,
+            // since its offer row is written just before it reads offered.
+            return Vec::new();
+        }
         let ringing = match self.inner.store.offer_agents(row.id).await {
             Ok(ringing) => ringing.unwrap_or_default(),
             Err(e) => {

@@ -9,7 +9,7 @@ use tracing::{info, instrument};
 
 use super::view::AttachmentView;
 use super::{
-    event, message_of, Channel, Engine, EngineError, EngineResult, EventBody, MessageView, Signal,
+    event, message_of, Channel, Engine, EngineError, EngineResult, EventBody, MessageView,
 };
 use crate::domain::{BatchId, ConversationId, FileId, Party};
 use crate::files::NewAttachment;
@@ -136,7 +136,7 @@ impl Engine {
             FileInsert::NoConversation => return Err(EngineError::UnknownConversation),
         };
         let message = message_of(&stored)?;
-        self.inner.hub.publish(id, Signal::Committed(stored.seq));
+        self.announce(id, std::slice::from_ref(&stored));
         metrics::counter!("frontdesk_files_total", "from" => "visitor").increment(1);
         info!(size = stored_row.size, content_type = %stored_row.content_type, "visitor sent a file");
         if !recipients.is_empty() {

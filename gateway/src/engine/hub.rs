@@ -5,7 +5,10 @@
 //! and "re-read now". A subscriber that hears of seq N reads the events it
 //! has not seen from the store, so a lagging or reconnecting subscriber can
 //! never see a gap or a duplicate: the database is the only source of
-//! events.
+//! events. The one shortcut: a single committed event travels with its
+//! signal ([`Signal::Stored`]), and a subscriber whose last seq is the one
+//! before it sends it as is (the common case, a message in a live chat,
+//! costs no read); any other subscriber reads from the store as before.
 //!
 //! A widget's socket may be on one node while the commit happens on
 //! another, so signals cross nodes (PostgreSQL; `signals.rs` runs the
@@ -29,6 +32,11 @@ use crate::store::Notice;
 pub enum Signal {
     /// Events up to this seq are committed.
     Committed(i64),
+    /// The one event with this seq is committed, and here is its frame as
+    /// a widget reads it (serialized once for every socket): a subscriber
+    /// that has everything up to `seq - 1` sends it without reading the
+    /// store; any other treats it as [`Signal::Committed`].
+    Stored { seq: i64, frame: Arc<str> },
     /// The agent is (or stopped) typing. Not stored, never replayed.
     AgentTyping(bool),
     /// Signals may have been missed (this node's listener for the other
@@ -55,6 +63,11 @@ pub struct Hub {
     relay: Arc<OnceLock<mpsc::Sender<Notice>>>,
     listening: Arc<watch::Sender<Listening>>,
 }
+
+/// Signals a conversation's subscriber may fall behind by before it hears
+/// `Lagged` and reads from the store instead (which loses nothing): each
+/// slot costs every followed conversation memory, idle or not.
+const SUBSCRIBER_QUEUE: usize = 16;
 
 /// Signals waiting for the relay; beyond this, typing is dropped (it is
 /// ephemeral, and the next one says the same).
@@ -107,7 +120,7 @@ impl Hub {
         let mut senders = self.senders.lock().expect("hub lock poisoned");
         senders
             .entry(id)
-            .or_insert_with(|| broadcast::channel(64).0)
+            .or_insert_with(|| broadcast::channel(SUBSCRIBER_QUEUE).0)
             .subscribe()
     }
 
@@ -125,7 +138,7 @@ impl Hub {
 
     /// A signal for this node's subscribers only (the relay's way in).
     pub(super) fn deliver(&self, id: ConversationId, signal: Signal) {
-        if matches!(signal, Signal::Committed(_)) {
+        if matches!(signal, Signal::Committed(_) | Signal::Stored { .. }) {
             self.bump();
         }
         let mut senders = self.senders.lock().expect("hub lock poisoned");
@@ -186,6 +199,25 @@ mod tests {
         hub.publish(b, Signal::Committed(1));
         hub.publish(a, Signal::Committed(2));
         assert_eq!(rx.recv().await.unwrap(), Signal::Committed(2));
+    }
+
+    #[tokio::test]
+    async fn a_stored_event_travels_with_its_signal_and_moves_the_live_view() {
+        let hub = Hub::default();
+        let a = ConversationId::new();
+        let mut rx = hub.subscribe(a);
+        let mut activity = hub.activity();
+        activity.mark_unchanged();
+        let frame: Arc<str> = r#"{"seq":3}"#.into();
+        hub.publish(
+            a,
+            Signal::Stored {
+                seq: 3,
+                frame: frame.clone(),
+            },
+        );
+        assert_eq!(rx.recv().await.unwrap(), Signal::Stored { seq: 3, frame });
+        assert!(activity.has_changed().unwrap());
     }
 
     #[test]

@@ -197,7 +197,7 @@ struct LiveState {
 
 /// Locks behind [`Engine::outbound`]: conversations share one by hash, so
 /// the set stays small and needs no cleaning.
-const OUTBOUND_STRIPES: usize = 64;
+const OUTBOUND_STRIPES: usize = 1024;
 
 impl Engine {
     /// An engine with an empty directory: [`provision`](Self::provision)
@@ -435,10 +435,29 @@ impl Engine {
             .store
             .transition(id, expect, update, events)
             .await?;
-        if let Some(last) = stored.as_ref().and_then(|s| s.last()) {
-            self.inner.hub.publish(id, Signal::Committed(last.seq));
+        if let Some(stored) = &stored {
+            self.announce(id, stored);
         }
         Ok(stored)
+    }
+
+    /// Tells this node's subscribers (the widgets' sockets) what was just
+    /// committed: a single event with its frame, else the last seq.
+    fn announce(&self, id: ConversationId, stored: &[StoredEvent]) {
+        let signal = match stored {
+            [] => return,
+            [one] => match EventView::try_from(one).and_then(|view| {
+                serde_json::to_string(&view).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }) {
+                Ok(frame) => Signal::Stored {
+                    seq: one.seq,
+                    frame: frame.into(),
+                },
+                Err(_) => Signal::Committed(one.seq),
+            },
+            [.., last] => Signal::Committed(last.seq),
+        };
+        self.inner.hub.publish(id, signal);
     }
 }
 

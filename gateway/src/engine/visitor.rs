@@ -8,12 +8,12 @@ use tracing::{info, instrument, warn};
 
 use super::{
     event, message_of, AgentView, ConversationView, Engine, EngineError, EngineResult, EventBody,
-    EventView, MessageView, NewVisitor, Notice, Signal, VisitorView,
+    EventView, MessageView, NewVisitor, Notice, VisitorView,
 };
 use crate::domain::{
     ClientMessageId, ConversationId, ConversationState, MessageBody, PageUrl, Party, VisitorToken,
 };
-use crate::store::{now_ms, ConversationRow, ConversationUpdate, NewConversation};
+use crate::store::{now_ms, Appended, ConversationRow, ConversationUpdate, NewConversation};
 
 impl Engine {
     /// Starts a conversation, or refuses with `Closed` outside hours (the
@@ -164,7 +164,6 @@ impl Engine {
 
     /// Stores a visitor's message (once per `client_id`) and forwards it
     /// to the agent in charge. Returns the message and whether it was new.
-    #[instrument(skip(self, body), fields(conversation = %id))]
     pub async fn post_visitor_message(
         &self,
         id: ConversationId,
@@ -172,34 +171,47 @@ impl Engine {
         body: MessageBody,
     ) -> EngineResult<(MessageView, bool)> {
         let row = self.row(id).await?;
-        if let Some(existing) = self
-            .inner
-            .store
-            .event_by_client_id(id, client_id.as_str())
-            .await?
-        {
-            return Ok((message_of(&existing)?, false));
-        }
+        self.post_visitor_message_on(&row, client_id, body).await
+    }
+
+    /// [`post_visitor_message`](Self::post_visitor_message) for a caller
+    /// that has just read the conversation (the API, checking the token):
+    /// whether it is still open is decided again where the message is
+    /// stored, under the row's write lock.
+    #[instrument(skip_all, fields(conversation = %row.id))]
+    pub async fn post_visitor_message_on(
+        &self,
+        row: &ConversationRow,
+        client_id: ClientMessageId,
+        body: MessageBody,
+    ) -> EngineResult<(MessageView, bool)> {
+        let id = row.id;
         if row.state.is_final() {
-            return Err(EngineError::ConversationEnded);
+            // A retry of a message stored before the end gets it back.
+            let first = self.inner.store.event_by_client_id(id, client_id.as_str());
+            return match first.await? {
+                Some(first) => Ok((message_of(&first)?, false)),
+                None => Err(EngineError::ConversationEnded),
+            };
         }
         let message =
             MessageView::new(Party::Visitor, row.visitor_name.clone(), body.into_string())
                 .with_client_id(Some(client_id.as_str().to_owned()));
         let _in_order = self.outbound(id).await;
-        let recipients = self.recipients(&row).await;
+        let recipients = self.recipients(row).await;
         let mut new = event(EventBody::Message { message });
         new.client_id = Some(client_id.as_str().to_owned());
         new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();
-        let (stored, created) = self.inner.store.append_idempotent(id, &new).await?;
+        let stored = match self.inner.store.append_visitor_message(id, new).await? {
+            Appended::Created(stored) => stored,
+            Appended::Existing(first) => return Ok((message_of(&first)?, false)),
+            Appended::Ended => return Err(EngineError::ConversationEnded),
+        };
         let message = message_of(&stored)?;
-        if !created {
-            return Ok((message, false));
-        }
-        self.inner.hub.publish(id, Signal::Committed(stored.seq));
+        self.announce(id, std::slice::from_ref(&stored));
         metrics::counter!("frontdesk_messages_total", "from" => "visitor").increment(1);
         if !recipients.is_empty() {
-            self.forward(&self.summary(&row)?, &message, &recipients)
+            self.forward(&self.summary(row)?, &message, &recipients)
                 .await;
         }
         Ok((message, true))

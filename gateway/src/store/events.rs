@@ -3,7 +3,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{now_ms, Store, StoreError, StoreResult};
+use super::batch::Appended;
+use super::{Store, StoreError, StoreResult};
 use crate::domain::ConversationId;
 
 /// An event to append. `client_id` makes visitor messages idempotent;
@@ -39,7 +40,7 @@ pub struct StoredEvent {
     pub created_at: i64,
 }
 
-fn from_row(conversation_id: ConversationId, row: &AnyRow) -> StoreResult<StoredEvent> {
+pub(super) fn from_row(conversation_id: ConversationId, row: &AnyRow) -> StoreResult<StoredEvent> {
     let payload: String = row.try_get("payload")?;
     Ok(StoredEvent {
         conversation_id,
@@ -74,43 +75,88 @@ pub(super) async fn insert_events(
         .bind(now)
         .fetch_one(&mut **tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO events (conversation_id, seq, kind, payload, client_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
-        .bind(seq)
-        .bind(event.kind)
-        .bind(event.payload.to_string())
-        .bind(event.client_id.as_deref())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        stored.push(insert_event_row(tx, id, seq, event, now).await?);
         for agent in &event.deliver_to {
-            sqlx::query(
-                "INSERT INTO agent_deliveries (conversation_id, seq, agent_extension, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id.to_string())
-            .bind(seq)
-            .bind(agent)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            insert_delivery(tx, id, seq, agent, now).await?;
         }
-        stored.push(StoredEvent {
-            conversation_id: id,
-            seq,
-            kind: event.kind.to_owned(),
-            payload: event.payload.clone(),
-            client_id: event.client_id.clone(),
-            created_at: now,
-        });
     }
     if let Some(last) = stored.last() {
         super::signals::notify_committed(tx, store, id, last.seq).await?;
     }
     Ok(stored)
+}
+
+/// Inserts one event row under `seq` (already taken from the counter).
+async fn insert_event_row(
+    tx: &mut Transaction<'_, Any>,
+    id: ConversationId,
+    seq: i64,
+    event: &NewEvent,
+    now: i64,
+) -> StoreResult<StoredEvent> {
+    let payload = event.payload.to_string();
+    sqlx::query(
+        "INSERT INTO events (conversation_id, seq, kind, payload, client_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.to_string())
+    .bind(seq)
+    .bind(event.kind)
+    .bind(payload)
+    .bind(event.client_id.as_deref())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(StoredEvent {
+        conversation_id: id,
+        seq,
+        kind: event.kind.to_owned(),
+        payload: event.payload.clone(),
+        client_id: event.client_id.clone(),
+        created_at: now,
+    })
+}
+
+/// Records in the outbox that `agent` must get event `seq`.
+async fn insert_delivery(
+    tx: &mut Transaction<'_, Any>,
+    id: ConversationId,
+    seq: i64,
+    agent: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO agent_deliveries (conversation_id, seq, agent_extension, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(seq)
+    .bind(agent)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The event stored under `client_id`, read through `executor` (the pool,
+/// or a transaction that may have stored it itself).
+async fn select_by_client_id<'c, E>(
+    executor: E,
+    id: ConversationId,
+    client_id: &str,
+) -> StoreResult<Option<StoredEvent>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let row = sqlx::query(
+        "SELECT seq, kind, payload, client_id, created_at FROM events \
+         WHERE conversation_id = $1 AND client_id = $2",
+    )
+    .bind(id.to_string())
+    .bind(client_id)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(|r| from_row(id, r)).transpose()
 }
 
 impl Store {
@@ -184,15 +230,7 @@ impl Store {
         id: ConversationId,
         client_id: &str,
     ) -> StoreResult<Option<StoredEvent>> {
-        let row = sqlx::query(
-            "SELECT seq, kind, payload, client_id, created_at FROM events \
-             WHERE conversation_id = $1 AND client_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(|r| from_row(id, r)).transpose()
+        select_by_client_id(&self.pool, id, client_id).await
     }
 
     /// The event stored under `client_id` when an insert under the same id
@@ -207,32 +245,18 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("client id conflict without a stored event".into()))
     }
 
-    /// Appends one event with a client id, exactly once: a retry (even a
-    /// concurrent one) returns the event first stored, with `false`.
-    pub async fn append_idempotent(
+    /// Stores a visitor's message (an event with a client id) exactly
+    /// once, in the next group commit (`batch.rs`): a retry, even a
+    /// concurrent one, gets the first copy; an ended conversation stores
+    /// nothing.
+    pub async fn append_visitor_message(
         &self,
         id: ConversationId,
-        event: &NewEvent,
-    ) -> StoreResult<(StoredEvent, bool)> {
-        let client_id = event
-            .client_id
-            .as_deref()
-            .expect("append_idempotent needs a client id");
-        if let Some(existing) = self.event_by_client_id(id, client_id).await? {
-            return Ok((existing, false));
-        }
-        let mut tx = self.pool.begin().await?;
-        match insert_events(&mut tx, self, id, std::slice::from_ref(event), now_ms()).await {
-            Ok(mut stored) => {
-                tx.commit().await?;
-                Ok((stored.remove(0), true))
-            }
-            Err(e) if is_unique_violation(&e) => {
-                tx.rollback().await?;
-                Ok((self.first_stored(id, client_id).await?, false))
-            }
-            Err(e) => Err(e),
-        }
+        event: NewEvent,
+    ) -> StoreResult<Appended> {
+        let batcher = (self.batcher.as_ref())
+            .expect("only the writers' own store has no batcher, and they append directly");
+        batcher.append(id, event).await
     }
 }
 

@@ -10,6 +10,7 @@
 //! acknowledges a message only with a value that came back from here.
 
 mod admin;
+mod batch;
 mod conversations;
 mod deliveries;
 mod directory;
@@ -29,6 +30,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use admin::{AdminUserRow, ApiTokenRow};
+pub use batch::Appended;
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
 pub use deliveries::DeliveryRow;
 pub use directory::{
@@ -112,6 +114,9 @@ pub struct Store {
     url: std::sync::Arc<str>,
     /// This node's random id, in its cross-node signals (`signals.rs`).
     node: std::sync::Arc<str>,
+    /// The group commit of visitor messages (`batch.rs`); none in the
+    /// writers' own clone.
+    batcher: Option<batch::Batcher>,
 }
 
 impl Store {
@@ -148,6 +153,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            // A SQLite connection is a file handle that cannot drop; a ping
+            // per query was a round trip to its worker thread each time.
+            // PostgreSQL's are tested, so one lost in a database restart is
+            // replaced rather than failing the request that took it.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -168,12 +178,15 @@ impl Store {
         if backend == Backend::Sqlite {
             make_sqlite_private(&url);
         }
-        Ok(Store {
+        let mut store = Store {
             pool,
             backend,
             url: url.into(),
             node: signals::new_node_id().into(),
-        })
+            batcher: None,
+        };
+        store.batcher = Some(batch::Batcher::start(&store));
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

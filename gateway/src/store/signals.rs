@@ -109,6 +109,34 @@ pub(super) async fn notify_committed(
     Ok(())
 }
 
+/// [`notify_committed`] for several conversations, in one statement.
+pub(super) async fn notify_all_committed(
+    tx: &mut Transaction<'_, Any>,
+    store: &Store,
+    committed: &[(ConversationId, i64)],
+) -> StoreResult<()> {
+    if store.backend != Backend::Postgres || committed.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..committed.len())
+        .map(|i| format!("(${})", i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT pg_notify($1, payload) FROM (VALUES {}) AS committed (payload)",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql).persistent(false).bind(SIGNALS_CHANNEL);
+    for (conversation, seq) in committed {
+        let notice = Notice::Committed {
+            conversation: *conversation,
+            seq: *seq,
+        };
+        query = query.bind(notice.encode(&store.node));
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
 impl Store {
     /// This store's node id (the `<node>` of its notifications).
     pub fn node_id(&self) -> &str {

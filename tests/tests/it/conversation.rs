@@ -251,6 +251,81 @@ async fn a_retried_message_is_stored_once() {
     gw.stop().await;
 }
 
+/// Messages that arrive together are stored in one group commit: each is
+/// still stored exactly once, in a gapless order per conversation, copies
+/// in the same batch included; an ended chat refuses new ones and still
+/// answers a retry of one it stored.
+#[tokio::test]
+async fn messages_arriving_together_are_each_stored_once() {
+    const CHATS: usize = 8;
+    const MESSAGES: usize = 10;
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let mut sessions = Vec::new();
+    for i in 0..CHATS {
+        sessions.push(visitor.start("live", &format!("V{i}")).await.unwrap());
+    }
+    // Every message twice, all at once, every chat at once.
+    let sends = sessions.iter().flat_map(|session| {
+        (0..MESSAGES).flat_map(move |m| {
+            let id = format!("m{m}");
+            let body = format!("{} says {m}", session.id);
+            [(session, id.clone(), body.clone()), (session, id, body)]
+        })
+    });
+    let replies = futures::future::join_all(sends.map(|(session, id, body)| {
+        let visitor = &visitor;
+        async move {
+            (
+                session.id.clone(),
+                id.clone(),
+                visitor.say(session, &id, &body).await.unwrap(),
+            )
+        }
+    }))
+    .await;
+    let mut seen: std::collections::HashMap<(String, String), (i64, usize)> = Default::default();
+    for (chat, id, reply) in &replies {
+        assert!(
+            [201, 200].contains(&reply.status.as_u16()),
+            "{chat} {id}: {} {}",
+            reply.status,
+            reply.body
+        );
+        let seq = reply.body["seq"].as_i64().unwrap();
+        let entry = seen.entry((chat.clone(), id.clone())).or_insert((seq, 0));
+        assert_eq!(entry.0, seq, "both copies of {id} answer with one seq");
+        entry.1 += usize::from(reply.status == 201);
+    }
+    assert!(
+        seen.values().all(|(_, created)| *created == 1),
+        "each message created exactly once: {seen:?}"
+    );
+    for session in &sessions {
+        let history = visitor.messages(session).await.unwrap();
+        let messages = history.body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), MESSAGES, "{}", history.body);
+        let seqs: Vec<i64> = messages
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        for m in messages {
+            assert!(m["body"].as_str().unwrap().starts_with(&session.id));
+        }
+    }
+
+    let ended = &sessions[0];
+    visitor.close(ended).await.unwrap();
+    let retry = visitor.say(ended, "m3", "again").await.unwrap();
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.body["seq"], seen[&(ended.id.clone(), "m3".into())].0);
+    let late = visitor.say(ended, "after-the-end", "hello?").await.unwrap();
+    assert_eq!(late.status, 409, "{}", late.body);
+    assert_eq!(late.error(), "conversation_ended");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_reconnecting_widget_gets_exactly_the_events_it_missed() {
     let gw = TestGateway::spawn().await;
