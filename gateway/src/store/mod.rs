@@ -16,6 +16,7 @@ mod directory;
 mod dispatch;
 mod events;
 mod files;
+mod queues;
 mod signals;
 mod transcripts;
 mod uploads;
@@ -38,6 +39,7 @@ pub use directory::{
 pub use dispatch::{AgentActivity, TimerRow};
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
+pub use queues::{Head, LineKey, Ranked};
 pub use signals::{Notice, SignalListener, LISTENER_NAME, SIGNALS_CHANNEL};
 pub use transcripts::ConversationFilter;
 pub use uploads::{NewUploadSlot, SlotStart, UploadedFile};
