@@ -155,6 +155,7 @@ impl Gateway {
             .await
             .context("cannot recover conversations")?;
         engine.run_timers(Duration::from_millis(config.server.timer_poll_ms));
+        engine.keep_queues();
         engine.watch_abandoned(std::time::Duration::from_secs(
             config.waiting.abandoned_after_secs,
         ));

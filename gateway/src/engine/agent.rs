@@ -355,7 +355,8 @@ impl Engine {
         }
         match store.offer_without(id, agent.as_str()).await {
             Ok(Some(remaining)) if remaining.is_empty() => self.offer_expired(id).await,
-            Ok(_) => {}
+            Ok(Some(_)) => self.agents_freed(std::slice::from_ref(agent)),
+            Ok(None) => {}
             Err(e) => warn!(conversation = %id, error = %e, "cannot withdraw a declined offer"),
         }
     }

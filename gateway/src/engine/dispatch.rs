@@ -8,6 +8,13 @@
 //! behave as one queue however many nodes serve it; transitions are still
 //! guarded by the expected state, so a lease that lapsed cannot move one
 //! conversation twice.
+//!
+//! It reads the queue's line from its head, a page at a time, and stops at
+//! the first chat no agent can take (later ones must not overtake it), so
+//! its cost follows the offers it makes, not the length of the line; the
+//! line's positions and max waits are the upkeep task's (`upkeep.rs`).
+//! A chat that joins behind one still waiting unoffered is not dispatched
+//! at all (see [`Engine::joined`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -21,7 +28,10 @@ use tracing::{info, warn};
 
 use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
-use crate::store::{now_ms, AgentActivity, ConversationRow, ConversationUpdate};
+use crate::store::{
+    now_ms, AgentActivity, Backend, ConversationRow, ConversationUpdate, LineKey, NewConversation,
+    NewEvent,
+};
 
 /// How many of a conversation's latest messages an offer carries (the
 /// agent who takes a chat reads what was said; a chat that went back to
@@ -33,6 +43,9 @@ const DISPATCH_LEASE_MS: i64 = 10_000;
 /// The dispatch lease's name: one dispatch at a time in the whole cluster,
 /// so an agent in two queues never rings for two chats at once.
 const DISPATCH_LEASE: &str = "dispatch";
+/// How many chats of a line one read brings (more than a queue has agents
+/// to offer to, so one page usually decides).
+const LINE_PAGE: i64 = 50;
 /// Where the strategies' memory is kept (`dispatch_memory`).
 const STRATEGY_MEMORY: &str = "strategy";
 
@@ -48,37 +61,101 @@ struct Facts {
 }
 
 impl Engine {
-    /// Updates queue positions and makes the offers the queue's strategy
-    /// allows right now.
+    /// Makes the offers the queue's strategy allows right now (and marks
+    /// its positions to be told).
     pub(super) async fn dispatch(&self, queue: &QueueExtension) {
         let _one_at_a_time = self.inner.dispatch_lock.lock().await;
         let Some(config) = self.directory().pbx().queue(queue).cloned() else {
             warn!(queue = %queue, "dispatch for an unknown queue");
             return;
         };
+        self.positions_moved(queue);
         if !self.take_dispatch_lease().await {
+            self.dispatch_later(queue);
             return;
         }
         if let Err(e) = self.dispatch_locked(&config).await {
             warn!(queue = %queue, error = %e, "dispatch failed");
+            self.dispatch_later(queue);
         }
         self.release_dispatch_lease().await;
     }
 
-    async fn dispatch_locked(&self, config: &QueueConfig) -> super::EngineResult<()> {
-        let rows = self.open_conversations().await?;
-        let waiting: Vec<&ConversationRow> = rows
-            .iter()
-            .filter(|r| r.queue_extension.as_deref() == Some(config.extension.as_str()))
-            .filter(|r| r.state.is_waiting())
-            .collect();
-        self.publish_positions(&waiting).await?;
-        self.arm_max_wait(config, &waiting).await?;
-        if !waiting.iter().any(|r| r.state == ConversationState::Queued) {
-            return Ok(());
+    /// Creates a chat that joins `queue` at once: its position, the event
+    /// that tells it and its max wait are committed with it.
+    pub(super) async fn create_queued(
+        &self,
+        new: &NewConversation,
+        events: &[NewEvent],
+        queue: &QueueExtension,
+    ) -> super::EngineResult<()> {
+        let timer = self.max_wait_timer(queue, new.id);
+        let position_event = |position| event(EventBody::QueuePosition { position });
+        (self.inner.store)
+            .create_queued_conversation(new, events, position_event, timer.as_ref())
+            .await?;
+        if timer.is_some() {
+            self.inner.timers_changed.notify_waiters();
         }
+        Ok(())
+    }
+
+    /// A chat `id` joined `queue`'s line, its position already told.
+    /// Dispatching it would offer nothing new while a chat ahead of it
+    /// still waits unoffered and is not directed to one agent: the last
+    /// dispatch found no agent for that head, and everything that can free
+    /// one dispatches the queue again (presence, an offer taken, declined
+    /// or rung out, a chat ended or handed on, wrap-up over, a directory
+    /// change); a dispatch under way when this chat came reads the line
+    /// again after its last offer. Otherwise it dispatches as any change.
+    pub(super) async fn joined(&self, queue: &QueueExtension, id: ConversationId) {
+        if self.inner.store.backend() == Backend::Postgres {
+            // A chat started at the same instant may not have counted this
+            // one (or this one it): the ranking corrects both.
+            self.positions_moved(queue);
+        }
+        match self.inner.store.line_head(queue.as_str()).await {
+            Ok(Some(head)) if head.id != id && !head.directed => return,
+            Ok(_) => {}
+            Err(e) => warn!(queue = %queue, error = %e, "cannot read the head of a queue"),
+        }
+        self.dispatch(queue).await;
+    }
+
+    async fn dispatch_locked(&self, config: &QueueConfig) -> super::EngineResult<()> {
+        let mut facts = None;
+        let mut after = None;
+        // Until a page comes back empty: a chat that joined while offers
+        // were made is read too.
+        'line: loop {
+            let page = (self.inner.store)
+                .line_page(config.extension.as_str(), after.as_ref(), LINE_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(LineKey::of(last));
+            for row in page.iter().filter(|r| r.state == ConversationState::Queued) {
+                let facts = match &mut facts {
+                    Some(facts) => facts,
+                    None => facts.insert(self.facts().await?),
+                };
+                if !self.offer_one(config, row, facts).await? {
+                    break 'line;
+                }
+            }
+        }
+        match facts {
+            Some(facts) if facts.memory_changed => {
+                let json = serde_json::to_string(&facts.memory).unwrap_or_default();
+                self.inner.store.set_memory(STRATEGY_MEMORY, &json).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn facts(&self) -> super::EngineResult<Facts> {
         let store = &self.inner.store;
-        let mut facts = Facts {
+        Ok(Facts {
             statuses: self.statuses().await?,
             activity: store.activity_all().await?,
             ringing: store.offers_all().await?.into_values().flatten().collect(),
@@ -87,21 +164,10 @@ impl Engine {
                 None => StrategyMemory::default(),
             },
             memory_changed: false,
-            active_chats: count_active_chats(&rows),
-        };
-        for row in waiting
-            .iter()
-            .filter(|r| r.state == ConversationState::Queued)
-        {
-            if !self.offer_one(config, row, &mut facts).await? {
-                break;
-            }
-        }
-        if facts.memory_changed {
-            let json = serde_json::to_string(&facts.memory).unwrap_or_default();
-            store.set_memory(STRATEGY_MEMORY, &json).await?;
-        }
-        Ok(())
+            active_chats: (store.active_chats_by_agent().await?.into_iter())
+                .filter_map(|(agent, n)| Some((agent.parse().ok()?, n)))
+                .collect(),
+        })
     }
 
     /// Waits for the cluster's dispatch lease (alone on its store, the
@@ -151,32 +217,6 @@ impl Engine {
         {
             warn!(error = %e, "cannot release the dispatch lease");
         }
-    }
-
-    /// Emits a `queue_position` event to each waiting visitor whose
-    /// position changed.
-    async fn publish_positions(&self, waiting: &[&ConversationRow]) -> super::EngineResult<()> {
-        let told = self.inner.store.positions().await?;
-        for (index, row) in waiting.iter().enumerate() {
-            let position = index as u32 + 1;
-            if told.get(&row.id) == Some(&position)
-                || !self.inner.store.set_position(row.id, position).await?
-            {
-                continue;
-            }
-            let result = self
-                .commit(
-                    row.id,
-                    None,
-                    &ConversationUpdate::default(),
-                    &[event(EventBody::QueuePosition { position })],
-                )
-                .await;
-            if let Err(e) = result {
-                warn!(conversation = %row.id, error = %e, "cannot publish a queue position");
-            }
-        }
-        Ok(())
     }
 
     /// Offers one queued conversation. Returns false when no agent at all
@@ -321,17 +361,4 @@ impl Engine {
             history: self.latest_messages(row.id, OFFER_HISTORY).await?,
         })
     }
-}
-
-fn count_active_chats(rows: &[ConversationRow]) -> HashMap<AgentExtension, u32> {
-    let mut counts = HashMap::new();
-    for row in rows {
-        if row.state != ConversationState::Active {
-            continue;
-        }
-        if let Some(agent) = row.agent_extension.as_deref().and_then(|a| a.parse().ok()) {
-            *counts.entry(agent).or_insert(0) += 1;
-        }
-    }
-    counts
 }

@@ -6,7 +6,8 @@
 //! (`visitor.rs`), agents through an [`AgentChannel`] (outbound)
 //! and `agent.rs` (inbound), which the protocol bridges call.
 //! `dispatch.rs` makes offers, `requeue.rs` puts chats back when offers expire
-//! or agents leave, `overflow.rs` runs max-wait timers.
+//! or agents leave, `overflow.rs` runs max-wait timers, `upkeep.rs` tells
+//! queue positions (coalesced) and runs dispatches that can wait.
 //!
 //! This file holds the `Engine` itself, its small cache of presence, and the
 //! small helpers every operation shares (reading a row, committing a
@@ -31,6 +32,7 @@ mod overflow;
 mod requeue;
 mod signals;
 mod timers;
+mod upkeep;
 mod visitor;
 
 use std::collections::HashMap;
@@ -166,6 +168,9 @@ struct Inner {
     outbound: [tokio::sync::Mutex<()>; OUTBOUND_STRIPES],
     /// Woken whenever an agent's status changes.
     status_changed: tokio::sync::Notify,
+    /// What the upkeep task does next, and its wake-up (`upkeep.rs`).
+    chores: Mutex<upkeep::Chores>,
+    chores_due: tokio::sync::Notify,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     limits: EngineSettings,
@@ -217,6 +222,8 @@ impl Engine {
                 timers_changed: tokio::sync::Notify::new(),
                 outbound: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 status_changed: tokio::sync::Notify::new(),
+                chores: Mutex::new(upkeep::Chores::default()),
+                chores_due: tokio::sync::Notify::new(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 limits,

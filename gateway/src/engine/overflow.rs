@@ -2,44 +2,51 @@
 //! overflows, as a PBX call would, to another queue or to the channel's
 //! contact alternatives (the same ones shown out of hours).
 
-use std::collections::HashSet;
+use std::time::Duration;
 
 use pbx_adapter::queue::{Overflow, QueueConfig};
+use pbx_adapter::QueueExtension;
 use tracing::{info, warn};
 
 use super::{event, timers, ConversationState, Engine, EventBody, MessageView};
 use crate::domain::{ConversationId, Party};
-use crate::store::{now_ms, ConversationRow, ConversationUpdate, TimerRow};
+use crate::store::{now_ms, ConversationRow, ConversationUpdate, Ranked, TimerRow};
 
 impl Engine {
-    /// Sets the max-wait timer of each waiting conversation of `queue`
-    /// that has none. The deadline counts from `queued_at`, and the timer
-    /// is a row (see `timers.rs`), so it survives restarts and node deaths.
+    /// The max-wait timer of a chat joining `queue` now, if the queue has
+    /// a max wait. The timer is a row (see `timers.rs`), so it survives
+    /// restarts and node deaths.
+    pub(super) fn max_wait_timer(
+        &self,
+        queue: &QueueExtension,
+        id: ConversationId,
+    ) -> Option<TimerRow> {
+        let (max_wait, _) = self.directory().pbx().queue(queue)?.overflow_after()?;
+        Some(TimerRow {
+            kind: timers::MAX_WAIT.to_owned(),
+            subject: id.to_string(),
+            due_at: now_ms() + millis(max_wait),
+            arg: Some(queue.to_string()),
+        })
+    }
+
+    /// Sets the max-wait timer of each chat of `queue`'s line that has
+    /// none (it moved queue, or came back to one). The deadline counts
+    /// from `queued_at`.
     pub(super) async fn arm_max_wait(
         &self,
         queue: &QueueConfig,
-        waiting: &[&ConversationRow],
+        line: &[Ranked],
     ) -> super::EngineResult<()> {
         let Some((max_wait, _)) = queue.overflow_after() else {
             return Ok(());
         };
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        let armed: HashSet<String> = (self.inner.store.timer_subjects(timers::MAX_WAIT).await?)
-            .into_iter()
-            .collect();
-        let max_wait = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX / 2);
         let mut set_any = false;
-        for row in waiting {
-            let subject = row.id.to_string();
-            if armed.contains(&subject) {
-                continue;
-            }
+        for waiting in line.iter().filter(|w| !w.timed) {
             let timer = TimerRow {
                 kind: timers::MAX_WAIT.to_owned(),
-                subject,
-                due_at: row.queued_at.unwrap_or(row.created_at) + max_wait,
+                subject: waiting.id.to_string(),
+                due_at: waiting.queued_at + millis(max_wait),
                 arg: Some(queue.extension.to_string()),
             };
             self.inner.store.set_timer_once(&timer).await?;
@@ -147,4 +154,8 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }

@@ -14,7 +14,8 @@ use crate::store::{now_ms, ConversationRow, ConversationUpdate};
 
 impl Engine {
     /// Removes the pending offer and its timer; only one caller, on any
-    /// node, gets the agents it rang for.
+    /// node, gets the agents it rang for (whose queues are dispatched
+    /// soon: they are free again).
     pub(super) async fn take_offer(&self, id: ConversationId) -> Option<Vec<AgentExtension>> {
         let agents = match self.inner.store.take_offer(id).await {
             Ok(agents) => agents?,
@@ -24,7 +25,9 @@ impl Engine {
             }
         };
         self.cancel_timer(timers::OFFER, &id.to_string()).await;
-        Some(agents.iter().filter_map(|a| a.parse().ok()).collect())
+        let agents: Vec<AgentExtension> = agents.iter().filter_map(|a| a.parse().ok()).collect();
+        self.agents_freed(&agents);
+        Some(agents)
     }
 
     /// Drops what was kept of a conversation while it waited (it was
@@ -39,8 +42,10 @@ impl Engine {
 
     /// An agent's chat ended (or was handed on): stamped for wrap-up and
     /// leastrecent, with a timer that dispatches again when the longest
-    /// wrap-up of their queues is over.
+    /// wrap-up of their queues is over, and their queues dispatched soon
+    /// (they may take another chat now).
     pub(super) async fn chat_ended_for(&self, agent: &AgentExtension) {
+        self.agents_freed(std::slice::from_ref(agent));
         if let Err(e) = self
             .inner
             .store

@@ -65,7 +65,12 @@ impl Engine {
             client_key: visitor.client.as_ref().map(|c| c.as_str().to_owned()),
         };
         let events = [event(EventBody::State { state: target })];
-        self.inner.store.create_conversation(&new, &events).await?;
+        match &queue {
+            Some(queue) => self.create_queued(&new, &events, queue).await?,
+            None => {
+                self.inner.store.create_conversation(&new, &events).await?;
+            }
+        }
         if !open {
             info!(conversation = %id, "conversation refused outside opening hours");
             return Err(EngineError::Closed {
@@ -75,7 +80,7 @@ impl Engine {
         metrics::counter!("frontdesk_conversations_started_total").increment(1);
         info!(conversation = %id, state = %target, "conversation started");
         if let Some(queue) = queue {
-            self.dispatch(&queue).await;
+            self.joined(&queue, id).await;
         }
         Ok((self.view(id).await?, token))
     }

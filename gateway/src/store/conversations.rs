@@ -1,7 +1,7 @@
 //! Rows of the `conversations` table.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::events::{insert_events, NewEvent, StoredEvent};
 use super::{conversation_id, conversation_ids, now_ms, Store, StoreError, StoreResult};
@@ -113,27 +113,7 @@ impl Store {
     ) -> StoreResult<Vec<StoredEvent>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
-             visitor_email, page_url, language, queue_extension, queued_at, ended_at, last_seq, \
-             created_at, updated_at, client_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12, $13)",
-        )
-        .bind(new.id.to_string())
-        .bind(&new.channel_key)
-        .bind(&new.token_hash.0)
-        .bind(new.state.as_str())
-        .bind(&new.visitor_name)
-        .bind(&new.visitor_email)
-        .bind(new.page_url.as_deref())
-        .bind(&new.language)
-        .bind(new.queue_extension.as_deref())
-        .bind(new.queue_extension.as_ref().map(|_| now))
-        .bind(new.ended.then_some(now))
-        .bind(now)
-        .bind(new.client_key.as_deref())
-        .execute(&mut *tx)
-        .await?;
+        insert_row(&mut tx, new, now).await?;
         let stored = insert_events(&mut tx, self, new.id, events, now).await?;
         tx.commit().await?;
         Ok(stored)
@@ -224,14 +204,14 @@ impl Store {
         .await?)
     }
 
-    /// How many chats wait in `queue` (queued or ringing).
+    /// How many chats wait in `queue` (queued or ringing): a range of the
+    /// line's index (see `queues.rs`).
     pub async fn waiting_in_queue(&self, queue: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM conversations WHERE queue_extension = $1 AND state IN ($2, $3)",
-        )
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM conversations WHERE queue_extension = $1 AND {}",
+            super::queues::WAITING
+        ))
         .bind(queue)
-        .bind(ConversationState::Queued.as_str())
-        .bind(ConversationState::Offered.as_str())
         .fetch_one(&self.pool)
         .await?)
     }
@@ -318,6 +298,37 @@ impl Store {
         tx.commit().await?;
         Ok(Some(stored))
     }
+}
+
+/// Inserts the row of a new conversation inside `tx`, created (and, with
+/// a queue, queued) at `now`.
+pub(super) async fn insert_row(
+    tx: &mut Transaction<'_, Any>,
+    new: &NewConversation,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
+         visitor_email, page_url, language, queue_extension, queued_at, ended_at, last_seq, \
+         created_at, updated_at, client_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12, $13)",
+    )
+    .bind(new.id.to_string())
+    .bind(&new.channel_key)
+    .bind(&new.token_hash.0)
+    .bind(new.state.as_str())
+    .bind(&new.visitor_name)
+    .bind(&new.visitor_email)
+    .bind(new.page_url.as_deref())
+    .bind(&new.language)
+    .bind(new.queue_extension.as_deref())
+    .bind(new.queue_extension.as_ref().map(|_| now))
+    .bind(new.ended.then_some(now))
+    .bind(now)
+    .bind(new.client_key.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Binds `values` in order.

@@ -31,6 +31,21 @@ pub struct AgentActivity {
     pub chats_taken: i64,
 }
 
+/// The statement that sets `timer` unless one of its kind runs for its
+/// subject (alone, or inside a transaction).
+pub(super) fn timer_once(
+    timer: &TimerRow,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+    sqlx::query(
+        "INSERT INTO timers (kind, subject, due_at, arg) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, subject) DO NOTHING",
+    )
+    .bind(timer.kind.clone())
+    .bind(timer.subject.clone())
+    .bind(timer.due_at)
+    .bind(timer.arg.clone())
+}
+
 fn agents_json(agents: &[String]) -> String {
     serde_json::to_string(agents).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -497,16 +512,7 @@ impl Store {
 
     /// Sets a timer unless one of that kind runs for the subject.
     pub async fn set_timer_once(&self, timer: &TimerRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO timers (kind, subject, due_at, arg) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, subject) DO NOTHING",
-        )
-        .bind(timer.kind.clone())
-        .bind(timer.subject.clone())
-        .bind(timer.due_at)
-        .bind(timer.arg.clone())
-        .execute(&self.pool)
-        .await?;
+        timer_once(timer).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -517,16 +523,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// The subjects with a timer of `kind`.
-    pub async fn timer_subjects(&self, kind: &str) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT subject FROM timers WHERE kind = $1")
-                .bind(kind.to_owned())
-                .fetch_all(&self.pool)
-                .await?,
-        )
     }
 
     /// When the next timer is due, if any.

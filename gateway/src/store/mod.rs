@@ -17,6 +17,7 @@ mod directory;
 mod dispatch;
 mod events;
 mod files;
+mod queues;
 mod signals;
 mod transcripts;
 mod uploads;
@@ -40,6 +41,7 @@ pub use directory::{
 pub use dispatch::{AgentActivity, TimerRow};
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
+pub use queues::{Head, LineKey, Ranked};
 pub use signals::{Notice, SignalListener, LISTENER_NAME, SIGNALS_CHANNEL};
 pub use transcripts::ConversationFilter;
 pub use uploads::{NewUploadSlot, SlotStart, UploadedFile};

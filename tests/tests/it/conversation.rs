@@ -459,6 +459,72 @@ async fn queue_positions_move_up_as_chats_ahead_are_taken() {
     gw.stop().await;
 }
 
+/// Every `queue_position` a stream brings until `position` (each within
+/// `within`), in order.
+async fn positions_until(
+    events: &mut frontdesk_tests::visitor::EventStream,
+    position: u64,
+    within: Duration,
+) -> Vec<u64> {
+    let mut seen = Vec::new();
+    loop {
+        let event = events
+            .next_matching(within, |e| e["type"] == "queue_position")
+            .await
+            .unwrap();
+        seen.push(event["position"].as_u64().unwrap());
+        if seen.last() == Some(&position) {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn queue_positions_are_told_at_start_and_coalesced_as_the_line_moves() {
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let mut line = Vec::new();
+    for n in 1..=20u64 {
+        let reply = visitor
+            .try_start("live", &format!("Visitor {n}"), "v@example.com")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        assert_eq!(
+            reply.body["conversation"]["queue_position"], n,
+            "{:?}",
+            reply.body
+        );
+        let session = frontdesk_tests::visitor::Session::from_start(&reply.body).unwrap();
+        let mut events = visitor.events(&session, 0).await.unwrap();
+        let first = events.next_event().await.unwrap();
+        assert_eq!(first["state"], "queued");
+        let told = events.next_event().await.unwrap();
+        assert_eq!(told["type"], "queue_position");
+        assert_eq!(told["position"], n);
+        line.push((session, events));
+    }
+
+    // The first ten leave at once: the other ten move up by ten, told in
+    // a pass or two, not once per visitor who left.
+    let rest = line.split_off(10);
+    let leaving = line.iter().map(|(session, _)| visitor.close(session));
+    for closed in futures::future::join_all(leaving).await {
+        assert_eq!(closed.unwrap().status, 200);
+    }
+    for (n, (session, events)) in (1..).zip(rest) {
+        let mut events = events;
+        let seen = positions_until(&mut events, n, Duration::from_secs(10)).await;
+        assert!(seen.len() <= 3, "visitor now {n} was told {seen:?}");
+        // Nothing more: the last position told is the rank.
+        let after = events.next_item(Duration::from_millis(1200)).await;
+        assert!(after.is_err(), "told more: {after:?}");
+        let view = visitor.conversation(&session).await.unwrap();
+        assert_eq!(view.body["queue_position"], n, "{:?}", view.body);
+    }
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_closes_websockets_with_going_away() {
     let gw = TestGateway::spawn().await;
