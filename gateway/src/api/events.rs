@@ -74,9 +74,10 @@ const PAGE: i64 = 500;
 const FRAME_OVERHEAD: usize = 1024;
 /// Each socket's read buffer. tungstenite allocates 128 KiB by default for
 /// every socket, most of what an idle visitor costs (issue 15); a
-/// visitor's frames are small (typing, read marks), and the buffer grows
-/// for a larger one up to the frame limit.
-const READ_BUFFER: usize = 4 * 1024;
+/// visitor's frames are small (auth, typing, read marks: well under
+/// 1 KiB), and the buffer grows for a larger one up to the frame limit.
+/// 4 KiB was 3 KiB more per idle session than 1 KiB, for nothing.
+const READ_BUFFER: usize = 1024;
 
 /// The WebSocket limits, from `[server]` and `[limits]`.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,7 @@
 //! Request extractors whose failures speak the API's error format.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
@@ -12,7 +13,7 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::domain::{ConversationId, VisitorToken};
 use crate::engine::EngineError;
-use crate::store::ConversationRow;
+use crate::store::ConversationIdentity;
 
 /// `axum::Json`, but a bad body answers in the API's error shape:
 /// 413 `payload_too_large` past the body limit, 400 `invalid_json` else.
@@ -105,7 +106,8 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeOrigin {
 /// takes this instead of checking by hand.
 pub struct AuthorizedVisitor {
     pub id: ConversationId,
-    pub row: ConversationRow,
+    /// What never changes about the conversation (channel, visitor).
+    pub identity: Arc<ConversationIdentity>,
 }
 
 impl<S> FromRequestParts<S> for AuthorizedVisitor
@@ -130,15 +132,15 @@ where
             Ok(origin) => origin,
             Err(never) => match never {},
         };
-        let row = state
+        let identity = state
             .engine
             .authenticate(id, &token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let channel = state.engine.channel(&row.channel_key)?;
+        let channel = state.engine.channel(&identity.channel_key)?;
         if origin.is_some_and(|o| !channel.allows_origin(&o)) {
             return Err(ApiError::origin_not_allowed());
         }
-        Ok(AuthorizedVisitor { id, row })
+        Ok(AuthorizedVisitor { id, identity })
     }
 }

@@ -347,10 +347,11 @@ where
         (status = 429, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<FilesState>,
-    AuthorizedVisitor { id, row }: AuthorizedVisitor,
+    AuthorizedVisitor { id, .. }: AuthorizedVisitor,
     Query(query): Query<UploadQuery>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    let row = state.api.engine.conversation_row(id).await?;
     if row.state.is_final() {
         return Err(EngineError::ConversationEnded.into());
     }

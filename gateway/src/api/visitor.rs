@@ -309,15 +309,15 @@ pub async fn choose_option(
         (status = 429, body = ErrorBody)))]
 pub async fn post_message(
     State(state): State<ApiState>,
-    AuthorizedVisitor { id, row }: AuthorizedVisitor,
+    AuthorizedVisitor { id, identity }: AuthorizedVisitor,
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let channel = state.engine.channel(&row.channel_key)?;
+    let channel = state.engine.channel(&identity.channel_key)?;
     let (client_id, body) = request.validate(channel.config.limits.max_message_chars)?;
     state.limiters.message(id)?;
     let (message, created) = state
         .engine
-        .post_visitor_message_on(&row, client_id, body)
+        .post_visitor_message(id, client_id, body)
         .await?;
     let status = if created {
         StatusCode::CREATED

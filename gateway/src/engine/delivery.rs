@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::{message_of, ConversationSummary, Delivery, Engine, EngineResult, MessageView, Notice};
 use crate::domain::ConversationId;
-use crate::store::{now_ms, ConversationRow, DeliveryRow};
+use crate::store::{now_ms, ConversationRow, DeliveryRow, StoredEvent};
 
 /// How old an unconfirmed delivery must be before a cluster node takes it
 /// for one a dead node left (a live node's bridge confirms in seconds, or
@@ -54,6 +54,34 @@ impl Engine {
         };
         let ringing: Vec<AgentExtension> = ringing.iter().filter_map(|a| a.parse().ok()).collect();
         self.agent_configs(&ringing)
+    }
+
+    /// The agents of `deliver_to` (the outbox rows just stored with
+    /// `stored`) that the directory knows; the rows of any it no longer
+    /// knows are cleared, as nothing can deliver them.
+    pub(super) async fn known_recipients(
+        &self,
+        stored: &StoredEvent,
+        deliver_to: &[String],
+    ) -> Vec<AgentConfig> {
+        let directory = self.directory();
+        let mut known = Vec::with_capacity(deliver_to.len());
+        for extension in deliver_to {
+            let agent = (extension.parse::<AgentExtension>().ok())
+                .and_then(|a| directory.pbx().agent(&a).cloned());
+            match agent {
+                Some(agent) => known.push(agent),
+                None => {
+                    let delivery = DeliveryRow {
+                        conversation: stored.conversation_id,
+                        seq: stored.seq,
+                        agent_extension: extension.clone(),
+                    };
+                    self.delivered(&delivery).await;
+                }
+            }
+        }
+        known
     }
 
     /// Hands a stored message to the bridges for `agents`; rows the bridge

@@ -66,7 +66,10 @@ use crate::domain::{
     ClientKey, ConversationId, ConversationState, Email, InvalidInput, InvalidTransition, PageUrl,
     Party, VisitorName,
 };
-use crate::store::{ConversationRow, ConversationUpdate, NewEvent, Store, StoreError, StoredEvent};
+use crate::store::{
+    ConversationIdentity, ConversationRow, ConversationUpdate, NewEvent, Store, StoreError,
+    StoredEvent,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -166,6 +169,7 @@ struct Inner {
     timers_changed: tokio::sync::Notify,
     /// See [`Engine::outbound`].
     outbound: [tokio::sync::Mutex<()>; OUTBOUND_STRIPES],
+
     /// Woken whenever an agent's status changes.
     status_changed: tokio::sync::Notify,
     /// What the upkeep task does next, and its wake-up (`upkeep.rs`).
@@ -320,6 +324,16 @@ impl Engine {
                 ConversationState::Active,
             ])
             .await?)
+    }
+
+    /// What never changes about a conversation (cached by the store).
+    pub async fn identity(&self, id: ConversationId) -> EngineResult<Arc<ConversationIdentity>> {
+        (self.inner.store.identity(id).await?).ok_or(EngineError::UnknownConversation)
+    }
+
+    /// A conversation as stored now.
+    pub async fn conversation_row(&self, id: ConversationId) -> EngineResult<ConversationRow> {
+        self.row(id).await
     }
 
     async fn row(&self, id: ConversationId) -> EngineResult<ConversationRow> {

@@ -3,6 +3,8 @@
 //! chat. The API layer calls these after parsing the request into domain
 //! values.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use tracing::{info, instrument, warn};
 
@@ -13,7 +15,7 @@ use super::{
 use crate::domain::{
     ClientMessageId, ConversationId, ConversationState, MessageBody, PageUrl, Party, VisitorToken,
 };
-use crate::store::{now_ms, Appended, ConversationRow, ConversationUpdate, NewConversation};
+use crate::store::{now_ms, Appended, ConversationIdentity, ConversationUpdate, NewConversation};
 
 impl Engine {
     /// Starts a conversation, or refuses with `Closed` outside hours (the
@@ -85,22 +87,18 @@ impl Engine {
         Ok((self.view(id).await?, token))
     }
 
-    /// Loads a conversation and checks the visitor's token (and that it
-    /// has not outlived `visitor_token_ttl`).
+    /// Checks the visitor's token of a conversation (and that it has not
+    /// outlived `visitor_token_ttl`); reads nothing when its identity is
+    /// cached.
     pub async fn authenticate(
         &self,
         id: ConversationId,
         token: &VisitorToken,
-    ) -> EngineResult<Option<ConversationRow>> {
-        let row = self
-            .inner
-            .store
-            .conversation(id)
-            .await?
-            .ok_or(EngineError::UnknownConversation)?;
+    ) -> EngineResult<Option<Arc<ConversationIdentity>>> {
+        let identity = self.identity(id).await?;
         let ttl = self.inner.limits.visitor_token_ttl_ms;
-        let fresh = ttl == 0 || now_ms() - row.created_at <= ttl;
-        Ok((fresh && row.token_hash.matches(token)).then_some(row))
+        let fresh = ttl == 0 || now_ms() - identity.created_at <= ttl;
+        Ok((fresh && identity.token_hash.matches(token)).then_some(identity))
     }
 
     pub async fn view(&self, id: ConversationId) -> EngineResult<ConversationView> {
@@ -169,55 +167,46 @@ impl Engine {
 
     /// Stores a visitor's message (once per `client_id`) and forwards it
     /// to the agent in charge. Returns the message and whether it was new.
+    /// Nothing is read first: whether the chat is still open, and who it
+    /// is for, are decided where it is stored, under the row's write lock
+    /// (`store/batch.rs`); a retry of a message stored before the chat
+    /// ended still gets it back.
+    #[instrument(skip(self, body), fields(conversation = %id))]
     pub async fn post_visitor_message(
         &self,
         id: ConversationId,
         client_id: ClientMessageId,
         body: MessageBody,
     ) -> EngineResult<(MessageView, bool)> {
-        let row = self.row(id).await?;
-        self.post_visitor_message_on(&row, client_id, body).await
-    }
-
-    /// [`post_visitor_message`](Self::post_visitor_message) for a caller
-    /// that has just read the conversation (the API, checking the token):
-    /// whether it is still open is decided again where the message is
-    /// stored, under the row's write lock.
-    #[instrument(skip_all, fields(conversation = %row.id))]
-    pub async fn post_visitor_message_on(
-        &self,
-        row: &ConversationRow,
-        client_id: ClientMessageId,
-        body: MessageBody,
-    ) -> EngineResult<(MessageView, bool)> {
-        let id = row.id;
-        if row.state.is_final() {
-            // A retry of a message stored before the end gets it back.
-            let first = self.inner.store.event_by_client_id(id, client_id.as_str());
-            return match first.await? {
-                Some(first) => Ok((message_of(&first)?, false)),
-                None => Err(EngineError::ConversationEnded),
-            };
-        }
-        let message =
-            MessageView::new(Party::Visitor, row.visitor_name.clone(), body.into_string())
-                .with_client_id(Some(client_id.as_str().to_owned()));
+        let identity = self.identity(id).await?;
+        let message = MessageView::new(
+            Party::Visitor,
+            identity.visitor_name.clone(),
+            body.into_string(),
+        )
+        .with_client_id(Some(client_id.as_str().to_owned()));
         let _in_order = self.outbound(id).await;
-        let recipients = self.recipients(row).await;
         let mut new = event(EventBody::Message { message });
         new.client_id = Some(client_id.as_str().to_owned());
-        new.deliver_to = recipients.iter().map(|a| a.extension.to_string()).collect();
-        let stored = match self.inner.store.append_visitor_message(id, new).await? {
-            Appended::Created(stored) => stored,
-            Appended::Existing(first) => return Ok((message_of(&first)?, false)),
-            Appended::Ended => return Err(EngineError::ConversationEnded),
-        };
+        let (stored, row, deliver_to) =
+            match self.inner.store.append_visitor_message(id, new).await? {
+                Appended::Created {
+                    event,
+                    conversation,
+                    deliver_to,
+                } => (event, conversation, deliver_to),
+                Appended::Existing(first) => return Ok((message_of(&first)?, false)),
+                Appended::Ended => return Err(EngineError::ConversationEnded),
+            };
         let message = message_of(&stored)?;
         self.announce(id, std::slice::from_ref(&stored));
         metrics::counter!("frontdesk_messages_total", "from" => "visitor").increment(1);
-        if !recipients.is_empty() {
-            self.forward(&self.summary(row)?, &message, &recipients)
-                .await;
+        if !deliver_to.is_empty() {
+            let recipients = self.known_recipients(&stored, &deliver_to).await;
+            if !recipients.is_empty() {
+                self.forward(&self.summary(&row)?, &message, &recipients)
+                    .await;
+            }
         }
         Ok((message, true))
     }

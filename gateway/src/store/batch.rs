@@ -13,7 +13,10 @@
 //! Each request is checked inside the transaction: a `client_id` already
 //! stored answers with the first copy (also when the copy is earlier in the
 //! same batch), and a conversation that has ended (a final state, read
-//! under the row's write lock) refuses the message. When the batch fails
+//! under the row's write lock) refuses the message. Who a message is for
+//! is decided there too, from the row as locked: the agent it is assigned
+//! to when active, the agents its offer rings for while it waits, nobody
+//! otherwise; they get it in the delivery outbox in the same transaction. When the batch fails
 //! as a whole (a concurrent copy of one message committed first on another
 //! connection, a lost connection) it is rolled back and every request is
 //! tried again alone, so one bad request never fails its neighbours and a
@@ -26,8 +29,12 @@ use sqlx::AnyConnection;
 use sqlx::{Any, Connection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::conversations::{self, COLUMNS};
+use super::dispatch;
 use super::events::is_unique_violation;
-use super::{now_ms, Backend, NewEvent, Store, StoreError, StoreResult, StoredEvent};
+use super::{
+    now_ms, Backend, ConversationRow, NewEvent, Store, StoreError, StoreResult, StoredEvent,
+};
 use crate::domain::{ConversationId, ConversationState};
 
 /// The most messages one transaction stores.
@@ -39,10 +46,15 @@ const QUEUE: usize = 4096;
 const POSTGRES_WRITERS: usize = 3;
 
 /// What storing a visitor message did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Appended {
-    /// Stored now, under a new seq.
-    Created(StoredEvent),
+    /// Stored now, under a new seq, with the conversation as it is after
+    /// it and the agents it was recorded for in the delivery outbox.
+    Created {
+        event: StoredEvent,
+        conversation: ConversationRow,
+        deliver_to: Vec<String>,
+    },
     /// The `client_id` was stored before: the first copy.
     Existing(StoredEvent),
     /// The conversation is over (or gone): nothing was stored.
@@ -219,28 +231,34 @@ async fn store_together(
             plan.push(Plan::New { nth: *count });
         }
     }
-    let last_seqs = take_seqs(&mut tx, &new_per_conversation, now).await?;
+    let moved = take_seqs(&mut tx, &new_per_conversation, now).await?;
+    let ringing = ringing_for(&mut tx, &moved).await?;
     let mut rows = Vec::new();
     let mut results: Vec<Appended> = Vec::with_capacity(requests.len());
     for ((id, event), step) in requests.iter().zip(&plan) {
         let result = match step {
             Plan::Existing(first) => Appended::Existing(first.clone()),
             Plan::CopyOf(first) => match &results[*first] {
-                Appended::Created(stored) => Appended::Existing(stored.clone()),
+                Appended::Created { event, .. } => Appended::Existing(event.clone()),
                 other => other.clone(),
             },
-            Plan::New { nth } => match last_seqs.get(id) {
-                Some(last) => {
-                    let seq = last - new_per_conversation[id] + nth;
-                    rows.push((*id, seq, event));
-                    Appended::Created(StoredEvent {
-                        conversation_id: *id,
-                        seq,
-                        kind: event.kind.to_owned(),
-                        payload: event.payload.clone(),
-                        client_id: event.client_id.clone(),
-                        created_at: now,
-                    })
+            Plan::New { nth } => match moved.get(id) {
+                Some(conversation) => {
+                    let seq = conversation.last_seq - new_per_conversation[id] + nth;
+                    let deliver_to = recipients(conversation, &ringing);
+                    rows.push((*id, seq, event, deliver_to.clone()));
+                    Appended::Created {
+                        event: StoredEvent {
+                            conversation_id: *id,
+                            seq,
+                            kind: event.kind.to_owned(),
+                            payload: event.payload.clone(),
+                            client_id: event.client_id.clone(),
+                            created_at: now,
+                        },
+                        conversation: conversation.clone(),
+                        deliver_to,
+                    }
                 }
                 None => Appended::Ended,
             },
@@ -249,7 +267,8 @@ async fn store_together(
     }
     insert_events(&mut tx, &rows, now).await?;
     insert_deliveries(&mut tx, &rows, now).await?;
-    let committed: Vec<(ConversationId, i64)> = last_seqs.into_iter().collect();
+    let committed: Vec<(ConversationId, i64)> =
+        (moved.values()).map(|row| (row.id, row.last_seq)).collect();
     super::signals::notify_all_committed(&mut tx, store, &committed).await?;
     tx.commit().await?;
     Ok(results)
@@ -320,12 +339,12 @@ async fn select_copies<'r>(
 }
 
 /// Moves each conversation's seq counter on by its number of new messages
-/// unless it has ended; the counters' new values, for those that moved.
+/// unless it has ended; the conversations that moved, as they are now.
 async fn take_seqs(
     tx: &mut Transaction<'_, Any>,
     counts: &HashMap<ConversationId, i64>,
     now: i64,
-) -> StoreResult<HashMap<ConversationId, i64>> {
+) -> StoreResult<HashMap<ConversationId, ConversationRow>> {
     if counts.is_empty() {
         return Ok(HashMap::new());
     }
@@ -338,7 +357,7 @@ async fn take_seqs(
         .collect();
     let sql = format!(
         "UPDATE conversations SET last_seq = last_seq + CASE id {} END, updated_at = $1 \
-         WHERE id IN ({}) AND state <> $2 AND state <> $3 RETURNING id, last_seq",
+         WHERE id IN ({}) AND state <> $2 AND state <> $3 RETURNING {COLUMNS}",
         cases.join(" "),
         ids.join(", ")
     );
@@ -351,17 +370,61 @@ async fn take_seqs(
         query = query.bind(id.as_str()).bind(*count);
     }
     let moved = query.fetch_all(&mut **tx).await?;
-    let mut last_seqs = HashMap::with_capacity(moved.len());
+    let mut rows = HashMap::with_capacity(moved.len());
     for row in &moved {
-        let id: String = row.try_get("id")?;
-        last_seqs.insert(super::conversation_id(&id)?, row.try_get("last_seq")?);
+        let row = conversations::from_row(row)?;
+        rows.insert(row.id, row);
     }
-    Ok(last_seqs)
+    Ok(rows)
+}
+
+/// Who the offers of the waiting conversations among `moved` ring for.
+async fn ringing_for(
+    tx: &mut Transaction<'_, Any>,
+    moved: &HashMap<ConversationId, ConversationRow>,
+) -> StoreResult<HashMap<ConversationId, Vec<String>>> {
+    let waiting: Vec<String> = (moved.values())
+        .filter(|row| row.state.is_waiting())
+        .map(|row| row.id.to_string())
+        .collect();
+    if waiting.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<String> = (1..=waiting.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT conversation_id, agents FROM offers WHERE conversation_id IN ({})",
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for id in &waiting {
+        query = query.bind(id.as_str());
+    }
+    let mut ringing = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let id: String = row.try_get("conversation_id")?;
+        let agents: String = row.try_get("agents")?;
+        ringing.insert(super::conversation_id(&id)?, dispatch::agents_of(&agents)?);
+    }
+    Ok(ringing)
+}
+
+/// Who a visitor's message is for: the agent it is assigned to when
+/// active, who its offer rings for while it waits (a queued one too: its
+/// offer row is written just before it reads offered), else nobody.
+fn recipients(
+    conversation: &ConversationRow,
+    ringing: &HashMap<ConversationId, Vec<String>>,
+) -> Vec<String> {
+    match conversation.state {
+        ConversationState::Active => conversation.agent_extension.iter().cloned().collect(),
+        state if state.is_waiting() => (ringing.get(&conversation.id).cloned()).unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 async fn insert_events(
     tx: &mut Transaction<'_, Any>,
-    rows: &[(ConversationId, i64, &NewEvent)],
+    rows: &[(ConversationId, i64, &NewEvent, Vec<String>)],
     now: i64,
 ) -> StoreResult<()> {
     if rows.is_empty() {
@@ -372,7 +435,7 @@ async fn insert_events(
         placeholders(1, rows.len(), 6)
     );
     let mut query = sqlx::query(&sql).persistent(false);
-    for (id, seq, event) in rows {
+    for (id, seq, event, _) in rows {
         query = query
             .bind(id.to_string())
             .bind(*seq)
@@ -387,13 +450,13 @@ async fn insert_events(
 
 async fn insert_deliveries(
     tx: &mut Transaction<'_, Any>,
-    rows: &[(ConversationId, i64, &NewEvent)],
+    rows: &[(ConversationId, i64, &NewEvent, Vec<String>)],
     now: i64,
 ) -> StoreResult<()> {
     let deliveries: Vec<(String, i64, &str)> = rows
         .iter()
-        .flat_map(|(id, seq, event)| {
-            (event.deliver_to.iter()).map(move |agent| (id.to_string(), *seq, agent.as_str()))
+        .flat_map(|(id, seq, _, deliver_to)| {
+            (deliver_to.iter()).map(move |agent| (id.to_string(), *seq, agent.as_str()))
         })
         .collect();
     if deliveries.is_empty() {

@@ -4,7 +4,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::events::{insert_events, NewEvent, StoredEvent};
-use super::{conversation_id, conversation_ids, now_ms, Store, StoreError, StoreResult};
+use super::{
+    conversation_id, conversation_ids, now_ms, ConversationIdentity, Store, StoreError, StoreResult,
+};
 use crate::domain::{ConversationId, ConversationState, TokenHash};
 
 /// A conversation as stored: the columns, with the state and id already
@@ -105,6 +107,21 @@ pub(super) fn from_row(row: &AnyRow) -> StoreResult<ConversationRow> {
 }
 
 impl Store {
+    /// What never changes about a conversation, from the cache when it is
+    /// there (`identity.rs`); `None` if there is no such conversation.
+    pub async fn identity(
+        &self,
+        id: ConversationId,
+    ) -> StoreResult<Option<std::sync::Arc<ConversationIdentity>>> {
+        if let Some(identity) = self.identities.get(id) {
+            return Ok(Some(identity));
+        }
+        Ok(self
+            .conversation(id)
+            .await?
+            .map(|row| self.identities.remember(&row)))
+    }
+
     /// Inserts a conversation together with its first events, atomically.
     pub async fn create_conversation(
         &self,

@@ -50,7 +50,7 @@ fn agents_json(agents: &[String]) -> String {
     serde_json::to_string(agents).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn agents_of(stored: &str) -> StoreResult<Vec<String>> {
+pub(super) fn agents_of(stored: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(stored).map_err(|e| StoreError::Corrupt(format!("offer agents: {e}")))
 }
 

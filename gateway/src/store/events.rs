@@ -248,7 +248,8 @@ impl Store {
     /// Stores a visitor's message (an event with a client id) exactly
     /// once, in the next group commit (`batch.rs`): a retry, even a
     /// concurrent one, gets the first copy; an ended conversation stores
-    /// nothing.
+    /// nothing. Who it is for is decided there (the event's `deliver_to`
+    /// is not read).
     pub async fn append_visitor_message(
         &self,
         id: ConversationId,

@@ -246,6 +246,7 @@ impl Store {
             .await?
             .rows_affected();
         tx.commit().await?;
+        self.identities.forget(id);
         Ok(deleted > 0)
     }
 }

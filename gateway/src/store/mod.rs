@@ -17,6 +17,7 @@ mod directory;
 mod dispatch;
 mod events;
 mod files;
+mod identity;
 mod queues;
 mod signals;
 mod transcripts;
@@ -41,6 +42,7 @@ pub use directory::{
 pub use dispatch::{AgentActivity, TimerRow};
 pub use events::{is_unique_violation, NewEvent, StoredEvent};
 pub use files::{FileInsert, FileQuota, FileRow, FileUsage};
+pub use identity::ConversationIdentity;
 pub use queues::{Head, LineKey, Ranked};
 pub use signals::{Notice, SignalListener, LISTENER_NAME, SIGNALS_CHANNEL};
 pub use transcripts::ConversationFilter;
@@ -119,6 +121,8 @@ pub struct Store {
     /// The group commit of visitor messages (`batch.rs`); none in the
     /// writers' own clone.
     batcher: Option<batch::Batcher>,
+    /// What never changes about a conversation, cached (`identity.rs`).
+    identities: std::sync::Arc<identity::Identities>,
 }
 
 impl Store {
@@ -186,6 +190,7 @@ impl Store {
             url: url.into(),
             node: signals::new_node_id().into(),
             batcher: None,
+            identities: Default::default(),
         };
         store.batcher = Some(batch::Batcher::start(&store));
         Ok(store)
