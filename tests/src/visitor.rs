@@ -324,12 +324,30 @@ impl EventStream {
         }
     }
 
-    /// Sends a client frame (typing, read).
+    /// Sends a client frame (typing, read, message).
     pub async fn send(&mut self, frame: Value) -> anyhow::Result<()> {
         self.socket
             .send(Message::Text(frame.to_string().into()))
             .await?;
         Ok(())
+    }
+
+    /// Sends a message as a `message` frame, as the widget does while its
+    /// socket is open; its answer (`message_ack` or `message_error`, with
+    /// this `client_id`) comes on the stream.
+    pub async fn send_message(&mut self, client_id: &str, body: &str) -> anyhow::Result<()> {
+        self.send(json!({ "type": "message", "client_id": client_id, "body": body }))
+            .await
+    }
+
+    /// Skips events until the answer to the message frame `client_id`
+    /// (`message_ack` or `message_error`) arrives.
+    pub async fn answer_to(&mut self, client_id: &str) -> anyhow::Result<Value> {
+        self.next_matching(Duration::from_secs(10), |e| {
+            matches!(e["type"].as_str(), Some("message_ack" | "message_error"))
+                && e["client_id"] == client_id
+        })
+        .await
     }
 
     pub async fn close(mut self) {

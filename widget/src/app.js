@@ -6,14 +6,18 @@
 // whole widget must stay far below the 30 KB gzip budget. In preview mode
 // (the console's channel editor) preview.js stands in for the network: the
 // controller renders the draft channel it is handed, and sends nothing.
+// A message goes as a `message` frame on the event socket while it is open
+// (one frame, not an HTTP request), and by POST when it is not or when the
+// socket gave no answer in time: the same client_id either way, so the
+// server stores it once.
 
-import { createApi } from './api.js';
+import { createApi, ApiError } from './api.js';
 import { createStore } from './store.js';
 import { connectEvents } from './conn.js';
 import { pickLanguage, translator } from './i18n.js';
 import { h, put, nextId, uuid, icon } from './dom.js';
 import { limitsOf } from './limits.js';
-import { ENDED, initialState, mergeConversation, applyEvent, addLocal, agentName } from './state.js';
+import { ENDED, initialState, mergeConversation, applyEvent, addLocal, acked, agentName } from './state.js';
 import { loginScreen } from './login.js';
 import { closedScreen } from './closed.js';
 import { createChat } from './chat.js';
@@ -23,6 +27,8 @@ import { createPreview } from './preview.js';
 const ICON_CHAT = 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2z';
 const ICON_X = 'M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z';
 const ICON_MIN = 'M5 11h14v2H5z';
+// How long a message frame waits for its answer before the POST takes it.
+const SOCKET_ANSWER_MS = 10000;
 
 export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
   const demo = preview ? createPreview() : null;
@@ -43,6 +49,7 @@ export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
   let view = 'loading';
   let readSent = 0;
   let myTyping = 0;
+  const answers = new Map(); // client_id -> settle(answer | null) of a message frame in flight
   const errors = new Map(); // source -> text shown in the red band
   const limits = () => limitsOf(channel);
 
@@ -268,6 +275,7 @@ export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
   function dropConn() {
     if (conn) conn.stop();
     conn = null;
+    unanswered();
   }
 
   function connect(since) {
@@ -279,13 +287,16 @@ export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
       token,
       since,
       onEvent: (ev) => onEvent(ev, false),
+      onAnswer: (ev) => settle(ev.client_id, ev),
       onStatus: (up) => {
+        if (!up) unanswered();
         setError('conn', up ? null : t('errConn'));
         if (up) markRead();
         if (up && errors.has('send')) setError('send', t('errRetry'));
       },
       onFatal: (code) => {
         conn = null;
+        unanswered();
         setError('conn', null);
         if (code === 'origin_not_allowed') return setError('fatal', t('errOrigin'));
         forget();
@@ -382,6 +393,7 @@ export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
   function gotMessage(m, replay) {
     chat.message(m);
     if (m.client_id) dropPending(m.client_id);
+    if (m.client_id && m.sender === 'visitor') settle(m.client_id, { type: 'message_ack', seq: m.seq });
     if (m.sender === 'visitor') return;
     if (!replay && !isOpen) setUnread(unread + 1);
     if (!replay) announce(t('newMessage', { name: m.author || (m.sender === 'agent' ? agentName(cs) || t('agent') : (channel && channel.name) || ''), text: m.body }));
@@ -440,6 +452,32 @@ export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
     composer.focus();
   }
 
+  /**
+   * Sends `p` as a `message` frame if the event socket is open; resolves with
+   * its answer (`message_ack`, `message_error`, or the message's own event as
+   * an ack), or null when it was not sent, got no answer within
+   * SOCKET_ANSWER_MS, or the socket closed first: then the POST takes it.
+   */
+  function viaSocket(p) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(p.client_id, null), SOCKET_ANSWER_MS);
+      answers.set(p.client_id, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
+      if (!conn || !conn.send({ type: 'message', client_id: p.client_id, body: p.body })) settle(p.client_id, null);
+    });
+  }
+  function settle(clientId, answer) {
+    const done = answers.get(clientId);
+    answers.delete(clientId);
+    if (done) done(answer);
+  }
+  /** The socket is gone: its unanswered frames go by POST. */
+  function unanswered() {
+    for (const id of [...answers.keys()]) settle(id, null);
+  }
+
   /** Sends (or retries) an unsent message; its client_id makes a retry safe. */
   async function post(it) {
     if (it.busy || it.msg.seq) return;
@@ -447,8 +485,11 @@ export function mountWidget({ key, base, lang: explicitLang, css, preview }) {
     it.failed = false;
     chat.paint(it);
     if (conn) conn.nudge(); // the visitor acts: try the stream now, not at the next backoff step
+    const p = it.msg;
     try {
-      const m = await api.send(convId, token, it.msg.client_id, it.msg.body);
+      const answer = await viaSocket(p);
+      if (answer && answer.type === 'message_error') throw new ApiError(0, answer.error, answer);
+      const m = answer ? acked(p, answer) : await api.send(convId, token, p.client_id, p.body);
       it.busy = false;
       onEvent({ type: 'message', message: m }, false);
       setError('send', null);

@@ -6,11 +6,14 @@
 // never succeed. 4409 means a newer tab of the same conversation took this
 // socket's place (the gateway keeps a few per conversation): this tab waits,
 // without retrying, until it is shown or focused again or the visitor acts.
+// The answers to `message` frames (`message_ack`, `message_error`) go to
+// `onAnswer`, outside the seq dedupe: an ack's `seq` is its message's, whose
+// own event may still be on its way.
 
 const FATAL = { 4401: 'unauthorized', 4403: 'origin_not_allowed', 4404: 'unknown_conversation' };
 const SUPERSEDED = 4409;
 
-export function connectEvents({ url, token, since, onEvent, onStatus, onFatal }) {
+export function connectEvents({ url, token, since, onEvent, onStatus, onFatal, onAnswer }) {
   let ws = null;
   let attempt = 0;
   let timer = 0;
@@ -49,6 +52,10 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
       try {
         ev = JSON.parse(m.data);
       } catch (e) {
+        return;
+      }
+      if (ev.type === 'message_ack' || ev.type === 'message_error') {
+        if (onAnswer) onAnswer(ev);
         return;
       }
       if (typeof ev.seq === 'number') {
@@ -91,7 +98,7 @@ export function connectEvents({ url, token, since, onEvent, onStatus, onFatal })
   open();
 
   return {
-    /** Sends a frame if connected; returns whether it was sent. */
+    /** Sends a frame if connected (the auth frame went first); returns whether it was sent. */
     send(frame) {
       if (!ws || ws.readyState !== 1) return false;
       ws.send(JSON.stringify(frame));

@@ -99,15 +99,25 @@ export function addLocal(state, p) {
 /**
  * Adds or completes a message: an unsent one with the same client_id (or one
  * with the same id) is replaced by the server's; one already acknowledged
- * (with a seq) is never replaced, so nothing is shown twice.
+ * (with a seq) is never replaced, so nothing is shown twice, except that
+ * one the socket acknowledged (a seq but no id yet: see `acked`) takes the
+ * server's fields when its message arrives.
  */
 function putMessage(list, m) {
   const i = list.findIndex((x) => (m.client_id && x.client_id === m.client_id) || (m.id && x.id === m.id));
-  if (i >= 0 && list[i].seq) return list;
+  if (i >= 0 && list[i].seq && (list[i].id || !m.id || m.seq !== list[i].seq)) return list;
   const merged = i >= 0 ? { ...list[i], ...m } : m;
   const rest = i >= 0 ? list.filter((_, j) => j !== i) : list;
   const at = merged.seq ? rest.findIndex((x) => !x.seq || x.seq > merged.seq) : -1;
   return at < 0 ? rest.concat(merged) : [...rest.slice(0, at), merged, ...rest.slice(at)];
+}
+
+/**
+ * The Message a `message_ack` stands for until the server's own arrives
+ * (as the `message` event): the typed one `p` with the ack's seq.
+ */
+export function acked(p, ack) {
+  return { client_id: p.client_id, body: p.body, created_at: p.created_at, sender: 'visitor', seq: ack.seq };
 }
 
 export const agentName = (state) => (state.agent && state.agent.name) || null;

@@ -2,7 +2,7 @@
 // (docs/visitor-api.md, "Events"), without a DOM or a network.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initialState, applyEvent, addLocal, mergeConversation, statusOf, screenOf, agentName } from '../src/state.js';
+import { initialState, applyEvent, addLocal, acked, mergeConversation, statusOf, screenOf, agentName } from '../src/state.js';
 
 const queued = () => initialState({ id: 'c1', state: 'queued', agent: null, queue_position: 2 });
 const apply = (state, ...events) => events.reduce(applyEvent, state);
@@ -108,6 +108,25 @@ test('an unsent message is completed by the server copy with the same client_id,
   assert.deepEqual(again.messages.map((m) => [m.id, m.seq, m.created_at]), [['v1', 3, 't0'], ['v2', 4, 't1']]);
   // The same message by id (e.g. the REST answer after the stream) is ignored too.
   assert.equal(applyEvent(again, { type: 'message', message: { id: 'v1', seq: 3, sender: 'visitor', body: 'hello' } }).messages, again.messages);
+});
+
+test('a message the socket acknowledged is sent at once, then takes the server copy once, wherever the ack falls', () => {
+  const p = { client_id: 'k1', body: 'hello', created_at: 't0' };
+  const local = addLocal(queued(), p);
+  const event = { seq: 5, type: 'message', message: { id: 'v1', client_id: 'k1', seq: 5, sender: 'visitor', author: 'Jane', body: 'hello', created_at: 't9' } };
+  // The ack first: sent, without moving the event seq; then the event completes it.
+  let s = applyEvent(local, { type: 'message', message: acked(p, { type: 'message_ack', client_id: 'k1', seq: 5, created: true }) });
+  assert.equal(s.seq, 0, 'an ack is not an event of the stream');
+  assert.equal(statusOf(s, s.messages[0]), 'sent');
+  assert.deepEqual(s.messages.map((m) => [m.client_id, m.seq, m.id]), [['k1', 5, undefined]]);
+  s = applyEvent(s, event);
+  assert.equal(s.seq, 5);
+  assert.deepEqual(s.messages.map((m) => [m.id, m.seq, m.author]), [['v1', 5, 'Jane']]);
+  // The event first: the ack after it changes nothing.
+  const first = applyEvent(local, event);
+  const then = applyEvent(first, { type: 'message', message: acked(p, { seq: 5 }) });
+  assert.equal(then.messages, first.messages);
+  assert.deepEqual(then.messages.map((m) => [m.id, m.seq]), [['v1', 5]]);
 });
 
 test('unsent messages stay after acknowledged ones', () => {

@@ -1,6 +1,7 @@
 //! Feeds arbitrary text as a WebSocket text frame from the widget, read as
 //! the event stream reads it (`ClientFrame::parse`: `auth`, `typing`,
-//! `read`, anything else ignored). Nothing may panic and an `auth` frame's
+//! `read`, `message`, a `message` without a body answered by its
+//! `client_id`, anything else ignored). Nothing may panic and an `auth` frame's
 //! `since` is never negative. Text frames are UTF-8 (tungstenite refuses
 //! others before the gateway sees them), so other inputs are skipped. See
 //! `frontdesk::api::fuzzing`.

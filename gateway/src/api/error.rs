@@ -4,7 +4,10 @@
 //! text>", …}`. Codes are part of the API: the widget maps them to its
 //! warnings. Internal and database errors are logged with their detail and
 //! reach the client only as `internal` (500), or as `unavailable` (503 with
-//! `Retry-After`) when the database is unreachable or restarting.
+//! `Retry-After`) when the database is unreachable or restarting. A
+//! message sent over the event stream is refused with the same fields in
+//! a `message_error` frame (`api/events.rs`), so both doors speak one set
+//! of codes.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,6 +78,12 @@ impl ApiError {
             "The chat is unavailable for a moment. Please try again in a few seconds.",
         )
         .with("retry_after", UNAVAILABLE_RETRY_AFTER_SECS)
+    }
+
+    /// A body the API could not read (bad JSON, a missing or mistyped
+    /// field); `message` says what, without echoing the input.
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", message)
     }
 
     pub fn internal() -> Self {
@@ -194,14 +203,24 @@ impl From<EngineError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The error body's fields: `error`, `message` and the extras (the
+    /// event stream puts them in its `message_error` frames).
+    pub fn into_body(self) -> Map<String, Value> {
         let mut body = Map::new();
         body.insert("error".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
-        let retry_after = self.extra.get("retry_after").and_then(Value::as_u64);
         body.extend(self.extra);
-        let mut response = (self.status, Json(Value::Object(body))).into_response();
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let retry_after = self.extra.get("retry_after").and_then(Value::as_u64);
+        let body = self.into_body();
+        let mut response = (status, Json(Value::Object(body))).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert("retry-after", v);

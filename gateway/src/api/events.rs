@@ -26,6 +26,21 @@
 //! `server.websocket_write_timeout_secs` (a client that stopped reading) is
 //! dropped. Shutdown closes with 1001. Visitor typing is forwarded to the
 //! agent; `read` frames are accepted and only logged for now.
+//!
+//! A visitor may send a message on its socket instead of a POST (issue 15:
+//! one frame instead of an HTTP request and a token read). The frame
+//! `{"type":"message","client_id","body"}` passes the POST's own checks
+//! (`visitor::admit_message`: length, then the conversation's rate) and is
+//! stored by the engine like a POST's; the answer comes after the commit,
+//! `message_ack` with the message's `seq` and `created` (false: that
+//! `client_id` was stored before, and `seq` is the first copy's), or
+//! `message_error` with the REST error's code, message and extras
+//! (`ApiError::into_body`). Frames are handled one at a time, in order, so
+//! a socket's answers come in the order of its messages; the message's own
+//! `message` event follows its hub signal and may reach the socket before
+//! or after the ack. A message frame that does not parse is answered
+//! `invalid_json` when its `client_id` can be read, else ignored like any
+//! unknown frame. Bodies and tokens are never logged.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +63,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::client::ClientAddr;
 use super::error::ApiError;
 use super::extract::MaybeOrigin;
+use super::visitor::{admit_message, MessageRequest};
 use super::ApiState;
 use crate::config::Config;
 use crate::domain::{ConversationId, VisitorToken};
@@ -74,8 +90,8 @@ const PAGE: i64 = 500;
 const FRAME_OVERHEAD: usize = 1024;
 /// Each socket's read buffer. tungstenite allocates 128 KiB by default for
 /// every socket, most of what an idle visitor costs (issue 15); a
-/// visitor's frames are small (auth, typing, read marks: well under
-/// 1 KiB), and the buffer grows for a larger one up to the frame limit.
+/// visitor's frames are small (auth, typing, read marks, most
+/// messages: under 1 KiB), and the buffer grows for a larger one up to the frame limit.
 /// 4 KiB was 3 KiB more per idle session than 1 KiB, for nothing.
 const READ_BUFFER: usize = 1024;
 
@@ -192,6 +208,17 @@ pub(super) enum ClientFrame {
     Read {
         up_to_seq: i64,
     },
+    /// A message to store, as the POST's body.
+    Message(MessageRequest),
+}
+
+/// Enough of a `message` frame that did not parse to answer it: its
+/// `client_id`.
+#[derive(Deserialize)]
+struct MessageFrameId {
+    #[serde(rename = "type")]
+    kind: String,
+    client_id: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -211,6 +238,15 @@ impl ClientFrame {
             },
             other => other,
         })
+    }
+
+    /// The `client_id` of a `message` frame that [`parse`](Self::parse)
+    /// refused (no body, a body that is not a string), if it has one.
+    pub(super) fn malformed_message_id(text: &str) -> Option<String> {
+        serde_json::from_str::<MessageFrameId>(text)
+            .ok()
+            .filter(|frame| frame.kind == "message")
+            .map(|frame| frame.client_id)
     }
 }
 
@@ -300,8 +336,8 @@ async fn admit(
 
 async fn session(state: ApiState, id: ConversationId, mut socket: WebSocket) {
     let limits = state.sockets.limits;
-    let since = match authenticate(&state, id, &mut socket).await {
-        Ok(since) => since,
+    let (since, channel_key) = match authenticate(&state, id, &mut socket).await {
+        Ok(authenticated) => authenticated,
         Err(code) => {
             let reason = if code == close_code::TRY_AGAIN_LATER {
                 "database unavailable"
@@ -314,7 +350,8 @@ async fn session(state: ApiState, id: ConversationId, mut socket: WebSocket) {
     };
     let seat = state.sockets.join(id);
     metrics::gauge!("frontdesk_websocket_sessions").increment(1.0);
-    let result = follow(&state, id, &mut socket, since, &seat.superseded).await;
+    let visitor = Visitor { id, channel_key };
+    let result = follow(&state, &visitor, &mut socket, since, &seat.superseded).await;
     metrics::gauge!("frontdesk_websocket_sessions").decrement(1.0);
     match result {
         Ok(End::Close(code, reason)) => close(&mut socket, code, reason, limits).await,
@@ -323,12 +360,20 @@ async fn session(state: ApiState, id: ConversationId, mut socket: WebSocket) {
     }
 }
 
-/// Waits for the auth frame; returns the client's `since`.
+/// The conversation a socket follows, and its channel (whose limits its
+/// messages are checked against).
+struct Visitor {
+    id: ConversationId,
+    channel_key: String,
+}
+
+/// Waits for the auth frame; returns the client's `since` and the
+/// conversation's channel.
 async fn authenticate(
     state: &ApiState,
     id: ConversationId,
     socket: &mut WebSocket,
-) -> Result<i64, u16> {
+) -> Result<(i64, String), u16> {
     let frame = tokio::time::timeout(AUTH_TIMEOUT, socket.recv())
         .await
         .map_err(|_| close_code::AUTH_TIMEOUT)?;
@@ -342,7 +387,7 @@ async fn authenticate(
     };
     let token = VisitorToken::from_presented(&token);
     match state.engine.authenticate(id, &token).await {
-        Ok(Some(_)) => Ok(since.max(0)),
+        Ok(Some(identity)) => Ok((since.max(0), identity.channel_key.clone())),
         // Not the token's fault: the widget reconnects (4401 is final).
         Err(EngineError::Store(e)) if e.is_unavailable() => Err(close_code::TRY_AGAIN_LATER),
         _ => Err(close_code::UNAUTHORIZED),
@@ -376,12 +421,13 @@ enum End {
 /// a newer socket, or the server shuts down.
 async fn follow(
     state: &ApiState,
-    id: ConversationId,
+    visitor: &Visitor,
     socket: &mut WebSocket,
     since: i64,
     superseded: &CancellationToken,
 ) -> Result<End, axum::Error> {
     let limits = state.sockets.limits;
+    let id = visitor.id;
     // Subscribe before the catch-up read, so nothing committed in between
     // is missed: the next signal triggers a read from `last` anyway.
     let mut signals = state.engine.hub().subscribe(id);
@@ -414,7 +460,11 @@ async fn follow(
             frame = socket.recv() => {
                 heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => handle_client_frame(state, id, &text).await,
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(answer) = handle_client_frame(state, visitor, &text).await {
+                            send(socket, Message::Text(answer.into()), limits).await?;
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | None => return Ok(End::ClientLeft),
                     Some(Ok(_)) => {}
                     Some(Err(e)) if is_too_big(&e) => {
@@ -452,7 +502,10 @@ async fn send(
     }
 }
 
-async fn handle_client_frame(state: &ApiState, id: ConversationId, text: &str) {
+/// Acts on a frame after the auth one; returns the frame to answer with,
+/// if any (a message's ack or error).
+async fn handle_client_frame(state: &ApiState, visitor: &Visitor, text: &str) -> Option<String> {
+    let id = visitor.id;
     match ClientFrame::parse(text) {
         Ok(ClientFrame::Typing { state: typing }) => {
             let composing = typing == TypingState::Composing;
@@ -463,9 +516,58 @@ async fn handle_client_frame(state: &ApiState, id: ConversationId, text: &str) {
         Ok(ClientFrame::Read { up_to_seq }) => {
             debug!(up_to_seq, "visitor read messages");
         }
+        Ok(ClientFrame::Message(request)) => {
+            let client_id = request.client_id.clone();
+            let stored = store_message(state, visitor, request).await;
+            return Some(message_answer(&client_id, stored));
+        }
         Ok(ClientFrame::Auth { .. }) => {}
         // Not the error's text: serde quotes the frame's values in it.
-        Err(e) => debug!(kind = ?e.classify(), "ignored an unknown client frame"),
+        Err(e) => match ClientFrame::malformed_message_id(text) {
+            Some(client_id) => {
+                debug!(kind = ?e.classify(), "refused a malformed message frame");
+                let refused =
+                    ApiError::invalid_json("The message frame needs a client_id and a body.");
+                return Some(message_answer(&client_id, Err(refused)));
+            }
+            None => debug!(kind = ?e.classify(), "ignored an unknown client frame"),
+        },
+    }
+    None
+}
+
+/// Checks and stores a message frame's message as the POST does; returns
+/// its `seq` and whether it was new, once committed.
+async fn store_message(
+    state: &ApiState,
+    visitor: &Visitor,
+    request: MessageRequest,
+) -> Result<(i64, bool), ApiError> {
+    let (client_id, body) = admit_message(state, visitor.id, &visitor.channel_key, request)?;
+    let (message, created) = state
+        .engine
+        .post_visitor_message(visitor.id, client_id, body)
+        .await?;
+    Ok((message.seq, created))
+}
+
+/// The `message_ack` or `message_error` frame answering the message
+/// `client_id`.
+fn message_answer(client_id: &str, stored: Result<(i64, bool), ApiError>) -> String {
+    match stored {
+        Ok((seq, created)) => json!({
+            "type": "message_ack",
+            "client_id": client_id,
+            "seq": seq,
+            "created": created,
+        })
+        .to_string(),
+        Err(e) => {
+            let mut frame = e.into_body();
+            frame.insert("type".into(), json!("message_error"));
+            frame.insert("client_id".into(), json!(client_id));
+            serde_json::Value::Object(frame).to_string()
+        }
     }
 }
 

@@ -53,11 +53,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
                 "The request body is too large.",
             )
         }
-        e => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("The request body is not valid: {}", e.body_text()),
-        ),
+        e => ApiError::invalid_json(format!("The request body is not valid: {}", e.body_text())),
     }
 }
 

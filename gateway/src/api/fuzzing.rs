@@ -152,9 +152,25 @@ fn check_refusal(e: &ApiError, statuses: &[u16]) -> Result<(), String> {
 /// A WebSocket text frame from the widget, as the session acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Auth { token: String, since: i64 },
-    Typing { composing: bool },
-    Read { up_to_seq: i64 },
+    Auth {
+        token: String,
+        since: i64,
+    },
+    Typing {
+        composing: bool,
+    },
+    Read {
+        up_to_seq: i64,
+    },
+    /// A message to store (checked as the POST's body is: `visitor_body`).
+    Message {
+        client_id: String,
+        body: String,
+    },
+    /// A `message` frame that did not parse, answered `invalid_json`.
+    MalformedMessage {
+        client_id: String,
+    },
 }
 
 /// Reads a text frame; `None`: ignored (or, as the first frame, refused
@@ -166,7 +182,13 @@ pub fn client_frame(text: &str) -> Result<Option<Frame>, String> {
             composing: state == TypingState::Composing,
         },
         Ok(ClientFrame::Read { up_to_seq }) => Frame::Read { up_to_seq },
-        Err(_) => return Ok(None),
+        Ok(ClientFrame::Message(MessageRequest { client_id, body })) => {
+            Frame::Message { client_id, body }
+        }
+        Err(_) => match ClientFrame::malformed_message_id(text) {
+            Some(client_id) => Frame::MalformedMessage { client_id },
+            None => return Ok(None),
+        },
     };
     if matches!(frame, Frame::Auth { since, .. } if since < 0) {
         return Err(format!("a negative since: {frame:?}"));
@@ -546,6 +568,15 @@ mod tests {
                 Some(Frame::Read { up_to_seq: seq })
             );
             prop_assert_eq!(frame(json!({ "type": "typing", "state": token }))?, None);
+            prop_assert_eq!(
+                frame(json!({ "type": "message", "client_id": token, "body": token }))?,
+                Some(Frame::Message { client_id: token.clone(), body: token.clone() })
+            );
+            prop_assert_eq!(
+                frame(json!({ "type": "message", "client_id": token }))?,
+                Some(Frame::MalformedMessage { client_id: token.clone() })
+            );
+            prop_assert_eq!(frame(json!({ "type": "message", "body": token }))?, None);
         }
     }
 

@@ -3,7 +3,9 @@
 //! Request and response types here are the wire contract (documented as
 //! OpenAPI by `openapi.rs`, summarised in `docs/visitor-api.md`). Handlers
 //! only extract, check the token and origin, call the engine and map its
-//! answer; the engine holds every rule.
+//! answer; the engine holds every rule. A message has two doors, this
+//! module's POST and the event stream's `message` frame (`events.rs`):
+//! both check it with [`admit_message`].
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -112,7 +114,7 @@ pub struct ChoiceRequest {
     pub option_id: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageRequest {
     /// Chosen by the client; a retry with the same id never duplicates.
     pub client_id: String,
@@ -166,6 +168,22 @@ impl MessageRequest {
         let body = MessageBody::parse(&self.body, max_chars)?;
         Ok((client_id, body))
     }
+}
+
+/// The checks a visitor's message passes before the engine stores it,
+/// whichever door it came in by (the POST, or a `message` frame on the
+/// event stream): the channel's `max_message_chars`, then the
+/// conversation's message rate. The caller has checked the token.
+pub(super) fn admit_message(
+    state: &ApiState,
+    id: ConversationId,
+    channel_key: &str,
+    request: MessageRequest,
+) -> ApiResult<(ClientMessageId, MessageBody)> {
+    let channel = state.engine.channel(channel_key)?;
+    let (client_id, body) = request.validate(channel.config.limits.max_message_chars)?;
+    state.limiters.message(id)?;
+    Ok((client_id, body))
 }
 
 // ---- helpers ---------------------------------------------------------------
@@ -312,9 +330,7 @@ pub async fn post_message(
     AuthorizedVisitor { id, identity }: AuthorizedVisitor,
     ApiJson(request): ApiJson<MessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let channel = state.engine.channel(&identity.channel_key)?;
-    let (client_id, body) = request.validate(channel.config.limits.max_message_chars)?;
-    state.limiters.message(id)?;
+    let (client_id, body) = admit_message(&state, id, &identity.channel_key, request)?;
     let (message, created) = state
         .engine
         .post_visitor_message(id, client_id, body)

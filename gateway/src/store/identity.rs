@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 
-use crate::domain::{ConversationId, TokenHash};
 use super::ConversationRow;
+use crate::domain::{ConversationId, TokenHash};
 
 /// How long a cached identity is trusted without a read.
 const TTL: Duration = Duration::from_secs(60);

@@ -13,8 +13,11 @@
 //!   benchmark configuration of `frontdesk-load`, no bridge, no bound on
 //!   the waiting queue). Visitors are
 //!   the widget's API: they start a conversation, open its event
-//!   WebSocket and POST their messages, which are committed and echoed on
-//!   that WebSocket.
+//!   WebSocket and send their messages on it as `message` frames, as the
+//!   widget does while its socket is open (`--gateway-send http`: one POST
+//!   each, the widget's fallback); each is committed before its
+//!   `message_ack` (a `message_error` counts as a send error) and echoed
+//!   on that WebSocket as its `message` event.
 //!
 //! Every message body carries its scheduled send time (microseconds on
 //! this process's monotonic clock); latency is receive time minus that, at
@@ -68,7 +71,7 @@ use xmpp_parsers::websocket::Open;
 use frontdesk_tests::bench::{histogram, proc_cpu_micros, proc_status_kib, BenchGateway};
 use frontdesk_tests::config::test_config_toml;
 use frontdesk_tests::database::{postgres_admin_url, DbEngine};
-use frontdesk_tests::visitor::{EventStream, Session, Visitor};
+use frontdesk_tests::visitor::{EventStream, Session, StreamItem, Visitor};
 use frontdesk_tests::xmpp_server::{Account, ProsodyOptions, XmppServer, HOST};
 
 /// The anonymous visitor host of the Prosody run.
@@ -93,6 +96,15 @@ enum Mode {
     /// `--sample-secs` (give it a long `--secs`).
     Soak,
     All,
+}
+
+/// How the gateway's visitors send their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GatewaySend {
+    /// A `message` frame on the event WebSocket, answered `message_ack`.
+    Ws,
+    /// `POST /api/v1/conversations/{id}/messages`, answered `201`.
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +161,10 @@ struct Args {
     /// many seconds (0: never; `soak` defaults to 10).
     #[arg(long)]
     sample_secs: Option<f64>,
+    /// How the gateway's visitors send in `relay` and `soak`: frames on
+    /// their event WebSocket, or a POST each.
+    #[arg(long, value_enum, default_value = "ws")]
+    gateway_send: GatewaySend,
 }
 
 // ---------------------------------------------------------------- clock
@@ -673,6 +689,19 @@ async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> 
                 .collect::<anyhow::Result<_>>()?;
             let start = Instant::now() + Duration::from_millis(500);
             for (n, (visitor, session, mut events)) in opened.into_iter().enumerate() {
+                if args.gateway_send == GatewaySend::Ws {
+                    let (sent, errors) = (sent.clone(), errors.clone());
+                    let schedule = visitor_ticks(start, n, k, args.rate);
+                    senders.push(tokio::spawn(socket_visitor(
+                        n,
+                        per_visitor,
+                        schedule,
+                        events,
+                        recorder.clone(),
+                        (sent, errors),
+                    )));
+                    continue;
+                }
                 let recorder = recorder.clone();
                 background.push(tokio::spawn(async move {
                     while let Ok(event) = events
@@ -761,6 +790,60 @@ async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> 
         send_errors: errors.load(Ordering::Relaxed),
         client_cpu_us,
     })
+}
+
+/// A gateway visitor sending `per_visitor` messages as `message` frames on
+/// its event socket, one per tick of `schedule`, while reading the same
+/// socket: its messages' events (the latency), the acks (`sent`) and
+/// `message_error`s (`errors`). Holds the session once done.
+async fn socket_visitor(
+    n: usize,
+    per_visitor: usize,
+    mut schedule: tokio::time::Interval,
+    mut events: EventStream,
+    recorder: Arc<Recorder>,
+    (sent, errors): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+) {
+    let mut i = 0;
+    loop {
+        tokio::select! {
+            tick = schedule.tick(), if i < per_visitor => {
+                let body = timed_body(tick.into_std(), n, i);
+                if let Err(e) = events.send_message(&format!("c-{n}-{i}"), &body).await {
+                    eprintln!("visitor {n}: {e:#}");
+                    errors.fetch_add(per_visitor - i, Ordering::Relaxed);
+                    break;
+                }
+                i += 1;
+            }
+            item = events.next_item(Duration::from_secs(3600)) => match item {
+                Ok(StreamItem::Event(event)) => match event["type"].as_str() {
+                    Some("message") => {
+                        recorder.note(event["message"]["body"].as_str().unwrap_or_default());
+                    }
+                    Some("message_ack") => {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some("message_error") => {
+                        eprintln!("visitor {n}: {event}");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                },
+                Ok(StreamItem::Closed(code)) => {
+                    eprintln!("visitor {n}: event stream closed ({code:?})");
+                    errors.fetch_add(per_visitor - i, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("visitor {n}: {e:#}");
+                    errors.fetch_add(per_visitor - i, Ordering::Relaxed);
+                    break;
+                }
+            },
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Prints, every `every` seconds, the messages delivered so far and the
@@ -1201,6 +1284,14 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut failed = false;
     if matches!(args.mode, Mode::Relay | Mode::Soak | Mode::All) {
+        println!(
+            "gateway visitors send: {}",
+            match args.gateway_send {
+                GatewaySend::Ws =>
+                    "a `message` frame on their event WebSocket, answered `message_ack`",
+                GatewaySend::Http => "a POST each, answered 201",
+            }
+        );
         let mut figures = Vec::new();
         for &kind in &args.servers {
             println!(

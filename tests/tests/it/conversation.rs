@@ -326,6 +326,233 @@ async fn messages_arriving_together_are_each_stored_once() {
     gw.stop().await;
 }
 
+/// Reads the stream until both the answer to the message frame
+/// `client_id` and its `message` event arrived, in whichever order;
+/// returns them.
+async fn ack_and_event(
+    events: &mut frontdesk_tests::visitor::EventStream,
+    client_id: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let (mut ack, mut event) = (None, None);
+    while ack.is_none() || event.is_none() {
+        let item = events.next_event().await.unwrap();
+        match item["type"].as_str() {
+            Some("message_ack" | "message_error") if item["client_id"] == client_id => {
+                assert!(ack.is_none(), "two answers to {client_id}: {item}");
+                ack = Some(item);
+            }
+            Some("message") if item["message"]["client_id"] == client_id => {
+                assert!(event.is_none(), "two events of {client_id}: {item}");
+                event = Some(item);
+            }
+            _ => {}
+        }
+    }
+    (ack.unwrap(), event.unwrap())
+}
+
+/// A message sent as a frame on the event socket (issue 15: one frame,
+/// no HTTP request) is acknowledged once committed with its seq, arrives
+/// as its `message` event, and is stored once per `client_id` whichever
+/// door each copy took; answers come in the order of the frames.
+#[tokio::test]
+async fn messages_sent_on_the_event_socket_are_acknowledged_and_stored_once() {
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
+    let (session, mut events) = visitor.start_following("live", "Jane").await.unwrap();
+
+    events
+        .send_message("ws-1", "Hello over the socket")
+        .await
+        .unwrap();
+    let (ack, event) = ack_and_event(&mut events, "ws-1").await;
+    assert_eq!(ack["type"], "message_ack", "{ack}");
+    assert_eq!(ack["created"], true);
+    let seq = ack["seq"].as_i64().unwrap();
+    assert_eq!(event["seq"], seq);
+    assert_eq!(event["message"]["seq"], seq);
+    assert_eq!(event["message"]["body"], "Hello over the socket");
+    assert_eq!(event["message"]["sender"], "visitor");
+
+    // The same client_id by POST: the first copy, not a second message.
+    let retry = visitor
+        .say(&session, "ws-1", "Hello over the socket")
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.body["seq"], seq);
+
+    // And the other way round: posted first, then sent on the socket.
+    let posted = visitor.say(&session, "http-1", "Posted").await.unwrap();
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    events.send_message("http-1", "Posted").await.unwrap();
+    let again = events.answer_to("http-1").await.unwrap();
+    assert_eq!(again["type"], "message_ack", "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["seq"], posted.body["seq"]);
+
+    // Twice on the socket, then several frames without waiting: each is
+    // answered, in order, and the copy with the first's seq.
+    events.send_message("ws-2", "Twice").await.unwrap();
+    events.send_message("ws-2", "Twice").await.unwrap();
+    for i in 0..5 {
+        let id = format!("burst-{i}");
+        events
+            .send_message(&id, &format!("Burst {i}"))
+            .await
+            .unwrap();
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 7 {
+        let item = events.next_event().await.unwrap();
+        if item["type"] == "message_ack" || item["type"] == "message_error" {
+            assert_eq!(item["type"], "message_ack", "{item}");
+            answers.push(item);
+        }
+    }
+    let ids: Vec<&str> = answers
+        .iter()
+        .map(|a| a["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["ws-2", "ws-2", "burst-0", "burst-1", "burst-2", "burst-3", "burst-4"]
+    );
+    assert_eq!(
+        (answers[0]["created"].clone(), answers[1]["created"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(answers[0]["seq"], answers[1]["seq"]);
+    let seqs: Vec<i64> = answers[1..]
+        .iter()
+        .map(|a| a["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    let history = visitor.messages(&session).await.unwrap();
+    let bodies: Vec<&str> = history.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "Hello over the socket",
+            "Posted",
+            "Twice",
+            "Burst 0",
+            "Burst 1",
+            "Burst 2",
+            "Burst 3",
+            "Burst 4"
+        ]
+    );
+    gw.stop().await;
+}
+
+/// A message frame is refused as the POST would refuse it, with the REST
+/// error's code (and its extras) in a `message_error`; the socket stays
+/// open. A message frame without a `client_id` cannot be answered and is
+/// ignored like any unknown frame.
+#[tokio::test]
+async fn a_message_frame_is_refused_with_the_rest_error_codes() {
+    const PER_MINUTE: usize = 3;
+    let gw = TestGateway::spawn_with(|config| {
+        config.limits.messages_per_minute_per_conversation = PER_MINUTE as u32;
+    })
+    .await;
+    let visitor = Visitor::new(&gw.url).with_origin(ALLOWED_ORIGIN);
+    let info = visitor.channel("live").await.unwrap();
+    let max = info.body["limits"]["max_message_chars"].as_u64().unwrap() as usize;
+    let (session, mut events) = visitor.start_following("live", "Jane").await.unwrap();
+
+    let refusal = |answer: &serde_json::Value| {
+        assert_eq!(answer["type"], "message_error", "{answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+        answer["error"].as_str().unwrap().to_owned()
+    };
+    events
+        .send_message("long", &"a".repeat(max + 1))
+        .await
+        .unwrap();
+    let long = events.answer_to("long").await.unwrap();
+    assert_eq!(refusal(&long), "too_long");
+    assert_eq!(long["limit"], max);
+    events.send_message("empty", "   ").await.unwrap();
+    assert_eq!(
+        refusal(&events.answer_to("empty").await.unwrap()),
+        "empty_message"
+    );
+    events
+        .send(json!({ "type": "message", "client_id": "no-body" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(&events.answer_to("no-body").await.unwrap()),
+        "invalid_json"
+    );
+    events
+        .send(json!({ "type": "message", "body": "no client id" }))
+        .await
+        .unwrap();
+
+    // Refused messages cost nothing of the rate; then the conversation's
+    // budget is shared with the POST.
+    for i in 0..PER_MINUTE {
+        let id = format!("m{i}");
+        events.send_message(&id, "hi").await.unwrap();
+        let answer = events
+            .next_matching(Duration::from_secs(10), |e| {
+                e["type"] == "message_ack" || e["type"] == "message_error"
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer["type"].as_str(), answer["client_id"].as_str()),
+            (Some("message_ack"), Some(id.as_str())),
+            "the frame without a client_id went unanswered: {answer}"
+        );
+    }
+    events.send_message("flood", "hi").await.unwrap();
+    let flood = events.answer_to("flood").await.unwrap();
+    assert_eq!(refusal(&flood), "rate_limited");
+    assert!(flood["retry_after"].as_u64().unwrap() >= 1);
+    let posted = visitor.say(&session, "flood", "hi").await.unwrap();
+    assert_eq!(
+        (posted.status.as_u16(), posted.error()),
+        (429, "rate_limited")
+    );
+    let history = visitor.messages(&session).await.unwrap();
+    assert_eq!(
+        history.body["messages"].as_array().unwrap().len(),
+        PER_MINUTE
+    );
+
+    // An ended chat: a new message is refused, a copy of a stored one
+    // answered with the first.
+    let (ended, mut events) = visitor.start_following("live", "John").await.unwrap();
+    events.send_message("before", "Bye").await.unwrap();
+    let before = events.answer_to("before").await.unwrap();
+    assert_eq!(before["type"], "message_ack", "{before}");
+    visitor.close(&ended).await.unwrap();
+    events.next_of_type("closed").await.unwrap();
+    events.send_message("after", "Hello?").await.unwrap();
+    assert_eq!(
+        refusal(&events.answer_to("after").await.unwrap()),
+        "conversation_ended"
+    );
+    events.send_message("before", "Bye").await.unwrap();
+    let copy = events.answer_to("before").await.unwrap();
+    assert_eq!(
+        (copy["type"].clone(), copy["created"].clone()),
+        (json!("message_ack"), json!(false))
+    );
+    assert_eq!(copy["seq"], before["seq"]);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_reconnecting_widget_gets_exactly_the_events_it_missed() {
     let gw = TestGateway::spawn().await;
