@@ -29,8 +29,7 @@ use tracing::{info, warn};
 use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{
-    now_ms, AgentActivity, Backend, ConversationRow, ConversationUpdate, LineKey, NewConversation,
-    NewEvent,
+    now_ms, AgentActivity, ConversationRow, ConversationUpdate, LineKey, NewConversation, NewEvent,
 };
 
 /// How many of a conversation's latest messages an offer carries (the
@@ -109,11 +108,12 @@ impl Engine {
     /// change); a dispatch under way when this chat came reads the line
     /// again after its last offer. Otherwise it dispatches as any change.
     pub(super) async fn joined(&self, queue: &QueueExtension, id: ConversationId) {
-        if self.inner.store.backend() == Backend::Postgres {
-            // A chat started at the same instant may not have counted this
-            // one (or this one it): the ranking corrects both.
-            self.positions_moved(queue);
-        }
+        // Its position followed the last one's, which may be a pass
+        // behind (and on PostgreSQL a chat started at the same instant may
+        // not have seen this one, or this one it): the next ranking of the
+        // queue corrects any of them, one pass per window however many
+        // start.
+        self.positions_moved(queue);
         match self.inner.store.line_head(queue.as_str()).await {
             Ok(Some(head)) if head.id != id && !head.directed => return,
             Ok(_) => {}

@@ -52,7 +52,7 @@ pub enum Appended {
     /// it and the agents it was recorded for in the delivery outbox.
     Created {
         event: StoredEvent,
-        conversation: ConversationRow,
+        conversation: Box<ConversationRow>,
         deliver_to: Vec<String>,
     },
     /// The `client_id` was stored before: the first copy.
@@ -256,7 +256,7 @@ async fn store_together(
                             client_id: event.client_id.clone(),
                             created_at: now,
                         },
-                        conversation: conversation.clone(),
+                        conversation: Box::new(conversation.clone()),
                         deliver_to,
                     }
                 }

@@ -300,15 +300,25 @@ impl Server {
                     DbEngine::Postgres
                 };
                 // Every session waits in queue 600 (no agent takes it), so
-                // the queue's own bound (500 by default) is lifted.
+                // the queue's own bound (500 by default) is lifted; the
+                // connection caps (4,096) are raised to what the process's
+                // file descriptors allow, for `idle` at 19,000 sessions.
                 let gateway = BenchGateway::start(engine, |db| {
                     let config = test_config_toml(&db.url(), db.data_dir());
+                    let per_ip = "max_connections_per_ip = 4096\n";
                     anyhow::ensure!(config.contains("max_per_client = 0\n"));
-                    Ok(config.replacen(
-                        "max_per_client = 0\n",
-                        "max_per_client = 0\nmax_per_queue = 0\n",
-                        1,
-                    ))
+                    anyhow::ensure!(config.contains(per_ip));
+                    Ok(config
+                        .replacen(
+                            "max_per_client = 0\n",
+                            "max_per_client = 0\nmax_per_queue = 0\n",
+                            1,
+                        )
+                        .replacen(
+                            per_ip,
+                            "max_connections_per_ip = 20000\nmax_connections = 20000\n",
+                            1,
+                        ))
                 })
                 .await?;
                 let pg_database = (engine == DbEngine::Postgres).then(|| {
