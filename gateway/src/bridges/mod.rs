@@ -4,6 +4,7 @@
 //! each agent's traffic to the bridge of the address they have.
 
 pub mod agent_text;
+pub mod lanes;
 pub mod sip;
 pub mod xmpp;
 

@@ -16,7 +16,11 @@
 //! MESSAGE with 200 only once the engine stored it, and a refused one with
 //! the status that says why (403 another agent's chat, 404 no such chat,
 //! 410 ended, 400 text refused, 500 the gateway failed, 503 the database
-//! is away for a moment: only the last two are worth a retry).
+//! is away for a moment: only the last two are worth a retry). Agents'
+//! MESSAGEs and typing are handled on lanes (`super::lanes`), one chat's
+//! in the order they arrived and different chats' side by side; answers
+//! to this node's own MESSAGEs and reachability stay in the reader, and a
+//! lost agent waits for the lanes to finish what they sent before.
 //!
 //! Several nodes on one database each run this bridge and their user
 //! agent behind the proxy's dispatcher, and any of them may get any agent
@@ -66,6 +70,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 mod prober;
 
 use super::agent_text::{self, handle_agent_text, AgentTextOutcome, Refusal, NO_CHAT};
+use super::lanes::Lanes;
 use super::{conversation_of_user, visitor_user};
 use crate::config::SipBridgeConfig;
 use crate::domain::{ConversationId, ConversationState, Party};
@@ -355,13 +360,20 @@ pub fn run_events(runtime: SipRuntime, engine: Engine, xmpp_running: bool) -> Jo
 /// Gives the user agent the agents in force (again after each directory
 /// change) and handles its events, until it stops.
 async fn serve_events(
-    agents: &SipAgents,
+    agents: &Arc<SipAgents>,
     engine: &Engine,
     events: &mut mpsc::Receiver<SipEvent>,
     xmpp_running: bool,
 ) {
     let mut changes = engine.directory_changes();
     changes.mark_changed();
+    let lanes = {
+        let (agents, engine) = (agents.clone(), engine.clone());
+        Lanes::new(LANES, LANE_DEPTH, move |event| {
+            let (agents, engine) = (agents.clone(), engine.clone());
+            async move { handle(&agents, &engine, event).await }
+        })
+    };
     loop {
         tokio::select! {
             // First: the agents in force before any of their events.
@@ -376,9 +388,42 @@ async fn serve_events(
                 }
             }
             event = events.recv() => match event {
-                Some(event) => handle(agents, engine, event).await,
+                Some(event) => match lane_of(&event) {
+                    Some(key) => lanes.push(&key, event).await,
+                    None => {
+                        if matches!(event, SipEvent::AgentReachable { reachable: false, .. }) {
+                            // Re-queues the agent's chats: not before the
+                            // messages they sent until then.
+                            lanes.fence().await;
+                        }
+                        handle(agents, engine, event).await
+                    }
+                },
                 None => break,
             },
+        }
+    }
+    // Requests read before the user agent stopped are answered (stored
+    // first) before the bridge ends.
+    lanes.close().await;
+}
+
+/// How many lanes agents' MESSAGEs are spread over, and how many each
+/// queues before the reader waits for it.
+const LANES: usize = 16;
+const LANE_DEPTH: usize = 64;
+
+/// The lane of a request about one conversation (its visitor address's
+/// user part), handled there in order with the others of that chat.
+/// `None`: handled inline, in the reader's order: answers to this node's
+/// own MESSAGEs (`in_flight` and the delivery outbox) and reachability.
+fn lane_of(event: &SipEvent) -> Option<String> {
+    match event {
+        SipEvent::AgentMessage { to_user, .. } | SipEvent::AgentComposing { to_user, .. } => {
+            Some(to_user.clone())
+        }
+        SipEvent::Sent { .. } | SipEvent::SendFailed { .. } | SipEvent::AgentReachable { .. } => {
+            None
         }
     }
 }

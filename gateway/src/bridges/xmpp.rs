@@ -9,7 +9,13 @@
 //! engine asked to send, and a message the agent's client acknowledged is
 //! never sent again by a node taking over a dead one's outbox. Inbound, [`run_events`] turns the
 //! component's events into engine calls: replies, typing, receipts,
-//! presence, and agent commands.
+//! presence, and agent commands. Stanzas about one chat (messages, files,
+//! typing, receipts and markers, bounces) and upload slot requests go to
+//! lanes (`super::lanes`, keyed by the visitor address or the agent): one
+//! chat's in the order they arrived, different chats' side by side. The
+//! connection's events, the server's confirmations and presence stay in
+//! the reading loop, with `nodes`; an agent becoming less than available
+//! first waits for the lanes to finish what came before it.
 //!
 //! Agents send files with their client's HTTP File Upload (XEP-0363): the
 //! component advertises the largest channel file limit; a slot request
@@ -38,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::agent_text::{self, handle_agent_text, refusal, AgentTextOutcome, NO_CHAT};
+use super::lanes::Lanes;
 use crate::config::{XmppConfig, XmppConnection};
 use crate::domain::{ConversationId, ConversationState, FileId, Party};
 use crate::engine::{
@@ -681,11 +688,18 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
             let (listener, mut signals) = nodes::listen(engine.store().clone(), shutdown.clone());
             let mut tick = tokio::time::interval(nodes::TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let bridge = Inbound {
-                agents: &agents,
-                engine: &engine,
+            let bridge = Arc::new(Inbound {
+                agents: agents.clone(),
+                engine: engine.clone(),
                 offers_when_away,
                 error_ids: AtomicI64::new(-1),
+            });
+            let lanes = {
+                let bridge = bridge.clone();
+                Lanes::new(LANES, LANE_DEPTH, move |event| {
+                    let bridge = bridge.clone();
+                    async move { bridge.handle(event).await }
+                })
             };
             let mut sweep = tokio::time::interval(UPLOAD_SWEEP_EVERY);
             let mut known: HashSet<BareJid> =
@@ -700,7 +714,15 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                                 Event::StrayPong { id } => nodes.stray_pong(&agents, id).await,
                                 _ => {}
                             }
-                            bridge.handle(event).await
+                            match lane_of(&event) {
+                                Some(key) => lanes.push(&key, event).await,
+                                None => {
+                                    if overtakes_lanes(&event) {
+                                        lanes.fence().await;
+                                    }
+                                    bridge.handle(event).await
+                                }
+                            }
                         }
                         None => break,
                     },
@@ -720,6 +742,9 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                     }
                 }
             }
+            // What the lanes hold was read before the component stopped:
+            // stored (and acknowledged, if the component still can) first.
+            lanes.close().await;
             if let Err(e) = component.await {
                 warn!(error = %e, "the XMPP component task failed");
             }
@@ -730,6 +755,43 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
         }
         .instrument(info_span!("xmpp_bridge")),
     )
+}
+
+/// How many lanes agents' chat traffic is spread over, and how many
+/// stanzas each queues before the reader waits for it.
+const LANES: usize = 16;
+const LANE_DEPTH: usize = 64;
+
+/// The lane of a stanza about one conversation (its visitor address), or
+/// of an agent's upload slot request (the agent): handled there, in order
+/// with the others of its key. `None`: handled inline, in the reader's
+/// order, between `nodes`' rounds: the connection's own events, the
+/// server's confirmations (`Sent` takes a stanza from `unconfirmed` and
+/// clears its outbox row in one go, so no take-over round of this loop
+/// sees one without the other), and presence and subscriptions (cheap,
+/// and one agent's in order).
+fn lane_of(event: &Event) -> Option<String> {
+    match event {
+        Event::AgentMessage { to, .. }
+        | Event::AgentChatState { to, .. }
+        | Event::AgentReceipt { to, .. }
+        | Event::AgentDisplayed { to, .. } => Some(to.as_str().to_owned()),
+        Event::DeliveryFailed { from, .. } => Some(from.as_str().to_owned()),
+        Event::UploadSlotRequest { from, .. } => Some(from.to_bare().to_string()),
+        Event::Connected
+        | Event::Disconnected { .. }
+        | Event::Sent { .. }
+        | Event::StrayPong { .. }
+        | Event::AgentPresence { .. }
+        | Event::SubscriptionChanged { .. } => None,
+    }
+}
+
+/// Whether an inline event must wait for what the lanes hold: an agent
+/// becoming less than available re-queues their chats and declines their
+/// offers, which must not overtake the messages they sent before leaving.
+fn overtakes_lanes(event: &Event) -> bool {
+    matches!(event, Event::AgentPresence { availability, .. } if *availability != Availability::Available)
 }
 
 async fn introduce_agents(agents: &XmppAgents, engine: &Engine) -> anyhow::Result<()> {
@@ -786,15 +848,15 @@ async fn refresh_agents(
     Ok(())
 }
 
-struct Inbound<'a> {
-    agents: &'a XmppAgents,
-    engine: &'a Engine,
+struct Inbound {
+    agents: Arc<XmppAgents>,
+    engine: Engine,
     offers_when_away: bool,
     /// Error replies are not persisted; they use negative outbox ids.
     error_ids: AtomicI64,
 }
 
-impl Inbound<'_> {
+impl Inbound {
     async fn handle(&self, event: Event) {
         match event {
             Event::Connected => {
@@ -994,7 +1056,7 @@ impl Inbound<'_> {
             let result = match file {
                 Some(result) => result,
                 None => match handle_agent_text(
-                    self.engine,
+                    &self.engine,
                     conversation,
                     &agent,
                     &body,

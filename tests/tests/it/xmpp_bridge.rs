@@ -260,6 +260,99 @@ async fn agent_commands_work_from_the_chat_window() {
     gw.stop().await;
 }
 
+/// The bridge handles chats side by side (issue 15): two agents answering
+/// three chats each, every message sent without waiting, interleaved
+/// across chats. Each visitor gets their agent's messages in the order
+/// sent, each once, and each agent a receipt for every one (stored first).
+#[tokio::test]
+async fn agents_answering_many_chats_at_once_keep_each_chats_order() {
+    const CHATS: usize = 6;
+    const MESSAGES: usize = 15;
+    let (prosody, gw) = setup().await;
+    let mut alice = prosody.agent("101").await.unwrap();
+    let mut bob = prosody.agent("102").await.unwrap();
+    agents_online(&gw).await;
+
+    // Chat i is taken by Alice when i is even, by Bob when odd (three
+    // each: the queue's default limit per agent).
+    let mut chats = Vec::new();
+    for i in 0..CHATS {
+        let (visitor, session, mut events, address) = start_chat(&gw, &format!("V{i}")).await;
+        let owner = if i % 2 == 0 { &mut alice } else { &mut bob };
+        body_from(owner, &address, "New chat waiting").await;
+        owner
+            .send(&address, &format!("take-{i}"), &format!("t-{i}"))
+            .await
+            .unwrap();
+        events.next_of_type("agent_joined").await.unwrap();
+        chats.push((visitor, session, events, address));
+    }
+
+    for n in 0..MESSAGES {
+        for (i, (_, _, _, address)) in chats.iter().enumerate() {
+            let owner = if i % 2 == 0 { &mut alice } else { &mut bob };
+            owner
+                .command(json!({"cmd": "send", "to": address, "body": format!("m{i}-{n}"), "id": format!("x-{i}-{n}"), "request_receipt": true}))
+                .await
+                .unwrap();
+        }
+    }
+
+    let expected = |i: usize| {
+        (0..MESSAGES)
+            .map(|n| format!("m{i}-{n}"))
+            .collect::<Vec<_>>()
+    };
+    for (i, (visitor, session, events, _)) in chats.iter_mut().enumerate() {
+        let prefix = format!("m{i}-");
+        let mut got = Vec::new();
+        while got.len() < MESSAGES {
+            let event = events
+                .next_matching(WAIT, |e| {
+                    e["type"] == "message"
+                        && e["message"]["body"]
+                            .as_str()
+                            .is_some_and(|b| b.starts_with("m"))
+                })
+                .await
+                .unwrap();
+            let body = event["message"]["body"].as_str().unwrap().to_owned();
+            assert!(body.starts_with(&prefix), "chat {i} got {body}");
+            got.push(body);
+        }
+        assert_eq!(got, expected(i), "chat {i}: order as sent");
+        // Stored once each: the transcript holds exactly these, in order.
+        let history = visitor.messages(session).await.unwrap();
+        let stored: Vec<String> = history.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["body"].as_str())
+            .filter(|b| b.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(stored, expected(i), "chat {i}: stored once each");
+    }
+
+    // Every message was acknowledged to its agent.
+    for (parity, agent) in [(0, &mut alice), (1, &mut bob)] {
+        let mut waiting: std::collections::HashSet<String> = (0..CHATS)
+            .filter(|i| i % 2 == parity)
+            .flat_map(|i| (0..MESSAGES).map(move |n| format!("x-{i}-{n}")))
+            .collect();
+        while !waiting.is_empty() {
+            let receipt = agent
+                .expect(WAIT, |e| {
+                    e["event"] == "message" && e["received"].is_string()
+                })
+                .await
+                .unwrap();
+            waiting.remove(receipt["received"].as_str().unwrap());
+        }
+    }
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn an_agent_going_offline_mid_chat_hands_it_back_to_the_queue() {
     let (prosody, gw) = setup().await;
