@@ -314,11 +314,14 @@ impl XmppAgents {
 
     /// With one connection for all nodes, what other nodes left for it
     /// goes before what this node sends now (a visitor's message written
-    /// through another node just before must not be overtaken).
+    /// through another node just before must not be overtaken). Alone, the
+    /// same for what an earlier run (killed with stanzas unsent) or this
+    /// node before a reconnect left: between the connection coming back
+    /// and the take-over, a new message would go first.
     async fn older_first(&self) {
-        if self.mode == XmppConnection::OneNode
-            && self.store.backend() == crate::store::Backend::Postgres
-        {
+        let shared = self.mode == XmppConnection::OneNode
+            && self.store.backend() == crate::store::Backend::Postgres;
+        if shared || self.peers.alone() {
             if let Err(e) = self.take_over_in_order().await {
                 debug!(error = %e, "cannot take the outbox over first");
             }

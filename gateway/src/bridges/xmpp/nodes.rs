@@ -145,6 +145,11 @@ impl Judgement {
         }
     }
 
+    /// No other node runs (SQLite, or no `[cluster]`).
+    pub(super) fn alone(&self) -> bool {
+        self.alone
+    }
+
     pub(super) fn may_judge(&self) -> bool {
         if self.alone {
             return true;
