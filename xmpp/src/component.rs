@@ -100,6 +100,7 @@ pub fn spawn(
         events: events_tx,
         shutdown,
         queue: VecDeque::new(),
+        received: VecDeque::new(),
         in_flight: VecDeque::new(),
         next_seq: 0,
         next_ping: 0,
@@ -152,6 +153,9 @@ struct Driver {
     shutdown: CancellationToken,
     /// Commands waiting for the live stream, in order.
     queue: VecDeque<Command>,
+    /// Commands taken in while an event waited for room (see
+    /// [`Driver::emit`]), not handled yet, in order.
+    received: VecDeque<Command>,
     /// Outboxed commands written but not yet acknowledged, with their
     /// sequence numbers.
     in_flight: VecDeque<(u64, Command)>,
@@ -258,6 +262,7 @@ impl Driver {
     /// Accepts commands until asked to go online; `None` on shutdown.
     async fn wait_online(&mut self) -> Option<()> {
         tracing::info!("component on standby");
+        self.accept_received();
         while !self.online {
             tokio::select! {
                 biased;
@@ -271,6 +276,7 @@ impl Driver {
     /// Drives `fut` while accepting commands; `None` on shutdown.
     async fn while_offline<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         tokio::pin!(fut);
+        self.accept_received();
         loop {
             tokio::select! {
                 biased;
@@ -328,8 +334,65 @@ impl Driver {
         self.queue = queue;
     }
 
-    async fn emit(&self, event: Event) -> bool {
-        self.events.send(event).await.is_ok()
+    /// Hands `event` to the gateway; `false` if the gateway is gone.
+    ///
+    /// While the gateway is behind (the channel is full) its commands are
+    /// still taken in, into `received`, which the loops handle first and in
+    /// order. A gateway task waiting for room in the command channel may be
+    /// what the gateway's reader of events waits for (it holds the order of
+    /// sends, or fills a lane the reader waits on): a component that
+    /// stopped reading commands until that reader read an event was a
+    /// cycle that stalled the bridge under load.
+    async fn emit(&mut self, event: Event) -> bool {
+        let mut commands_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                permit = self.events.reserve() => {
+                    return match permit {
+                        Ok(permit) => {
+                            permit.send(event);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                }
+                command = self.commands.recv(), if commands_open => match command {
+                    Some(command) => self.received.push_back(command),
+                    // The loops see the closed channel next and stop.
+                    None => commands_open = false,
+                },
+            }
+        }
+    }
+
+    /// Handles, outside a session, the commands `emit` took in.
+    fn accept_received(&mut self) {
+        while let Some(command) = self.received.pop_front() {
+            self.accept(command, false);
+        }
+    }
+
+    /// Handles a command during a session; the reason to stop, if any.
+    async fn on_command(
+        &mut self,
+        command: Command,
+        pings: &mut VecDeque<PendingPing>,
+    ) -> Option<Stop> {
+        match command {
+            Command::PingAnswered { id } => {
+                if pings.iter().any(|p| p.id == id) && !self.ping_answered(pings, &id).await {
+                    return Some(Stop::Shutdown);
+                }
+            }
+            command => {
+                self.accept(command, true);
+                if !self.online {
+                    return Some(Stop::Standby);
+                }
+            }
+        }
+        None
     }
 
     async fn write(&self, conn: &mut Connection, stanza: Stanza) -> Result<(), String> {
@@ -397,6 +460,11 @@ impl Driver {
             }
         }
         loop {
+            while let Some(command) = self.received.pop_front() {
+                if let Some(stop) = self.on_command(command, &mut pings).await {
+                    return stop;
+                }
+            }
             while let Some(command) = self.queue.pop_front() {
                 let Some(stanza) = outgoing::command_stanza(self.dir.domain(), &command) else {
                     continue;
@@ -451,15 +519,9 @@ impl Driver {
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::PingAnswered { id }) => {
-                        if pings.iter().any(|p| p.id == id) && !self.ping_answered(&mut pings, &id).await {
-                            return Stop::Shutdown;
-                        }
-                    }
                     Some(cmd) => {
-                        self.accept(cmd, true);
-                        if !self.online {
-                            return Stop::Standby;
+                        if let Some(stop) = self.on_command(cmd, &mut pings).await {
+                            return stop;
                         }
                     }
                     None => return Stop::Shutdown,

@@ -258,6 +258,58 @@ async fn a_burst_of_messages_arrives_complete_and_in_order() {
     bridge.stop().await;
 }
 
+/// The gateway may fall behind reading events while it still sends
+/// commands (under load a send waits for room in the command channel while
+/// the task that reads events waits for that send): the component keeps
+/// taking commands in while an event waits for room, so neither waits for
+/// the other, and nothing is lost or reordered. Before, the bridge stalled
+/// for good with 1,024 confirmations unread (the agents benchmark at
+/// 500 msg/s).
+#[tokio::test]
+async fn commands_are_taken_in_while_the_gateway_reads_no_events() {
+    let server = prosody(&[Account::new("101")]).await;
+    let mut agent = server.agent("101").await.unwrap();
+    let mut bridge = Bridge::start(&server, &["101@localhost"]).await;
+    let v = visitor("behind");
+    // More confirmations than the event channel holds (1,024): once they
+    // are confirmed, one waits for room.
+    let first: i64 = 1100;
+    for i in 1..=first {
+        bridge
+            .command(message(i, &v, "101@localhost", &format!("m{i}")))
+            .await;
+    }
+    let confirmed = agent
+        .expect(Duration::from_secs(30), |e| {
+            is_message_from(e, &visitor_jid("behind")) && e["body"] == format!("m{first}")
+        })
+        .await;
+    assert!(confirmed.is_ok(), "the first messages did not arrive");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Then more commands than the command channel holds (64), no event
+    // read until every one was taken.
+    let n: i64 = first + 300;
+    let commands = bridge.commands.clone();
+    let feeder = tokio::spawn(async move {
+        for i in first + 1..=n {
+            commands
+                .send(message(i, &v, "101@localhost", &format!("m{i}")))
+                .await
+                .unwrap();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), feeder)
+        .await
+        .expect("the component stopped taking commands while an event waited for room")
+        .unwrap();
+    let sent = sent_ids(&mut bridge, n as usize).await;
+    assert_eq!(sent, (1..=n).collect::<Vec<_>>());
+    let bodies = bodies_from(&mut agent, "behind", (n - first) as usize).await;
+    let expected: Vec<String> = (first + 1..=n).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    bridge.stop().await;
+}
+
 /// The scripted agent's echo mode, which the load generator relies on.
 #[tokio::test]
 async fn an_echoing_agent_answers_every_message() {
