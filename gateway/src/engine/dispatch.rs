@@ -108,12 +108,17 @@ impl Engine {
     /// change); a dispatch under way when this chat came reads the line
     /// again after its last offer. Otherwise it dispatches as any change.
     pub(super) async fn joined(&self, queue: &QueueExtension, id: ConversationId) {
-        // Its position followed the last one's, which may be a pass
-        // behind (and on PostgreSQL a chat started at the same instant may
-        // not have seen this one, or this one it): the next ranking of the
-        // queue corrects any of them, one pass per window however many
-        // start.
-        self.positions_moved(queue);
+        // Its position followed the last one's. On SQLite, whose one
+        // writer inserted this chat before reading that one, it is exact
+        // unless one ahead left since the last ranking, and a leave marks
+        // the queue itself, as does a ranking that wrote (one it raced
+        // with may have read the line before this chat). On PostgreSQL two
+        // chats started at the same instant may not see each other: there
+        // every start marks the queue, and the next ranking corrects them,
+        // one pass per window however many start.
+        if self.inner.store.backend() == crate::store::Backend::Postgres {
+            self.positions_moved(queue);
+        }
         match self.inner.store.line_head(queue.as_str()).await {
             Ok(Some(head)) if head.id != id && !head.directed => return,
             Ok(_) => {}

@@ -164,7 +164,10 @@ impl Engine {
             }
             wrote |= !told.is_empty();
         }
-        if wrote && self.inner.limits.clustered {
+        // A chat that started while this pass ran took its position from
+        // one this pass has just moved: one more pass, which writes nothing
+        // once the line is still.
+        if wrote {
             self.positions_moved(queue);
         }
         Ok(())

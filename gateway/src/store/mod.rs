@@ -192,7 +192,7 @@ impl Store {
             batcher: None,
             identities: Default::default(),
         };
-        store.batcher = Some(batch::Batcher::start(&store));
+        store.batcher = Some(batch::Batcher::start(&store)?);
         Ok(store)
     }
 

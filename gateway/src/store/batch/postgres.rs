@@ -1,0 +1,315 @@
+//! The PostgreSQL writers: a few async tasks, each with a connection of
+//! its own, taking turns at the queue; their commits overlap. A batch is
+//! a fixed number of statements whatever its size (one read finds the
+//! copies already stored, one update takes every conversation's new seqs
+//! under the rows' locks, one read finds who waiting ones ring for, one
+//! insert writes the events, one the outbox rows, one the notices).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::AnyConnection;
+use sqlx::{Any, Connection, Row, Transaction};
+use tokio::sync::{mpsc, Mutex};
+
+use super::{
+    client_id_of, outcome, plan, shared_error, split, waiting, Appended, NewRow, Request, MAX_BATCH,
+};
+use crate::domain::{ConversationId, ConversationState};
+use crate::store::conversations::{self, COLUMNS};
+use crate::store::dispatch;
+use crate::store::events::is_unique_violation;
+use crate::store::{now_ms, ConversationRow, NewEvent, Store, StoreResult, StoredEvent};
+
+/// Writer tasks (each holds a connection while it writes).
+const WRITERS: usize = 3;
+
+pub(super) fn start(store: &Store, requests: mpsc::Receiver<Request>) {
+    let requests = Arc::new(Mutex::new(requests));
+    for _ in 0..WRITERS {
+        tokio::spawn(write_batches(store.clone(), requests.clone()));
+    }
+}
+
+/// One writer: takes the waiting requests (at least one), stores them, and
+/// answers them, until the queue closes. It keeps one connection of its
+/// own between batches (a pooled one is pinged on every return, a round
+/// trip per batch), and takes a fresh one after any error.
+async fn write_batches(store: Store, requests: Arc<Mutex<mpsc::Receiver<Request>>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut connection: Option<AnyConnection> = None;
+    loop {
+        {
+            let mut requests = requests.lock().await;
+            if requests.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+        }
+        metrics::histogram!("frontdesk_message_batch_size").record(batch.len() as f64);
+        let conn = match connection.take() {
+            Some(conn) => Ok(conn),
+            None => store.pool.acquire().await.map(|c| c.detach()),
+        };
+        connection = match conn {
+            Ok(conn) => write_batch(&store, conn, std::mem::take(&mut batch)).await,
+            Err(e) => {
+                let e = e.into();
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(shared_error(&e)));
+                }
+                None
+            }
+        };
+        batch.reserve(MAX_BATCH);
+    }
+}
+
+/// Stores a batch on `conn`; gives the connection back unless something
+/// failed (then the next batch takes a fresh one).
+async fn write_batch(
+    store: &Store,
+    mut conn: AnyConnection,
+    batch: Vec<Request>,
+) -> Option<AnyConnection> {
+    let (requests, replies) = split(batch);
+    match store_together(store, &mut conn, &requests).await {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+            return Some(conn);
+        }
+        Err(e) if e.is_unavailable() => {
+            for reply in replies {
+                let _ = reply.send(Err(shared_error(&e)));
+            }
+            return None;
+        }
+        // Whatever failed, each request now learns its own fate, on a
+        // pooled connection.
+        Err(e) => {
+            tracing::debug!(error = %e, size = requests.len(), "a batch failed: storing its messages one by one")
+        }
+    }
+    drop(conn);
+    for ((id, event), reply) in requests.iter().zip(replies) {
+        let _ = reply.send(store_alone(store, *id, event).await);
+    }
+    None
+}
+
+/// One request in a transaction of its own; a concurrent copy committed
+/// first answers with that copy.
+async fn store_alone(store: &Store, id: ConversationId, event: &NewEvent) -> StoreResult<Appended> {
+    let mut conn = store.pool.acquire().await?;
+    match store_together(store, &mut conn, std::slice::from_ref(&(id, event.clone()))).await {
+        Ok(mut results) => Ok(results.remove(0)),
+        Err(e) if is_unique_violation(&e) => {
+            let client_id = event.client_id.as_deref().unwrap_or_default();
+            Ok(Appended::Existing(store.first_stored(id, client_id).await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores every request in one transaction, or none of them.
+async fn store_together(
+    store: &Store,
+    conn: &mut AnyConnection,
+    requests: &[(ConversationId, NewEvent)],
+) -> StoreResult<Vec<Appended>> {
+    let mut tx = conn.begin().await?;
+    let now = now_ms();
+    let stored_before = select_copies(&mut tx, requests).await?;
+    let planned = plan(requests, &stored_before);
+    let moved = take_seqs(&mut tx, &planned.new_per_conversation, now).await?;
+    let ringing = ringing_for(&mut tx, &moved).await?;
+    let (results, rows) = outcome(requests, &planned, &moved, &ringing, now);
+    insert_events(&mut tx, &rows, now).await?;
+    insert_deliveries(&mut tx, &rows, now).await?;
+    let committed: Vec<(ConversationId, i64)> =
+        (moved.values()).map(|row| (row.id, row.last_seq)).collect();
+    crate::store::signals::notify_all_committed(&mut tx, store, &committed).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// `$first, $first+1, …` for `count` values, as `($a, $b), ($c, $d)`
+/// groups of `width`.
+fn placeholders(first: usize, count: usize, width: usize) -> String {
+    (0..count)
+        .map(|row| {
+            let group: Vec<String> = (0..width)
+                .map(|col| format!("${}", first + row * width + col))
+                .collect();
+            format!("({})", group.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The copies of the batch's messages already stored, by conversation and
+/// client id.
+async fn select_copies<'r>(
+    tx: &mut Transaction<'_, Any>,
+    requests: &'r [(ConversationId, NewEvent)],
+) -> StoreResult<HashMap<(ConversationId, &'r str), StoredEvent>> {
+    let ids: Vec<String> = requests.iter().map(|(id, _)| id.to_string()).collect();
+    let sql = format!(
+        "SELECT conversation_id, seq, kind, payload, client_id, created_at FROM events \
+         WHERE client_id IS NOT NULL AND (conversation_id, client_id) IN (VALUES {})",
+        placeholders(1, requests.len(), 2)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (id, (_, event)) in ids.iter().zip(requests) {
+        query = query.bind(id.as_str()).bind(client_id_of(event));
+    }
+    let found = query.fetch_all(&mut **tx).await?;
+    let mut copies = HashMap::new();
+    for row in &found {
+        let conversation: String = row.try_get("conversation_id")?;
+        let conversation = crate::store::conversation_id(&conversation)?;
+        let stored = crate::store::events::from_row(conversation, row)?;
+        // Keyed by the request's own client id, so the map borrows it.
+        if let Some((_, event)) = requests
+            .iter()
+            .find(|(id, event)| *id == conversation && event.client_id == stored.client_id)
+        {
+            copies.insert((conversation, client_id_of(event)), stored);
+        }
+    }
+    Ok(copies)
+}
+
+/// Moves each conversation's seq counter on by its number of new messages
+/// unless it has ended; the conversations that moved, as they are now.
+async fn take_seqs(
+    tx: &mut Transaction<'_, Any>,
+    counts: &HashMap<ConversationId, i64>,
+    now: i64,
+) -> StoreResult<HashMap<ConversationId, ConversationRow>> {
+    if counts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let counts: Vec<(String, i64)> = counts.iter().map(|(id, n)| (id.to_string(), *n)).collect();
+    let cases: Vec<String> = (0..counts.len())
+        .map(|i| format!("WHEN ${} THEN ${}", 4 + 2 * i, 5 + 2 * i))
+        .collect();
+    let ids: Vec<String> = (0..counts.len())
+        .map(|i| format!("${}", 4 + 2 * i))
+        .collect();
+    let sql = format!(
+        "UPDATE conversations SET last_seq = last_seq + CASE id {} END, updated_at = $1 \
+         WHERE id IN ({}) AND state <> $2 AND state <> $3 RETURNING {COLUMNS}",
+        cases.join(" "),
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .persistent(false)
+        .bind(now)
+        .bind(ConversationState::Ended.as_str())
+        .bind(ConversationState::ClosedOutOfHours.as_str());
+    for (id, count) in &counts {
+        query = query.bind(id.as_str()).bind(*count);
+    }
+    let moved = query.fetch_all(&mut **tx).await?;
+    let mut rows = HashMap::with_capacity(moved.len());
+    for row in &moved {
+        let row = conversations::from_row(row)?;
+        rows.insert(row.id, row);
+    }
+    Ok(rows)
+}
+
+/// Who the offers of the waiting conversations among `moved` ring for.
+async fn ringing_for(
+    tx: &mut Transaction<'_, Any>,
+    moved: &HashMap<ConversationId, ConversationRow>,
+) -> StoreResult<HashMap<ConversationId, Vec<String>>> {
+    let waiting = waiting(moved);
+    if waiting.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<String> = (1..=waiting.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT conversation_id, agents FROM offers WHERE conversation_id IN ({})",
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for id in &waiting {
+        query = query.bind(id.as_str());
+    }
+    let mut ringing = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let id: String = row.try_get("conversation_id")?;
+        let agents: String = row.try_get("agents")?;
+        ringing.insert(
+            crate::store::conversation_id(&id)?,
+            dispatch::agents_of(&agents)?,
+        );
+    }
+    Ok(ringing)
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    rows: &[NewRow<'_>],
+    now: i64,
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO events (conversation_id, seq, kind, payload, client_id, created_at) VALUES {}",
+        placeholders(1, rows.len(), 6)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for NewRow { id, seq, event, .. } in rows {
+        query = query
+            .bind(id.to_string())
+            .bind(*seq)
+            .bind(event.kind)
+            .bind(event.payload.to_string())
+            .bind(event.client_id.clone())
+            .bind(now);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_deliveries(
+    tx: &mut Transaction<'_, Any>,
+    rows: &[NewRow<'_>],
+    now: i64,
+) -> StoreResult<()> {
+    let deliveries: Vec<(String, i64, &str)> = rows
+        .iter()
+        .flat_map(|row| {
+            (row.deliver_to.iter()).map(move |agent| (row.id.to_string(), row.seq, agent.as_str()))
+        })
+        .collect();
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO agent_deliveries (conversation_id, seq, agent_extension, created_at) VALUES {}",
+        placeholders(1, deliveries.len(), 4)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (id, seq, agent) in deliveries {
+        query = query.bind(id).bind(seq).bind(agent).bind(now);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_of_values_in_order() {
+        assert_eq!(placeholders(1, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(4, 1, 3), "($4, $5, $6)");
+    }
+}

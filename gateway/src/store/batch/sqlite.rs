@@ -1,0 +1,387 @@
+//! The SQLite writer: one thread of its own with one connection (rusqlite,
+//! on the same libsqlite3 as sqlx), storing each batch in one `BEGIN
+//! IMMEDIATE` transaction.
+//!
+//! Why a thread and a second driver: sqlx runs each SQLite statement on
+//! the connection's worker thread, so every statement (and the begin and
+//! commit) is a hand-off there and back; profiles of a few hundred
+//! messages a second showed those wake-ups as most of the gateway's CPU.
+//! Here a batch is one hand-off in (the queue) and one out per caller
+//! (its answer), and the statements in between are plain calls into
+//! SQLite: prepared once and cached, one row each, which in-process costs
+//! less than building a statement per batch size. SQLite has one writer
+//! at a time anyway; this thread takes the write lock like any other
+//! connection (`busy_timeout` waits for the pool's writers).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::mpsc;
+
+use super::super::conversations::COLUMNS;
+use super::{
+    client_id_of, outcome, plan, shared_error, split, waiting, Appended, NewRow, Request, MAX_BATCH,
+};
+use crate::domain::{ConversationId, ConversationState, TokenHash};
+use crate::store::{
+    conversation_id, now_ms, sqlite_path, ConversationRow, NewEvent, Store, StoreError,
+    StoreResult, StoredEvent,
+};
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn start(store: &Store, requests: mpsc::Receiver<Request>) -> StoreResult<()> {
+    let path = sqlite_path(&store.url).ok_or_else(|| {
+        StoreError::UnsupportedUrl(format!("{} (an in-memory SQLite database)", store.url))
+    })?;
+    // Opened here, so a file that cannot be written fails the start.
+    let connection = open(&path)?;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || write_batches(path, Some(connection), requests))
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    Ok(())
+}
+
+fn open(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    // The pool's connections set the same (`Store::connect`); WAL is a
+    // property of the file, already set by them.
+    connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(connection)
+}
+
+/// Takes the waiting requests (at least one), stores them, answers them,
+/// until the queue closes. After a failure the connection is opened anew
+/// for the next batch.
+fn write_batches(
+    path: PathBuf,
+    mut connection: Option<Connection>,
+    mut requests: mpsc::Receiver<Request>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("frontdesk_message_batch_size").record(batch.len() as f64);
+        let conn = match connection.take() {
+            Some(conn) => Ok(conn),
+            None => open(&path),
+        };
+        connection = match conn {
+            Ok(mut conn) => write_batch(&mut conn, std::mem::take(&mut batch)).then_some(conn),
+            Err(e) => {
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(shared_error(&e)));
+                }
+                None
+            }
+        };
+    }
+}
+
+/// Stores a batch; false if anything failed.
+fn write_batch(conn: &mut Connection, batch: Vec<Request>) -> bool {
+    let (requests, replies) = split(batch);
+    let e = match store_together(conn, &requests) {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+            return true;
+        }
+        Err(e) => e,
+    };
+    if e.is_unavailable() {
+        for reply in replies {
+            let _ = reply.send(Err(shared_error(&e)));
+        }
+        return false;
+    }
+    tracing::debug!(error = %e, size = requests.len(), "a batch failed: storing its messages one by one");
+    for ((id, event), reply) in requests.iter().zip(replies) {
+        let _ = reply.send(store_alone(conn, *id, event));
+    }
+    false
+}
+
+/// One request in a transaction of its own; a copy stored first answers
+/// with that copy.
+fn store_alone(
+    conn: &mut Connection,
+    id: ConversationId,
+    event: &NewEvent,
+) -> StoreResult<Appended> {
+    match store_together(conn, std::slice::from_ref(&(id, event.clone()))) {
+        Ok(mut results) => Ok(results.remove(0)),
+        Err(e) if super::super::is_unique_violation(&e) => {
+            let copy = copy_of(conn, id, client_id_of(event))?;
+            copy.map(Appended::Existing).ok_or_else(|| {
+                StoreError::Corrupt("client id conflict without a stored event".into())
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores every request in one transaction, or none of them.
+fn store_together(
+    conn: &mut Connection,
+    requests: &[(ConversationId, NewEvent)],
+) -> StoreResult<Vec<Appended>> {
+    // Take the write lock first: a transaction that reads and then writes
+    // could otherwise find its snapshot stale and fail at once.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    let mut stored_before = HashMap::new();
+    for (id, event) in requests {
+        let client_id = client_id_of(event);
+        if let Some(copy) = copy_of(&tx, *id, client_id)? {
+            stored_before.insert((*id, client_id), copy);
+        }
+    }
+    let planned = plan(requests, &stored_before);
+    let mut moved = HashMap::with_capacity(planned.new_per_conversation.len());
+    for (id, count) in &planned.new_per_conversation {
+        if let Some(row) = take_seqs(&tx, *id, *count, now)? {
+            moved.insert(*id, row);
+        }
+    }
+    let mut ringing = HashMap::new();
+    for id in waiting(&moved) {
+        let agents: Option<String> = (tx
+            .prepare_cached("SELECT agents FROM offers WHERE conversation_id = ?1")?)
+        .query_row([&id], |row| row.get(0))
+        .optional()?;
+        if let Some(agents) = agents {
+            ringing.insert(
+                conversation_id(&id)?,
+                crate::store::dispatch::agents_of(&agents)?,
+            );
+        }
+    }
+    let (results, rows) = outcome(requests, &planned, &moved, &ringing, now);
+    insert(&tx, &rows, now)?;
+    tx.commit()?;
+    Ok(results)
+}
+
+/// The stored event of a conversation with this client id, if any.
+fn copy_of(
+    conn: &Connection,
+    id: ConversationId,
+    client_id: &str,
+) -> StoreResult<Option<StoredEvent>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, kind, payload, created_at FROM events \
+         WHERE conversation_id = ?1 AND client_id = ?2",
+    )?;
+    let found = statement
+        .query_row(params![id.to_string(), client_id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((seq, kind, payload, created_at)) = found else {
+        return Ok(None);
+    };
+    Ok(Some(StoredEvent {
+        conversation_id: id,
+        seq,
+        kind,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+        client_id: Some(client_id.to_owned()),
+        created_at,
+    }))
+}
+
+/// Moves the conversation's seq counter on by `count` unless it has
+/// ended; the conversation as it is now, or `None` if it ended (or is
+/// gone).
+fn take_seqs(
+    conn: &Connection,
+    id: ConversationId,
+    count: i64,
+    now: i64,
+) -> StoreResult<Option<ConversationRow>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "UPDATE conversations SET last_seq = last_seq + ?1, updated_at = ?2 \
+         WHERE id = ?3 AND state <> ?4 AND state <> ?5 RETURNING {COLUMNS}"
+    ))?;
+    let mut rows = statement.query(params![
+        count,
+        now,
+        id.to_string(),
+        ConversationState::Ended.as_str(),
+        ConversationState::ClosedOutOfHours.as_str(),
+    ])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(conversation_from(row)?)),
+        None => Ok(None),
+    }
+}
+
+fn conversation_from(row: &rusqlite::Row<'_>) -> StoreResult<ConversationRow> {
+    let id: String = row.get("id")?;
+    let state: String = row.get("state")?;
+    Ok(ConversationRow {
+        id: conversation_id(&id)?,
+        channel_key: row.get("channel_key")?,
+        token_hash: TokenHash(row.get("token_hash")?),
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        visitor_name: row.get("visitor_name")?,
+        visitor_email: row.get("visitor_email")?,
+        page_url: row.get("page_url")?,
+        language: row.get("language")?,
+        option_id: row.get("option_id")?,
+        queue_extension: row.get("queue_extension")?,
+        agent_extension: row.get("agent_extension")?,
+        agent_name: row.get("agent_name")?,
+        last_seq: row.get("last_seq")?,
+        delivered_seq: row.get("delivered_seq")?,
+        read_seq: row.get("read_seq")?,
+        created_at: row.get("created_at")?,
+        queued_at: row.get("queued_at")?,
+        ended_at: row.get("ended_at")?,
+    })
+}
+
+/// Inserts the new events and their outbox rows.
+fn insert(conn: &Connection, rows: &[NewRow<'_>], now: i64) -> StoreResult<()> {
+    let mut event = conn.prepare_cached(
+        "INSERT INTO events (conversation_id, seq, kind, payload, client_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut delivery = conn.prepare_cached(
+        "INSERT INTO agent_deliveries (conversation_id, seq, agent_extension, created_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for row in rows {
+        let id = row.id.to_string();
+        event.execute(params![
+            id,
+            row.seq,
+            row.event.kind,
+            row.event.payload.to_string(),
+            row.event.client_id,
+            now,
+        ])?;
+        for agent in &row.deliver_to {
+            delivery.execute(params![id, row.seq, agent, now])?;
+        }
+    }
+    Ok(())
+}
+
+/// A SQLite failure as the sqlx one it would have been, so the store's
+/// one classification (`is_unavailable`, `is_unique_violation`) serves
+/// both drivers.
+#[derive(Debug)]
+struct SqliteFailure {
+    /// The extended result code.
+    code: i32,
+    message: String,
+}
+
+impl std::fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(code: {}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SqliteFailure {}
+
+impl sqlx::error::DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.code.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        use rusqlite::ffi;
+        use sqlx::error::ErrorKind;
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                ErrorKind::UniqueViolation
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(failure, message) => {
+                StoreError::Database(sqlx::Error::Database(Box::new(SqliteFailure {
+                    code: failure.extended_code,
+                    message: message.unwrap_or_else(|| failure.to_string()),
+                })))
+            }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+            }
+            other => StoreError::Database(sqlx::Error::AnyDriverError(Box::new(other))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_failures_keep_the_store_s_classification() {
+        let failure = |extended_code| {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error {
+                    code: rusqlite::ErrorCode::Unknown,
+                    extended_code,
+                },
+                None,
+            ))
+        };
+        assert!(crate::store::is_unique_violation(&failure(
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        )));
+        assert!(failure(rusqlite::ffi::SQLITE_BUSY).is_unavailable());
+        assert!(failure(rusqlite::ffi::SQLITE_LOCKED_SHAREDCACHE).is_unavailable());
+        assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE).is_unavailable());
+    }
+}
