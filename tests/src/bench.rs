@@ -1,7 +1,9 @@
 //! Start-up and figures shared by the benchmark binaries
-//! (`frontdesk-load`, `frontdesk-upload-bench`, `frontdesk-sip-bench`):
+//! (`frontdesk-load`, `frontdesk-compare`, `frontdesk-upload-bench`,
+//! `frontdesk-sip-bench`):
 //! the `frontdesk` binary built next to them, a `frontdesk serve` process
-//! on a fresh database and data directory, visitor messages sent at a
+//! on a fresh database and data directory, the configuration of a gateway
+//! bridged to a throwaway Prosody's agents, visitor messages sent at a
 //! steady rate, and latency histograms with their one-line summary.
 
 use std::path::PathBuf;
@@ -9,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::config::server_toml;
 use crate::database::{DbEngine, TestDb};
 use crate::gateway::GatewayProcess;
 use crate::visitor::{Session, Visitor};
+use crate::xmpp_server::{XmppServer, COMPONENT_DOMAIN, HOST};
 
 /// A binary built next to the running one (same profile).
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -65,6 +69,58 @@ pub async fn spawn_gateway(db: &TestDb, config: &str) -> anyhow::Result<GatewayP
     let path = db.file("frontdesk.toml");
     std::fs::write(&path, config)?;
     GatewayProcess::spawn_binary(&sibling_binary("frontdesk")?, &path).await
+}
+
+/// The gateway configuration: the XMPP bridge to `prosody`, agents
+/// 101… as its accounts `agent1`…, all in queue 600 behind channel
+/// `channel`.
+pub fn xmpp_bridge_toml(
+    db: &TestDb,
+    prosody: &XmppServer,
+    agents: &[String],
+    strategy: &str,
+    max_chats: usize,
+    channel: &str,
+) -> String {
+    let mut text = server_toml(&db.url(), db.data_dir());
+    text.push_str(&format!(
+        r#"
+[xmpp]
+domain = "{COMPONENT_DOMAIN}"
+server = "{server}"
+secret = "{secret}"
+ping_interval_secs = 10
+"#,
+        server = prosody.component_addr(),
+        secret = prosody.secret,
+    ));
+    let mut members = Vec::new();
+    for (i, user) in agents.iter().enumerate() {
+        let extension = 101 + i;
+        text.push_str(&format!(
+            "\n[[agents]]\nextension = \"{extension}\"\nname = \"Agent {user}\"\nxmpp = \"{user}@{HOST}\"\n"
+        ));
+        members.push(format!("{{ agent = \"{extension}\" }}"));
+    }
+    text.push_str(&format!(
+        r#"
+[[queues]]
+extension = "600"
+name = "Load"
+strategy = "{strategy}"
+max_chats_per_agent = {max_chats}
+members = [{members}]
+
+[[channels]]
+key = "{channel}"
+name = "Load test"
+mode = "live"
+queue = "600"
+allowed_origins = ["http://allowed.example"]
+"#,
+        members = members.join(", "),
+    ));
+    text
 }
 
 /// Microseconds from 1 µs to a minute, three significant digits.

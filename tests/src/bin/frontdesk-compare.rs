@@ -43,9 +43,27 @@
 //! as `--concurrency` allows; for the gateway every one joins the same
 //! waiting queue, so the last starts happen under a long queue), `soak`
 //! (`relay` printing the server's RSS and CPU every `--sample-secs`, for a
-//! long `--secs`), `all` (relay, then idle). Each server is started fresh for each mode and is
-//! gone when its run ends. Benchmarks print figures; nothing here asserts a
-//! timing.
+//! long `--secs`), `agents` (see below), `all` (relay, then idle). Each
+//! server is started fresh for each mode and is gone when its run ends.
+//! Benchmarks print figures; nothing here asserts a timing.
+//!
+//! `agents`: the K visitors write to `--agents` agent clients (c2s, as
+//! above, accounts `agent1`…) that answer each timed message at once with
+//! an echo stamped with its own send time, so both directions are timed:
+//! visitor → agent at the agent client, agent → visitor at the visitor.
+//! On Prosody alone visitor n writes to agent `n mod A + 1` and the agent
+//! answers the visitor's full JID. Through the gateway the same Prosody
+//! (same options and accounts, each with the component's subscription
+//! pre-approved) has the gateway's XEP-0114 component connected (`[xmpp]`,
+//! agents 101… as those accounts in one `rrmemory` queue with enough chat
+//! slots for all K); the agents log in first, answer each offer's card
+//! (which takes the chat) and, as agents' clients do, each XEP-0184 receipt
+//! request (`--agent-receipts false`: not); the window starts once every
+//! visitor saw `agent_joined`. Visitors send `message` frames on their event
+//! WebSocket and time the agent's echo as its `message` event there. CPU is
+//! the gateway's (and its PostgreSQL backends') and, on its own line, that
+//! Prosody's; the table gives each direction's p99 as a multiple of
+//! Prosody's own in the same run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -68,9 +86,11 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::sasl::{Auth, Mechanism};
 use xmpp_parsers::websocket::Open;
 
-use frontdesk_tests::bench::{histogram, proc_cpu_micros, proc_status_kib, BenchGateway};
+use frontdesk_tests::bench::{
+    histogram, proc_cpu_micros, proc_status_kib, xmpp_bridge_toml, BenchGateway,
+};
 use frontdesk_tests::config::test_config_toml;
-use frontdesk_tests::database::{postgres_admin_url, DbEngine};
+use frontdesk_tests::database::{postgres_admin_url, DbEngine, TestDb};
 use frontdesk_tests::visitor::{EventStream, Session, StreamItem, Visitor};
 use frontdesk_tests::xmpp_server::{Account, ProsodyOptions, XmppServer, HOST};
 
@@ -95,6 +115,9 @@ enum Mode {
     /// `relay` with the server's RSS and CPU printed every
     /// `--sample-secs` (give it a long `--secs`).
     Soak,
+    /// Visitors writing to agent clients that echo each message back,
+    /// both directions timed (Prosody alone, then gateway + Prosody).
+    Agents,
     All,
 }
 
@@ -138,14 +161,14 @@ struct Args {
         default_value = "prosody,sqlite,postgres"
     )]
     servers: Vec<ServerKind>,
-    /// Visitors sending in `relay`.
+    /// Visitors sending in `relay` and `agents`.
     #[arg(short = 'k', long, default_value_t = 100)]
     visitors: usize,
-    /// Total messages per second offered in `relay` (spread evenly over
-    /// the visitors).
+    /// Total messages per second offered in `relay` and `agents` (spread
+    /// evenly over the visitors).
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
-    /// Length of the `relay` send window, in seconds.
+    /// Length of the `relay` and `agents` send window, in seconds.
     #[arg(long, default_value_t = 20.0)]
     secs: f64,
     /// Sessions opened in `idle` and `starts`.
@@ -165,6 +188,13 @@ struct Args {
     /// their event WebSocket, or a POST each.
     #[arg(long, value_enum, default_value = "ws")]
     gateway_send: GatewaySend,
+    /// Agent clients in `agents` (at most one per visitor).
+    #[arg(long, default_value_t = 10)]
+    agents: usize,
+    /// In `agents`, whether the agents' clients answer the gateway's
+    /// XEP-0184 receipt requests (as Conversations, Gajim and Dino do).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = true)]
+    agent_receipts: bool,
 }
 
 // ---------------------------------------------------------------- clock
@@ -209,9 +239,10 @@ impl Recorder {
         })
     }
 
-    fn note(&self, body: &str) {
+    /// Notes a timed body's latency; false (nothing noted) for any other.
+    fn note(&self, body: &str) -> bool {
         let Some(scheduled) = scheduled_at(body) else {
-            return;
+            return false;
         };
         let now = micros_since_epoch(Instant::now());
         let _ = self
@@ -221,10 +252,18 @@ impl Recorder {
             .record(now.saturating_sub(scheduled).max(1));
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.last.fetch_max(now, Ordering::Relaxed);
+        true
     }
 
     fn delivered(&self) -> usize {
         self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// From `start` to the last delivery (at least 1 ms).
+    fn window_since(&self, start: Instant) -> Duration {
+        let last = Duration::from_micros(self.last.load(Ordering::Relaxed));
+        let window = (epoch() + last).saturating_duration_since(start);
+        window.max(Duration::from_millis(1))
     }
 
     /// Waits until `expected` messages arrived, or nothing arrived for
@@ -277,33 +316,33 @@ enum Server {
     },
 }
 
+/// The throwaway Prosody of every run: the anonymous visitor host over
+/// RFC 7395, Nagle off, the c2s rate limit raised, logging at `warn`.
+fn prosody_options() -> ProsodyOptions {
+    ProsodyOptions {
+        no_nagle: true,
+        anonymous_websocket_host: Some(VISITOR_HOST.to_owned()),
+        raised_c2s_limits: true,
+        log_level: Some(
+            std::env::var("FRONTDESK_COMPARE_PROSODY_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        ),
+    }
+}
+
 impl Server {
     async fn start(kind: ServerKind) -> anyhow::Result<Server> {
         Ok(match kind {
             ServerKind::Prosody => {
-                let options = ProsodyOptions {
-                    no_nagle: true,
-                    anonymous_websocket_host: Some(VISITOR_HOST.to_owned()),
-                    raised_c2s_limits: true,
-                    log_level: Some(
-                        std::env::var("FRONTDESK_COMPARE_PROSODY_LOG")
-                            .unwrap_or_else(|_| "warn".to_owned()),
-                    ),
-                };
-                let server = XmppServer::prosody_with(&[Account::new(AGENT)], options).await?;
+                let server =
+                    XmppServer::prosody_with(&[Account::new(AGENT)], prosody_options()).await?;
                 Server::Prosody(Box::new(server))
             }
             ServerKind::Sqlite | ServerKind::Postgres => {
-                let engine = if kind == ServerKind::Sqlite {
-                    DbEngine::Sqlite
-                } else {
-                    DbEngine::Postgres
-                };
                 // Every session waits in queue 600 (no agent takes it), so
                 // the queue's own bound (500 by default) is lifted; the
                 // connection caps (4,096) are raised to what the process's
                 // file descriptors allow, for `idle` at 19,000 sessions.
-                let gateway = BenchGateway::start(engine, |db| {
+                Server::gateway(kind, |db| {
                     let config = test_config_toml(&db.url(), db.data_dir());
                     let per_ip = "max_connections_per_ip = 4096\n";
                     anyhow::ensure!(config.contains("max_per_client = 0\n"));
@@ -320,16 +359,30 @@ impl Server {
                             1,
                         ))
                 })
-                .await?;
-                let pg_database = (engine == DbEngine::Postgres).then(|| {
-                    let url = gateway.db().url();
-                    url.rsplit('/').next().unwrap_or_default().to_owned()
-                });
-                Server::Gateway {
-                    gateway: Box::new(gateway),
-                    pg_database,
-                }
+                .await?
             }
+        })
+    }
+
+    /// A gateway of `kind`'s engine on a fresh database, with the
+    /// configuration `config` makes for it.
+    async fn gateway(
+        kind: ServerKind,
+        config: impl FnOnce(&TestDb) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Server> {
+        let engine = match kind {
+            ServerKind::Sqlite => DbEngine::Sqlite,
+            ServerKind::Postgres => DbEngine::Postgres,
+            ServerKind::Prosody => bail!("Prosody is no gateway"),
+        };
+        let gateway = BenchGateway::start(engine, config).await?;
+        let pg_database = (engine == DbEngine::Postgres).then(|| {
+            let url = gateway.db().url();
+            url.rsplit('/').next().unwrap_or_default().to_owned()
+        });
+        Ok(Server::Gateway {
+            gateway: Box::new(gateway),
+            pg_database,
         })
     }
 
@@ -339,6 +392,16 @@ impl Server {
             Server::Gateway { gateway, .. } => gateway.process.pid(),
         }
         .context("the server process is gone")
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(
+            self,
+            Server::Gateway {
+                pg_database: Some(_),
+                ..
+            }
+        )
     }
 
     fn rss_kib(&self) -> anyhow::Result<u64> {
@@ -513,34 +576,36 @@ fn drain_ws(mut stream: impl futures::Stream + Unpin + Send + 'static) -> JoinHa
     tokio::spawn(async move { while stream.next().await.is_some() {} })
 }
 
-/// The agent, a c2s client on Prosody's plain loopback TCP port (an XML
-/// stream by tokio-xmpp's `xmlstream`, SASL PLAIN, resource binding,
-/// initial presence so messages to its bare JID reach it); every timed body
-/// it receives is noted in `recorder`.
-async fn xmpp_agent(
-    server: &XmppServer,
-    recorder: Arc<Recorder>,
-) -> anyhow::Result<JoinHandle<()>> {
-    use std::borrow::Cow;
-    use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
-    type AgentStream = XmlStream<tokio::io::BufStream<TcpStream>, Element>;
+type AgentStream = tokio_xmpp::xmlstream::XmlStream<tokio::io::BufStream<TcpStream>, Element>;
 
-    async fn next(stream: &mut AgentStream) -> anyhow::Result<Element> {
-        loop {
-            match stream.next().await {
-                Some(Ok(element)) => return Ok(element),
-                Some(Err(ReadError::SoftTimeout)) => continue,
-                Some(Err(e)) => bail!("agent stream: {e}"),
-                None => bail!("agent stream closed"),
-            }
+/// XEP-0184 message delivery receipts.
+const NS_RECEIPTS: &str = "urn:xmpp:receipts";
+
+async fn agent_next(stream: &mut AgentStream) -> anyhow::Result<Element> {
+    use tokio_xmpp::xmlstream::ReadError;
+    loop {
+        match stream.next().await {
+            Some(Ok(element)) => return Ok(element),
+            Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(e)) => bail!("agent stream: {e}"),
+            None => bail!("agent stream closed"),
         }
     }
+}
+
+/// An agent logged in as `account`: a c2s client on Prosody's plain
+/// loopback TCP port (an XML stream by tokio-xmpp's `xmlstream`, SASL
+/// PLAIN, resource binding, initial presence so messages to its bare JID
+/// reach it).
+async fn agent_login(server: &XmppServer, account: &Account) -> anyhow::Result<AgentStream> {
+    use std::borrow::Cow;
+    use tokio_xmpp::xmlstream::{initiate_stream, StreamHeader, Timeouts};
+
     let header = || StreamHeader {
         to: Some(Cow::Borrowed(HOST)),
         from: None,
         id: None,
     };
-    let account = &server.accounts[0];
     let login = async {
         let tcp = TcpStream::connect(("127.0.0.1", server.c2s_port)).await?;
         tcp.set_nodelay(true)?;
@@ -557,7 +622,7 @@ async fn xmpp_agent(
             data: format!("\0{}\0{}", account.user, account.password).into_bytes(),
         };
         stream.send(&Element::from(auth)).await?;
-        let outcome = next(&mut stream).await?;
+        let outcome = agent_next(&mut stream).await?;
         anyhow::ensure!(
             outcome.name() == "success",
             "agent SASL PLAIN failed: {}",
@@ -566,28 +631,109 @@ async fn xmpp_agent(
         let pending = stream.initiate_reset().send_header(header()).await?;
         let (_, mut stream) = pending.recv_features::<Element>().await?;
         stream.send(&bind_request()).await?;
-        bound_jid(&next(&mut stream).await?)?;
+        bound_jid(&agent_next(&mut stream).await?)?;
         stream
             .send(&Element::builder("presence", NS_CLIENT).build())
             .await?;
         Ok::<_, anyhow::Error>(stream)
     };
-    let mut stream = tokio::time::timeout(STEP_WAIT, login)
+    tokio::time::timeout(STEP_WAIT, login)
         .await
         .context("the agent did not log in in time")?
         .with_context(|| {
             let log = std::fs::read_to_string(server.log()).unwrap_or_default();
-            format!("agent login; Prosody's log:\n{log}")
-        })?;
+            format!("agent {} login; Prosody's log:\n{log}", account.user)
+        })
+}
+
+/// What an echoing agent does beyond noting timed bodies (`agents`).
+#[derive(Clone)]
+struct Echo {
+    /// Answer XEP-0184 receipt requests, as agents' clients do.
+    receipts: bool,
+    /// Error stanzas the agents received (a bounced or refused reply).
+    errors: Arc<AtomicUsize>,
+}
+
+/// The agent `account` logged in; every timed body it receives is noted in
+/// `recorder`, and with `echo` it answers (see [`echo_one`]).
+async fn xmpp_agent(
+    server: &XmppServer,
+    account: &Account,
+    recorder: Arc<Recorder>,
+    echo: Option<Echo>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut stream = agent_login(server, account).await?;
+    let user = account.user.clone();
     Ok(tokio::spawn(async move {
-        while let Ok(element) = next(&mut stream).await {
-            if element.name() == "message" {
+        let mut greeted = std::collections::HashSet::new();
+        while let Ok(element) = agent_next(&mut stream).await {
+            if element.name() != "message" {
+                continue;
+            }
+            let Some(echo) = &echo else {
                 if let Some(body) = element.get_child("body", NS_CLIENT) {
                     recorder.note(&body.text());
                 }
+                continue;
+            };
+            let answered = echo_one(&mut stream, &element, &recorder, echo, &mut greeted).await;
+            if let Err(e) = answered {
+                eprintln!("agent {user}: {e:#}");
+                return;
             }
         }
     }))
+}
+
+/// An echoing agent's answer to one message: its receipt first if one is
+/// asked for (and `echo.receipts`), then for a timed body the same text
+/// stamped with this send time; the first untimed body from an address
+/// (the gateway's offer card) is answered with a greeting, which takes the
+/// chat; any other untimed body is left unanswered.
+async fn echo_one(
+    stream: &mut AgentStream,
+    message: &Element,
+    recorder: &Recorder,
+    echo: &Echo,
+    greeted: &mut std::collections::HashSet<String>,
+) -> anyhow::Result<()> {
+    let from = message.attr("from").unwrap_or_default();
+    if message.attr("type") == Some("error") {
+        echo.errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("agent: error stanza {}", String::from(message));
+        return Ok(());
+    }
+    if let (true, Some(_), Some(id)) = (
+        echo.receipts,
+        message.get_child("request", NS_RECEIPTS),
+        message.attr("id"),
+    ) {
+        let received = Element::builder("received", NS_RECEIPTS)
+            .attr(ncname("id"), id)
+            .build();
+        let receipt = Element::builder("message", NS_CLIENT)
+            .attr(ncname("to"), from)
+            .append(received)
+            .build();
+        stream.send(&receipt).await?;
+    }
+    let Some(body) = message.get_child("body", NS_CLIENT).map(Element::text) else {
+        return Ok(());
+    };
+    let reply = if recorder.note(&body) {
+        let rest = body
+            .strip_prefix(MARK)
+            .and_then(|b| b.split_once(' '))
+            .map_or("", |(_, rest)| rest);
+        format!("{MARK}{} echo {rest}", micros_since_epoch(Instant::now()))
+    } else if greeted.insert(from.split('/').next().unwrap_or_default().to_owned()) {
+        "Hello, how can I help?".to_owned()
+    } else {
+        return Ok(());
+    };
+    stream.send(&chat_message(from, reply)).await?;
+    Ok(())
 }
 
 // --------------------------------------------------------------- relay
@@ -618,12 +764,159 @@ impl RelayFigures {
     }
 }
 
-/// The schedule of visitor `n` of `k`: its ticks, evenly interleaved with
-/// the others' so the total rate is steady.
-fn visitor_ticks(start: Instant, n: usize, k: usize, rate: f64) -> tokio::time::Interval {
-    let period = Duration::from_secs_f64(k as f64 / rate);
-    let offset = period.mul_f64(n as f64 / k as f64);
-    tokio::time::interval_at((start + offset).into(), period)
+/// The send schedule of a run's K visitors, and its counters.
+#[derive(Clone)]
+struct Schedule {
+    k: usize,
+    per_visitor: usize,
+    rate: f64,
+    secs: f64,
+    /// Messages sent (Prosody) or acknowledged (gateway).
+    sent: Arc<AtomicUsize>,
+    errors: Arc<AtomicUsize>,
+}
+
+impl Schedule {
+    fn new(args: &Args) -> Schedule {
+        let k = args.visitors.max(1);
+        Schedule {
+            k,
+            per_visitor: ((args.rate * args.secs) / k as f64).round().max(1.0) as usize,
+            rate: args.rate,
+            secs: args.secs,
+            sent: Arc::new(AtomicUsize::new(0)),
+            errors: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The ticks of visitor `n`, evenly interleaved with the others' so
+    /// the total rate is steady.
+    fn ticks(&self, start: Instant, n: usize) -> tokio::time::Interval {
+        let period = Duration::from_secs_f64(self.k as f64 / self.rate);
+        let offset = period.mul_f64(n as f64 / self.k as f64);
+        tokio::time::interval_at((start + offset).into(), period)
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn errors(&self) -> usize {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the senders' schedules from `start` to end (they then
+    /// hold their sessions), plus a margin for those that fell behind,
+    /// then for `recorder` to have seen what was sent.
+    async fn finish(&self, start: Instant, recorder: &Recorder) {
+        let schedule_end = start + Duration::from_secs_f64(self.secs);
+        let expected = self.per_visitor * self.k;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let done = self.sent() + self.errors() >= expected;
+            if done || Instant::now() > schedule_end + DRAIN_MAX {
+                break;
+            }
+        }
+        recorder.drain(self.sent()).await;
+    }
+}
+
+/// The K visitors of `schedule` logged in on Prosody over RFC 7395; from
+/// the returned start, visitor n sends its timed messages to `to(n)`. What
+/// they receive is noted in `inbox` (read and dropped without one).
+async fn xmpp_ws_visitors(
+    xmpp: &XmppServer,
+    schedule: &Schedule,
+    to: impl Fn(usize) -> String,
+    inbox: Option<Arc<Recorder>>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Instant> {
+    let url = xmpp.websocket_url().context("no WebSocket listener")?;
+    let host = BareJid::new(VISITOR_HOST)?;
+    let sockets: Vec<(Ws, String)> = futures::stream::iter(0..schedule.k)
+        .map(|_| xmpp_ws_login(&url, &host))
+        .buffered(20)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let start = Instant::now() + Duration::from_millis(500);
+    for (n, (ws, _jid)) in sockets.into_iter().enumerate() {
+        let (mut sink, stream) = ws.split();
+        tasks.push(match &inbox {
+            Some(inbox) => xmpp_ws_inbox(stream, inbox.clone()),
+            None => drain_ws(stream),
+        });
+        let (to, schedule) = (to(n), schedule.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = schedule.ticks(start, n);
+            for i in 0..schedule.per_visitor {
+                let scheduled = ticks.tick().await.into_std();
+                let message = chat_message(&to, timed_body(scheduled, n, i));
+                let frame = String::from(&message);
+                if sink.send(WsMessage::Text(frame.into())).await.is_err() {
+                    schedule.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                schedule.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            // Keep the session until the run ends.
+            std::future::pending::<()>().await;
+        }));
+    }
+    Ok(start)
+}
+
+/// Reads a Prosody visitor's socket, noting the timed bodies of the
+/// messages it receives.
+fn xmpp_ws_inbox(
+    mut stream: futures::stream::SplitStream<Ws>,
+    inbox: Arc<Recorder>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = stream.next().await {
+            let WsMessage::Text(text) = frame else {
+                continue;
+            };
+            let Ok(element) = text.parse::<Element>() else {
+                continue;
+            };
+            if element.name() == "message" {
+                if let Some(body) = element.get_child("body", NS_CLIENT) {
+                    inbox.note(&body.text());
+                }
+            }
+        }
+    })
+}
+
+/// K visitors on the gateway: each starts a conversation on channel
+/// `live` and opens its event WebSocket; with `joined`, each also waits
+/// until an agent took its chat (`agent_joined`).
+async fn gateway_visitors(
+    url: &str,
+    k: usize,
+    joined: bool,
+) -> anyhow::Result<Vec<(Visitor, Session, EventStream)>> {
+    futures::stream::iter(0..k)
+        .map(|n| async move {
+            let visitor = Visitor::new(url);
+            let session = visitor.start("live", &format!("Visitor {n}")).await?;
+            let mut events = visitor.events(&session, 0).await?;
+            if joined {
+                events
+                    .next_matching(STEP_WAIT, |e| e["type"] == "agent_joined")
+                    .await
+                    .with_context(|| format!("visitor {n}: no agent took the chat"))?;
+            }
+            Ok((visitor, session, events))
+        })
+        .buffered(20)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 async fn relay(kind: ServerKind, args: &Args) -> anyhow::Result<RelayFigures> {
@@ -634,86 +927,35 @@ async fn relay(kind: ServerKind, args: &Args) -> anyhow::Result<RelayFigures> {
 }
 
 async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> {
-    let k = args.visitors.max(1);
-    let per_visitor = ((args.rate * args.secs) / k as f64).round().max(1.0) as usize;
+    let schedule = Schedule::new(args);
+    let (k, per_visitor) = (schedule.k, schedule.per_visitor);
     let recorder = Recorder::new();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let mut background = Vec::new();
     // Set up the K visitors (and the agent), then start every sender on
     // one schedule.
-    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
     let start = match server {
         Server::Prosody(xmpp) => {
-            background.push(xmpp_agent(xmpp, recorder.clone()).await?);
-            let url = xmpp.websocket_url().context("no WebSocket listener")?;
-            let host = BareJid::new(VISITOR_HOST)?;
+            let agent = xmpp_agent(xmpp, &xmpp.accounts[0], recorder.clone(), None).await?;
+            tasks.push(agent);
             let agent = format!("{AGENT}@{HOST}");
-            let sockets: Vec<(Ws, String)> = futures::stream::iter(0..k)
-                .map(|_| xmpp_ws_login(&url, &host))
-                .buffered(20)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<anyhow::Result<_>>()?;
-            let start = Instant::now() + Duration::from_millis(500);
-            for (n, (ws, _jid)) in sockets.into_iter().enumerate() {
-                let (mut sink, stream) = ws.split();
-                background.push(drain_ws(stream));
-                let (agent, sent, errors) = (agent.clone(), sent.clone(), errors.clone());
-                let rate = args.rate;
-                senders.push(tokio::spawn(async move {
-                    let mut ticks = visitor_ticks(start, n, k, rate);
-                    for i in 0..per_visitor {
-                        let scheduled = ticks.tick().await.into_std();
-                        let message = chat_message(&agent, timed_body(scheduled, n, i));
-                        let frame = String::from(&message);
-                        if sink.send(WsMessage::Text(frame.into())).await.is_err() {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Keep the session until the run ends.
-                    std::future::pending::<()>().await;
-                }));
-            }
-            start
+            xmpp_ws_visitors(xmpp, &schedule, |_| agent.clone(), None, &mut tasks).await?
         }
         Server::Gateway { gateway, .. } => {
-            let url = gateway.url().to_owned();
-            let opened: Vec<(Visitor, Session, EventStream)> = futures::stream::iter(0..k)
-                .map(|n| {
-                    let url = url.clone();
-                    async move {
-                        let visitor = Visitor::new(&url);
-                        let session = visitor.start("live", &format!("Visitor {n}")).await?;
-                        let events = visitor.events(&session, 0).await?;
-                        Ok::<_, anyhow::Error>((visitor, session, events))
-                    }
-                })
-                .buffered(20)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<anyhow::Result<_>>()?;
+            let opened = gateway_visitors(gateway.url(), k, false).await?;
             let start = Instant::now() + Duration::from_millis(500);
             for (n, (visitor, session, mut events)) in opened.into_iter().enumerate() {
                 if args.gateway_send == GatewaySend::Ws {
-                    let (sent, errors) = (sent.clone(), errors.clone());
-                    let schedule = visitor_ticks(start, n, k, args.rate);
-                    senders.push(tokio::spawn(socket_visitor(
+                    tasks.push(tokio::spawn(socket_visitor(
                         n,
-                        per_visitor,
-                        schedule,
+                        (schedule.clone(), start),
                         events,
                         recorder.clone(),
-                        (sent, errors),
+                        "visitor",
                     )));
                     continue;
                 }
                 let recorder = recorder.clone();
-                background.push(tokio::spawn(async move {
+                tasks.push(tokio::spawn(async move {
                     while let Ok(event) = events
                         .next_matching(Duration::from_secs(3600), |e| e["type"] == "message")
                         .await
@@ -721,24 +963,23 @@ async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> 
                         recorder.note(event["message"]["body"].as_str().unwrap_or_default());
                     }
                 }));
-                let (sent, errors) = (sent.clone(), errors.clone());
-                let rate = args.rate;
-                senders.push(tokio::spawn(async move {
-                    let mut ticks = visitor_ticks(start, n, k, rate);
+                let schedule = schedule.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut ticks = schedule.ticks(start, n);
                     for i in 0..per_visitor {
                         let scheduled = ticks.tick().await.into_std();
                         let body = timed_body(scheduled, n, i);
                         match visitor.say(&session, &format!("c-{n}-{i}"), &body).await {
                             Ok(reply) if reply.status == 201 => {
-                                sent.fetch_add(1, Ordering::Relaxed);
+                                schedule.sent.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(reply) => {
                                 eprintln!("visitor {n}: {} {}", reply.status, reply.body);
-                                errors.fetch_add(1, Ordering::Relaxed);
+                                schedule.errors.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(e) => {
                                 eprintln!("visitor {n}: {e:#}");
-                                errors.fetch_add(1, Ordering::Relaxed);
+                                schedule.errors.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
@@ -756,68 +997,52 @@ async fn relay_on(server: &Server, args: &Args) -> anyhow::Result<RelayFigures> 
         .sample_secs
         .unwrap_or(if args.mode == Mode::Soak { 10.0 } else { 0.0 });
     if sample_secs > 0.0 {
-        background.push(sampler(server.pid()?, recorder.clone(), start, sample_secs));
+        tasks.push(sampler(server.pid()?, recorder.clone(), start, sample_secs));
     }
-    // Wait for the senders' schedules to end (they then hold their
-    // sessions), plus a margin for those that fell behind.
-    let schedule_end = start + Duration::from_secs_f64(args.secs);
-    let expected = per_visitor * k;
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let done = sent.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) >= expected;
-        if done || Instant::now() > schedule_end + DRAIN_MAX {
-            break;
-        }
-    }
-    recorder.drain(sent.load(Ordering::Relaxed)).await;
+    schedule.finish(start, &recorder).await;
     let cpu_after = server.cpu().await?;
     let client_cpu_us = proc_cpu_micros(std::process::id())?.saturating_sub(client_before);
     let rss_end_kib = server.rss_kib()?;
-    for task in senders.into_iter().chain(background) {
+    for task in tasks {
         task.abort();
     }
     let (server_cpu_us, backends_cpu_us) = cpu_after.since(&cpu_before);
-    let last = Duration::from_micros(recorder.last.load(Ordering::Relaxed));
-    let window = (epoch() + last).saturating_duration_since(start);
     let latency = recorder.latency.lock().expect("latency lock").clone();
     Ok(RelayFigures {
         offered_rate: args.rate,
-        sent: sent.load(Ordering::Relaxed),
+        sent: schedule.sent(),
         delivered: recorder.delivered(),
-        window: window.max(Duration::from_millis(1)),
+        window: recorder.window_since(start),
         latency,
         server_cpu_us,
-        backends_cpu_us: matches!(
-            server,
-            Server::Gateway {
-                pg_database: Some(_),
-                ..
-            }
-        )
-        .then_some(backends_cpu_us),
+        backends_cpu_us: server.is_postgres().then_some(backends_cpu_us),
         rss_start_kib,
         rss_end_kib,
-        send_errors: errors.load(Ordering::Relaxed),
+        send_errors: schedule.errors(),
         client_cpu_us,
     })
 }
 
-/// A gateway visitor sending `per_visitor` messages as `message` frames on
-/// its event socket, one per tick of `schedule`, while reading the same
-/// socket: its messages' events (the latency), the acks (`sent`) and
-/// `message_error`s (`errors`). Holds the session once done.
+/// A gateway visitor sending its messages of `schedule` (from `start`) as
+/// `message` frames on its event socket, while reading the same socket:
+/// the acks (`sent`), `message_error`s (`errors`), and the `message`
+/// events of `sender` (`visitor`: its own messages' echo; `agent`: the
+/// agent's answers), whose timed bodies are noted in `recorder`. Holds
+/// the session once done.
 async fn socket_visitor(
     n: usize,
-    per_visitor: usize,
-    mut schedule: tokio::time::Interval,
+    (schedule, start): (Schedule, Instant),
     mut events: EventStream,
     recorder: Arc<Recorder>,
-    (sent, errors): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+    sender: &'static str,
 ) {
+    let per_visitor = schedule.per_visitor;
+    let mut ticks = schedule.ticks(start, n);
+    let (sent, errors) = (&schedule.sent, &schedule.errors);
     let mut i = 0;
     loop {
         tokio::select! {
-            tick = schedule.tick(), if i < per_visitor => {
+            tick = ticks.tick(), if i < per_visitor => {
                 let body = timed_body(tick.into_std(), n, i);
                 if let Err(e) = events.send_message(&format!("c-{n}-{i}"), &body).await {
                     eprintln!("visitor {n}: {e:#}");
@@ -828,7 +1053,7 @@ async fn socket_visitor(
             }
             item = events.next_item(Duration::from_secs(3600)) => match item {
                 Ok(StreamItem::Event(event)) => match event["type"].as_str() {
-                    Some("message") => {
+                    Some("message") if event["message"]["sender"] == sender => {
                         recorder.note(event["message"]["body"].as_str().unwrap_or_default());
                     }
                     Some("message_ack") => {
@@ -878,6 +1103,267 @@ fn sampler(pid: u32, recorder: Arc<Recorder>, start: Instant, every: f64) -> Joi
             last_cpu = cpu;
         }
     })
+}
+
+// -------------------------------------------------------------- agents
+
+struct AgentFigures {
+    agents: usize,
+    sent: usize,
+    send_errors: usize,
+    /// Error stanzas the agents received.
+    agent_errors: usize,
+    /// Visitor → agent, at the agent client.
+    to_agent: Histogram<u64>,
+    /// Agent → visitor (the echo), at the visitor.
+    to_visitor: Histogram<u64>,
+    /// Until all K conversations were active (gateway) or all K visitors
+    /// logged in (Prosody).
+    setup: Duration,
+    /// Send window start to the last echo.
+    window: Duration,
+    /// The gateway, or Prosody alone.
+    server_cpu_us: u64,
+    backends_cpu_us: Option<u64>,
+    /// The Prosody the gateway's component is connected to.
+    prosody_cpu_us: Option<u64>,
+    client_cpu_us: u64,
+}
+
+impl AgentFigures {
+    /// Per visitor message (and its echo).
+    fn cpu_per_message(&self, us: u64) -> f64 {
+        us as f64 / self.to_visitor.len().max(1) as f64
+    }
+    fn percent_of_core(&self, us: u64) -> f64 {
+        us as f64 / self.window.as_micros() as f64 * 100.0
+    }
+}
+
+/// `agents` on one server: a Prosody with agent accounts `agent1`… whose
+/// clients log in and echo (before any gateway starts, so its component's
+/// presence probes find them online), then the visitors, on Prosody
+/// itself or on a gateway bridged to it.
+async fn agents(kind: ServerKind, args: &Args) -> anyhow::Result<AgentFigures> {
+    let k = args.visitors.max(1);
+    let users: Vec<String> = (1..=args.agents.clamp(1, k))
+        .map(|i| format!("agent{i}"))
+        .collect();
+    let accounts: Vec<Account> = users
+        .iter()
+        .map(|u| Account::new(u).preapproved())
+        .collect();
+    let xmpp = XmppServer::prosody_with(&accounts, prosody_options()).await?;
+    let to_agent = Recorder::new();
+    let echo = Echo {
+        receipts: args.agent_receipts,
+        errors: Arc::new(AtomicUsize::new(0)),
+    };
+    let mut clients = Vec::new();
+    for account in &xmpp.accounts {
+        let client = xmpp_agent(&xmpp, account, to_agent.clone(), Some(echo.clone()));
+        clients.push(client.await?);
+    }
+    let result = if kind == ServerKind::Prosody {
+        let server = Server::Prosody(Box::new(xmpp));
+        let result = agents_on(&server, None, args, &to_agent, &echo).await;
+        server.stop().await?;
+        result
+    } else {
+        // Chat slots for every visitor, whichever agent the round robin
+        // gives it to.
+        let slots = k.div_ceil(users.len()) + 1;
+        let config = |db: &TestDb| {
+            Ok(xmpp_bridge_toml(
+                db, &xmpp, &users, "rrmemory", slots, "live",
+            ))
+        };
+        let server = Server::gateway(kind, config).await?;
+        let result = agents_on(&server, Some(&xmpp), args, &to_agent, &echo).await;
+        server.stop().await?;
+        result
+    };
+    for client in clients {
+        client.abort();
+    }
+    result
+}
+
+async fn agents_on(
+    server: &Server,
+    beside: Option<&XmppServer>,
+    args: &Args,
+    to_agent: &Recorder,
+    echo: &Echo,
+) -> anyhow::Result<AgentFigures> {
+    let schedule = Schedule::new(args);
+    let agents = args.agents.clamp(1, schedule.k);
+    let to_visitor = Recorder::new();
+    let mut tasks = Vec::new();
+    let setup_started = Instant::now();
+    let start = match server {
+        Server::Prosody(xmpp) => {
+            let to = |n: usize| format!("agent{}@{HOST}", n % agents + 1);
+            let inbox = Some(to_visitor.clone());
+            xmpp_ws_visitors(xmpp, &schedule, to, inbox, &mut tasks).await?
+        }
+        Server::Gateway { gateway, .. } => {
+            let opened = gateway_visitors(gateway.url(), schedule.k, true).await?;
+            let start = Instant::now() + Duration::from_millis(500);
+            for (n, (_visitor, _session, events)) in opened.into_iter().enumerate() {
+                tasks.push(tokio::spawn(socket_visitor(
+                    n,
+                    (schedule.clone(), start),
+                    events,
+                    to_visitor.clone(),
+                    "agent",
+                )));
+            }
+            start
+        }
+    };
+    let setup = setup_started.elapsed();
+    let prosody_cpu = || -> anyhow::Result<Option<u64>> {
+        beside
+            .map(|xmpp| proc_cpu_micros(xmpp.pid().context("Prosody is gone")?))
+            .transpose()
+    };
+    tokio::time::sleep_until(start.into()).await;
+    let cpu_before = server.cpu().await?;
+    let prosody_before = prosody_cpu()?;
+    let client_before = proc_cpu_micros(std::process::id())?;
+    schedule.finish(start, &to_visitor).await;
+    let cpu_after = server.cpu().await?;
+    let prosody_after = prosody_cpu()?;
+    let client_cpu_us = proc_cpu_micros(std::process::id())?.saturating_sub(client_before);
+    for task in tasks {
+        task.abort();
+    }
+    let (server_cpu_us, backends_cpu_us) = cpu_after.since(&cpu_before);
+    let histogram_of = |r: &Recorder| r.latency.lock().expect("latency lock").clone();
+    Ok(AgentFigures {
+        agents,
+        sent: schedule.sent(),
+        send_errors: schedule.errors(),
+        agent_errors: echo.errors.load(Ordering::Relaxed),
+        to_agent: histogram_of(to_agent),
+        to_visitor: histogram_of(&to_visitor),
+        setup,
+        window: to_visitor.window_since(start),
+        server_cpu_us,
+        backends_cpu_us: server.is_postgres().then_some(backends_cpu_us),
+        prosody_cpu_us: prosody_before
+            .zip(prosody_after)
+            .map(|(before, after)| after.saturating_sub(before)),
+        client_cpu_us,
+    })
+}
+
+/// `p50 / p90 / p99 / max` in milliseconds.
+fn quantiles(h: &Histogram<u64>) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.9)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max())
+    )
+}
+
+fn agents_label(kind: ServerKind) -> String {
+    match kind {
+        ServerKind::Prosody => "Prosody alone".to_owned(),
+        _ => format!("{} + Prosody", kind.label()),
+    }
+}
+
+fn agent_rows(
+    args: &Args,
+    servers: &[ServerKind],
+    figures: &[anyhow::Result<AgentFigures>],
+) -> Vec<(String, Vec<String>)> {
+    let cell = |f: &dyn Fn(&AgentFigures) -> String| cells(figures, f);
+    let baseline = servers
+        .iter()
+        .zip(figures)
+        .find_map(|(kind, r)| (*kind == ServerKind::Prosody).then_some(r.as_ref().ok()))
+        .flatten();
+    let ratio = |h: &Histogram<u64>, base: &Histogram<u64>| {
+        h.value_at_quantile(0.99) as f64 / base.value_at_quantile(0.99).max(1) as f64
+    };
+    vec![
+        (
+            "visitors → agents, msg/s offered".to_owned(),
+            cell(&|f| format!("{} → {}, {:.0}", args.visitors, f.agents, args.rate)),
+        ),
+        (
+            "sent / at agents / echoes at visitors (errors)".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{} / {} / {} ({})",
+                    f.sent,
+                    f.to_agent.len(),
+                    f.to_visitor.len(),
+                    f.send_errors + f.agent_errors
+                )
+            }),
+        ),
+        (
+            "setup s (gateway: until all chats active)".to_owned(),
+            cell(&|f| format!("{:.1}", f.setup.as_secs_f64())),
+        ),
+        (
+            "visitor → agent p50 / p90 / p99 / max ms".to_owned(),
+            cell(&|f| quantiles(&f.to_agent)),
+        ),
+        (
+            "agent → visitor p50 / p90 / p99 / max ms".to_owned(),
+            cell(&|f| quantiles(&f.to_visitor)),
+        ),
+        (
+            "p99 ÷ Prosody's: visitor → agent / agent → visitor".to_owned(),
+            cell(&|f| match baseline {
+                Some(base) => format!(
+                    "{:.2} / {:.2}",
+                    ratio(&f.to_agent, &base.to_agent),
+                    ratio(&f.to_visitor, &base.to_visitor)
+                ),
+                None => "–".to_owned(),
+            }),
+        ),
+        (
+            "server CPU µs/message (gateway, or Prosody alone)".to_owned(),
+            cell(&|f| {
+                format!(
+                    "{:.0} ({:.0} % of one core)",
+                    f.cpu_per_message(f.server_cpu_us),
+                    f.percent_of_core(f.server_cpu_us)
+                )
+            }),
+        ),
+        (
+            "+ PostgreSQL backends µs/message".to_owned(),
+            cell(&|f| match f.backends_cpu_us {
+                Some(us) => format!("{:.0}", f.cpu_per_message(us)),
+                None => "–".to_owned(),
+            }),
+        ),
+        (
+            "+ Prosody beside the gateway µs/message".to_owned(),
+            cell(&|f| match f.prosody_cpu_us {
+                Some(us) => format!(
+                    "{:.0} (total {:.0})",
+                    f.cpu_per_message(us),
+                    f.cpu_per_message(us + f.server_cpu_us + f.backends_cpu_us.unwrap_or_default())
+                ),
+                None => "–".to_owned(),
+            }),
+        ),
+        (
+            "load generator CPU, % of one core".to_owned(),
+            cell(&|f| format!("{:.0}", f.percent_of_core(f.client_cpu_us))),
+        ),
+    ]
 }
 
 // ------------------------------------------------------------ sessions
@@ -1038,14 +1524,7 @@ async fn sessions_on(server: &Server, args: &Args, idle: bool) -> anyhow::Result
         late_rate,
         start_latency,
         start_cpu_us,
-        start_backends_cpu_us: matches!(
-            server,
-            Server::Gateway {
-                pg_database: Some(_),
-                ..
-            }
-        )
-        .then_some(backends),
+        start_backends_cpu_us: server.is_postgres().then_some(backends),
         rss_before_kib,
         rss_idle_kib,
         idle_cpu_us,
@@ -1055,30 +1534,32 @@ async fn sessions_on(server: &Server, args: &Args, idle: bool) -> anyhow::Result
 
 // --------------------------------------------------------------- report
 
+/// One row's cells: `f` of each server's figures, or `failed`.
+fn cells<T>(figures: &[anyhow::Result<T>], f: &dyn Fn(&T) -> String) -> Vec<String> {
+    figures
+        .iter()
+        .map(|r| match r {
+            Ok(fig) => f(fig),
+            Err(_) => "failed".to_owned(),
+        })
+        .collect()
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn print_table(title: &str, servers: &[ServerKind], rows: &[(String, Vec<String>)]) {
+fn print_table(title: &str, header: &[String], rows: &[(String, Vec<String>)]) {
     println!("\n{title}\n");
-    let header: Vec<&str> = servers.iter().map(|s| s.label()).collect();
     println!("| figure | {} |", header.join(" | "));
-    println!("|---|{}", "---|".repeat(servers.len()));
+    println!("|---|{}", "---|".repeat(header.len()));
     for (name, cells) in rows {
         println!("| {name} | {} |", cells.join(" | "));
     }
 }
 
 fn relay_rows(args: &Args, figures: &[anyhow::Result<RelayFigures>]) -> Vec<(String, Vec<String>)> {
-    let cell = |f: &dyn Fn(&RelayFigures) -> String| -> Vec<String> {
-        figures
-            .iter()
-            .map(|r| match r {
-                Ok(fig) => f(fig),
-                Err(_) => "failed".to_owned(),
-            })
-            .collect()
-    };
+    let cell = |f: &dyn Fn(&RelayFigures) -> String| cells(figures, f);
     vec![
         (
             "offered msg/s (K visitors)".to_owned(),
@@ -1150,15 +1631,7 @@ fn relay_rows(args: &Args, figures: &[anyhow::Result<RelayFigures>]) -> Vec<(Str
 }
 
 fn session_rows(figures: &[anyhow::Result<SessionFigures>]) -> Vec<(String, Vec<String>)> {
-    let cell = |f: &dyn Fn(&SessionFigures) -> String| -> Vec<String> {
-        figures
-            .iter()
-            .map(|r| match r {
-                Ok(fig) => f(fig),
-                Err(_) => "failed".to_owned(),
-            })
-            .collect()
-    };
+    let cell = |f: &dyn Fn(&SessionFigures) -> String| cells(figures, f);
     let mut rows = vec![
         (
             "sessions opened".to_owned(),
@@ -1234,6 +1707,21 @@ fn session_rows(figures: &[anyhow::Result<SessionFigures>]) -> Vec<(String, Vec<
     rows
 }
 
+/// Prints a run's one-line summary (`line`), or how it failed; true if
+/// it failed.
+fn print_summary<T>(result: &anyhow::Result<T>, line: impl FnOnce(&T) -> String) -> bool {
+    match result {
+        Ok(figures) => {
+            println!("{}", line(figures));
+            false
+        }
+        Err(e) => {
+            println!("   failed: {e:#}");
+            true
+        }
+    }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1293,6 +1781,7 @@ async fn main() -> anyhow::Result<()> {
         frontdesk_tests::bench::clock_ticks_per_second()
     );
     let mut failed = false;
+    let labels: Vec<String> = args.servers.iter().map(|s| s.label().to_owned()).collect();
     if matches!(args.mode, Mode::Relay | Mode::Soak | Mode::All) {
         println!(
             "gateway visitors send: {}",
@@ -1317,8 +1806,8 @@ async fn main() -> anyhow::Result<()> {
                 args.secs
             );
             let result = relay(kind, &args).await;
-            match &result {
-                Ok(f) => println!(
+            failed |= print_summary(&result, |f| {
+                format!(
                     "   sent {} delivered {} in {:.2} s ({:.1} msg/s), latency ms p50 {} p95 {} p99 {} max {}, server CPU {:.2} s ({:.0} µs/message){}",
                     f.sent,
                     f.delivered,
@@ -1333,12 +1822,8 @@ async fn main() -> anyhow::Result<()> {
                     f.backends_cpu_us
                         .map(|us| format!(", PostgreSQL backends {:.2} s", us as f64 / 1e6))
                         .unwrap_or_default(),
-                ),
-                Err(e) => {
-                    failed = true;
-                    println!("   failed: {e:#}");
-                }
-            }
+                )
+            });
             figures.push(result);
         }
         print_table(
@@ -1353,7 +1838,7 @@ async fn main() -> anyhow::Result<()> {
                 args.rate,
                 args.secs
             ),
-            &args.servers,
+            &labels,
             &relay_rows(&args, &figures),
         );
     }
@@ -1369,8 +1854,8 @@ async fn main() -> anyhow::Result<()> {
                 args.concurrency
             );
             let result = sessions(kind, &args, idle).await;
-            match &result {
-                Ok(f) => println!(
+            failed |= print_summary(&result, |f| {
+                format!(
                     "   opened {} in {:.2} s ({:.1}/s), start latency ms p50 {} p99 {} max {}, server CPU {:.2} s for the starts, RSS {} KiB before{}",
                     f.opened,
                     f.open_time.as_secs_f64(),
@@ -1383,12 +1868,8 @@ async fn main() -> anyhow::Result<()> {
                     f.rss_idle_kib
                         .map(|kib| format!(", {kib} KiB after {:.0} s idle", f.settle.as_secs_f64()))
                         .unwrap_or_default(),
-                ),
-                Err(e) => {
-                    failed = true;
-                    println!("   failed: {e:#}");
-                }
-            }
+                )
+            });
             figures.push(result);
         }
         print_table(
@@ -1402,8 +1883,58 @@ async fn main() -> anyhow::Result<()> {
                 },
                 args.concurrency
             ),
-            &args.servers,
+            &labels,
             &session_rows(&figures),
+        );
+    }
+    if args.mode == Mode::Agents {
+        let mut figures = Vec::new();
+        for &kind in &args.servers {
+            println!(
+                "\n== agents, {}: {} visitors, {} agents, {} msg/s total, {} s, agents answer receipts: {}",
+                agents_label(kind),
+                args.visitors,
+                args.agents.clamp(1, args.visitors.max(1)),
+                args.rate,
+                args.secs,
+                args.agent_receipts
+            );
+            let result = agents(kind, &args).await;
+            failed |= print_summary(&result, |f| {
+                format!(
+                    "   sent {} at agents {} echoes {} (errors {}) in {:.2} s, setup {:.1} s; \
+                     ms p50/p90/p99/max visitor → agent {}, agent → visitor {}; \
+                     CPU s: server {:.2}{}{}",
+                    f.sent,
+                    f.to_agent.len(),
+                    f.to_visitor.len(),
+                    f.send_errors + f.agent_errors,
+                    f.window.as_secs_f64(),
+                    f.setup.as_secs_f64(),
+                    quantiles(&f.to_agent),
+                    quantiles(&f.to_visitor),
+                    f.server_cpu_us as f64 / 1e6,
+                    f.backends_cpu_us
+                        .map(|us| format!(", PostgreSQL backends {:.2}", us as f64 / 1e6))
+                        .unwrap_or_default(),
+                    f.prosody_cpu_us
+                        .map(|us| format!(", Prosody {:.2}", us as f64 / 1e6))
+                        .unwrap_or_default(),
+                )
+            });
+            figures.push(result);
+        }
+        let labels: Vec<String> = args.servers.iter().map(|&s| agents_label(s)).collect();
+        print_table(
+            &format!(
+                "Agents: {} visitors → {} echoing agents, {} msg/s offered for {} s",
+                args.visitors,
+                args.agents.clamp(1, args.visitors.max(1)),
+                args.rate,
+                args.secs
+            ),
+            &labels,
+            &agent_rows(&args, &args.servers, &figures),
         );
     }
     anyhow::ensure!(!failed, "some runs failed");

@@ -255,11 +255,12 @@ mod xmpp_mode {
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     use anyhow::Context;
-    use frontdesk_tests::bench::{histogram, percentiles, post_paced, spawn_gateway};
-    use frontdesk_tests::config::server_toml;
+    use frontdesk_tests::bench::{
+        histogram, percentiles, post_paced, spawn_gateway, xmpp_bridge_toml,
+    };
     use frontdesk_tests::database::TestDb;
     use frontdesk_tests::visitor::Visitor;
-    use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer, COMPONENT_DOMAIN, HOST};
+    use frontdesk_tests::xmpp_server::{Account, XmppAgent, XmppServer};
     use hdrhistogram::Histogram;
     use serde_json::{json, Value};
     use tokio::task::JoinHandle;
@@ -337,58 +338,6 @@ mod xmpp_mode {
         })
     }
 
-    /// The gateway configuration: the XMPP bridge to `prosody`, agents
-    /// 101… as its accounts `agent1`…, all in queue 600 behind channel
-    /// `channel`.
-    fn config_toml(
-        db: &TestDb,
-        prosody: &XmppServer,
-        agents: &[String],
-        strategy: &str,
-        max_chats: usize,
-        channel: &str,
-    ) -> String {
-        let mut text = server_toml(&db.url(), db.data_dir());
-        text.push_str(&format!(
-            r#"
-[xmpp]
-domain = "{COMPONENT_DOMAIN}"
-server = "{server}"
-secret = "{secret}"
-ping_interval_secs = 10
-"#,
-            server = prosody.component_addr(),
-            secret = prosody.secret,
-        ));
-        let mut members = Vec::new();
-        for (i, user) in agents.iter().enumerate() {
-            let extension = 101 + i;
-            text.push_str(&format!(
-                "\n[[agents]]\nextension = \"{extension}\"\nname = \"Agent {user}\"\nxmpp = \"{user}@{HOST}\"\n"
-            ));
-            members.push(format!("{{ agent = \"{extension}\" }}"));
-        }
-        text.push_str(&format!(
-            r#"
-[[queues]]
-extension = "600"
-name = "Load"
-strategy = "{strategy}"
-max_chats_per_agent = {max_chats}
-members = [{members}]
-
-[[channels]]
-key = "{channel}"
-name = "Load test"
-mode = "live"
-queue = "600"
-allowed_origins = ["http://allowed.example"]
-"#,
-            members = members.join(", "),
-        ));
-        text
-    }
-
     /// Restarts `prosody` with Nagle's algorithm off on its sockets. The
     /// harness has no setting for it, so this prepends the global option to
     /// the config it generated (kept next to its log) before any client or
@@ -451,7 +400,7 @@ allowed_origins = ["http://allowed.example"]
             .collect();
         let probe_echo_reader = record_arrivals(probe_echo, stop.clone());
 
-        let config = config_toml(
+        let config = xmpp_bridge_toml(
             db,
             &prosody,
             &users,
