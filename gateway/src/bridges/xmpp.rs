@@ -190,6 +190,11 @@ pub struct XmppAgents {
     /// Whether this node may take another node's lapsed lease for death
     /// and send its stanzas again. Kept by `nodes`.
     peers: nodes::Judgement,
+    /// Alone: whether what the outbox held unclaimed (an earlier run's, or
+    /// rows kept while not sending or before a reconnect) was taken over
+    /// since; then a send needs no claim before it. Cleared by whatever
+    /// can leave such rows.
+    caught_up: AtomicBool,
 }
 
 /// Where a sent stanza is kept until the server confirms it: its outbox
@@ -250,6 +255,7 @@ pub fn start(
             order: tokio::sync::Mutex::new(()),
             // One node (SQLite, or no cluster): no peer to wait for.
             peers: nodes::Judgement::new(alone),
+            caught_up: AtomicBool::new(false),
         }),
         events,
         component: handle,
@@ -304,6 +310,7 @@ impl XmppAgents {
             .await
             .map_err(|e| AgentChannelError(format!("cannot persist a message: {e}")))?;
         if !self.sending() {
+            self.fell_behind();
             self.wake_holder().await;
             return Ok(());
         }
@@ -318,14 +325,33 @@ impl XmppAgents {
     /// same for what an earlier run (killed with stanzas unsent) or this
     /// node before a reconnect left: between the connection coming back
     /// and the take-over, a new message would go first.
+    ///
+    /// Alone, once that take-over succeeded nothing can be left until
+    /// [`fell_behind`](Self::fell_behind) says so, so sends stop claiming
+    /// first (a write and a commit each, under `order`: it made every send
+    /// to agents wait for the one before).
     async fn older_first(&self) {
         let shared = self.mode == XmppConnection::OneNode
             && self.store.backend() == crate::store::Backend::Postgres;
-        if shared || self.peers.alone() {
+        let alone = self.peers.alone() && !shared;
+        if alone && self.caught_up.load(Ordering::SeqCst) {
+            return;
+        }
+        if shared || alone {
+            // Set before the claim, so a row left while it runs (which
+            // clears it) is claimed by the next send.
+            self.caught_up.store(alone, Ordering::SeqCst);
             if let Err(e) = self.take_over_in_order().await {
+                self.fell_behind();
                 debug!(error = %e, "cannot take the outbox over first");
             }
         }
+    }
+
+    /// Rows may wait in the outbox unclaimed (kept while not sending, or
+    /// the connection dropped): the next send takes them over first.
+    fn fell_behind(&self) {
+        self.caught_up.store(false, Ordering::SeqCst);
     }
 
     /// Keeps a visitor message for `delivery` in the outbox (once, under
@@ -349,6 +375,7 @@ impl XmppAgents {
             .map_err(persist)?;
         if !self.sending() {
             if stored {
+                self.fell_behind();
                 self.wake_holder().await;
             }
             return Ok(());
@@ -458,6 +485,7 @@ impl XmppAgents {
     /// back to the outbox for the node that sends now.
     async fn step_down(&self) {
         self.sending.store(false, Ordering::SeqCst);
+        self.fell_behind();
         let _ = self.command(Command::SetOnline(false)).await;
         self.unconfirmed
             .lock()
@@ -713,7 +741,10 @@ pub fn run_events(runtime: XmppRuntime, engine: Engine) -> JoinHandle<()> {
                         Some(event) => {
                             match &event {
                                 Event::Connected => nodes.connected(&agents).await,
-                                Event::Disconnected { .. } => nodes.disconnected(),
+                                Event::Disconnected { .. } => {
+                                    agents.fell_behind();
+                                    nodes.disconnected()
+                                }
                                 Event::StrayPong { id } => nodes.stray_pong(&agents, id).await,
                                 _ => {}
                             }
