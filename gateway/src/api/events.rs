@@ -142,7 +142,7 @@ impl Sockets {
     }
 
     /// Counts a socket of `id`; past the limit the oldest is told to close.
-    fn join(&self, id: ConversationId) -> SocketSeat {
+    fn join(&self, id: ConversationId) -> SocketSeat<'_> {
         let seat = self.next.fetch_add(1, Ordering::Relaxed);
         let superseded = CancellationToken::new();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,7 +154,7 @@ impl Sockets {
             }
         }
         SocketSeat {
-            sockets: self.clone(),
+            sockets: self,
             id,
             seat,
             superseded,
@@ -163,15 +163,15 @@ impl Sockets {
 }
 
 /// A socket's place among its conversation's; freed when dropped.
-struct SocketSeat {
-    sockets: Sockets,
+struct SocketSeat<'a> {
+    sockets: &'a Sockets,
     id: ConversationId,
     seat: u64,
     /// Cancelled when a newer socket takes this place.
     superseded: CancellationToken,
 }
 
-impl Drop for SocketSeat {
+impl Drop for SocketSeat<'_> {
     fn drop(&mut self) {
         let mut open = (self.sockets.open.lock()).unwrap_or_else(|e| e.into_inner());
         if let Some(sockets) = open.get_mut(&self.id) {
@@ -285,13 +285,19 @@ async fn events(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0);
     match admitted.map(|(id, _)| id) {
+        // The session runs in a task of its own: axum's upgrade task also
+        // holds the handshake's state (the upgrade, the configuration,
+        // the stream being wrapped) beside its callback's future for as
+        // long as that runs, which every idle socket paid for (issue 15).
         Ok(id) => upgrade.on_upgrade(move |socket| {
             let session = session(state, id, socket);
-            async move {
+            let session = async move {
                 session.await;
                 drop(held);
             }
-            .instrument(info_span!("websocket", conversation = %id, client = %client.ip))
+            .instrument(info_span!("websocket", conversation = %id, client = %client.ip));
+            tokio::spawn(session);
+            std::future::ready(())
         }),
         Err(code) => upgrade.on_upgrade(move |mut socket| async move {
             close(&mut socket, code, "refused", state.sockets.limits).await;
@@ -440,10 +446,19 @@ async fn follow(
     let mut signals = state.engine.hub().subscribe(id);
     let mut last = since;
     Box::pin(send_events_after(state, id, socket, &mut last)).await?;
-    let mut heartbeat = tokio::time::interval(limits.heartbeat());
-    heartbeat.tick().await;
+    // One timer for both the next ping and the silence limit (an
+    // `Interval` beside a `Sleep` was a second timer and a boxed one, held
+    // by every idle socket).
+    let heartbeat = limits.heartbeat();
     let mut heard = Instant::now();
+    let mut next_ping = heard + heartbeat;
+    let timer = tokio::time::sleep_until(next_ping.min(heard + limits.idle_timeout));
+    tokio::pin!(timer);
     loop {
+        let due = next_ping.min(heard + limits.idle_timeout);
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
         tokio::select! {
             signal = signals.recv() => match signal {
                 Ok(Signal::Stored { seq, frame }) if seq == last + 1 => {
@@ -480,10 +495,14 @@ async fn follow(
                     Some(Err(e)) => return Err(e),
                 }
             },
-            _ = heartbeat.tick() => send(socket, Message::Ping(Default::default()), limits).await?,
-            () = tokio::time::sleep_until(heard + limits.idle_timeout) => {
-                debug!("websocket silent: closing");
-                return Ok(End::Close(close_code::GOING_AWAY, "no pong"));
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= heard + limits.idle_timeout {
+                    debug!("websocket silent: closing");
+                    return Ok(End::Close(close_code::GOING_AWAY, "no pong"));
+                }
+                send(socket, Message::Ping(Default::default()), limits).await?;
+                next_ping = now + heartbeat;
             }
             () = superseded.cancelled() => {
                 return Ok(End::Close(close_code::SUPERSEDED, "opened in another tab"));

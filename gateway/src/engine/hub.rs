@@ -66,8 +66,10 @@ pub struct Hub {
 
 /// Signals a conversation's subscriber may fall behind by before it hears
 /// `Lagged` and reads from the store instead (which loses nothing): each
-/// slot costs every followed conversation memory, idle or not.
-const SUBSCRIBER_QUEUE: usize = 16;
+/// slot (64 bytes) costs every followed conversation memory, idle or not,
+/// and a socket is rarely more than one or two signals behind (it handles
+/// a frame or a signal at a time, each in milliseconds).
+const SUBSCRIBER_QUEUE: usize = 8;
 
 /// Signals waiting for the relay; beyond this, typing is dropped (it is
 /// ephemeral, and the next one says the same).

@@ -172,6 +172,11 @@ impl Store {
                             "PRAGMA synchronous = FULL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 10000",
+                            // Each pooled connection has its own page cache
+                            // (2 MiB by default, filling as the file grows);
+                            // WAL drops it whenever another connection
+                            // commits, and the OS caches the file anyway.
+                            "PRAGMA cache_size = -512",
                         ] {
                             conn.execute(pragma).await?;
                         }
