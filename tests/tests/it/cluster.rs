@@ -219,11 +219,20 @@ async fn a_killed_node_is_taken_out_and_requests_keep_succeeding() {
 
     cluster.restart(1).await.unwrap();
     assert_ne!(cluster.node_id(1), old_id, "a new process");
+    // HAProxy's round robin does not restart its rotation when a server
+    // comes back: three requests may miss it, a few more do not.
     let mut seen = HashSet::new();
-    for _ in 0..3 {
+    for _ in 0..30 {
         seen.insert(cluster.which_node().await.unwrap());
+        if seen.len() == 3 {
+            break;
+        }
     }
-    assert_eq!(seen.len(), 3, "the restarted node is back in rotation");
+    assert_eq!(
+        seen.len(),
+        3,
+        "the restarted node is back in rotation: {seen:?}"
+    );
     cluster.stop().await.unwrap();
 }
 
