@@ -52,7 +52,7 @@ use crate::engine::{
     Engine, EngineError, MessageView, Notice, Offer, ReceiptStatus, SlotId, SlotRefusal,
 };
 use crate::files::{DisplayName, Files, Signature};
-use crate::store::{DeliveryRow, Store};
+use crate::store::{DeliveryRow, Forget, Store};
 
 mod nodes;
 
@@ -904,11 +904,13 @@ impl Inbound {
             }
             Event::Sent { outbox_id } => {
                 if let Some(kept) = self.agents.confirmed(outbox_id) {
-                    // The delivery first: a replay finding neither adds none.
-                    if let Some(delivery) = &kept.delivery {
-                        self.engine.delivered(delivery).await;
-                    }
-                    if let Err(e) = self.engine.store().xmpp_outbox_done(&kept.row).await {
+                    // The delivery and its row together, in the next group
+                    // commit: the reader does not wait for it.
+                    let sent = Forget {
+                        delivery: kept.delivery,
+                        xmpp_row: Some(kept.row),
+                    };
+                    if let Err(e) = self.engine.store().forget_soon(sent).await {
                         warn!(error = %e, "cannot clear a sent outbox entry; it will be re-sent");
                     }
                 }
@@ -1259,13 +1261,11 @@ impl Inbound {
                     seq,
                     agent_extension: agent.to_string(),
                 };
-                self.engine.delivered(&delivery).await;
-                if let Err(e) = self
-                    .engine
-                    .store()
-                    .xmpp_outbox_done(&delivery_row_id(&delivery))
-                    .await
-                {
+                let received = Forget {
+                    xmpp_row: Some(delivery_row_id(&delivery)),
+                    delivery: Some(delivery),
+                };
+                if let Err(e) = self.engine.store().forget_soon(received).await {
                     debug!(%conversation, error = %e, "cannot clear a received message's outbox entry");
                 }
             }

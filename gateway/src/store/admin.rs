@@ -51,7 +51,7 @@ impl Store {
         .bind(&user.password_hash)
         .bind(&user.role)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -65,7 +65,7 @@ impl Store {
         )
         .bind(hash.to_owned())
         .bind(username.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         if done.rows_affected() != 1 {
             return Ok(None);
@@ -108,7 +108,7 @@ impl Store {
         let done = sqlx::query("UPDATE admin_users SET role = $1 WHERE id = $2")
             .bind(role.to_owned())
             .bind(id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -118,7 +118,7 @@ impl Store {
     pub async fn delete_admin_user(&self, id: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM admin_users WHERE id = $1")
             .bind(id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -151,7 +151,7 @@ impl Store {
         .bind(id.to_owned())
         .bind(data.to_owned())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -170,7 +170,7 @@ impl Store {
         .bind(id.to_owned())
         .bind(data.to_owned())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Store {
     pub async fn delete_admin_session(&self, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM admin_sessions WHERE id = $1")
             .bind(id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -187,7 +187,7 @@ impl Store {
     pub async fn purge_admin_sessions(&self) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -205,7 +205,7 @@ impl Store {
         .bind(&token.role)
         .bind(token.created_at)
         .bind(&token.created_by)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -239,7 +239,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM api_tokens WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_owned())
             .bind(id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }

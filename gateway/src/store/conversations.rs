@@ -129,7 +129,7 @@ impl Store {
         events: &[NewEvent],
     ) -> StoreResult<Vec<StoredEvent>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_row(&mut tx, new, now).await?;
         let stored = insert_events(&mut tx, self, new.id, events, now).await?;
         tx.commit().await?;
@@ -180,7 +180,7 @@ impl Store {
             for id in chunk {
                 query = query.bind(id.to_string());
             }
-            query.execute(&self.pool).await?;
+            query.execute(&mut *self.writer().await?).await?;
         }
         Ok(())
     }
@@ -305,8 +305,8 @@ impl Store {
             values.push(Value::Text(Some(state.as_str().to_owned())));
         }
         let query = bind_all(sqlx::query(&sql), values);
-        let mut tx = self.pool.begin().await?;
-        let changed = query.execute(&mut *tx).await?.rows_affected();
+        let mut tx = self.write_tx().await?;
+        let changed = query.execute(&mut **tx).await?.rows_affected();
         if changed == 0 {
             tx.rollback().await?;
             return Ok(None);

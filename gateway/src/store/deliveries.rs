@@ -7,6 +7,7 @@
 
 use sqlx::Row;
 
+use super::batch::Forget;
 use super::{conversation_id, Store, StoreResult};
 use crate::domain::ConversationId;
 
@@ -19,8 +20,40 @@ pub struct DeliveryRow {
 }
 
 impl Store {
-    /// The agent's side confirmed (or gave up on) a delivery.
+    /// The agent's side confirmed (or gave up on) a delivery: forgotten in
+    /// the next group commit (`batch`), returning once that committed.
     pub async fn delivery_done(&self, delivery: &DeliveryRow) -> StoreResult<()> {
+        let what = Forget {
+            delivery: Some(delivery.clone()),
+            xmpp_row: None,
+        };
+        match &self.batcher {
+            Some(batcher) => batcher.forget(what, true).await,
+            None => self.delivery_done_now(delivery).await,
+        }
+    }
+
+    /// What a bridge is done with, forgotten in the next group commit;
+    /// returns once queued (a failure is logged, and at worst the message
+    /// is sent again, under the same id).
+    pub async fn forget_soon(&self, what: Forget) -> StoreResult<()> {
+        match &self.batcher {
+            Some(batcher) => batcher.forget(what, false).await,
+            None => {
+                if let Some(delivery) = &what.delivery {
+                    self.delivery_done_now(delivery).await?;
+                }
+                if let Some(row) = &what.xmpp_row {
+                    self.xmpp_outbox_done(row).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// [`delivery_done`](Self::delivery_done) in a transaction of its own
+    /// (the writers' own store has no batcher).
+    async fn delivery_done_now(&self, delivery: &DeliveryRow) -> StoreResult<()> {
         sqlx::query(
             "DELETE FROM agent_deliveries \
              WHERE conversation_id = $1 AND seq = $2 AND agent_extension = $3",
@@ -28,7 +61,7 @@ impl Store {
         .bind(delivery.conversation.to_string())
         .bind(delivery.seq)
         .bind(&delivery.agent_extension)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -49,7 +82,7 @@ impl Store {
             None => sqlx::query("DELETE FROM agent_deliveries WHERE conversation_id = $1")
                 .bind(conversation.to_string()),
         };
-        query.execute(&self.pool).await?;
+        query.execute(&mut *self.writer().await?).await?;
         Ok(())
     }
 

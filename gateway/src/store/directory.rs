@@ -140,7 +140,7 @@ impl Store {
         .bind(id.to_owned())
         .bind(name.to_owned())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -178,11 +178,11 @@ impl Store {
     /// before anything is read, so what the caller validates against is
     /// what it commits on top of.
     pub async fn begin_directory_change(&self) -> StoreResult<DirectoryChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let version: i64 = sqlx::query_scalar(
             "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version",
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let items = read_items(&mut tx).await?;
         Ok(DirectoryChange {
@@ -233,7 +233,7 @@ impl Store {
     /// Writes an audit entry on its own (for actions outside a directory
     /// change, such as a GDPR erase or a login).
     pub async fn audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(())
@@ -243,7 +243,8 @@ impl Store {
 /// A directory change under way: see [`Store::begin_directory_change`].
 /// Dropped without [`commit`](Self::commit), nothing happens.
 pub struct DirectoryChange {
-    tx: Transaction<'static, Any>,
+    /// Holds the writers' turn (`turns.rs`) until it commits.
+    tx: super::turns::WriteTx,
     backend: Backend,
     rows: DirectoryRows,
 }
@@ -270,7 +271,7 @@ impl DirectoryChange {
         .bind(item.source.as_str())
         .bind(item.updated_at)
         .bind(item.updated_by.clone())
-        .execute(&mut *self.tx)
+        .execute(&mut **self.tx)
         .await?;
         Ok(())
     }
@@ -280,7 +281,7 @@ impl DirectoryChange {
         sqlx::query("DELETE FROM directory_items WHERE kind = $1 AND item_key = $2")
             .bind(kind.as_str())
             .bind(key.to_owned())
-            .execute(&mut *self.tx)
+            .execute(&mut **self.tx)
             .await?;
         Ok(())
     }
@@ -297,7 +298,7 @@ impl DirectoryChange {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DIRECTORY_CHANNEL)
                 .bind(self.rows.version.to_string())
-                .execute(&mut *self.tx)
+                .execute(&mut **self.tx)
                 .await?;
         }
         self.tx.commit().await?;

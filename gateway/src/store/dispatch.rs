@@ -69,7 +69,7 @@ impl Store {
             sqlx::query("DELETE FROM agent_presence WHERE agent_extension = $1 AND source = $2")
                 .bind(agent.to_owned())
                 .bind(source.to_owned())
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await?;
             return Ok(());
         }
@@ -83,7 +83,7 @@ impl Store {
         .bind(source.to_owned())
         .bind(status.to_owned())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -122,7 +122,7 @@ impl Store {
     /// report anew once connected).
     pub async fn clear_presence(&self) -> StoreResult<()> {
         sqlx::query("DELETE FROM agent_presence")
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -132,7 +132,7 @@ impl Store {
     pub async fn clear_presence_source(&self, source: &str) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM agent_presence WHERE source = $1")
             .bind(source.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -167,7 +167,7 @@ impl Store {
         )
         .bind(agent.to_owned())
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl Store {
              DO UPDATE SET chats_taken = agent_activity.chats_taken + 1",
         )
         .bind(agent.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -202,7 +202,7 @@ impl Store {
         .bind(conversation.to_string())
         .bind(agents_json(agents))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -225,11 +225,12 @@ impl Store {
         &self,
         conversation: ConversationId,
     ) -> StoreResult<Option<Vec<String>>> {
-        self.offer_agents_by(
-            "DELETE FROM offers WHERE conversation_id = $1 RETURNING agents",
-            conversation,
-        )
-        .await
+        let stored: Option<String> =
+            sqlx::query_scalar("DELETE FROM offers WHERE conversation_id = $1 RETURNING agents")
+                .bind(conversation.to_string())
+                .fetch_optional(&mut *self.writer().await?)
+                .await?;
+        stored.as_deref().map(agents_of).transpose()
     }
 
     /// The agents of the offer `sql` (binding the conversation) returns.
@@ -253,7 +254,7 @@ impl Store {
     ) -> StoreResult<()> {
         sqlx::query(sql)
             .bind(conversation.to_string())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -285,7 +286,7 @@ impl Store {
             .bind(conversation.to_string())
             .bind(stored)
             .bind(agents_json(&agents))
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
             if done.rows_affected() == 1 {
                 return Ok(Some(agents));
@@ -319,7 +320,7 @@ impl Store {
             )
             .bind(conversation.to_string())
             .bind(agent.clone())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         }
         Ok(())
@@ -382,7 +383,7 @@ impl Store {
         )
         .bind(conversation.to_string())
         .bind(i64::from(position))
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -399,7 +400,7 @@ impl Store {
         )
         .bind(conversation.to_string())
         .bind(agent.map(str::to_owned))
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -442,7 +443,7 @@ impl Store {
         )
         .bind(name.to_owned())
         .bind(value.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
@@ -467,7 +468,7 @@ impl Store {
         .bind(holder.to_owned())
         .bind(until)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -477,7 +478,7 @@ impl Store {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name.to_owned())
             .bind(holder.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -505,14 +506,16 @@ impl Store {
         .bind(timer.subject.clone())
         .bind(timer.due_at)
         .bind(timer.arg.clone())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
 
     /// Sets a timer unless one of that kind runs for the subject.
     pub async fn set_timer_once(&self, timer: &TimerRow) -> StoreResult<()> {
-        timer_once(timer).execute(&self.pool).await?;
+        timer_once(timer)
+            .execute(&mut *self.writer().await?)
+            .await?;
         Ok(())
     }
 
@@ -520,7 +523,7 @@ impl Store {
         sqlx::query("DELETE FROM timers WHERE kind = $1 AND subject = $2")
             .bind(kind.to_owned())
             .bind(subject.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -568,7 +571,7 @@ impl Store {
             .bind(timer.due_at)
             .bind(claim_until)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
             if done.rows_affected() == 1 {
                 claimed.push(timer);
@@ -583,7 +586,7 @@ impl Store {
             .bind(timer.kind.clone())
             .bind(timer.subject.clone())
             .bind(timer.due_at)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }

@@ -122,11 +122,11 @@ impl Store {
             }
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let locked = sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
         if locked == 0 {
@@ -137,7 +137,7 @@ impl Store {
             .bind(id.to_string())
             .bind(&file.batch_id)
             .bind(&file.sender)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         let size = u64::try_from(file.size).unwrap_or(0);
         if let Err(full) = quota.check(&usage_of(&usage)?, size) {
@@ -156,7 +156,7 @@ impl Store {
         .bind(&file.content_type)
         .bind(&file.sender)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         match insert_events(&mut tx, self, id, std::slice::from_ref(event), now).await {
             Ok(mut stored) => {
@@ -233,16 +233,16 @@ impl Store {
     /// Deletes a conversation with its events and file rows (the caller
     /// deletes the files' bytes first).
     pub async fn delete_conversation(&self, id: ConversationId) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for table in ["files", "events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE conversation_id = $1"))
                 .bind(id.to_string())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         let deleted = sqlx::query("DELETE FROM conversations WHERE id = $1")
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
         tx.commit().await?;

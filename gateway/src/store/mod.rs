@@ -21,6 +21,7 @@ mod identity;
 mod queues;
 mod signals;
 mod transcripts;
+mod turns;
 mod uploads;
 mod xmpp;
 
@@ -32,7 +33,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use admin::{AdminUserRow, ApiTokenRow};
-pub use batch::Appended;
+pub use batch::{Appended, Forget};
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
 pub use deliveries::DeliveryRow;
 pub use directory::{
@@ -123,6 +124,9 @@ pub struct Store {
     batcher: Option<batch::Batcher>,
     /// What never changes about a conversation, cached (`identity.rs`).
     identities: std::sync::Arc<identity::Identities>,
+    /// On SQLite, the lock this process's writers take turns with
+    /// (`turns.rs`).
+    turns: turns::Turns,
 }
 
 impl Store {
@@ -196,6 +200,7 @@ impl Store {
             node: signals::new_node_id().into(),
             batcher: None,
             identities: Default::default(),
+            turns: turns::Turns::for_backend(backend),
         };
         store.batcher = Some(batch::Batcher::start(&store)?);
         Ok(store)

@@ -77,17 +77,19 @@ impl Store {
         timer: Option<&TimerRow>,
     ) -> StoreResult<(Vec<StoredEvent>, u32)> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_row(&mut tx, new, now).await?;
         let ahead = last_position_ahead(&mut tx, new, now).await?;
         let position = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
         sqlx::query("INSERT INTO waiting_state (conversation_id, position) VALUES ($1, $2)")
             .bind(new.id.to_string())
             .bind(i64::from(position))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         if let Some(timer) = timer {
-            super::dispatch::timer_once(timer).execute(&mut *tx).await?;
+            super::dispatch::timer_once(timer)
+                .execute(&mut **tx)
+                .await?;
         }
         let mut all = events.to_vec();
         all.push(position_event(position));
@@ -194,7 +196,7 @@ impl Store {
         position_event: impl Fn(u32) -> NewEvent,
     ) -> StoreResult<Vec<StoredEvent>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut told = Vec::with_capacity(positions.len());
         for (id, position) in positions {
             let still_waiting = sqlx::query(&format!(
@@ -203,7 +205,7 @@ impl Store {
             ))
             .bind(id.to_string())
             .bind(queue.to_owned())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected()
                 == 1;
@@ -218,7 +220,7 @@ impl Store {
             )
             .bind(id.to_string())
             .bind(i64::from(*position))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected()
                 == 1;

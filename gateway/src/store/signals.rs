@@ -158,7 +158,7 @@ impl Store {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(SIGNALS_CHANNEL)
             .bind(notice.encode(&self.node))
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }

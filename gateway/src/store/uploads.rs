@@ -82,7 +82,7 @@ impl Store {
         .bind(slot.expires_at)
         .bind(now)
         .bind(i64::try_from(max_per_agent).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -106,7 +106,7 @@ impl Store {
         .bind(storage_key)
         .bind(until)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         if let Some(row) = taken {
             return Ok(SlotStart::Started {
@@ -133,7 +133,7 @@ impl Store {
         )
         .bind(id_hash)
         .bind(until)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -157,7 +157,7 @@ impl Store {
         .bind(content_type)
         .bind(stored_size(size))
         .bind(until)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -170,7 +170,7 @@ impl Store {
              RETURNING storage_key",
         )
         .bind(id_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         Ok(key.flatten())
     }
@@ -210,7 +210,7 @@ impl Store {
         .bind(file_id.to_string())
         .bind(agent)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.writer().await?)
         .await?;
         row.map(|r| {
             Ok(UploadedFile {
@@ -237,7 +237,7 @@ impl Store {
             "DELETE FROM upload_slots WHERE expires_at <= $1 RETURNING storage_key",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.writer().await?)
         .await?;
         Ok(keys)
     }

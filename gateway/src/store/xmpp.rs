@@ -13,6 +13,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Backend, Store, StoreResult};
+use crate::store::batch::Keep;
 use crate::store::DeliveryRow;
 
 /// The PostgreSQL channel the XMPP bridges of all nodes listen on.
@@ -27,25 +28,22 @@ const NODE_ALIVE: &str = "EXISTS (SELECT 1 FROM leases \
 
 impl Store {
     /// Keeps a stanza until the XMPP server confirmed it, claimed by
-    /// `node` (`None`: for the node holding the connection). `false` when
-    /// a row with this id exists already.
+    /// `node` (`None`: for the node holding the connection), in the next
+    /// group commit (`batch`). `false` when a row with this id exists
+    /// already.
     pub async fn xmpp_outbox_put(
         &self,
         id: &str,
         payload: &str,
         node: Option<&str>,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO xmpp_outbox (id, payload, created_at, node) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id.to_owned())
-        .bind(payload.to_owned())
-        .bind(now_ms())
-        .bind(node.map(str::to_owned))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.keep(Keep {
+            id: id.to_owned(),
+            payload: payload.to_owned(),
+            node: node.map(str::to_owned),
+            delivery: None,
+        })
+        .await
     }
 
     /// Like [`xmpp_outbox_put`](Self::xmpp_outbox_put) for the stanza of a
@@ -58,22 +56,19 @@ impl Store {
         node: Option<&str>,
         delivery: &DeliveryRow,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO xmpp_outbox (id, payload, created_at, node) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM agent_deliveries \
-               WHERE conversation_id = $5 AND seq = $6 AND agent_extension = $7) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id.to_owned())
-        .bind(payload.to_owned())
-        .bind(now_ms())
-        .bind(node.map(str::to_owned))
-        .bind(delivery.conversation.to_string())
-        .bind(delivery.seq)
-        .bind(delivery.agent_extension.clone())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.keep(Keep {
+            id: id.to_owned(),
+            payload: payload.to_owned(),
+            node: node.map(str::to_owned),
+            delivery: Some(delivery.clone()),
+        })
+        .await
+    }
+
+    async fn keep(&self, row: Keep) -> StoreResult<bool> {
+        let batcher = (self.batcher.as_ref())
+            .expect("only the writers' own store has no batcher, and they keep no outbox rows");
+        batcher.keep(row).await
     }
 
     /// Claims row `id` for `node` if nobody alive has it; `true` if
@@ -86,7 +81,7 @@ impl Store {
         .bind(node.to_owned())
         .bind(now_ms())
         .bind(id.to_owned())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -114,7 +109,7 @@ impl Store {
         if !sole {
             query = query.bind(now_ms());
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *self.writer().await?).await?;
         let mut claimed = rows
             .iter()
             .map(|r| {
@@ -134,7 +129,7 @@ impl Store {
     pub async fn xmpp_outbox_release(&self, node: &str) -> StoreResult<u64> {
         let done = sqlx::query("UPDATE xmpp_outbox SET node = NULL WHERE node = $1")
             .bind(node.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -142,7 +137,7 @@ impl Store {
     pub async fn xmpp_outbox_done(&self, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM xmpp_outbox WHERE id = $1")
             .bind(id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -165,7 +160,7 @@ impl Store {
         )
         .bind(NODE_LEASE_PREFIX.to_owned())
         .bind(now_ms())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.writer().await?)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("holder")?)).collect()
     }
@@ -175,7 +170,7 @@ impl Store {
     pub async fn xmpp_lapse_node_leases(&self) -> StoreResult<()> {
         sqlx::query("UPDATE leases SET until = 0 WHERE substr(name, 1, 10) = $1")
             .bind(NODE_LEASE_PREFIX.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -210,7 +205,7 @@ impl Store {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(XMPP_CHANNEL)
             .bind(payload.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -227,10 +222,10 @@ impl Store {
     }
 
     pub async fn xmpp_set_subscribed(&self, agent_jid: &str, subscribed: bool) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM xmpp_subscriptions WHERE agent_jid = $1")
             .bind(agent_jid)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         sqlx::query(
             "INSERT INTO xmpp_subscriptions (agent_jid, subscribed, updated_at) VALUES ($1, $2, $3)",
@@ -238,7 +233,7 @@ impl Store {
         .bind(agent_jid)
         .bind(i64::from(subscribed))
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         tx.commit().await?;
         Ok(())

@@ -26,6 +26,17 @@
 //! and tries every request again alone, so one bad request never fails
 //! its neighbours and a failure reaches only the caller it concerns.
 //!
+//! The same commits also write the XMPP bridge's outbox: the stanzas it
+//! keeps until the server confirms them ([`Keep`], each caller answered
+//! after the commit, as a message is) and what it is done with
+//! ([`Forget`]: a delivery the agent's side has, the outbox row that
+//! carried it). Those used to be transactions of their own: one per
+//! stanza sent, and two per server confirmation and per receipt, awaited
+//! one after the other in the XMPP reader, so everything the reader
+//! handled after them waited for their commits. Keeps and forgets cannot
+//! conflict with messages; a failed batch retries them together in a
+//! transaction of their own.
+//!
 //! The writers share this file's planning ([`plan`], [`outcome`]) and
 //! differ only in how they run the statements.
 
@@ -36,7 +47,9 @@ use std::collections::HashMap;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, ConversationRow, NewEvent, Store, StoreError, StoreResult, StoredEvent};
+use super::{
+    Backend, ConversationRow, DeliveryRow, NewEvent, Store, StoreError, StoreResult, StoredEvent,
+};
 use crate::domain::{ConversationId, ConversationState};
 
 /// The most messages one transaction stores.
@@ -60,10 +73,44 @@ pub enum Appended {
     Ended,
 }
 
-struct Request {
-    id: ConversationId,
-    event: NewEvent,
-    reply: oneshot::Sender<StoreResult<Appended>>,
+/// What the bridges are done with, forgotten in the next group commit:
+/// a delivery the other side has (`agent_deliveries`), and the XMPP
+/// outbox row that carried it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forget {
+    pub delivery: Option<DeliveryRow>,
+    pub xmpp_row: Option<String>,
+}
+
+/// A stanza the XMPP bridge keeps (`xmpp_outbox`) until the server
+/// confirms it, claimed by `node` (`None`: for the node holding the
+/// connection); with `delivery`, kept only while that delivery is still
+/// to be made (so a replay racing a confirmation adds nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    pub id: String,
+    pub payload: String,
+    pub node: Option<String>,
+    pub delivery: Option<DeliveryRow>,
+}
+
+enum Request {
+    Append {
+        id: ConversationId,
+        event: NewEvent,
+        reply: oneshot::Sender<StoreResult<Appended>>,
+    },
+    Keep {
+        row: Keep,
+        /// Whether it was kept now (`false`: a row with its id exists, or
+        /// its delivery is done).
+        reply: oneshot::Sender<StoreResult<bool>>,
+    },
+    Forget {
+        what: Forget,
+        /// `None`: nobody waits (a failure is logged).
+        reply: Option<oneshot::Sender<StoreResult<()>>>,
+    },
 }
 
 /// The sending side of the writers' queue; the writers stop when the last
@@ -93,9 +140,35 @@ impl Batcher {
     ) -> StoreResult<Appended> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Request { id, event, reply })
+            .send(Request::Append { id, event, reply })
             .await
             .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Keeps `row` in the next group commit, once that committed: whether
+    /// it was kept.
+    pub(super) async fn keep(&self, row: Keep) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Request::Keep { row, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Forgets `what` in the next group commit; with `wait`, returns once
+    /// that committed, else once it is queued.
+    pub(super) async fn forget(&self, what: Forget, wait: bool) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        let reply = wait.then_some(reply);
+        self.queue
+            .send(Request::Forget { what, reply })
+            .await
+            .map_err(|_| gone())?;
+        if !wait {
+            return Ok(());
+        }
         answer.await.map_err(|_| gone())?
     }
 }
@@ -119,15 +192,109 @@ fn shared_error(e: &StoreError) -> StoreError {
     StoreError::Database(database)
 }
 
-/// Splits requests into what the writers store and whom they answer.
-fn split(batch: Vec<Request>) -> (Vec<(ConversationId, NewEvent)>, Vec<Reply>) {
-    batch
-        .into_iter()
-        .map(|r| ((r.id, r.event), r.reply))
-        .unzip()
+/// A batch as the writers run it: the messages to store and whom each
+/// answers, and the bridges' outbox rows to keep and forget.
+struct Sorted {
+    messages: Vec<(ConversationId, NewEvent)>,
+    replies: Vec<Reply>,
+    outbox: Outbox,
 }
 
 type Reply = oneshot::Sender<StoreResult<Appended>>;
+
+/// The outbox rows of a batch (kept first, then forgotten: a receipt for
+/// a replayed message in the same batch leaves nothing behind), and who
+/// waits for them.
+#[derive(Default)]
+struct Outbox {
+    keeps: Vec<Keep>,
+    kept: Vec<oneshot::Sender<StoreResult<bool>>>,
+    deliveries_done: Vec<DeliveryRow>,
+    xmpp_done: Vec<String>,
+    forgotten: Vec<oneshot::Sender<StoreResult<()>>>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.keeps.is_empty() && self.deliveries_done.is_empty() && self.xmpp_done.is_empty()
+    }
+
+    /// Tells whoever waits, with whether each keep was kept (in order); a
+    /// failed forget nobody waits for is logged.
+    fn answer(self, result: &StoreResult<Vec<bool>>) {
+        match result {
+            Ok(kept) => {
+                for (reply, kept) in self.kept.into_iter().zip(kept) {
+                    let _ = reply.send(Ok(*kept));
+                }
+                for reply in self.forgotten {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                if !self.deliveries_done.is_empty() || !self.xmpp_done.is_empty() {
+                    tracing::warn!(error = %e, "cannot forget delivered messages; they may be sent again");
+                }
+                for reply in self.kept {
+                    let _ = reply.send(Err(shared_error(e)));
+                }
+                for reply in self.forgotten {
+                    let _ = reply.send(Err(shared_error(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Fails every request of a batch with `e` (no connection to run it on).
+fn fail_all(batch: Vec<Request>, e: &StoreError) {
+    let sorted = split(batch);
+    for reply in sorted.replies {
+        let _ = reply.send(Err(shared_error(e)));
+    }
+    sorted.outbox.answer(&Err(shared_error(e)));
+}
+
+/// Sorts a batch into messages and outbox rows; what is forgotten once
+/// per key, in key order (so concurrent PostgreSQL writers take the rows'
+/// locks in the same order).
+fn split(batch: Vec<Request>) -> Sorted {
+    let mut sorted = Sorted {
+        messages: Vec::with_capacity(batch.len()),
+        replies: Vec::with_capacity(batch.len()),
+        outbox: Outbox::default(),
+    };
+    for request in batch {
+        let outbox = &mut sorted.outbox;
+        match request {
+            Request::Append { id, event, reply } => {
+                sorted.messages.push((id, event));
+                sorted.replies.push(reply);
+            }
+            Request::Keep { row, reply } => {
+                outbox.keeps.push(row);
+                outbox.kept.push(reply);
+            }
+            Request::Forget { what, reply } => {
+                outbox.deliveries_done.extend(what.delivery);
+                outbox.xmpp_done.extend(what.xmpp_row);
+                outbox.forgotten.extend(reply);
+            }
+        }
+    }
+    let outbox = &mut sorted.outbox;
+    outbox.deliveries_done.sort_by(|a, b| {
+        (a.conversation.as_uuid(), a.seq, &a.agent_extension).cmp(&(
+            b.conversation.as_uuid(),
+            b.seq,
+            &b.agent_extension,
+        ))
+    });
+    outbox.deliveries_done.dedup();
+    outbox.xmpp_done.sort();
+    outbox.xmpp_done.dedup();
+    sorted
+}
 
 /// What each request of a batch becomes, decided in request order.
 struct Planned {

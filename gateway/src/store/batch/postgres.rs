@@ -13,7 +13,8 @@ use sqlx::{Any, Connection, Row, Transaction};
 use tokio::sync::{mpsc, Mutex};
 
 use super::{
-    client_id_of, outcome, plan, shared_error, split, waiting, Appended, NewRow, Request, MAX_BATCH,
+    client_id_of, fail_all, outcome, plan, shared_error, split, waiting, Appended, Keep, NewRow,
+    Outbox, Request, Sorted, MAX_BATCH,
 };
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::conversations::{self, COLUMNS};
@@ -53,10 +54,7 @@ async fn write_batches(store: Store, requests: Arc<Mutex<mpsc::Receiver<Request>
         connection = match conn {
             Ok(conn) => write_batch(&store, conn, std::mem::take(&mut batch)).await,
             Err(e) => {
-                let e = e.into();
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(shared_error(&e)));
-                }
+                fail_all(std::mem::take(&mut batch), &e.into());
                 None
             }
         };
@@ -71,29 +69,42 @@ async fn write_batch(
     mut conn: AnyConnection,
     batch: Vec<Request>,
 ) -> Option<AnyConnection> {
-    let (requests, replies) = split(batch);
-    match store_together(store, &mut conn, &requests).await {
-        Ok(results) => {
+    let Sorted {
+        messages,
+        replies,
+        outbox,
+    } = split(batch);
+    match store_together(store, &mut conn, &messages, &outbox).await {
+        Ok((results, kept)) => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
             }
+            outbox.answer(&Ok(kept));
             return Some(conn);
         }
         Err(e) if e.is_unavailable() => {
             for reply in replies {
                 let _ = reply.send(Err(shared_error(&e)));
             }
+            outbox.answer(&Err(e));
             return None;
         }
         // Whatever failed, each request now learns its own fate, on a
         // pooled connection.
         Err(e) => {
-            tracing::debug!(error = %e, size = requests.len(), "a batch failed: storing its messages one by one")
+            tracing::debug!(error = %e, size = messages.len(), "a batch failed: storing its messages one by one")
         }
     }
     drop(conn);
-    for ((id, event), reply) in requests.iter().zip(replies) {
+    for ((id, event), reply) in messages.iter().zip(replies) {
         let _ = reply.send(store_alone(store, *id, event).await);
+    }
+    if !outbox.is_empty() {
+        let alone = match store.pool.acquire().await {
+            Ok(mut conn) => store_together(store, &mut conn, &[], &outbox).await,
+            Err(e) => Err(e.into()),
+        };
+        outbox.answer(&alone.map(|(_, kept)| kept));
     }
     None
 }
@@ -102,8 +113,9 @@ async fn write_batch(
 /// first answers with that copy.
 async fn store_alone(store: &Store, id: ConversationId, event: &NewEvent) -> StoreResult<Appended> {
     let mut conn = store.pool.acquire().await?;
-    match store_together(store, &mut conn, std::slice::from_ref(&(id, event.clone()))).await {
-        Ok(mut results) => Ok(results.remove(0)),
+    let alone = [(id, event.clone())];
+    match store_together(store, &mut conn, &alone, &Outbox::default()).await {
+        Ok((mut results, _)) => Ok(results.remove(0)),
         Err(e) if is_unique_violation(&e) => {
             let client_id = event.client_id.as_deref().unwrap_or_default();
             Ok(Appended::Existing(store.first_stored(id, client_id).await?))
@@ -112,14 +124,21 @@ async fn store_alone(store: &Store, id: ConversationId, event: &NewEvent) -> Sto
     }
 }
 
-/// Stores every request in one transaction, or none of them.
+/// Stores every request and writes the outbox rows in one transaction,
+/// or does none of it: the answers, and whether each keep was kept.
 async fn store_together(
     store: &Store,
     conn: &mut AnyConnection,
     requests: &[(ConversationId, NewEvent)],
-) -> StoreResult<Vec<Appended>> {
+    outbox: &Outbox,
+) -> StoreResult<(Vec<Appended>, Vec<bool>)> {
     let mut tx = conn.begin().await?;
     let now = now_ms();
+    if requests.is_empty() {
+        let kept = write_outbox(&mut tx, outbox, now).await?;
+        tx.commit().await?;
+        return Ok((Vec::new(), kept));
+    }
     let stored_before = select_copies(&mut tx, requests).await?;
     let planned = plan(requests, &stored_before);
     let moved = take_seqs(&mut tx, &planned.new_per_conversation, now).await?;
@@ -130,8 +149,9 @@ async fn store_together(
     let committed: Vec<(ConversationId, i64)> =
         (moved.values()).map(|row| (row.id, row.last_seq)).collect();
     crate::store::signals::notify_all_committed(&mut tx, store, &committed).await?;
+    let kept = write_outbox(&mut tx, outbox, now).await?;
     tx.commit().await?;
-    Ok(results)
+    Ok((results, kept))
 }
 
 /// `$first, $first+1, …` for `count` values, as `($a, $b), ($c, $d)`
@@ -301,6 +321,83 @@ async fn insert_deliveries(
     }
     query.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// Keeps the XMPP outbox rows (whether each was kept: the first of an
+/// id, if its delivery is still to be made), then deletes the deliveries
+/// and rows the bridges are done with.
+async fn write_outbox(
+    tx: &mut Transaction<'_, Any>,
+    outbox: &Outbox,
+    now: i64,
+) -> StoreResult<Vec<bool>> {
+    let kept = keep(tx, &outbox.keeps, now).await?;
+    if !outbox.deliveries_done.is_empty() {
+        let sql = format!(
+            "DELETE FROM agent_deliveries \
+             WHERE (conversation_id, seq, agent_extension) IN (VALUES {})",
+            placeholders(1, outbox.deliveries_done.len(), 3)
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for row in &outbox.deliveries_done {
+            query = query
+                .bind(row.conversation.to_string())
+                .bind(row.seq)
+                .bind(row.agent_extension.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    if !outbox.xmpp_done.is_empty() {
+        let sql = format!(
+            "DELETE FROM xmpp_outbox WHERE id IN ({})",
+            (1..=outbox.xmpp_done.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for id in &outbox.xmpp_done {
+            query = query.bind(id.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(kept)
+}
+
+async fn keep(tx: &mut Transaction<'_, Any>, keeps: &[Keep], now: i64) -> StoreResult<Vec<bool>> {
+    if keeps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO xmpp_outbox (id, payload, created_at, node) \
+         SELECT v.id, v.payload, v.created_at, v.node \
+         FROM (VALUES {}) AS v (id, payload, created_at, node, conversation_id, seq, agent) \
+         WHERE v.conversation_id IS NULL OR EXISTS (SELECT 1 FROM agent_deliveries d \
+           WHERE d.conversation_id = v.conversation_id AND d.seq = v.seq \
+           AND d.agent_extension = v.agent) \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        placeholders(1, keeps.len(), 7)
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for row in keeps {
+        let delivery = row.delivery.as_ref();
+        query = query
+            .bind(row.id.clone())
+            .bind(row.payload.clone())
+            .bind(now)
+            .bind(row.node.clone())
+            .bind(delivery.map(|d| d.conversation.to_string()))
+            .bind(delivery.map(|d| d.seq))
+            .bind(delivery.map(|d| d.agent_extension.clone()));
+    }
+    let mut inserted: std::collections::HashSet<String> = query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    // The first request of an id was the one kept.
+    Ok(keeps.iter().map(|row| inserted.remove(&row.id)).collect())
 }
 
 #[cfg(test)]

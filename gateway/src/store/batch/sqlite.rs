@@ -22,9 +22,11 @@ use tokio::sync::mpsc;
 
 use super::super::conversations::COLUMNS;
 use super::{
-    client_id_of, outcome, plan, shared_error, split, waiting, Appended, NewRow, Request, MAX_BATCH,
+    client_id_of, fail_all, outcome, plan, shared_error, split, waiting, Appended, NewRow, Outbox,
+    Request, Sorted, MAX_BATCH,
 };
 use crate::domain::{ConversationId, ConversationState, TokenHash};
+use crate::store::turns::Turns;
 use crate::store::{
     conversation_id, now_ms, sqlite_path, ConversationRow, NewEvent, Store, StoreError,
     StoreResult, StoredEvent,
@@ -39,9 +41,10 @@ pub(super) fn start(store: &Store, requests: mpsc::Receiver<Request>) -> StoreRe
     })?;
     // Opened here, so a file that cannot be written fails the start.
     let connection = open(&path)?;
+    let turns = store.turns.clone();
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || write_batches(path, Some(connection), requests))
+        .spawn(move || write_batches(path, Some(connection), requests, turns))
         .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
     Ok(())
 }
@@ -63,6 +66,7 @@ fn write_batches(
     path: PathBuf,
     mut connection: Option<Connection>,
     mut requests: mpsc::Receiver<Request>,
+    turns: Turns,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.blocking_recv() {
@@ -78,26 +82,33 @@ fn write_batches(
             Some(conn) => Ok(conn),
             None => open(&path),
         };
+        // In turn with the pool's writers (`turns.rs`), for the whole
+        // batch and any retries.
+        let turn = turns.take_blocking();
         connection = match conn {
             Ok(mut conn) => write_batch(&mut conn, std::mem::take(&mut batch)).then_some(conn),
             Err(e) => {
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(shared_error(&e)));
-                }
+                fail_all(std::mem::take(&mut batch), &e);
                 None
             }
         };
+        drop(turn);
     }
 }
 
 /// Stores a batch; false if anything failed.
 fn write_batch(conn: &mut Connection, batch: Vec<Request>) -> bool {
-    let (requests, replies) = split(batch);
-    let e = match store_together(conn, &requests) {
-        Ok(results) => {
+    let Sorted {
+        messages,
+        replies,
+        outbox,
+    } = split(batch);
+    let e = match store_together(conn, &messages, &outbox) {
+        Ok((results, kept)) => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
             }
+            outbox.answer(&Ok(kept));
             return true;
         }
         Err(e) => e,
@@ -106,11 +117,16 @@ fn write_batch(conn: &mut Connection, batch: Vec<Request>) -> bool {
         for reply in replies {
             let _ = reply.send(Err(shared_error(&e)));
         }
+        outbox.answer(&Err(e));
         return false;
     }
-    tracing::debug!(error = %e, size = requests.len(), "a batch failed: storing its messages one by one");
-    for ((id, event), reply) in requests.iter().zip(replies) {
+    tracing::debug!(error = %e, size = messages.len(), "a batch failed: storing its messages one by one");
+    for ((id, event), reply) in messages.iter().zip(replies) {
         let _ = reply.send(store_alone(conn, *id, event));
+    }
+    if !outbox.is_empty() {
+        let alone = store_together(conn, &[], &outbox).map(|(_, kept)| kept);
+        outbox.answer(&alone);
     }
     false
 }
@@ -122,8 +138,12 @@ fn store_alone(
     id: ConversationId,
     event: &NewEvent,
 ) -> StoreResult<Appended> {
-    match store_together(conn, std::slice::from_ref(&(id, event.clone()))) {
-        Ok(mut results) => Ok(results.remove(0)),
+    match store_together(
+        conn,
+        std::slice::from_ref(&(id, event.clone())),
+        &Outbox::default(),
+    ) {
+        Ok((mut results, _)) => Ok(results.remove(0)),
         Err(e) if super::super::is_unique_violation(&e) => {
             let copy = copy_of(conn, id, client_id_of(event))?;
             copy.map(Appended::Existing).ok_or_else(|| {
@@ -134,11 +154,13 @@ fn store_alone(
     }
 }
 
-/// Stores every request in one transaction, or none of them.
+/// Stores every request and writes the outbox rows in one transaction,
+/// or does none of it: the answers, and whether each keep was kept.
 fn store_together(
     conn: &mut Connection,
     requests: &[(ConversationId, NewEvent)],
-) -> StoreResult<Vec<Appended>> {
+    outbox: &Outbox,
+) -> StoreResult<(Vec<Appended>, Vec<bool>)> {
     // Take the write lock first: a transaction that reads and then writes
     // could otherwise find its snapshot stale and fail at once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -172,8 +194,9 @@ fn store_together(
     }
     let (results, rows) = outcome(requests, &planned, &moved, &ringing, now);
     insert(&tx, &rows, now)?;
+    let kept = write_outbox(&tx, outbox, now)?;
     tx.commit()?;
-    Ok(results)
+    Ok((results, kept))
 }
 
 /// The stored event of a conversation with this client id, if any.
@@ -286,6 +309,53 @@ fn insert(conn: &Connection, rows: &[NewRow<'_>], now: i64) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps the XMPP outbox rows (whether each was kept), then deletes the
+/// deliveries and rows the bridges are done with.
+fn write_outbox(conn: &Connection, outbox: &Outbox, now: i64) -> StoreResult<Vec<bool>> {
+    let mut kept = Vec::with_capacity(outbox.keeps.len());
+    if !outbox.keeps.is_empty() {
+        let mut keep = conn.prepare_cached(
+            "INSERT INTO xmpp_outbox (id, payload, created_at, node) \
+             SELECT ?1, ?2, ?3, ?4 WHERE ?5 IS NULL OR EXISTS (SELECT 1 FROM agent_deliveries \
+               WHERE conversation_id = ?5 AND seq = ?6 AND agent_extension = ?7) \
+             ON CONFLICT (id) DO NOTHING",
+        )?;
+        for row in &outbox.keeps {
+            let delivery = row.delivery.as_ref();
+            let changed = keep.execute(params![
+                row.id,
+                row.payload,
+                now,
+                row.node,
+                delivery.map(|d| d.conversation.to_string()),
+                delivery.map(|d| d.seq),
+                delivery.map(|d| d.agent_extension.as_str()),
+            ])?;
+            kept.push(changed == 1);
+        }
+    }
+    if !outbox.deliveries_done.is_empty() {
+        let mut delivery = conn.prepare_cached(
+            "DELETE FROM agent_deliveries \
+             WHERE conversation_id = ?1 AND seq = ?2 AND agent_extension = ?3",
+        )?;
+        for row in &outbox.deliveries_done {
+            delivery.execute(params![
+                row.conversation.to_string(),
+                row.seq,
+                row.agent_extension
+            ])?;
+        }
+    }
+    if !outbox.xmpp_done.is_empty() {
+        let mut done = conn.prepare_cached("DELETE FROM xmpp_outbox WHERE id = ?1")?;
+        for id in &outbox.xmpp_done {
+            done.execute([id])?;
+        }
+    }
+    Ok(kept)
 }
 
 /// A SQLite failure as the sqlx one it would have been, so the store's
