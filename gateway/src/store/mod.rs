@@ -129,6 +129,10 @@ pub struct Store {
     turns: turns::Turns,
 }
 
+/// How long a PostgreSQL connection sits idle in the pool before it is
+/// pinged on checkout.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Opens a pool whose callers wait at most `acquire_timeout` for a
     /// connection (then [`StoreError::is_unavailable`]). SQLite files (and
@@ -165,9 +169,20 @@ impl Store {
             .acquire_timeout(acquire_timeout)
             // A SQLite connection is a file handle that cannot drop; a ping
             // per query was a round trip to its worker thread each time.
-            // PostgreSQL's are tested, so one lost in a database restart is
-            // replaced rather than failing the request that took it.
-            .test_before_acquire(backend == Backend::Postgres)
+            // PostgreSQL's are tested when they sat idle, so one lost in a
+            // database restart is replaced rather than failing the request
+            // that took it; one in steady use was tested when it came back
+            // (sqlx pings every connection on release), and a ping per
+            // checkout as well was a third round trip per statement.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if backend == Backend::Postgres && meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
