@@ -27,43 +27,14 @@ impl Store {
             delivery: Some(delivery.clone()),
             xmpp_row: None,
         };
-        match &self.batcher {
-            Some(batcher) => batcher.forget(what, true).await,
-            None => self.delivery_done_now(delivery).await,
-        }
+        self.batcher().forget(what, true).await
     }
 
     /// What a bridge is done with, forgotten in the next group commit;
     /// returns once queued (a failure is logged, and at worst the message
     /// is sent again, under the same id).
     pub async fn forget_soon(&self, what: Forget) -> StoreResult<()> {
-        match &self.batcher {
-            Some(batcher) => batcher.forget(what, false).await,
-            None => {
-                if let Some(delivery) = &what.delivery {
-                    self.delivery_done_now(delivery).await?;
-                }
-                if let Some(row) = &what.xmpp_row {
-                    self.xmpp_outbox_done(row).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// [`delivery_done`](Self::delivery_done) in a transaction of its own
-    /// (the writers' own store has no batcher).
-    async fn delivery_done_now(&self, delivery: &DeliveryRow) -> StoreResult<()> {
-        sqlx::query(
-            "DELETE FROM agent_deliveries \
-             WHERE conversation_id = $1 AND seq = $2 AND agent_extension = $3",
-        )
-        .bind(delivery.conversation.to_string())
-        .bind(delivery.seq)
-        .bind(&delivery.agent_extension)
-        .execute(&mut *self.writer().await?)
-        .await?;
-        Ok(())
+        self.batcher().forget(what, false).await
     }
 
     /// Drops what is left for everyone but `keep` in a conversation (the

@@ -255,9 +255,7 @@ impl Store {
         id: ConversationId,
         event: NewEvent,
     ) -> StoreResult<Appended> {
-        let batcher = (self.batcher.as_ref())
-            .expect("only the writers' own store has no batcher, and they append directly");
-        batcher.append(id, event).await
+        self.batcher().append(id, event).await
     }
 }
 

@@ -221,6 +221,12 @@ impl Store {
         Ok(store)
     }
 
+    /// The group commit's queue (`batch`). Only the writers' own clone
+    /// has none, and they write directly.
+    fn batcher(&self) -> &batch::Batcher {
+        (self.batcher.as_ref()).expect("only the writers' own store has no batcher")
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

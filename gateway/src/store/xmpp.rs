@@ -66,9 +66,7 @@ impl Store {
     }
 
     async fn keep(&self, row: Keep) -> StoreResult<bool> {
-        let batcher = (self.batcher.as_ref())
-            .expect("only the writers' own store has no batcher, and they keep no outbox rows");
-        batcher.keep(row).await
+        self.batcher().keep(row).await
     }
 
     /// Claims row `id` for `node` if nobody alive has it; `true` if
