@@ -325,12 +325,13 @@ async fn admit(
         Refusal::Close(e, close_code::UNKNOWN_CONVERSATION)
     };
     let id = id.parse::<ConversationId>().map_err(|_| unknown())?;
-    let row = match state.engine.store().conversation(id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(unknown()),
-        Err(e) => return Err(Refusal::Http(EngineError::from(e).into())),
+    // The identity (cached) names the channel; nothing else is read.
+    let identity = match state.engine.identity(id).await {
+        Ok(identity) => identity,
+        Err(EngineError::UnknownConversation) => return Err(unknown()),
+        Err(e) => return Err(Refusal::Http(e.into())),
     };
-    let channel = state.engine.channels().get(&row.channel_key);
+    let channel = state.engine.channels().get(&identity.channel_key);
     match channel {
         Some(c) if origin.is_none_or(|o| c.allows_origin(o)) => {
             Ok((id, c.config.limits.max_message_chars))
@@ -445,7 +446,9 @@ async fn follow(
     // is missed: the next signal triggers a read from `last` anyway.
     let mut signals = state.engine.hub().subscribe(id);
     let mut last = since;
-    Box::pin(send_events_after(state, id, socket, &mut last)).await?;
+    if let Some(end) = Box::pin(send_events_after(state, id, socket, &mut last)).await? {
+        return Ok(end);
+    }
     // One timer for both the next ping and the silence limit (an
     // `Interval` beside a `Sleep` was a second timer and a boxed one, held
     // by every idle socket).
@@ -466,11 +469,15 @@ async fn follow(
                     last = seq;
                 }
                 Ok(Signal::Committed(seq) | Signal::Stored { seq, .. }) if seq > last => {
-                    Box::pin(send_events_after(state, id, socket, &mut last)).await?;
+                    if let Some(end) = Box::pin(send_events_after(state, id, socket, &mut last)).await? {
+                        return Ok(end);
+                    }
                 }
                 Ok(Signal::Committed(_) | Signal::Stored { .. }) => {}
                 Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
-                    Box::pin(send_events_after(state, id, socket, &mut last)).await?;
+                    if let Some(end) = Box::pin(send_events_after(state, id, socket, &mut last)).await? {
+                        return Ok(end);
+                    }
                 }
                 Ok(Signal::AgentTyping(composing)) => {
                     let state = if composing { "composing" } else { "paused" };
@@ -597,18 +604,28 @@ fn message_answer(client_id: &str, stored: Result<(i64, bool), ApiError>) -> Str
     }
 }
 
+/// Sends the events after `last`, moving it on. When the store cannot be
+/// read, the socket is closed with "try again later" (`Some`): the widget
+/// reconnects from its last seq, where a socket kept open would miss what
+/// it could not read until the next signal (and its token may have been
+/// checked from the cache without the database).
 async fn send_events_after(
     state: &ApiState,
     id: ConversationId,
     socket: &mut WebSocket,
     last: &mut i64,
-) -> Result<(), axum::Error> {
+) -> Result<Option<End>, axum::Error> {
     loop {
         let events = match state.engine.events_after(id, *last, PAGE).await {
             Ok(events) => events,
+            Err(EngineError::Store(e)) if e.is_unavailable() => {
+                warn!(conversation = %id, error = %e, "cannot read events: the widget will come back");
+                let end = End::Close(close_code::TRY_AGAIN_LATER, "database unavailable");
+                return Ok(Some(end));
+            }
             Err(e) => {
-                warn!(error = %e, "cannot read events");
-                return Ok(());
+                warn!(conversation = %id, error = %e, "cannot read events");
+                return Ok(None);
             }
         };
         let page_len = events.len() as i64;
@@ -618,7 +635,7 @@ async fn send_events_after(
             *last = event.seq;
         }
         if page_len < PAGE {
-            return Ok(());
+            return Ok(None);
         }
     }
 }

@@ -30,6 +30,7 @@ use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{
     now_ms, AgentActivity, ConversationRow, ConversationUpdate, LineKey, NewConversation, NewEvent,
+    StoredEvent,
 };
 
 /// How many of a conversation's latest messages an offer carries (the
@@ -87,16 +88,18 @@ impl Engine {
         new: &NewConversation,
         events: &[NewEvent],
         queue: &QueueExtension,
-    ) -> super::EngineResult<()> {
+    ) -> super::EngineResult<(Vec<StoredEvent>, u32)> {
         let timer = self.max_wait_timer(queue, new.id);
-        let position_event = |position| event(EventBody::QueuePosition { position });
-        (self.inner.store)
+        fn position_event(position: u32) -> NewEvent {
+            event(EventBody::QueuePosition { position })
+        }
+        let created = (self.inner.store)
             .create_queued_conversation(new, events, position_event, timer.as_ref())
             .await?;
         if timer.is_some() {
             self.inner.timers_changed.notify_waiters();
         }
-        Ok(())
+        Ok(created)
     }
 
     /// A chat `id` joined `queue`'s line, its position already told.

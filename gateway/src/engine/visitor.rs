@@ -67,12 +67,16 @@ impl Engine {
             client_key: visitor.client.as_ref().map(|c| c.as_str().to_owned()),
         };
         let events = [event(EventBody::State { state: target })];
-        match &queue {
-            Some(queue) => self.create_queued(&new, &events, queue).await?,
-            None => {
-                self.inner.store.create_conversation(&new, &events).await?;
+        let (stored, position) = match &queue {
+            Some(queue) => {
+                let (stored, position) = self.create_queued(&new, &events, queue).await?;
+                (stored, Some(position))
             }
-        }
+            None => (
+                self.inner.store.create_conversation(&new, &events).await?,
+                None,
+            ),
+        };
         if !open {
             info!(conversation = %id, "conversation refused outside opening hours");
             return Err(EngineError::Closed {
@@ -84,7 +88,21 @@ impl Engine {
         if let Some(queue) = queue {
             self.joined(&queue, id).await;
         }
-        Ok((self.view(id).await?, token))
+        // As committed, not read back: what dispatch changed since (an
+        // offer) reaches the visitor as the events after `last_seq`.
+        let view = ConversationView {
+            id,
+            channel: new.channel_key,
+            state: target,
+            visitor: VisitorView {
+                name: new.visitor_name,
+                email: new.visitor_email,
+            },
+            agent: None,
+            queue_position: position,
+            last_seq: stored.last().map_or(0, |e| e.seq),
+        };
+        Ok((view, token))
     }
 
     /// Checks the visitor's token of a conversation (and that it has not

@@ -1,7 +1,7 @@
 //! Rows of the `conversations` table.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use super::events::{insert_events, NewEvent, StoredEvent};
 use super::{
@@ -35,6 +35,7 @@ pub struct ConversationRow {
 }
 
 /// What a new conversation starts with.
+#[derive(Debug, Clone)]
 pub struct NewConversation {
     pub id: ConversationId,
     pub channel_key: String,
@@ -120,20 +121,6 @@ impl Store {
             .conversation(id)
             .await?
             .map(|row| self.identities.remember(&row)))
-    }
-
-    /// Inserts a conversation together with its first events, atomically.
-    pub async fn create_conversation(
-        &self,
-        new: &NewConversation,
-        events: &[NewEvent],
-    ) -> StoreResult<Vec<StoredEvent>> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        insert_row(&mut tx, new, now).await?;
-        let stored = insert_events(&mut tx, self, new.id, events, now).await?;
-        tx.commit().await?;
-        Ok(stored)
     }
 
     pub async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRow>> {
@@ -319,35 +306,6 @@ impl Store {
 
 /// Inserts the row of a new conversation inside `tx`, created (and, with
 /// a queue, queued) at `now`.
-pub(super) async fn insert_row(
-    tx: &mut Transaction<'_, Any>,
-    new: &NewConversation,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
-         visitor_email, page_url, language, queue_extension, queued_at, ended_at, last_seq, \
-         created_at, updated_at, client_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12, $13)",
-    )
-    .bind(new.id.to_string())
-    .bind(&new.channel_key)
-    .bind(&new.token_hash.0)
-    .bind(new.state.as_str())
-    .bind(&new.visitor_name)
-    .bind(&new.visitor_email)
-    .bind(new.page_url.as_deref())
-    .bind(&new.language)
-    .bind(new.queue_extension.as_deref())
-    .bind(new.queue_extension.as_ref().map(|_| now))
-    .bind(new.ended.then_some(now))
-    .bind(now)
-    .bind(new.client_key.as_deref())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Binds `values` in order.
 pub(super) fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,

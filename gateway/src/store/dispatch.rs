@@ -31,20 +31,11 @@ pub struct AgentActivity {
     pub chats_taken: i64,
 }
 
-/// The statement that sets `timer` unless one of its kind runs for its
-/// subject (alone, or inside a transaction).
-pub(super) fn timer_once(
-    timer: &TimerRow,
-) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
-    sqlx::query(
-        "INSERT INTO timers (kind, subject, due_at, arg) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (kind, subject) DO NOTHING",
-    )
-    .bind(timer.kind.clone())
-    .bind(timer.subject.clone())
-    .bind(timer.due_at)
-    .bind(timer.arg.clone())
-}
+/// Sets a timer (`$1` kind, `$2` subject, `$3` due, `$4` arg) unless one
+/// of its kind runs for its subject.
+pub(super) const INSERT_TIMER_ONCE: &str =
+    "INSERT INTO timers (kind, subject, due_at, arg) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (kind, subject) DO NOTHING";
 
 fn agents_json(agents: &[String]) -> String {
     serde_json::to_string(agents).unwrap_or_else(|_| "[]".to_owned())
@@ -513,7 +504,11 @@ impl Store {
 
     /// Sets a timer unless one of that kind runs for the subject.
     pub async fn set_timer_once(&self, timer: &TimerRow) -> StoreResult<()> {
-        timer_once(timer)
+        sqlx::query(INSERT_TIMER_ONCE)
+            .bind(timer.kind.clone())
+            .bind(timer.subject.clone())
+            .bind(timer.due_at)
+            .bind(timer.arg.clone())
             .execute(&mut *self.writer().await?)
             .await?;
         Ok(())

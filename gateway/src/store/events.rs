@@ -87,7 +87,7 @@ pub(super) async fn insert_events(
 }
 
 /// Inserts one event row under `seq` (already taken from the counter).
-async fn insert_event_row(
+pub(super) async fn insert_event_row(
     tx: &mut Transaction<'_, Any>,
     id: ConversationId,
     seq: i64,

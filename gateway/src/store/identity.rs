@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 
-use super::ConversationRow;
+use super::{ConversationRow, NewConversation};
 use crate::domain::{ConversationId, TokenHash};
 
 /// How long a cached identity is trusted without a read.
@@ -72,6 +72,20 @@ impl Identities {
 
     pub(super) fn forget(&self, id: ConversationId) {
         self.cache.remove(&id);
+    }
+
+    /// Remembers a conversation just created (at `created_at`), so that
+    /// its first requests read nothing.
+    pub(super) fn remember_new(&self, new: &NewConversation, created_at: i64) {
+        let identity = ConversationIdentity {
+            id: new.id,
+            channel_key: new.channel_key.clone(),
+            token_hash: new.token_hash.clone(),
+            visitor_name: new.visitor_name.clone(),
+            created_at,
+        };
+        self.cache
+            .insert(new.id, (Arc::new(identity), Instant::now()));
     }
 
     /// Remembers what `row` says of its conversation.

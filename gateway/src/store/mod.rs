@@ -12,6 +12,7 @@
 mod admin;
 mod batch;
 mod conversations;
+mod creation;
 mod deliveries;
 mod directory;
 mod dispatch;

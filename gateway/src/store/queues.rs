@@ -14,10 +14,9 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::conversations::{from_row, insert_row, COLUMNS};
+use super::conversations::{from_row, COLUMNS};
 use super::events::{insert_events, NewEvent, StoredEvent};
-use super::TimerRow;
-use super::{conversation_id, now_ms, ConversationRow, NewConversation, Store, StoreResult};
+use super::{conversation_id, now_ms, ConversationRow, Store, StoreResult};
 use crate::domain::{ConversationId, ConversationState};
 
 /// The waiting states, as the index's predicate spells them.
@@ -61,43 +60,6 @@ pub struct Head {
 }
 
 impl Store {
-    /// Inserts a conversation that joins its queue at once, with its first
-    /// events, its position in the line (the position of the last one
-    /// ahead of it, plus one) recorded and told by `position_event`, and
-    /// `timer` (its max wait), all in one transaction. That position is as
-    /// right as the one it follows: between two passes of the position
-    /// task, one ahead may have left, and on PostgreSQL a chat started at
-    /// the same instant may not be seen yet; the caller marks the queue for
-    /// the task, which corrects both.
-    pub async fn create_queued_conversation(
-        &self,
-        new: &NewConversation,
-        events: &[NewEvent],
-        position_event: impl FnOnce(u32) -> NewEvent,
-        timer: Option<&TimerRow>,
-    ) -> StoreResult<(Vec<StoredEvent>, u32)> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        insert_row(&mut tx, new, now).await?;
-        let ahead = last_position_ahead(&mut tx, new, now).await?;
-        let position = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
-        sqlx::query("INSERT INTO waiting_state (conversation_id, position) VALUES ($1, $2)")
-            .bind(new.id.to_string())
-            .bind(i64::from(position))
-            .execute(&mut **tx)
-            .await?;
-        if let Some(timer) = timer {
-            super::dispatch::timer_once(timer)
-                .execute(&mut **tx)
-                .await?;
-        }
-        let mut all = events.to_vec();
-        all.push(position_event(position));
-        let stored = insert_events(&mut tx, self, new.id, &all, now).await?;
-        tx.commit().await?;
-        Ok((stored, position))
-    }
-
     /// The first conversation of `queue`'s line still queued (not
     /// ringing), if any: only the ringing ones before it are read.
     pub async fn line_head(&self, queue: &str) -> StoreResult<Option<Head>> {
@@ -248,44 +210,5 @@ impl Store {
                 Ok((r.try_get("agent_extension")?, u32::try_from(n).unwrap_or(0)))
             })
             .collect()
-    }
-}
-
-/// How many wait ahead of `new` in its line, read from the position of
-/// the last one ahead (one step down the line's index, whatever its
-/// length); counted when that one has no position yet (it joined through
-/// a menu, a transfer or an overflow, and the position task has not
-/// ranked it).
-async fn last_position_ahead(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    new: &NewConversation,
-    now: i64,
-) -> StoreResult<i64> {
-    let last: Option<Option<i64>> = sqlx::query_scalar(&format!(
-        "SELECT w.position FROM conversations c \
-         LEFT JOIN waiting_state w ON w.conversation_id = c.id \
-         WHERE c.queue_extension = $1 AND c.{WAITING} \
-         AND (c.queued_at, c.created_at, c.id) < ($2, $3, $4) \
-         ORDER BY c.queued_at DESC, c.created_at DESC, c.id DESC LIMIT 1"
-    ))
-    .bind(new.queue_extension.as_deref())
-    .bind(now)
-    .bind(now)
-    .bind(new.id.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    match last {
-        None => Ok(0),
-        Some(Some(position)) if position > 0 => Ok(position),
-        Some(_) => Ok(sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM conversations WHERE queue_extension = $1 AND {WAITING} \
-             AND (queued_at, created_at, id) < ($2, $3, $4)"
-        ))
-        .bind(new.queue_extension.as_deref())
-        .bind(now)
-        .bind(now)
-        .bind(new.id.to_string())
-        .fetch_one(&mut **tx)
-        .await?),
     }
 }

@@ -37,6 +37,12 @@
 //! conflict with messages; a failed batch retries them together in a
 //! transaction of their own.
 //!
+//! Conversations are created in the same commits (`creation.rs`): a start
+//! used to be a transaction of its own, ten statements and an fsync
+//! under the one write turn. Creates go first in a batch, in id order (so
+//! chats created at the same instant take consecutive places in their
+//! line); a failed batch retries each alone.
+//!
 //! The writers share this file's planning ([`plan`], [`outcome`]) and
 //! differ only in how they run the statements.
 
@@ -47,6 +53,7 @@ use std::collections::HashMap;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::creation::{Create, Created};
 use super::{
     Backend, ConversationRow, DeliveryRow, NewEvent, Store, StoreError, StoreResult, StoredEvent,
 };
@@ -95,6 +102,10 @@ pub struct Keep {
 }
 
 enum Request {
+    Create {
+        create: Box<Create>,
+        reply: oneshot::Sender<StoreResult<Created>>,
+    },
     Append {
         id: ConversationId,
         event: NewEvent,
@@ -146,6 +157,18 @@ impl Batcher {
         answer.await.map_err(|_| gone())?
     }
 
+    /// Creates a conversation in the next group commit, once that
+    /// committed: its events, and its position when queued.
+    pub(super) async fn create(&self, create: Create) -> StoreResult<Created> {
+        let (reply, answer) = oneshot::channel();
+        let create = Box::new(create);
+        self.queue
+            .send(Request::Create { create, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
     /// Keeps `row` in the next group commit, once that committed: whether
     /// it was kept.
     pub(super) async fn keep(&self, row: Keep) -> StoreResult<bool> {
@@ -192,15 +215,46 @@ fn shared_error(e: &StoreError) -> StoreError {
     StoreError::Database(database)
 }
 
-/// A batch as the writers run it: the messages to store and whom each
-/// answers, and the bridges' outbox rows to keep and forget.
+/// A batch as the writers run it: the conversations to create, the
+/// messages to store and whom each answers, and the bridges' outbox rows
+/// to keep and forget.
 struct Sorted {
+    creates: Creates,
     messages: Vec<(ConversationId, NewEvent)>,
     replies: Vec<Reply>,
     outbox: Outbox,
 }
 
 type Reply = oneshot::Sender<StoreResult<Appended>>;
+
+/// What a batch stored together: the creates' and the messages' answers,
+/// and whether each keep was kept.
+struct Together {
+    created: Vec<Created>,
+    appended: Vec<Appended>,
+    kept: Vec<bool>,
+}
+
+/// The creates of a batch, in id order, and who waits for each.
+#[derive(Default)]
+struct Creates {
+    creates: Vec<Create>,
+    replies: Vec<oneshot::Sender<StoreResult<Created>>>,
+}
+
+impl Creates {
+    fn answer(self, created: Vec<Created>) {
+        for (reply, created) in self.replies.into_iter().zip(created) {
+            let _ = reply.send(Ok(created));
+        }
+    }
+
+    fn fail(self, e: &StoreError) {
+        for reply in self.replies {
+            let _ = reply.send(Err(shared_error(e)));
+        }
+    }
+}
 
 /// The outbox rows of a batch (kept first, then forgotten: a receipt for
 /// a replayed message in the same batch leaves nothing behind), and who
@@ -249,17 +303,21 @@ impl Outbox {
 /// Fails every request of a batch with `e` (no connection to run it on).
 fn fail_all(batch: Vec<Request>, e: &StoreError) {
     let sorted = split(batch);
+    sorted.creates.fail(e);
     for reply in sorted.replies {
         let _ = reply.send(Err(shared_error(e)));
     }
     sorted.outbox.answer(&Err(shared_error(e)));
 }
 
-/// Sorts a batch into messages and outbox rows; what is forgotten once
+/// Sorts a batch into creates (in id order), messages and outbox rows;
+/// what is forgotten once
 /// per key, in key order (so concurrent PostgreSQL writers take the rows'
 /// locks in the same order).
 fn split(batch: Vec<Request>) -> Sorted {
+    let mut creates = Vec::new();
     let mut sorted = Sorted {
+        creates: Creates::default(),
         messages: Vec::with_capacity(batch.len()),
         replies: Vec::with_capacity(batch.len()),
         outbox: Outbox::default(),
@@ -267,6 +325,7 @@ fn split(batch: Vec<Request>) -> Sorted {
     for request in batch {
         let outbox = &mut sorted.outbox;
         match request {
+            Request::Create { create, reply } => creates.push((*create, reply)),
             Request::Append { id, event, reply } => {
                 sorted.messages.push((id, event));
                 sorted.replies.push(reply);
@@ -281,6 +340,11 @@ fn split(batch: Vec<Request>) -> Sorted {
                 outbox.forgotten.extend(reply);
             }
         }
+    }
+    creates.sort_by_key(|(create, _)| create.new.id.as_uuid());
+    for (create, reply) in creates {
+        sorted.creates.creates.push(create);
+        sorted.creates.replies.push(reply);
     }
     let outbox = &mut sorted.outbox;
     outbox.deliveries_done.sort_by(|a, b| {

@@ -14,10 +14,11 @@ use tokio::sync::{mpsc, Mutex};
 
 use super::{
     client_id_of, fail_all, outcome, plan, shared_error, split, waiting, Appended, Keep, NewRow,
-    Outbox, Request, Sorted, MAX_BATCH,
+    Outbox, Request, Sorted, Together, MAX_BATCH,
 };
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::conversations::{self, COLUMNS};
+use crate::store::creation::{self, Create, Created};
 use crate::store::dispatch;
 use crate::store::events::is_unique_violation;
 use crate::store::{now_ms, ConversationRow, NewEvent, Store, StoreResult, StoredEvent};
@@ -70,19 +71,22 @@ async fn write_batch(
     batch: Vec<Request>,
 ) -> Option<AnyConnection> {
     let Sorted {
+        creates,
         messages,
         replies,
         outbox,
     } = split(batch);
-    match store_together(store, &mut conn, &messages, &outbox).await {
-        Ok((results, kept)) => {
-            for (reply, result) in replies.into_iter().zip(results) {
+    match store_together(store, &mut conn, &creates.creates, &messages, &outbox).await {
+        Ok(together) => {
+            creates.answer(together.created);
+            for (reply, result) in replies.into_iter().zip(together.appended) {
                 let _ = reply.send(Ok(result));
             }
-            outbox.answer(&Ok(kept));
+            outbox.answer(&Ok(together.kept));
             return Some(conn);
         }
         Err(e) if e.is_unavailable() => {
+            creates.fail(&e);
             for reply in replies {
                 let _ = reply.send(Err(shared_error(&e)));
             }
@@ -92,21 +96,33 @@ async fn write_batch(
         // Whatever failed, each request now learns its own fate, on a
         // pooled connection.
         Err(e) => {
-            tracing::debug!(error = %e, size = messages.len(), "a batch failed: storing its messages one by one")
+            tracing::debug!(error = %e, size = messages.len() + creates.creates.len(), "a batch failed: storing its requests one by one")
         }
     }
     drop(conn);
+    for (create, reply) in creates.creates.iter().zip(creates.replies) {
+        let _ = reply.send(create_alone(store, create).await);
+    }
     for ((id, event), reply) in messages.iter().zip(replies) {
         let _ = reply.send(store_alone(store, *id, event).await);
     }
     if !outbox.is_empty() {
         let alone = match store.pool.acquire().await {
-            Ok(mut conn) => store_together(store, &mut conn, &[], &outbox).await,
+            Ok(mut conn) => store_together(store, &mut conn, &[], &[], &outbox).await,
             Err(e) => Err(e.into()),
         };
-        outbox.answer(&alone.map(|(_, kept)| kept));
+        outbox.answer(&alone.map(|together| together.kept));
     }
     None
+}
+
+/// One create in a transaction of its own.
+async fn create_alone(store: &Store, create: &Create) -> StoreResult<Created> {
+    let mut conn = store.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let created = creation::create_in(&mut tx, create, now_ms()).await?;
+    tx.commit().await?;
+    Ok(created)
 }
 
 /// One request in a transaction of its own; a concurrent copy committed
@@ -114,8 +130,8 @@ async fn write_batch(
 async fn store_alone(store: &Store, id: ConversationId, event: &NewEvent) -> StoreResult<Appended> {
     let mut conn = store.pool.acquire().await?;
     let alone = [(id, event.clone())];
-    match store_together(store, &mut conn, &alone, &Outbox::default()).await {
-        Ok((mut results, _)) => Ok(results.remove(0)),
+    match store_together(store, &mut conn, &[], &alone, &Outbox::default()).await {
+        Ok(mut together) => Ok(together.appended.remove(0)),
         Err(e) if is_unique_violation(&e) => {
             let client_id = event.client_id.as_deref().unwrap_or_default();
             Ok(Appended::Existing(store.first_stored(id, client_id).await?))
@@ -124,26 +140,35 @@ async fn store_alone(store: &Store, id: ConversationId, event: &NewEvent) -> Sto
     }
 }
 
-/// Stores every request and writes the outbox rows in one transaction,
-/// or does none of it: the answers, and whether each keep was kept.
+/// Creates the conversations, stores every request and writes the outbox
+/// rows in one transaction, or does none of it.
 async fn store_together(
     store: &Store,
     conn: &mut AnyConnection,
+    creates: &[Create],
     requests: &[(ConversationId, NewEvent)],
     outbox: &Outbox,
-) -> StoreResult<(Vec<Appended>, Vec<bool>)> {
+) -> StoreResult<Together> {
     let mut tx = conn.begin().await?;
     let now = now_ms();
+    let mut created = Vec::with_capacity(creates.len());
+    for create in creates {
+        created.push(creation::create_in(&mut tx, create, now).await?);
+    }
     if requests.is_empty() {
         let kept = write_outbox(&mut tx, outbox, now).await?;
         tx.commit().await?;
-        return Ok((Vec::new(), kept));
+        return Ok(Together {
+            created,
+            appended: Vec::new(),
+            kept,
+        });
     }
     let stored_before = select_copies(&mut tx, requests).await?;
     let planned = plan(requests, &stored_before);
     let moved = take_seqs(&mut tx, &planned.new_per_conversation, now).await?;
     let ringing = ringing_for(&mut tx, &moved).await?;
-    let (results, rows) = outcome(requests, &planned, &moved, &ringing, now);
+    let (appended, rows) = outcome(requests, &planned, &moved, &ringing, now);
     insert_events(&mut tx, &rows, now).await?;
     insert_deliveries(&mut tx, &rows, now).await?;
     let committed: Vec<(ConversationId, i64)> =
@@ -151,7 +176,11 @@ async fn store_together(
     crate::store::signals::notify_all_committed(&mut tx, store, &committed).await?;
     let kept = write_outbox(&mut tx, outbox, now).await?;
     tx.commit().await?;
-    Ok((results, kept))
+    Ok(Together {
+        created,
+        appended,
+        kept,
+    })
 }
 
 /// `$first, $first+1, …` for `count` values, as `($a, $b), ($c, $d)`

@@ -21,9 +21,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::mpsc;
 
 use super::super::conversations::COLUMNS;
+use super::super::creation::{self, Create, Created};
 use super::{
     client_id_of, fail_all, outcome, plan, shared_error, split, waiting, Appended, NewRow, Outbox,
-    Request, Sorted, MAX_BATCH,
+    Request, Sorted, Together, MAX_BATCH,
 };
 use crate::domain::{ConversationId, ConversationState, TokenHash};
 use crate::store::turns::Turns;
@@ -99,33 +100,40 @@ fn write_batches(
 /// Stores a batch; false if anything failed.
 fn write_batch(conn: &mut Connection, batch: Vec<Request>) -> bool {
     let Sorted {
+        creates,
         messages,
         replies,
         outbox,
     } = split(batch);
-    let e = match store_together(conn, &messages, &outbox) {
-        Ok((results, kept)) => {
-            for (reply, result) in replies.into_iter().zip(results) {
+    let e = match store_together(conn, &creates.creates, &messages, &outbox) {
+        Ok(together) => {
+            creates.answer(together.created);
+            for (reply, result) in replies.into_iter().zip(together.appended) {
                 let _ = reply.send(Ok(result));
             }
-            outbox.answer(&Ok(kept));
+            outbox.answer(&Ok(together.kept));
             return true;
         }
         Err(e) => e,
     };
     if e.is_unavailable() {
+        creates.fail(&e);
         for reply in replies {
             let _ = reply.send(Err(shared_error(&e)));
         }
         outbox.answer(&Err(e));
         return false;
     }
-    tracing::debug!(error = %e, size = messages.len(), "a batch failed: storing its messages one by one");
+    tracing::debug!(error = %e, size = messages.len() + creates.creates.len(), "a batch failed: storing its requests one by one");
+    for (create, reply) in creates.creates.iter().zip(creates.replies) {
+        let alone = store_together(conn, std::slice::from_ref(create), &[], &Outbox::default());
+        let _ = reply.send(alone.map(|mut together| together.created.remove(0)));
+    }
     for ((id, event), reply) in messages.iter().zip(replies) {
         let _ = reply.send(store_alone(conn, *id, event));
     }
     if !outbox.is_empty() {
-        let alone = store_together(conn, &[], &outbox).map(|(_, kept)| kept);
+        let alone = store_together(conn, &[], &[], &outbox).map(|together| together.kept);
         outbox.answer(&alone);
     }
     false
@@ -138,12 +146,9 @@ fn store_alone(
     id: ConversationId,
     event: &NewEvent,
 ) -> StoreResult<Appended> {
-    match store_together(
-        conn,
-        std::slice::from_ref(&(id, event.clone())),
-        &Outbox::default(),
-    ) {
-        Ok((mut results, _)) => Ok(results.remove(0)),
+    let alone = [(id, event.clone())];
+    match store_together(conn, &[], &alone, &Outbox::default()) {
+        Ok(mut together) => Ok(together.appended.remove(0)),
         Err(e) if super::super::is_unique_violation(&e) => {
             let copy = copy_of(conn, id, client_id_of(event))?;
             copy.map(Appended::Existing).ok_or_else(|| {
@@ -154,17 +159,21 @@ fn store_alone(
     }
 }
 
-/// Stores every request and writes the outbox rows in one transaction,
-/// or does none of it: the answers, and whether each keep was kept.
+/// Creates the conversations, stores every request and writes the outbox
+/// rows in one transaction, or does none of it.
 fn store_together(
     conn: &mut Connection,
+    creates: &[Create],
     requests: &[(ConversationId, NewEvent)],
     outbox: &Outbox,
-) -> StoreResult<(Vec<Appended>, Vec<bool>)> {
+) -> StoreResult<Together> {
     // Take the write lock first: a transaction that reads and then writes
     // could otherwise find its snapshot stale and fail at once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_ms();
+    let created = (creates.iter())
+        .map(|create| create_one(&tx, create, now))
+        .collect::<StoreResult<Vec<_>>>()?;
     let mut stored_before = HashMap::new();
     for (id, event) in requests {
         let client_id = client_id_of(event);
@@ -192,11 +201,83 @@ fn store_together(
             );
         }
     }
-    let (results, rows) = outcome(requests, &planned, &moved, &ringing, now);
+    let (appended, rows) = outcome(requests, &planned, &moved, &ringing, now);
     insert(&tx, &rows, now)?;
     let kept = write_outbox(&tx, outbox, now)?;
     tx.commit()?;
-    Ok((results, kept))
+    Ok(Together {
+        created,
+        appended,
+        kept,
+    })
+}
+
+/// Creates one conversation (`creation.rs`): its row, its place in its
+/// line when queued, its events under seqs 1..n.
+fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Created> {
+    let new = &create.new;
+    let id = new.id.to_string();
+    conn.prepare_cached(creation::INSERT_ROW)?.execute(params![
+        id,
+        new.channel_key,
+        new.token_hash.0,
+        new.state.as_str(),
+        new.visitor_name,
+        new.visitor_email,
+        new.page_url,
+        new.language,
+        new.queue_extension,
+        new.queue_extension.as_ref().map(|_| now),
+        new.ended.then_some(now),
+        creation::event_count(create),
+        now,
+        new.client_key,
+    ])?;
+    let mut position = None;
+    if let Some(queued) = &create.queued {
+        let line = params![new.queue_extension, now, now, id];
+        let last: Option<Option<i64>> = (conn.prepare_cached(&creation::last_position_ahead())?)
+            .query_row(line, |row| row.get(0))
+            .optional()?;
+        let ahead = match creation::ahead_from(last) {
+            Some(ahead) => ahead,
+            None => (conn.prepare_cached(&creation::count_ahead())?)
+                .query_row(line, |row| row.get(0))?,
+        };
+        let told = creation::position_after(ahead);
+        (conn.prepare_cached(creation::INSERT_WAITING)?).execute(params![id, told])?;
+        if let Some(timer) = &queued.timer {
+            (conn.prepare_cached(crate::store::dispatch::INSERT_TIMER_ONCE)?).execute(params![
+                timer.kind,
+                timer.subject,
+                timer.due_at,
+                timer.arg
+            ])?;
+        }
+        position = Some(told);
+    }
+    let events = creation::all_events(create, position);
+    let rows: Vec<NewRow<'_>> = (1..)
+        .zip(&events)
+        .map(|(seq, event)| NewRow {
+            id: new.id,
+            seq,
+            event,
+            deliver_to: event.deliver_to.clone(),
+        })
+        .collect();
+    insert(conn, &rows, now)?;
+    let stored = (rows.iter())
+        .map(|row| StoredEvent {
+            conversation_id: new.id,
+            seq: row.seq,
+            kind: row.event.kind.to_owned(),
+            payload: row.event.payload.clone(),
+            client_id: row.event.client_id.clone(),
+            created_at: now,
+        })
+        .collect();
+    Ok((stored, position))
 }
 
 /// The stored event of a conversation with this client id, if any.
