@@ -29,8 +29,8 @@ use tracing::{info, warn};
 use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{
-    now_ms, AgentActivity, ConversationRow, ConversationUpdate, LineKey, NewConversation, NewEvent,
-    StoredEvent,
+    now_ms, AgentActivity, ConversationRow, ConversationUpdate, Head, Joined, LineKey,
+    NewConversation, NewEvent, StoredEvent,
 };
 
 /// How many of a conversation's latest messages an offer carries (the
@@ -88,7 +88,7 @@ impl Engine {
         new: &NewConversation,
         events: &[NewEvent],
         queue: &QueueExtension,
-    ) -> super::EngineResult<(Vec<StoredEvent>, u32)> {
+    ) -> super::EngineResult<(Vec<StoredEvent>, Joined)> {
         let timer = self.max_wait_timer(queue, new.id);
         fn position_event(position: u32) -> NewEvent {
             event(EventBody::QueuePosition { position })
@@ -102,7 +102,8 @@ impl Engine {
         Ok(created)
     }
 
-    /// A chat `id` joined `queue`'s line, its position already told.
+    /// A chat `id` joined `queue`'s line, its position already told, and
+    /// found `head` at the head of the line (read as it joined).
     /// Dispatching it would offer nothing new while a chat ahead of it
     /// still waits unoffered and is not directed to one agent: the last
     /// dispatch found no agent for that head, and everything that can free
@@ -110,7 +111,12 @@ impl Engine {
     /// or rung out, a chat ended or handed on, wrap-up over, a directory
     /// change); a dispatch under way when this chat came reads the line
     /// again after its last offer. Otherwise it dispatches as any change.
-    pub(super) async fn joined(&self, queue: &QueueExtension, id: ConversationId) {
+    pub(super) async fn joined(
+        &self,
+        queue: &QueueExtension,
+        id: ConversationId,
+        head: Option<Head>,
+    ) {
         // Its position followed the last one's. On SQLite, whose one
         // writer inserted this chat before reading that one, it is exact
         // unless one ahead left since the last ranking, and a leave marks
@@ -122,10 +128,8 @@ impl Engine {
         if self.inner.store.backend() == crate::store::Backend::Postgres {
             self.positions_moved(queue);
         }
-        match self.inner.store.line_head(queue.as_str()).await {
-            Ok(Some(head)) if head.id != id && !head.directed => return,
-            Ok(_) => {}
-            Err(e) => warn!(queue = %queue, error = %e, "cannot read the head of a queue"),
+        if matches!(head, Some(head) if head.id != id && !head.directed) {
+            return;
         }
         self.dispatch(queue).await;
     }

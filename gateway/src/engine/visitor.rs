@@ -67,16 +67,17 @@ impl Engine {
             client_key: visitor.client.as_ref().map(|c| c.as_str().to_owned()),
         };
         let events = [event(EventBody::State { state: target })];
-        let (stored, position) = match &queue {
+        let (stored, joined) = match &queue {
             Some(queue) => {
-                let (stored, position) = self.create_queued(&new, &events, queue).await?;
-                (stored, Some(position))
+                let (stored, joined) = self.create_queued(&new, &events, queue).await?;
+                (stored, Some(joined))
             }
             None => (
                 self.inner.store.create_conversation(&new, &events).await?,
                 None,
             ),
         };
+        let position = joined.as_ref().map(|j| j.position);
         if !open {
             info!(conversation = %id, "conversation refused outside opening hours");
             return Err(EngineError::Closed {
@@ -85,8 +86,8 @@ impl Engine {
         }
         metrics::counter!("frontdesk_conversations_started_total").increment(1);
         info!(conversation = %id, state = %target, "conversation started");
-        if let Some(queue) = queue {
-            self.joined(&queue, id).await;
+        if let (Some(queue), Some(joined)) = (queue, joined) {
+            self.joined(&queue, id, joined.head).await;
         }
         // As committed, not read back: what dispatch changed since (an
         // offer) reaches the visitor as the events after `last_seq`.

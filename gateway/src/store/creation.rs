@@ -11,6 +11,11 @@
 //! calls (`batch/sqlite.rs`), on PostgreSQL the writer tasks do
 //! ([`create_in`]).
 //!
+//! A queued create also reads the head of its line (the first chat no
+//! agent has been offered), which tells the engine whether dispatching
+//! can offer anything new: a read the start used to make on its own, one
+//! more hand-off to the pool's connections.
+//!
 //! The statements are the same text for both drivers: `$N` placeholders
 //! are numbered in the order of their first use, so rusqlite, which names
 //! `$N` parameters in that order, binds them by position as sqlx does.
@@ -23,7 +28,10 @@ use sqlx::{Any, Transaction};
 use super::dispatch::INSERT_TIMER_ONCE;
 use super::events::{insert_event_row, StoredEvent};
 use super::queues::WAITING;
-use super::{now_ms, NewConversation, NewEvent, Store, StoreResult, TimerRow};
+use super::{
+    conversation_id, now_ms, Head, NewConversation, NewEvent, Store, StoreResult, TimerRow,
+};
+use crate::domain::ConversationState;
 
 /// One conversation to create.
 pub(super) struct Create {
@@ -41,8 +49,18 @@ pub(super) struct Queued {
     pub timer: Option<TimerRow>,
 }
 
-/// What a create stored: its events, and its position when queued.
-pub(super) type Created = (Vec<StoredEvent>, Option<u32>);
+/// What a create stored: its events, and where it joined when queued.
+pub(super) type Created = (Vec<StoredEvent>, Option<Joined>);
+
+/// Where a chat created queued joined its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The position it was told.
+    pub position: u32,
+    /// The line's head once it joined (itself, when nobody waits
+    /// unoffered before it).
+    pub head: Option<Head>,
+}
 
 /// `$12`: `last_seq` (its events' count); `$13`: created and updated.
 pub(super) const INSERT_ROW: &str =
@@ -86,6 +104,25 @@ pub(super) fn ahead_from(last: Option<Option<i64>>) -> Option<i64> {
         Some(Some(position)) if position > 0 => Some(position),
         Some(_) => None,
     }
+}
+
+/// The first chat of the line (`$1` the queue, `$2` the queued state)
+/// no agent has been offered, and the agent a transfer directs it to.
+pub(super) fn line_head() -> String {
+    format!(
+        "SELECT c.id, w.directed_agent FROM conversations c \
+         LEFT JOIN waiting_state w ON w.conversation_id = c.id \
+         WHERE c.queue_extension = $1 AND c.{WAITING} AND c.state = $2 \
+         ORDER BY c.queued_at, c.created_at, c.id LIMIT 1"
+    )
+}
+
+/// The head as [`line_head`] found it.
+pub(super) fn head_from(id: &str, directed: Option<&str>) -> StoreResult<Head> {
+    Ok(Head {
+        id: conversation_id(id)?,
+        directed: directed.is_some(),
+    })
 }
 
 /// The position of one with `ahead` waiting before it.
@@ -132,7 +169,7 @@ pub(super) async fn create_in(
         .bind(new.client_key.clone())
         .execute(&mut **tx)
         .await?;
-    let mut position = None;
+    let mut joined = None;
     if let Some(queued) = &create.queued {
         let last: Option<Option<i64>> = sqlx::query_scalar(&last_position_ahead())
             .bind(new.queue_extension.clone())
@@ -168,13 +205,25 @@ pub(super) async fn create_in(
                 .execute(&mut **tx)
                 .await?;
         }
-        position = Some(told);
+        let head: Option<(String, Option<String>)> = sqlx::query_as(&line_head())
+            .bind(new.queue_extension.clone())
+            .bind(ConversationState::Queued.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let head = head
+            .map(|(id, directed)| head_from(&id, directed.as_deref()))
+            .transpose()?;
+        joined = Some(Joined {
+            position: told,
+            head,
+        });
     }
     let mut stored = Vec::new();
+    let position = joined.as_ref().map(|j| j.position);
     for (seq, event) in (1..).zip(all_events(create, position)) {
         stored.push(insert_event_row(tx, new.id, seq, &event, now).await?);
     }
-    Ok((stored, position))
+    Ok((stored, joined))
 }
 
 impl Store {
@@ -196,20 +245,24 @@ impl Store {
     /// right as the one it follows: between two passes of the position
     /// task, one ahead may have left, and on PostgreSQL a chat started at
     /// the same instant may not be seen yet; the caller marks the queue for
-    /// the task, which corrects both.
+    /// the task, which corrects both. Also returns the line's head as
+    /// the same transaction saw it.
     pub async fn create_queued_conversation(
         &self,
         new: &NewConversation,
         events: &[NewEvent],
         position_event: fn(u32) -> NewEvent,
         timer: Option<&TimerRow>,
-    ) -> StoreResult<(Vec<StoredEvent>, u32)> {
+    ) -> StoreResult<(Vec<StoredEvent>, Joined)> {
         let queued = Queued {
             position_event,
             timer: timer.cloned(),
         };
-        let (stored, position) = self.create(new, events, Some(queued)).await?;
-        Ok((stored, position.unwrap_or(1)))
+        let (stored, joined) = self.create(new, events, Some(queued)).await?;
+        let joined = joined.ok_or_else(|| {
+            super::StoreError::Corrupt("a queued create that joined no line".into())
+        })?;
+        Ok((stored, joined))
     }
 
     /// Creates in the next group commit, then remembers the identity of

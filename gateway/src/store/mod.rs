@@ -36,6 +36,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use admin::{AdminUserRow, ApiTokenRow};
 pub use batch::{Appended, Forget};
 pub use conversations::{ConversationRow, ConversationUpdate, NewConversation};
+pub use creation::Joined;
 pub use deliveries::DeliveryRow;
 pub use directory::{
     AuditEntry, AuditRow, DirectoryChange, DirectoryRows, ItemKind, ItemRow, ItemSource,

@@ -60,30 +60,6 @@ pub struct Head {
 }
 
 impl Store {
-    /// The first conversation of `queue`'s line still queued (not
-    /// ringing), if any: only the ringing ones before it are read.
-    pub async fn line_head(&self, queue: &str) -> StoreResult<Option<Head>> {
-        let row = sqlx::query(&format!(
-            "SELECT c.id, w.directed_agent FROM conversations c \
-             LEFT JOIN waiting_state w ON w.conversation_id = c.id \
-             WHERE c.queue_extension = $1 AND c.{WAITING} AND c.state = $2 \
-             ORDER BY c.queued_at, c.created_at, c.id LIMIT 1"
-        ))
-        .bind(queue.to_owned())
-        .bind(ConversationState::Queued.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            let id: String = r.try_get("id")?;
-            let directed: Option<String> = r.try_get("directed_agent")?;
-            Ok(Head {
-                id: conversation_id(&id)?,
-                directed: directed.is_some(),
-            })
-        })
-        .transpose()
-    }
-
     /// Up to `limit` conversations of `queue`'s line after `after` (from
     /// its head without), in order.
     pub async fn line_page(

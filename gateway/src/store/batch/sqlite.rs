@@ -233,7 +233,7 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
         now,
         new.client_key,
     ])?;
-    let mut position = None;
+    let mut joined = None;
     if let Some(queued) = &create.queued {
         let line = params![new.queue_extension, now, now, id];
         let last: Option<Option<i64>> = (conn.prepare_cached(&creation::last_position_ahead())?)
@@ -254,8 +254,22 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
                 timer.arg
             ])?;
         }
-        position = Some(told);
+        let head: Option<(String, Option<String>)> = (conn
+            .prepare_cached(&creation::line_head())?)
+        .query_row(
+            params![new.queue_extension, ConversationState::Queued.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+        let head = head
+            .map(|(id, directed)| creation::head_from(&id, directed.as_deref()))
+            .transpose()?;
+        joined = Some(creation::Joined {
+            position: told,
+            head,
+        });
     }
+    let position = joined.as_ref().map(|j| j.position);
     let events = creation::all_events(create, position);
     let rows: Vec<NewRow<'_>> = (1..)
         .zip(&events)
@@ -277,7 +291,7 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
             created_at: now,
         })
         .collect();
-    Ok((stored, position))
+    Ok((stored, joined))
 }
 
 /// The stored event of a conversation with this client id, if any.
