@@ -8,8 +8,9 @@
 //! under SQLite's one write turn, so starts were capped near 530 a second
 //! however many visitors came. Now the creates that arrive together share
 //! one commit; on SQLite the writer thread runs their statements as plain
-//! calls (`batch/sqlite.rs`), on PostgreSQL the writer tasks do
-//! ([`create_in`]).
+//! calls (`batch/sqlite.rs`); on PostgreSQL the writer tasks create all
+//! of a batch's conversations in a fixed number of multi-row statements
+//! (`batch/postgres.rs`).
 //!
 //! A queued create also reads the head of its line (the first chat no
 //! agent has been offered), which tells the engine whether dispatching
@@ -23,15 +24,11 @@
 //! is set with the row): nobody can be subscribed to it yet, so no change
 //! is announced either.
 
-use sqlx::{Any, Transaction};
-
-use super::dispatch::INSERT_TIMER_ONCE;
-use super::events::{insert_event_row, StoredEvent};
+use super::events::StoredEvent;
 use super::queues::WAITING;
 use super::{
     conversation_id, now_ms, Head, NewConversation, NewEvent, Store, StoreResult, TimerRow,
 };
-use crate::domain::ConversationState;
 
 /// One conversation to create.
 pub(super) struct Create {
@@ -62,15 +59,30 @@ pub struct Joined {
     pub head: Option<Head>,
 }
 
-/// `$12`: `last_seq` (its events' count); `$13`: created and updated.
-pub(super) const INSERT_ROW: &str =
-    "INSERT INTO conversations (id, channel_key, token_hash, state, visitor_name, \
-     visitor_email, page_url, language, queue_extension, queued_at, ended_at, last_seq, \
-     created_at, updated_at, client_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)";
+/// A new conversation row's columns, in the order they are bound.
+const ROW_COLUMNS: &str = "id, channel_key, token_hash, state, visitor_name, visitor_email, \
+     page_url, language, queue_extension, queued_at, ended_at, last_seq, created_at, \
+     updated_at, client_key";
 
-pub(super) const INSERT_WAITING: &str =
-    "INSERT INTO waiting_state (conversation_id, position) VALUES ($1, $2)";
+/// How many values a new conversation row binds (its columns).
+pub(super) const ROW_WIDTH: usize = 15;
+
+/// Inserts `count` conversation rows, [`ROW_WIDTH`] values each, bound in
+/// [`ROW_COLUMNS`] order (`last_seq` is the count of its events).
+pub(super) fn insert_rows(count: usize) -> String {
+    format!(
+        "INSERT INTO conversations ({ROW_COLUMNS}) VALUES {}",
+        super::batch::placeholders(1, count, ROW_WIDTH)
+    )
+}
+
+/// Inserts `count` places in a line (a conversation and its position).
+pub(super) fn insert_waiting(count: usize) -> String {
+    format!(
+        "INSERT INTO waiting_state (conversation_id, position) VALUES {}",
+        super::batch::placeholders(1, count, 2)
+    )
+}
 
 /// The position of the last one ahead in the line (`$1` the queue; `$2`,
 /// `$3`, `$4` the new one's queued, created and id): one step down the
@@ -142,88 +154,6 @@ pub(super) fn all_events(create: &Create, position: Option<u32>) -> Vec<NewEvent
         all.push((queued.position_event)(position));
     }
     all
-}
-
-/// Runs `create` inside `tx` (the sqlx drivers: PostgreSQL's writers).
-pub(super) async fn create_in(
-    tx: &mut Transaction<'_, Any>,
-    create: &Create,
-    now: i64,
-) -> StoreResult<Created> {
-    let new = &create.new;
-    let id = new.id.to_string();
-    sqlx::query(INSERT_ROW)
-        .bind(id.clone())
-        .bind(new.channel_key.clone())
-        .bind(new.token_hash.0.clone())
-        .bind(new.state.as_str())
-        .bind(new.visitor_name.clone())
-        .bind(new.visitor_email.clone())
-        .bind(new.page_url.clone())
-        .bind(new.language.clone())
-        .bind(new.queue_extension.clone())
-        .bind(new.queue_extension.as_ref().map(|_| now))
-        .bind(new.ended.then_some(now))
-        .bind(event_count(create))
-        .bind(now)
-        .bind(new.client_key.clone())
-        .execute(&mut **tx)
-        .await?;
-    let mut joined = None;
-    if let Some(queued) = &create.queued {
-        let last: Option<Option<i64>> = sqlx::query_scalar(&last_position_ahead())
-            .bind(new.queue_extension.clone())
-            .bind(now)
-            .bind(now)
-            .bind(id.clone())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let ahead = match ahead_from(last) {
-            Some(ahead) => ahead,
-            None => {
-                sqlx::query_scalar(&count_ahead())
-                    .bind(new.queue_extension.clone())
-                    .bind(now)
-                    .bind(now)
-                    .bind(id.clone())
-                    .fetch_one(&mut **tx)
-                    .await?
-            }
-        };
-        let told = position_after(ahead);
-        sqlx::query(INSERT_WAITING)
-            .bind(id.clone())
-            .bind(i64::from(told))
-            .execute(&mut **tx)
-            .await?;
-        if let Some(timer) = &queued.timer {
-            sqlx::query(INSERT_TIMER_ONCE)
-                .bind(timer.kind.clone())
-                .bind(timer.subject.clone())
-                .bind(timer.due_at)
-                .bind(timer.arg.clone())
-                .execute(&mut **tx)
-                .await?;
-        }
-        let head: Option<(String, Option<String>)> = sqlx::query_as(&line_head())
-            .bind(new.queue_extension.clone())
-            .bind(ConversationState::Queued.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let head = head
-            .map(|(id, directed)| head_from(&id, directed.as_deref()))
-            .transpose()?;
-        joined = Some(Joined {
-            position: told,
-            head,
-        });
-    }
-    let mut stored = Vec::new();
-    let position = joined.as_ref().map(|j| j.position);
-    for (seq, event) in (1..).zip(all_events(create, position)) {
-        stored.push(insert_event_row(tx, new.id, seq, &event, now).await?);
-    }
-    Ok((stored, joined))
 }
 
 impl Store {

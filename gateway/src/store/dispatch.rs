@@ -33,9 +33,15 @@ pub struct AgentActivity {
 
 /// Sets a timer (`$1` kind, `$2` subject, `$3` due, `$4` arg) unless one
 /// of its kind runs for its subject.
-pub(super) const INSERT_TIMER_ONCE: &str =
-    "INSERT INTO timers (kind, subject, due_at, arg) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (kind, subject) DO NOTHING";
+/// Inserts `count` timers (kind, subject, due, argument), each unless
+/// one of its kind already runs for its subject.
+pub(super) fn insert_timers_once(count: usize) -> String {
+    format!(
+        "INSERT INTO timers (kind, subject, due_at, arg) VALUES {} \
+         ON CONFLICT (kind, subject) DO NOTHING",
+        super::batch::placeholders(1, count, 4)
+    )
+}
 
 fn agents_json(agents: &[String]) -> String {
     serde_json::to_string(agents).unwrap_or_else(|_| "[]".to_owned())
@@ -504,7 +510,7 @@ impl Store {
 
     /// Sets a timer unless one of that kind runs for the subject.
     pub async fn set_timer_once(&self, timer: &TimerRow) -> StoreResult<()> {
-        sqlx::query(INSERT_TIMER_ONCE)
+        sqlx::query(&insert_timers_once(1))
             .bind(timer.kind.clone())
             .bind(timer.subject.clone())
             .bind(timer.due_at)

@@ -40,6 +40,25 @@ pub struct StoredEvent {
     pub created_at: i64,
 }
 
+impl StoredEvent {
+    /// What `event` became once stored under `seq` at `now`.
+    pub(super) fn stored(
+        conversation_id: ConversationId,
+        seq: i64,
+        event: &NewEvent,
+        now: i64,
+    ) -> Self {
+        Self {
+            conversation_id,
+            seq,
+            kind: event.kind.to_owned(),
+            payload: event.payload.clone(),
+            client_id: event.client_id.clone(),
+            created_at: now,
+        }
+    }
+}
+
 pub(super) fn from_row(conversation_id: ConversationId, row: &AnyRow) -> StoreResult<StoredEvent> {
     let payload: String = row.try_get("payload")?;
     Ok(StoredEvent {
@@ -107,14 +126,7 @@ pub(super) async fn insert_event_row(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    Ok(StoredEvent {
-        conversation_id: id,
-        seq,
-        kind: event.kind.to_owned(),
-        payload: event.payload.clone(),
-        client_id: event.client_id.clone(),
-        created_at: now,
-    })
+    Ok(StoredEvent::stored(id, seq, event, now))
 }
 
 /// Records in the outbox that `agent` must get event `seq`.

@@ -752,6 +752,65 @@ async fn queue_positions_are_told_at_start_and_coalesced_as_the_line_moves() {
     gw.stop().await;
 }
 
+/// Starts that arrive together are created in one group commit (on
+/// PostgreSQL in a few multi-row statements for the whole batch): each
+/// takes a place of its own in the line, and the last position each
+/// visitor is told is its rank.
+#[tokio::test]
+async fn starts_arriving_together_each_take_a_place_of_their_own() {
+    const STARTS: u64 = 30;
+    let gw = TestGateway::spawn().await;
+    let visitor = Visitor::new(&gw.url);
+    let starts = (1..=STARTS).map(|n| {
+        let visitor = &visitor;
+        async move {
+            let reply = (visitor.try_start("live", &format!("Visitor {n}"), "v@example.com"))
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            let session = frontdesk_tests::visitor::Session::from_start(&reply.body).unwrap();
+            let told = reply.body["conversation"]["queue_position"]
+                .as_u64()
+                .unwrap();
+            (session, told)
+        }
+    });
+    let line = futures::future::join_all(starts).await;
+    let mut told: Vec<u64> = line.iter().map(|(_, told)| *told).collect();
+    told.sort_unstable();
+    if frontdesk_tests::database::DbEngine::from_env().unwrap()
+        == frontdesk_tests::database::DbEngine::Sqlite
+    {
+        // One writer: every start saw the ones committed before it.
+        assert_eq!(told, (1..=STARTS).collect::<Vec<_>>());
+    }
+    // Wherever each started, the line settles on one rank each, and the
+    // last position a visitor was told is that rank.
+    let settled = line.iter().map(|(session, _)| {
+        let visitor = &visitor;
+        async move {
+            let mut events = visitor.events(session, 0).await.unwrap();
+            let mut last = None;
+            while let Ok(event) = events
+                .next_matching(Duration::from_millis(1500), |e| {
+                    e["type"] == "queue_position"
+                })
+                .await
+            {
+                last = event["position"].as_u64();
+            }
+            let view = visitor.conversation(session).await.unwrap();
+            let rank = view.body["queue_position"].as_u64().unwrap();
+            assert_eq!(last, Some(rank), "{:?}", view.body);
+            rank
+        }
+    });
+    let mut ranks = futures::future::join_all(settled).await;
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=STARTS).collect::<Vec<_>>());
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_closes_websockets_with_going_away() {
     let gw = TestGateway::spawn().await;

@@ -158,7 +158,8 @@ impl Batcher {
     }
 
     /// Creates a conversation in the next group commit, once that
-    /// committed: its events, and its position when queued.
+    /// committed: its events and, when queued, where it joined its line
+    /// (its position and the line's head).
     pub(super) async fn create(&self, create: Create) -> StoreResult<Created> {
         let (reply, answer) = oneshot::channel();
         let create = Box::new(create);
@@ -310,6 +311,20 @@ fn fail_all(batch: Vec<Request>, e: &StoreError) {
     sorted.outbox.answer(&Err(shared_error(e)));
 }
 
+/// `$first, $first+1, …` for `count` values, as `($a, $b), ($c, $d)`
+/// groups of `width`.
+pub(in crate::store) fn placeholders(first: usize, count: usize, width: usize) -> String {
+    (0..count)
+        .map(|row| {
+            let group: Vec<String> = (0..width)
+                .map(|col| format!("${}", first + row * width + col))
+                .collect();
+            format!("({})", group.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Sorts a batch into creates (in id order), messages and outbox rows;
 /// what is forgotten once
 /// per key, in key order (so concurrent PostgreSQL writers take the rows'
@@ -443,14 +458,7 @@ fn outcome<'r>(
                         deliver_to: deliver_to.clone(),
                     });
                     Appended::Created {
-                        event: StoredEvent {
-                            conversation_id: *id,
-                            seq,
-                            kind: event.kind.to_owned(),
-                            payload: event.payload.clone(),
-                            client_id: event.client_id.clone(),
-                            created_at: now,
-                        },
+                        event: StoredEvent::stored(*id, seq, event, now),
                         conversation: Box::new(conversation.clone()),
                         deliver_to,
                     }
@@ -496,6 +504,12 @@ fn client_id_of(event: &NewEvent) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_number_rows_of_values_in_order() {
+        assert_eq!(placeholders(1, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(4, 1, 3), "($4, $5, $6)");
+    }
 
     fn message(client_id: &str) -> NewEvent {
         NewEvent {

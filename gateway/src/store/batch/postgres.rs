@@ -5,7 +5,7 @@
 //! under the rows' locks, one read finds who waiting ones ring for, one
 //! insert writes the events, one the outbox rows, one the notices).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sqlx::AnyConnection;
@@ -13,15 +13,15 @@ use sqlx::{Any, Connection, Row, Transaction};
 use tokio::sync::{mpsc, Mutex};
 
 use super::{
-    client_id_of, fail_all, outcome, plan, shared_error, split, waiting, Appended, Keep, NewRow,
-    Outbox, Request, Sorted, Together, MAX_BATCH,
+    client_id_of, fail_all, outcome, placeholders, plan, shared_error, split, waiting, Appended,
+    Keep, NewRow, Outbox, Request, Sorted, Together, MAX_BATCH,
 };
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::conversations::{self, COLUMNS};
-use crate::store::creation::{self, Create, Created};
+use crate::store::creation::{self, Create, Created, Joined};
 use crate::store::dispatch;
 use crate::store::events::is_unique_violation;
-use crate::store::{now_ms, ConversationRow, NewEvent, Store, StoreResult, StoredEvent};
+use crate::store::{now_ms, ConversationRow, NewEvent, Store, StoreResult, StoredEvent, TimerRow};
 
 /// Writer tasks (each holds a connection while it writes).
 const WRITERS: usize = 3;
@@ -120,9 +120,9 @@ async fn write_batch(
 async fn create_alone(store: &Store, create: &Create) -> StoreResult<Created> {
     let mut conn = store.pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let created = creation::create_in(&mut tx, create, now_ms()).await?;
+    let mut created = create_all(&mut tx, std::slice::from_ref(create), now_ms()).await?;
     tx.commit().await?;
-    Ok(created)
+    Ok(created.remove(0))
 }
 
 /// One request in a transaction of its own; a concurrent copy committed
@@ -151,10 +151,7 @@ async fn store_together(
 ) -> StoreResult<Together> {
     let mut tx = conn.begin().await?;
     let now = now_ms();
-    let mut created = Vec::with_capacity(creates.len());
-    for create in creates {
-        created.push(creation::create_in(&mut tx, create, now).await?);
-    }
+    let created = create_all(&mut tx, creates, now).await?;
     if requests.is_empty() {
         let kept = write_outbox(&mut tx, outbox, now).await?;
         tx.commit().await?;
@@ -183,18 +180,166 @@ async fn store_together(
     })
 }
 
-/// `$first, $first+1, …` for `count` values, as `($a, $b), ($c, $d)`
-/// groups of `width`.
-fn placeholders(first: usize, count: usize, width: usize) -> String {
-    (0..count)
-        .map(|row| {
-            let group: Vec<String> = (0..width)
-                .map(|col| format!("${}", first + row * width + col))
-                .collect();
-            format!("({})", group.join(", "))
+/// Creates `creates` (sorted by id) in `tx` with a fixed number of
+/// statements whatever their number (`creation.rs`): one insert of the
+/// rows; per queue they join, one read of the position of the last one
+/// ahead (two when it has none), after which theirs follow in id order;
+/// one insert of their places, one of their timers; per queue, one read
+/// of its line's head, the same for all of them (whoever of the batch
+/// joined first or one ahead of it); one insert of every event.
+async fn create_all(
+    tx: &mut Transaction<'_, Any>,
+    creates: &[Create],
+    now: i64,
+) -> StoreResult<Vec<Created>> {
+    if creates.is_empty() {
+        return Ok(Vec::new());
+    }
+    insert_conversations(tx, creates, now).await?;
+    let joined = join_lines(tx, creates, now).await?;
+    let events: Vec<Vec<NewEvent>> = (creates.iter().zip(&joined))
+        .map(|(create, joined)| creation::all_events(create, joined.as_ref().map(|j| j.position)))
+        .collect();
+    let rows: Vec<NewRow<'_>> = (creates.iter().zip(&events))
+        .flat_map(|(create, events)| {
+            (1..).zip(events).map(|(seq, event)| NewRow {
+                id: create.new.id,
+                seq,
+                event,
+                deliver_to: event.deliver_to.clone(),
+            })
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    insert_events(tx, &rows, now).await?;
+    insert_deliveries(tx, &rows, now).await?;
+    let mut stored: Vec<Vec<StoredEvent>> = creates.iter().map(|_| Vec::new()).collect();
+    let mut nth = 0;
+    for row in &rows {
+        if creates[nth].new.id != row.id {
+            nth += 1;
+        }
+        stored[nth].push(StoredEvent::stored(row.id, row.seq, row.event, now));
+    }
+    Ok(stored.into_iter().zip(joined).collect())
+}
+
+async fn insert_conversations(
+    tx: &mut Transaction<'_, Any>,
+    creates: &[Create],
+    now: i64,
+) -> StoreResult<()> {
+    let sql = creation::insert_rows(creates.len());
+    let mut query = sqlx::query(&sql).persistent(false);
+    for create in creates {
+        let new = &create.new;
+        query = query
+            .bind(new.id.to_string())
+            .bind(new.channel_key.as_str())
+            .bind(new.token_hash.0.as_str())
+            .bind(new.state.as_str())
+            .bind(new.visitor_name.as_str())
+            .bind(new.visitor_email.as_str())
+            .bind(new.page_url.as_deref())
+            .bind(new.language.as_str())
+            .bind(new.queue_extension.as_deref())
+            .bind(new.queue_extension.as_ref().map(|_| now))
+            .bind(new.ended.then_some(now))
+            .bind(creation::event_count(create))
+            .bind(now)
+            .bind(now)
+            .bind(new.client_key.as_deref());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Where each queued create joined its line (`None` for the others):
+/// writes their places and their timers, and reads each line's head.
+async fn join_lines(
+    tx: &mut Transaction<'_, Any>,
+    creates: &[Create],
+    now: i64,
+) -> StoreResult<Vec<Option<Joined>>> {
+    let mut lines: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (nth, create) in creates.iter().enumerate() {
+        if let (Some(_), Some(queue)) = (&create.queued, &create.new.queue_extension) {
+            lines.entry(queue.as_str()).or_default().push(nth);
+        }
+    }
+    let mut positions: Vec<Option<u32>> = vec![None; creates.len()];
+    for (queue, members) in &lines {
+        let first = creates[members[0]].new.id.to_string();
+        let last: Option<Option<i64>> = sqlx::query_scalar(&creation::last_position_ahead())
+            .bind(*queue)
+            .bind(now)
+            .bind(now)
+            .bind(first.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let ahead = match creation::ahead_from(last) {
+            Some(ahead) => ahead,
+            None => {
+                sqlx::query_scalar(&creation::count_ahead())
+                    .bind(*queue)
+                    .bind(now)
+                    .bind(now)
+                    .bind(first.as_str())
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        for (behind, nth) in (0..).zip(members) {
+            positions[*nth] = Some(creation::position_after(ahead + behind));
+        }
+    }
+    let places: Vec<(String, i64)> = (creates.iter().zip(&positions))
+        .filter_map(|(create, position)| Some((create.new.id.to_string(), i64::from((*position)?))))
+        .collect();
+    if places.is_empty() {
+        return Ok(creates.iter().map(|_| None).collect());
+    }
+    let sql = creation::insert_waiting(places.len());
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (id, position) in &places {
+        query = query.bind(id.as_str()).bind(*position);
+    }
+    query.execute(&mut **tx).await?;
+    let timers: Vec<&TimerRow> = (creates.iter())
+        .filter_map(|create| create.queued.as_ref()?.timer.as_ref())
+        .collect();
+    if !timers.is_empty() {
+        let sql = dispatch::insert_timers_once(timers.len());
+        let mut query = sqlx::query(&sql).persistent(false);
+        for timer in timers {
+            query = query
+                .bind(timer.kind.as_str())
+                .bind(timer.subject.as_str())
+                .bind(timer.due_at)
+                .bind(timer.arg.as_deref());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let mut heads = HashMap::with_capacity(lines.len());
+    for queue in lines.keys() {
+        let head: Option<(String, Option<String>)> = sqlx::query_as(&creation::line_head())
+            .bind(*queue)
+            .bind(ConversationState::Queued.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let head = head
+            .map(|(id, directed)| creation::head_from(&id, directed.as_deref()))
+            .transpose()?;
+        heads.insert(*queue, head);
+    }
+    Ok((creates.iter().zip(positions))
+        .map(|(create, position)| {
+            let queue = create.new.queue_extension.as_deref()?;
+            Some(Joined {
+                position: position?,
+                head: heads.get(queue)?.clone(),
+            })
+        })
+        .collect())
 }
 
 /// The copies of the batch's messages already stored, by conversation and
@@ -427,15 +572,4 @@ async fn keep(tx: &mut Transaction<'_, Any>, keeps: &[Keep], now: i64) -> StoreR
         .collect::<Result<_, _>>()?;
     // The first request of an id was the one kept.
     Ok(keeps.iter().map(|row| inserted.remove(&row.id)).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_number_rows_of_values_in_order() {
-        assert_eq!(placeholders(1, 2, 2), "($1, $2), ($3, $4)");
-        assert_eq!(placeholders(4, 1, 3), "($4, $5, $6)");
-    }
 }

@@ -217,22 +217,24 @@ fn store_together(
 fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Created> {
     let new = &create.new;
     let id = new.id.to_string();
-    conn.prepare_cached(creation::INSERT_ROW)?.execute(params![
-        id,
-        new.channel_key,
-        new.token_hash.0,
-        new.state.as_str(),
-        new.visitor_name,
-        new.visitor_email,
-        new.page_url,
-        new.language,
-        new.queue_extension,
-        new.queue_extension.as_ref().map(|_| now),
-        new.ended.then_some(now),
-        creation::event_count(create),
-        now,
-        new.client_key,
-    ])?;
+    conn.prepare_cached(&creation::insert_rows(1))?
+        .execute(params![
+            id,
+            new.channel_key,
+            new.token_hash.0,
+            new.state.as_str(),
+            new.visitor_name,
+            new.visitor_email,
+            new.page_url,
+            new.language,
+            new.queue_extension,
+            new.queue_extension.as_ref().map(|_| now),
+            new.ended.then_some(now),
+            creation::event_count(create),
+            now,
+            now,
+            new.client_key,
+        ])?;
     let mut joined = None;
     if let Some(queued) = &create.queued {
         let line = params![new.queue_extension, now, now, id];
@@ -245,14 +247,10 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
                 .query_row(line, |row| row.get(0))?,
         };
         let told = creation::position_after(ahead);
-        (conn.prepare_cached(creation::INSERT_WAITING)?).execute(params![id, told])?;
+        (conn.prepare_cached(&creation::insert_waiting(1))?).execute(params![id, told])?;
         if let Some(timer) = &queued.timer {
-            (conn.prepare_cached(crate::store::dispatch::INSERT_TIMER_ONCE)?).execute(params![
-                timer.kind,
-                timer.subject,
-                timer.due_at,
-                timer.arg
-            ])?;
+            (conn.prepare_cached(&crate::store::dispatch::insert_timers_once(1))?)
+                .execute(params![timer.kind, timer.subject, timer.due_at, timer.arg])?;
         }
         let head: Option<(String, Option<String>)> = (conn
             .prepare_cached(&creation::line_head())?)
@@ -282,14 +280,7 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
         .collect();
     insert(conn, &rows, now)?;
     let stored = (rows.iter())
-        .map(|row| StoredEvent {
-            conversation_id: new.id,
-            seq: row.seq,
-            kind: row.event.kind.to_owned(),
-            payload: row.event.payload.clone(),
-            client_id: row.event.client_id.clone(),
-            created_at: now,
-        })
+        .map(|row| StoredEvent::stored(new.id, row.seq, row.event, now))
         .collect();
     Ok((stored, joined))
 }
