@@ -29,12 +29,14 @@ use anyhow::Context;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use axum::http::StatusCode;
 use axum::Router;
 use futures::StreamExt;
 use pbx_adapter::sip::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::trace::TraceLayer;
 use tracing::info;
 
@@ -201,7 +203,11 @@ impl Gateway {
                 })
             }))
             .layer(axum::middleware::from_fn(api::record_latency))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_failure(log_failure),
+            )
             .layer(axum::middleware::from_fn_with_state(
                 proxies.clone(),
                 api::client::resolve,
@@ -330,6 +336,20 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
         path = %loggable_path(request.uri().path()),
         client = ?client,
     )
+}
+
+/// `TraceLayer`'s failure log, with a 503 at DEBUG: it is the answer
+/// meant for a draining node's readiness checks (every 250 ms from a load
+/// balancer) and for requests while the database is away, which the
+/// store already reports once where it notices.
+fn log_failure(failure: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match failure {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503 service unavailable");
+        }
+        failure => tracing::error!(classification = %failure, latency_ms, "response failed"),
+    }
 }
 
 /// `path` as logs may show it: upload slots' ids replaced.

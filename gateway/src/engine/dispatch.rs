@@ -29,8 +29,8 @@ use tracing::{info, warn};
 use super::{event, timers, AgentStatus, Engine, EventBody, Offer};
 use crate::domain::{ConversationId, ConversationState};
 use crate::store::{
-    now_ms, AgentActivity, ConversationRow, ConversationUpdate, Head, Joined, LineKey,
-    NewConversation, NewEvent, StoredEvent,
+    now_ms, AgentActivity, ConversationRow, ConversationUpdate, Joined, LineKey, NewConversation,
+    NewEvent, StoredEvent,
 };
 
 /// How many of a conversation's latest messages an offer carries (the
@@ -103,7 +103,7 @@ impl Engine {
     }
 
     /// A chat `id` joined `queue`'s line, its position already told, and
-    /// found `head` at the head of the line (read as it joined).
+    /// found the head of the line as it joined.
     /// Dispatching it would offer nothing new while a chat ahead of it
     /// still waits unoffered and is not directed to one agent: the last
     /// dispatch found no agent for that head, and everything that can free
@@ -111,23 +111,16 @@ impl Engine {
     /// or rung out, a chat ended or handed on, wrap-up over, a directory
     /// change); a dispatch under way when this chat came reads the line
     /// again after its last offer. Otherwise it dispatches as any change.
-    pub(super) async fn joined(
-        &self,
-        queue: &QueueExtension,
-        id: ConversationId,
-        head: Option<Head>,
-    ) {
-        // Its position followed the last one's. On SQLite, whose one
-        // writer inserted this chat before reading that one, it is exact
-        // unless one ahead left since the last ranking, and a leave marks
-        // the queue itself, as does a ranking that wrote (one it raced
-        // with may have read the line before this chat). On PostgreSQL two
-        // chats started at the same instant may not see each other: there
-        // every start marks the queue, and the next ranking corrects them,
-        // one pass per window however many start.
-        if self.inner.store.backend() == crate::store::Backend::Postgres {
-            self.positions_moved(queue);
-        }
+    pub(super) async fn joined(&self, queue: &QueueExtension, id: ConversationId, joined: Joined) {
+        // It joined at the end of the line, its position the last one's
+        // plus one, read once every chat that joined before it had
+        // committed (SQLite's one writer; on PostgreSQL a lock on the
+        // line, `store/batch/postgres.rs`; `store/creation.rs`
+        // `queued_at_after`): it is exact unless one ahead left since the
+        // last ranking, and a leave marks the queue itself, as does a
+        // ranking that wrote (one it raced with may have read the line
+        // before this chat).
+        let head = joined.head;
         if matches!(head, Some(head) if head.id != id && !head.directed) {
             return;
         }

@@ -87,7 +87,7 @@ impl Engine {
         metrics::counter!("frontdesk_conversations_started_total").increment(1);
         info!(conversation = %id, state = %target, "conversation started");
         if let (Some(queue), Some(joined)) = (queue, joined) {
-            self.joined(&queue, id, joined.head).await;
+            self.joined(&queue, id, joined).await;
         }
         // As committed, not read back: what dispatch changed since (an
         // offer) reaches the visitor as the events after `last_seq`.

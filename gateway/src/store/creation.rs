@@ -84,37 +84,60 @@ pub(super) fn insert_waiting(count: usize) -> String {
     )
 }
 
-/// The position of the last one ahead in the line (`$1` the queue; `$2`,
-/// `$3`, `$4` the new one's queued, created and id): one step down the
-/// line's index, whatever its length.
-pub(super) fn last_position_ahead() -> String {
+/// The last one in the line (`$1` the queue): its position, queued,
+/// created and id; one step down the line's index, whatever its length.
+pub(super) fn line_tail() -> String {
     format!(
-        "SELECT w.position FROM conversations c \
+        "SELECT w.position, COALESCE(c.queued_at, c.created_at), c.created_at, c.id \
+         FROM conversations c \
          LEFT JOIN waiting_state w ON w.conversation_id = c.id \
          WHERE c.queue_extension = $1 AND c.{WAITING} \
-         AND (c.queued_at, c.created_at, c.id) < ($2, $3, $4) \
          ORDER BY c.queued_at DESC, c.created_at DESC, c.id DESC LIMIT 1"
     )
 }
 
-/// How many wait ahead (same parameters): counted only when the last one
-/// ahead has no position yet (it joined through a menu, a transfer or an
+/// How many wait in the line (`$1` the queue): counted only when its last
+/// one has no position yet (it joined through a menu, a transfer or an
 /// overflow, and the position task has not ranked it).
-pub(super) fn count_ahead() -> String {
-    format!(
-        "SELECT COUNT(*) FROM conversations WHERE queue_extension = $1 AND {WAITING} \
-         AND (queued_at, created_at, id) < ($2, $3, $4)"
-    )
+pub(super) fn count_line() -> String {
+    format!("SELECT COUNT(*) FROM conversations WHERE queue_extension = $1 AND {WAITING}")
 }
 
-/// What the last one ahead says: its position (`Some(Some(_))`), none
-/// yet (`Some(None)`), or nobody ahead (`None`); `None` from this means
-/// the ones ahead must be counted.
-pub(super) fn ahead_from(last: Option<Option<i64>>) -> Option<i64> {
-    match last {
+/// The last one in a line, as [`line_tail`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Tail {
+    pub position: Option<i64>,
+    pub queued_at: i64,
+    pub created_at: i64,
+    pub id: String,
+}
+
+/// What the last one in the line says: its position, or that the line
+/// must be counted (`None`); nobody there is 0.
+pub(super) fn ahead_from(tail: Option<&Tail>) -> Option<i64> {
+    match tail {
         None => Some(0),
-        Some(Some(position)) if position > 0 => Some(position),
+        Some(Tail {
+            position: Some(position),
+            ..
+        }) if *position > 0 => Some(*position),
         Some(_) => None,
+    }
+}
+
+/// When new chats, `first` (the lowest id) and those after it, join a
+/// line whose last one is `tail`: `now`, unless that would not put them
+/// after it (a chat of the same millisecond with a later id, committed
+/// first, or one from a clock a little ahead), then a millisecond after
+/// it. So a line's order is the order its chats joined in, and a new
+/// chat's position (the last one's plus one) is its rank, where it would
+/// otherwise sit ahead of some who were told a position before it.
+pub(super) fn queued_at_after(tail: Option<&Tail>, now: i64, first: &str) -> i64 {
+    match tail {
+        Some(tail) if (now, now, first) <= (tail.queued_at, tail.created_at, tail.id.as_str()) => {
+            tail.queued_at + 1
+        }
+        _ => now,
     }
 }
 
@@ -171,12 +194,12 @@ impl Store {
     /// Inserts a conversation that joins its queue at once, with its first
     /// events, its position in the line (the position of the last one
     /// ahead of it, plus one) recorded and told by `position_event`, and
-    /// `timer` (its max wait), all in one transaction. That position is as
-    /// right as the one it follows: between two passes of the position
-    /// task, one ahead may have left, and on PostgreSQL a chat started at
-    /// the same instant may not be seen yet; the caller marks the queue for
-    /// the task, which corrects both. Also returns the line's head as
-    /// the same transaction saw it.
+    /// `timer` (its max wait), all in one transaction, at the end of the
+    /// line as every chat that joined before it committed it. That
+    /// position is as right as the one it follows (between two passes of
+    /// the position task, one ahead may have left, which marks the queue
+    /// for the task). Also returns the line's head as the same
+    /// transaction saw it.
     pub async fn create_queued_conversation(
         &self,
         new: &NewConversation,
@@ -221,11 +244,40 @@ mod tests {
 
     #[test]
     fn a_new_chat_follows_the_last_one_ahead_or_counts_when_it_has_no_position() {
+        let tail = |position| Tail {
+            position,
+            queued_at: 10,
+            created_at: 10,
+            id: "b".into(),
+        };
         assert_eq!(ahead_from(None), Some(0), "nobody ahead");
-        assert_eq!(ahead_from(Some(Some(4))), Some(4));
-        assert_eq!(ahead_from(Some(None)), None, "not ranked yet: count");
-        assert_eq!(ahead_from(Some(Some(0))), None, "never told: count");
+        assert_eq!(ahead_from(Some(&tail(Some(4)))), Some(4));
+        assert_eq!(ahead_from(Some(&tail(None))), None, "not ranked yet: count");
+        assert_eq!(ahead_from(Some(&tail(Some(0)))), None, "never told: count");
         assert_eq!(position_after(0), 1);
         assert_eq!(position_after(i64::MAX - 1), u32::MAX);
+    }
+
+    #[test]
+    fn new_chats_join_after_the_last_one_even_when_it_sorts_after_them() {
+        let tail = Tail {
+            position: Some(3),
+            queued_at: 10,
+            created_at: 10,
+            id: "b".into(),
+        };
+        assert_eq!(queued_at_after(None, 10, "a"), 10, "an empty line");
+        assert_eq!(queued_at_after(Some(&tail), 11, "a"), 11, "later");
+        assert_eq!(
+            queued_at_after(Some(&tail), 10, "c"),
+            10,
+            "same instant, later id"
+        );
+        assert_eq!(
+            queued_at_after(Some(&tail), 10, "a"),
+            11,
+            "same instant, earlier id"
+        );
+        assert_eq!(queued_at_after(Some(&tail), 9, "c"), 11, "a clock behind");
     }
 }

@@ -1379,6 +1379,11 @@ struct SessionFigures {
     start_latency: Histogram<u64>,
     start_cpu_us: u64,
     start_backends_cpu_us: Option<u64>,
+    /// This process (the visitors) over the starts.
+    client_cpu_us: u64,
+    /// The server's and this process's CPU, % of one core, between the
+    /// late rate's completions (from 100 ms samples).
+    late_cpu: Option<(f64, f64)>,
     rss_before_kib: u64,
     /// After the settle time (idle mode only).
     rss_idle_kib: Option<u64>,
@@ -1388,6 +1393,10 @@ struct SessionFigures {
 }
 
 impl SessionFigures {
+    /// `us` of CPU over the starts, in milliseconds per start.
+    fn ms_per_start(&self, us: u64) -> String {
+        format!("{:.2}", us as f64 / 1000.0 / self.opened.max(1) as f64)
+    }
     fn starts_per_second(&self) -> f64 {
         self.opened as f64 / self.open_time.as_secs_f64()
     }
@@ -1451,24 +1460,40 @@ async fn sessions_on(server: &Server, args: &Args, idle: bool) -> anyhow::Result
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before_kib = server.rss_kib()?;
     let cpu_before = server.cpu().await?;
+    let client_before = proc_cpu_micros(std::process::id())?;
     let started = Instant::now();
-    let results: Vec<anyhow::Result<(Instant, Instant, JoinHandle<()>)>> =
-        futures::stream::iter(0..args.sessions)
-            .map(|n| {
-                let (shared_visitor, host) = (&shared_visitor, &host);
-                async move {
-                    let at = Instant::now();
-                    let held = open_session(server, shared_visitor, host, n)
-                        .await
-                        .with_context(|| format!("session {n}"))?;
-                    Ok((at, Instant::now(), held))
-                }
-            })
-            .buffer_unordered(args.concurrency.max(1))
-            .collect()
-            .await;
+    // The server's and this process's CPU every 100 ms while the starts
+    // run, to tell which of the two is busy late in the run.
+    let samples = std::sync::Mutex::new(Vec::new());
+    let sampling = async {
+        let server_pid = server.pid()?;
+        loop {
+            let server_us = proc_cpu_micros(server_pid)?;
+            let client_us = proc_cpu_micros(std::process::id())?;
+            (samples.lock().unwrap()).push((Instant::now(), server_us, client_us));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let opening = futures::stream::iter(0..args.sessions)
+        .map(|n| {
+            let (shared_visitor, host) = (&shared_visitor, &host);
+            async move {
+                let at = Instant::now();
+                let held = open_session(server, shared_visitor, host, n)
+                    .await
+                    .with_context(|| format!("session {n}"))?;
+                Ok((at, Instant::now(), held))
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect::<Vec<anyhow::Result<(Instant, Instant, JoinHandle<()>)>>>();
+    let results = tokio::select! {
+        results = opening => results,
+        failed = sampling => return failed,
+    };
     let open_time = started.elapsed();
     let cpu_opened = server.cpu().await?;
+    let client_cpu_us = proc_cpu_micros(std::process::id())?.saturating_sub(client_before);
     let mut held = Vec::with_capacity(results.len());
     let mut start_latency = histogram();
     let mut failures = 0usize;
@@ -1517,6 +1542,15 @@ async fn sessions_on(server: &Server, args: &Args, idle: bool) -> anyhow::Result
     } else {
         (0.0, 0.0)
     };
+    let late_cpu = if len >= 20 {
+        late_cpu_percent(
+            &samples.lock().unwrap(),
+            done_at[len * 85 / 100],
+            done_at[len * 95 / 100],
+        )
+    } else {
+        None
+    };
     Ok(SessionFigures {
         opened: held.len(),
         open_time,
@@ -1525,11 +1559,30 @@ async fn sessions_on(server: &Server, args: &Args, idle: bool) -> anyhow::Result
         start_latency,
         start_cpu_us,
         start_backends_cpu_us: server.is_postgres().then_some(backends),
+        client_cpu_us,
+        late_cpu,
         rss_before_kib,
         rss_idle_kib,
         idle_cpu_us,
         settle,
     })
+}
+
+/// The server's and the client's CPU, % of one core, between the first
+/// sample at or after `from` and the last at or before `to`.
+fn late_cpu_percent(
+    samples: &[(Instant, u64, u64)],
+    from: Instant,
+    to: Instant,
+) -> Option<(f64, f64)> {
+    let first = samples.iter().find(|(at, ..)| *at >= from)?;
+    let last = samples.iter().rev().find(|(at, ..)| *at <= to)?;
+    let micros = last.0.checked_duration_since(first.0)?.as_micros() as f64;
+    if micros <= 0.0 {
+        return None;
+    }
+    let percent = |later: u64, earlier: u64| later.saturating_sub(earlier) as f64 / micros * 100.0;
+    Some((percent(last.1, first.1), percent(last.2, first.2)))
 }
 
 // --------------------------------------------------------------- report
@@ -1657,17 +1710,23 @@ fn session_rows(figures: &[anyhow::Result<SessionFigures>]) -> Vec<(String, Vec<
         ),
         (
             "server CPU ms per start".to_owned(),
-            cell(&|f| {
-                format!(
-                    "{:.2}",
-                    f.start_cpu_us as f64 / 1000.0 / f.opened.max(1) as f64
-                )
-            }),
+            cell(&|f| f.ms_per_start(f.start_cpu_us)),
         ),
         (
             "+ PostgreSQL backends ms per start".to_owned(),
             cell(&|f| match f.start_backends_cpu_us {
-                Some(us) => format!("{:.2}", us as f64 / 1000.0 / f.opened.max(1) as f64),
+                Some(us) => f.ms_per_start(us),
+                None => "–".to_owned(),
+            }),
+        ),
+        (
+            "load generator CPU ms per start".to_owned(),
+            cell(&|f| f.ms_per_start(f.client_cpu_us)),
+        ),
+        (
+            "late: CPU % of one core, server / load generator".to_owned(),
+            cell(&|f| match f.late_cpu {
+                Some((server, client)) => format!("{server:.0} / {client:.0}"),
                 None => "–".to_owned(),
             }),
         ),

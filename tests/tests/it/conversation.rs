@@ -776,17 +776,14 @@ async fn starts_arriving_together_each_take_a_place_of_their_own() {
         }
     });
     let line = futures::future::join_all(starts).await;
+    // Each joined at the end of the line as the ones before it committed
+    // it, so the positions told at once are 1..N, one each.
     let mut told: Vec<u64> = line.iter().map(|(_, told)| *told).collect();
     told.sort_unstable();
-    if frontdesk_tests::database::DbEngine::from_env().unwrap()
-        == frontdesk_tests::database::DbEngine::Sqlite
-    {
-        // One writer: every start saw the ones committed before it.
-        assert_eq!(told, (1..=STARTS).collect::<Vec<_>>());
-    }
+    assert_eq!(told, (1..=STARTS).collect::<Vec<_>>());
     // Wherever each started, the line settles on one rank each, and the
     // last position a visitor was told is that rank.
-    let settled = line.iter().map(|(session, _)| {
+    let settled = line.iter().map(|(session, told)| {
         let visitor = &visitor;
         async move {
             let mut events = visitor.events(session, 0).await.unwrap();
@@ -802,6 +799,7 @@ async fn starts_arriving_together_each_take_a_place_of_their_own() {
             let view = visitor.conversation(session).await.unwrap();
             let rank = view.body["queue_position"].as_u64().unwrap();
             assert_eq!(last, Some(rank), "{:?}", view.body);
+            assert_eq!(rank, *told, "the position told at the start is its rank");
             rank
         }
     });

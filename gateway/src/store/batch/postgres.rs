@@ -120,7 +120,7 @@ async fn write_batch(
 async fn create_alone(store: &Store, create: &Create) -> StoreResult<Created> {
     let mut conn = store.pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let mut created = create_all(&mut tx, std::slice::from_ref(create), now_ms()).await?;
+    let mut created = create_all(&mut tx, std::slice::from_ref(create)).await?;
     tx.commit().await?;
     Ok(created.remove(0))
 }
@@ -151,7 +151,7 @@ async fn store_together(
 ) -> StoreResult<Together> {
     let mut tx = conn.begin().await?;
     let now = now_ms();
-    let created = create_all(&mut tx, creates, now).await?;
+    let created = create_all(&mut tx, creates).await?;
     if requests.is_empty() {
         let kept = write_outbox(&mut tx, outbox, now).await?;
         tx.commit().await?;
@@ -181,22 +181,66 @@ async fn store_together(
 }
 
 /// Creates `creates` (sorted by id) in `tx` with a fixed number of
-/// statements whatever their number (`creation.rs`): one insert of the
-/// rows; per queue they join, one read of the position of the last one
-/// ahead (two when it has none), after which theirs follow in id order;
-/// one insert of their places, one of their timers; per queue, one read
-/// of its line's head, the same for all of them (whoever of the batch
-/// joined first or one ahead of it); one insert of every event.
+/// statements whatever their number (`creation.rs`): per queue they join,
+/// its lock and one read of its line's last one (two when it has no
+/// position), after which theirs follow in id order; one insert of the
+/// rows, one of their places, one of their timers; per queue, one read of
+/// its line's head, the same for all of them (whoever of the batch joined
+/// first or one ahead of it); one insert of every event.
 async fn create_all(
     tx: &mut Transaction<'_, Any>,
     creates: &[Create],
-    now: i64,
 ) -> StoreResult<Vec<Created>> {
     if creates.is_empty() {
         return Ok(Vec::new());
     }
-    insert_conversations(tx, creates, now).await?;
-    let joined = join_lines(tx, creates, now).await?;
+    let mut lines: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (nth, create) in creates.iter().enumerate() {
+        if let (Some(_), Some(queue)) = (&create.queued, &create.new.queue_extension) {
+            lines.entry(queue.as_str()).or_default().push(nth);
+        }
+    }
+    for queue in lines.keys() {
+        // Whoever else joins this line (another writer, another node)
+        // waits for this commit, then finds these chats at its end: so a
+        // start's position is exact here too, as on SQLite's one writer.
+        // Taken in the lines' order, so two batches never wait for each
+        // other.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("frontdesk line {queue}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    let now = now_ms();
+    let mut places: Vec<Option<(u32, i64)>> = vec![None; creates.len()];
+    for (queue, members) in &lines {
+        let tail: Option<(Option<i64>, i64, i64, String)> = sqlx::query_as(&creation::line_tail())
+            .bind(*queue)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let tail = tail.map(|(position, queued_at, created_at, id)| creation::Tail {
+            position,
+            queued_at,
+            created_at,
+            id,
+        });
+        let ahead = match creation::ahead_from(tail.as_ref()) {
+            Some(ahead) => ahead,
+            None => {
+                sqlx::query_scalar(&creation::count_line())
+                    .bind(*queue)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        let first = creates[members[0]].new.id.to_string();
+        let queued_at = creation::queued_at_after(tail.as_ref(), now, &first);
+        for (behind, nth) in (0..).zip(members) {
+            places[*nth] = Some((creation::position_after(ahead + behind), queued_at));
+        }
+    }
+    insert_conversations(tx, creates, &places, now).await?;
+    let joined = join_lines(tx, creates, &lines, &places).await?;
     let events: Vec<Vec<NewEvent>> = (creates.iter().zip(&joined))
         .map(|(create, joined)| creation::all_events(create, joined.as_ref().map(|j| j.position)))
         .collect();
@@ -215,7 +259,7 @@ async fn create_all(
     let mut stored: Vec<Vec<StoredEvent>> = creates.iter().map(|_| Vec::new()).collect();
     let mut nth = 0;
     for row in &rows {
-        if creates[nth].new.id != row.id {
+        while creates[nth].new.id != row.id {
             nth += 1;
         }
         stored[nth].push(StoredEvent::stored(row.id, row.seq, row.event, now));
@@ -223,15 +267,21 @@ async fn create_all(
     Ok(stored.into_iter().zip(joined).collect())
 }
 
+/// The rows, queued ones with the time `places` gives them.
 async fn insert_conversations(
     tx: &mut Transaction<'_, Any>,
     creates: &[Create],
+    places: &[Option<(u32, i64)>],
     now: i64,
 ) -> StoreResult<()> {
     let sql = creation::insert_rows(creates.len());
     let mut query = sqlx::query(&sql).persistent(false);
-    for create in creates {
+    for (create, place) in creates.iter().zip(places) {
         let new = &create.new;
+        let queued_at = match place {
+            Some((_, queued_at)) => Some(*queued_at),
+            None => new.queue_extension.as_ref().map(|_| now),
+        };
         query = query
             .bind(new.id.to_string())
             .bind(new.channel_key.as_str())
@@ -242,7 +292,7 @@ async fn insert_conversations(
             .bind(new.page_url.as_deref())
             .bind(new.language.as_str())
             .bind(new.queue_extension.as_deref())
-            .bind(new.queue_extension.as_ref().map(|_| now))
+            .bind(queued_at)
             .bind(new.ended.then_some(now))
             .bind(creation::event_count(create))
             .bind(now)
@@ -253,45 +303,20 @@ async fn insert_conversations(
     Ok(())
 }
 
-/// Where each queued create joined its line (`None` for the others):
-/// writes their places and their timers, and reads each line's head.
+/// Where each queued create joined its line (`None` for the others),
+/// `lines` being the queued ones of each queue in order and `places`
+/// their positions: writes their places and their timers, and reads each
+/// line's head.
 async fn join_lines(
     tx: &mut Transaction<'_, Any>,
     creates: &[Create],
-    now: i64,
+    lines: &BTreeMap<&str, Vec<usize>>,
+    places: &[Option<(u32, i64)>],
 ) -> StoreResult<Vec<Option<Joined>>> {
-    let mut lines: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (nth, create) in creates.iter().enumerate() {
-        if let (Some(_), Some(queue)) = (&create.queued, &create.new.queue_extension) {
-            lines.entry(queue.as_str()).or_default().push(nth);
-        }
-    }
-    let mut positions: Vec<Option<u32>> = vec![None; creates.len()];
-    for (queue, members) in &lines {
-        let first = creates[members[0]].new.id.to_string();
-        let last: Option<Option<i64>> = sqlx::query_scalar(&creation::last_position_ahead())
-            .bind(*queue)
-            .bind(now)
-            .bind(now)
-            .bind(first.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-        let ahead = match creation::ahead_from(last) {
-            Some(ahead) => ahead,
-            None => {
-                sqlx::query_scalar(&creation::count_ahead())
-                    .bind(*queue)
-                    .bind(now)
-                    .bind(now)
-                    .bind(first.as_str())
-                    .fetch_one(&mut **tx)
-                    .await?
-            }
-        };
-        for (behind, nth) in (0..).zip(members) {
-            positions[*nth] = Some(creation::position_after(ahead + behind));
-        }
-    }
+    let positions: Vec<Option<u32>> = places
+        .iter()
+        .map(|p| p.map(|(position, _)| position))
+        .collect();
     let places: Vec<(String, i64)> = (creates.iter().zip(&positions))
         .filter_map(|(create, position)| Some((create.new.id.to_string(), i64::from((*position)?))))
         .collect();

@@ -217,6 +217,30 @@ fn store_together(
 fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Created> {
     let new = &create.new;
     let id = new.id.to_string();
+    // Where it joins: after the line's last one, read before its row.
+    let mut place = None;
+    if let (Some(_), Some(queue)) = (&create.queued, &new.queue_extension) {
+        let tail = (conn.prepare_cached(&creation::line_tail())?)
+            .query_row([queue], |row| {
+                Ok(creation::Tail {
+                    position: row.get(0)?,
+                    queued_at: row.get(1)?,
+                    created_at: row.get(2)?,
+                    id: row.get(3)?,
+                })
+            })
+            .optional()?;
+        let ahead = match creation::ahead_from(tail.as_ref()) {
+            Some(ahead) => ahead,
+            None => (conn.prepare_cached(&creation::count_line())?)
+                .query_row([queue], |row| row.get(0))?,
+        };
+        place = Some((ahead, creation::queued_at_after(tail.as_ref(), now, &id)));
+    }
+    let queued_at = match place {
+        Some((_, queued_at)) => Some(queued_at),
+        None => new.queue_extension.as_ref().map(|_| now),
+    };
     conn.prepare_cached(&creation::insert_rows(1))?
         .execute(params![
             id,
@@ -228,7 +252,7 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
             new.page_url,
             new.language,
             new.queue_extension,
-            new.queue_extension.as_ref().map(|_| now),
+            queued_at,
             new.ended.then_some(now),
             creation::event_count(create),
             now,
@@ -236,16 +260,7 @@ fn create_one(conn: &Connection, create: &Create, now: i64) -> StoreResult<Creat
             new.client_key,
         ])?;
     let mut joined = None;
-    if let Some(queued) = &create.queued {
-        let line = params![new.queue_extension, now, now, id];
-        let last: Option<Option<i64>> = (conn.prepare_cached(&creation::last_position_ahead())?)
-            .query_row(line, |row| row.get(0))
-            .optional()?;
-        let ahead = match creation::ahead_from(last) {
-            Some(ahead) => ahead,
-            None => (conn.prepare_cached(&creation::count_ahead())?)
-                .query_row(line, |row| row.get(0))?,
-        };
+    if let (Some(queued), Some((ahead, _))) = (&create.queued, place) {
         let told = creation::position_after(ahead);
         (conn.prepare_cached(&creation::insert_waiting(1))?).execute(params![id, told])?;
         if let Some(timer) = &queued.timer {
