@@ -31,8 +31,6 @@ pub struct AgentActivity {
     pub chats_taken: i64,
 }
 
-/// Sets a timer (`$1` kind, `$2` subject, `$3` due, `$4` arg) unless one
-/// of its kind runs for its subject.
 /// Inserts `count` timers (kind, subject, due, argument), each unless
 /// one of its kind already runs for its subject.
 pub(super) fn insert_timers_once(count: usize) -> String {
