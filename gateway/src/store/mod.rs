@@ -135,6 +135,17 @@ pub struct Store {
 /// pinged on checkout.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
+/// The WAL size (in pages) at which a committing connection checkpoints
+/// by itself, as SQLite does at 1,000 by default: only a backstop now, since the
+/// SQLite writer's checkpointer copies it back (`batch/sqlite.rs`).
+/// Under a steady load the WAL can only start over from its beginning
+/// when a checkpoint has finished before the next write transaction
+/// begins, which the checkpointer, racing the writer, may never manage;
+/// at this size the writer's own checkpoint (between its transactions,
+/// and cheap, since the checkpointer has copied nearly everything) lets
+/// it start over.
+const WAL_BACKSTOP_PAGES: i64 = 10_000;
+
 impl Store {
     /// Opens a pool whose callers wait at most `acquire_timeout` for a
     /// connection (then [`StoreError::is_unavailable`]). SQLite files (and
@@ -201,6 +212,8 @@ impl Store {
                         ] {
                             conn.execute(pragma).await?;
                         }
+                        let backstop = format!("PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}");
+                        conn.execute(backstop.as_str()).await?;
                     }
                     Ok(())
                 })
