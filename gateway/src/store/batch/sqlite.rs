@@ -51,8 +51,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// 21 % of the writer's time at saturation, reading the WAL back and
 /// writing and syncing the database file, while the next batch waited.
 /// On a thread of its own, once a second (fewer copies of the same hot
-/// pages than every 100 ms), saturation rose by a quarter and the p99 at
-/// 2,000 messages a second fell (docs/benchmarks.md, change 14).
+/// pages than every 100 ms), saturation rose by 8 to 30 % over several
+/// runs and the p99 at 2,000 messages a second fell (docs/benchmarks.md,
+/// change 14).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) fn start(store: &Store, requests: mpsc::Receiver<Request>) -> StoreResult<()> {
