@@ -136,8 +136,9 @@ pub struct Store {
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The WAL size (in pages) at which a committing connection checkpoints
-/// by itself, as SQLite does at 1,000 by default: only a backstop now, since the
-/// SQLite writer's checkpointer copies it back (`batch/sqlite.rs`).
+/// by itself, as SQLite does at 1,000 by default: only a backstop now,
+/// since the SQLite writer's checkpointer copies it back
+/// (`batch/sqlite.rs`).
 /// Under a steady load the WAL can only start over from its beginning
 /// when a checkpoint has finished before the next write transaction
 /// begins, which the checkpointer, racing the writer, may never manage;

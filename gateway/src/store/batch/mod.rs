@@ -301,6 +301,17 @@ impl Outbox {
     }
 }
 
+/// Moves the requests already waiting into `batch`, up to [`MAX_BATCH`],
+/// without waiting for more.
+fn take_waiting(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    while batch.len() < MAX_BATCH {
+        match requests.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Fails every request of a batch with `e` (no connection to run it on).
 fn fail_all(batch: Vec<Request>, e: &StoreError) {
     let sorted = split(batch);

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use super::super::conversations::COLUMNS;
 use super::super::creation::{self, Create, Created};
 use super::{
-    client_id_of, fail_all, outcome, plan, shared_error, split, waiting, Appended, NewRow, Outbox,
-    Request, Sorted, Together, MAX_BATCH,
+    client_id_of, fail_all, outcome, plan, shared_error, split, take_waiting, waiting, Appended,
+    NewRow, Outbox, Request, Sorted, Together, MAX_BATCH,
 };
 use crate::domain::{ConversationId, ConversationState, TokenHash};
 use crate::store::turns::Turns;
@@ -138,12 +138,7 @@ fn write_batches(
             std::thread::sleep(wait);
         }
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+        take_waiting(&mut requests, &mut batch);
         metrics::histogram!("frontdesk_message_batch_size").record(batch.len() as f64);
         let conn = match connection.take() {
             Some(conn) => Ok(conn),
