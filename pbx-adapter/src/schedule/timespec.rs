@@ -5,8 +5,9 @@
 //! exactly, because admins copy their PBX's conditions and must get the same
 //! open/closed answers from Frontdesk as from their PBX:
 //!
-//! - fields are split on `,` (or `|`, the pre-1.6 separator); missing trailing
-//!   fields, an empty field and `*` all mean "any";
+//! - fields are split on `,` and `|` (the pre-1.6 separator) alike, even
+//!   mixed in one condition; missing trailing fields, an empty field and
+//!   `*` all mean "any";
 //! - a field is an `&`-separated list of items, each a single value or a
 //!   `start-end` range; ranges are cyclic, so `fri-mon`, `25-5`, `nov-feb`
 //!   and `22:00-02:00` wrap around;
@@ -18,8 +19,9 @@
 //! - every field is tested against the same local date and minute, so
 //!   `22:00-02:00,fri` is open during Friday's first two hours and last two
 //!   hours, not from Friday night into Saturday;
-//! - the fifth field is an IANA time zone; without it the schedule's zone is
-//!   used (Asterisk uses the server's zone). Local time is taken from the
+//! - the fifth field is an IANA time zone, also in the `TZ` variable's
+//!   form with a leading colon (`:Europe/Paris`); without it the
+//!   schedule's zone is used (Asterisk uses the server's zone). Local time is taken from the
 //!   instant, so a local time skipped by a DST change never matches and one
 //!   repeated by a DST change matches twice.
 //!
@@ -78,8 +80,6 @@ pub enum TimeSpecError {
     Empty,
     #[error("{count} fields in `{spec}`; expected times,weekdays,mdays,months[,timezone]")]
     TooManyFields { spec: String, count: usize },
-    #[error("`{0}` mixes `,` and `|` as field separators")]
-    MixedSeparators(String),
     #[error("`{0}`: a time zone field needs `,` separators (Asterisk ignores a fifth `|` field)")]
     TimezoneWithPipe(String),
     #[error("{}", invalid_item_message(*field, item, element))]
@@ -136,13 +136,21 @@ impl MinuteMask {
         self.0[minute / 64] & (1 << (minute % 64)) != 0
     }
 
-    /// The first allowed minute at or after `from`, if any on this day.
-    fn next_set_from(&self, from: usize) -> Option<usize> {
+    /// The first minute at or after `from` that is allowed (`allowed`) or
+    /// not (`!allowed`), if any on this day.
+    fn next_from(&self, from: usize, allowed: bool) -> Option<usize> {
         if from >= MINUTES_PER_DAY {
             return None;
         }
+        let word_bits = |word: usize| {
+            if allowed {
+                self.0[word]
+            } else {
+                !self.0[word]
+            }
+        };
         let mut word = from / 64;
-        let mut bits = self.0[word] & (u64::MAX << (from % 64));
+        let mut bits = word_bits(word) & (u64::MAX << (from % 64));
         loop {
             if bits != 0 {
                 let minute = word * 64 + bits.trailing_zeros() as usize;
@@ -152,7 +160,7 @@ impl MinuteMask {
             if word == MASK_WORDS {
                 return None;
             }
-            bits = self.0[word];
+            bits = word_bits(word);
         }
     }
 }
@@ -191,28 +199,24 @@ impl FromStr for TimeCondition {
         if spec.is_empty() {
             return Err(TimeSpecError::Empty);
         }
-        let (has_comma, has_pipe) = (spec.contains(','), spec.contains('|'));
-        if has_comma && has_pipe {
-            return Err(TimeSpecError::MixedSeparators(spec.to_owned()));
-        }
-        let separator = if has_pipe { '|' } else { ',' };
-        let fields: Vec<&str> = spec.split(separator).collect();
+        // Like Asterisk's `ast_build_timing`: fields are split on `|` and
+        // `,` alike (the two may be mixed), and a fifth field is the zone
+        // only when every separator is a comma (Asterisk takes the zone
+        // after the fourth comma, and ignores a fifth field otherwise).
+        let fields: Vec<&str> = spec.split(['|', ',']).collect();
         if fields.len() > 5 {
             return Err(TimeSpecError::TooManyFields {
                 spec: spec.to_owned(),
                 count: fields.len(),
             });
         }
-        if fields.len() == 5 && separator == '|' {
+        if fields.len() == 5 && spec.contains('|') {
             return Err(TimeSpecError::TimezoneWithPipe(spec.to_owned()));
         }
         let field = |i: usize| fields.get(i).copied().unwrap_or("*");
         let timezone = match fields.get(4).copied() {
             None | Some("") => None,
-            Some(name) => Some(
-                name.parse::<Tz>()
-                    .map_err(|_| TimeSpecError::UnknownTimezone(name.to_owned()))?,
-            ),
+            Some(name) => Some(parse_zone(name)?),
         };
         Ok(TimeCondition {
             spec: spec.to_owned(),
@@ -223,6 +227,15 @@ impl FromStr for TimeCondition {
             timezone,
         })
     }
+}
+
+/// A condition's zone as Asterisk reads it: an IANA name, optionally with
+/// the leading `:` of the `TZ` variable's form (`:Europe/Paris`), which
+/// Asterisk's tz loader skips.
+fn parse_zone(name: &str) -> Result<Tz, TimeSpecError> {
+    let bare = name.strip_prefix(':').unwrap_or(name);
+    bare.parse::<Tz>()
+        .map_err(|_| TimeSpecError::UnknownTimezone(name.to_owned()))
 }
 
 /// `HH:MM` with one or two digits each, as Asterisk's `sscanf("%2d:%2d")`
@@ -362,6 +375,18 @@ impl TimeCondition {
         limit: DateTime<Utc>,
         default_tz: Tz,
     ) -> Option<DateTime<Utc>> {
+        self.first_from(from, limit, default_tz, true)
+    }
+
+    /// The earliest instant in `[from, limit)` at which whether the
+    /// condition holds is `holds`.
+    fn first_from(
+        &self,
+        from: DateTime<Utc>,
+        limit: DateTime<Utc>,
+        default_tz: Tz,
+        holds: bool,
+    ) -> Option<DateTime<Utc>> {
         let tz = self.effective_timezone(default_tz);
         let mut u = from;
         while u < limit {
@@ -388,9 +413,14 @@ impl TimeCondition {
                 }
                 segment_end = DateTime::from_timestamp(hi, 0)?;
             }
-            if self.date_matches(date) {
+            if !self.date_matches(date) {
+                // No minute of this day holds.
+                if !holds {
+                    return Some(u);
+                }
+            } else {
                 let first = (local.hour() * 60 + local.minute()) as usize;
-                if let Some(minute) = self.minutes.next_set_from(first) {
+                if let Some(minute) = self.minutes.next_from(first, holds) {
                     let start_local = date.and_hms_opt(0, 0, 0)? + Duration::minutes(minute as i64);
                     if start_local < to_local(segment_end) {
                         let start = (start_local - Duration::seconds(offset)).and_utc();
@@ -573,6 +603,25 @@ mod tests {
     }
 
     #[test]
+    fn mixed_separators_split_like_asterisk() {
+        let both = cond("09:00-17:00|mon-fri,*|*");
+        assert_eq!(
+            both.with_spec(""),
+            cond("09:00-17:00,mon-fri,*,*").with_spec("")
+        );
+    }
+
+    #[test]
+    fn a_zone_may_start_with_the_tz_variable_colon() {
+        let c = cond("09:00-17:00,mon-fri,*,*,:America/New_York");
+        assert_eq!(c.timezone(), Some(chrono_tz::America::New_York));
+        assert_eq!(
+            invalid("*,*,*,*,:Mars/Olympus"),
+            TimeSpecError::UnknownTimezone(":Mars/Olympus".into())
+        );
+    }
+
+    #[test]
     fn blanks_around_times_are_accepted_like_sscanf() {
         assert_eq!(
             cond("9:00 - 17:0,*,*,*").minutes,
@@ -660,8 +709,8 @@ mod tests {
             TimeSpecError::TooManyFields { count: 6, .. }
         ));
         assert!(matches!(
-            invalid("*|*,*,*"),
-            TimeSpecError::MixedSeparators(_)
+            invalid("*|*,*,*,UTC"),
+            TimeSpecError::TimezoneWithPipe(_)
         ));
         assert!(matches!(
             invalid("*|*|*|*|UTC"),
@@ -701,14 +750,16 @@ mod tests {
     #[test]
     fn minute_mask_search() {
         let mut m = MinuteMask::empty();
-        assert_eq!(m.next_set_from(0), None);
+        assert_eq!(m.next_from(0, true), None);
         m.set(1439);
         m.set(64);
-        assert_eq!(m.next_set_from(0), Some(64));
-        assert_eq!(m.next_set_from(64), Some(64));
-        assert_eq!(m.next_set_from(65), Some(1439));
-        assert_eq!(m.next_set_from(1440), None);
-        assert_eq!(MinuteMask::full().next_set_from(1439), Some(1439));
+        assert_eq!(m.next_from(0, true), Some(64));
+        assert_eq!(m.next_from(64, true), Some(64));
+        assert_eq!(m.next_from(65, true), Some(1439));
+        assert_eq!(m.next_from(1440, true), None);
+        assert_eq!(MinuteMask::full().next_from(1439, true), Some(1439));
+        assert_eq!(MinuteMask::full().next_from(0, false), None);
+        assert_eq!(m.next_from(64, false), Some(65));
     }
 
     impl TimeCondition {
