@@ -21,9 +21,9 @@
 //!   hours, not from Friday night into Saturday;
 //! - the fifth field is an IANA time zone, also in the `TZ` variable's
 //!   form with a leading colon (`:Europe/Paris`); without it the
-//!   schedule's zone is used (Asterisk uses the server's zone). Local time is taken from the
-//!   instant, so a local time skipped by a DST change never matches and one
-//!   repeated by a DST change matches twice.
+//!   schedule's zone is used (Asterisk uses the server's zone). Local time
+//!   is taken from the instant, so a local time skipped by a DST change
+//!   never matches and one repeated by a DST change matches twice.
 //!
 //! Where Asterisk logs a warning and silently skips an item (`25:00-26:00`,
 //! `mon-funday`, `32`, an unknown time zone, a stray `&`), we refuse the whole
@@ -136,21 +136,13 @@ impl MinuteMask {
         self.0[minute / 64] & (1 << (minute % 64)) != 0
     }
 
-    /// The first minute at or after `from` that is allowed (`allowed`) or
-    /// not (`!allowed`), if any on this day.
-    fn next_from(&self, from: usize, allowed: bool) -> Option<usize> {
+    /// The first allowed minute at or after `from`, if any on this day.
+    fn next_set_from(&self, from: usize) -> Option<usize> {
         if from >= MINUTES_PER_DAY {
             return None;
         }
-        let word_bits = |word: usize| {
-            if allowed {
-                self.0[word]
-            } else {
-                !self.0[word]
-            }
-        };
         let mut word = from / 64;
-        let mut bits = word_bits(word) & (u64::MAX << (from % 64));
+        let mut bits = self.0[word] & (u64::MAX << (from % 64));
         loop {
             if bits != 0 {
                 let minute = word * 64 + bits.trailing_zeros() as usize;
@@ -160,7 +152,7 @@ impl MinuteMask {
             if word == MASK_WORDS {
                 return None;
             }
-            bits = word_bits(word);
+            bits = self.0[word];
         }
     }
 }
@@ -375,18 +367,6 @@ impl TimeCondition {
         limit: DateTime<Utc>,
         default_tz: Tz,
     ) -> Option<DateTime<Utc>> {
-        self.first_from(from, limit, default_tz, true)
-    }
-
-    /// The earliest instant in `[from, limit)` at which whether the
-    /// condition holds is `holds`.
-    fn first_from(
-        &self,
-        from: DateTime<Utc>,
-        limit: DateTime<Utc>,
-        default_tz: Tz,
-        holds: bool,
-    ) -> Option<DateTime<Utc>> {
         let tz = self.effective_timezone(default_tz);
         let mut u = from;
         while u < limit {
@@ -413,14 +393,9 @@ impl TimeCondition {
                 }
                 segment_end = DateTime::from_timestamp(hi, 0)?;
             }
-            if !self.date_matches(date) {
-                // No minute of this day holds.
-                if !holds {
-                    return Some(u);
-                }
-            } else {
+            if self.date_matches(date) {
                 let first = (local.hour() * 60 + local.minute()) as usize;
-                if let Some(minute) = self.minutes.next_from(first, holds) {
+                if let Some(minute) = self.minutes.next_set_from(first) {
                     let start_local = date.and_hms_opt(0, 0, 0)? + Duration::minutes(minute as i64);
                     if start_local < to_local(segment_end) {
                         let start = (start_local - Duration::seconds(offset)).and_utc();
@@ -750,16 +725,14 @@ mod tests {
     #[test]
     fn minute_mask_search() {
         let mut m = MinuteMask::empty();
-        assert_eq!(m.next_from(0, true), None);
+        assert_eq!(m.next_set_from(0), None);
         m.set(1439);
         m.set(64);
-        assert_eq!(m.next_from(0, true), Some(64));
-        assert_eq!(m.next_from(64, true), Some(64));
-        assert_eq!(m.next_from(65, true), Some(1439));
-        assert_eq!(m.next_from(1440, true), None);
-        assert_eq!(MinuteMask::full().next_from(1439, true), Some(1439));
-        assert_eq!(MinuteMask::full().next_from(0, false), None);
-        assert_eq!(m.next_from(64, false), Some(65));
+        assert_eq!(m.next_set_from(0), Some(64));
+        assert_eq!(m.next_set_from(64), Some(64));
+        assert_eq!(m.next_set_from(65), Some(1439));
+        assert_eq!(m.next_set_from(1440), None);
+        assert_eq!(MinuteMask::full().next_set_from(1439), Some(1439));
     }
 
     impl TimeCondition {
