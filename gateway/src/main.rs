@@ -200,6 +200,19 @@ async fn main() -> anyhow::Result<()> {
             let at = at.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
             let decision = schedule.explain(at);
             println!("{decision}");
+            let routed = frontdesk::engine::Channel::from_config(channel.clone())
+                .map_err(anyhow::Error::msg)?;
+            match routed.route_at(at) {
+                frontdesk::engine::Routed::Queue(queue) => {
+                    println!("a chat started then goes to queue {queue}")
+                }
+                frontdesk::engine::Routed::Menu => {
+                    println!("a chat started then gets the chatbot menu")
+                }
+                frontdesk::engine::Routed::Closed(closure) => {
+                    println!("a chat started then is refused with: {}", closure.text)
+                }
+            }
             if !decision.open {
                 match schedule.next_open(at) {
                     Some(next) => println!(

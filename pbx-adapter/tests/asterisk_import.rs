@@ -127,6 +127,7 @@ fn schedule(timezone: Option<&str>, open: &[&str]) -> ScheduleConfig {
         open: open.iter().map(|s| (*s).to_owned()).collect(),
         holidays: Vec::new(),
         holidays_ics: None,
+        ..Default::default()
     }
 }
 

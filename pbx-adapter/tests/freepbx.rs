@@ -145,6 +145,7 @@ fn schedule(open: &[&str]) -> ScheduleConfig {
         open: open.iter().map(|s| (*s).to_owned()).collect(),
         holidays: Vec::new(),
         holidays_ics: None,
+        ..Default::default()
     }
 }
 

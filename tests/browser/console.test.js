@@ -1071,3 +1071,44 @@ test('French: the queue form, its refused fields, the business-hours check and t
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('a channel that routes by time shows its routes, and the hours check names the route and where it goes', async () => {
+  const key = `routed-${RUN}`;
+  const page = await go('/admin/channels');
+  const created = await page.evaluate(async (channel) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch('/api/v1/admin/channels', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(channel),
+    });
+    return { status: r.status, body: await r.text() };
+  }, {
+    key, name: 'Routed Shop', mode: 'live', allowed_origins: [PAGES],
+    schedule: {
+      timezone: 'Europe/Paris',
+      routes: [{ when: '*,*,30,feb', to: 'closed' }, { when: '*,*,*,*', to: { queue: '600' } }],
+      default: { closed: 'gone' },
+    },
+    closures: { gone: { text: 'Gone fishing.', alternatives: [] } },
+  });
+  assert.equal(created.status, 201, created.body);
+  await go(`/admin/channels/${key}`, page);
+  await editorLoaded(page);
+  const routing = page.locator('#routing');
+  await routing.waitFor();
+  assert.deepEqual(await routing.locator('li').allInnerTexts(), ['*,*,30,feb → closed', '*,*,*,* → queue 600']);
+  assert.match(await routing.innerText(), /otherwise: closed \(gone\)/);
+  assert.ok(await page.locator('[name="schedule.open"]').isDisabled(), 'open rules do not apply to a routing schedule');
+  const hours = page.locator('#hours-now');
+  await hours.filter({ hasText: /route #2/ }).waitFor();
+  assert.match(await hours.innerText(), /^Open at .*\(Europe\/Paris\): route #2 `\*,\*,\*,\*` holds, so queue 600$/);
+  // Saving another field keeps the routes.
+  await page.getByLabel('Company name shown in the widget').fill('Routed Shop 2');
+  await btn(page, 'Save').click();
+  await page.locator('form .status').filter({ hasText: /^Saved/ }).waitFor();
+  const saved = await apiChannel(key);
+  assert.equal(saved.name, 'Routed Shop 2');
+  assert.deepEqual(saved.schedule.routes[1].to, { queue: '600' });
+  assert.deepEqual(saved.closures.gone.text, 'Gone fishing.');
+  await shot(page, 'console-50-routing');
+  await consoleAxe(page, 'channel that routes by time');
+});

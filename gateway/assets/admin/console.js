@@ -163,8 +163,9 @@ async function channelForm(form) {
   const preview = channelPreview(form, () => read(form, base));
   // A holidays file (frontdesk.toml only) is not in the form: the check
   // could not say what the file's holidays do.
-  if (base.schedule?.holidays_ics) preview.hours(null);
-  else hoursCheck(form, preview.hours);
+  showRouting(form, base.schedule);
+  if (base.schedule?.holidays_ics || base.schedule?.routes?.some((r) => r.holidays_ics)) preview.hours(null);
+  else hoursCheck(form, preview.hours, () => read(form, base).schedule);
   if (form.hasAttribute('data-read-only')) {
     for (const input of form.elements) input.disabled = true;
     return;
@@ -199,17 +200,13 @@ async function channelForm(form) {
 // --- business hours: open or closed now, why, next opening ---------------
 // Checked as the admin types, by the server, with the config file's rules;
 // each answer ({ open, next_open }, or null when refused) goes to `answered`.
-function hoursCheck(form, answered) {
+function hoursCheck(form, answered, draft) {
   const out = form.querySelector('#hours-now');
   if (!out) return;
   const fields = ['schedule.timezone', 'schedule.open', 'schedule.holidays'].map((n) => form.querySelector(`[name="${n}"]`));
   let timer = null;
   const check = async () => {
-    const schedule = {
-      timezone: fields[0].value.trim() || null,
-      open: lines(fields[1].value),
-      holidays: lines(fields[2].value),
-    };
+    const schedule = draft();
     const answer = await api('POST', '/api/v1/admin/schedule/check', { schedule }).catch(() => ({ status: 0 }));
     answered(answer.status === 200 ? answer.body : null);
     for (const field of fields) field.removeAttribute('aria-invalid');
@@ -305,12 +302,42 @@ function previewPage() {
   window.parent.postMessage({ type: 'frontdesk:preview-ready' }, location.origin);
 }
 
+// A route's destination ("open", "menu", "closed", {queue}, {closed}) in words.
+function destinationText(to) {
+  if (to?.queue !== undefined) return say('to_queue', { queue: to.queue });
+  if (to?.closed !== undefined) return say('to_closure', { name: to.closed });
+  return say(`to_${to ?? 'open'}`);
+}
+
+// A routing schedule (frontdesk.toml or the PBX's) is shown, not edited:
+// the open rules and holidays fields do not apply to it.
+function showRouting(form, schedule) {
+  const out = form.querySelector('#routing');
+  if (!out || !schedule?.routes?.length) return;
+  out.hidden = false;
+  out.querySelector('p').textContent = say('routing');
+  const list = out.querySelector('ol');
+  list.replaceChildren();
+  for (const route of schedule.routes) {
+    const when = [route.when, route.holidays].flat().filter(Boolean).join(', ') || route.holidays_ics;
+    const item = document.createElement('li');
+    item.textContent = `${when} → ${destinationText(route.to)}`;
+    list.append(item);
+  }
+  const otherwise = document.createElement('p');
+  otherwise.textContent = say('routing_otherwise', { to: destinationText(schedule.default ?? 'closed') });
+  list.after(otherwise);
+  for (const name of ['schedule.open', 'schedule.holidays']) form.querySelector(`[name="${name}"]`).disabled = true;
+}
+
 // The server's verdict in the page's language: "Closed at Sat … (Europe/Paris): …".
-function explain({ open, local_time: at, timezone, reason, next_open: next }) {
+function explain({ open, local_time: at, timezone, reason, destination, next_open: next }) {
   const when = new Intl.DateTimeFormat(document.documentElement.lang, {
     timeZone: timezone, weekday: 'short', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
   });
-  const why = say(`hours_${reason.kind}`, { n: reason.rule, spec: reason.spec, label: reason.holiday, rules: reason.rules });
+  const to = destinationText(destination);
+  const kind = reason.kind === 'route' && reason.holiday !== undefined ? 'route_holiday' : reason.kind;
+  const why = say(`hours_${kind}`, { n: reason.rule ?? reason.route, spec: reason.spec, label: reason.holiday, rules: reason.rules, routes: reason.routes, to });
   const text = say('hours', { state: say(open ? 'hours_open' : 'hours_closed'), time: when.format(new Date(at)), zone: timezone, reason: why });
   return next ? `${text} ${say('hours_next')} ${when.format(new Date(next))}` : text;
 }

@@ -24,7 +24,7 @@ use crate::config::{Alternative, ChannelLimits, ChannelMode};
 use crate::domain::{
     ClientKey, ClientMessageId, ConversationId, Email, MessageBody, PageUrl, Party, VisitorName,
 };
-use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor};
+use crate::engine::{Channel, ConversationView, EngineError, MessageView, NewVisitor, Routed};
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -190,8 +190,20 @@ pub(super) fn admit_message(
 
 fn channel_info_of(channel: &Channel) -> ChannelInfo {
     let now = Utc::now();
-    let open = channel.schedule.is_open(now);
     let config = &channel.config;
+    let routed = channel.route_at(now);
+    let open = !matches!(routed, Routed::Closed(_));
+    // The widget shows what a chat started now gets: a route to a queue
+    // skips the menu, a route to the menu shows it, a closure its text.
+    let mode = match routed {
+        Routed::Queue(_) => ChannelMode::Live,
+        Routed::Menu => ChannelMode::Chatbot,
+        Routed::Closed(_) => config.mode,
+    };
+    let closed = match routed {
+        Routed::Closed(closure) => closure,
+        _ => &config.closed,
+    };
     let ChannelLimits {
         max_file_bytes,
         max_files_per_batch,
@@ -202,7 +214,7 @@ fn channel_info_of(channel: &Channel) -> ChannelInfo {
     ChannelInfo {
         key: config.key.to_string(),
         name: config.name.clone(),
-        mode: config.mode,
+        mode,
         open,
         next_open: if open {
             None
@@ -213,17 +225,20 @@ fn channel_info_of(channel: &Channel) -> ChannelInfo {
         language: config.language.clone(),
         languages: config.languages.clone(),
         closed: ClosedInfo {
-            text: config.closed.text.clone(),
-            alternatives: config.closed.alternatives.clone(),
+            text: closed.text.clone(),
+            alternatives: closed.alternatives.clone(),
         },
-        options: config
-            .options
-            .iter()
-            .map(|o| OptionInfo {
-                id: o.id.clone(),
-                label: o.label.clone(),
-            })
-            .collect(),
+        options: match mode {
+            ChannelMode::Chatbot => config
+                .options
+                .iter()
+                .map(|o| OptionInfo {
+                    id: o.id.clone(),
+                    label: o.label.clone(),
+                })
+                .collect(),
+            ChannelMode::Live => Vec::new(),
+        },
         limits: LimitsInfo {
             max_file_bytes,
             max_files_per_batch,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use pbx_adapter::queue::{AgentConfig, DirectoryProblem, PbxDirectory, QueueConfig};
-use pbx_adapter::schedule::{ScheduleConfig, ScheduleError};
+use pbx_adapter::schedule::{Destination, Schedule, ScheduleConfig, ScheduleError};
 use pbx_adapter::QueueExtension;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -145,6 +145,16 @@ field_codes! {
     HolidaysFile,
     /// An iCalendar file can only be named in frontdesk.toml.
     HolidaysFileConsole,
+    /// `routes` given together with `open` or `holidays`.
+    RoutesWithOpen,
+    /// A `default` destination without `routes`.
+    DefaultWithoutRoutes,
+    /// Route `route` has neither or both of `when` and holidays.
+    RouteMatcher,
+    /// A route sends to the chatbot menu of a channel without options.
+    MenuNeedsOptions,
+    /// A route sends to `closure`, which the channel does not define.
+    ClosureUnknown,
     /// A limit is zero.
     LimitsZero,
     /// `max_message_chars` above `max`.
@@ -341,6 +351,11 @@ pub struct ChannelConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub closed: ClosedConfig,
+    /// Named closures the schedule's routes may send to
+    /// (`to = { closed = "christmas" }`), each with its own text and
+    /// alternatives.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub closures: BTreeMap<String, ClosedConfig>,
     #[serde(default)]
     pub limits: ChannelLimits,
     /// Days an ended conversation (with its files) is kept; 0 keeps it
@@ -369,7 +384,12 @@ impl ChannelConfig {
         if self.name.trim().is_empty() {
             errors.push(fail("name", FieldCode::Empty, "cannot be empty".into()));
         }
+        let schedule = pbx_adapter::schedule::Schedule::from_config(&self.schedule);
+        let routes_to_open = schedule
+            .as_ref()
+            .map_or(true, |s| s.destinations().any(|d| *d == Destination::Open));
         match self.mode {
+            ChannelMode::Live if !routes_to_open => {}
             ChannelMode::Live => match &self.queue {
                 None => {
                     errors.push(fail(
@@ -386,7 +406,7 @@ impl ChannelConfig {
                 Some(_) => {}
             },
             ChannelMode::Chatbot => {
-                if self.options.is_empty() {
+                if self.options.is_empty() && routes_to_open {
                     errors.push(fail(
                         "options",
                         FieldCode::ChatbotNeedsOptions,
@@ -432,8 +452,9 @@ impl ChannelConfig {
                 );
             }
         }
-        if let Err(e) = pbx_adapter::schedule::Schedule::from_config(&self.schedule) {
-            errors.push(schedule_error(at("schedule"), &e));
+        match &schedule {
+            Err(e) => errors.push(schedule_error(at("schedule"), e)),
+            Ok(schedule) => errors.extend(self.destination_problems(schedule, &queue_exists)),
         }
         let limits = &self.limits;
         if limits.max_message_chars == 0
@@ -482,9 +503,75 @@ impl ChannelConfig {
     }
 }
 
+impl ChannelConfig {
+    /// What the schedule's routes send to must exist: their queues, the
+    /// menu's options, their named closures.
+    fn destination_problems(
+        &self,
+        schedule: &Schedule,
+        queue_exists: impl Fn(&QueueExtension) -> bool,
+    ) -> Vec<FieldError> {
+        let key = format!("channels[key={}].schedule", self.key);
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        for destination in schedule.destinations().filter(|d| seen.insert(*d)) {
+            match destination {
+                Destination::Queue(queue) if !queue_exists(queue) => {
+                    let message =
+                        format!("a route sends to queue {queue}, which is not in [[queues]]");
+                    errors.push(
+                        FieldError::coded(&key, FieldCode::QueueUnknown, message)
+                            .with("queue", queue),
+                    );
+                }
+                Destination::Menu if self.options.is_empty() => errors.push(FieldError::coded(
+                    &key,
+                    FieldCode::MenuNeedsOptions,
+                    "a route sends to the chatbot menu, but the channel has no options",
+                )),
+                Destination::Closed(Some(name)) if !self.closures.contains_key(name) => {
+                    let message =
+                        format!("a route sends to closure {name:?}, which is not in closures");
+                    errors.push(
+                        FieldError::coded(&key, FieldCode::ClosureUnknown, message)
+                            .with("closure", name),
+                    );
+                }
+                _ => {}
+            }
+        }
+        errors
+    }
+
+    /// The out-of-hours text and alternatives for a closed destination.
+    pub fn closure(&self, name: Option<&str>) -> &ClosedConfig {
+        name.and_then(|n| self.closures.get(n))
+            .unwrap_or(&self.closed)
+    }
+}
+
 /// A schedule that cannot be built, as the error of the field `key`.
 pub fn schedule_error(key: impl Into<String>, e: &ScheduleError) -> FieldError {
+    let key = key.into();
+    if let ScheduleError::Route { route, error } = e {
+        let inner = schedule_error(format!("{key}.routes[{}]", route - 1), error);
+        return FieldError {
+            message: e.to_string(),
+            ..inner
+        }
+        .with("route", route);
+    }
     let (code, name, value) = match e {
+        ScheduleError::RoutesWithOpen => {
+            return FieldError::coded(key, FieldCode::RoutesWithOpen, e.to_string())
+        }
+        ScheduleError::DefaultWithoutRoutes => {
+            return FieldError::coded(key, FieldCode::DefaultWithoutRoutes, e.to_string())
+        }
+        ScheduleError::RouteMatcher { route, .. } => {
+            (FieldCode::RouteMatcher, "route", route.to_string())
+        }
+        ScheduleError::Route { .. } => unreachable!("handled above"),
         ScheduleError::UnknownTimezone(tz) => (FieldCode::TimezoneUnknown, "timezone", tz.clone()),
         ScheduleError::Rule { rule, .. } => (FieldCode::OpenRuleInvalid, "rule", rule.clone()),
         ScheduleError::Holiday { item, .. } => (FieldCode::HolidayInvalid, "holiday", item.clone()),

@@ -1,11 +1,24 @@
-//! Channels as the engine uses them: config plus a parsed schedule.
+//! Channels as the engine uses them: config plus a parsed schedule, and
+//! where a new chat goes at an instant.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pbx_adapter::schedule::Schedule;
+use chrono::{DateTime, Utc};
+use pbx_adapter::schedule::{Destination, Schedule};
+use pbx_adapter::QueueExtension;
 
-use crate::config::{parse_origin, ChannelConfig};
+use crate::config::{parse_origin, ChannelConfig, ChannelMode, ClosedConfig};
+
+/// Where a new chat of a channel goes now.
+#[derive(Debug, Clone)]
+pub enum Routed<'a> {
+    Queue(QueueExtension),
+    /// The chatbot menu (the channel's options).
+    Menu,
+    /// Closed, with this text and these alternatives.
+    Closed(&'a ClosedConfig),
+}
 
 pub struct Channel {
     pub config: ChannelConfig,
@@ -27,6 +40,21 @@ impl Channel {
             schedule,
             origins,
         })
+    }
+
+    /// Where a chat started at `at` goes, with the channel's own queue or
+    /// menu put in for [`Destination::Open`].
+    pub fn route_at(&self, at: DateTime<Utc>) -> Routed<'_> {
+        match self.schedule.destination_at(at) {
+            Destination::Open => match (&self.config.mode, &self.config.queue) {
+                (ChannelMode::Live, Some(queue)) => Routed::Queue(queue.clone()),
+                // Validated: a live channel routing to `open` has a queue.
+                (ChannelMode::Live, None) | (ChannelMode::Chatbot, _) => Routed::Menu,
+            },
+            Destination::Queue(queue) => Routed::Queue(queue.clone()),
+            Destination::Menu => Routed::Menu,
+            Destination::Closed(name) => Routed::Closed(self.config.closure(name.as_deref())),
+        }
     }
 
     /// The visitor's language if the channel speaks it, else the default.

@@ -398,7 +398,7 @@ impl Engine {
                     expect(op, actor, key.0, &key.1, existing)?;
                     let existing = existing.map(|meta| meta.updated_at);
                     if let (Item::Channel(c), ItemSource::Console) = (item, actor.source) {
-                        if c.schedule.holidays_ics.is_some() {
+                        if c.schedule.names_a_file() {
                             return Err(DirectoryError::Invalid(vec![FieldError::coded(
                                 format!("channels[key={}].schedule.holidays_ics", c.key),
                                 FieldCode::HolidaysFileConsole,

@@ -50,7 +50,7 @@ pub use agent_channel::{AgentChannel, AgentChannelError, Delivery, Notice, Offer
 pub use agent_files::{
     AgentFileOutcome, GrantedSlot, SlotId, SlotRefusal, SlotUnusable, UploadTicket,
 };
-pub use channels::{Channel, Channels};
+pub use channels::{Channel, Channels, Routed};
 pub use commands::{describe_visitor, AgentCommand};
 pub use directory::{
     Actor, Directory, DirectoryError, DirectoryOp, Item, ItemMeta, DEFAULT_TENANT,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use tracing::{info, instrument, warn};
 
+use super::channels::Routed;
 use super::{
     event, message_of, AgentView, ConversationView, Engine, EngineError, EngineResult, EventBody,
     EventView, MessageView, NewVisitor, Notice, VisitorView,
@@ -18,8 +19,9 @@ use crate::domain::{
 use crate::store::{now_ms, Appended, ConversationIdentity, ConversationUpdate, NewConversation};
 
 impl Engine {
-    /// Starts a conversation, or refuses with `Closed` outside hours (the
-    /// attempt is still recorded, in state `closed_out_of_hours`).
+    /// Starts a conversation where the channel's routing sends it now (a
+    /// queue or the chatbot menu), or refuses with `Closed` (the attempt
+    /// is still recorded, in state `closed_out_of_hours`).
     #[instrument(skip_all, fields(channel = %channel_key))]
     pub async fn start_conversation(
         &self,
@@ -31,22 +33,13 @@ impl Engine {
         let id = ConversationId::new();
         let token = VisitorToken::generate();
         let language = channel.pick_language(&visitor.language);
-        let open = channel.schedule.is_open(now);
-        let target = if !open {
-            ConversationState::ClosedOutOfHours
-        } else if channel.config.mode == crate::config::ChannelMode::Chatbot {
-            ConversationState::ChatbotMenu
-        } else {
-            ConversationState::Queued
+        let (target, queue) = match channel.route_at(now) {
+            Routed::Queue(queue) => (ConversationState::Queued, Some(queue)),
+            Routed::Menu => (ConversationState::ChatbotMenu, None),
+            Routed::Closed(_) => (ConversationState::ClosedOutOfHours, None),
         };
+        let open = target != ConversationState::ClosedOutOfHours;
         ConversationState::Started.transition(target)?;
-        let queue = (target == ConversationState::Queued).then(|| {
-            channel
-                .config
-                .queue
-                .clone()
-                .expect("validated: live channels have a queue")
-        });
         if let Some(queue) = &queue {
             self.check_room_in(queue.as_str()).await?;
         }

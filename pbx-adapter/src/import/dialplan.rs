@@ -295,6 +295,7 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
                     open: rules.specs,
                     holidays: Vec::new(),
                     holidays_ics: None,
+                    ..Default::default()
                 },
             )
         })

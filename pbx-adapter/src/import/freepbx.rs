@@ -112,6 +112,7 @@ async fn read_timegroups(
                 open,
                 holidays: Vec::new(),
                 holidays_ics: None,
+                ..Default::default()
             },
         ));
     }

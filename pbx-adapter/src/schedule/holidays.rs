@@ -127,16 +127,18 @@ impl HolidaySet {
         HolidaySet { items, merged }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.items.len()
-    }
-
     /// If `at` falls in a holiday, the instant the closed stretch (all
     /// overlapping or back-to-back holidays together) ends.
     pub(crate) fn closed_until(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let i = self.merged.partition_point(|(start, _)| *start <= at);
         let (_, end) = *self.merged.get(i.checked_sub(1)?)?;
         (at < end).then_some(end)
+    }
+
+    /// The start of the first closed stretch that begins after `at`.
+    pub(crate) fn next_start_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let i = self.merged.partition_point(|(start, _)| *start <= at);
+        self.merged.get(i).map(|(start, _)| *start)
     }
 
     /// The first holiday (by start) that covers `at`.
@@ -223,6 +225,10 @@ mod tests {
         assert_eq!(set.closed_until(utc("2026-12-26T23:00:00Z")), None);
         assert_eq!(set.closed_until(utc("2026-12-24T22:59:59Z")), None);
         assert!(set.find(utc("2026-12-28T10:00:00Z")).is_none());
-        assert_eq!(set.len(), 3);
+        assert_eq!(
+            set.next_start_after(utc("2026-12-25T10:00:00Z")),
+            Some(utc("2026-12-31T23:00:00Z"))
+        );
+        assert_eq!(set.next_start_after(utc("2027-01-01T10:00:00Z")), None);
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod holidays;
 mod ics;
+pub mod routing;
 pub mod timespec;
 mod tzutil;
 
@@ -27,15 +28,14 @@ mod tzutil;
 mod proptests;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 pub use holidays::{Holiday, HolidayError};
+pub use routing::{Destination, Matched, Route, RouteConfig};
 pub use timespec::{Field, TimeCondition, TimeSpecError};
-
-use holidays::HolidaySet;
 
 /// How far [`Schedule::next_open`] looks ahead.
 pub const NEXT_OPEN_HORIZON_DAYS: i64 = 400;
@@ -53,6 +53,21 @@ pub struct ScheduleConfig {
     pub holidays: Vec<String>,
     /// An iCalendar file whose events are holidays.
     pub holidays_ics: Option<PathBuf>,
+    /// Time-based routing, first match wins (replaces `open` and
+    /// `holidays`, which are its two-entry special case).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+    /// Where a chat goes when no route holds; closed when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Destination>,
+}
+
+impl ScheduleConfig {
+    /// Whether the schedule names a holidays file on the server (its own
+    /// or a route's).
+    pub fn names_a_file(&self) -> bool {
+        self.holidays_ics.is_some() || self.routes.iter().any(|r| r.holidays_ics.is_some())
+    }
 }
 
 /// Why a schedule could not be built. Every message names the bad item.
@@ -75,14 +90,28 @@ pub enum ScheduleError {
         line: usize,
         reason: String,
     },
+    #[error("`routes` replaces `open`, `holidays` and `holidays_ics`: write them as routes")]
+    RoutesWithOpen,
+    #[error("`default` needs `routes` (without routes, open rules decide)")]
+    DefaultWithoutRoutes,
+    #[error("route #{route} needs either `when` or `holidays`/`holidays_ics`, not {what}")]
+    RouteMatcher { route: usize, what: &'static str },
+    #[error("route #{route}: {error}")]
+    Route {
+        route: usize,
+        error: Box<ScheduleError>,
+    },
 }
 
-/// When a channel is open. Cheap to clone; immutable once built.
+/// Where a channel's chats go, and so when it is open. Cheap to clone;
+/// immutable once built.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     tz: Tz,
-    rules: Vec<TimeCondition>,
-    holidays: HolidaySet,
+    routes: Vec<Route>,
+    default: Destination,
+    /// Built from `open` + `holidays`: explanations speak of open rules.
+    classic: bool,
 }
 
 /// Why a schedule is open or closed at an instant.
@@ -96,6 +125,10 @@ pub enum Reason {
     Holiday { label: String },
     /// Closed: none of the `rules` open rules holds.
     OutsideRules { rules: usize },
+    /// Route `index` (from 0) holds, by `matched`.
+    Route { index: usize, matched: Matched },
+    /// None of the `routes` routes holds: the default applies.
+    Default { routes: usize },
 }
 
 /// The answer of [`Schedule::explain`]; `Display` gives a sentence for the
@@ -103,6 +136,8 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub open: bool,
+    /// Where a chat started now goes.
+    pub destination: Destination,
     /// The instant asked about, in the schedule's zone.
     pub local_time: DateTime<Tz>,
     pub reason: Reason,
@@ -124,6 +159,18 @@ impl fmt::Display for Decision {
             Reason::OutsideRules { rules } => {
                 write!(f, "outside all {rules} open rule(s)")
             }
+            Reason::Route { index, matched } => {
+                match matched {
+                    Matched::Condition { spec } => write!(f, "route #{} `{spec}` holds", index + 1),
+                    Matched::Holiday { label } => write!(f, "route #{} holiday {label}", index + 1),
+                }?;
+                write!(f, ", so {}", self.destination)
+            }
+            Reason::Default { routes } => write!(
+                f,
+                "none of the {routes} route(s) holds, so the default: {}",
+                self.destination
+            ),
         }
     }
 }
@@ -133,82 +180,162 @@ fn parse_tz(name: &str) -> Result<Tz, ScheduleError> {
         .map_err(|_| ScheduleError::UnknownTimezone(name.to_owned()))
 }
 
+/// Reads a holidays file: `(file name for messages, text)`.
+fn read_ics(path: &Path) -> Result<(String, String), ScheduleError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ScheduleError::IcsRead {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok((path.display().to_string(), text))
+}
+
+/// Parses time conditions, naming the bad one.
+fn parse_rules(rules: &[String]) -> Result<Vec<TimeCondition>, ScheduleError> {
+    rules
+        .iter()
+        .map(|rule| {
+            rule.parse::<TimeCondition>()
+                .map_err(|error| ScheduleError::Rule {
+                    rule: rule.clone(),
+                    error,
+                })
+        })
+        .collect()
+}
+
+/// Parses inline holidays and an iCalendar text into one list.
+fn parse_holidays(
+    items: &[String],
+    ics: Option<(&str, &str)>,
+    tz: Tz,
+) -> Result<Vec<Holiday>, ScheduleError> {
+    let mut holidays = items
+        .iter()
+        .map(|item| {
+            holidays::parse_inline(item, tz).map_err(|error| ScheduleError::Holiday {
+                item: item.clone(),
+                error,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some((file, text)) = ics {
+        let name = Path::new(file)
+            .file_name()
+            .map_or(file.to_owned(), |n| n.to_string_lossy().into_owned());
+        let found = ics::parse_ics(text, tz, &name).map_err(|e| ScheduleError::Ics {
+            file: file.to_owned(),
+            line: e.line,
+            reason: e.reason,
+        })?;
+        holidays.extend(found);
+    }
+    Ok(holidays)
+}
+
+/// Compiles one written route (numbered from 1 in errors).
+fn compile_route(route: &RouteConfig, tz: Tz) -> Result<Route, ScheduleError> {
+    let has_holidays = !route.holidays.is_empty() || route.holidays_ics.is_some();
+    match (route.when.is_empty(), has_holidays) {
+        (false, false) => Ok(Route::times(parse_rules(&route.when)?, route.to.clone())),
+        (true, true) => {
+            let ics = route.holidays_ics.as_deref().map(read_ics).transpose()?;
+            let ics = ics.as_ref().map(|(n, t)| (n.as_str(), t.as_str()));
+            let holidays = parse_holidays(&route.holidays, ics, tz)?;
+            Ok(Route::holidays(holidays, route.to.clone()))
+        }
+        (true, false) => Err(ScheduleError::RouteMatcher {
+            route: 0,
+            what: "neither",
+        }),
+        (false, true) => Err(ScheduleError::RouteMatcher {
+            route: 0,
+            what: "both",
+        }),
+    }
+}
+
 impl Schedule {
     /// Open at all times, in UTC (a channel with no schedule).
     pub fn always_open() -> Schedule {
-        Schedule {
-            tz: Tz::UTC,
-            rules: Vec::new(),
-            holidays: HolidaySet::default(),
-        }
+        Schedule::new(Tz::UTC, Vec::new(), Vec::new())
     }
 
-    /// Builds a schedule, reading `holidays_ics` if given (a relative path
+    /// Builds a schedule, reading holidays files if given (a relative path
     /// is relative to the current directory).
     pub fn from_config(cfg: &ScheduleConfig) -> Result<Schedule, ScheduleError> {
-        let ics = match &cfg.holidays_ics {
-            None => None,
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|error| ScheduleError::IcsRead {
-                        path: path.clone(),
-                        error,
-                    })?;
-                Some((path.display().to_string(), text))
-            }
-        };
+        let ics = cfg.holidays_ics.as_deref().map(read_ics).transpose()?;
         Self::from_config_with_ics(cfg, ics.as_ref().map(|(n, t)| (n.as_str(), t.as_str())))
     }
 
-    /// Like [`Schedule::from_config`], with the iCalendar text given as
-    /// `(file name for messages, text)` instead of read from
-    /// `cfg.holidays_ics` (which is ignored).
+    /// Like [`Schedule::from_config`], with the top-level iCalendar text
+    /// given as `(file name for messages, text)` instead of read from
+    /// `cfg.holidays_ics` (which is ignored). Routes' files are read.
     pub fn from_config_with_ics(
         cfg: &ScheduleConfig,
         ics: Option<(&str, &str)>,
     ) -> Result<Schedule, ScheduleError> {
         let tz = cfg.timezone.as_deref().map_or(Ok(Tz::UTC), parse_tz)?;
-        let rules = cfg
-            .open
+        if cfg.routes.is_empty() {
+            if cfg.default.is_some() {
+                return Err(ScheduleError::DefaultWithoutRoutes);
+            }
+            let rules = parse_rules(&cfg.open)?;
+            let holidays = parse_holidays(&cfg.holidays, ics, tz)?;
+            return Ok(Schedule::new(tz, rules, holidays));
+        }
+        if !cfg.open.is_empty() || !cfg.holidays.is_empty() || cfg.holidays_ics.is_some() {
+            return Err(ScheduleError::RoutesWithOpen);
+        }
+        let routes = cfg
+            .routes
             .iter()
-            .map(|rule| {
-                rule.parse::<TimeCondition>()
-                    .map_err(|error| ScheduleError::Rule {
-                        rule: rule.clone(),
-                        error,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut holidays = cfg
-            .holidays
-            .iter()
-            .map(|item| {
-                holidays::parse_inline(item, tz).map_err(|error| ScheduleError::Holiday {
-                    item: item.clone(),
-                    error,
+            .enumerate()
+            .map(|(i, route)| {
+                compile_route(route, tz).map_err(|error| match error {
+                    ScheduleError::RouteMatcher { what, .. } => {
+                        ScheduleError::RouteMatcher { route: i + 1, what }
+                    }
+                    error => ScheduleError::Route {
+                        route: i + 1,
+                        error: Box::new(error),
+                    },
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some((file, text)) = ics {
-            let name = std::path::Path::new(file)
-                .file_name()
-                .map_or(file.to_owned(), |n| n.to_string_lossy().into_owned());
-            let found = ics::parse_ics(text, tz, &name).map_err(|e| ScheduleError::Ics {
-                file: file.to_owned(),
-                line: e.line,
-                reason: e.reason,
-            })?;
-            holidays.extend(found);
-        }
-        Ok(Schedule::new(tz, rules, holidays))
+        let default = cfg.default.clone().unwrap_or(Destination::Closed(None));
+        Ok(Schedule::routed(tz, routes, default))
     }
 
-    /// Builds a schedule from parts already parsed (e.g. by an importer).
+    /// The classic schedule from parts already parsed (e.g. by an
+    /// importer): holidays close, else any open rule opens, else closed
+    /// (always open without rules).
     pub fn new(tz: Tz, rules: Vec<TimeCondition>, holidays: Vec<Holiday>) -> Schedule {
+        let mut routes = Vec::new();
+        if !holidays.is_empty() {
+            routes.push(Route::holidays(holidays, Destination::Closed(None)));
+        }
+        let default = if rules.is_empty() {
+            Destination::Open
+        } else {
+            routes.push(Route::times(rules, Destination::Open));
+            Destination::Closed(None)
+        };
         Schedule {
             tz,
-            rules,
-            holidays: HolidaySet::new(holidays),
+            routes,
+            default,
+            classic: true,
+        }
+    }
+
+    /// A routing schedule: the first route that holds decides, else
+    /// `default`.
+    pub fn routed(tz: Tz, routes: Vec<Route>, default: Destination) -> Schedule {
+        Schedule {
+            tz,
+            routes,
+            default,
+            classic: false,
         }
     }
 
@@ -217,93 +344,125 @@ impl Schedule {
         self.tz
     }
 
-    /// The open rules, in configuration order.
-    pub fn rules(&self) -> &[TimeCondition] {
-        &self.rules
+    /// The routes, in precedence order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
-    /// Number of holiday stretches (after expanding recurrences).
-    pub fn holiday_count(&self) -> usize {
-        self.holidays.len()
+    /// Where a chat goes when no route holds.
+    pub fn default_destination(&self) -> &Destination {
+        &self.default
+    }
+
+    /// Every destination this schedule can route to.
+    pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
+        self.routes
+            .iter()
+            .map(Route::destination)
+            .chain([&self.default])
+    }
+
+    /// The index of the route that decides at `at` (`routes().len()` for
+    /// the default).
+    fn deciding(&self, at: DateTime<Utc>) -> usize {
+        self.routes
+            .iter()
+            .position(|r| r.holds(at, self.tz))
+            .unwrap_or(self.routes.len())
+    }
+
+    /// Where a chat started at `at` goes.
+    pub fn destination_at(&self, at: DateTime<Utc>) -> &Destination {
+        self.routes
+            .get(self.deciding(at))
+            .map_or(&self.default, Route::destination)
     }
 
     /// Whether the channel is open at `at`.
     pub fn is_open(&self, at: DateTime<Utc>) -> bool {
-        self.holidays.closed_until(at).is_none()
-            && (self.rules.is_empty() || self.rules.iter().any(|r| r.matches(at, self.tz)))
+        self.destination_at(at).is_open()
     }
 
-    /// Whether the channel is open at `at`, and why.
+    /// Whether the channel is open at `at`, where a chat goes, and why.
     pub fn explain(&self, at: DateTime<Utc>) -> Decision {
         let local_time = at.with_timezone(&self.tz);
-        let (open, reason) = if let Some(h) = self.holidays.find(at) {
-            (
-                false,
-                Reason::Holiday {
-                    label: h.label.clone(),
-                },
-            )
-        } else if self.rules.is_empty() {
-            (true, Reason::AlwaysOpen)
-        } else if let Some(index) = self.rules.iter().position(|r| r.matches(at, self.tz)) {
-            (
-                true,
-                Reason::Rule {
-                    index,
-                    spec: self.rules[index].spec().to_owned(),
-                },
-            )
-        } else {
-            (
-                false,
-                Reason::OutsideRules {
-                    rules: self.rules.len(),
-                },
-            )
+        let matched = self
+            .routes
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.matched(at, self.tz).map(|m| (i, m)));
+        let (destination, reason) = match matched {
+            Some((index, (within, matched))) => {
+                let destination = self.routes[index].to.clone();
+                let reason = match matched {
+                    Matched::Holiday { label } if self.classic => Reason::Holiday { label },
+                    Matched::Condition { spec } if self.classic => Reason::Rule {
+                        index: within,
+                        spec,
+                    },
+                    matched => Reason::Route { index, matched },
+                };
+                (destination, reason)
+            }
+            None => {
+                let reason = match self.routes.last() {
+                    _ if !self.classic => Reason::Default {
+                        routes: self.routes.len(),
+                    },
+                    Some(Route {
+                        when: routing::Matcher::Times(rules),
+                        ..
+                    }) => Reason::OutsideRules { rules: rules.len() },
+                    _ => Reason::AlwaysOpen,
+                };
+                (self.default.clone(), reason)
+            }
         };
         Decision {
-            open,
+            open: destination.is_open(),
+            destination,
             local_time,
             reason,
         }
     }
 
     /// The earliest instant at or after `at` when the channel is open: `at`
-    /// itself if open, otherwise the start of the first open minute (or the
-    /// end of a holiday). `None` if it stays closed for
-    /// [`NEXT_OPEN_HORIZON_DAYS`] days.
+    /// itself if open, otherwise the instant the first open route starts
+    /// to decide (or the default takes over). `None` if it stays closed
+    /// for [`NEXT_OPEN_HORIZON_DAYS`] days.
+    ///
+    /// Jumps from change to change: when route k decides, only the routes
+    /// before it (by starting to hold) and route k itself (by stopping)
+    /// can change the answer. Each route's next change is kept while it
+    /// still lies ahead, so a route is searched again only once passed.
     pub fn next_open(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.destinations().any(Destination::is_open) {
+            return None;
+        }
         let limit = at + Duration::days(NEXT_OPEN_HORIZON_DAYS);
-        // Each rule's earliest match at or after `from`, kept across holiday
-        // skips so a rule is only searched again once it has been passed.
-        let mut matches: Vec<Option<Option<DateTime<Utc>>>> = vec![None; self.rules.len()];
-        let mut from = at;
-        while from < limit {
-            let candidate = if self.rules.is_empty() {
-                from
-            } else {
-                let mut best: Option<DateTime<Utc>> = None;
-                for (rule, cached) in self.rules.iter().zip(matches.iter_mut()) {
-                    let found = match *cached {
-                        Some(Some(t)) if t >= from => Some(t),
-                        Some(None) => None,
-                        _ => rule.first_match_from(from, limit, self.tz),
-                    };
-                    *cached = Some(found);
-                    best = match (best, found) {
-                        (Some(b), Some(f)) => Some(b.min(f)),
-                        (b, f) => b.or(f),
-                    };
-                }
-                best?
-            };
-            if candidate >= limit {
-                return None;
+        let mut changes: Vec<Option<Option<DateTime<Utc>>>> = vec![None; self.routes.len()];
+        let mut t = at;
+        while t < limit {
+            let k = self.deciding(t);
+            let decided = self.routes.get(k).map_or(&self.default, Route::destination);
+            if decided.is_open() {
+                return Some(t);
             }
-            match self.holidays.closed_until(candidate) {
-                Some(end) => from = end,
-                None => return Some(candidate),
+            let relevant = (k + 1).min(self.routes.len());
+            let mut next: Option<DateTime<Utc>> = None;
+            for (route, cached) in self.routes[..relevant].iter().zip(&mut changes) {
+                let change = match *cached {
+                    Some(Some(c)) if c > t => Some(c),
+                    Some(None) => None,
+                    _ => route.next_change(t, limit, self.tz),
+                };
+                *cached = Some(change);
+                next = match (next, change) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
+            t = next?;
         }
         None
     }

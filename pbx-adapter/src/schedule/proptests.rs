@@ -4,13 +4,14 @@
 //! Asterisk text the admin would write, and parsed by the real parser. The
 //! reference evaluator never looks at our bitmasks: it tests each local
 //! minute directly against the items (a range `a-b` with `a > b` wraps), and
-//! finds the next opening by stepping minute by minute.
+//! finds the next opening by stepping minute by minute. Routing lists are
+//! checked the same way against a first-match loop over the models.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 
-use super::{Holiday, Schedule, TimeCondition};
+use super::{Destination, Holiday, Route, Schedule, TimeCondition};
 
 const ZONES: [Tz; 5] = [
     Tz::UTC,
@@ -257,15 +258,7 @@ fn build(case: &Case) -> Built {
                 .unwrap_or_else(|e| panic!("`{spec}` from {m:?} refused: {e}"))
         })
         .collect();
-    let holidays: Vec<Holiday> = case
-        .holidays
-        .iter()
-        .map(|&(start, len)| {
-            let first = base_date() + Duration::days(i64::from(start));
-            let last = first + Duration::days(i64::from(len));
-            Holiday::days(case.tz, first, last, format!("{first}..{last}"))
-        })
-        .collect();
+    let holidays = holiday_days(case.tz, &case.holidays);
     let reference = Reference {
         tz: case.tz,
         rules: case.rules.clone(),
@@ -317,6 +310,149 @@ proptest! {
                 prop_assert!(g >= t + window, "{} from {} with rules {:?}", g, t, rendered);
                 prop_assert!(built.reference.is_open(g));
                 prop_assert!(g < t + Duration::days(super::NEXT_OPEN_HORIZON_DAYS));
+            },
+        }
+    }
+}
+
+/// What a random route tests: conditions (any holds) or whole-day holidays.
+#[derive(Debug, Clone)]
+enum RouteModel {
+    Times(Vec<Model>),
+    Holidays(Vec<(u32, u32)>),
+}
+
+const DESTINATIONS: [fn() -> Destination; 4] = [
+    || Destination::Queue("600".parse().unwrap()),
+    || Destination::Menu,
+    || Destination::Closed(None),
+    || Destination::Closed(Some("holiday".into())),
+];
+
+#[derive(Debug, Clone)]
+struct RoutingCase {
+    tz: Tz,
+    routes: Vec<(RouteModel, usize)>,
+    default: usize,
+}
+
+fn routing_case() -> impl Strategy<Value = RoutingCase> {
+    let route = (
+        prop_oneof![
+            3 => prop::collection::vec(model(), 1..=2).prop_map(RouteModel::Times),
+            1 => prop::collection::vec((0u32..730, 0u32..4), 1..=3).prop_map(RouteModel::Holidays),
+        ],
+        0..DESTINATIONS.len(),
+    );
+    (
+        prop::sample::select(&ZONES[..]),
+        prop::collection::vec(route, 0..=4),
+        0..DESTINATIONS.len(),
+    )
+        .prop_map(|(tz, routes, default)| RoutingCase {
+            tz,
+            routes,
+            default,
+        })
+}
+
+fn holiday_days(tz: Tz, days: &[(u32, u32)]) -> Vec<Holiday> {
+    days.iter()
+        .map(|&(start, len)| {
+            let first = base_date() + Duration::days(i64::from(start));
+            let last = first + Duration::days(i64::from(len));
+            Holiday::days(tz, first, last, format!("{first}..{last}"))
+        })
+        .collect()
+}
+
+impl RoutingCase {
+    fn build(&self) -> Schedule {
+        let routes = self
+            .routes
+            .iter()
+            .map(|(when, to)| {
+                let to = DESTINATIONS[*to]();
+                match when {
+                    RouteModel::Times(models) => {
+                        let conditions =
+                            models.iter().map(|m| m.render().parse().unwrap()).collect();
+                        Route::times(conditions, to)
+                    }
+                    RouteModel::Holidays(days) => Route::holidays(holiday_days(self.tz, days), to),
+                }
+            })
+            .collect();
+        Schedule::routed(self.tz, routes, DESTINATIONS[self.default]())
+    }
+
+    /// First match by brute force over the models.
+    fn destination(&self, t: DateTime<Utc>) -> Destination {
+        let holds = |when: &RouteModel| match when {
+            RouteModel::Times(models) => models.iter().any(|m| {
+                let tz = m.tz.unwrap_or(self.tz);
+                m.matches_local(t.with_timezone(&tz).naive_local())
+            }),
+            RouteModel::Holidays(days) => holiday_days(self.tz, days)
+                .iter()
+                .any(|h| h.start <= t && t < h.end),
+        };
+        let index = self
+            .routes
+            .iter()
+            .find(|(when, _)| holds(when))
+            .map_or(self.default, |(_, to)| *to);
+        DESTINATIONS[index]()
+    }
+
+    fn next_open(&self, t: DateTime<Utc>, window: Duration) -> Option<DateTime<Utc>> {
+        if self.destination(t).is_open() {
+            return Some(t);
+        }
+        let secs = t.timestamp();
+        let mut m = DateTime::from_timestamp(secs - secs.rem_euclid(60) + 60, 0)?;
+        while m < t + window {
+            if self.destination(m).is_open() {
+                return Some(m);
+            }
+            m += Duration::minutes(1);
+        }
+        None
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn routing_destination_is_the_first_match(
+        case in routing_case(),
+        instants in prop::collection::vec(instant(), 1..=24),
+    ) {
+        let schedule = case.build();
+        for t in instants {
+            let expected = case.destination(t);
+            prop_assert_eq!(schedule.destination_at(t), &expected, "at {} in {:?}", t, case);
+            let decision = schedule.explain(t);
+            prop_assert_eq!(&decision.destination, &expected);
+            prop_assert_eq!(decision.open, expected.is_open());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    #[test]
+    fn routing_next_open_is_the_earliest_open_minute(case in routing_case(), t in instant()) {
+        let schedule = case.build();
+        let window = Duration::days(10);
+        let got = schedule.next_open(t);
+        match case.next_open(t, window) {
+            Some(e) => prop_assert_eq!(got, Some(e), "from {} in {:?}", t, case),
+            None => if let Some(g) = got {
+                prop_assert!(g >= t + window, "{} from {} in {:?}", g, t, case);
+                prop_assert!(case.destination(g).is_open());
             },
         }
     }

@@ -12,6 +12,7 @@ fn schedule(tz: &str, open: &[&str], holidays: &[&str]) -> Schedule {
         open: open.iter().map(|s| s.to_string()).collect(),
         holidays: holidays.iter().map(|s| s.to_string()).collect(),
         holidays_ics: None,
+        ..Default::default()
     };
     Schedule::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -284,6 +285,7 @@ mod ics_file {
             open: OFFICE.iter().map(|s| s.to_string()).collect(),
             holidays: vec!["2026-05-14 Ascension".into()],
             holidays_ics: Some(sample_path()),
+            ..Default::default()
         };
         Schedule::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -459,4 +461,158 @@ fn config_round_trips_and_refuses_unknown_keys() {
     assert_eq!(empty, ScheduleConfig::default());
     let err = serde_json::from_str::<ScheduleConfig>(r#"{"opne":[]}"#).unwrap_err();
     assert!(err.to_string().contains("opne"), "{err}");
+}
+
+mod routing {
+    use super::*;
+
+    fn routed(toml_text: &str) -> Result<Schedule, ScheduleError> {
+        let cfg: ScheduleConfig = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
+        Schedule::from_config(&cfg)
+    }
+
+    const PBX: &str = r#"
+        timezone = "Europe/Paris"
+        default = { queue = "601" }
+        [[routes]]
+        holidays = ["2026-12-25 Christmas"]
+        to = { closed = "christmas" }
+        [[routes]]
+        when = "09:00-17:59,mon-fri,*,*"
+        to = { queue = "600" }
+        [[routes]]
+        when = ["*,sat-sun,*,*"]
+        to = "closed"
+    "#;
+
+    #[test]
+    fn first_match_wins_and_the_default_applies() {
+        let s = routed(PBX).unwrap();
+        // Friday 2026-12-25 10:00 Paris: the holiday comes first.
+        let xmas = s.explain(utc("2026-12-25T09:00:00Z"));
+        assert_eq!(
+            xmas.destination,
+            Destination::Closed(Some("christmas".into()))
+        );
+        assert!(!xmas.open);
+        assert_eq!(
+            xmas.to_string(),
+            "closed at Fri 2026-12-25 10:00 CET (Europe/Paris): route #1 holiday Christmas (2026-12-25), so closed (christmas)"
+        );
+        // Thursday 10:00: the day route.
+        let day = s.explain(utc("2026-12-24T09:00:00Z"));
+        assert_eq!(day.destination, Destination::Queue("600".parse().unwrap()));
+        assert_eq!(
+            day.reason,
+            Reason::Route {
+                index: 1,
+                matched: Matched::Condition {
+                    spec: "09:00-17:59,mon-fri,*,*".into()
+                }
+            }
+        );
+        // Thursday 20:00: nothing holds, the default (another queue).
+        let evening = s.explain(utc("2026-12-24T19:00:00Z"));
+        assert_eq!(
+            evening.destination,
+            Destination::Queue("601".parse().unwrap())
+        );
+        assert_eq!(evening.reason, Reason::Default { routes: 3 });
+        assert!(evening
+            .to_string()
+            .ends_with("none of the 3 route(s) holds, so the default: queue 601"));
+        // Saturday: closed until Monday 00:00, when the default opens.
+        assert_eq!(
+            s.next_open(utc("2026-12-26T12:00:00Z")),
+            Some(utc("2026-12-27T23:00:00Z"))
+        );
+        // Christmas is a Friday: the holiday, then the weekend, close.
+        assert_eq!(
+            s.next_open(utc("2026-12-25T09:00:00Z")),
+            Some(utc("2026-12-27T23:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_routing_that_never_opens_has_no_next_open() {
+        let s = routed(
+            r#"
+            [[routes]]
+            when = "09:00-17:59,*,*,*"
+            to = { closed = "moved" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.next_open(utc("2026-12-24T09:00:00Z")), None);
+        assert!(!s.is_open(utc("2026-12-24T20:00:00Z")));
+    }
+
+    #[test]
+    fn the_classic_form_is_the_two_entry_special_case() {
+        let s = schedule("Europe/Paris", OFFICE, &["2026-12-25"]);
+        assert_eq!(s.routes().len(), 2);
+        assert_eq!(s.default_destination(), &Destination::Closed(None));
+        assert_eq!(
+            s.destination_at(utc("2026-12-24T09:00:00Z")),
+            &Destination::Open
+        );
+        assert_eq!(
+            s.destination_at(utc("2026-12-25T09:00:00Z")),
+            &Destination::Closed(None)
+        );
+        assert_eq!(
+            Schedule::always_open().default_destination(),
+            &Destination::Open
+        );
+    }
+
+    #[test]
+    fn destinations_round_trip_and_bad_ones_are_explained() {
+        let cfg: ScheduleConfig = toml::from_str(PBX).unwrap();
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(json.contains(r#""to":{"closed":"christmas"}"#), "{json}");
+        let back: ScheduleConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cfg);
+        // A classic schedule serialises as before (no routes, no default).
+        let classic = serde_json::to_string(&ScheduleConfig::default()).unwrap();
+        assert!(
+            !classic.contains("routes") && !classic.contains("default"),
+            "{classic}"
+        );
+        for (bad, needle) in [
+            (r#"to = "opened""#, "unknown destination `opened`"),
+            (r#"to = { queues = "600" }"#, "unknown destination `queues`"),
+            (r#"to = { queue = "" }"#, "destination `queue` is empty"),
+            (r#"to = 5"#, r#"expected a destination: "open""#),
+        ] {
+            let text = format!("[[routes]]\nwhen = \"*,*,*,*\"\n{bad}\n");
+            let e = toml::from_str::<ScheduleConfig>(&text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn structural_route_errors_are_named() {
+        let e = routed("open = [\"*,*,*,*\"]\n[[routes]]\nwhen = \"*,*,*,*\"\nto = \"open\"\n")
+            .unwrap_err();
+        assert!(matches!(e, ScheduleError::RoutesWithOpen), "{e}");
+        let e = routed("default = \"open\"\n").unwrap_err();
+        assert!(matches!(e, ScheduleError::DefaultWithoutRoutes), "{e}");
+        let e = routed("[[routes]]\nto = \"open\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route #1 needs either `when` or `holidays`/`holidays_ics`, not neither"
+        );
+        let e = routed(
+            "[[routes]]\nwhen = \"*,*,*,*\"\nto = \"open\"\n[[routes]]\nwhen = \"*,*,*,*\"\nholidays = [\"2026-12-25\"]\nto = \"open\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("route #2 needs"), "{e}");
+        let e = routed("[[routes]]\nwhen = \"*,funday,*,*\"\nto = \"open\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("route #1: open rule `*,funday,*,*`"),
+            "{e}"
+        );
+    }
 }

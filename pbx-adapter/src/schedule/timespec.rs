@@ -136,13 +136,16 @@ impl MinuteMask {
         self.0[minute / 64] & (1 << (minute % 64)) != 0
     }
 
-    /// The first allowed minute at or after `from`, if any on this day.
-    fn next_set_from(&self, from: usize) -> Option<usize> {
+    /// The first minute at or after `from` that is allowed (or, with
+    /// `allowed` false, not allowed), if any on this day. The inverted last
+    /// word has its bits past minute 1439 set; the range check drops them.
+    fn next_from(&self, from: usize, allowed: bool) -> Option<usize> {
         if from >= MINUTES_PER_DAY {
             return None;
         }
+        let word_of = |i: usize| if allowed { self.0[i] } else { !self.0[i] };
         let mut word = from / 64;
-        let mut bits = self.0[word] & (u64::MAX << (from % 64));
+        let mut bits = word_of(word) & (u64::MAX << (from % 64));
         loop {
             if bits != 0 {
                 let minute = word * 64 + bits.trailing_zeros() as usize;
@@ -152,7 +155,7 @@ impl MinuteMask {
             if word == MASK_WORDS {
                 return None;
             }
-            bits = self.0[word];
+            bits = word_of(word);
         }
     }
 }
@@ -356,16 +359,39 @@ impl TimeCondition {
     }
 
     /// The earliest instant in `[from, limit)` at which the condition holds.
-    ///
-    /// Walks one local day (or one constant-offset stretch of it, when a DST
-    /// change falls inside the day) at a time and uses the minute mask to
-    /// jump straight to the first allowed minute, so a year costs a few
-    /// hundred steps, not half a million.
     pub(crate) fn first_match_from(
         &self,
         from: DateTime<Utc>,
         limit: DateTime<Utc>,
         default_tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        self.first_from(from, limit, default_tz, true)
+    }
+
+    /// The earliest instant in `[from, limit)` at which the condition does
+    /// not hold (where a routing rule stops deciding).
+    pub(crate) fn first_mismatch_from(
+        &self,
+        from: DateTime<Utc>,
+        limit: DateTime<Utc>,
+        default_tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        self.first_from(from, limit, default_tz, false)
+    }
+
+    /// The earliest instant in `[from, limit)` at which whether the
+    /// condition holds equals `holds`.
+    ///
+    /// Walks one local day (or one constant-offset stretch of it, when a DST
+    /// change falls inside the day) at a time and uses the minute mask to
+    /// jump straight to the first allowed minute, so a year costs a few
+    /// hundred steps, not half a million.
+    fn first_from(
+        &self,
+        from: DateTime<Utc>,
+        limit: DateTime<Utc>,
+        default_tz: Tz,
+        holds: bool,
     ) -> Option<DateTime<Utc>> {
         let tz = self.effective_timezone(default_tz);
         let mut u = from;
@@ -393,9 +419,12 @@ impl TimeCondition {
                 }
                 segment_end = DateTime::from_timestamp(hi, 0)?;
             }
+            if !self.date_matches(date) && !holds {
+                return Some(u);
+            }
             if self.date_matches(date) {
                 let first = (local.hour() * 60 + local.minute()) as usize;
-                if let Some(minute) = self.minutes.next_set_from(first) {
+                if let Some(minute) = self.minutes.next_from(first, holds) {
                     let start_local = date.and_hms_opt(0, 0, 0)? + Duration::minutes(minute as i64);
                     if start_local < to_local(segment_end) {
                         let start = (start_local - Duration::seconds(offset)).and_utc();
@@ -725,14 +754,44 @@ mod tests {
     #[test]
     fn minute_mask_search() {
         let mut m = MinuteMask::empty();
-        assert_eq!(m.next_set_from(0), None);
+        assert_eq!(m.next_from(0, true), None);
+        assert_eq!(m.next_from(5, false), Some(5));
         m.set(1439);
         m.set(64);
-        assert_eq!(m.next_set_from(0), Some(64));
-        assert_eq!(m.next_set_from(64), Some(64));
-        assert_eq!(m.next_set_from(65), Some(1439));
-        assert_eq!(m.next_set_from(1440), None);
-        assert_eq!(MinuteMask::full().next_set_from(1439), Some(1439));
+        assert_eq!(m.next_from(0, true), Some(64));
+        assert_eq!(m.next_from(64, true), Some(64));
+        assert_eq!(m.next_from(65, true), Some(1439));
+        assert_eq!(m.next_from(1440, true), None);
+        assert_eq!(m.next_from(64, false), Some(65));
+        assert_eq!(m.next_from(1439, false), None);
+        let full = MinuteMask::full();
+        assert_eq!(full.next_from(1439, true), Some(1439));
+        // The inverted last word's bits past the day are not minutes.
+        assert_eq!(full.next_from(0, false), None);
+    }
+
+    #[test]
+    fn first_mismatch_is_where_the_condition_stops() {
+        let limit = at(2027, 1, 1, 0, 0);
+        let day = cond("09:00-17:59,mon-fri,*,*");
+        // Friday 2026-11-27 10:00 → 18:00 the same day.
+        assert_eq!(
+            day.first_mismatch_from(at(2026, 11, 27, 10, 0), limit, Tz::UTC),
+            Some(at(2026, 11, 27, 18, 0))
+        );
+        // Already not holding: at once.
+        let sat = at(2026, 11, 28, 10, 0);
+        assert_eq!(day.first_mismatch_from(sat, limit, Tz::UTC), Some(sat));
+        // Holding across midnight until the weekday field stops it.
+        let weekend = cond("*,sat-sun,*,*");
+        assert_eq!(
+            weekend.first_mismatch_from(sat, limit, Tz::UTC),
+            Some(at(2026, 11, 30, 0, 0))
+        );
+        assert_eq!(
+            cond("*,*,*,*").first_mismatch_from(sat, limit, Tz::UTC),
+            None
+        );
     }
 
     impl TimeCondition {

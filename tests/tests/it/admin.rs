@@ -1633,3 +1633,71 @@ async fn refused_fields_carry_a_stable_code_and_the_hours_check_its_reason() {
         .starts_with("closed at Fri 2026-12-25 11:00"));
     gateway.stop().await;
 }
+
+/// Routes are checked like every field (their queues and closures must
+/// exist) and the hours check says which route decides and where it goes.
+#[tokio::test]
+async fn routing_is_validated_and_explained_through_the_console_api() {
+    let gateway = TestGateway::spawn().await;
+    let admin = log_in(&gateway, "ada", Role::Admin, None).await;
+    let routed = |queue: &str, closure: &str| {
+        json!({ "key": "web", "name": "X", "mode": "live",
+                "allowed_origins": [ALLOWED_ORIGIN],
+                "schedule": { "timezone": "Europe/Paris",
+                              "routes": [ { "holidays": ["2026-12-25 Christmas"], "to": { "closed": closure } },
+                                          { "when": "09:00-17:59,mon-fri,*,*", "to": { "queue": queue } } ],
+                              "default": "closed" },
+                "closures": { "xmas": { "text": "Merry Christmas, back {next_open}.", "alternatives": [] } } })
+    };
+    let (status, reply) = admin
+        .put("/api/v1/admin/channels/web", &routed("699", "easter"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+    let fields: Vec<(&str, &str)> = reply["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["key"].as_str().unwrap(), f["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("channels[key=web].schedule", "closure_unknown"),
+            ("channels[key=web].schedule", "queue_unknown"),
+        ],
+        "no route goes to the channel's own queue, so it needs none: {reply}"
+    );
+    let (status, reply) = admin
+        .put("/api/v1/admin/channels/web", &routed("601", "xmas"))
+        .await;
+    assert!(status.is_success(), "{reply}");
+    let (_, stored) = admin.get("/api/v1/admin/channels/web").await;
+    assert_eq!(
+        stored["schedule"]["routes"][1]["to"],
+        json!({ "queue": "601" }),
+        "{stored}"
+    );
+
+    let (status, hours) = admin
+        .post_json(
+            "/api/v1/admin/schedule/check",
+            json!({ "schedule": routed("601", "xmas")["schedule"], "at": "2026-12-24T10:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hours}");
+    assert_eq!(hours["open"], true);
+    assert_eq!(
+        hours["reason"],
+        json!({ "kind": "route", "route": 2, "spec": "09:00-17:59,mon-fri,*,*" })
+    );
+    assert_eq!(hours["destination"], json!({ "queue": "601" }));
+    let (_, hours) = admin
+        .post_json(
+            "/api/v1/admin/schedule/check",
+            json!({ "schedule": routed("601", "xmas")["schedule"], "at": "2026-12-25T10:00:00Z" }),
+        )
+        .await;
+    assert_eq!(hours["destination"], json!({ "closed": "xmas" }));
+    assert_eq!(hours["next_open"], "2026-12-28T09:00:00+01:00");
+    gateway.stop().await;
+}

@@ -380,7 +380,7 @@ async fn check_schedule(
     }
     let config: pbx_adapter::schedule::ScheduleConfig = serde_json::from_value(config)
         .map_err(|e| invalid(vec![FieldError::new("schedule", e.to_string())]))?;
-    if config.holidays_ics.is_some() {
+    if config.names_a_file() {
         return Err(invalid(vec![FieldError::new(
             "schedule.holidays_ics",
             "an iCalendar file on the server can only be named in frontdesk.toml",
@@ -399,6 +399,7 @@ async fn check_schedule(
         "local_time": decision.local_time.to_rfc3339(),
         "timezone": decision.local_time.timezone().name(),
         "reason": reason_json(&decision.reason),
+        "destination": decision.destination,
         "next_open": next_open,
     }))
     .into_response())
@@ -406,7 +407,7 @@ async fn check_schedule(
 
 /// Why open or closed, for a client that words it itself.
 fn reason_json(reason: &pbx_adapter::schedule::Reason) -> Value {
-    use pbx_adapter::schedule::Reason;
+    use pbx_adapter::schedule::{Matched, Reason};
     match reason {
         Reason::AlwaysOpen => serde_json::json!({ "kind": "always_open" }),
         Reason::Rule { index, spec } => {
@@ -416,5 +417,14 @@ fn reason_json(reason: &pbx_adapter::schedule::Reason) -> Value {
         Reason::OutsideRules { rules } => {
             serde_json::json!({ "kind": "outside_rules", "rules": rules })
         }
+        Reason::Route { index, matched } => match matched {
+            Matched::Condition { spec } => {
+                serde_json::json!({ "kind": "route", "route": index + 1, "spec": spec })
+            }
+            Matched::Holiday { label } => {
+                serde_json::json!({ "kind": "route", "route": index + 1, "holiday": label })
+            }
+        },
+        Reason::Default { routes } => serde_json::json!({ "kind": "default", "routes": routes }),
     }
 }

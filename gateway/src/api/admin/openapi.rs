@@ -138,7 +138,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "post",
         "/api/v1/admin/schedule/check",
-        "Check business hours {schedule, at?}: {open, explanation (English), local_time, timezone, reason: {kind: always_open|rule|holiday|outside_rules, rule?, spec?, holiday?, rules?}, next_open}",
+        "Check business hours {schedule, at?}: {open, explanation (English), local_time, timezone, reason: {kind: always_open|rule|holiday|outside_rules|route|default, rule?, route?, spec?, holiday?, rules?, routes?}, destination: open|menu|closed|{queue}|{closed}, next_open}",
         "200",
         "admin, supervisor",
     ),
