@@ -196,12 +196,12 @@ async fn main() -> anyhow::Result<()> {
             let channel = config
                 .channel(&channel)
                 .with_context(|| format!("no channel with key {channel:?} in {source}"))?;
-            let schedule = pbx_adapter::schedule::Schedule::from_config(&channel.schedule)?;
+            let routed = frontdesk::engine::Channel::from_config(channel.clone())
+                .map_err(anyhow::Error::msg)?;
+            let schedule = &routed.schedule;
             let at = at.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
             let decision = schedule.explain(at);
             println!("{decision}");
-            let routed = frontdesk::engine::Channel::from_config(channel.clone())
-                .map_err(anyhow::Error::msg)?;
             match routed.route_at(at) {
                 frontdesk::engine::Routed::Queue(queue) => {
                     println!("a chat started then goes to queue {queue}")

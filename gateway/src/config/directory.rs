@@ -384,7 +384,7 @@ impl ChannelConfig {
         if self.name.trim().is_empty() {
             errors.push(fail("name", FieldCode::Empty, "cannot be empty".into()));
         }
-        let schedule = pbx_adapter::schedule::Schedule::from_config(&self.schedule);
+        let schedule = Schedule::from_config(&self.schedule);
         let routes_to_open = schedule
             .as_ref()
             .map_or(true, |s| s.destinations().any(|d| *d == Destination::Open));
