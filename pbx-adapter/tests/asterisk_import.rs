@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use pbx_adapter::import::asterisk::import_dir;
-use pbx_adapter::import::{Import, ImportError, Problem};
+use pbx_adapter::import::{Import, ImportError, ImportedClosure, ImportedRouting};
 use pbx_adapter::queue::{AgentConfig, MemberConfig, PbxDirectory, QueueConfig, Strategy};
-use pbx_adapter::schedule::{Schedule, ScheduleConfig};
+use pbx_adapter::schedule::{Destination, RouteConfig, Schedule, ScheduleConfig};
 use pbx_adapter::{AgentExtension, QueueExtension};
 
 fn data_dir() -> PathBuf {
@@ -103,7 +103,7 @@ fn agents_come_from_members_without_chat_addresses() {
             ("201", "David Petit"),
             ("202", "Emma Leroy"),
             ("203", "Farid Benali; night shift"),
-            ("301", "301"),
+            ("301", "Hugo Blanc"),
             ("303", "303"),
         ]
     );
@@ -121,124 +121,171 @@ fn agents_come_from_members_without_chat_addresses() {
     }
 }
 
-fn schedule(timezone: Option<&str>, open: &[&str]) -> ScheduleConfig {
-    ScheduleConfig {
-        timezone: timezone.map(str::to_owned),
-        open: open.iter().map(|s| (*s).to_owned()).collect(),
+fn route(when: &[&str], to: Destination) -> RouteConfig {
+    RouteConfig {
+        when: when.iter().map(|s| (*s).to_owned()).collect(),
         holidays: Vec::new(),
         holidays_ics: None,
-        ..Default::default()
+        to,
+    }
+}
+
+fn closure(name: &str, sound: &str) -> ImportedClosure {
+    ImportedClosure {
+        name: name.to_owned(),
+        sound: Some(sound.to_owned()),
     }
 }
 
 #[test]
-fn schedules_from_goto_if_time_and_timed_includes() {
+fn routings_keep_the_dialplan_precedence_defaults_and_closures() {
     let import = import();
+    let named = |name: &str| Destination::Closed(Some(name.to_owned()));
+    let queue = |ext: &str| Destination::Queue(q(ext));
+    let routed = |routes: Vec<RouteConfig>, default: Destination| ScheduleConfig {
+        routes,
+        default: Some(default),
+        ..ScheduleConfig::default()
+    };
     let expected = vec![
-        (
-            "from-pstn>daytime".to_owned(),
-            schedule(None, &["08:30-18:00,mon-fri,*,*", "09:00-12:00|sat|*|*"]),
-        ),
-        (
-            "tc-support?closed".to_owned(),
-            schedule(None, &["*,*,25,dec"]),
-        ),
-        (
-            "tc-support?open".to_owned(),
-            schedule(
-                Some("Europe/Paris"),
-                &[
-                    "09:00-12:30,mon-fri,*,*,Europe/Paris",
-                    "14:00-18:00,mon-fri,*,*,Europe/Paris",
+        ImportedRouting {
+            name: "from-pstn,0123456789".into(),
+            entries: vec!["from-pstn,0123456789".into()],
+            // The override toggle is walked as "not set"; Christmas comes
+            // first, as in the dialplan, and closes with its own text.
+            schedule: routed(
+                vec![
+                    route(&["*,*,25,dec"], named("tc-support-closed")),
+                    route(
+                        &[
+                            "09:00-12:30,mon-fri,*,*,Europe/Paris",
+                            "14:00-18:00,mon-fri,*,*,Europe/Paris",
+                        ],
+                        queue("601"),
+                    ),
                 ],
+                Destination::Closed(None),
             ),
-        ),
-        (
-            "tc-weekend?:closed".to_owned(),
-            schedule(None, &["10:00-16:00,sat&sun,*,*"]),
-        ),
+            closures: vec![closure("tc-support-closed", "office-closed")],
+            closed_sound: Some("after-hours".into()),
+        },
+        ImportedRouting {
+            name: "from-pstn,0123456788".into(),
+            entries: vec!["from-pstn,0123456788".into()],
+            // IFTIME() lunch break first; ExecIfTime(…?Goto) and the
+            // [globals] OPEN_HOURS both go to queue 602; else support.
+            schedule: routed(
+                vec![
+                    route(&["12:00-13:00,*,*,*"], Destination::Closed(None)),
+                    route(
+                        &["10:00-16:00,sat&sun,*,*", "10:00-16:00,sat-sun,*,*"],
+                        queue("602"),
+                    ),
+                ],
+                queue("601"),
+            ),
+            closures: vec![],
+            closed_sound: None,
+        },
+        ImportedRouting {
+            name: "from-sip-trunk".into(),
+            entries: vec!["from-sip-trunk".into()],
+            // Timed includes in order: New Year's Day closes, then the
+            // day hours (both separators), then the night context.
+            schedule: routed(
+                vec![
+                    route(&["*,*,1,jan"], named("holidays")),
+                    route(
+                        &["08:30-18:00,mon-fri,*,*", "09:00-12:00|sat|*|*"],
+                        queue("600"),
+                    ),
+                ],
+                Destination::Closed(None),
+            ),
+            closures: vec![closure("holidays", "closed-holiday")],
+            closed_sound: None,
+        },
     ];
-    assert_eq!(import.schedules, expected);
-    for (name, cfg) in &import.schedules {
-        Schedule::from_config(cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(import.routings, expected);
+    for r in &import.routings {
+        Schedule::from_config(&r.schedule).unwrap_or_else(|e| panic!("{}: {e}", r.name));
     }
+    // Christmas at 10:00 in Paris closes with the Christmas closure, an
+    // ordinary Monday morning goes to support.
+    let support = Schedule::from_config(&import.routings[0].schedule).unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!(
+        support.destination_at(at("2026-12-25T09:00:00Z")),
+        &named("tc-support-closed")
+    );
+    assert_eq!(
+        support.destination_at(at("2026-12-21T09:00:00Z")),
+        &queue("601")
+    );
+    assert_eq!(
+        support.destination_at(at("2026-12-21T20:00:00Z")),
+        &Destination::Closed(None)
+    );
 }
 
 #[test]
 fn every_unmapped_construct_is_reported_with_file_and_line() {
     let import = import();
-    let p = |file: &str, line: usize, text: &str| Problem {
-        file: file.to_owned(),
-        line,
-        text: text.to_owned(),
-    };
-    let expected = vec![
-        p(
-            "extensions.conf",
-            24,
-            "queue 600: after 300 s the PBX continues the dialplan after Queue(); Frontdesk shows \
-             the contact alternatives (set `overflow` to move the chat to another queue)",
-        ),
-        p(
-            "extensions.conf",
-            32,
-            "`tc-support?open` is only reached when the GotoIfTime at extensions.conf:31 (to \
-             `tc-support?closed`) has not jumped first; those times are not taken out of this \
-             schedule (add them as dated `holidays` if they matter)",
-        ),
-        p(
-            "extensions.conf",
-            34,
-            "GotoIfTime condition `25:00-26:00,sat,*,*`: invalid time `25:00` in `25:00-26:00`: \
-             expected HH:MM between 00:00 and 23:59; Asterisk would silently skip it; not imported",
-        ),
-        p(
-            "extensions.conf",
-            40,
-            "ExecIfTime(10:00-16:00,sat-sun,*,*?Playback(weekend-hours)) runs an application at \
-             certain times; not imported (only GotoIfTime and timed includes become schedules)",
-        ),
-        p(
-            "extensions.conf",
-            41,
-            "GotoIfTime(${OPEN_HOURS}?open) uses dialplan variables, which only the PBX can \
-             evaluate; not imported",
-        ),
-        p(
-            "queues.conf",
-            35,
-            "queue 601: unknown strategy `fewestcals`; using ringall, as Asterisk does",
-        ),
-        p(
-            "queues.conf",
-            39,
-            "queue 601: member `DAHDI/1` is a phone line, not an extension that can chat; member \
-             not imported",
-        ),
-        p(
-            "queues.conf",
-            40,
-            "queue 601: maxlen=10 is not imported; Frontdesk does not limit how many visitors wait",
-        ),
-        p(
-            "queues_custom.conf",
-            6,
-            "queue 602: member `PJSIP/302`: penalty `abc` is not a whole number of 0 or more \
-             (Asterisk would silently read it as 0); member not imported",
-        ),
-        p(
-            "queues_custom.conf",
-            8,
-            "`this line is broken` is not `name = value` (Asterisk ignores it too)",
-        ),
+    let texts: Vec<String> = import.problems.iter().map(|p| p.to_string()).collect();
+    let expected = [
+        "extensions.conf:17: extension `0123456788/0600000000` picks a route by the caller's \
+         number; a chat has no caller ID, so only the route for other callers is imported",
+        "extensions.conf:33: Voicemail(100@default) takes a voice message; the chat shows its \
+         closed text and alternatives instead",
+        "extensions.conf:37: queue 600: after 300 s the PBX continues the dialplan after Queue(); \
+         Frontdesk shows the contact alternatives (set `overflow` to move the chat to another \
+         queue)",
+        "extensions.conf:37: Queue() options `t` change what a caller hears or may do; they have \
+         no chat equivalent",
+        "extensions.conf:44: GotoIf($[\"${DB(TC/1)}\" = \"open\"]?…) tests an override toggle (a \
+         feature code that forces a time condition open or closed); imported as the path taken \
+         when it is false",
+        "extensions.conf:55: ExecIfTime runs Playback() at certain times; it does not route, so \
+         it is passed over",
+        "extensions.conf:68: AddQueueMember(support,PJSIP/${CALLERID(num)}) makes dynamic members \
+         (agents who log in by phone); they are not imported: add the agents as members, or let \
+         them log in by chat presence",
+        "queues.conf:15: `musicclass = default` is not imported: it sets what a caller hears \
+         while waiting",
+        "queues.conf:18: `retry = 5` is not imported: it times how phones ring and are redialled",
+        "queues.conf:20: `announce-frequency = 60` is not imported: it sets what a caller hears \
+         while waiting",
+        "queues.conf:23: `ringinuse = no` is not imported: it rings phones already in a call or \
+         not; Frontdesk offers chats by the agent's chat load",
+        "queues.conf:29: queue 600: member `SIP/103` is a chan_sip phone (removed from Asterisk \
+         21); imported as agent 103, who chats at the address you give",
+        "queues.conf:30: queue 600: member `Local/104@from-queue/n`: state interface \
+         `hint:104@ext-local` is not imported; Frontdesk follows the agent's own chat presence, \
+         not a phone's state",
+        "queues.conf:35: queue 601: unknown strategy `fewestcals`; using ringall, as Asterisk does",
+        "queues.conf:36: queue 601: member `Local/201@from-queue/n`: state interface `PJSIP/201` \
+         is not imported; Frontdesk follows the agent's own chat presence, not a phone's state",
+        "queues.conf:37: queue 601: member `Local/202@from-queue/n`: state interface `PJSIP/202` \
+         is not imported; Frontdesk follows the agent's own chat presence, not a phone's state",
+        "queues.conf:39: queue 601: member `DAHDI/1` is a phone line, not an extension that can \
+         chat; member not imported",
+        "queues.conf:40: queue 601: member `Local/0611223344@outbound/n` forwards to the phone \
+         number 0611223344; a phone cannot take a chat, so it is left out; member not imported",
+        "queues.conf:41: queue 601: maxlen=10 is not imported; Frontdesk does not limit how many \
+         visitors wait",
+        "queues_custom.conf:6: queue 602: member `PJSIP/302`: penalty `abc` is not a whole number \
+         of 0 or more (Asterisk would silently read it as 0); member not imported",
+        "queues_custom.conf:8: `this line is broken` is not `name = value` (Asterisk ignores it \
+         too)",
     ];
-    assert_eq!(import.problems, expected);
+    assert_eq!(texts, expected);
     let report = import.report();
-    assert!(
-        report.starts_with("Imported 3 queue(s), 9 agent(s) and 4 schedule(s); 10 problem(s).\n")
-    );
-    for problem in &expected {
-        let line = format!("  {}:{}: {}\n", problem.file, problem.line, problem.text);
+    assert!(report.starts_with(&format!(
+        "Imported 3 queue(s), 9 agent(s), 3 routing(s) and 0 schedule(s); {} problem(s).\n",
+        expected.len()
+    )));
+    for problem in &import.problems {
+        let line = format!("  {problem}\n");
         assert!(report.contains(&line), "{line}\n{report}");
     }
 }
@@ -255,6 +302,14 @@ struct Pasted {
 #[derive(Debug, serde::Deserialize)]
 struct Channel {
     schedule: ScheduleConfig,
+    #[serde(default)]
+    closures: std::collections::BTreeMap<String, Closure>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Closure {
+    text: String,
 }
 
 #[test]
@@ -264,18 +319,19 @@ fn toml_reads_back_into_the_config_types() {
     // The admin un-comments a schedule block under a channel: do it for
     // every one, each in a channel of its own.
     let mut pasted = String::new();
+    let mut in_block = false;
     for line in toml_text.lines() {
         if line == "# [channels.schedule]" {
+            in_block = true;
             pasted.push_str("[[channels]]\n[channels.schedule]\n");
-        } else if let Some(rest) = line.strip_prefix("# ") {
-            if rest.starts_with("open = ")
-                || rest.starts_with("timezone = ")
-                || rest.starts_with("holidays = ")
-            {
-                pasted.push_str(rest);
-                pasted.push('\n');
-            }
-        } else {
+        } else if line.is_empty() {
+            in_block = false;
+            pasted.push('\n');
+        } else if in_block {
+            let rest = line.strip_prefix('#').unwrap_or(line);
+            pasted.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            pasted.push('\n');
+        } else if !line.starts_with('#') {
             pasted.push_str(line);
             pasted.push('\n');
         }
@@ -283,10 +339,32 @@ fn toml_reads_back_into_the_config_types() {
     let read: Pasted = toml::from_str(&pasted).unwrap_or_else(|e| panic!("{e}\n{pasted}"));
     assert_eq!(read.agents, import.agents);
     assert_eq!(read.queues, import.queues);
-    let schedules: Vec<ScheduleConfig> = import.schedules.iter().map(|(_, s)| s.clone()).collect();
-    let read_schedules: Vec<ScheduleConfig> =
-        read.channels.into_iter().map(|c| c.schedule).collect();
-    assert_eq!(read_schedules, schedules);
+    let schedules: Vec<ScheduleConfig> =
+        import.routings.iter().map(|r| r.schedule.clone()).collect();
+    let closures: Vec<Vec<String>> = import
+        .routings
+        .iter()
+        .map(|r| r.closures.iter().map(|c| c.name.clone()).collect())
+        .collect();
+    assert_eq!(
+        read.channels
+            .iter()
+            .map(|c| c.schedule.clone())
+            .collect::<Vec<_>>(),
+        schedules
+    );
+    assert_eq!(
+        read.channels
+            .iter()
+            .map(|c| c.closures.keys().cloned().collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        closures
+    );
+    assert!(read
+        .channels
+        .iter()
+        .flat_map(|c| c.closures.values())
+        .all(|c| c.text.starts_with("TODO: what the PBX announces with `")));
     assert_eq!(
         toml_text.matches("# TODO: add `xmpp").count(),
         import.agents.len()

@@ -30,7 +30,25 @@ use crate::queue::{AgentConfigError, DirectoryProblem, PbxDirectory};
 use super::conf::{self, ConfFile};
 use super::dialplan::{self, Dialplan, QueueCall};
 use super::queues::{self, AgentBook, Setting};
-use super::{Import, ImportError, Problem};
+use super::{routings, walk, Import, ImportError, Problem};
+
+/// Queue name (lower case, as `Queue()` names it) → extension.
+pub(crate) fn queue_names(
+    queues: &[crate::queue::QueueConfig],
+) -> std::collections::BTreeMap<String, QueueExtension> {
+    let mut out = std::collections::BTreeMap::new();
+    for q in queues {
+        out.insert(
+            q.extension.as_str().to_ascii_lowercase(),
+            q.extension.clone(),
+        );
+    }
+    for q in queues {
+        out.entry(q.name.to_ascii_lowercase())
+            .or_insert_with(|| q.extension.clone());
+    }
+    out
+}
 
 /// Reads `queues.conf` and `extensions.conf` (and what they `#include`)
 /// from `dir`. Fails only if `dir` cannot be read or holds neither file;
@@ -58,9 +76,10 @@ pub fn import_dir(dir: &Path) -> Result<Import, ImportError> {
         }
     };
     let mut import = Import::default();
+    let names = phone_names(dir, &mut problems)?;
     match &queues_conf {
         Some(conf) => {
-            let (queues, agents) = map_queues(conf, &dialplan, &mut problems);
+            let (queues, agents) = map_queues(conf, &dialplan, &names, &mut problems);
             import.queues = queues;
             import.agents = agents;
         }
@@ -70,7 +89,10 @@ pub fn import_dir(dir: &Path) -> Result<Import, ImportError> {
             "not found: no queues or agents imported",
         )),
     }
-    import.schedules = dialplan.schedules;
+    if let Some(conf) = &extensions_conf {
+        let queues = queue_names(&import.queues);
+        import.routings = routings::build(walk::Plan::new(conf).entries(), &queues, &mut problems);
+    }
     check_directory(&mut import, &mut problems);
     // Stable: problems of one line stay in the order they were found.
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -95,9 +117,48 @@ pub(crate) fn check_directory(import: &mut Import, problems: &mut Vec<Problem>) 
     }
 }
 
+/// Extension → the name in its phone's `callerid` (`pjsip.conf` endpoints,
+/// FreePBX's `pjsip.endpoint.conf`, `sip.conf` peers), for members whose
+/// line gives no name.
+fn phone_names(
+    dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Result<std::collections::BTreeMap<String, String>, ImportError> {
+    let mut names = std::collections::BTreeMap::new();
+    for file in [
+        "pjsip.conf",
+        "pjsip.endpoint.conf",
+        "sip.conf",
+        "sip_additional.conf",
+    ] {
+        let Some(conf) = conf::read(dir, file, problems)? else {
+            continue;
+        };
+        for section in conf.used_sections() {
+            let value = |key: &str| {
+                section
+                    .lines
+                    .iter()
+                    .rev()
+                    .find(|l| l.name.eq_ignore_ascii_case(key))
+                    .map(|l| l.value.trim())
+            };
+            let is_pjsip = file.starts_with("pjsip");
+            if is_pjsip && value("type").is_none_or(|t| !t.eq_ignore_ascii_case("endpoint")) {
+                continue;
+            }
+            if let Some(name) = value("callerid").and_then(queues::callerid_name) {
+                names.entry(section.name.clone()).or_insert(name);
+            }
+        }
+    }
+    Ok(names)
+}
+
 fn map_queues(
     conf: &ConfFile,
     dialplan: &Dialplan,
+    names: &std::collections::BTreeMap<String, String>,
     problems: &mut Vec<Problem>,
 ) -> (
     Vec<crate::queue::QueueConfig>,
@@ -157,7 +218,7 @@ fn map_queues(
         apply_max_wait(&mut queue, &calls, problems);
         queues.push(queue);
     }
-    (queues, book.into_agents())
+    (queues, book.into_agents_named(names))
 }
 
 /// The extension a queue is reached at.

@@ -27,6 +27,8 @@ mod dialplan;
 #[cfg(feature = "freepbx")]
 pub mod freepbx;
 mod queues;
+mod routings;
+mod walk;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -91,10 +93,60 @@ pub struct Import {
     /// Every agent named as a queue member. The PBX knows no XMPP JID or
     /// SIP URI for them, so both are `None` and the admin must add one.
     pub agents: Vec<AgentConfig>,
-    /// Named schedules, e.g. `tc-support?open` for a `GotoIfTime` in
-    /// context `[tc-support]` that jumps to `open`; see [`asterisk`].
+    /// Where each inbound entry point routes a chat: an ordered routing
+    /// of time conditions to queues, closures or the menu, with a default.
+    pub routings: Vec<ImportedRouting>,
+    /// Named opening hours that no routing uses (FreePBX time groups read
+    /// without their time conditions).
     pub schedules: Vec<(String, ScheduleConfig)>,
     pub problems: Vec<Problem>,
+}
+
+/// The routing of one inbound entry point of the PBX (a dialplan context
+/// or extension where calls come in, a FreePBX inbound route), ready to
+/// become a channel's `schedule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRouting {
+    /// The first of `entries`.
+    pub name: String,
+    /// Every entry point that routes this way: `context` when all its
+    /// extensions do, else `context,extension`.
+    pub entries: Vec<String>,
+    /// `routes` and `default`; `timezone` when every condition names the
+    /// same zone.
+    pub schedule: ScheduleConfig,
+    /// The closures the routes name (`{ closed = "<name>" }`), each a
+    /// place where the PBX hangs up; the channel's own closed text is the
+    /// default's.
+    pub closures: Vec<ImportedClosure>,
+    /// What the PBX announces where the channel's own closed text applies.
+    pub closed_sound: Option<String>,
+}
+
+/// A place where the PBX stops a call, which becomes a named closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedClosure {
+    pub name: String,
+    /// The announcement the PBX plays there, if any, for the admin to
+    /// write the text from.
+    pub sound: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClosureFragment {
+    text: String,
+}
+
+#[derive(Serialize)]
+struct ChannelFragment<'a> {
+    schedule: &'a ScheduleConfig,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    closures: std::collections::BTreeMap<&'a str, ClosureFragment>,
+}
+
+#[derive(Serialize)]
+struct ChannelsFragment<'a> {
+    channels: [ChannelFragment<'a>; 1],
 }
 
 #[derive(Serialize)]
@@ -153,6 +205,94 @@ fn serialize<T: Serialize>(value: &T) -> String {
     toml::to_string(value).unwrap_or_else(|e| format!("# (could not serialize: {e})\n"))
 }
 
+/// A routing as a commented-out `[channels.schedule]` block (and its
+/// closures) to move under the channel it belongs to.
+fn routing_toml(routing: &ImportedRouting) -> String {
+    let mut out = format!(
+        "# Routing of calls to {}, as the PBX routes them (first matching route wins).\n\
+         # Paste this under the [[channels]] entry of the chat that should follow it,\n\
+         # remove the `# `, and write each closure's text.\n",
+        routing.entries.join(", ")
+    );
+    if routing.schedule.timezone.is_none() {
+        out.push_str(
+            "# Set `timezone` to the PBX server's zone: Asterisk reads conditions without\n\
+             # a fifth field in local time, Frontdesk in UTC when `timezone` is absent.\n",
+        );
+    }
+    let closures = routing
+        .closures
+        .iter()
+        .map(|c| {
+            let text = match &c.sound {
+                Some(sound) => format!("TODO: what the PBX announces with `{sound}`"),
+                None => "TODO: why the chat is closed here".to_owned(),
+            };
+            (c.name.as_str(), ClosureFragment { text })
+        })
+        .collect();
+    let fragment = ChannelsFragment {
+        channels: [ChannelFragment {
+            schedule: &routing.schedule,
+            closures,
+        }],
+    };
+    if let Some(sound) = &routing.closed_sound {
+        out.push_str(&format!(
+            "# The channel's own closed text (`[channels.closed]`) stands for what the PBX\n\
+             # announces with `{sound}`.\n"
+        ));
+    }
+    let text = serialize(&fragment);
+    let text = inline_destinations(&text).unwrap_or(text);
+    let block: String = text
+        .lines()
+        .filter(|l| l.trim() != "[[channels]]")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    comment_out(block.trim_start(), &mut out);
+    out
+}
+
+/// Makes `table.key`, when it is a table, an inline one.
+fn inline(table: &mut toml_edit::Table, key: &str) {
+    if let Some(toml_edit::Item::Table(t)) = table.get(key) {
+        let inline = t.clone().into_inline_table();
+        table.insert(key, toml_edit::value(inline));
+    }
+}
+
+/// The routing fragment with each route's `to` as an inline table and
+/// the empty `open`/`holidays` of a routed schedule left out.
+fn inline_destinations(text: &str) -> Option<String> {
+    let mut doc = text.parse::<toml_edit::DocumentMut>().ok()?;
+    let channel = doc
+        .get_mut("channels")?
+        .as_array_of_tables_mut()?
+        .iter_mut()
+        .next()?;
+    let schedule = channel.get_mut("schedule")?.as_table_mut()?;
+    for key in ["open", "holidays"] {
+        if schedule
+            .get(key)
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| a.is_empty())
+        {
+            schedule.remove(key);
+        }
+    }
+    if let Some(routes) = schedule
+        .get_mut("routes")
+        .and_then(|r| r.as_array_of_tables_mut())
+    {
+        for route in routes.iter_mut() {
+            inline(route, "to");
+        }
+    }
+    inline(schedule, "default");
+    Some(doc.to_string())
+}
+
 impl Import {
     /// TOML to paste into `frontdesk.toml`: `[[agents]]` and `[[queues]]`
     /// entries, and each schedule as a commented-out `[channels.schedule]`
@@ -174,6 +314,10 @@ impl Import {
         for queue in &self.queues {
             out.push('\n');
             out.push_str(&queue_toml(queue));
+        }
+        for routing in &self.routings {
+            out.push('\n');
+            out.push_str(&routing_toml(routing));
         }
         for (name, schedule) in &self.schedules {
             out.push('\n');
@@ -199,9 +343,10 @@ impl Import {
     /// still do, and every problem with its file and line.
     pub fn report(&self) -> String {
         let mut out = format!(
-            "Imported {} queue(s), {} agent(s) and {} schedule(s); {} problem(s).\n",
+            "Imported {} queue(s), {} agent(s), {} routing(s) and {} schedule(s); {} problem(s).\n",
             self.queues.len(),
             self.agents.len(),
+            self.routings.len(),
             self.schedules.len(),
             self.problems.len()
         );
@@ -237,6 +382,25 @@ impl Import {
                     ""
                 };
                 out.push_str(&format!("  {} \"{}\"{todo}\n", a.extension, a.name));
+            }
+        }
+        if !self.routings.is_empty() {
+            out.push_str("\nRoutings (first matching route wins):\n");
+            for r in &self.routings {
+                out.push_str(&format!(
+                    "  {} (time zone: {}):\n",
+                    r.entries.join(", "),
+                    r.schedule
+                        .timezone
+                        .as_deref()
+                        .unwrap_or("not set, give the PBX's")
+                ));
+                for route in &r.schedule.routes {
+                    out.push_str(&format!("    {} → {}\n", route.when.join(" | "), route.to));
+                }
+                if let Some(default) = &r.schedule.default {
+                    out.push_str(&format!("    otherwise → {default}\n"));
+                }
             }
         }
         if !self.schedules.is_empty() {

@@ -67,6 +67,23 @@ impl AgentBook {
     pub fn into_agents(self) -> Vec<AgentConfig> {
         self.agents
     }
+
+    /// The agents, those whose member lines give no name named from
+    /// `names` (extension → the phone's caller-ID name) when it has them.
+    pub fn into_agents_named(
+        self,
+        names: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<AgentConfig> {
+        let mut agents = self.agents;
+        for (agent, named) in agents.iter_mut().zip(self.named) {
+            if !named {
+                if let Some(name) = names.get(agent.extension.as_str()) {
+                    agent.name = name.clone();
+                }
+            }
+        }
+        agents
+    }
 }
 
 /// A parsed `member =>` line.
@@ -121,8 +138,15 @@ pub(crate) fn agent_of_interface(interface: &str) -> Result<AgentExtension, Stri
     let extension = match tech.to_ascii_lowercase().as_str() {
         "local" => {
             // Local/101@from-queue/n: the extension, without context and options.
-            let exten = resource.split('/').next().unwrap_or_default();
-            exten.split('@').next().unwrap_or_default()
+            let target = resource.split('/').next().unwrap_or_default();
+            let (exten, context) = target.split_once('@').unwrap_or((target, ""));
+            if let Some(number) = external_number(exten, context) {
+                return Err(format!(
+                    "member `{interface}` forwards to the phone number {number}; a phone cannot \
+                     take a chat, so it is left out"
+                ));
+            }
+            exten
         }
         "sip" | "pjsip" | "iax2" | "agent" => {
             if let Some((peer, number)) = resource.split_once('/') {
@@ -148,6 +172,42 @@ pub(crate) fn agent_of_interface(interface: &str) -> Result<AgentExtension, Stri
         .map_err(|e| format!("member `{interface}`: {e}"))
 }
 
+/// The phone number a `Local/<number>@<context>` member dials, when it is
+/// one: FreePBX marks a follow-me or external number with `#`
+/// (`Local/0612345678#@from-queue/n`); a plain Asterisk member dials it
+/// through an outbound context. Seven digits or more is a phone number,
+/// not an extension.
+fn external_number<'a>(exten: &'a str, context: &str) -> Option<&'a str> {
+    if let Some(number) = exten.strip_suffix('#') {
+        return Some(number);
+    }
+    let context = context.to_ascii_lowercase();
+    let outbound = ["outbound", "outrt", "trunk", "pstn", "dialout"]
+        .iter()
+        .any(|w| context.contains(w));
+    let digits = exten.trim_start_matches('+');
+    let long = digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit());
+    (outbound || long).then_some(exten)
+}
+
+/// The name in a `callerid` value: `"Alice Martin" <201>` → `Alice
+/// Martin`; `None` when it holds only a number.
+pub(crate) fn callerid_name(value: &str) -> Option<String> {
+    let name = match value.find('<') {
+        Some(i) => &value[..i],
+        None if value
+            .trim()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'+') =>
+        {
+            ""
+        }
+        None => value,
+    };
+    let name = name.trim().trim_matches('"').trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// Parses the value of a `member =>` line.
 pub(crate) fn parse_member(value: &str) -> Result<Member, String> {
     let args = split_args(value);
@@ -169,6 +229,29 @@ pub(crate) fn parse_member(value: &str) -> Result<Member, String> {
     };
     let name = Some(field(2)).filter(|n| !n.is_empty()).map(str::to_owned);
     let mut notes = Vec::new();
+    if interface
+        .get(..4)
+        .is_some_and(|t| t.eq_ignore_ascii_case("sip/"))
+    {
+        notes.push(format!(
+            "member `{interface}` is a chan_sip phone (removed from Asterisk 21); imported as \
+             agent {agent}, who chats at the address you give"
+        ));
+    }
+    if !field(3).is_empty() {
+        notes.push(format!(
+            "member `{interface}`: state interface `{}` is not imported; Frontdesk follows the \
+             agent's own chat presence, not a phone's state",
+            field(3)
+        ));
+    }
+    if !field(4).is_empty() {
+        notes.push(format!(
+            "member `{interface}`: ringinuse={} is not imported; Frontdesk offers chats by the \
+             agent's chat load, not by whether a phone is in use",
+            field(4)
+        ));
+    }
     if !matches!(field(5), "" | "0") {
         notes.push(format!(
             "member `{interface}`: its own wrap-up time {} s is not imported; the queue's applies",
@@ -216,46 +299,40 @@ fn is_no_or_empty(v: &str) -> bool {
             .any(|t| v.eq_ignore_ascii_case(t))
 }
 
-/// Options that make no difference to who gets a chat or when.
-fn irrelevant_for_chat(key: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "announce",
-        "queue-",
-        "periodic-announce",
-        "monitor",
-        "cron_",
-    ];
-    const KEYS: &[&str] = &[
-        "musicclass",
-        "music",
-        "context",
-        "servicelevel",
-        "retry",
-        "ringinuse",
-        "timeoutpriority",
-        "timeoutrestart",
-        "memberdelay",
-        "autopausedelay",
-        "min-announce-frequency",
-        "relative-periodic-announce",
-        "random-periodic-announce",
-        "reportholdtime",
-        "recording",
-        "setinterfacevar",
-        "setqueuevar",
-        "setqueueentryvar",
-        "eventwhencalled",
-        "eventmemberstatus",
-        "membermacro",
-        "membergosub",
-        "log-restricted-caller-id",
-        "answered_elsewhere",
-        "skip_joinannounce",
-        "rvolume",
-        "rvol_mode",
-        "callback",
-    ];
-    PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
+/// Why an option that makes no difference to who gets a chat or when has
+/// no chat equivalent, or `None` if the option matters.
+fn no_chat_equivalent(key: &str) -> Option<&'static str> {
+    const HEARD: &str = "it sets what a caller hears while waiting";
+    const RECORDING: &str = "it records calls";
+    const STATS: &str = "it feeds call statistics and manager events";
+    const RINGING: &str = "it times how phones ring and are redialled";
+    let why = match key {
+        k if k.starts_with("announce")
+            || k.starts_with("queue-")
+            || k.starts_with("periodic-announce")
+            || k.ends_with("-periodic-announce") =>
+        {
+            HEARD
+        }
+        "musicclass" | "music" | "min-announce-frequency" | "reportholdtime"
+        | "skip_joinannounce" => HEARD,
+        k if k.starts_with("monitor") || k.starts_with("cron_") => RECORDING,
+        "recording" => RECORDING,
+        "servicelevel" | "eventwhencalled" | "eventmemberstatus" | "log-restricted-caller-id"
+        | "setinterfacevar" | "setqueuevar" | "setqueueentryvar" | "answered_elsewhere" => STATS,
+        "retry" | "timeoutpriority" | "timeoutrestart" | "memberdelay" | "autopausedelay" => {
+            RINGING
+        }
+        "ringinuse" => {
+            "it rings phones already in a call or not; Frontdesk offers chats by the agent's chat load"
+        }
+        "context" => "it lets a waiting caller dial out of the queue",
+        "membermacro" | "membergosub" => "it runs dialplan when a phone answers",
+        "rvolume" | "rvol_mode" => "it sets call audio volume",
+        "callback" => "it offers callers a call back",
+        _ => return None,
+    };
+    Some(why)
 }
 
 /// Maps one queue. `settings` are in file order (templates first), so a
@@ -352,8 +429,24 @@ pub(crate) fn map_queue(
             "defaultrule" => report(format!(
                 "queue {q}: penalty rule `{value}` (queuerules.conf) is not imported"
             )),
-            k if irrelevant_for_chat(k) => {}
-            _ => report(format!("queue {q}: unknown option `{}`; ignored", s.key)),
+            k => match no_chat_equivalent(k) {
+                // Template lines apply to every queue: one line each.
+                Some(why) => {
+                    let p = Problem::new(
+                        s.file,
+                        s.line,
+                        format!("`{} = {value}` is not imported: {why}", s.key),
+                    );
+                    if !problems.contains(&p) {
+                        problems.push(p);
+                    }
+                }
+                None => problems.push(Problem::new(
+                    s.file,
+                    s.line,
+                    format!("queue {q}: unknown option `{}`; ignored", s.key),
+                )),
+            },
         }
     }
     if let Err(e) = queue.validate() {
@@ -408,8 +501,13 @@ mod tests {
             parse_member(r#"Local/101@from-queue/n,2,"Smith, John",hint:101@ext-local"#).unwrap();
         assert_eq!((m.agent, m.penalty), (a("101"), 2));
         assert_eq!(m.name.as_deref(), Some("Smith, John"));
-        assert!(m.notes.is_empty());
-        let m = parse_member(r"PJSIP/102,0,Doe\, Jane,,no,30,yes").unwrap();
+        assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
+        assert!(
+            m.notes[0].contains("state interface `hint:101@ext-local`"),
+            "{:?}",
+            m.notes
+        );
+        let m = parse_member(r"PJSIP/102,0,Doe\, Jane,,,30,yes").unwrap();
         assert_eq!(m.name.as_deref(), Some("Doe, Jane"));
         assert_eq!(m.notes.len(), 2, "{:?}", m.notes);
         assert_eq!(
@@ -418,6 +516,18 @@ mod tests {
              (Asterisk would silently read it as 0)"
         );
         assert_eq!(parse_member(" ").unwrap_err(), "empty member line");
+    }
+
+    #[test]
+    fn caller_id_names() {
+        assert_eq!(
+            callerid_name(r#""Alice Martin" <201>"#).as_deref(),
+            Some("Alice Martin")
+        );
+        assert_eq!(callerid_name("Bob <202>").as_deref(), Some("Bob"));
+        assert_eq!(callerid_name("<203>"), None);
+        assert_eq!(callerid_name("204"), None);
+        assert_eq!(callerid_name("Front desk").as_deref(), Some("Front desk"));
     }
 
     #[test]

@@ -156,14 +156,17 @@ fn queue_options_that_change_routing_are_reported() {
              [720]\ntimeout = 0\nwrapuptime = soon\njoinempty = strict\ndefaultrule = ramp\n\
              autopause = all\nweight = 2\nannounce-position = yes\nmusicclass = jazz\n\
              frobnicate = 1\nmember => SIP/101\nmember => PJSIP/101,3\n\
-             member => Local/102@from-queue/n,0,Bea,,,20,yes\n",
+             member => Local/102@from-queue/n,0,Bea,,,20,yes\n\
+             member => Local/0612345678@outbound-calls/n\n\
+             member => Local/0698765432#@from-queue/n,0,Mobile\n\
+             member => PJSIP/103,0,Cy,PJSIP/103,no\n",
         ),
         ("extensions.conf", ""),
     ]);
     let queue = &import.queues[0];
     assert_eq!(queue.ring_timeout_secs, 15, "Asterisk's default is kept");
     assert_eq!(queue.wrapup_secs, 0);
-    assert_eq!(members(queue), [("101", 0), ("102", 0)]);
+    assert_eq!(members(queue), [("101", 0), ("102", 0), ("103", 0)]);
     assert_eq!(
         texts(&import),
         [
@@ -179,12 +182,28 @@ fn queue_options_that_change_routing_are_reported() {
              agent by itself",
             "queues.conf:9: queue 720: weight=2 is not imported; Frontdesk does not rank queues \
              sharing agents",
+            "queues.conf:10: `announce-position = yes` is not imported: it sets what a caller \
+             hears while waiting",
+            "queues.conf:11: `musicclass = jazz` is not imported: it sets what a caller hears \
+             while waiting",
             "queues.conf:12: queue 720: unknown option `frobnicate`; ignored",
+            "queues.conf:13: queue 720: member `SIP/101` is a chan_sip phone (removed from \
+             Asterisk 21); imported as agent 101, who chats at the address you give",
             "queues.conf:14: queue 720: agent 101 is already a member; this line is ignored",
             "queues.conf:15: queue 720: member `Local/102@from-queue/n`: its own wrap-up time 20 \
              s is not imported; the queue's applies",
             "queues.conf:15: queue 720: member `Local/102@from-queue/n` starts paused on the PBX; \
              Frontdesk offers it chats whenever it is available",
+            "queues.conf:16: queue 720: member `Local/0612345678@outbound-calls/n` forwards to the \
+             phone number 0612345678; a phone cannot take a chat, so it is left out; member not \
+             imported",
+            "queues.conf:17: queue 720: member `Local/0698765432#@from-queue/n` forwards to the \
+             phone number 0698765432; a phone cannot take a chat, so it is left out; member not \
+             imported",
+            "queues.conf:18: queue 720: member `PJSIP/103`: state interface `PJSIP/103` is not \
+             imported; Frontdesk follows the agent's own chat presence, not a phone's state",
+            "queues.conf:18: queue 720: member `PJSIP/103`: ringinuse=no is not imported; \
+             Frontdesk offers chats by the agent's chat load, not by whether a phone is in use",
         ]
     );
 }
@@ -224,6 +243,8 @@ fn named_queues_take_their_extension_from_the_dialplan() {
         [
             "extensions.conf:3: queue sales: callers may wait for different times depending on \
              how they dial it; max_wait_secs not imported",
+            "extensions.conf:3: Queue() options `t` change what a caller hears or may do; they \
+             have no chat equivalent",
             "extensions.conf:4: queue 601: after 90 s the PBX continues the dialplan after \
              Queue(); Frontdesk shows the contact alternatives (set `overflow` to move the chat \
              to another queue)",
@@ -255,94 +276,110 @@ fn clashes_the_directory_would_refuse_are_reported() {
 }
 
 #[test]
-fn dialplan_time_constructs() {
-    let import = import(&[(
-        "extensions.conf",
-        "same => n,GotoIfTime(*,*,*,*?x)\n\
-         [tc]\n\
-         same => n,Hangup()\n\
-         exten => s,1,GotoIfTime(09:00-17:00,mon-fri,*,*)\n\
-         same => n,GotoIfTime(09:00-17:00,mon-fri,*,*?)\n\
-         same => n,GotoIfTime(09:00-17:00|mon-fri|*|*?open,s,1:closed,s,1)\n\
-         same => n,GotoIfTime(18:00-20:00,mon-fri,*,*?open,s,1)\n\
-         same => n,GotoIfTime(*,mon-funday,*,*?open,s,1)\n\
-         same => n,Set(OPEN=${IFTIME(09:00-17:00,*,*,*?1:0)})\n\
-         exten => 100,1,GotoIfTime(*,sat-sun,*,*,Mars/Olympus?weekend)\n\
-         [incoming]\n\
-         include => tc\n\
-         include => hours,${HOURS}\n\
-         include => hours,08:00-12:00,mon-fri,*,*,America/New_York\n\
-         include => hours,13:00-17:00,mon-fri,*,*,America/New_York\n\
-         include => hours,13:00-17:00,mon-fri,*,*,America/New_York\n\
-         include => late,20:00-22:00,*,*,*,Europe/Paris\n\
-         include => late,22:00-23:00\n\
-         include => never,*,*,32,*\n\
-         [tpl](!)\n\
-         exten => s,1,GotoIfTime(*,*,*,*?tpl)\n",
-    )]);
+fn dialplan_routing_keeps_precedence_defaults_and_closures() {
+    let import = import(&[
+        (
+            "queues.conf",
+            "[support]\nmember => PJSIP/101\n[600]\nmember => PJSIP/102\n",
+        ),
+        (
+            "extensions.conf",
+            "same => n,GotoIfTime(*,*,*,*?x)\n\
+             [from-pstn]\n\
+             include => holidays,*,*,25,dec\n\
+             include => hours,08:00-12:00,mon-fri,*,*,America/New_York\n\
+             include => hours,13:00-17:00,mon-fri,*,*,America/New_York\n\
+             include => closed\n\
+             [holidays]\n\
+             exten => s,1,Playback(xmas)\n\
+             same => n,Hangup()\n\
+             [hours]\n\
+             exten => s,1,Goto(tc,s,1)\n\
+             [closed]\n\
+             exten => s,1,VoiceMail(100@default)\n\
+             [tc]\n\
+             exten => s,1,GotoIfTime(12:00-12:30,*,*,*,America/New_York?lunch)\n\
+             same => n,Queue(support)\n\
+             same => n(lunch),Queue(600)\n\
+             [from-sip]\n\
+             exten => s,1,GotoIfTime(${HOURS}?open)\n\
+             same => n(open),Queue(support)\n\
+             [ivr]\n\
+             exten => s,1,GotoIfTime(*,sat-sun,*,*,Mars/Olympus?x)\n\
+             same => n,Queue(support)\n\
+             same => n(x),Hangup()\n\
+             [unused]\n\
+             exten => s,1,GotoIfTime(*,*,*,*?tpl)\n\
+             same => n(tpl),Hangup()\n",
+        ),
+    ]);
+    assert_eq!(import.routings.len(), 1, "{:#?}", import.routings);
+    let r = &import.routings[0];
+    assert_eq!(r.entries, ["from-pstn"]);
+    let cfg = &r.schedule;
+    assert_eq!(cfg.timezone, None);
+    let routes: Vec<(Vec<&str>, String)> = cfg
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.when.iter().map(String::as_str).collect(),
+                r.to.to_string(),
+            )
+        })
+        .collect();
     assert_eq!(
-        import.schedules,
+        routes,
         [
+            (vec!["*,*,25,dec"], "closed (holidays)".to_owned()),
             (
-                "tc?open,s,1".to_owned(),
-                ScheduleConfig {
-                    open: vec![
-                        "09:00-17:00|mon-fri|*|*".to_owned(),
-                        "18:00-20:00,mon-fri,*,*".to_owned()
-                    ],
-                    ..ScheduleConfig::default()
-                }
+                vec!["12:00-12:00,mon-fri,*,*,America/New_York"],
+                "queue 600".to_owned()
             ),
             (
-                "incoming>hours".to_owned(),
-                ScheduleConfig {
-                    timezone: Some("America/New_York".to_owned()),
-                    open: vec![
-                        "08:00-12:00,mon-fri,*,*,America/New_York".to_owned(),
-                        "13:00-17:00,mon-fri,*,*,America/New_York".to_owned()
-                    ],
-                    ..ScheduleConfig::default()
-                }
-            ),
-            (
-                "incoming>late".to_owned(),
-                ScheduleConfig {
-                    open: vec![
-                        "20:00-22:00,*,*,*,Europe/Paris".to_owned(),
-                        "22:00-23:00".to_owned()
-                    ],
-                    ..ScheduleConfig::default()
-                }
+                vec![
+                    "08:00-12:00,mon-fri,*,*,America/New_York",
+                    "13:00-17:00,mon-fri,*,*,America/New_York"
+                ],
+                "queue support".to_owned()
             ),
         ]
     );
+    assert_eq!(
+        cfg.default,
+        Some(crate::schedule::Destination::Closed(None))
+    );
+    assert_eq!(
+        r.closures,
+        [ImportedClosure {
+            name: "holidays".into(),
+            sound: Some("xmas".into())
+        }]
+    );
+    crate::schedule::Schedule::from_config(cfg).unwrap();
     assert_eq!(
         texts(&import),
         [
             "extensions.conf:1: `same` is outside any usable [section]; ignored",
-            "extensions.conf:3: `same =>` without an `exten =>` before it",
-            "extensions.conf:4: GotoIfTime(09:00-17:00,mon-fri,*,*) has no `?label`; not imported",
-            "extensions.conf:5: GotoIfTime(09:00-17:00,mon-fri,*,*?) jumps nowhere; not imported",
-            "extensions.conf:8: GotoIfTime condition `*,mon-funday,*,*`: invalid weekday `funday` \
-             in `mon-funday`: expected sun, mon, tue, wed, thu, fri, sat or 1-7 (1 = Sunday); \
-             Asterisk would silently skip it; not imported",
-            "extensions.conf:9: the IFTIME() function is not imported (only GotoIfTime and timed \
-             includes become schedules)",
-            "extensions.conf:10: GotoIfTime condition `*,sat-sun,*,*,Mars/Olympus`: unknown time \
-             zone `Mars/Olympus` (expected an IANA name such as Europe/Paris); not imported",
-            "extensions.conf:13: timed include of `hours`: condition `${HOURS}` uses dialplan \
-             variables, which only the PBX can evaluate; not imported",
-            "extensions.conf:19: timed include of `never`: condition `*,*,32,*`: invalid day of \
-             month `32`: expected a day of the month between 1 and 31; Asterisk would silently \
-             skip it; not imported",
-            "queues.conf: not found: no queues or agents imported",
+            "extensions.conf:13: VoiceMail(100@default) takes a voice message; the chat shows its \
+             closed text and alternatives instead",
+            "extensions.conf:19: calls to from-sip,s are not routed by the import: time \
+             condition `${HOURS}` uses dialplan variables, which only the PBX can evaluate",
+            "extensions.conf:22: calls to ivr,s are not routed by the import: time condition \
+             `*,sat-sun,*,*,Mars/Olympus`: unknown time zone `Mars/Olympus` (expected an IANA \
+             name such as Europe/Paris)",
+            "queues.conf:1: queue [support]: no `Queue(support)` in extensions.conf tells its \
+             extension; imported with `support` as its extension",
         ]
     );
     let toml = import.to_toml();
-    assert!(toml.contains(
-        "# Schedule `incoming>hours`: the times when one of these PBX conditions holds.\n"
-    ));
-    assert!(toml.contains("# [channels.schedule]\n# timezone = \"America/New_York\"\n"));
+    assert!(
+        toml.contains("# Routing of calls to from-pstn, as the PBX routes them"),
+        "{toml}"
+    );
+    assert!(toml.contains("# [channels.closures.holidays]\n# text = \"TODO: what the PBX announces with `xmas`\"\n"), "{toml}");
+    let report = import.report();
+    assert!(report.contains("  from-pstn (time zone: not set, give the PBX's):\n    *,*,25,dec → closed (holidays)\n"), "{report}");
 }
 
 #[test]
@@ -350,7 +387,7 @@ fn report_and_toml_of_an_empty_import() {
     let import = Import::default();
     assert_eq!(
         import.report(),
-        "Imported 0 queue(s), 0 agent(s) and 0 schedule(s); 0 problem(s).\n"
+        "Imported 0 queue(s), 0 agent(s), 0 routing(s) and 0 schedule(s); 0 problem(s).\n"
     );
     assert_eq!(
         import.to_toml(),

@@ -35,7 +35,7 @@ use chrono_tz::Tz;
 
 pub use holidays::{Holiday, HolidayError};
 pub use routing::{Destination, Matched, Route, RouteConfig};
-pub use timespec::{Field, TimeCondition, TimeSpecError};
+pub use timespec::{Field, TimeCondition, TimeSpecError, ZoneMismatch};
 
 /// How far [`Schedule::next_open`] looks ahead.
 pub const NEXT_OPEN_HORIZON_DAYS: i64 = 400;

@@ -457,3 +457,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A nested time check (one condition inside another's branch) is
+    /// imported as their conjunction, rendered back into Asterisk's syntax.
+    #[test]
+    fn and_holds_exactly_when_both_hold(
+        a in model(),
+        b in model(),
+        zone in prop::sample::select(&ZONES[..]),
+        instants in prop::collection::vec(instant(), 1..=24),
+    ) {
+        let b = Model { tz: a.tz, ..b };
+        let (ca, cb) = (a.render().parse::<TimeCondition>().unwrap(), b.render().parse::<TimeCondition>().unwrap());
+        let both = ca.and(&cb).expect("same zone");
+        for t in instants {
+            let expected = ca.matches(t, zone) && cb.matches(t, zone);
+            let got = both.as_ref().is_some_and(|c| c.matches(t, zone));
+            prop_assert_eq!(got, expected, "at {} with {} and {} → {:?}", t, ca.spec(), cb.spec(), both.as_ref().map(TimeCondition::spec));
+            if let Some(c) = &both {
+                let reparsed: TimeCondition = c.spec().parse().unwrap();
+                prop_assert_eq!(&reparsed, c);
+            }
+        }
+    }
+}

@@ -320,10 +320,104 @@ fn parse_cyclic(
     Ok(mask)
 }
 
+/// Runs of set bits in `0..len` as inclusive `(start, end)` pairs.
+fn runs(len: usize, set: impl Fn(usize) -> bool) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < len {
+        if set(i) {
+            let start = i;
+            while i + 1 < len && set(i + 1) {
+                i += 1;
+            }
+            out.push((start, i));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A weekday, month-day or month bitmask as a condition field (`*` when
+/// every value is allowed).
+fn cyclic_field(mask: u32, max: usize, name: impl Fn(usize) -> String) -> String {
+    if mask == (1 << max) - 1 {
+        return "*".to_owned();
+    }
+    let items: Vec<String> = runs(max, |i| mask & (1 << i) != 0)
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                name(a)
+            } else {
+                format!("{}-{}", name(a), name(b))
+            }
+        })
+        .collect();
+    items.join("&")
+}
+
+/// Why two conditions cannot be combined into one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` and `{1}` are read in different time zones, so both holding at once is no single condition")]
+pub struct ZoneMismatch(pub String, pub String);
+
 impl TimeCondition {
     /// The condition as written (trimmed).
     pub fn spec(&self) -> &str {
         &self.spec
+    }
+
+    /// The condition that holds exactly when both hold (a nested time
+    /// check in the dialplan), or `None` when they never hold together.
+    /// Both must be read in the same zone.
+    pub fn and(&self, other: &TimeCondition) -> Result<Option<TimeCondition>, ZoneMismatch> {
+        if self.timezone != other.timezone {
+            return Err(ZoneMismatch(self.spec.clone(), other.spec.clone()));
+        }
+        let mut minutes = MinuteMask::empty();
+        for (word, (a, b)) in minutes
+            .0
+            .iter_mut()
+            .zip(self.minutes.0.iter().zip(&other.minutes.0))
+        {
+            *word = a & b;
+        }
+        let weekdays = self.weekdays & other.weekdays;
+        let mdays = self.mdays & other.mdays;
+        let months = self.months & other.months;
+        if minutes.next_from(0, true).is_none() || weekdays == 0 || mdays == 0 || months == 0 {
+            return Ok(None);
+        }
+        let times = if minutes == MinuteMask::full() {
+            "*".to_owned()
+        } else {
+            let hhmm = |m: usize| format!("{:02}:{:02}", m / 60, m % 60);
+            runs(MINUTES_PER_DAY, |m| minutes.get(m))
+                .into_iter()
+                .map(|(a, b)| format!("{}-{}", hhmm(a), hhmm(b)))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let mut spec = [
+            times,
+            cyclic_field(weekdays, 7, |i| WEEKDAY_NAMES[i].to_owned()),
+            cyclic_field(mdays, 31, |i| (i + 1).to_string()),
+            cyclic_field(months, 12, |i| MONTH_NAMES[i].to_owned()),
+        ]
+        .join(",");
+        if let Some(tz) = self.timezone {
+            spec.push(',');
+            spec.push_str(tz.name());
+        }
+        let combined = TimeCondition {
+            spec,
+            minutes,
+            weekdays,
+            mdays,
+            months,
+            timezone: self.timezone,
+        };
+        Ok(Some(combined))
     }
 
     /// The condition's own time zone (fifth field), if it has one.
