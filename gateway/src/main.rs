@@ -104,10 +104,16 @@ enum ImportSource {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// From a FreePBX database (mysql://user:password@host/asterisk).
+    /// From FreePBX: its database (mysql://user:password@host/asterisk),
+    /// its generated files (--conf-dir /etc/asterisk), or both.
+    #[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["url", "conf_dir"])))]
     Freepbx {
         #[arg(long)]
-        url: String,
+        url: Option<String>,
+        /// Folder of the generated configuration (queues.conf,
+        /// extensions.conf and the *_additional.conf they include).
+        #[arg(long)]
+        conf_dir: Option<PathBuf>,
     },
 }
 
@@ -233,7 +239,9 @@ async fn main() -> anyhow::Result<()> {
 async fn import(source: &ImportSource) -> anyhow::Result<()> {
     let imported = match source {
         ImportSource::Asterisk { dir } => pbx_adapter::import::asterisk::import_dir(dir)?,
-        ImportSource::Freepbx { url } => pbx_adapter::import::freepbx::import(url).await?,
+        ImportSource::Freepbx { url, conf_dir } => {
+            pbx_adapter::import::freepbx::import_from(url.as_deref(), conf_dir.as_deref()).await?
+        }
     };
     eprintln!("{}", imported.report());
     println!("{}", imported.to_toml());

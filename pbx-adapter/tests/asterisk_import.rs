@@ -255,8 +255,6 @@ fn every_unmapped_construct_is_reported_with_file_and_line() {
         "queues.conf:18: `retry = 5` is not imported: it times how phones ring and are redialled",
         "queues.conf:20: `announce-frequency = 60` is not imported: it sets what a caller hears \
          while waiting",
-        "queues.conf:23: `ringinuse = no` is not imported: it rings phones already in a call or \
-         not; Frontdesk offers chats by the agent's chat load",
         "queues.conf:29: queue 600: member `SIP/103` is a chan_sip phone (removed from Asterisk \
          21); imported as agent 103, who chats at the address you give",
         "queues.conf:30: queue 600: member `Local/104@from-queue/n`: state interface \

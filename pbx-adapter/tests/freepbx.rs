@@ -8,9 +8,9 @@
 //! freepbx`.
 #![cfg(feature = "freepbx")]
 
-use pbx_adapter::import::{freepbx, Import, Problem};
+use pbx_adapter::import::{freepbx, Import, ImportedClosure, ImportedRouting, Problem};
 use pbx_adapter::queue::{MemberConfig, Overflow, QueueConfig, Strategy};
-use pbx_adapter::schedule::ScheduleConfig;
+use pbx_adapter::schedule::{Destination, RouteConfig, Schedule, ScheduleConfig};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Executor};
 
@@ -73,14 +73,65 @@ const SCHEMA_AND_ROWS: &[&str] = &[
         name varchar(50) DEFAULT NULL,
         KEY extension (extension)
     ) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE timeconditions (
+        timeconditions_id int(11) NOT NULL AUTO_INCREMENT,
+        displayname varchar(50) DEFAULT NULL,
+        time int(11) DEFAULT NULL,
+        truegoto varchar(50) DEFAULT NULL,
+        falsegoto varchar(50) DEFAULT NULL,
+        deptname varchar(50) DEFAULT NULL,
+        generate_hint tinyint(1) DEFAULT 0,
+        invert_hint tinyint(1) DEFAULT 0,
+        fcc_password varchar(20) DEFAULT '',
+        priority varchar(50) DEFAULT NULL,
+        timezone varchar(255) DEFAULT NULL,
+        mode varchar(20) DEFAULT 'time-group',
+        calendar_id varchar(80) DEFAULT NULL,
+        calendar_group_id varchar(80) DEFAULT NULL,
+        PRIMARY KEY (timeconditions_id)
+    ) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE incoming (
+        cidnum varchar(20) DEFAULT NULL,
+        extension varchar(50) NOT NULL,
+        destination varchar(50) DEFAULT NULL,
+        privacyman tinyint(1) DEFAULT NULL,
+        alertinfo varchar(255) DEFAULT NULL,
+        ringing varchar(20) DEFAULT NULL,
+        mohclass varchar(80) NOT NULL DEFAULT 'default',
+        description varchar(80) DEFAULT NULL,
+        grppre varchar(80) DEFAULT NULL,
+        delay_answer int(2) DEFAULT NULL,
+        pricid varchar(20) DEFAULT NULL,
+        reversal varchar(10) DEFAULT '',
+        rvolume varchar(2) DEFAULT '',
+        indication_zone varchar(20) DEFAULT 'default',
+        fanswer varchar(20) DEFAULT NULL
+    ) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     "INSERT INTO timegroups_groups (id, description) VALUES
-        (1, 'Office hours'), (2, 'Saturday morning'), (3, 'Broken'), (4, 'Unused')",
+        (1, 'Office hours'), (2, 'Saturday morning'), (3, 'Broken'), (4, 'Unused'),
+        (5, 'Holidays'), (6, 'Evenings')",
     "INSERT INTO timegroups_details (id, timegroupid, time) VALUES
         (1, 1, '09:00-12:30|mon-fri|*|*'),
         (2, 1, '14:00-18:00|mon-fri|*|*'),
         (3, 2, '09:00-12:00|sat|*|*'),
         (4, 2, '10:00-11:00|mon-funday|*|*'),
-        (5, 3, '25:00-26:00|*|*|*')",
+        (5, 3, '25:00-26:00|*|*|*'),
+        (6, 5, '*|*|25|dec'),
+        (7, 5, '*|*|1|jan'),
+        (8, 6, '18:00-20:00|mon-fri|*|*')",
+    // A holiday check first, chained into the office hours, chained into
+    // Saturday morning; all in Paris time. And one calendar condition.
+    "INSERT INTO timeconditions
+        (timeconditions_id, displayname, time, truegoto, falsegoto, timezone, mode) VALUES
+        (1, 'Holidays', 5, 'app-announcement-1,s,1', 'timeconditions,2,1', 'Europe/Paris', 'time-group'),
+        (2, 'Office', 1, 'ext-queues,601,1', 'timeconditions,3,1', 'Europe/Paris', 'time-group'),
+        (3, 'Saturday', 2, 'ext-queues,600,1', 'app-blackhole,hangup,1', 'Europe/Paris', 'time-group'),
+        (4, 'Calendar', 1, 'ext-queues,600,1', 'app-blackhole,hangup,1', 'default', 'calendar-group')",
+    "INSERT INTO incoming (cidnum, extension, destination, description) VALUES
+        ('', '0123456789', 'timeconditions,1,1', 'Main line'),
+        ('0600000000', '0123456789', 'ext-queues,600,1', 'Boss'),
+        ('', '0123456790', 'timeconditions,4,1', 'Calendar line'),
+        ('', '0123456791', 'ext-group,700,1', NULL)",
     "INSERT INTO queues_config (extension, descr, maxwait, dest) VALUES
         ('600', 'Sales', '', 'app-blackhole,hangup,1'),
         ('601', 'Support', '120', 'ext-queues,600,1'),
@@ -103,9 +154,8 @@ const SCHEMA_AND_ROWS: &[&str] = &[
     "INSERT INTO users (extension, name) VALUES ('101', 'Alice Martin'), ('102', 'Martin, Bob')",
 ];
 
-/// Runs the import on a database of its own, which is dropped before the
-/// result is returned (so a failed assertion leaves nothing behind).
-async fn import_sample() -> (Import, Import) {
+/// A database of its own with `statements` run in it.
+async fn database(statements: &[&str]) -> (String, String) {
     let server = server_url();
     let db = format!("frontdesk_import_{:016x}", rand::random::<u64>());
     let mut admin = MySqlConnection::connect(&server)
@@ -115,28 +165,38 @@ async fn import_sample() -> (Import, Import) {
         .execute(format!("CREATE DATABASE {db}").as_str())
         .await
         .unwrap();
+    admin.close().await.unwrap();
     let url = format!("{server}/{db}");
-    let result = async {
-        let mut conn = MySqlConnection::connect(&url).await?;
-        for statement in SCHEMA_AND_ROWS {
-            conn.execute(*statement).await?;
-        }
-        conn.close().await?;
-        let full = freepbx::import(&url)
+    let mut conn = MySqlConnection::connect(&url).await.unwrap();
+    for statement in statements {
+        conn.execute(*statement)
             .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        let groups = freepbx::import_timegroups(&url)
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        Ok::<_, sqlx::Error>((full, groups))
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
-    .await;
+    conn.close().await.unwrap();
+    (url, db)
+}
+
+async fn drop_database(db: &str) {
+    let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
     admin
         .execute(format!("DROP DATABASE {db}").as_str())
         .await
         .unwrap();
     admin.close().await.unwrap();
-    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the imports on the sample database, which is dropped before the
+/// results are returned (so a failed assertion leaves nothing behind).
+async fn import_sample() -> (Import, Import) {
+    let (url, db) = database(SCHEMA_AND_ROWS).await;
+    let full = freepbx::import(&url).await;
+    let groups = freepbx::import_timegroups(&url).await;
+    drop_database(&db).await;
+    (
+        full.unwrap_or_else(|e| panic!("{e}")),
+        groups.unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 fn schedule(open: &[&str]) -> ScheduleConfig {
@@ -171,7 +231,7 @@ fn queue(
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn imports_time_groups_and_queues_from_the_database() {
     let (full, groups) = import_sample().await;
-
+    // The time groups alone, as opening hours.
     let expected_schedules = vec![
         (
             "Office hours".to_owned(),
@@ -181,8 +241,67 @@ async fn imports_time_groups_and_queues_from_the_database() {
             "Saturday morning".to_owned(),
             schedule(&["09:00-12:00|sat|*|*"]),
         ),
+        (
+            "Holidays".to_owned(),
+            schedule(&["*|*|25|dec", "*|*|1|jan"]),
+        ),
+        (
+            "Evenings".to_owned(),
+            schedule(&["18:00-20:00|mon-fri|*|*"]),
+        ),
     ];
-    assert_eq!(full.schedules, expected_schedules);
+    // With the time conditions: only the group no condition uses.
+    assert_eq!(full.schedules, expected_schedules[3..]);
+
+    // The inbound route's chain of conditions, in its zone.
+    let route = |when: &[&str], to: Destination| RouteConfig {
+        when: when.iter().map(|s| (*s).to_owned()).collect(),
+        holidays: Vec::new(),
+        holidays_ics: None,
+        to,
+    };
+    let q = |ext: &str| Destination::Queue(ext.parse().unwrap());
+    assert_eq!(
+        full.routings,
+        [ImportedRouting {
+            name: "inbound route `Main line`".into(),
+            entries: vec!["inbound route `Main line`".into()],
+            schedule: ScheduleConfig {
+                timezone: Some("Europe/Paris".into()),
+                routes: vec![
+                    route(
+                        &["*,*,25,dec,Europe/Paris", "*,*,1,jan,Europe/Paris"],
+                        Destination::Closed(Some("announcement-1".into()))
+                    ),
+                    route(
+                        &[
+                            "09:00-12:30,mon-fri,*,*,Europe/Paris",
+                            "14:00-18:00,mon-fri,*,*,Europe/Paris"
+                        ],
+                        q("601")
+                    ),
+                    route(&["09:00-12:00,sat,*,*,Europe/Paris"], q("600")),
+                ],
+                default: Some(Destination::Closed(None)),
+                ..ScheduleConfig::default()
+            },
+            closures: vec![ImportedClosure {
+                name: "announcement-1".into(),
+                sound: None
+            }],
+            closed_sound: None,
+        }]
+    );
+    let main = Schedule::from_config(&full.routings[0].schedule).unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    // Friday 1 January 2027 at 10:00 in Paris is a holiday, the Monday
+    // after at 10:00 is office hours, Saturday 9 January at 11:00 too.
+    assert_eq!(
+        main.destination_at(at("2027-01-01T09:00:00Z")),
+        &Destination::Closed(Some("announcement-1".into()))
+    );
+    assert_eq!(main.destination_at(at("2027-01-04T09:00:00Z")), &q("601"));
+    assert_eq!(main.destination_at(at("2027-01-09T10:00:00Z")), &q("600"));
 
     let timegroup_problems = vec![
         Problem {
@@ -250,26 +369,113 @@ async fn imports_time_groups_and_queues_from_the_database() {
     );
 
     let mut expected_problems = timegroup_problems;
+    let p = |file: &str, line: usize, text: &str| Problem {
+        file: file.into(),
+        line,
+        text: text.into(),
+    };
+    let toggle = |n: usize, name: &str| {
+        p(
+            "timeconditions",
+            n,
+            &format!(
+                "time condition `{name}`: its override feature code (forcing it open or closed \
+                 by phone) is not followed; the import follows its times"
+            ),
+        )
+    };
     expected_problems.extend([
-        Problem {
-            file: "queues_details".into(),
-            line: 0,
-            text: "queue 601: member `DAHDI/1` is a phone line, not an extension that can chat; \
-                   member not imported"
-                .into(),
-        },
-        Problem {
-            file: "queues_config".into(),
-            line: 0,
-            text: "queue 602: after 60 s the PBX sends callers to `app-blackhole,hangup,1`; \
-                   Frontdesk shows the contact alternatives"
-                .into(),
-        },
+        p(
+            "queues_details",
+            0,
+            "`music = default` is not imported: it sets what a caller hears while waiting",
+        ),
+        p(
+            "queues_details",
+            0,
+            "queue 601: member `DAHDI/1` is a phone line, not an extension that can chat; member \
+             not imported",
+        ),
+        p(
+            "queues_config",
+            0,
+            "queue 602: after 60 s the PBX sends callers to `app-blackhole,hangup,1`; Frontdesk \
+             shows the contact alternatives",
+        ),
+        p(
+            "incoming",
+            0,
+            "inbound route `Boss` (DID `0123456789`) only takes calls from 0600000000; a chat \
+             has no caller ID, so it is not imported",
+        ),
+        toggle(1, "Holidays"),
+        toggle(2, "Office"),
+        toggle(3, "Saturday"),
+        p(
+            "timeconditions",
+            4,
+            "calls to inbound route `Calendar line` are not routed by the import: time condition \
+             `Calendar` follows a calendar, whose events only the PBX reads; give its days as \
+             holidays",
+        ),
+        p(
+            "incoming",
+            0,
+            "calls to inbound route 0123456791 are not routed by the import: `ext-group,700,1` \
+             is ring group 700, which Frontdesk has no equivalent of (make it a queue)",
+        ),
     ]);
     assert_eq!(full.problems, expected_problems);
     assert!(full.report().contains(
         "  timegroups_details:5: time group `Broken`: `25:00-26:00|*|*|*`: invalid time"
     ));
+}
+
+/// Only the queue module's tables: everything else is reported missing,
+/// nothing aborts; with the generated files beside it, the routing comes
+/// from them and the queues from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_database_without_the_optional_tables_imports_what_is_there() {
+    let queue_tables: Vec<&str> = SCHEMA_AND_ROWS
+        .iter()
+        .copied()
+        .filter(|s| s.contains("queues_config") || s.contains("queues_details"))
+        .collect();
+    let (url, db) = database(&queue_tables).await;
+    let alone = freepbx::import(&url).await;
+    let files = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/freepbx");
+    let both = freepbx::import_from(Some(&url), Some(&files)).await;
+    drop_database(&db).await;
+    let (alone, both) = (alone.unwrap(), both.unwrap());
+
+    let names = |i: &Import| i.queues.iter().map(|q| q.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&alone), ["Sales", "Support", "Billing"]);
+    assert!(alone.routings.is_empty() && alone.schedules.is_empty());
+    let missing: Vec<(String, bool)> = alone
+        .problems
+        .iter()
+        .filter(|p| p.text.starts_with("not readable ("))
+        .map(|p| (p.file.clone(), p.text.contains("doesn't exist")))
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            ("timegroups_groups".to_owned(), true),
+            ("timeconditions".to_owned(), true),
+            ("incoming".to_owned(), true),
+            ("users".to_owned(), true),
+        ]
+    );
+    // Without `users`, members are named by extension.
+    assert!(alone.agents.iter().all(|a| a.name == a.extension.as_str()));
+
+    assert_eq!(names(&both), names(&alone));
+    assert_eq!(both.routings.len(), 1);
+    assert_eq!(both.routings[0].entries, ["from-trunk,0123456789"]);
+    assert!(both
+        .problems
+        .iter()
+        .any(|p| p.file == "extensions_additional.conf" && p.text.contains("override toggle")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

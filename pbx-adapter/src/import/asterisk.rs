@@ -91,7 +91,12 @@ pub fn import_dir(dir: &Path) -> Result<Import, ImportError> {
     }
     if let Some(conf) = &extensions_conf {
         let queues = queue_names(&import.queues);
-        import.routings = routings::build(walk::Plan::new(conf).entries(), &queues, &mut problems);
+        import.routings = routings::build(
+            walk::Plan::new(conf).entries(),
+            &queues,
+            "queues.conf",
+            &mut problems,
+        );
     }
     check_directory(&mut import, &mut problems);
     // Stable: problems of one line stay in the order they were found.

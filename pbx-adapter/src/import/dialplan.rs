@@ -41,6 +41,9 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
             continue;
         }
         let mut extension: Option<String> = None;
+        // `Set(NAME=value)` seen in the current extension (FreePBX sets
+        // QMAXWAIT just before its Queue() call).
+        let mut set: Vec<(String, String)> = Vec::new();
         for line in &section.lines {
             let app = match line.name.to_ascii_lowercase().as_str() {
                 "exten" => {
@@ -48,6 +51,9 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
                     let [exten, _priority, app] = parts[..] else {
                         continue;
                     };
+                    if extension.as_deref() != Some(exten.trim()) {
+                        set.clear();
+                    }
                     extension = Some(exten.trim().to_owned());
                     app
                 }
@@ -71,6 +77,14 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
             let Some(exten) = extension.as_deref() else {
                 continue;
             };
+            if name.eq_ignore_ascii_case("set") {
+                if let Some((var, value)) = args.split_once('=') {
+                    if !value.contains('$') {
+                        set.push((var.trim().to_owned(), value.trim().to_owned()));
+                    }
+                }
+                continue;
+            }
             if name.eq_ignore_ascii_case("addqueuemember") {
                 problems.push(Problem::new(
                     &line.file,
@@ -94,7 +108,13 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
                     extension: exten.to_owned(),
                     max_wait: args
                         .get(4)
-                        .map(|t| t.trim().to_owned())
+                        .map(|t| {
+                            let mut t = t.trim().to_owned();
+                            for (var, value) in set.iter().rev() {
+                                t = t.replace(&format!("${{{var}}}"), value);
+                            }
+                            t
+                        })
                         .filter(|t| !t.is_empty()),
                     file: line.file.clone(),
                     line: line.line,

@@ -64,10 +64,6 @@ impl AgentBook {
         }
     }
 
-    pub fn into_agents(self) -> Vec<AgentConfig> {
-        self.agents
-    }
-
     /// The agents, those whose member lines give no name named from
     /// `names` (extension → the phone's caller-ID name) when it has them.
     pub fn into_agents_named(
@@ -335,6 +331,15 @@ fn no_chat_equivalent(key: &str) -> Option<&'static str> {
     Some(why)
 }
 
+/// Whether `value` is Asterisk's default for `key`, which FreePBX writes
+/// out for every queue.
+fn neutral_default(key: &str, value: &str) -> bool {
+    matches!(
+        (key, value),
+        ("timeoutpriority", "app") | ("ringinuse", "yes") | ("queue-youarenext", "silence/1")
+    )
+}
+
 /// Maps one queue. `settings` are in file order (templates first), so a
 /// later value overrides an earlier one, as in Asterisk.
 pub(crate) fn map_queue(
@@ -430,6 +435,8 @@ pub(crate) fn map_queue(
                 "queue {q}: penalty rule `{value}` (queuerules.conf) is not imported"
             )),
             k => match no_chat_equivalent(k) {
+                // Switched off (or Asterisk's default): nothing is lost.
+                Some(_) if is_no_or_empty(value) || neutral_default(k, value) => {}
                 // Template lines apply to every queue: one line each.
                 Some(why) => {
                     let p = Problem::new(

@@ -16,9 +16,12 @@ use super::{ImportedClosure, ImportedRouting, Problem};
 
 /// Builds the routings of `entries`; `queues` maps a queue name (as
 /// `Queue()` names it, case-insensitively) to its extension.
+/// `source` names where the queues were read, for a routing that reaches
+/// an unknown queue.
 pub(crate) fn build(
     entries: Vec<Entry>,
     queues: &BTreeMap<String, QueueExtension>,
+    source: &str,
     problems: &mut Vec<Problem>,
 ) -> Vec<ImportedRouting> {
     let mut kept: Vec<(String, String, EntryRouting)> = Vec::new();
@@ -34,7 +37,7 @@ pub(crate) fn build(
                 problems.push(note);
             }
         }
-        let name = format!("{},{}", entry.context, entry.extension);
+        let name = entry_name(&entry.context, &entry.extension);
         match entry.routing {
             Ok(routing) => {
                 let timed = !routing.routes.is_empty();
@@ -72,7 +75,7 @@ pub(crate) fn build(
             let name = if here == count_in(c) {
                 c.clone()
             } else {
-                format!("{c},{e}")
+                entry_name(c, e)
             };
             if !names.contains(&name) {
                 names.push(name);
@@ -87,7 +90,7 @@ pub(crate) fn build(
                 closures,
             }),
             Err(why) => problems.push(Problem::new(
-                "extensions.conf",
+                source,
                 0,
                 format!(
                     "calls to {} are not routed by the import: {why}",
@@ -97,6 +100,16 @@ pub(crate) fn build(
         }
     }
     out
+}
+
+/// `context,extension`, or the bare name of an entry point that is not a
+/// dialplan extension (a FreePBX inbound route).
+fn entry_name(context: &str, extension: &str) -> String {
+    if extension.is_empty() {
+        context.to_owned()
+    } else {
+        format!("{context},{extension}")
+    }
 }
 
 /// The announcement of the place the channel's own closed text stands for.

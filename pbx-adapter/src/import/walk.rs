@@ -78,13 +78,13 @@ pub(crate) type Guarded = (Vec<TimeCondition>, Target);
 /// A routing as the walk builds it: `end` is `None` while an extension
 /// lookup found nothing (the next include is tried).
 #[derive(Debug, Clone, Default)]
-struct Flow {
+pub(crate) struct Flow {
     routes: Vec<Guarded>,
     end: Option<Target>,
 }
 
 impl Flow {
-    fn ends(target: Target) -> Flow {
+    pub fn ends(target: Target) -> Flow {
         Flow {
             routes: Vec::new(),
             end: Some(target),
@@ -92,7 +92,7 @@ impl Flow {
     }
 
     /// `self`'s routes, then `rest`.
-    fn then(mut self, rest: Flow) -> Flow {
+    pub fn then(mut self, rest: Flow) -> Flow {
         self.routes.extend(rest.routes);
         self.end = rest.end;
         self
@@ -448,7 +448,7 @@ impl<'a> Plan<'a> {
 
 /// A flow whose lookup found nothing hangs up there; routes that end
 /// where the default does are dropped from the end.
-fn finish(flow: Flow, context: &str) -> EntryRouting {
+pub(crate) fn finish(flow: Flow, context: &str) -> EntryRouting {
     let default = flow.end.unwrap_or(Target::Closed {
         place: context.to_owned(),
         sound: None,
@@ -869,7 +869,10 @@ impl<'p, 'a> Walker<'p, 'a> {
                     );
                     return Ok(Flow::ends(Target::Menu(context.name.clone())));
                 }
-                "goto" => return self.jump(context, exten, args, at),
+                "goto" => {
+                    let flow = self.jump(context, exten, args, at)?;
+                    return Ok(announced(flow, closed_at(context, extension, i)));
+                }
                 "gotoiftime" | "execiftime" => {
                     let Some((spec, rest)) = split_condition(args) else {
                         self.note(at, format!("{}({args}) has no `?`; passed over", step.name));
@@ -922,6 +925,14 @@ impl<'p, 'a> Walker<'p, 'a> {
                         let if_holds = self.branch(context, extension, exten, i, when_holds, at)?;
                         let if_not = self.branch(context, extension, exten, i, otherwise, at)?;
                         return Ok(guard(&[cond], if_holds, at)?.then(if_not));
+                    }
+                    // Whether the call is answered yet only decides whether
+                    // to answer it: both sides go on to the same place.
+                    if expr.contains("CHANNEL(state)") {
+                        if !f.is_empty() {
+                            return self.branch(context, extension, exten, i, f, at);
+                        }
+                        continue;
                     }
                     let what = if expr.contains("DB(TC/") || expr.contains("DB(DAYNIGHT/") {
                         "an override toggle (a feature code that forces a time condition open or closed)"
@@ -983,7 +994,8 @@ impl<'p, 'a> Walker<'p, 'a> {
         if target.is_empty() {
             self.steps(context, extension, exten, index + 1)
         } else {
-            self.jump(context, exten, target, at)
+            let flow = self.jump(context, exten, target, at)?;
+            Ok(announced(flow, closed_at(context, extension, index)))
         }
     }
 }
@@ -1016,6 +1028,25 @@ fn closed_at(context: &Context<'_>, extension: &Extension<'_>, index: usize) -> 
     }
 }
 
+/// A call that heard an announcement before jumping, and then hangs up
+/// where nothing more is played (FreePBX's announcements all end in
+/// `app-blackhole`), closes with that announcement and its place.
+fn announced(mut flow: Flow, here: Target) -> Flow {
+    if !matches!(here, Target::Closed { sound: Some(_), .. }) {
+        return flow;
+    }
+    let silent = |t: &Target| matches!(t, Target::Closed { sound: None, .. });
+    for (_, to) in &mut flow.routes {
+        if silent(to) {
+            *to = here.clone();
+        }
+    }
+    if flow.end.as_ref().is_some_and(silent) {
+        flow.end = Some(here);
+    }
+    flow
+}
+
 /// Reads a condition of the walked dialplan.
 fn condition(spec: &str, at: &Line, what: &str) -> Result<TimeCondition, Unmapped> {
     if spec.contains('$') {
@@ -1031,6 +1062,16 @@ fn condition(spec: &str, at: &Line, what: &str) -> Result<TimeCondition, Unmappe
 /// `flow` while `when` holds: each route narrowed to when both hold, then
 /// the flow's end for the rest of `when`. Nothing is left to fall through.
 fn guard(when: &[TimeCondition], flow: Flow, at: &Line) -> Result<Flow, Unmapped> {
+    guard_at(when, flow, &at.file, at.line)
+}
+
+/// [`guard`] for a check read from `file` (or a table) at `line` (or row).
+pub(crate) fn guard_at(
+    when: &[TimeCondition],
+    flow: Flow,
+    file: &str,
+    line: usize,
+) -> Result<Flow, Unmapped> {
     let mut routes = Vec::new();
     for (inner, to) in flow.routes {
         let mut both = Vec::new();
@@ -1043,7 +1084,13 @@ fn guard(when: &[TimeCondition], flow: Flow, at: &Line) -> Result<Flow, Unmapped
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => return Err(Unmapped::at(at, format!("nested time checks: {e}"))),
+                    Err(e) => {
+                        return Err(Unmapped {
+                            file: file.to_owned(),
+                            line,
+                            why: format!("nested time checks: {e}"),
+                        })
+                    }
                 }
             }
         }

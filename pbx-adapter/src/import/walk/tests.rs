@@ -58,13 +58,20 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
         Some(None)
     }
     let mut at = (context.to_owned(), exten.to_owned(), Priority::Number(1));
+    // The last announcement heard before a jump (see `announced`).
+    let mut announced: Option<Target> = None;
+    let end = |t: Target, announced: &Option<Target>| match (&t, announced) {
+        (Target::Closed { sound: None, .. }, Some(a)) => a.clone(),
+        _ => t,
+    };
     for _ in 0..200 {
         let (ctx_name, exten, priority) = at.clone();
         let Some((ctx, ext)) = find(plan, &ctx_name, &exten, t, 0)? else {
-            return Some(Target::Closed {
+            let t = Target::Closed {
                 place: ctx_name,
                 sound: None,
-            });
+            };
+            return Some(end(t, &announced));
         };
         let mut i = match &priority {
             Priority::Number(n) => ext.steps.iter().position(|s| s.priority == *n)?,
@@ -91,7 +98,7 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
             let taken: Option<&str> = match step.app.as_str() {
                 "queue" => return Some(Target::Queue(split_args(args)[0].trim().to_owned())),
                 "hangup" | "busy" | "congestion" | "voicemail" => {
-                    return Some(closed_at(ctx, ext, i))
+                    return Some(end(closed_at(ctx, ext, i), &announced))
                 }
                 "background" | "waitexten" => return Some(Target::Menu(ctx.name.clone())),
                 "goto" => Some(args),
@@ -120,13 +127,19 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
             };
             match taken {
                 Some("") => i += 1,
-                Some(target) => break Some(goto(target)?),
+                Some(target) => {
+                    let here = closed_at(ctx, ext, i);
+                    if matches!(here, Target::Closed { sound: Some(_), .. }) {
+                        announced = Some(here);
+                    }
+                    break Some(goto(target)?);
+                }
                 None => return None,
             }
         };
         match next {
             Some(n) => at = n,
-            None => return Some(closed_at(ctx, ext, ext.steps.len() - 1)),
+            None => return Some(end(closed_at(ctx, ext, ext.steps.len() - 1), &announced)),
         }
     }
     None
@@ -342,13 +355,17 @@ enum Op {
     Queue(usize),
     Hangup,
     Goto(usize),
+    Playback(usize),
     Noop,
 }
+
+/// An include of a later context, timed by one of [`CONDITIONS`] or not.
+type RandomInclude = (usize, Option<usize>);
 
 #[derive(Debug, Clone)]
 struct RandomPlan {
     /// Per context: timed/plain includes (target, condition) and steps.
-    contexts: Vec<(Vec<(usize, Option<usize>)>, Vec<Op>)>,
+    contexts: Vec<(Vec<RandomInclude>, Vec<Op>)>,
 }
 
 /// Targets only point to later contexts, so there is no loop.
@@ -372,6 +389,7 @@ fn random_plan() -> impl Strategy<Value = RandomPlan> {
             1 => (0..3usize).prop_map(Op::Queue),
             1 => Just(Op::Hangup),
             1 => target.clone().prop_map(Op::Goto),
+            1 => (0..2usize).prop_map(Op::Playback),
             1 => Just(Op::Noop),
         ];
         let includes = prop::collection::vec((target, proptest::option::of(cond)), 0..=2);
@@ -385,7 +403,9 @@ fn random_plan() -> impl Strategy<Value = RandomPlan> {
                     (
                         Vec::new(),
                         ops.into_iter()
-                            .filter(|o| matches!(o, Op::Queue(_) | Op::Hangup | Op::Noop))
+                            .filter(|o| {
+                                matches!(o, Op::Queue(_) | Op::Hangup | Op::Noop | Op::Playback(_))
+                            })
                             .collect(),
                     )
                 }
@@ -427,6 +447,7 @@ impl RandomPlan {
                     Op::Queue(n) => format!("Queue(q{n})"),
                     Op::Hangup => "Hangup()".to_owned(),
                     Op::Goto(t) => format!("Goto(c{t},s,1)"),
+                    Op::Playback(n) => format!("Playback(sound{n})"),
                     Op::Noop => "NoOp(x)".to_owned(),
                 };
                 out.push_str(&format!("exten => s,{prio},{app}\n"));
