@@ -95,6 +95,49 @@ enum PbxCommand {
     /// the configuration on stdout, and the report on stderr.
     #[command(subcommand)]
     Import(ImportSource),
+    /// Update the directory from the PBX: its queues, the agents it names
+    /// and the routing of channels that follow one of its entry points
+    /// (`pbx_routing`). Prints what changed; a failed read changes nothing.
+    Sync(SyncArgs),
+}
+
+#[derive(clap::Args)]
+struct SyncArgs {
+    #[command(subcommand)]
+    source: ImportSource,
+    /// Sync again after this long (`90s`, `5m`, `1h`) until stopped.
+    #[arg(long, global = true, value_parser = parse_interval)]
+    every: Option<std::time::Duration>,
+    /// The tenant the PBX's items belong to.
+    #[arg(long, global = true, default_value = "default")]
+    tenant: String,
+    /// The JID of a new agent: `{extension}@chat.example.com`.
+    #[arg(long, global = true)]
+    xmpp_pattern: Option<String>,
+    /// The SIP URI of a new agent: `sip:{extension}@pbx.example.com`.
+    #[arg(long, global = true)]
+    sip_pattern: Option<String>,
+}
+
+/// `90s`, `5m`, `1h` (a number alone is seconds).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: the unit is s, m or h")),
+    };
+    if secs == 0 {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand)]
@@ -127,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(path.as_deref())?;
     match cli.command {
         Command::Serve => serve(config, path).await,
+        Command::Pbx(PbxCommand::Sync(args)) => pbx_sync(&config, &args).await,
         Command::Admin(AdminCommand::CreateTenant { id, name }) => {
             let store = Store::connect(
                 &config.database_url(),
@@ -237,15 +281,74 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn import(source: &ImportSource) -> anyhow::Result<()> {
-    let imported = match source {
+    let imported = read_pbx(source).await?;
+    eprintln!("{}", imported.report());
+    println!("{}", imported.to_toml());
+    Ok(())
+}
+
+async fn read_pbx(source: &ImportSource) -> anyhow::Result<pbx_adapter::import::Import> {
+    Ok(match source {
         ImportSource::Asterisk { dir } => pbx_adapter::import::asterisk::import_dir(dir)?,
         ImportSource::Freepbx { url, conf_dir } => {
             pbx_adapter::import::freepbx::import_from(url.as_deref(), conf_dir.as_deref()).await?
         }
+    })
+}
+
+/// `frontdesk pbx sync`: once, or every `--every` until stopped. With
+/// `--every`, a failed read or a refused change is reported and the next
+/// round tried; once, it is the command's error.
+async fn pbx_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<()> {
+    use frontdesk::engine::pbx_sync::{sync, SyncOptions};
+    let acquire = std::time::Duration::from_secs(config.database.acquire_timeout_secs);
+    let store = Store::connect(&config.database_url(), 1, acquire).await?;
+    store.migrate().await?;
+    let options = SyncOptions {
+        tenant: args.tenant.clone(),
+        xmpp_pattern: args.xmpp_pattern.clone(),
+        sip_pattern: args.sip_pattern.clone(),
     };
-    eprintln!("{}", imported.report());
-    println!("{}", imported.to_toml());
-    Ok(())
+    loop {
+        let round = async {
+            let import = read_pbx(&args.source)
+                .await
+                .context("cannot read the PBX; nothing changed")?;
+            println!(
+                "read from the PBX: {} queue(s), {} agent(s), {} routing(s); {} problem(s) \
+                 (`frontdesk pbx import` lists them)",
+                import.queues.len(),
+                import.agents.len(),
+                import.routings.len(),
+                import.problems.len()
+            );
+            let report = sync(&store, &import, &options)
+                .await
+                .context("the directory refused the PBX's items; nothing changed")?;
+            for change in &report.changes {
+                println!("{change}");
+            }
+            match report.version {
+                Some(v) => println!("directory version {v}"),
+                None => println!("no change"),
+            }
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
+            anyhow::Ok(())
+        };
+        match (round.await, args.every) {
+            (Ok(()), None) => return Ok(()),
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(_)) => eprintln!("error: {e:#}"),
+            (Ok(()), Some(_)) => {}
+        }
+        let every = args.every.expect("checked above");
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+    }
 }
 
 async fn create_user(

@@ -103,7 +103,7 @@ function read(form, base) {
     let value = input.type === 'checkbox' ? input.checked : input.value;
     if (textLists.includes(input.name)) value = lines(value);
     else if (input.type === 'number') value = value === '' ? undefined : Number(value);
-    else if (input.name === 'queue' || input.name === 'schedule.timezone') value = value || null;
+    else if (['queue', 'schedule.timezone', 'pbx_routing'].includes(input.name)) value = value || null;
     if (value !== undefined) setPath(channel, input.name, value);
   }
   channel.languages = [...form.querySelectorAll('[name=languages]:checked')].map((i) => i.value);

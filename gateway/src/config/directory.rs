@@ -356,6 +356,12 @@ pub struct ChannelConfig {
     /// alternatives.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub closures: BTreeMap<String, ClosedConfig>,
+    /// The PBX entry point (as `frontdesk pbx import` names it, such as
+    /// `from-pstn,0123456789` or ``inbound route `Main line` ``) whose
+    /// routing `frontdesk pbx sync` keeps this channel's schedule in line
+    /// with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pbx_routing: Option<String>,
     #[serde(default)]
     pub limits: ChannelLimits,
     /// Days an ended conversation (with its files) is kept; 0 keeps it

@@ -99,6 +99,15 @@ pub enum DirectoryOp {
         revision: i64,
     },
     Delete(ItemKind, String),
+    /// `frontdesk pbx sync` only: puts the PBX's routing into a console
+    /// channel that follows it (`pbx_routing`), adding the closures the
+    /// routes name that the channel lacks; the channel stays the
+    /// console's.
+    FollowPbx {
+        channel: String,
+        schedule: pbx_adapter::schedule::ScheduleConfig,
+        add_closures: Vec<(String, crate::config::ClosedConfig)>,
+    },
 }
 
 /// Who makes a change, and on behalf of which tenant.
@@ -345,6 +354,7 @@ fn owner_name(source: ItemSource) -> &'static str {
     match source {
         ItemSource::File => "frontdesk.toml",
         ItemSource::Console => "the console",
+        ItemSource::Pbx => "the PBX (frontdesk pbx sync)",
     }
 }
 
@@ -383,105 +393,7 @@ impl Engine {
         actor: &Actor,
         ops: &[DirectoryOp],
     ) -> Result<Arc<Directory>, DirectoryError> {
-        let mut change = self.inner.store.begin_directory_change().await?;
-        let current = Directory::from_rows(change.rows())?;
-        let mut items = current.typed_items();
-        let now = crate::store::now_ms();
-        let mut touched = Vec::new();
-        for op in ops {
-            match op {
-                DirectoryOp::Put(item)
-                | DirectoryOp::Create(item)
-                | DirectoryOp::Replace { item, .. } => {
-                    let key = (item.kind(), item.key());
-                    let existing = items.get(&key).map(|(_, meta)| meta);
-                    expect(op, actor, key.0, &key.1, existing)?;
-                    let existing = existing.map(|meta| meta.updated_at);
-                    if let (Item::Channel(c), ItemSource::Console) = (item, actor.source) {
-                        if c.schedule.names_a_file() {
-                            return Err(DirectoryError::Invalid(vec![FieldError::coded(
-                                format!("channels[key={}].schedule.holidays_ics", c.key),
-                                FieldCode::HolidaysFileConsole,
-                                "an iCalendar file on the server can only be named in frontdesk.toml",
-                            )]));
-                        }
-                    }
-                    if let Some((_, meta)) = items.get(&key) {
-                        if meta.tenant != actor.tenant {
-                            return Err(DirectoryError::Invalid(vec![FieldError::coded(
-                                format!("{}.key", key.0.as_str()),
-                                FieldCode::KeyInUse,
-                                format!("{} is already in use", key.1),
-                            )
-                            .with("key", &key.1)]));
-                        }
-                        check_owner(actor, key.0, &key.1, meta)?;
-                    }
-                    let meta = ItemMeta {
-                        tenant: actor.tenant.clone(),
-                        source: actor.source,
-                        // Strictly increasing per item: it is the revision.
-                        updated_at: existing.map_or(now, |at| now.max(at + 1)),
-                        updated_by: Some(actor.name.clone()),
-                    };
-                    touched.push((key.clone(), "put"));
-                    items.insert(key, (item.clone(), meta));
-                }
-                DirectoryOp::Delete(kind, key) => {
-                    let at = (*kind, key.clone());
-                    let Some((_, meta)) = items.get(&at) else {
-                        return Err(DirectoryError::NotFound {
-                            kind: kind.as_str(),
-                            key: key.clone(),
-                        });
-                    };
-                    check_owner(actor, *kind, key, meta)?;
-                    touched.push((at.clone(), "delete"));
-                    items.remove(&at);
-                }
-            }
-        }
-        let next = Directory::build(change.rows().version, items)?;
-        let keys: std::collections::BTreeSet<_> =
-            touched.iter().map(|(at, _)| at.clone()).collect();
-        let mut typed = next.typed_items();
-        for (kind, key) in &keys {
-            match next.meta.get(&(*kind, key.clone())) {
-                Some(meta) => {
-                    let (item, _) = typed
-                        .remove(&(*kind, key.clone()))
-                        .expect("a built directory has every item it has meta for");
-                    let spec = item
-                        .to_json()
-                        .map_err(|e| StoreError::Corrupt(format!("cannot encode {key}: {e}")))?;
-                    change
-                        .put(&ItemRow {
-                            tenant: meta.tenant.clone(),
-                            kind: *kind,
-                            key: key.clone(),
-                            spec,
-                            source: meta.source,
-                            updated_at: meta.updated_at,
-                            updated_by: meta.updated_by.clone(),
-                        })
-                        .await?;
-                }
-                None => change.delete(*kind, key).await?,
-            }
-        }
-        for ((kind, key), what) in &touched {
-            change
-                .audit(&AuditEntry {
-                    tenant: actor.tenant.clone(),
-                    actor: actor.name.clone(),
-                    action: format!("{}.{what}", kind.as_str()),
-                    target: format!("{} {key}", kind.as_str()),
-                    detail: serde_json::json!({ "version": next.version }),
-                })
-                .await?;
-        }
-        change.commit().await?;
-        let next = Arc::new(next);
+        let next = Arc::new(change_stored_directory(&self.inner.store, actor, ops).await?);
         self.put_in_force(next.clone());
         Ok(next)
     }
@@ -614,6 +526,153 @@ impl Engine {
             }
         });
     }
+}
+
+/// Applies `ops` as `actor` to the stored directory, all or nothing, and
+/// returns the directory committed (see [`Engine::change_directory`],
+/// which also puts it in force; a command such as `frontdesk pbx sync`
+/// calls this directly, and running gateways follow the version).
+pub async fn change_stored_directory(
+    store: &crate::store::Store,
+    actor: &Actor,
+    ops: &[DirectoryOp],
+) -> Result<Directory, DirectoryError> {
+    let mut change = store.begin_directory_change().await?;
+    let current = Directory::from_rows(change.rows())?;
+    let mut items = current.typed_items();
+    let now = crate::store::now_ms();
+    let mut touched = Vec::new();
+    for op in ops {
+        match op {
+            DirectoryOp::Put(item)
+            | DirectoryOp::Create(item)
+            | DirectoryOp::Replace { item, .. } => {
+                let key = (item.kind(), item.key());
+                let existing = items.get(&key).map(|(_, meta)| meta);
+                expect(op, actor, key.0, &key.1, existing)?;
+                let existing = existing.map(|meta| meta.updated_at);
+                if let (Item::Channel(c), ItemSource::Console) = (item, actor.source) {
+                    if c.schedule.names_a_file() {
+                        return Err(DirectoryError::Invalid(vec![FieldError::coded(
+                            format!("channels[key={}].schedule.holidays_ics", c.key),
+                            FieldCode::HolidaysFileConsole,
+                            "an iCalendar file on the server can only be named in frontdesk.toml",
+                        )]));
+                    }
+                }
+                if let Some((_, meta)) = items.get(&key) {
+                    if meta.tenant != actor.tenant {
+                        return Err(DirectoryError::Invalid(vec![FieldError::coded(
+                            format!("{}.key", key.0.as_str()),
+                            FieldCode::KeyInUse,
+                            format!("{} is already in use", key.1),
+                        )
+                        .with("key", &key.1)]));
+                    }
+                    check_owner(actor, key.0, &key.1, meta)?;
+                }
+                let meta = ItemMeta {
+                    tenant: actor.tenant.clone(),
+                    source: actor.source,
+                    // Strictly increasing per item: it is the revision.
+                    updated_at: existing.map_or(now, |at| now.max(at + 1)),
+                    updated_by: Some(actor.name.clone()),
+                };
+                touched.push((key.clone(), "put"));
+                items.insert(key, (item.clone(), meta));
+            }
+            DirectoryOp::FollowPbx {
+                channel,
+                schedule,
+                add_closures,
+            } => {
+                let at = (ItemKind::Channel, channel.clone());
+                let not_found = || DirectoryError::NotFound {
+                    kind: "channel",
+                    key: channel.clone(),
+                };
+                let Some((Item::Channel(c), meta)) = items.get(&at) else {
+                    return Err(not_found());
+                };
+                if meta.tenant != actor.tenant {
+                    return Err(not_found());
+                }
+                if actor.source != ItemSource::Pbx || meta.source != ItemSource::Console {
+                    return Err(DirectoryError::ReadOnly {
+                        kind: "channel",
+                        key: channel.clone(),
+                        owner: owner_name(meta.source),
+                    });
+                }
+                let mut c = c.clone();
+                c.schedule = schedule.clone();
+                for (name, closure) in add_closures {
+                    c.closures
+                        .entry(name.clone())
+                        .or_insert_with(|| closure.clone());
+                }
+                let meta = ItemMeta {
+                    updated_at: now.max(meta.updated_at + 1),
+                    updated_by: Some(actor.name.clone()),
+                    ..meta.clone()
+                };
+                touched.push((at.clone(), "follow_pbx"));
+                items.insert(at, (Item::Channel(c), meta));
+            }
+            DirectoryOp::Delete(kind, key) => {
+                let at = (*kind, key.clone());
+                let Some((_, meta)) = items.get(&at) else {
+                    return Err(DirectoryError::NotFound {
+                        kind: kind.as_str(),
+                        key: key.clone(),
+                    });
+                };
+                check_owner(actor, *kind, key, meta)?;
+                touched.push((at.clone(), "delete"));
+                items.remove(&at);
+            }
+        }
+    }
+    let next = Directory::build(change.rows().version, items)?;
+    let keys: std::collections::BTreeSet<_> = touched.iter().map(|(at, _)| at.clone()).collect();
+    let mut typed = next.typed_items();
+    for (kind, key) in &keys {
+        match next.meta.get(&(*kind, key.clone())) {
+            Some(meta) => {
+                let (item, _) = typed
+                    .remove(&(*kind, key.clone()))
+                    .expect("a built directory has every item it has meta for");
+                let spec = item
+                    .to_json()
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode {key}: {e}")))?;
+                change
+                    .put(&ItemRow {
+                        tenant: meta.tenant.clone(),
+                        kind: *kind,
+                        key: key.clone(),
+                        spec,
+                        source: meta.source,
+                        updated_at: meta.updated_at,
+                        updated_by: meta.updated_by.clone(),
+                    })
+                    .await?;
+            }
+            None => change.delete(*kind, key).await?,
+        }
+    }
+    for ((kind, key), what) in &touched {
+        change
+            .audit(&AuditEntry {
+                tenant: actor.tenant.clone(),
+                actor: actor.name.clone(),
+                action: format!("{}.{what}", kind.as_str()),
+                target: format!("{} {key}", kind.as_str()),
+                detail: serde_json::json!({ "version": next.version }),
+            })
+            .await?;
+    }
+    change.commit().await?;
+    Ok(next)
 }
 
 fn check_owner(

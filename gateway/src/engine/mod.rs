@@ -20,6 +20,7 @@ pub mod directory;
 pub mod hub;
 pub mod live;
 pub mod loopback;
+pub mod pbx_sync;
 pub mod view;
 
 mod abandoned;

@@ -53,6 +53,9 @@ pub enum ItemSource {
     File,
     /// Created in the console (or its API).
     Console,
+    /// Imported by `frontdesk pbx sync`: read-only in the console, changed
+    /// on the PBX.
+    Pbx,
 }
 
 impl ItemSource {
@@ -60,6 +63,7 @@ impl ItemSource {
         match self {
             ItemSource::File => "file",
             ItemSource::Console => "console",
+            ItemSource::Pbx => "pbx",
         }
     }
 
@@ -67,6 +71,7 @@ impl ItemSource {
         match stored {
             "file" => Ok(ItemSource::File),
             "console" => Ok(ItemSource::Console),
+            "pbx" => Ok(ItemSource::Pbx),
             other => Err(StoreError::Corrupt(format!(
                 "directory item source {other:?}"
             ))),

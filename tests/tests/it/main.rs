@@ -18,6 +18,7 @@ mod faults;
 mod files;
 mod logs;
 mod nodes;
+mod pbx_sync;
 mod routing;
 mod shared_dispatch;
 mod sip_agent;

@@ -240,7 +240,25 @@ struct ChannelRow {
     name: String,
     chatbot: bool,
     enabled: bool,
-    read_only: bool,
+    origin: &'static str,
+}
+
+/// Where an item is managed, as the lists show it.
+fn origin(t: &Texts, source: ItemSource) -> &'static str {
+    match source {
+        ItemSource::File => "frontdesk.toml",
+        ItemSource::Console => t.console,
+        ItemSource::Pbx => t.pbx,
+    }
+}
+
+/// Why an item is read-only here, if it is.
+fn read_only_note(t: &Texts, source: Option<ItemSource>) -> &'static str {
+    match source {
+        Some(ItemSource::File) => t.read_only_note,
+        Some(ItemSource::Pbx) => t.pbx_note,
+        Some(ItemSource::Console) | None => "",
+    }
 }
 
 #[derive(Template)]
@@ -270,7 +288,7 @@ async fn channels_page(
                 name: c.name.clone(),
                 chatbot: c.mode == crate::config::ChannelMode::Chatbot,
                 enabled: c.enabled,
-                read_only: meta.source == ItemSource::File,
+                origin: origin(t, meta.source),
             })
         })
         .collect();
@@ -293,6 +311,8 @@ struct ChannelPage {
     key: String,
     is_new: bool,
     read_only: bool,
+    /// Why it is read-only (empty when it is not).
+    note: &'static str,
     can_edit: bool,
     /// The tenant's queues: (extension, name).
     queues: Vec<(String, String)>,
@@ -341,7 +361,8 @@ async fn channel_page(
             t,
             key: if is_new { String::new() } else { key.clone() },
             is_new,
-            read_only: source == Some(ItemSource::File),
+            read_only: source.is_some_and(|s| s != ItemSource::Console),
+            note: read_only_note(t, source),
             can_edit: can_edit(&viewer),
             queues,
             embed: embed_snippet(&state.public_url, &key),
@@ -703,7 +724,7 @@ struct QueueRow {
     max_chats: u32,
     wrapup: u32,
     max_wait: String,
-    read_only: bool,
+    origin: &'static str,
 }
 
 struct AgentRow {
@@ -711,7 +732,7 @@ struct AgentRow {
     name: String,
     xmpp: String,
     sip: String,
-    read_only: bool,
+    origin: &'static str,
 }
 
 #[derive(Template)]
@@ -734,11 +755,11 @@ async fn queues_page(
         directory
             .meta(kind, key)
             .filter(|m| m.tenant == viewer.tenant)
-            .map(|m| m.source == ItemSource::File)
+            .map(|m| origin(t, m.source))
     };
     let queues = (directory.spec().queues.iter())
         .filter_map(|q| {
-            let read_only = mine(ItemKind::Queue, q.extension.as_str())?;
+            let origin = mine(ItemKind::Queue, q.extension.as_str())?;
             let strategy = serde_json::to_value(q.strategy).ok()?;
             Some(QueueRow {
                 extension: q.extension.to_string(),
@@ -755,14 +776,14 @@ async fn queues_page(
                     .max_wait_secs
                     .map(|s| format!("{s} s"))
                     .unwrap_or_default(),
-                read_only,
+                origin,
             })
         })
         .collect();
     let agents = (directory.spec().agents.iter())
         .filter_map(|a| {
             Some(AgentRow {
-                read_only: mine(ItemKind::Agent, a.extension.as_str())?,
+                origin: mine(ItemKind::Agent, a.extension.as_str())?,
                 extension: a.extension.to_string(),
                 name: a.name.clone(),
                 xmpp: a.xmpp.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -858,6 +879,8 @@ struct ItemPage {
     key_field: &'static str,
     is_new: bool,
     read_only: bool,
+    /// Why it is read-only (empty when it is not).
+    note: &'static str,
     can_edit: bool,
     fields: Vec<Field>,
 }
@@ -931,7 +954,8 @@ async fn item_page(
             key: if is_new { String::new() } else { key },
             key_field: "extension",
             is_new,
-            read_only: meta.is_some_and(|m| m.source == ItemSource::File),
+            read_only: meta.is_some_and(|m| m.source != ItemSource::Console),
+            note: read_only_note(t, meta.map(|m| m.source)),
             can_edit: can_edit(viewer),
             fields,
         },

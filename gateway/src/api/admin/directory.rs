@@ -117,7 +117,8 @@ impl Kind for AgentConfig {
 pub struct Entry<T> {
     #[serde(flatten)]
     pub item: T,
-    /// `file` (read-only: managed in frontdesk.toml) or `console`.
+    /// `file` (read-only: managed in frontdesk.toml), `pbx` (read-only:
+    /// kept in line with the PBX by `frontdesk pbx sync`) or `console`.
     pub source: &'static str,
     pub read_only: bool,
     pub updated_at: i64,
@@ -128,7 +129,7 @@ fn entry<T>(item: T, meta: &ItemMeta) -> Entry<T> {
     Entry {
         item,
         source: meta.source.as_str(),
-        read_only: meta.source == ItemSource::File,
+        read_only: meta.source != ItemSource::Console,
         updated_at: meta.updated_at,
         updated_by: meta.updated_by.clone(),
     }
