@@ -322,9 +322,16 @@ async fn pbx_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<()> {
                 import.routings.len(),
                 import.problems.len()
             );
-            let report = sync(&store, &import, &options)
-                .await
-                .context("the directory refused the PBX's items; nothing changed")?;
+            let report = match sync(&store, &import, &options).await {
+                Ok(report) => report,
+                Err(refused) => {
+                    for note in &refused.notes {
+                        eprintln!("note: {note}");
+                    }
+                    return Err(anyhow::Error::new(refused.source)
+                        .context("the directory refused the PBX's items; nothing changed"));
+                }
+            };
             for change in &report.changes {
                 println!("{change}");
             }

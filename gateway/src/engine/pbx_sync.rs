@@ -193,6 +193,29 @@ pub fn plan(
         }
     }
 
+    // The queues of the tenant once this sync is done: a routing naming
+    // another one would make the whole change refused.
+    let available: Vec<String> = current
+        .spec()
+        .queues
+        .iter()
+        .map(|q| q.extension.to_string())
+        .filter(|q| {
+            owner(ItemKind::Queue, q).is_some_and(|(source, tenant)| {
+                tenant == options.tenant
+                    && (source != ItemSource::Pbx
+                        || import.queues.iter().any(|i| i.extension.as_str() == q))
+            })
+        })
+        .chain(
+            import
+                .queues
+                .iter()
+                .filter(|q| owner(ItemKind::Queue, q.extension.as_str()).is_none())
+                .map(|q| q.extension.to_string()),
+        )
+        .collect();
+
     // Channels that follow a PBX entry point.
     for channel in &current.spec().channels {
         let Some(entry) = &channel.pbx_routing else {
@@ -220,6 +243,26 @@ pub fn plan(
             report.notes.push(format!(
                 "channel {key} is managed in frontdesk.toml: paste the routing of `{entry}` there \
                  (`frontdesk pbx import`)"
+            ));
+            continue;
+        }
+        let missing: Vec<String> = routing
+            .schedule
+            .routes
+            .iter()
+            .map(|r| &r.to)
+            .chain(routing.schedule.default.iter())
+            .filter_map(|d| match d {
+                pbx_adapter::schedule::Destination::Queue(q) => Some(q.to_string()),
+                _ => None,
+            })
+            .filter(|q| !available.contains(q))
+            .collect();
+        if !missing.is_empty() {
+            report.notes.push(format!(
+                "channel {key}: the routing of `{entry}` goes to queue(s) {} that this tenant does \
+                 not have; its schedule is kept",
+                missing.join(", ")
             ));
             continue;
         }
@@ -288,14 +331,31 @@ pub fn plan(
     (ops, report)
 }
 
+/// A sync the directory refused, with what the plan noted on the way
+/// (often why: a channel still routing to a queue the PBX removed).
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct SyncError {
+    pub source: DirectoryError,
+    pub notes: Vec<String>,
+}
+
 /// Reads the stored directory, plans the sync and applies it as one
 /// change (nothing when the PBX says what is stored).
 pub async fn sync(
     store: &Store,
     import: &Import,
     options: &SyncOptions,
-) -> Result<SyncReport, DirectoryError> {
-    let current = Directory::from_rows(&store.directory().await?)?;
+) -> Result<SyncReport, SyncError> {
+    let refused = |source: DirectoryError, notes: &[String]| SyncError {
+        source,
+        notes: notes.to_vec(),
+    };
+    let rows = store
+        .directory()
+        .await
+        .map_err(|e| refused(e.into(), &[]))?;
+    let current = Directory::from_rows(&rows).map_err(|e| refused(e, &[]))?;
     let (ops, mut report) = plan(&current, import, options);
     if ops.is_empty() {
         return Ok(report);
@@ -305,7 +365,9 @@ pub async fn sync(
         tenant: options.tenant.clone(),
         source: ItemSource::Pbx,
     };
-    let next = change_stored_directory(store, &actor, &ops).await?;
+    let next = change_stored_directory(store, &actor, &ops)
+        .await
+        .map_err(|e| refused(e, &report.notes))?;
     report.version = Some(next.version());
     Ok(report)
 }

@@ -275,13 +275,41 @@ fn pbx_import_prints_toml_and_a_report() {
     assert!(ok, "{err}");
     assert!(err.contains("Imported 3 queue(s)"), "{err}");
     assert!(
-        err.contains("extensions.conf:34"),
-        "the invalid condition is reported: {err}"
+        err.contains("extensions.conf:44: GotoIf(") && err.contains("override toggle"),
+        "the override toggle is reported: {err}"
     );
     assert!(
         out.contains("[[queues]]") && out.contains("extension = \"600\""),
         "{out}"
     );
+    assert!(
+        out.contains("# Routing of calls to from-pstn,0123456789")
+            && out.contains("# to = { closed = \"tc-support-closed\" }"),
+        "{out}"
+    );
+
+    // FreePBX's generated files, without its database.
+    let generated = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pbx-adapter/tests/data/freepbx");
+    let (ok, out, err) = frontdesk(
+        &[
+            "pbx",
+            "import",
+            "freepbx",
+            "--conf-dir",
+            generated.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("from-trunk,0123456789 (time zone: Europe/Paris):"),
+        "{err}"
+    );
+    assert!(out.contains("# timezone = \"Europe/Paris\""), "{out}");
+    // Neither source: a usage error.
+    let (ok, _, err) = frontdesk(&["pbx", "import", "freepbx"], &[]);
+    assert!(!ok);
+    assert!(err.contains("--url") && err.contains("--conf-dir"), "{err}");
 }
 
 #[test]

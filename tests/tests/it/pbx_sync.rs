@@ -160,11 +160,45 @@ async fn sync_brings_the_pbx_into_the_directory_and_shows_each_change() {
     );
     assert!(ok, "{err}");
     assert!(out.lines().any(|l| l == "~ queue 602: strategy"), "{out}");
-    std::fs::write(&custom, "; no more queues here\n").unwrap();
-    let (ok, out, err) = sync(
-        &config,
-        &[&["asterisk", "--dir", dir][..], &pattern[..]].concat(),
+    // A second channel follows the number whose routing uses queue 602:
+    // removing 602 on the PBX is refused as a whole while a channel
+    // routes there, and nothing changes.
+    let mut weekend = chatbot_channel("weekend", "Hello");
+    weekend["pbx_routing"] = "from-pstn,0123456788".into();
+    let (status, body) = admin.post_json("/api/v1/admin/channels", weekend).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run = || {
+        sync(
+            &config,
+            &[&["asterisk", "--dir", dir][..], &pattern[..]].concat(),
+        )
+    };
+    let (ok, out, _) = run();
+    assert!(ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("~ channel weekend (routing of from-pstn,0123456788)")),
+        "{out}"
     );
+    std::fs::write(&custom, "; no more queues here\n").unwrap();
+    let (ok, _, err) = run();
+    assert!(!ok);
+    assert!(
+        err.contains("the directory refused the PBX's items; nothing changed")
+            && err.contains("channels[key=weekend]")
+            && err.contains("602"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "note: channel weekend follows the PBX routing of `from-pstn,0123456788`, which the \
+             PBX no longer has"
+        ),
+        "{err}"
+    );
+    let (status, body) = admin.delete("/api/v1/admin/channels/weekend").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (ok, out, err) = run();
     assert!(ok, "{err}");
     for line in ["- queue 602", "- agent 301", "- agent 303"] {
         assert!(
