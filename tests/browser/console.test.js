@@ -20,13 +20,16 @@
 // and FRONTDESK_CONSOLE_ROOT_PASSWORD, a super-admin (optional: the tenants
 // test is skipped without one); FRONTDESK_DATA_DIR, the
 // gateway's data directory, if the erase test is to look at the file store
-// itself (optional).
+// itself (optional); FRONTDESK_PBX_SYNC_CMD, a `frontdesk pbx sync` of the
+// sample Asterisk configuration into this gateway's database (the PBX
+// test is skipped without it).
 
 const { test, before, after } = require('node:test');
+const { execSync } = require('node:child_process');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { BASE, PAGES, STEP, launch, openPage, login, shot, axe, stored, endConversation } = require('./harness');
+const { BASE, PAGES, STEP, launch, openPage, login, shot, axe, stored, endConversation, until } = require('./harness');
 const { startAgent } = require('./agent');
 
 const USER = process.env.FRONTDESK_CONSOLE_USER;
@@ -1111,4 +1114,83 @@ test('a channel that routes by time shows its routes, and the hours check names 
   assert.deepEqual(saved.closures.gone.text, 'Gone fishing.');
   await shot(page, 'console-50-routing');
   await consoleAxe(page, 'channel that routes by time');
+});
+
+test('a PBX sync: its queue is listed as the PBX\'s and read-only, and a channel that follows a PBX entry point shows its routing', async (t) => {
+  const sync = process.env.FRONTDESK_PBX_SYNC_CMD;
+  if (!sync) return t.skip('FRONTDESK_PBX_SYNC_CMD is not set');
+  const key = `pbx-${RUN}`;
+  const page = await go('/admin/channels');
+  const created = await page.evaluate(async (channel) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch('/api/v1/admin/channels', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(channel),
+    });
+    return { status: r.status, body: await r.text() };
+  }, { key, name: 'PBX Shop', mode: 'live', queue: '600', allowed_origins: [PAGES] });
+  assert.equal(created.status, 201, created.body);
+  // The admin names the PBX entry point in the editor.
+  await go(`/admin/channels/${key}`, page);
+  await editorLoaded(page);
+  await page.getByLabel('Follow the PBX routing of').fill('from-pstn,0123456789');
+  await btn(page, 'Save').click();
+  await page.locator('form .status').filter({ hasText: /^Saved/ }).waitFor();
+  assert.equal((await apiChannel(key)).pbx_routing, 'from-pstn,0123456789');
+
+  const out = execSync(sync, { shell: '/bin/sh', encoding: 'utf8' });
+  assert.match(out, /^\+ queue 602 "602"$/m);
+  assert.match(out, new RegExp(`^~ channel ${escape(key)} \\(routing of from-pstn,0123456789\\)`, 'm'));
+  // The gateway follows within its directory poll.
+  let routes = [];
+  await until(async () => {
+    routes = (await apiChannel(key)).schedule?.routes ?? [];
+    return routes.length === 2;
+  }, 'the channel to follow the PBX routing');
+  assert.deepEqual(routes[0].to, { closed: 'tc-support-closed' });
+
+  await go('/admin/queues', page);
+  const row = page.locator('tr', { has: page.getByRole('link', { name: '602', exact: true }) });
+  assert.match(await row.innerText(), /PBX$/);
+  await link(page, '602').click();
+  await page.getByRole('note').filter({ hasText: 'comes from the PBX' }).waitFor();
+  assert.equal(await btn(page, 'Save').count(), 0, 'a PBX queue cannot be saved here');
+  assert.ok(await page.getByLabel('Name', { exact: true }).isDisabled());
+
+  await go(`/admin/channels/${key}`, page);
+  await editorLoaded(page);
+  assert.equal(await page.getByLabel('Follow the PBX routing of').inputValue(), 'from-pstn,0123456789');
+  const routing = page.locator('#routing');
+  await routing.waitFor();
+  assert.deepEqual(await routing.locator('li').allInnerTexts(), [
+    '*,*,25,dec → closed (tc-support-closed)',
+    '09:00-12:30,mon-fri,*,*,Europe/Paris, 14:00-18:00,mon-fri,*,*,Europe/Paris → queue 601',
+  ]);
+  await routing.scrollIntoViewIfNeeded();
+  await shot(page, 'console-51-pbx-routing');
+  await consoleAxe(page, 'channel that follows the PBX');
+});
+
+test('the preview of a channel whose route closes it now shows that closure\'s own text', async () => {
+  const key = `gone-${RUN}`;
+  const page = await go('/admin/channels');
+  const created = await page.evaluate(async (channel) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch('/api/v1/admin/channels', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(channel),
+    });
+    return { status: r.status, body: await r.text() };
+  }, {
+    key, name: 'Gone Shop', mode: 'live', queue: '600', allowed_origins: [PAGES],
+    schedule: { routes: [{ when: '*,*,*,*', to: { closed: 'gone' } }], default: 'open' },
+    closed: { text: 'Closed for the night.', alternatives: [] },
+    closures: { gone: { text: 'Gone fishing.', alternatives: [] } },
+  });
+  assert.equal(created.status, 201, created.body);
+  await go(`/admin/channels/${key}`, page);
+  await editorLoaded(page);
+  const widget = page.frameLocator('iframe[title="Widget preview"]').locator('frontdesk-widget');
+  await widget.getByText('Gone fishing.').waitFor();
+  // Previewing "Closed" by hand shows the channel's own closed text.
+  await page.getByLabel('Closed', { exact: true }).check();
+  await widget.getByText('Closed for the night.').waitFor();
 });

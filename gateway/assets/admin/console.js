@@ -231,7 +231,9 @@ function hoursCheck(form, answered, draft) {
 // the channel as the visitor API's GET /api/v1/channels/{key} would give it
 // once saved, each option with its welcome text too; open or closed comes
 // from the hours check, or the admin's choice of what to preview.
-function widgetChannel(channel, open, nextOpen) {
+// A route to a named closure shows that closure's text and alternatives.
+function widgetChannel(channel, open, nextOpen, destination) {
+  const closure = (!open && destination?.closed && channel.closures?.[destination.closed]) || channel.closed;
   return {
     key: channel.key,
     name: channel.name,
@@ -241,7 +243,7 @@ function widgetChannel(channel, open, nextOpen) {
     timezone: channel.schedule?.timezone ?? 'UTC',
     language: channel.language,
     languages: channel.languages,
-    closed: { text: channel.closed?.text ?? '', alternatives: channel.closed?.alternatives ?? [] },
+    closed: { text: closure?.text ?? '', alternatives: closure?.alternatives ?? [] },
     // An option still without a label is not one a visitor could pick.
     options: channel.options.filter((o) => o.label.trim()).map(({ id, label, welcome }) => ({ id, label, welcome })),
     limits: channel.limits ?? {},
@@ -261,7 +263,7 @@ function channelPreview(form, draft) {
     const open = choice === 'schedule' ? hours?.open ?? true : choice === 'open';
     const message = {
       type: 'frontdesk:preview',
-      channel: widgetChannel(draft(), open, hours?.next_open ?? null),
+      channel: widgetChannel(draft(), open, hours?.next_open ?? null, choice === 'schedule' ? hours?.destination : null),
       lang: language.value,
     };
     const text = JSON.stringify(message);
