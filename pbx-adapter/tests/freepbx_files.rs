@@ -55,6 +55,14 @@ fn chained_time_conditions_route_with_their_zone_and_announcements() {
         ]
     );
     assert_eq!(cfg.default, Some(Destination::Closed(None)));
+    // The second DID goes straight to queue 601: no schedule needed.
+    assert_eq!(
+        import.direct,
+        [("from-trunk,0123456790".to_owned(), "601".parse().unwrap())]
+    );
+    assert!(import
+        .report()
+        .contains("Always to one queue (a channel on it needs no schedule):\n  from-trunk,0123456790 → queue 601\n"));
     assert_eq!(r.closed_sound.as_deref(), Some("custom/after-hours"));
     assert_eq!(
         r.closures,

@@ -95,6 +95,7 @@ pub fn import_dir(dir: &Path) -> Result<Import, ImportError> {
             walk::Plan::new(conf).entries(),
             &queues,
             "queues.conf",
+            &mut import.direct,
             &mut problems,
         );
     }

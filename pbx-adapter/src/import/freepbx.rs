@@ -146,6 +146,7 @@ pub async fn import_from(
     }
     if !db.has_routing {
         import.routings = files.routings;
+        import.direct = files.direct;
     }
     import.problems.extend(files.problems);
     Ok(import)
@@ -170,7 +171,13 @@ async fn read_database(conn: &mut MySqlConnection) -> Result<Database, ImportErr
     let conditions = conditions.unwrap_or_default();
     let queues = super::asterisk::queue_names(&import.queues);
     let entries = entries(&groups, &conditions, incoming, &mut import.problems);
-    import.routings = routings::build(entries, &queues, "queues_config", &mut import.problems);
+    import.routings = routings::build(
+        entries,
+        &queues,
+        "queues_config",
+        &mut import.direct,
+        &mut import.problems,
+    );
     // Time groups no condition uses stay plain opening hours.
     import.schedules = groups
         .into_iter()

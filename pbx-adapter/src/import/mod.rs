@@ -96,6 +96,9 @@ pub struct Import {
     /// Where each inbound entry point routes a chat: an ordered routing
     /// of time conditions to queues, closures or the menu, with a default.
     pub routings: Vec<ImportedRouting>,
+    /// Entry points that reach one queue at all times (a channel on that
+    /// queue needs no schedule), by name.
+    pub direct: Vec<(String, crate::model::QueueExtension)>,
     /// Named opening hours that no routing uses (FreePBX time groups read
     /// without their time conditions).
     pub schedules: Vec<(String, ScheduleConfig)>,
@@ -401,6 +404,12 @@ impl Import {
                 if let Some(default) = &r.schedule.default {
                     out.push_str(&format!("    otherwise → {default}\n"));
                 }
+            }
+        }
+        if !self.direct.is_empty() {
+            out.push_str("\nAlways to one queue (a channel on it needs no schedule):\n");
+            for (entry, queue) in &self.direct {
+                out.push_str(&format!("  {entry} → queue {queue}\n"));
             }
         }
         if !self.schedules.is_empty() {

@@ -14,7 +14,8 @@ use crate::schedule::{Destination, RouteConfig, ScheduleConfig};
 use super::walk::{common_zone, Entry, EntryRouting, Target};
 use super::{ImportedClosure, ImportedRouting, Problem};
 
-/// Builds the routings of `entries`; `queues` maps a queue name (as
+/// Builds the routings of `entries` (and, in `direct`, the entry points
+/// that reach one queue at all times); `queues` maps a queue name (as
 /// `Queue()` names it, case-insensitively) to its extension.
 /// `source` names where the queues were read, for a routing that reaches
 /// an unknown queue.
@@ -22,6 +23,7 @@ pub(crate) fn build(
     entries: Vec<Entry>,
     queues: &BTreeMap<String, QueueExtension>,
     source: &str,
+    direct: &mut Vec<(String, QueueExtension)>,
     problems: &mut Vec<Problem>,
 ) -> Vec<ImportedRouting> {
     let mut kept: Vec<(String, String, EntryRouting)> = Vec::new();
@@ -40,9 +42,13 @@ pub(crate) fn build(
         let name = entry_name(&entry.context, &entry.extension);
         match entry.routing {
             Ok(routing) => {
-                let timed = !routing.routes.is_empty();
-                if timed {
+                if !routing.routes.is_empty() {
                     kept.push((entry.context, entry.extension, routing));
+                } else if let Target::Queue(queue) = &routing.default {
+                    // Always the same queue: a channel on it needs no schedule.
+                    if let Some(ext) = queues.get(&queue.to_ascii_lowercase()) {
+                        direct.push((name, ext.clone()));
+                    }
                 }
             }
             Err(u) => {
