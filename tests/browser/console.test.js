@@ -145,6 +145,12 @@ async function editorLoaded(page, options) {
   if (options) await page.locator('#options > li').nth(options - 1).waitFor();
 }
 
+/** Each route row's conditions and destination, in the editor's order. */
+async function routeValues(page) {
+  return page.locator('#routes > li').evaluateAll((rows) =>
+    rows.map((r) => [r.querySelector('[name=route-when]').value, r.querySelector('[name=route-to]').value]));
+}
+
 /** The ids of the options, in the editor's order. */
 async function optionIds(page) {
   return page.locator('#options > li [name=opt-id]').evaluateAll((inputs) => inputs.map((i) => i.value));
@@ -1098,8 +1104,9 @@ test('a channel that routes by time shows its routes, and the hours check names 
   await editorLoaded(page);
   const routing = page.locator('#routing');
   await routing.waitFor();
-  assert.deepEqual(await routing.locator('li').allInnerTexts(), ['*,*,30,feb → closed', '*,*,*,* → queue 600']);
-  assert.match(await routing.innerText(), /otherwise: closed \(gone\)/);
+  assert.deepEqual(await routeValues(page), [['*,*,30,feb', 'closed'], ['*,*,*,*', 'queue:600']]);
+  assert.equal(await page.getByLabel('When no route holds, goes to').inputValue(), 'closure:gone');
+  assert.match(await page.locator('#routing-note').innerText(), /routes by time: the open rules and holidays above do not apply/);
   assert.ok(await page.locator('[name="schedule.open"]').isDisabled(), 'open rules do not apply to a routing schedule');
   const hours = page.locator('#hours-now');
   await hours.filter({ hasText: /route #2/ }).waitFor();
@@ -1112,6 +1119,34 @@ test('a channel that routes by time shows its routes, and the hours check names 
   assert.equal(saved.name, 'Routed Shop 2');
   assert.deepEqual(saved.schedule.routes[1].to, { queue: '600' });
   assert.deepEqual(saved.closures.gone.text, 'Gone fishing.');
+
+  // Edit the routing in the console: a weekend closure, then a route to it
+  // moved first; the hours check follows the draft before it is saved.
+  await btn(page, 'Add a closure').click();
+  const closure = page.locator('#closures > li').last();
+  await closure.getByLabel('Name').fill('weekend');
+  await closure.getByLabel('Text shown to visitors').fill('See you on Monday.');
+  await btn(page, 'Add a route').click();
+  const added = page.locator('#routes > li').last();
+  assert.ok(await added.locator('textarea').evaluate((el) => el === document.activeElement), 'the new route has focus');
+  await added.locator('textarea').fill('*,*,*,*');
+  await added.getByLabel('Goes to').selectOption('closure:weekend');
+  await added.getByRole('button', { name: 'Move up', exact: true }).click();
+  await page.locator('#routes > li').nth(1).getByRole('button', { name: 'Move up', exact: true }).click();
+  assert.deepEqual(await routeValues(page), [['*,*,*,*', 'closure:weekend'], ['*,*,30,feb', 'closed'], ['*,*,*,*', 'queue:600']]);
+  await hours.filter({ hasText: /route #1/ }).waitFor();
+  assert.match(await hours.innerText(), /so closed \(weekend\)$/);
+  await btn(page, 'Save').click();
+  await page.locator('form .status').filter({ hasText: /^Saved/ }).waitFor();
+  const edited = await apiChannel(key);
+  assert.deepEqual(edited.schedule.routes[0], { when: ['*,*,*,*'], to: { closed: 'weekend' } });
+  assert.deepEqual(edited.schedule.default, { closed: 'gone' });
+  assert.equal(edited.closures.weekend.text, 'See you on Monday.');
+  // A route to a closure that does not exist is refused at its field.
+  await closure.getByRole('button', { name: 'Remove', exact: true }).click();
+  await btn(page, 'Save').click();
+  await page.locator('form .status').filter({ hasText: /not saved|Not saved/i }).waitFor();
+  await routing.scrollIntoViewIfNeeded();
   await shot(page, 'console-50-routing');
   await consoleAxe(page, 'channel that routes by time');
 });
@@ -1161,10 +1196,13 @@ test('a PBX sync: its queue is listed as the PBX\'s and read-only, and a channel
   assert.equal(await page.getByLabel('Follow the PBX routing of').inputValue(), 'from-pstn,0123456789');
   const routing = page.locator('#routing');
   await routing.waitFor();
-  assert.deepEqual(await routing.locator('li').allInnerTexts(), [
-    '*,*,25,dec → closed (tc-support-closed)',
-    '09:00-12:30,mon-fri,*,*,Europe/Paris, 14:00-18:00,mon-fri,*,*,Europe/Paris → queue 601',
+  assert.deepEqual(await routeValues(page), [
+    ['*,*,25,dec', 'closure:tc-support-closed'],
+    ['09:00-12:30,mon-fri,*,*,Europe/Paris\n14:00-18:00,mon-fri,*,*,Europe/Paris', 'queue:601'],
   ]);
+  assert.match(await page.locator('#routing-note').innerText(), /follow the PBX's entry point from-pstn,0123456789/);
+  assert.ok(await page.locator('#routes [name=route-when]').first().isDisabled(), 'the sync owns these routes');
+  assert.ok(await btn(page, 'Add a route').isDisabled());
   await routing.scrollIntoViewIfNeeded();
   await shot(page, 'console-51-pbx-routing');
   await consoleAxe(page, 'channel that follows the PBX');

@@ -77,9 +77,11 @@ function optionRow(form, option = {}) {
   return row;
 }
 
+const ROW_FIELD = /^(opt|route|closure)-/;
+
 function fill(form, channel) {
   for (const input of form.elements) {
-    if (!input.name || input.name.startsWith('opt-')) continue;
+    if (!input.name || ROW_FIELD.test(input.name)) continue;
     const value = getPath(channel, input.name);
     if (input.type === 'checkbox' && input.name === 'languages') {
       input.checked = (value ?? []).includes(input.value);
@@ -92,6 +94,10 @@ function fill(form, channel) {
     }
   }
   for (const option of channel.options ?? []) optionRow(form, option);
+  for (const [name, closure] of Object.entries(channel.closures ?? {})) closureRow(form, name, closure);
+  for (const route of channel.schedule?.routes ?? []) routeRow(form, route);
+  const defaultTo = form.querySelector('[name=route-default]');
+  if (defaultTo) defaultTo.dataset.want = destinationValue(channel.schedule?.default ?? 'closed');
 }
 
 function read(form, base) {
@@ -99,7 +105,7 @@ function read(form, base) {
   for (const key of META) delete channel[key];
   const textLists = ['allowed_origins', 'schedule.open', 'schedule.holidays'];
   for (const input of form.elements) {
-    if (!input.name || input.name.startsWith('opt-') || input.name === 'languages') continue;
+    if (!input.name || ROW_FIELD.test(input.name) || input.name === 'languages') continue;
     let value = input.type === 'checkbox' ? input.checked : input.value;
     if (textLists.includes(input.name)) value = lines(value);
     else if (input.type === 'number') value = value === '' ? undefined : Number(value);
@@ -113,6 +119,7 @@ function read(form, base) {
     welcome: row.querySelector('[name=opt-welcome]').value,
     queue: row.querySelector('[name=opt-queue]').value,
   }));
+  if (form.querySelector('#routes')) readRouting(form, channel);
   return channel;
 }
 
@@ -163,7 +170,11 @@ async function channelForm(form) {
   const preview = channelPreview(form, () => read(form, base));
   // A holidays file (frontdesk.toml only) is not in the form: the check
   // could not say what the file's holidays do.
-  showRouting(form, base.schedule);
+  const pbx = form.querySelector('[name=pbx_routing]');
+  if (base.pbx_routing) pbx.dataset.following = base.pbx_routing;
+  refreshRouting(form);
+  const fromFile = base.schedule?.routes?.some((r) => r.holidays_ics);
+  if (base.pbx_routing || fromFile) lockRoutes(form);
   if (base.schedule?.holidays_ics || base.schedule?.routes?.some((r) => r.holidays_ics)) preview.hours(null);
   else hoursCheck(form, preview.hours, () => read(form, base).schedule);
   if (form.hasAttribute('data-read-only')) {
@@ -174,11 +185,28 @@ async function channelForm(form) {
     const button = event.target.closest('button');
     if (!button) return;
     if (button.hasAttribute('data-add-option')) optionRow(form).querySelector('input').focus();
+    if (button.hasAttribute('data-add-route')) {
+      routeRow(form, { to: 'open' });
+      refreshRouting(form);
+      form.querySelector('#routes > li:last-child textarea').focus();
+    }
+    if (button.hasAttribute('data-add-closure')) {
+      closureRow(form);
+      refreshRouting(form);
+      form.querySelector('#closures > li:last-child input').focus();
+    }
     const row = button.closest('li');
     if (button.hasAttribute('data-remove')) row.remove();
     if (button.dataset.move === '-1' && row.previousElementSibling) row.previousElementSibling.before(row);
     if (button.dataset.move === '1' && row.nextElementSibling) row.nextElementSibling.after(row);
     if (button.dataset.move) button.focus();
+    if (button.closest('#routes, #closures')) {
+      refreshRouting(form);
+      form.dispatchEvent(new Event('change'));
+    }
+  });
+  form.addEventListener('input', (event) => {
+    if (event.target.name === 'closure-name') refreshRouting(form);
   });
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -219,7 +247,11 @@ function hoursCheck(form, answered, draft) {
       for (const field of fields.slice(1)) field.setAttribute('aria-invalid', 'true');
     }
   };
-  for (const field of fields) field.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(check, 300); });
+  const later = () => { clearTimeout(timer); timer = setTimeout(check, 300); };
+  for (const field of fields) field.addEventListener('input', later);
+  // Routes: a typed condition, a chosen destination, a row added or moved.
+  const isRoute = (event) => event.target === form || /^route-/.test(event.target.name ?? '');
+  for (const type of ['input', 'change']) form.addEventListener(type, (event) => isRoute(event) && later());
   check();
 }
 
@@ -311,25 +343,104 @@ function destinationText(to) {
   return say(`to_${to ?? 'open'}`);
 }
 
-// A routing schedule (frontdesk.toml or the PBX's) is shown, not edited:
-// the open rules and holidays fields do not apply to it.
-function showRouting(form, schedule) {
-  const out = form.querySelector('#routing');
-  if (!out || !schedule?.routes?.length) return;
-  out.hidden = false;
-  out.querySelector('p').textContent = say('routing');
-  const list = out.querySelector('ol');
-  list.replaceChildren();
-  for (const route of schedule.routes) {
-    const when = [route.when, route.holidays].flat().filter(Boolean).join(', ') || route.holidays_ics;
-    const item = document.createElement('li');
-    item.textContent = `${when} → ${destinationText(route.to)}`;
-    list.append(item);
+// --- routes by time and named closures ----------------------------------
+// Each route is a row: its conditions (holiday dates are told apart by
+// their YYYY-MM-DD start) and where it goes; the default says where a chat
+// goes when none holds. While there are routes, the open rules and
+// holidays do not apply (the server refuses both at once).
+const HOLIDAY_LINE = /^\d{4}-\d{2}-\d{2}/;
+
+function destinationValue(to) {
+  if (to?.queue !== undefined) return `queue:${to.queue}`;
+  if (to?.closed !== undefined) return `closure:${to.closed}`;
+  return to ?? 'open';
+}
+
+function destinationOf(value) {
+  if (value.startsWith('queue:')) return { queue: value.slice(6) };
+  if (value.startsWith('closure:')) return { closed: value.slice(8) };
+  return value;
+}
+
+function routeRow(form, route = {}) {
+  const row = form.querySelector('#route-template').content.firstElementChild.cloneNode(true);
+  const when = [route.when, route.holidays].flat().filter(Boolean);
+  row.querySelector('[name=route-when]').value = when.join('\n');
+  row.querySelector('[name=route-to]').dataset.want = destinationValue(route.to);
+  form.querySelector('#routes').append(row);
+  return row;
+}
+
+function closureRow(form, name = '', closure = {}) {
+  const row = form.querySelector('#closure-template').content.firstElementChild.cloneNode(true);
+  row.querySelector('[name=closure-name]').value = name;
+  row.querySelector('[name=closure-text]').value = closure.text ?? '';
+  form.querySelector('#closures').append(row);
+  return row;
+}
+
+// Every destination select offers the channel's queue or menu, the menu,
+// closed, each queue and each named closure; a choice survives a rebuild.
+function refreshRouting(form) {
+  const closures = [...form.querySelectorAll('[name=closure-name]')].map((i) => i.value.trim()).filter(Boolean);
+  const queues = [...form.querySelectorAll('[name=queue] option')].filter((o) => o.value);
+  const choices = [
+    ['open', say('to_open')], ['menu', say('to_menu')], ['closed', say('to_closed')],
+    ...queues.map((o) => [`queue:${o.value}`, o.textContent]),
+    ...closures.map((name) => [`closure:${name}`, say('to_closure', { name })]),
+  ];
+  for (const select of form.querySelectorAll('[name=route-to], [name=route-default]')) {
+    const want = select.dataset.want ?? select.value;
+    select.replaceChildren(...choices.map(([value, text]) => new Option(text, value)));
+    if (!choices.some(([value]) => value === want)) select.append(new Option(want, want));
+    select.value = want;
+    delete select.dataset.want;
   }
-  const otherwise = document.createElement('p');
-  otherwise.textContent = say('routing_otherwise', { to: destinationText(schedule.default ?? 'closed') });
-  list.after(otherwise);
-  for (const name of ['schedule.open', 'schedule.holidays']) form.querySelector(`[name="${name}"]`).disabled = true;
+  const routed = form.querySelectorAll('#routes > li').length > 0;
+  form.querySelector('#route-default-row').hidden = !routed;
+  for (const name of ['schedule.open', 'schedule.holidays']) form.querySelector(`[name="${name}"]`).disabled = routed;
+  const note = form.querySelector('#routing-note');
+  const pbx = form.querySelector('[name=pbx_routing]').dataset.following;
+  note.hidden = !routed && !pbx;
+  note.textContent = pbx ? say('routing_pbx', { entry: pbx }) : say('routing');
+}
+
+// The routes follow the PBX while a sync owns them: shown, not edited.
+function lockRoutes(form) {
+  for (const el of form.querySelectorAll('#routes *, [data-add-route], [name=route-default]')) {
+    if ('disabled' in el) el.disabled = true;
+  }
+}
+
+function readRouting(form, channel) {
+  const rows = [...form.querySelectorAll('#routes > li')];
+  const schedule = (channel.schedule ??= {});
+  if (rows.length) {
+    schedule.routes = rows.map((row) => {
+      const all = lines(row.querySelector('[name=route-when]').value);
+      const route = { to: destinationOf(row.querySelector('[name=route-to]').value) };
+      const when = all.filter((l) => !HOLIDAY_LINE.test(l));
+      const holidays = all.filter((l) => HOLIDAY_LINE.test(l));
+      if (when.length) route.when = when;
+      if (holidays.length) route.holidays = holidays;
+      const kept = (channel.schedule.routes ?? []).find((r) => r.holidays_ics);
+      if (kept && !when.length && !holidays.length) route.holidays_ics = kept.holidays_ics;
+      return route;
+    });
+    schedule.default = destinationOf(form.querySelector('[name=route-default]').value);
+    schedule.open = [];
+    schedule.holidays = [];
+  } else {
+    delete schedule.routes;
+    delete schedule.default;
+  }
+  const closures = {};
+  for (const row of form.querySelectorAll('#closures > li')) {
+    const name = row.querySelector('[name=closure-name]').value.trim();
+    if (!name) continue;
+    closures[name] = { alternatives: channel.closures?.[name]?.alternatives ?? [], text: row.querySelector('[name=closure-text]').value };
+  }
+  channel.closures = closures;
 }
 
 // The server's verdict in the page's language: "Closed at Sat … (Europe/Paris): …".
