@@ -221,3 +221,76 @@ async fn sync_brings_the_pbx_into_the_directory_and_shows_each_change() {
     let (status, _): (StatusCode, Value) = admin.get("/api/v1/admin/queues/602").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// `--every`: each round prints its diff; a round that cannot read the PBX
+/// is reported and the next one tried.
+#[tokio::test]
+async fn sync_every_keeps_following_the_pbx_and_survives_a_failed_read() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let db = TestDb::create().await.unwrap();
+    let config = db.data_dir().join("sync.toml");
+    std::fs::write(&config, test_config_toml(&db.url(), db.data_dir())).unwrap();
+    // Migrations run by the sync itself; no gateway is needed.
+    let pbx = pbx_copy();
+    let mut child = tokio::process::Command::new(frontdesk_binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["pbx", "sync", "asterisk", "--dir"])
+        .arg(pbx.path())
+        .args(["--every", "1s"])
+        .env_remove("FRONTDESK_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    expect_line(&mut out, "+ queue 602 \"602\"").await;
+    expect_line(&mut out, "no change").await;
+    let custom = pbx.path().join("queues_custom.conf");
+    let text = std::fs::read_to_string(&custom).unwrap();
+    std::fs::write(
+        &custom,
+        text.replace("strategy = ringall", "strategy = leastrecent"),
+    )
+    .unwrap();
+    expect_line(&mut out, "~ queue 602: strategy").await;
+    // The PBX's files go away: the round fails, the loop goes on.
+    for name in ["queues.conf", "extensions.conf"] {
+        std::fs::rename(
+            pbx.path().join(name),
+            pbx.path().join(format!("{name}.away")),
+        )
+        .unwrap();
+    }
+    expect_line(&mut err, "error: cannot read the PBX; nothing changed").await;
+    for name in ["queues.conf", "extensions.conf"] {
+        std::fs::rename(
+            pbx.path().join(format!("{name}.away")),
+            pbx.path().join(name),
+        )
+        .unwrap();
+    }
+    expect_line(&mut out, "no change").await;
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    child.kill().await.unwrap();
+}
+
+/// Reads `lines` until one starts with `wanted` (30 s at most).
+async fn expect_line<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+    wanted: &str,
+) {
+    let within = std::time::Duration::from_secs(30);
+    tokio::time::timeout(within, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with(wanted) {
+                return;
+            }
+        }
+        panic!("the sync ended before printing {wanted:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {wanted:?} within {within:?}"))
+}
