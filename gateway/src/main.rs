@@ -253,6 +253,9 @@ async fn main() -> anyhow::Result<()> {
             let decision = schedule.explain(at);
             println!("{decision}");
             match routed.route_at(at) {
+                _ if !channel.enabled => {
+                    println!("the channel is disabled: no chat starts (chats under way go on)")
+                }
                 frontdesk::engine::Routed::Queue(queue) => {
                     println!("a chat started then goes to queue {queue}")
                 }

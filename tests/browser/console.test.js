@@ -1146,6 +1146,9 @@ test('a channel that routes by time shows its routes, and the hours check names 
   await closure.getByRole('button', { name: 'Remove', exact: true }).click();
   await btn(page, 'Save').click();
   await page.locator('form .status').filter({ hasText: /not saved|Not saved/i }).waitFor();
+  const refusedTo = page.locator('#routes > li').first().getByLabel('Goes to');
+  assert.equal(await refusedTo.getAttribute('aria-invalid'), 'true', 'the error is shown at the route that names the closure');
+  assert.match(await page.locator('#routes > li').first().locator('.field-error').innerText(), /weekend/);
   await routing.scrollIntoViewIfNeeded();
   await shot(page, 'console-50-routing');
   await consoleAxe(page, 'channel that routes by time');

@@ -130,9 +130,21 @@ const FIELD_OF_CODE = {
   queue_twice: 'extension', agent_twice: 'extension', extension_clash: 'extension',
 };
 
+// A route's own error goes to its conditions; an unknown queue or closure
+// a route sends to, to the destination that names it.
+function routeInputFor(form, field, code, params = {}) {
+  const route = field.match(/^schedule\.routes\[(\d+)\]/);
+  if (route) return form.querySelectorAll('#routes > li [name=route-when]')[Number(route[1])] ?? null;
+  if (field !== 'schedule') return null;
+  const wanted = code === 'closure_unknown' ? `closure:${params.closure}` : code === 'queue_unknown' ? `queue:${params.queue}` : null;
+  return [...form.querySelectorAll('[name=route-to], [name=route-default]')].find((s) => s.value === wanted) ?? null;
+}
+
 // "channels[key=web].options.queue" → the input for "options.queue".
-function inputFor(form, { key, code }) {
+function inputFor(form, { key, code, params }) {
   const field = FIELD_OF_CODE[code] ?? key.replace(/^(channels|queues|agents)\[[^\]]*\]\./, '');
+  const routed = routeInputFor(form, field, code, params);
+  if (routed) return routed;
   const name = { 'options.id': 'opt-id', 'options.queue': 'opt-queue', 'options.welcome': 'opt-welcome', options: 'opt-label', body: 'name' }[field] ?? field;
   return form.querySelector(`[name="${CSS.escape(name)}"]`) ?? form.querySelector(`[name^="${CSS.escape(name)}."]`);
 }

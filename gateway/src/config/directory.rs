@@ -394,32 +394,28 @@ impl ChannelConfig {
         let routes_to_open = schedule
             .as_ref()
             .map_or(true, |s| s.destinations().any(|d| *d == Destination::Open));
-        match self.mode {
-            ChannelMode::Live if !routes_to_open => {}
-            ChannelMode::Live => match &self.queue {
-                None => {
-                    errors.push(fail(
-                        "queue",
-                        FieldCode::LiveNeedsQueue,
-                        "a live channel needs a queue".into(),
-                    ));
-                }
-                Some(queue) if !queue_exists(queue) => {
-                    let message = format!("queue {queue} is not in [[queues]]");
-                    errors
-                        .push(fail("queue", FieldCode::QueueUnknown, message).with("queue", queue));
-                }
-                Some(_) => {}
-            },
-            ChannelMode::Chatbot => {
-                if self.options.is_empty() && routes_to_open {
-                    errors.push(fail(
-                        "options",
-                        FieldCode::ChatbotNeedsOptions,
-                        "a chatbot channel needs options".into(),
-                    ));
-                }
+        // A queue named must exist even when no route uses it now: a
+        // later edit of the routes would start sending chats there.
+        match &self.queue {
+            None if self.mode == ChannelMode::Live && routes_to_open => {
+                errors.push(fail(
+                    "queue",
+                    FieldCode::LiveNeedsQueue,
+                    "a live channel needs a queue".into(),
+                ));
             }
+            Some(queue) if !queue_exists(queue) => {
+                let message = format!("queue {queue} is not in [[queues]]");
+                errors.push(fail("queue", FieldCode::QueueUnknown, message).with("queue", queue));
+            }
+            _ => {}
+        }
+        if self.mode == ChannelMode::Chatbot && self.options.is_empty() && routes_to_open {
+            errors.push(fail(
+                "options",
+                FieldCode::ChatbotNeedsOptions,
+                "a chatbot channel needs options".into(),
+            ));
         }
         let mut option_ids = HashSet::new();
         for option in &self.options {
@@ -731,6 +727,24 @@ mod tests {
 
     fn codes(errors: &[FieldError]) -> Vec<(&str, FieldCode)> {
         errors.iter().map(|e| (e.key.as_str(), e.code)).collect()
+    }
+
+    #[test]
+    fn a_queue_named_must_exist_even_when_no_route_uses_it() {
+        let routed = channel(serde_json::json!({
+            "key": "web", "name": "Acme", "mode": "live", "queue": "699",
+            "schedule": { "routes": [{ "when": "*,*,*,*", "to": { "queue": "600" } }] },
+        }));
+        let exists = |q: &QueueExtension| q.as_str() == "600";
+        assert_eq!(
+            codes(&routed.problems(exists)),
+            [("channels[key=web].queue", FieldCode::QueueUnknown)]
+        );
+        let without = channel(serde_json::json!({
+            "key": "web", "name": "Acme", "mode": "live",
+            "schedule": { "routes": [{ "when": "*,*,*,*", "to": { "queue": "600" } }] },
+        }));
+        assert_eq!(codes(&without.problems(exists)), []);
     }
 
     #[test]

@@ -257,6 +257,24 @@ fn schedule_check_explains_and_gives_the_next_opening() {
     );
     assert!(ok);
     assert!(out.starts_with("open at "), "{out}");
+    assert!(out.contains("a chat started then goes to queue"), "{out}");
+
+    // A disabled channel starts no chat, whatever its hours say.
+    let disabled = test_config_toml("sqlite://x.db", dir.path()).replacen(
+        "key = \"live\"",
+        "key = \"live\"\nenabled = false",
+        1,
+    );
+    let path = write_config(dir.path(), &disabled);
+    let (ok, out, err) = frontdesk(
+        &["--config", &path, "schedule", "check", "--channel", "live"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("the channel is disabled: no chat starts"),
+        "{out}"
+    );
 }
 
 #[test]
