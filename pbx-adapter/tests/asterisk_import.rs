@@ -189,7 +189,7 @@ fn routings_keep_the_dialplan_precedence_defaults_and_closures() {
         },
         ImportedRouting {
             name: "from-sip-trunk".into(),
-            entries: vec!["from-sip-trunk".into()],
+            entries: vec!["from-sip-trunk".into(), "from-sip-trunk,s".into()],
             // Timed includes in order: New Year's Day closes, then the
             // day hours (both separators), then the night context.
             schedule: routed(

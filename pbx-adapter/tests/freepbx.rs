@@ -127,7 +127,22 @@ const SCHEMA_AND_ROWS: &[&str] = &[
         (2, 'Office', 1, 'ext-queues,601,1', 'timeconditions,3,1', 'Europe/Paris', 'time-group'),
         (3, 'Saturday', 2, 'ext-queues,600,1', 'app-blackhole,hangup,1', 'Europe/Paris', 'time-group'),
         (4, 'Calendar', 1, 'ext-queues,600,1', 'app-blackhole,hangup,1', 'default', 'calendar-group')",
+    "CREATE TABLE announcement (
+        announcement_id int(11) NOT NULL AUTO_INCREMENT,
+        description varchar(50) DEFAULT NULL,
+        recording_id int(11) DEFAULT NULL,
+        allow_skip int(11) DEFAULT NULL,
+        post_dest varchar(255) DEFAULT NULL,
+        return_ivr tinyint(1) NOT NULL DEFAULT 0,
+        noanswer tinyint(1) NOT NULL DEFAULT 0,
+        repeat_msg varchar(2) NOT NULL DEFAULT '',
+        PRIMARY KEY (announcement_id)
+    ) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "INSERT INTO announcement (announcement_id, description, post_dest) VALUES
+        (1, 'Closed for the holidays', 'app-blackhole,hangup,1'),
+        (2, 'Welcome', 'ext-queues,601,1')",
     "INSERT INTO incoming (cidnum, extension, destination, description) VALUES
+        ('', '0123456792', 'app-announcement-2,s,1', 'Welcome line'),
         ('', '0123456789', 'timeconditions,1,1', 'Main line'),
         ('0600000000', '0123456789', 'ext-queues,600,1', 'Boss'),
         ('', '0123456790', 'timeconditions,4,1', 'Calendar line'),
@@ -287,10 +302,18 @@ async fn imports_time_groups_and_queues_from_the_database() {
             },
             closures: vec![ImportedClosure {
                 name: "announcement-1".into(),
-                sound: None
+                sound: Some("Closed for the holidays".into())
             }],
             closed_sound: None,
         }]
+    );
+    // The welcome announcement plays, then the call goes to queue 601.
+    assert_eq!(
+        full.direct,
+        [(
+            "inbound route `Welcome line`".to_owned(),
+            "601".parse().unwrap()
+        )]
     );
     let main = Schedule::from_config(&full.routings[0].schedule).unwrap();
     let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
@@ -463,6 +486,7 @@ async fn a_database_without_the_optional_tables_imports_what_is_there() {
             ("timegroups_groups".to_owned(), true),
             ("timeconditions".to_owned(), true),
             ("incoming".to_owned(), true),
+            ("announcement".to_owned(), true),
             ("users".to_owned(), true),
         ]
     );

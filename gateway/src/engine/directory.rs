@@ -105,6 +105,9 @@ pub enum DirectoryOp {
     /// console's.
     FollowPbx {
         channel: String,
+        /// The entry point the plan read in the channel's `pbx_routing`:
+        /// if the admin changed it since, the channel is left alone.
+        entry: String,
         schedule: pbx_adapter::schedule::ScheduleConfig,
         add_closures: Vec<(String, crate::config::ClosedConfig)>,
     },
@@ -583,6 +586,7 @@ pub async fn change_stored_directory(
             }
             DirectoryOp::FollowPbx {
                 channel,
+                entry,
                 schedule,
                 add_closures,
             } => {
@@ -602,6 +606,12 @@ pub async fn change_stored_directory(
                         kind: "channel",
                         key: channel.clone(),
                         owner: owner_name(meta.source),
+                    });
+                }
+                if c.pbx_routing.as_ref() != Some(entry) {
+                    return Err(DirectoryError::ChangedMeanwhile {
+                        kind: "channel",
+                        key: channel.clone(),
                     });
                 }
                 let mut c = c.clone();

@@ -88,6 +88,13 @@ fn addressed(agent: &AgentConfig, options: &SyncOptions) -> Result<Option<AgentC
     Ok((agent.xmpp.is_some() || agent.sip.is_some()).then_some(agent))
 }
 
+/// Who owns an item, and its tenant.
+fn owner_of(current: &Directory, kind: ItemKind, key: &str) -> Option<(ItemSource, String)> {
+    current
+        .meta(kind, key)
+        .map(|m| (m.source, m.tenant.clone()))
+}
+
 /// The operations that bring `current` in line with `import`, and the diff.
 pub fn plan(
     current: &Directory,
@@ -96,13 +103,22 @@ pub fn plan(
 ) -> (Vec<DirectoryOp>, SyncReport) {
     let mut ops = Vec::new();
     let mut report = SyncReport::default();
-    let owner = |kind: ItemKind, key: &str| {
-        current
-            .meta(kind, key)
-            .map(|m| (m.source, m.tenant.clone()))
-    };
+    let owner = |kind: ItemKind, key: &str| owner_of(current, kind, key);
     let mine =
         |source: ItemSource, tenant: &str| source == ItemSource::Pbx && tenant == options.tenant;
+
+    if !import.queues_complete {
+        report.notes.push(
+            "the PBX's queues could not be read whole (a missing file or table, see `frontdesk \
+             pbx import`): the stored queues and agents are left as they are"
+                .into(),
+        );
+        let (channel_ops, channel_report) = plan_channels(current, import, options, false);
+        ops.extend(channel_ops);
+        report.changes.extend(channel_report.changes);
+        report.notes.extend(channel_report.notes);
+        return (ops, report);
+    }
 
     // Agents.
     let stored_agents: BTreeMap<&str, &AgentConfig> = current
@@ -193,6 +209,72 @@ pub fn plan(
         }
     }
 
+    let (channel_ops, channel_report) = plan_channels(current, import, options, true);
+    ops.extend(channel_ops);
+    report.changes.extend(channel_report.changes);
+    report.notes.extend(channel_report.notes);
+
+    // What the PBX no longer has. Queues go before the agents they name.
+    let imported = |kind: ItemKind, key: &str| match kind {
+        ItemKind::Queue => import.queues.iter().any(|q| q.extension.as_str() == key),
+        ItemKind::Agent => import.agents.iter().any(|a| a.extension.as_str() == key),
+        ItemKind::Channel => true,
+    };
+    for kind in [ItemKind::Queue, ItemKind::Agent] {
+        let keys: Vec<String> = match kind {
+            ItemKind::Queue => current
+                .spec()
+                .queues
+                .iter()
+                .map(|q| q.extension.to_string())
+                .collect(),
+            _ => current
+                .spec()
+                .agents
+                .iter()
+                .map(|a| a.extension.to_string())
+                .collect(),
+        };
+        for key in keys {
+            let Some((source, tenant)) = owner(kind, &key) else {
+                continue;
+            };
+            if !mine(source, &tenant) || imported(kind, &key) {
+                continue;
+            }
+            // A queue the console or the file keeps may still name it.
+            let kept_by = current.spec().queues.iter().find(|q| {
+                kind == ItemKind::Agent
+                    && q.members.iter().any(|m| m.agent.as_str() == key)
+                    && owner(ItemKind::Queue, q.extension.as_str())
+                        .is_some_and(|(s, _)| s != ItemSource::Pbx)
+            });
+            if let Some(queue) = kept_by {
+                report.notes.push(format!(
+                    "agent {key} is gone from the PBX but still a member of queue {}, which is \
+                     not the PBX's; it is kept",
+                    queue.extension
+                ));
+                continue;
+            }
+            report.changes.push(format!("- {} {key}", kind.as_str()));
+            ops.push(DirectoryOp::Delete(kind, key));
+        }
+    }
+    (ops, report)
+}
+
+/// The channels that follow a PBX entry point. `queues_synced`: whether
+/// this sync also brings the PBX's queues (else only stored ones count).
+fn plan_channels(
+    current: &Directory,
+    import: &Import,
+    options: &SyncOptions,
+    queues_synced: bool,
+) -> (Vec<DirectoryOp>, SyncReport) {
+    let mut ops = Vec::new();
+    let mut report = SyncReport::default();
+    let owner = |kind: ItemKind, key: &str| owner_of(current, kind, key);
     // The queues of the tenant once this sync is done: a routing naming
     // another one would make the whole change refused.
     let available: Vec<String> = current
@@ -204,6 +286,7 @@ pub fn plan(
             owner(ItemKind::Queue, q).is_some_and(|(source, tenant)| {
                 tenant == options.tenant
                     && (source != ItemSource::Pbx
+                        || !queues_synced
                         || import.queues.iter().any(|i| i.extension.as_str() == q))
             })
         })
@@ -211,7 +294,7 @@ pub fn plan(
             import
                 .queues
                 .iter()
-                .filter(|q| owner(ItemKind::Queue, q.extension.as_str()).is_none())
+                .filter(|q| queues_synced && owner(ItemKind::Queue, q.extension.as_str()).is_none())
                 .map(|q| q.extension.to_string()),
         )
         .collect();
@@ -228,10 +311,34 @@ pub fn plan(
         if tenant != options.tenant {
             continue;
         }
+        let direct = import
+            .direct
+            .iter()
+            .find(|(name, _)| name == entry)
+            .map(|(_, queue)| {
+                // Always one queue: one route that always holds.
+                pbx_adapter::import::ImportedRouting {
+                    name: entry.clone(),
+                    entries: vec![entry.clone()],
+                    schedule: pbx_adapter::schedule::ScheduleConfig {
+                        routes: vec![pbx_adapter::schedule::RouteConfig {
+                            when: vec!["*,*,*,*".into()],
+                            holidays: Vec::new(),
+                            holidays_ics: None,
+                            to: pbx_adapter::schedule::Destination::Queue(queue.clone()),
+                        }],
+                        default: Some(pbx_adapter::schedule::Destination::Closed(None)),
+                        ..Default::default()
+                    },
+                    closures: Vec::new(),
+                    closed_sound: None,
+                }
+            });
         let Some(routing) = import
             .routings
             .iter()
             .find(|r| r.name == *entry || r.entries.iter().any(|e| e == entry))
+            .or(direct.as_ref())
         else {
             report.notes.push(format!(
                 "channel {key} follows the PBX routing of `{entry}`, which the PBX no longer has \
@@ -272,8 +379,14 @@ pub fn plan(
             .filter(|c| !channel.closures.contains_key(&c.name))
             .map(|c| (c.name.clone(), ClosedConfig::default()))
             .collect();
+        // Conditions without a zone of their own are read in the PBX
+        // server's zone, which only the admin knows: the channel's stays.
+        let mut schedule = routing.schedule.clone();
+        if schedule.timezone.is_none() {
+            schedule.timezone = channel.schedule.timezone.clone();
+        }
         let mut followed: ChannelConfig = channel.clone();
-        followed.schedule = routing.schedule.clone();
+        followed.schedule = schedule.clone();
         for (name, closure) in &add_closures {
             followed.closures.insert(name.clone(), closure.clone());
         }
@@ -292,42 +405,12 @@ pub fn plan(
         ));
         ops.push(DirectoryOp::FollowPbx {
             channel: key.to_owned(),
-            schedule: routing.schedule.clone(),
+            entry: entry.clone(),
+            schedule,
             add_closures,
         });
     }
 
-    // What the PBX no longer has. Queues go before the agents they name.
-    let imported = |kind: ItemKind, key: &str| match kind {
-        ItemKind::Queue => import.queues.iter().any(|q| q.extension.as_str() == key),
-        ItemKind::Agent => import.agents.iter().any(|a| a.extension.as_str() == key),
-        ItemKind::Channel => true,
-    };
-    for kind in [ItemKind::Queue, ItemKind::Agent] {
-        let keys: Vec<String> = match kind {
-            ItemKind::Queue => current
-                .spec()
-                .queues
-                .iter()
-                .map(|q| q.extension.to_string())
-                .collect(),
-            _ => current
-                .spec()
-                .agents
-                .iter()
-                .map(|a| a.extension.to_string())
-                .collect(),
-        };
-        for key in keys {
-            let Some((source, tenant)) = owner(kind, &key) else {
-                continue;
-            };
-            if mine(source, &tenant) && !imported(kind, &key) {
-                report.changes.push(format!("- {} {key}", kind.as_str()));
-                ops.push(DirectoryOp::Delete(kind, key));
-            }
-        }
-    }
     (ops, report)
 }
 
@@ -370,4 +453,76 @@ pub async fn sync(
         .map_err(|e| refused(e, &report.notes))?;
     report.version = Some(next.version());
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DirectoryRows, ItemRow};
+
+    fn row(kind: ItemKind, key: &str, spec: serde_json::Value, source: ItemSource) -> ItemRow {
+        ItemRow {
+            tenant: "default".into(),
+            kind,
+            key: key.into(),
+            spec: spec.to_string(),
+            source,
+            updated_at: 1,
+            updated_by: None,
+        }
+    }
+
+    /// A PBX queue 602 with agent 301, who is also a member of the
+    /// console's queue 600.
+    fn stored() -> Directory {
+        let agent =
+            serde_json::json!({ "extension": "301", "name": "Hugo", "xmpp": "hugo@example.com" });
+        let queue = |ext: &str| serde_json::json!({ "extension": ext, "name": ext, "strategy": "ringall", "members": [{ "agent": "301", "penalty": 0 }] });
+        Directory::from_rows(&DirectoryRows {
+            version: 1,
+            items: vec![
+                row(ItemKind::Agent, "301", agent, ItemSource::Pbx),
+                row(ItemKind::Queue, "602", queue("602"), ItemSource::Pbx),
+                row(ItemKind::Queue, "600", queue("600"), ItemSource::Console),
+            ],
+        })
+        .unwrap()
+    }
+
+    fn options() -> SyncOptions {
+        SyncOptions {
+            tenant: "default".into(),
+            ..SyncOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_partial_read_removes_nothing() {
+        let import = Import::default(); // queues_complete: false
+        let (ops, report) = plan(&stored(), &import, &options());
+        assert!(ops.is_empty(), "{ops:?}");
+        assert!(
+            report.notes[0].contains("could not be read whole"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn an_agent_a_console_queue_still_names_is_kept() {
+        let import = Import {
+            queues_complete: true,
+            ..Import::default()
+        };
+        let (ops, report) = plan(&stored(), &import, &options());
+        assert_eq!(report.changes, ["- queue 602"]);
+        assert!(matches!(&ops[..], [DirectoryOp::Delete(ItemKind::Queue, q)] if q == "602"));
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n
+                    .contains("agent 301 is gone from the PBX but still a member of queue 600")),
+            "{report:?}"
+        );
+    }
 }

@@ -82,6 +82,7 @@ pub fn import_dir(dir: &Path) -> Result<Import, ImportError> {
             let (queues, agents) = map_queues(conf, &dialplan, &names, &mut problems);
             import.queues = queues;
             import.agents = agents;
+            import.queues_complete = true;
         }
         None => problems.push(Problem::new(
             "queues.conf",

@@ -47,7 +47,7 @@ use crate::schedule::{ScheduleConfig, TimeCondition};
 
 use super::queues::{self, AgentBook, Setting};
 use super::routings;
-use super::walk::{finish, guard_at, Entry, Flow, Target, Unmapped};
+use super::walk::{announced, finish, guard_at, Entry, Flow, Target, Unmapped};
 use super::{Import, ImportError, Problem};
 
 /// MySQL's "no such table" and "unknown column".
@@ -143,6 +143,7 @@ pub async fn import_from(
     if !db.has_queues {
         import.queues = files.queues;
         import.agents = files.agents;
+        import.queues_complete = files.queues_complete;
     }
     if !db.has_routing {
         import.routings = files.routings;
@@ -166,11 +167,18 @@ async fn read_database(conn: &mut MySqlConnection) -> Result<Database, ImportErr
     let groups = read_timegroups(conn, problems).await?;
     let conditions = read_timeconditions(conn, problems).await?;
     let incoming = read_incoming(conn, problems).await?;
+    let announcements = read_announcements(conn, problems).await?;
     let has_queues = read_queues(conn, &mut import).await?;
     let has_routing = conditions.is_some();
     let conditions = conditions.unwrap_or_default();
     let queues = super::asterisk::queue_names(&import.queues);
-    let entries = entries(&groups, &conditions, incoming, &mut import.problems);
+    let entries = entries(
+        &groups,
+        &conditions,
+        &announcements,
+        incoming,
+        &mut import.problems,
+    );
     import.routings = routings::build(
         entries,
         &queues,
@@ -324,6 +332,46 @@ async fn read_timeconditions(
     Ok(Some(out))
 }
 
+/// One announcement: what it plays (its description) and where the call
+/// goes next.
+struct Announcement {
+    id: String,
+    description: String,
+    next: String,
+}
+
+async fn read_announcements(
+    conn: &mut MySqlConnection,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<Vec<Announcement>>, ImportError> {
+    let rows = sqlx::query("SELECT * FROM announcement")
+        .fetch_all(&mut *conn)
+        .await;
+    let Some(rows) = optional(
+        rows,
+        "announcement",
+        "an announcement's next destination is unknown, so it counts as closed",
+        problems,
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        rows.iter()
+            .map(|row| {
+                let id = text(row, "announcement_id").unwrap_or_default();
+                Announcement {
+                    description: text(row, "description")
+                        .filter(|d| !d.trim().is_empty())
+                        .unwrap_or_else(|| format!("announcement {id}")),
+                    next: text(row, "post_dest").unwrap_or_default(),
+                    id,
+                }
+            })
+            .collect(),
+    ))
+}
+
 /// One inbound route.
 struct InboundRoute {
     name: String,
@@ -348,31 +396,39 @@ async fn read_incoming(
     else {
         return Ok(None);
     };
-    Ok(Some(
-        rows.iter()
-            .map(|row| {
-                let did = text(row, "extension").unwrap_or_default();
-                let caller_id = text(row, "cidnum").unwrap_or_default();
-                let name = match text(row, "description").filter(|d| !d.trim().is_empty()) {
-                    Some(d) => format!("inbound route `{}`", d.trim()),
-                    None if did.is_empty() => "inbound route (any DID)".to_owned(),
-                    None => format!("inbound route {did}"),
-                };
-                InboundRoute {
-                    name,
-                    destination: text(row, "destination").unwrap_or_default(),
-                    caller_id,
-                    did,
-                }
-            })
-            .collect(),
-    ))
+    let mut routes: Vec<InboundRoute> = rows
+        .iter()
+        .map(|row| {
+            let did = text(row, "extension").unwrap_or_default();
+            let caller_id = text(row, "cidnum").unwrap_or_default();
+            let name = match text(row, "description").filter(|d| !d.trim().is_empty()) {
+                Some(d) => format!("inbound route `{}`", d.trim()),
+                None if did.is_empty() => "inbound route (any DID)".to_owned(),
+                None => format!("inbound route {did}"),
+            };
+            InboundRoute {
+                name,
+                destination: text(row, "destination").unwrap_or_default(),
+                caller_id,
+                did,
+            }
+        })
+        .collect();
+    // Two routes of one description are told apart by their DID.
+    let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    for route in &mut routes {
+        if names.iter().filter(|n| **n == route.name).count() > 1 {
+            route.name = format!("{} ({})", route.name, route.did);
+        }
+    }
+    Ok(Some(routes))
 }
 
 /// The entry points and where each routes.
 fn entries(
     groups: &[TimeGroup],
     conditions: &[TimeConditionRow],
+    announcements: &Option<Vec<Announcement>>,
     incoming: Option<Vec<InboundRoute>>,
     problems: &mut Vec<Problem>,
 ) -> Vec<Entry> {
@@ -419,6 +475,7 @@ fn entries(
             let mut resolver = Resolver {
                 groups,
                 conditions,
+                announcements: announcements.as_deref(),
                 notes: Vec::new(),
                 reaches_queue: false,
                 path: Vec::new(),
@@ -444,6 +501,8 @@ fn entries(
 struct Resolver<'a> {
     groups: &'a [TimeGroup],
     conditions: &'a [TimeConditionRow],
+    /// `None` when the table is missing.
+    announcements: Option<&'a [Announcement]>,
     notes: Vec<Problem>,
     reaches_queue: bool,
     /// Time conditions being resolved, to stop loops.
@@ -486,7 +545,28 @@ impl Resolver<'_> {
                 other => format!("blackhole-{other}"),
             }),
             c if c.starts_with("app-announcement-") => {
-                closed(format!("announcement-{}", &c["app-announcement-".len()..]))
+                let id = &c["app-announcement-".len()..];
+                let place = format!("announcement-{id}");
+                let Some(found) = self
+                    .announcements
+                    .and_then(|all| all.iter().find(|a| a.id == id))
+                else {
+                    return closed(place);
+                };
+                // It plays, then goes on: closed where it goes on to a
+                // hang-up, with its own text.
+                let key = format!("announcement {id}");
+                if self.path.contains(&key) || self.path.len() > 64 {
+                    return Err(unmapped(format!("announcement {id} leads back to itself")));
+                }
+                self.path.push(key);
+                let next = self.resolve(&found.next, "announcement", row_id(id));
+                self.path.pop();
+                let here = Target::Closed {
+                    place,
+                    sound: Some(found.description.clone()),
+                };
+                Ok(announced(next?, here))
             }
             "ext-local" if exten.starts_with("vm") => {
                 let mailbox = exten.trim_start_matches(|ch: char| ch.is_ascii_alphabetic());
@@ -672,8 +752,9 @@ async fn read_queues(conn: &mut MySqlConnection, import: &mut Import) -> Result<
         "queues_details",
         "queues imported without their settings and members",
         &mut import.problems,
-    )?
-    .unwrap_or_default();
+    )?;
+    import.queues_complete = details.is_some();
+    let details = details.unwrap_or_default();
     let names = user_names(conn, &mut import.problems).await?;
     let mut book = AgentBook::default();
     let shared: Vec<&(String, String, String)> = details
@@ -739,8 +820,9 @@ async fn read_queues(conn: &mut MySqlConnection, import: &mut Import) -> Result<
                         .strip_prefix("ext-queues,")
                         .and_then(|rest| rest.split(',').next())
                         .and_then(|q| q.parse::<QueueExtension>().ok());
+                    let known = |q: &QueueExtension| configs.iter().any(|(e, ..)| e == q.as_str());
                     match target {
-                        Some(target) if target != queue.extension => {
+                        Some(target) if target != queue.extension && known(&target) => {
                             queue.overflow = Some(Overflow::Queue(target));
                         }
                         _ => import.problems.push(Problem::new(

@@ -93,6 +93,10 @@ pub struct Import {
     /// Every agent named as a queue member. The PBX knows no XMPP JID or
     /// SIP URI for them, so both are `None` and the admin must add one.
     pub agents: Vec<AgentConfig>,
+    /// Whether the queues were read whole (their file or tables, settings
+    /// and members): when not, a sync leaves the stored queues and agents
+    /// as they are rather than take a partial read for removals.
+    pub queues_complete: bool,
     /// Where each inbound entry point routes a chat: an ordered routing
     /// of time conditions to queues, closures or the menu, with a default.
     pub routings: Vec<ImportedRouting>,
@@ -124,6 +128,23 @@ pub struct ImportedRouting {
     pub closures: Vec<ImportedClosure>,
     /// What the PBX announces where the channel's own closed text applies.
     pub closed_sound: Option<String>,
+}
+
+impl ImportedRouting {
+    /// Its name, and the other entry points that route this way (but the
+    /// `name,extension` forms of a context named whole).
+    pub fn label(&self) -> String {
+        let prefix = format!("{},", self.name);
+        let others: Vec<&str> = (self.entries.iter())
+            .filter(|e| **e != self.name && !e.starts_with(&prefix))
+            .map(String::as_str)
+            .collect();
+        if others.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{} (also {})", self.name, others.join(", "))
+        }
+    }
 }
 
 /// A place where the PBX stops a call, which becomes a named closure.
@@ -215,7 +236,7 @@ fn routing_toml(routing: &ImportedRouting) -> String {
         "# Routing of calls to {}, as the PBX routes them (first matching route wins).\n\
          # Paste this under the [[channels]] entry of the chat that should follow it,\n\
          # remove the `# `, and write each closure's text.\n",
-        routing.entries.join(", ")
+        routing.label()
     );
     if routing.schedule.timezone.is_none() {
         out.push_str(
@@ -392,7 +413,7 @@ impl Import {
             for r in &self.routings {
                 out.push_str(&format!(
                     "  {} (time zone: {}):\n",
-                    r.entries.join(", "),
+                    r.label(),
                     r.schedule
                         .timezone
                         .as_deref()

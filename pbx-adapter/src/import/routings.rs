@@ -74,15 +74,18 @@ pub(crate) fn build(
     let count_in = |context: &str| relevant.get(context).copied().unwrap_or(0);
     let mut out = Vec::new();
     for (routing, entries) in &groups {
-        // A context whose every entry point routes alike is named alone.
+        // A context whose every entry point routes alike is named alone
+        // (first); each `context,extension` is listed too, so a channel
+        // that follows one keeps finding it when its neighbours change.
         let mut names: Vec<String> = Vec::new();
-        for (c, e) in entries {
+        for (c, _) in entries {
             let here = entries.iter().filter(|(c2, _)| c2 == c).count();
-            let name = if here == count_in(c) {
-                c.clone()
-            } else {
-                entry_name(c, e)
-            };
+            if here == count_in(c) && !names.contains(c) {
+                names.push(c.clone());
+            }
+        }
+        for (c, e) in entries {
+            let name = entry_name(c, e);
             if !names.contains(&name) {
                 names.push(name);
             }

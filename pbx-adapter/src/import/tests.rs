@@ -315,7 +315,7 @@ fn dialplan_routing_keeps_precedence_defaults_and_closures() {
     ]);
     assert_eq!(import.routings.len(), 1, "{:#?}", import.routings);
     let r = &import.routings[0];
-    assert_eq!(r.entries, ["from-pstn"]);
+    assert_eq!(r.entries, ["from-pstn", "from-pstn,s"]);
     let cfg = &r.schedule;
     assert_eq!(cfg.timezone, None);
     let routes: Vec<(Vec<&str>, String)> = cfg

@@ -207,9 +207,9 @@ fn priority_of(text: &str, last: u32) -> Option<(u32, Option<String>)> {
         None => (text, None),
     };
     let number = match head {
-        "n" => last + 1,
+        "n" => last.checked_add(1)?,
         "s" => last,
-        h if h.starts_with("n+") => last + h[2..].parse::<u32>().ok()?,
+        h if h.starts_with("n+") => last.checked_add(h[2..].parse::<u32>().ok()?)?,
         h => h.parse().ok()?,
     };
     Some((number, label))
@@ -296,6 +296,9 @@ impl<'a> Plan<'a> {
                     at: line,
                 };
                 match context.extensions.iter_mut().find(|e| e.name == exten) {
+                    // Asterisk refuses a priority already in use: the
+                    // first one stays.
+                    Some(e) if e.steps.iter().any(|s| s.priority == number) => {}
                     Some(e) => e.steps.push(step),
                     None => context.extensions.push(Extension {
                         name: exten,
@@ -645,11 +648,50 @@ fn pattern_matches(pattern: &str, exten: &str) -> bool {
     go(&p, &e)
 }
 
+/// How specific a pattern is, as Asterisk orders them (`ext_cmp`): place
+/// by place, a literal character before a `[set]` (smaller first), `N`,
+/// `Z`, `X`, then `.` and `!`; the smallest key matches first.
+fn pattern_rank(pattern: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut chars = pattern.trim_start_matches('_').chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(match c.to_ascii_uppercase() {
+            'N' => 8,
+            'Z' => 9,
+            'X' => 10,
+            '.' => 1000,
+            '!' => 1001,
+            '[' => {
+                let mut members = 0u32;
+                let mut previous = None;
+                while let Some(m) = chars.next() {
+                    match m {
+                        ']' => break,
+                        '-' => {
+                            if let (Some(a), Some(&b)) = (previous, chars.peek()) {
+                                members += (b as u32).saturating_sub(a as u32);
+                                chars.next();
+                            }
+                        }
+                        _ => {
+                            members += 1;
+                            previous = Some(m);
+                        }
+                    }
+                }
+                members.max(1)
+            }
+            _ => 1,
+        });
+    }
+    out
+}
+
 impl<'a> Context<'a> {
     /// The context's own extension a dialled `exten` runs: the literal
-    /// one, else the first matching pattern (Asterisk sorts patterns by
-    /// specificity; the report notes when several match). Caller-ID
-    /// variants (`exten/cid`) are skipped.
+    /// one, else the most specific matching pattern, as Asterisk orders
+    /// them ([`pattern_rank`]). Caller-ID variants (`exten/cid`) are
+    /// skipped.
     fn own(&self, exten: &str) -> Option<&Extension<'a>> {
         let plain = |e: &&Extension<'a>| !e.name.contains('/');
         self.extensions
@@ -661,7 +703,7 @@ impl<'a> Context<'a> {
                     .iter()
                     .filter(plain)
                     .filter(|e| e.name.starts_with('_') && pattern_matches(&e.name, exten))
-                    .min_by_key(|e| e.name.matches(['.', '!']).count())
+                    .min_by_key(|e| pattern_rank(&e.name))
             })
     }
 }
@@ -670,8 +712,9 @@ struct Walker<'p, 'a> {
     plan: &'p Plan<'a>,
     notes: Vec<Problem>,
     reaches_queue: bool,
-    /// (context, extension, step) on the current path, to stop loops.
-    path: Vec<(String, String, usize)>,
+    /// (context, extension, `file:line` of the jump) on the current
+    /// path, to stop loops.
+    path: Vec<(String, String, String)>,
 }
 
 impl<'p, 'a> Walker<'p, 'a> {
@@ -682,8 +725,9 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
-    /// Runs `exten` at `priority` in `context`: own extensions, then
-    /// includes. `from` is the line that jumped here, for errors.
+    /// Runs `exten` at `priority` with the channel in `context`: its own
+    /// extensions, then its includes. `from` is the line that jumped here,
+    /// for errors.
     fn lookup(
         &mut self,
         context: &str,
@@ -692,7 +736,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         from: Option<&'a Line>,
     ) -> Result<Flow, Unmapped> {
         let plan = self.plan;
-        let Some(ctx) = plan.context(context) else {
+        if plan.context(context).is_none() {
             return match from {
                 Some(at) => Err(Unmapped::at(
                     at,
@@ -700,27 +744,53 @@ impl<'p, 'a> Walker<'p, 'a> {
                 )),
                 None => Ok(Flow::default()),
             };
+        }
+        let flow = self.search(context, context, exten, priority, &mut BTreeSet::new())?;
+        if let (None, Some(at), Priority::Label(label)) = (&flow.end, from, priority) {
+            if flow.routes.is_empty() {
+                return Err(Unmapped::at(
+                    at,
+                    format!("jumps to label `{label}` of `{exten}` in [{context}], which does not exist"),
+                ));
+            }
+        }
+        Ok(flow)
+    }
+
+    /// Looks `exten` up in `context` (the channel staying in `channel`, as
+    /// Asterisk keeps it when an include answers): an own extension with
+    /// that priority, else the includes in order, each context searched
+    /// once (Asterisk allows include loops and skips repeats).
+    fn search(
+        &mut self,
+        context: &str,
+        channel: &str,
+        exten: &str,
+        priority: &Priority,
+        searched: &mut BTreeSet<String>,
+    ) -> Result<Flow, Unmapped> {
+        let plan = self.plan;
+        let Some(ctx) = plan.context(context) else {
+            return Ok(Flow::default());
         };
-        if ctx
+        if !searched.insert(context.to_owned()) {
+            return Ok(Flow::default());
+        }
+        let with_cid = format!("{exten}/");
+        if let Some(e) = ctx
             .extensions
             .iter()
-            .any(|e| e.name.starts_with(&format!("{exten}/")))
+            .find(|e| e.name.starts_with(&with_cid))
         {
-            if let Some(e) = ctx
-                .extensions
-                .iter()
-                .find(|e| e.name.starts_with(&format!("{exten}/")))
-            {
-                let at = e.steps[0].at;
-                self.note(
-                    at,
-                    format!(
-                        "extension `{}` picks a route by the caller's number; a chat has no caller ID, \
-                         so only the route for other callers is imported",
-                        e.name
-                    ),
-                );
-            }
+            let at = e.steps[0].at;
+            self.note(
+                at,
+                format!(
+                    "extension `{}` picks a route by the caller's number; a chat has no caller ID, \
+                     so only the route for other callers is imported",
+                    e.name
+                ),
+            );
         }
         if let Some(extension) = ctx.own(exten) {
             let index = match priority {
@@ -730,27 +800,24 @@ impl<'p, 'a> Walker<'p, 'a> {
                     .iter()
                     .position(|s| s.label.as_deref() == Some(l)),
             };
-            return match index {
-                Some(i) => self.steps(ctx, extension, exten, i),
-                None => match from {
-                    Some(at) => Err(Unmapped::at(
-                        at,
-                        format!("jumps to priority {priority:?} of `{exten}` in [{context}], which does not exist"),
-                    )),
-                    None => Ok(Flow::default()),
-                },
-            };
+            if let Some(i) = index {
+                return self.steps(ctx, channel, extension, exten, i);
+            }
         }
         let mut flow = Flow::default();
         for include in &ctx.includes {
             if self.path.len() > MAX_DEPTH {
-                return Err(Unmapped::at(include.at, "includes nest too deep (a loop?)"));
+                return Err(Unmapped::at(include.at, "includes nest too deep"));
             }
-            self.path
-                .push((include.target.clone(), exten.to_owned(), usize::MAX));
-            let sub = self.lookup(&include.target, exten, priority, None);
-            self.path.pop();
-            let sub = sub?;
+            // A timed include is only entered while its time holds, so
+            // only then does it count as searched.
+            let sub = match &include.when {
+                None => self.search(&include.target, channel, exten, priority, searched)?,
+                Some(_) => {
+                    let mut inner = searched.clone();
+                    self.search(&include.target, channel, exten, priority, &mut inner)?
+                }
+            };
             match &include.when {
                 None => {
                     flow.routes.extend(sub.routes);
@@ -769,23 +836,26 @@ impl<'p, 'a> Walker<'p, 'a> {
         Ok(flow)
     }
 
-    /// Follows a jump from a step of `context`/`exten`.
+    /// Follows a jump made in the channel's context `channel`.
     fn jump(
         &mut self,
-        context: &Context<'a>,
+        channel: &str,
         exten: &str,
         target: &str,
         at: &'a Line,
     ) -> Result<Flow, Unmapped> {
         if target.contains('$') {
             let t = target.replace("${EXTEN}", exten);
-            if t.contains('$') {
+            if t.contains('$') || (t != target && exten.starts_with('_')) {
                 return Err(Unmapped::at(
                     at,
-                    format!("jumps to `{target}`, chosen through a dialplan variable that only the PBX can evaluate"),
+                    format!(
+                        "jumps to `{target}`, chosen through a dialplan variable (or the number \
+                         dialled) that only the PBX knows"
+                    ),
                 ));
             }
-            return self.jump(context, exten, &t, at);
+            return self.jump(channel, exten, &t, at);
         }
         let Some(jump) = parse_jump(target) else {
             return Err(Unmapped::at(
@@ -793,9 +863,13 @@ impl<'p, 'a> Walker<'p, 'a> {
                 format!("cannot read the jump target `{target}`"),
             ));
         };
-        let to_context = jump.context.unwrap_or_else(|| context.name.clone());
+        let to_context = jump.context.unwrap_or_else(|| channel.to_owned());
         let to_exten = jump.extension.unwrap_or_else(|| exten.to_owned());
-        let key = (to_context.clone(), to_exten.clone(), at.line);
+        let key = (
+            to_context.clone(),
+            to_exten.clone(),
+            format!("{}:{}", at.file, at.line),
+        );
         if self.path.contains(&key) || self.path.len() > MAX_DEPTH {
             return Err(Unmapped::at(
                 at,
@@ -816,61 +890,89 @@ impl<'p, 'a> Walker<'p, 'a> {
         Ok(flow)
     }
 
+    /// The end of the walk an application makes at step `i`, if it is one
+    /// that ends it (a queue, a hang-up, voicemail, an IVR menu).
+    fn terminal(
+        &mut self,
+        context: &Context<'a>,
+        extension: &Extension<'a>,
+        i: usize,
+        app: &str,
+        name: &str,
+        args: &str,
+    ) -> Option<Result<Flow, Unmapped>> {
+        let at = extension.steps[i].at;
+        let closed = || Some(Ok(Flow::ends(closed_at(context, extension, i))));
+        match app {
+            "queue" => {
+                let parts = split_args(args);
+                let queue = parts.first().map_or("", |q| q.trim());
+                if queue.is_empty() || queue.contains('$') {
+                    return Some(Err(Unmapped::at(
+                        at,
+                        format!("Queue({args}) picks the queue through a dialplan variable; only the PBX knows which"),
+                    )));
+                }
+                if let Some(options) = parts
+                    .get(1)
+                    .map(|o| o.trim())
+                    .filter(|o| !o.is_empty() && !o.contains('$'))
+                {
+                    self.note(
+                        at,
+                        format!("Queue() options `{options}` change what a caller hears or may do; they have no chat equivalent"),
+                    );
+                }
+                self.reaches_queue = true;
+                Some(Ok(Flow::ends(Target::Queue(queue.to_owned()))))
+            }
+            "hangup" | "busy" | "congestion" => closed(),
+            "voicemail" | "voicemailmain" => {
+                self.note(
+                    at,
+                    format!(
+                        "{name}({args}) takes a voice message; the chat shows its closed text and \
+                         alternatives instead"
+                    ),
+                );
+                closed()
+            }
+            "background" | "waitexten" => {
+                self.note(
+                    at,
+                    "an IVR menu: the chat shows the channel's chatbot menu; give it the \
+                     options this menu offers callers"
+                        .to_owned(),
+                );
+                Some(Ok(Flow::ends(Target::Menu(context.name.clone()))))
+            }
+            _ => None,
+        }
+    }
+
     /// Runs the steps of one extension from `index`.
     fn steps(
         &mut self,
         context: &Context<'a>,
+        channel: &str,
         extension: &Extension<'a>,
         exten: &str,
         index: usize,
     ) -> Result<Flow, Unmapped> {
         for i in index..extension.steps.len() {
             let step = &extension.steps[i];
+            // Asterisk runs priority after priority: a gap ends the call.
+            if i > index && step.priority != extension.steps[i - 1].priority + 1 {
+                return Ok(Flow::ends(closed_at(context, extension, i - 1)));
+            }
             let at = step.at;
             let args = step.args.as_str();
-            let closed = || Ok(Flow::ends(closed_at(context, extension, i)));
+            if let Some(end) = self.terminal(context, extension, i, &step.app, &step.name, args) {
+                return end;
+            }
             match step.app.as_str() {
-                "queue" => {
-                    let parts = split_args(args);
-                    let name = parts.first().map_or("", |q| q.trim());
-                    if name.is_empty() || name.contains('$') {
-                        return Err(Unmapped::at(
-                            at,
-                            format!("Queue({args}) picks the queue through a dialplan variable; only the PBX knows which"),
-                        ));
-                    }
-                    if let Some(options) = parts.get(1).map(|o| o.trim()).filter(|o| !o.is_empty() && !o.contains('$')) {
-                        self.note(
-                            at,
-                            format!("Queue() options `{options}` change what a caller hears or may do; they have no chat equivalent"),
-                        );
-                    }
-                    self.reaches_queue = true;
-                    return Ok(Flow::ends(Target::Queue(name.to_owned())));
-                }
-                "hangup" | "busy" | "congestion" => return closed(),
-                "voicemail" | "voicemailmain" => {
-                    self.note(
-                        at,
-                        format!(
-                            "{}({args}) takes a voice message; the chat shows its closed text and \
-                             alternatives instead",
-                            step.name
-                        ),
-                    );
-                    return closed();
-                }
-                "background" | "waitexten" => {
-                    self.note(
-                        at,
-                        "an IVR menu: the chat shows the channel's chatbot menu; give it the \
-                         options this menu offers callers"
-                            .to_owned(),
-                    );
-                    return Ok(Flow::ends(Target::Menu(context.name.clone())));
-                }
                 "goto" => {
-                    let flow = self.jump(context, exten, args, at)?;
+                    let flow = self.jump(channel, exten, args, at)?;
                     return Ok(announced(flow, closed_at(context, extension, i)));
                 }
                 "gotoiftime" | "execiftime" => {
@@ -878,16 +980,23 @@ impl<'p, 'a> Walker<'p, 'a> {
                         self.note(at, format!("{}({args}) has no `?`; passed over", step.name));
                         continue;
                     };
+                    // ExecIfTime(…?Hangup()) and the like end the call
+                    // while the condition holds.
+                    let mut ends_here = None;
                     let (t, f) = if step.app == "gotoiftime" {
                         branches(rest)
                     } else {
                         let (name, inner) = app_parts(rest);
-                        if !name.eq_ignore_ascii_case("goto") {
-                            self.note(
-                                at,
-                                format!("ExecIfTime runs {name}() at certain times; it does not route, so it is passed over"),
-                            );
-                            continue;
+                        let app = name.to_ascii_lowercase();
+                        if app != "goto" {
+                            ends_here = self.terminal(context, extension, i, &app, name, inner);
+                            if ends_here.is_none() {
+                                self.note(
+                                    at,
+                                    format!("ExecIfTime runs {name}() at certain times; it does not route, so it is passed over"),
+                                );
+                                continue;
+                            }
                         }
                         (inner.trim(), "")
                     };
@@ -898,8 +1007,11 @@ impl<'p, 'a> Walker<'p, 'a> {
                         ));
                     }
                     let cond = condition(spec, at, "time condition")?;
-                    let if_true = self.branch(context, extension, exten, i, t, at)?;
-                    let if_false = self.branch(context, extension, exten, i, f, at)?;
+                    let if_true = match ends_here {
+                        Some(end) => end?,
+                        None => self.branch(context, channel, extension, exten, i, t, at)?,
+                    };
+                    let if_false = self.branch(context, channel, extension, exten, i, f, at)?;
                     return Ok(guard(&[cond], if_true, at)?.then(if_false));
                 }
                 "gotoif" => {
@@ -912,7 +1024,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                         let (ta, tb) = (truthy(&a), truthy(&b));
                         if ta == tb {
                             let side = if ta { t } else { f };
-                            return self.branch(context, extension, exten, i, side, at);
+                            return self.branch(context, channel, extension, exten, i, side, at);
                         }
                         if spec.contains('$') {
                             return Err(Unmapped::at(
@@ -922,15 +1034,15 @@ impl<'p, 'a> Walker<'p, 'a> {
                         }
                         let cond = condition(&spec, at, "IFTIME condition")?;
                         let (when_holds, otherwise) = if ta { (t, f) } else { (f, t) };
-                        let if_holds = self.branch(context, extension, exten, i, when_holds, at)?;
-                        let if_not = self.branch(context, extension, exten, i, otherwise, at)?;
+                        let if_holds = self.branch(context, channel, extension, exten, i, when_holds, at)?;
+                        let if_not = self.branch(context, channel, extension, exten, i, otherwise, at)?;
                         return Ok(guard(&[cond], if_holds, at)?.then(if_not));
                     }
                     // Whether the call is answered yet only decides whether
                     // to answer it: both sides go on to the same place.
                     if expr.contains("CHANNEL(state)") {
                         if !f.is_empty() {
-                            return self.branch(context, extension, exten, i, f, at);
+                            return self.branch(context, channel, extension, exten, i, f, at);
                         }
                         continue;
                     }
@@ -946,7 +1058,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                         format!("GotoIf({expr}?…) tests {what}; imported as the path taken when it is false"),
                     );
                     if !f.is_empty() {
-                        return self.branch(context, extension, exten, i, f, at);
+                        return self.branch(context, channel, extension, exten, i, f, at);
                     }
                 }
                 "dial" => self.note(
@@ -982,9 +1094,11 @@ impl<'p, 'a> Walker<'p, 'a> {
     }
 
     /// One side of a conditional jump: a target, or (empty) the next step.
+    #[allow(clippy::too_many_arguments)]
     fn branch(
         &mut self,
         context: &Context<'a>,
+        channel: &str,
         extension: &Extension<'a>,
         exten: &str,
         index: usize,
@@ -992,9 +1106,9 @@ impl<'p, 'a> Walker<'p, 'a> {
         at: &'a Line,
     ) -> Result<Flow, Unmapped> {
         if target.is_empty() {
-            self.steps(context, extension, exten, index + 1)
+            self.steps(context, channel, extension, exten, index + 1)
         } else {
-            let flow = self.jump(context, exten, target, at)?;
+            let flow = self.jump(channel, exten, target, at)?;
             Ok(announced(flow, closed_at(context, extension, index)))
         }
     }
@@ -1019,19 +1133,24 @@ fn closed_at(context: &Context<'_>, extension: &Extension<'_>, index: usize) -> 
             break;
         }
     }
-    Target::Closed {
-        place: match label {
-            Some(l) => format!("{}-{l}", context.name),
-            None => context.name.clone(),
-        },
-        sound,
+    // A named extension (`holiday`) tells places apart; `s`, a pattern or
+    // a number is where calls come in.
+    let name = extension.name.as_str();
+    let named = name != "s" && !name.starts_with('_') && !name.bytes().all(|b| b.is_ascii_digit());
+    let mut place = context.name.clone();
+    if named {
+        place = format!("{place}-{name}");
     }
+    if let Some(l) = label {
+        place = format!("{place}-{l}");
+    }
+    Target::Closed { place, sound }
 }
 
 /// A call that heard an announcement before jumping, and then hangs up
-/// where nothing more is played (FreePBX's announcements all end in
+/// where nothing more is played (a FreePBX announcement followed by
 /// `app-blackhole`), closes with that announcement and its place.
-fn announced(mut flow: Flow, here: Target) -> Flow {
+pub(crate) fn announced(mut flow: Flow, here: Target) -> Flow {
     if !matches!(here, Target::Closed { sound: Some(_), .. }) {
         return flow;
     }

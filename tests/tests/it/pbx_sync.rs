@@ -60,6 +60,8 @@ async fn sync_brings_the_pbx_into_the_directory_and_shows_each_change() {
     // A console channel that follows the PBX's main number.
     let mut web = chatbot_channel("web", "Hello");
     web["pbx_routing"] = "from-pstn,0123456789".into();
+    // The PBX server's zone, which the dialplan does not say.
+    web["schedule"] = serde_json::json!({ "timezone": "Europe/Paris" });
     let (status, body) = admin.post_json("/api/v1/admin/channels", web).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
@@ -133,6 +135,7 @@ async fn sync_brings_the_pbx_into_the_directory_and_shows_each_change() {
     assert_eq!(routes[0]["to"]["closed"], "tc-support-closed");
     assert_eq!(routes[1]["to"]["queue"], "601");
     assert_eq!(channel["source"], "console");
+    assert_eq!(channel["schedule"]["timezone"], "Europe/Paris", "{channel}");
     assert_eq!(channel["options"].as_array().map(Vec::len), Some(2));
     assert!(
         channel["closures"]["tc-support-closed"]["text"].is_string(),

@@ -28,22 +28,31 @@ fn plan_of(text: &str) -> (ConfFile, Vec<Problem>) {
 fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Option<Target> {
     let tz = Tz::UTC;
     let holds = |spec: &str| spec.parse::<TimeCondition>().ok().map(|c| c.matches(t, tz));
-    // Finds the extension to run, following includes at `t`.
+    // Finds the extension to run, following includes at `t`, each
+    // context searched once.
     fn find<'p, 'a>(
         plan: &'p Plan<'a>,
         context: &str,
         exten: &str,
+        priority: &Priority,
         t: DateTime<Utc>,
-        depth: usize,
+        searched: &mut Vec<String>,
     ) -> Option<Option<(&'p Context<'a>, &'p Extension<'a>)>> {
-        if depth > 20 {
-            return None;
+        if searched.iter().any(|c| c == context) {
+            return Some(None);
         }
+        searched.push(context.to_owned());
         let Some(ctx) = plan.context(context) else {
             return Some(None);
         };
         if let Some(e) = ctx.own(exten) {
-            return Some(Some((ctx, e)));
+            let has = match priority {
+                Priority::Number(n) => e.steps.iter().any(|s| s.priority == *n),
+                Priority::Label(l) => e.steps.iter().any(|s| s.label.as_deref() == Some(l)),
+            };
+            if has {
+                return Some(Some((ctx, e)));
+            }
         }
         for include in &ctx.includes {
             if let Some(when) = &include.when {
@@ -51,7 +60,7 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
                     continue;
                 }
             }
-            if let Some(found) = find(plan, &include.target, exten, t, depth + 1)? {
+            if let Some(found) = find(plan, &include.target, exten, priority, t, searched)? {
                 return Some(Some(found));
             }
         }
@@ -66,7 +75,7 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
     };
     for _ in 0..200 {
         let (ctx_name, exten, priority) = at.clone();
-        let Some((ctx, ext)) = find(plan, &ctx_name, &exten, t, 0)? else {
+        let Some((ctx, ext)) = find(plan, &ctx_name, &exten, &priority, t, &mut Vec::new())? else {
             let t = Target::Closed {
                 place: ctx_name,
                 sound: None,
@@ -82,8 +91,10 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
         };
         let goto = |target: &str| -> Option<(String, String, Priority)> {
             let j = parse_jump(target)?;
+            // The channel stays in the context it was sent to, even when
+            // an include answered.
             Some((
-                j.context.unwrap_or_else(|| ctx.name.clone()),
+                j.context.unwrap_or_else(|| ctx_name.clone()),
                 j.extension.unwrap_or_else(|| exten.clone()),
                 j.priority,
             ))
@@ -92,6 +103,7 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
             let Some(step) = ext.steps.get(i) else {
                 break None;
             };
+
             let args = step.args.as_str();
             // The branch taken: `Some(target)` to jump, `Some("")` for the
             // next step.
@@ -109,8 +121,16 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
                 }
                 "execiftime" => {
                     let (spec, rest) = split_condition(args)?;
-                    let (_, inner) = app_parts(rest);
-                    Some(if holds(spec)? { inner.trim() } else { "" })
+                    let (name, inner) = app_parts(rest);
+                    match (holds(spec)?, name.to_ascii_lowercase().as_str()) {
+                        (false, _) => Some(""),
+                        (true, "goto") => Some(inner.trim()),
+                        (true, "hangup") => return Some(end(closed_at(ctx, ext, i), &announced)),
+                        (true, "queue") => {
+                            return Some(Target::Queue(split_args(inner)[0].trim().to_owned()))
+                        }
+                        (true, _) => Some(""),
+                    }
                 }
                 "gotoif" => {
                     let (expr, rest) = split_condition(args)?;
@@ -126,7 +146,17 @@ fn run_at(plan: &Plan<'_>, context: &str, exten: &str, t: DateTime<Utc>) -> Opti
                 _ => Some(""),
             };
             match taken {
-                Some("") => i += 1,
+                Some("") => {
+                    // A gap in the priorities ends the call.
+                    if ext
+                        .steps
+                        .get(i + 1)
+                        .is_some_and(|n| n.priority != ext.steps[i].priority + 1)
+                    {
+                        return Some(end(closed_at(ctx, ext, i), &announced));
+                    }
+                    i += 1
+                }
                 Some(target) => {
                     let here = closed_at(ctx, ext, i);
                     if matches!(here, Target::Closed { sound: Some(_), .. }) {
@@ -234,7 +264,7 @@ fn timed_includes_route_in_order_and_fall_through_to_the_next() {
          exten => _X.,1,Hangup()\n\
          [day]\n\
          exten => s,1,Queue(sales)\n\
-         exten => _X.,1,Goto(s,1)\n\
+         exten => _X.,1,Goto(day,s,1)\n\
          [night]\n\
          exten => _X.,1,VoiceMail(100@default)\n\
          exten => s,1,Goto(${CALLERID(num)},1)\n",
@@ -313,6 +343,71 @@ fn loops_and_zone_mismatches_are_unmapped_with_their_line() {
 }
 
 #[test]
+fn a_jump_without_context_stays_in_the_channel_context() {
+    // Asterisk keeps the channel in [in] when [day] answers through the
+    // include, so `Goto(s,1)` runs [in]'s own `s`.
+    let (conf, _) = plan_of(
+        "[in]\n\
+         exten => s,1,Hangup()\n\
+         include => day\n\
+         [day]\n\
+         exten => _X.,1,Goto(s,1)\n\
+         exten => s,1,Queue(sales)\n",
+    );
+    let plan = Plan::new(&conf);
+    let entries = plan.entries();
+    let e = entry(&entries, "in", "_X.");
+    assert_eq!(e.routing.as_ref().unwrap().default, closed("in"));
+}
+
+#[test]
+fn include_loops_gaps_duplicates_and_exec_if_time_hangup() {
+    let (conf, _) = plan_of(
+        "[entry]\n\
+         exten => s,1,Goto(a,s,1)\n\
+         exten => 5,1,Goto(a,5,1)\n\
+         [a]\n\
+         include => b\n\
+         include => c\n\
+         [b]\n\
+         include => a\n\
+         [c]\n\
+         exten => s,1,ExecIfTime(18:00-07:59,*,*,*?Hangup())\n\
+         exten => s,2,Queue(q)\n\
+         exten => s,2,Queue(other)\n\
+         exten => 5,1,NoOp()\n\
+         exten => 5,3,Queue(q)\n",
+    );
+    let plan = Plan::new(&conf);
+    let entries = plan.entries();
+    // The include loop is skipped as Asterisk does; the night hangs up;
+    // the duplicate priority 2 is the first one.
+    let s = entry(&entries, "entry", "s").routing.as_ref().unwrap();
+    assert_eq!(specs(s), vec![(vec!["18:00-07:59,*,*,*"], &closed("c"))]);
+    assert_eq!(s.default, q("q"));
+    // A gap after priority 1 ends the call.
+    let five = entry(&entries, "entry", "5").routing.as_ref().unwrap();
+    assert_eq!(five.default, closed("c"));
+}
+
+#[test]
+fn the_most_specific_pattern_wins() {
+    let (conf, _) = plan_of(
+        "[in]\n\
+         exten => _X.,1,Queue(any)\n\
+         exten => _08.,1,Queue(free)\n\
+         [jump]\n\
+         exten => s,1,Goto(in,0812,1)\n",
+    );
+    let plan = Plan::new(&conf);
+    let entries = plan.entries();
+    let e = entry(&entries, "jump", "s");
+    assert_eq!(e.routing.as_ref().unwrap().default, q("free"));
+    assert!(pattern_rank("_08.") < pattern_rank("_X."));
+    assert!(pattern_rank("_[1-3]X") < pattern_rank("_NX"));
+}
+
+#[test]
 fn patterns_match_as_asterisk_reads_them() {
     for (p, e, m) in [
         ("_X.", "0123", true),
@@ -350,6 +445,8 @@ enum Op {
     IfTimeFn(usize, bool, usize),
     /// ExecIfTime(cond?Goto(ctx,s,1)).
     ExecIfTime(usize, usize),
+    /// ExecIfTime(cond?Hangup()).
+    ExecIfTimeHangup(usize),
     /// GotoIf on a variable (walked as false).
     Toggle(usize),
     Queue(usize),
@@ -385,6 +482,7 @@ fn random_plan() -> impl Strategy<Value = RandomPlan> {
                 .prop_map(|(c, t, f)| Op::IfTime(c, t, f)),
             1 => (cond.clone(), any::<bool>(), target.clone()).prop_map(|(c, v, t)| Op::IfTimeFn(c, v, t)),
             1 => (cond.clone(), target.clone()).prop_map(|(c, t)| Op::ExecIfTime(c, t)),
+            1 => cond.clone().prop_map(Op::ExecIfTimeHangup),
             1 => target.clone().prop_map(Op::Toggle),
             1 => (0..3usize).prop_map(Op::Queue),
             1 => Just(Op::Hangup),
@@ -404,7 +502,14 @@ fn random_plan() -> impl Strategy<Value = RandomPlan> {
                         Vec::new(),
                         ops.into_iter()
                             .filter(|o| {
-                                matches!(o, Op::Queue(_) | Op::Hangup | Op::Noop | Op::Playback(_))
+                                matches!(
+                                    o,
+                                    Op::Queue(_)
+                                        | Op::Hangup
+                                        | Op::Noop
+                                        | Op::Playback(_)
+                                        | Op::ExecIfTimeHangup(_)
+                                )
                             })
                             .collect(),
                     )
@@ -443,6 +548,7 @@ impl RandomPlan {
                     Op::ExecIfTime(c, t) => {
                         format!("ExecIfTime({}?Goto(c{t},s,1))", CONDITIONS[*c])
                     }
+                    Op::ExecIfTimeHangup(c) => format!("ExecIfTime({}?Hangup())", CONDITIONS[*c]),
                     Op::Toggle(t) => format!("GotoIf($[\"${{DB(TC/1)}}\" = \"true\"]?c{t},s,1)"),
                     Op::Queue(n) => format!("Queue(q{n})"),
                     Op::Hangup => "Hangup()".to_owned(),
