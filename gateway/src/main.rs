@@ -312,11 +312,23 @@ async fn pbx_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<()> {
         xmpp_pattern: args.xmpp_pattern.clone(),
         sip_pattern: args.sip_pattern.clone(),
     };
+    // With --every, the same notes each round would drown the changes:
+    // they are printed when they differ from the last round's.
+    let mut last_notes: Vec<String> = Vec::new();
+    let mut say_notes = |notes: Vec<String>| {
+        if notes != last_notes {
+            for note in &notes {
+                eprintln!("note: {note}");
+            }
+            last_notes = notes;
+        }
+    };
     loop {
         let round = async {
             let import = read_pbx(&args.source)
                 .await
-                .context("cannot read the PBX; nothing changed")?;
+                .context("cannot read the PBX; nothing changed")
+                .map_err(|e| (e, Vec::new()))?;
             println!(
                 "read from the PBX: {} queue(s), {} agent(s), {} routing(s); {} problem(s) \
                  (`frontdesk pbx import` lists them)",
@@ -328,11 +340,9 @@ async fn pbx_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<()> {
             let report = match sync(&store, &import, &options).await {
                 Ok(report) => report,
                 Err(refused) => {
-                    for note in &refused.notes {
-                        eprintln!("note: {note}");
-                    }
-                    return Err(anyhow::Error::new(refused.source)
-                        .context("the directory refused the PBX's items; nothing changed"));
+                    let error = anyhow::Error::new(refused.source)
+                        .context("the directory refused the PBX's items; nothing changed");
+                    return Err((error, refused.notes));
                 }
             };
             for change in &report.changes {
@@ -342,16 +352,18 @@ async fn pbx_sync(config: &Config, args: &SyncArgs) -> anyhow::Result<()> {
                 Some(v) => println!("directory version {v}"),
                 None => println!("no change"),
             }
-            for note in &report.notes {
-                eprintln!("note: {note}");
-            }
-            anyhow::Ok(())
+            Ok::<_, (anyhow::Error, Vec<String>)>(report.notes)
         };
-        match (round.await, args.every) {
-            (Ok(()), None) => return Ok(()),
-            (Err(e), None) => return Err(e),
-            (Err(e), Some(_)) => eprintln!("error: {e:#}"),
-            (Ok(()), Some(_)) => {}
+        let outcome = round.await;
+        let notes = match &outcome {
+            Ok(notes) | Err((_, notes)) => notes.clone(),
+        };
+        say_notes(notes);
+        match (outcome, args.every) {
+            (Ok(_), None) => return Ok(()),
+            (Err((e, _)), None) => return Err(e),
+            (Err((e, _)), Some(_)) => eprintln!("error: {e:#}"),
+            (Ok(_), Some(_)) => {}
         }
         let every = args.every.expect("checked above");
         tokio::select! {

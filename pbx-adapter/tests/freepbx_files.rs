@@ -109,6 +109,11 @@ fn queues_members_and_names_come_from_the_generated_files() {
             ("601", vec!["202", "203"], Some(120))
         ]
     );
+    // After its max wait, queue 601 goes on to queue 600, as the dialplan does.
+    assert_eq!(
+        import.queues[1].overflow,
+        Some(pbx_adapter::queue::Overflow::Queue("600".parse().unwrap()))
+    );
     let agents: Vec<(&str, &str)> = import
         .agents
         .iter()
@@ -152,8 +157,8 @@ fn queues_members_and_names_come_from_the_generated_files() {
             p(
                 "extensions_additional.conf",
                 95,
-                "queue 601: after 120 s the PBX continues the dialplan after Queue(); Frontdesk \
-                 shows the contact alternatives (set `overflow` to move the chat to another queue)"
+                "queue 601: after 120 s the PBX sends callers on to queue 600; imported as its \
+                 overflow"
             ),
             p(
                 "extensions_additional.conf",

@@ -174,6 +174,8 @@ fn map_queues(
     let mut book = AgentBook::default();
     let mut queues = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
+    // (queue index, (name of the queue callers go on to, where it is said)).
+    let mut onward: Vec<(usize, (String, (String, usize)))> = Vec::new();
     for section in conf.used_sections() {
         let name = section.name.as_str();
         if name.eq_ignore_ascii_case("general") {
@@ -222,8 +224,38 @@ fn map_queues(
             .collect();
         let mut queue =
             queues::map_queue(extension, name.to_owned(), &settings, &mut book, problems);
-        apply_max_wait(&mut queue, &calls, problems);
+        if let Some(then) = apply_max_wait(&mut queue, &calls, problems) {
+            onward.push((queues.len(), then));
+        }
         queues.push(queue);
+    }
+    // The queue the dialplan sends a caller on to is the chat's overflow.
+    let by_name = queue_names(&queues);
+    for (index, (then, call)) in onward {
+        let queue = &mut queues[index];
+        let q = queue.extension.clone();
+        let secs = queue.max_wait_secs.unwrap_or_default();
+        match by_name.get(&then.to_ascii_lowercase()) {
+            Some(target) if *target != q => {
+                queue.overflow = Some(crate::queue::Overflow::Queue(target.clone()));
+                problems.push(Problem::new(
+                    &call.0,
+                    call.1,
+                    format!(
+                        "queue {q}: after {secs} s the PBX sends callers on to queue {target}; \
+                         imported as its overflow"
+                    ),
+                ));
+            }
+            _ => problems.push(Problem::new(
+                &call.0,
+                call.1,
+                format!(
+                    "queue {q}: after {secs} s the PBX sends callers on to queue `{then}`, which \
+                     the import did not find; Frontdesk shows the contact alternatives"
+                ),
+            )),
+        }
     }
     (queues, book.into_agents_named(names))
 }
@@ -275,19 +307,21 @@ fn queue_extension(
     }
 }
 
-/// Takes `max_wait_secs` from the `Queue()` calls when they agree.
+/// Takes `max_wait_secs` from the `Queue()` calls when they agree, and
+/// returns the queue they all send callers on to afterwards, if any (with
+/// the file and line that says so).
 fn apply_max_wait(
     queue: &mut crate::queue::QueueConfig,
     calls: &[&QueueCall],
     problems: &mut Vec<Problem>,
-) {
+) -> Option<(String, (String, usize))> {
     let waits: Vec<&QueueCall> = calls
         .iter()
         .copied()
         .filter(|c| c.max_wait.is_some())
         .collect();
     let Some(first) = waits.first() else {
-        return;
+        return None;
     };
     let q = &queue.extension;
     if waits.len() != calls.len() || waits.iter().any(|c| c.max_wait != first.max_wait) {
@@ -299,13 +333,17 @@ fn apply_max_wait(
                  max_wait_secs not imported"
             ),
         ));
-        return;
+        return None;
     }
     let text = first.max_wait.as_deref().unwrap_or_default();
     match text.parse::<u32>() {
-        Ok(0) => {}
+        Ok(0) => None,
         Ok(secs) => {
             queue.max_wait_secs = Some(secs);
+            let then = first.then.clone();
+            if then.is_some() && calls.iter().all(|c| c.then == then) {
+                return then.map(|t| (t, (first.file.clone(), first.line)));
+            }
             problems.push(Problem::new(
                 &first.file,
                 first.line,
@@ -315,11 +353,17 @@ fn apply_max_wait(
                      to another queue)"
                 ),
             ));
+            None
         }
-        Err(_) => problems.push(Problem::new(
-            &first.file,
-            first.line,
-            format!("queue {q}: Queue() timeout `{text}` is not a number of seconds; not imported"),
-        )),
+        Err(_) => {
+            problems.push(Problem::new(
+                &first.file,
+                first.line,
+                format!(
+                    "queue {q}: Queue() timeout `{text}` is not a number of seconds; not imported"
+                ),
+            ));
+            None
+        }
     }
 }

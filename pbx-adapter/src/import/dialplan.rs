@@ -16,6 +16,9 @@ pub(crate) struct QueueCall {
     pub extension: String,
     /// The fifth argument: seconds a caller may wait, if given.
     pub max_wait: Option<String>,
+    /// The queue the dialplan sends a caller on to when `Queue()` returns
+    /// (`Goto(ext-queues,600,1)` or `Queue(other)` next), by name.
+    pub then: Option<String>,
     pub file: String,
     pub line: usize,
 }
@@ -32,9 +35,36 @@ fn dialled(extension: &str) -> bool {
     !extension.starts_with('_') && !extension.contains('$') && !SPECIAL.contains(&extension)
 }
 
+/// What a step after `Queue()` does with a caller it returned.
+enum Next {
+    /// Bookkeeping that does not route (FreePBX clears flags first).
+    Passed,
+    Queue(String),
+    Other,
+}
+
+fn next_queue(app: &str, args: &str) -> Next {
+    match app.to_ascii_lowercase().as_str() {
+        "set" | "noop" | "gosub" | "macro" | "execif" | "verbose" | "log" => Next::Passed,
+        "queue" => match split_args(args).first().map(|q| q.trim()) {
+            Some(q) if !q.is_empty() && !q.contains('$') => Next::Queue(q.to_owned()),
+            _ => Next::Other,
+        },
+        "goto" => match split_args(args)
+            .iter()
+            .map(|a| a.trim())
+            .collect::<Vec<_>>()[..]
+        {
+            ["ext-queues", q, _] if !q.contains('$') => Next::Queue(q.to_owned()),
+            _ => Next::Other,
+        },
+        _ => Next::Other,
+    }
+}
+
 /// Reads the queue calls of a dialplan.
 pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
-    let mut queue_calls = Vec::new();
+    let mut queue_calls: Vec<QueueCall> = Vec::new();
     for section in conf.used_sections() {
         let context = section.name.as_str();
         if context.eq_ignore_ascii_case("general") || context.eq_ignore_ascii_case("globals") {
@@ -44,6 +74,8 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
         // `Set(NAME=value)` seen in the current extension (FreePBX sets
         // QMAXWAIT just before its Queue() call).
         let mut set: Vec<(String, String)> = Vec::new();
+        // The queue call of this extension whose next step is not seen yet.
+        let mut pending: Option<usize> = None;
         for line in &section.lines {
             let app = match line.name.to_ascii_lowercase().as_str() {
                 "exten" => {
@@ -53,6 +85,7 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
                     };
                     if extension.as_deref() != Some(exten.trim()) {
                         set.clear();
+                        pending = None;
                     }
                     extension = Some(exten.trim().to_owned());
                     app
@@ -77,6 +110,16 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
             let Some(exten) = extension.as_deref() else {
                 continue;
             };
+            if let Some(i) = pending {
+                match next_queue(name, args) {
+                    Next::Passed => {}
+                    Next::Queue(q) => {
+                        queue_calls[i].then = Some(q);
+                        pending = None;
+                    }
+                    Next::Other => pending = None,
+                }
+            }
             if name.eq_ignore_ascii_case("set") {
                 if let Some((var, value)) = args.split_once('=') {
                     if !value.contains('$') {
@@ -116,9 +159,11 @@ pub(crate) fn map(conf: &ConfFile, problems: &mut Vec<Problem>) -> Dialplan {
                             t
                         })
                         .filter(|t| !t.is_empty()),
+                    then: None,
                     file: line.file.clone(),
                     line: line.line,
                 });
+                pending = Some(queue_calls.len() - 1);
             }
         }
     }

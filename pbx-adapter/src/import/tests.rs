@@ -457,3 +457,53 @@ proptest! {
         let _ = imported.to_toml();
     }
 }
+
+#[test]
+fn the_queue_a_dialplan_goes_on_to_after_the_wait_is_the_overflow() {
+    let import = import(&[
+        (
+            "queues.conf",
+            "[support]\nmember => PJSIP/101\n[sales]\nmember => PJSIP/102\n[billing]\n",
+        ),
+        (
+            "extensions.conf",
+            "[internal]\n\
+             exten => 601,1,Queue(support,,,,60)\n\
+              same => n,Set(X=1)\n\
+              same => n,Queue(sales)\n\
+             exten => 600,1,Queue(sales,,,,30)\n\
+             exten => 602,1,Queue(billing,,,,30)\n\
+              same => n,Goto(ext-queues,999,1)\n",
+        ),
+    ]);
+    // `Queue(sales)` is dialled from two extensions, so `sales` keeps its
+    // name as extension (reported elsewhere).
+    let sales = import
+        .queues
+        .iter()
+        .find(|q| q.name == "sales")
+        .unwrap()
+        .clone();
+    let support = import.queues.iter().find(|q| q.name == "support").unwrap();
+    assert_eq!(support.max_wait_secs, Some(60));
+    assert_eq!(
+        support.overflow,
+        Some(crate::queue::Overflow::Queue(sales.extension.clone()))
+    );
+    assert_eq!(sales.overflow, None);
+    let texts = texts(&import);
+    assert!(
+        texts.contains(
+            &"extensions.conf:2: queue 601: after 60 s the PBX sends callers on to queue sales; \
+              imported as its overflow"
+                .to_owned()
+        ),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("sends callers on to queue `999`, which the import did not find")),
+        "{texts:?}"
+    );
+}
