@@ -174,8 +174,8 @@ fn map_queues(
     let mut book = AgentBook::default();
     let mut queues = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    // (queue index, (name of the queue callers go on to, where it is said)).
-    let mut onward: Vec<(usize, (String, (String, usize)))> = Vec::new();
+    // Queue index, and the queue its callers go on to.
+    let mut onward: Vec<(usize, Onward)> = Vec::new();
     for section in conf.used_sections() {
         let name = section.name.as_str();
         if name.eq_ignore_ascii_case("general") {
@@ -307,6 +307,10 @@ fn queue_extension(
     }
 }
 
+/// The queue callers go on to after a queue's max wait, by name, and the
+/// file and line that says so.
+type Onward = (String, (String, usize));
+
 /// Takes `max_wait_secs` from the `Queue()` calls when they agree, and
 /// returns the queue they all send callers on to afterwards, if any (with
 /// the file and line that says so).
@@ -314,15 +318,13 @@ fn apply_max_wait(
     queue: &mut crate::queue::QueueConfig,
     calls: &[&QueueCall],
     problems: &mut Vec<Problem>,
-) -> Option<(String, (String, usize))> {
+) -> Option<Onward> {
     let waits: Vec<&QueueCall> = calls
         .iter()
         .copied()
         .filter(|c| c.max_wait.is_some())
         .collect();
-    let Some(first) = waits.first() else {
-        return None;
-    };
+    let first = waits.first()?;
     let q = &queue.extension;
     if waits.len() != calls.len() || waits.iter().any(|c| c.max_wait != first.max_wait) {
         problems.push(Problem::new(
