@@ -132,6 +132,17 @@ const btn = (page, name) => page.getByRole('button', { name, exact: true });
 const link = (page, name) => page.getByRole('link', { name, exact: true });
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** Creates `channel` through the admin API from a console page (with its CSRF token). */
+async function createChannel(page, channel) {
+  return page.evaluate(async (body) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch('/api/v1/admin/channels', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(body),
+    });
+    return { status: r.status, body: await r.text() };
+  }, channel);
+}
+
 /** The channel as the admin API has it (a GET: no CSRF token needed). */
 async function apiChannel(key) {
   const r = await admin.context.request.get(`${BASE}/api/v1/admin/channels/${encodeURIComponent(key)}`);
@@ -1084,13 +1095,7 @@ test('French: the queue form, its refused fields, the business-hours check and t
 test('a channel that routes by time shows its routes, and the hours check names the route and where it goes', async () => {
   const key = `routed-${RUN}`;
   const page = await go('/admin/channels');
-  const created = await page.evaluate(async (channel) => {
-    const csrf = document.querySelector('meta[name="csrf-token"]').content;
-    const r = await fetch('/api/v1/admin/channels', {
-      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(channel),
-    });
-    return { status: r.status, body: await r.text() };
-  }, {
+  const created = await createChannel(page, {
     key, name: 'Routed Shop', mode: 'live', allowed_origins: [PAGES],
     schedule: {
       timezone: 'Europe/Paris',
@@ -1159,13 +1164,7 @@ test('a PBX sync: its queue is listed as the PBX\'s and read-only, and a channel
   if (!sync) return t.skip('FRONTDESK_PBX_SYNC_CMD is not set');
   const key = `pbx-${RUN}`;
   const page = await go('/admin/channels');
-  const created = await page.evaluate(async (channel) => {
-    const csrf = document.querySelector('meta[name="csrf-token"]').content;
-    const r = await fetch('/api/v1/admin/channels', {
-      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(channel),
-    });
-    return { status: r.status, body: await r.text() };
-  }, { key, name: 'PBX Shop', mode: 'live', queue: '600', allowed_origins: [PAGES] });
+  const created = await createChannel(page, { key, name: 'PBX Shop', mode: 'live', queue: '600', allowed_origins: [PAGES] });
   assert.equal(created.status, 201, created.body);
   // The admin names the PBX entry point in the editor.
   await go(`/admin/channels/${key}`, page);
@@ -1214,13 +1213,7 @@ test('a PBX sync: its queue is listed as the PBX\'s and read-only, and a channel
 test('the preview of a channel whose route closes it now shows that closure\'s own text', async () => {
   const key = `gone-${RUN}`;
   const page = await go('/admin/channels');
-  const created = await page.evaluate(async (channel) => {
-    const csrf = document.querySelector('meta[name="csrf-token"]').content;
-    const r = await fetch('/api/v1/admin/channels', {
-      method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(channel),
-    });
-    return { status: r.status, body: await r.text() };
-  }, {
+  const created = await createChannel(page, {
     key, name: 'Gone Shop', mode: 'live', queue: '600', allowed_origins: [PAGES],
     schedule: { routes: [{ when: '*,*,*,*', to: { closed: 'gone' } }], default: 'open' },
     closed: { text: 'Closed for the night.', alternatives: [] },

@@ -1000,12 +1000,6 @@ impl<'p, 'a> Walker<'p, 'a> {
                         }
                         (inner.trim(), "")
                     };
-                    if spec.contains('$') {
-                        return Err(Unmapped::at(
-                            at,
-                            format!("time condition `{spec}` uses dialplan variables, which only the PBX can evaluate"),
-                        ));
-                    }
                     let cond = condition(spec, at, "time condition")?;
                     let if_true = match ends_here {
                         Some(end) => end?,
@@ -1025,12 +1019,6 @@ impl<'p, 'a> Walker<'p, 'a> {
                         if ta == tb {
                             let side = if ta { t } else { f };
                             return self.branch(context, channel, extension, exten, i, side, at);
-                        }
-                        if spec.contains('$') {
-                            return Err(Unmapped::at(
-                                at,
-                                format!("time condition `{spec}` uses dialplan variables, which only the PBX can evaluate"),
-                            ));
                         }
                         let cond = condition(&spec, at, "IFTIME condition")?;
                         let (when_holds, otherwise) = if ta { (t, f) } else { (f, t) };
